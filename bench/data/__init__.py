@@ -1,0 +1,1 @@
+"""One data pipeline: dataset readers -> split manifest -> image cache -> batches (SPEC §3, §5)."""

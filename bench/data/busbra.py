@@ -1,0 +1,48 @@
+"""BUS-BRA (Gómez-Flores et al. 2024) reader (SPEC §5).
+
+``<root>/bus_data.csv`` (``ID,Case,Histology,Pathology,BIRADS,Device,Width,Height,Side,BBOX``),
+images ``Images/<ID>.png``, masks ``Masks/mask_<ID without 'bus_'>.png``. The patient (``Case``)
+is the duplicate group, so one patient never straddles train/test or two folds (SPEC §3).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from bench.data.index import DataIndex, Sample, check_unique_ids, parse_label
+from bench.errors import BenchError
+
+REQUIRED = ("ID", "Case", "Pathology")
+
+
+def looks_like_busbra(root: Path) -> bool:
+    return (root / "bus_data.csv").is_file()
+
+
+def read_busbra(root: Path) -> DataIndex:
+    """Index a BUS-BRA tree; a row whose image is missing is an error naming the file."""
+    csv = root / "bus_data.csv"
+    try:
+        df = pd.read_csv(csv, dtype=str)
+    except (OSError, ValueError) as exc:
+        raise BenchError(f"{csv}: cannot read CSV ({exc})") from None
+    missing = [c for c in REQUIRED if c not in df.columns]
+    if missing:
+        raise BenchError(f"{csv}: missing column(s) {', '.join(missing)}; BUS-BRA needs "
+                         f"{', '.join(REQUIRED)}")
+    samples = []
+    for row_no, row in enumerate(df.itertuples(index=False), start=2):
+        image_id = str(row.ID).strip()
+        rel = f"Images/{image_id}.png"
+        if not (root / rel).is_file():
+            raise BenchError(f"{root / rel}: image listed in {csv.name} (line {row_no}) is missing")
+        mask = f"Masks/mask_{image_id.removeprefix('bus_')}.png"
+        samples.append(Sample(
+            id=image_id, path=rel, label=parse_label(row.Pathology, f"{csv} line {row_no}"),
+            group=f"case:{str(row.Case).strip()}",
+            masks=(mask,) if (root / mask).is_file() else (),
+        ))
+    check_unique_ids(samples, csv)
+    return DataIndex(kind="busbra", root=root, samples=samples)

@@ -1,0 +1,46 @@
+"""Run profiles: the paper's protocol and reduced settings for CPUs and tests (issue 2).
+
+Explicit command-line flags override any profile field; both are recorded in ``config.json``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+from bench.errors import BenchError
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    img_size: int | None  # None: the model's own input size (SPEC: 299 for Fus2Net)
+    batch_size: int
+    epochs: int | None  # None: the model recipe's epochs (53 for Fus2Net)
+    folds: int  # 0: no cross-validation, only the final fit
+    train_limit: int | None = None  # cap on training images per fit (stratified), smoke only
+    description: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+PROFILES: dict[str, Profile] = {
+    "paper": Profile("paper", None, 16, None, 10,
+                     description="SPEC recipe exactly: model input size, batch 16, 53 epochs, "
+                                 "10-fold CV + final fit"),
+    "quick": Profile("quick", 96, 16, 8, 0,
+                     description="CPU-sized: 96 px, batch 16, 8 epochs, final fit only "
+                                 "(Fus2Net ≈ 4 min on 2 cores)"),
+    "smoke": Profile("smoke", 64, 16, 1, 2, train_limit=64,
+                     description="seconds, for tests: 64 px, 1 epoch, 2 folds of 64 images"),
+}
+
+
+def resolve_profile(name: str, device_type: str, **overrides) -> Profile:
+    """Pick a profile (``auto``: paper on CUDA, quick on CPU) and apply non-None overrides."""
+    if name == "auto":
+        name = "paper" if device_type == "cuda" else "quick"
+    if name not in PROFILES:
+        raise BenchError(f"--profile {name!r} is not one of auto, {', '.join(PROFILES)}")
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    return replace(PROFILES[name], **changes)

@@ -1,0 +1,193 @@
+"""The benchmark protocol (SPEC §3): K-fold CV on the training set, a final fit, one test evaluation.
+
+Each stage (``fold_0`` … ``fold_{K-1}``, ``final``) writes its predictions, metrics and weights
+atomically into ``<run>/stages/<stage>/`` as soon as it ends, then a ``done.json`` holding the run's
+config hash and the files' SHA-256. Rerunning the same command reuses every stage whose
+``done.json`` matches (resume); others are trained again. A stage whose loss becomes NaN/inf is
+recorded as failed (``failed.json``) and the other stages go on.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from bench.atomic import write_atomic, write_csv, write_json
+from bench.data.augment import AugmentConfig, flip_balance
+from bench.data.loader import ImageCache
+from bench.metrics import METRIC_NAMES, binary_metrics
+from bench.records import file_sha256
+from bench.train import TrainingDiverged, TrainSettings, predict, train_model
+from models import create_model, get_model_config
+
+PRED_COLUMNS = ["id", "path", "label", "prob_malignant", "split", "fold"]
+
+
+@dataclass
+class StageResult:
+    name: str
+    status: str  # "done" | "reused" | "failed"
+    predictions: pd.DataFrame | None
+    metrics: dict | None
+    seconds: float
+    message: str = ""
+
+
+def stage_plan(rows: pd.DataFrame, folds: int) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """``(stage, train_positions, eval_positions)`` over ``rows`` (train + test manifest rows).
+
+    CV fold ``k`` of a K-fold run holds the manifest folds ``f`` with ``f % K == k``, so a 10-fold
+    manifest also serves 2- or 5-fold runs without ever splitting a duplicate group.
+    """
+    train = np.nonzero((rows.split == "train").to_numpy())[0]
+    test = np.nonzero((rows.split == "test").to_numpy())[0]
+    plan = []
+    if folds:
+        fold_of = rows.fold.to_numpy()[train] % folds
+        for k in range(folds):
+            plan.append((f"fold_{k}", train[fold_of != k], train[fold_of == k]))
+    plan.append(("final", train, test))
+    return plan
+
+
+def limit_stratified(positions: np.ndarray, labels: np.ndarray, limit: int | None,
+                     rng: np.random.Generator) -> np.ndarray:
+    """At most ``limit`` positions, keeping the class ratio (smoke runs only)."""
+    if limit is None or len(positions) <= limit:
+        return positions
+    keep = []
+    for c in (0, 1):
+        pos = positions[labels[positions] == c]
+        n = max(1, round(limit * len(pos) / len(positions)))
+        keep.append(rng.choice(pos, size=min(n, len(pos)), replace=False))
+    return np.sort(np.concatenate(keep))
+
+
+def _stage_valid(folder: Path, run_hash: str) -> bool:
+    done = folder / "done.json"
+    if not done.is_file():
+        return False
+    try:
+        info = json.loads(done.read_text())
+        return info.get("config_hash") == run_hash and all(
+            (folder / name).is_file() and file_sha256(folder / name) == sha
+            for name, sha in info["files"].items())
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def run_stage(name: str, train_pos: np.ndarray, eval_pos: np.ndarray, cache: ImageCache,
+              spec: dict, run_hash: str, stage_dir: Path, progress: bool) -> StageResult:
+    """Train one stage (or reuse it), evaluate, and write its files atomically."""
+    t0 = time.perf_counter()
+    if _stage_valid(stage_dir, run_hash):
+        preds = pd.read_csv(stage_dir / "predictions.csv", dtype={"id": str, "path": str})
+        metrics = json.loads((stage_dir / "metrics.json").read_text())
+        return StageResult(name, "reused", preds, metrics, 0.0)
+    (stage_dir / "done.json").unlink(missing_ok=True)
+    cfg = get_model_config(spec["model"])
+    labels = cache.labels.cpu().numpy()
+    stage_no = 99 if name == "final" else int(name.split("_")[1])
+    seed = spec["seed"] * 100 + stage_no
+    rng = np.random.default_rng(seed)
+    train_pos = limit_stratified(train_pos, labels, spec["train_limit"], rng)
+    idx, flips = flip_balance(train_pos, labels[train_pos], rng)
+    torch.manual_seed(seed)
+    model = create_model(spec["model"], **spec["model_kwargs"])
+    settings = TrainSettings(
+        epochs=spec["epochs"], batch_size=spec["batch_size"], optimizer=spec["optimizer"],
+        lr=spec["lr"], augment=AugmentConfig() if spec["augment"] else None,
+        device=spec["device"], channels_last=spec["channels_last"])
+    try:
+        history = train_model(model, cfg, cache, idx, flips, settings, seed=seed,
+                              desc=f"{spec['model']} {name}", progress=progress)
+    except TrainingDiverged as exc:
+        msg = f"{name}: training stopped, {exc} (epoch {exc.epoch}, step {exc.step})"
+        write_json(stage_dir / "failed.json", {"config_hash": run_hash, "stage": name,
+                                                "epoch": exc.epoch, "step": exc.step,
+                                                "message": msg})
+        return StageResult(name, "failed", None, None, time.perf_counter() - t0, msg)
+    train_s = time.perf_counter() - t0
+    probs = predict(model, cfg, cache, eval_pos, device=spec["device"],
+                    channels_last=spec["channels_last"])
+    rows = cache.rows.iloc[eval_pos]
+    preds = pd.DataFrame({
+        "id": rows.id.to_numpy(), "path": rows.path.to_numpy(), "label": rows.label.to_numpy(),
+        "prob_malignant": probs, "split": "test" if name == "final" else "val",
+        "fold": -1 if name == "final" else stage_no,
+    })[PRED_COLUMNS]
+    metrics = binary_metrics(preds.label, preds.prob_malignant)
+    write_csv(stage_dir / "predictions.csv", preds)
+    write_json(stage_dir / "metrics.json", metrics)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    write_atomic(stage_dir / "model.safetensors", lambda p: save_file(state, str(p)))
+    (stage_dir / "failed.json").unlink(missing_ok=True)
+    seconds = time.perf_counter() - t0
+    write_json(stage_dir / "done.json", {
+        "config_hash": run_hash, "stage": name, "train_images": int(len(idx)),
+        "flipped_copies": int((flips > 0).sum()), "eval_images": int(len(eval_pos)),
+        "epoch_losses": history, "train_seconds": round(train_s, 2), "seconds": round(seconds, 2),
+        "files": {n: file_sha256(stage_dir / n)
+                  for n in ("predictions.csv", "metrics.json", "model.safetensors")},
+    })
+    return StageResult(name, "done", preds, metrics, seconds)
+
+
+def load_weights(model: torch.nn.Module, path: Path) -> torch.nn.Module:
+    """Load safetensors weights saved by a run."""
+    model.load_state_dict(load_file(str(path)))
+    return model
+
+
+def run_protocol(spec: dict, cache: ImageCache, run_dir: Path, run_hash: str,
+                 progress: bool = True) -> list[StageResult]:
+    """All stages of the protocol in order; returns their results (reused, done or failed)."""
+    results = []
+    plan = stage_plan(cache.rows, spec["folds"])
+    bar = tqdm(plan, desc=f"{spec['model']} stages", unit="stage", disable=not progress)
+    for name, train_pos, eval_pos in bar:
+        bar.set_postfix(stage=name)
+        res = run_stage(name, train_pos, eval_pos, cache, spec, run_hash,
+                        run_dir / "stages" / name, progress)
+        if res.status == "failed":
+            tqdm.write(f"warning: {res.message}")
+        results.append(res)
+    return results
+
+
+def summarize(results: list[StageResult]) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Run-level ``predictions.csv``, ``cv_metrics.csv`` and ``metrics.json`` contents."""
+    preds = pd.concat([r.predictions for r in results if r.predictions is not None],
+                      ignore_index=True) if any(r.predictions is not None for r in results) else \
+        pd.DataFrame(columns=PRED_COLUMNS)
+    cv_rows = []
+    for r in results:
+        if r.name == "final":
+            continue
+        row = {"fold": int(r.name.split("_")[1]), "status": "failed" if r.status == "failed" else "ok"}
+        row.update(r.metrics or {k: float("nan") for k in METRIC_NAMES})
+        if r.status == "failed":
+            row["message"] = r.message
+        cv_rows.append(row)
+    cv = pd.DataFrame(cv_rows)
+    final = next(r for r in results if r.name == "final")
+    metrics: dict = {"test": final.metrics, "test_status": "failed" if final.status == "failed" else "ok"}
+    if final.status == "failed":
+        metrics["test_message"] = final.message
+    if len(cv):
+        ok = cv[cv.status == "ok"]
+        metrics["cv"] = {
+            "folds": int(len(cv)), "failed_folds": int((cv.status != "ok").sum()),
+            "mean": {k: float(ok[k].mean()) for k in METRIC_NAMES} if len(ok) else None,
+            "sd": {k: float(ok[k].std(ddof=1)) if len(ok) > 1 else float("nan")
+                   for k in METRIC_NAMES} if len(ok) else None,
+        }
+    return preds, cv, metrics

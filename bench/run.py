@@ -1,0 +1,254 @@
+"""``python -m bench.run --model fus2net``: one model through the benchmark protocol (issue 2).
+
+Resolves the profile, reads the data and its split manifest (refusing leaky ones), trains the CV
+folds and the final fit, evaluates once on the held-out test set and writes, in
+``<out>/<model>-<data>-<config hash>/``: ``config.json``, ``predictions.csv``, ``metrics.json``,
+``cv_metrics.csv``, ``model.safetensors`` and per-stage folders that make reruns resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from bench.atomic import write_csv, write_json
+from bench.data.detect import KINDS, load_index
+from bench.data.loader import build_cache
+from bench.data.split import (
+    SplitConfig,
+    check_leakage,
+    make_split,
+    match_manifest,
+    read_manifest,
+)
+from bench.errors import BenchError, cli_main
+from bench.profiles import PROFILES, resolve_profile
+from bench.protocol import run_protocol, summarize
+from bench.records import config_hash, device_info, file_sha256, git_revision, package_versions
+from models import get_model_config, list_models
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SPLITS = {"busi": PROJECT_ROOT / "datasets" / "splits" / "busi.csv"}
+
+
+def _positive(name: str, allow_zero: bool = False):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer, not {text!r}") from None
+        if value < 0 or (value == 0 and not allow_zero):
+            raise argparse.ArgumentTypeError(f"{name} must be {'>= 0' if allow_zero else '> 0'}")
+        return value
+    return parse
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, not {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError("must be in [0, 1)")
+    return value
+
+
+def _nonneg_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, not {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be >= 0")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", default="fus2net", help=f"registered model ({', '.join(list_models())})")
+    p.add_argument("--data", type=Path, default=None,
+                   help="data root or CSV manifest; default: the embedded synthetic phantom")
+    p.add_argument("--dataset", default="auto", choices=KINDS, help="data layout")
+    p.add_argument("--split", type=Path, default=None,
+                   help="split manifest CSV (default: datasets/splits/busi.csv for BUSI, else built "
+                        "on the fly and saved in the run folder)")
+    p.add_argument("--profile", default="auto", choices=["auto", *PROFILES],
+                   help="auto = paper on CUDA, quick on CPU")
+    p.add_argument("--folds", type=_positive("--folds", allow_zero=True), default=None,
+                   help="CV folds (0 = no CV, only the final fit)")
+    p.add_argument("--epochs", type=_positive("--epochs"), default=None)
+    p.add_argument("--img-size", type=_positive("--img-size"), default=None)
+    p.add_argument("--batch-size", type=_positive("--batch-size"), default=None)
+    p.add_argument("--optimizer", choices=["adam", "rmsprop", "sgd"], default=None,
+                   help="default: the model recipe's (Adam for Fus2Net)")
+    p.add_argument("--lr", type=_nonneg_float, default=None, help="default: Keras default of the optimizer")
+    p.add_argument("--channels", type=int, choices=[3, 1], default=3)
+    p.add_argument("--no-augment", action="store_true", help="disable augmentation (Table 2)")
+    p.add_argument("--l2", type=_nonneg_float, default=None, help="Fus2Net FC L2 factor (0 disables)")
+    p.add_argument("--dropout", type=_rate, default=None, help="Fus2Net dropout rate (0 disables)")
+    p.add_argument("--seed", type=_positive("--seed", allow_zero=True), default=0)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--out", type=Path, default=PROJECT_ROOT / "results" / "runs")
+    p.add_argument("--test-per-class", type=_positive("--test-per-class"), default=50,
+                   help="held-out test images per class when the split is built on the fly")
+    p.add_argument("--skip-bad-images", action="store_true",
+                   help="exclude unreadable/too-small images (listed in the split report)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    return p
+
+
+def resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise BenchError("--device cuda: no CUDA GPU is available here; use --device cpu or auto")
+    return name
+
+
+def ensure_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".write-test-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise BenchError(f"--out {folder}: cannot write there ({exc.strerror}); choose another "
+                         "folder with --out") from None
+
+
+def resolve_split(args: argparse.Namespace, index, folds: int) -> tuple[pd.DataFrame, dict | None, str]:
+    """The manifest to use: given, committed default for the data set, or built now."""
+    path = args.split or (DEFAULT_SPLITS.get(index.kind) if args.split is None else None)
+    if path is not None and path.is_file():
+        manifest = read_manifest(path)
+        match_manifest(manifest, index, f"--split {path}")
+        check_leakage(manifest, f"--split {path}")
+        return manifest, None, str(path)
+    if args.split is not None:
+        raise BenchError(f"--split {args.split}: manifest file does not exist")
+    cfg = SplitConfig(test_per_class=args.test_per_class, folds=folds if folds >= 2 else 10)
+    manifest, report = make_split(index, cfg, skip_bad=args.skip_bad_images)
+    check_leakage(manifest, "generated split")
+    return manifest, report, "generated"
+
+
+def print_summary(model: str, metrics: dict, run_dir: Path, seconds: float) -> None:
+    t = metrics.get("test")
+    print(f"\n{model}: held-out test set (n={t['n'] if t else '?'}) — {run_dir}")
+    if t is None:
+        print(f"  FAILED: {metrics.get('test_message')}")
+    else:
+        names = ("accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "auc")
+        print("  " + "  ".join(f"{n:>11}" for n in names))
+        print("  " + "  ".join(f"{t[n]:>11.3f}" for n in names))
+        print(f"  confusion: TP={t['tp']} FN={t['fn']} TN={t['tn']} FP={t['fp']}")
+    cv = metrics.get("cv")
+    if cv and cv["mean"]:
+        print(f"  {cv['folds']}-fold CV (mean ± sd): " + ", ".join(
+            f"{k} {cv['mean'][k]:.3f} ± {cv['sd'][k]:.3f}" for k in ("accuracy", "auc")) +
+            (f"; {cv['failed_folds']} failed" if cv["failed_folds"] else ""))
+    print(f"  wall time {seconds:.1f} s")
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    t_start = time.perf_counter()
+    cfg = get_model_config(args.model)
+    device = resolve_device(args.device)
+    profile = resolve_profile(args.profile, device, folds=args.folds, epochs=args.epochs,
+                              img_size=args.img_size, batch_size=args.batch_size)
+    if profile.folds == 1:
+        raise BenchError("--folds 1 is not cross-validation; use 0 (no CV) or >= 2")
+    ensure_writable(args.out)
+    index = load_index(args.data, args.dataset)
+    manifest, report, split_source = resolve_split(args, index, profile.folds)
+    max_folds = int(manifest.fold.max()) + 1
+    if profile.folds > max_folds:
+        raise BenchError(f"--folds {profile.folds}: the split manifest has only {max_folds} folds; "
+                         "rebuild it with python -m bench.split --folds N")
+    model_kwargs: dict = {"in_chans": args.channels}
+    if args.l2 is not None:
+        model_kwargs["l2"] = args.l2
+    if args.dropout is not None:
+        model_kwargs["dropout"] = args.dropout
+    manifest_csv = manifest.to_csv(index=False, lineterminator="\n")
+    spec = {
+        "model": args.model, "model_kwargs": model_kwargs,
+        "img_size": profile.img_size or cfg.input_size, "batch_size": profile.batch_size,
+        "epochs": profile.epochs or cfg.recipe.epochs, "folds": profile.folds,
+        "train_limit": profile.train_limit,
+        "optimizer": args.optimizer or cfg.recipe.optimizer, "lr": args.lr,
+        "augment": not args.no_augment, "channels": args.channels, "seed": args.seed,
+        "data_kind": index.kind,
+        "manifest_sha256": hashlib.sha256(manifest_csv.encode()).hexdigest(),
+        "skip_bad_images": args.skip_bad_images,
+    }
+    run_hash = config_hash(spec)
+    spec.update(device=device, channels_last=True)
+    run_dir = args.out / f"{args.model}-{index.kind}-{run_hash}"
+    ensure_writable(run_dir)
+    print(f"profile {profile.name}: {profile.description}")
+    overrides = {k: v for k, v in vars(args).items() if k in ("folds", "epochs", "img_size",
+                 "batch_size", "optimizer", "lr", "l2", "dropout") and v is not None}
+    if overrides:
+        print(f"overrides: {overrides}")
+    print(f"model {args.model} | data {index.kind} at {index.root} | split {split_source} | "
+          f"device {device} | run {run_dir}")
+    record = {
+        "run_id": run_dir.name, "config_hash": run_hash, "status": "running",
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(["python -m bench.run", *(argv if argv is not None else sys.argv[1:])]),
+        "settings": spec, "profile": profile.to_dict(), "overrides": overrides,
+        "model_config": cfg.to_dict(), "weights": "random",
+        "data": {"kind": index.kind, "root": str(index.root), "counts": index.counts(),
+                 "split_source": split_source, "ignored_files": len(index.ignored)},
+        "versions": package_versions(), "git_revision": git_revision(), "device": device_info(device),
+    }
+    write_json(run_dir / "config.json", record)
+    write_csv(run_dir / "split.csv", manifest)
+    if report is not None:
+        write_json(run_dir / "split_report.json", report)
+    used = manifest[manifest.split != "excluded"]
+    t0 = time.perf_counter()
+    cache, skipped = build_cache(index.root, used, spec["img_size"], args.channels,
+                                 skip_bad=args.skip_bad_images)
+    load_s = time.perf_counter() - t0
+    if skipped:
+        print(f"skipped {len(skipped)} bad image(s): " + "; ".join(p for p, _ in skipped[:5]))
+    results = run_protocol(spec, cache, run_dir, run_hash, progress=not args.no_progress)
+    preds, cv, metrics = summarize(results)
+    write_csv(run_dir / "predictions.csv", preds)
+    write_csv(run_dir / "cv_metrics.csv", cv)
+    write_json(run_dir / "metrics.json", metrics)
+    final_weights = run_dir / "stages" / "final" / "model.safetensors"
+    if final_weights.is_file():
+        shutil.copyfile(final_weights, run_dir / ".model.safetensors.tmp")
+        os.replace(run_dir / ".model.safetensors.tmp", run_dir / "model.safetensors")
+    total = time.perf_counter() - t_start
+    record.update(
+        status="failed" if metrics["test_status"] == "failed" else "complete",
+        finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        skipped_bad_images=[{"path": p, "reason": r} for p, r in skipped],
+        timings={"total_s": round(total, 2), "image_loading_s": round(load_s, 2),
+                 "stages": {r.name: {"status": r.status, "seconds": round(r.seconds, 2)}
+                            for r in results}},
+        outputs={n: file_sha256(run_dir / n) for n in ("predictions.csv", "metrics.json")},
+    )
+    write_json(run_dir / "config.json", record)
+    print_summary(args.model, metrics, run_dir, total)
+    return 0 if record["status"] == "complete" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

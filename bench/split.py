@@ -1,0 +1,62 @@
+"""``python -m bench.split``: build a split manifest and its report (SPEC §3).
+
+Writes ``<out>.csv`` (``id,path,label,group,split,fold``; paths relative to the data root) and
+``<out>_report.json`` (counts, duplicate groups, excluded label conflicts, skipped/ignored files).
+An existing manifest is never overwritten unless ``--force`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bench.atomic import write_json
+from bench.data.detect import KINDS, load_index
+from bench.data.split import SplitConfig, check_leakage, make_split, write_manifest
+from bench.errors import BenchError, cli_main
+
+SPLITS_DIR = Path(__file__).resolve().parents[1] / "datasets" / "splits"
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.split", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", type=Path, default=None, help="data root (default: synthetic phantom)")
+    p.add_argument("--dataset", default="auto", choices=KINDS)
+    p.add_argument("--out", type=Path, default=None,
+                   help="manifest path (default: datasets/splits/<kind>.csv)")
+    p.add_argument("--test-per-class", type=int, default=SplitConfig.test_per_class)
+    p.add_argument("--folds", type=int, default=SplitConfig.folds)
+    p.add_argument("--seed", type=int, default=SplitConfig.seed)
+    p.add_argument("--hash-threshold", type=int, default=SplitConfig.hash_threshold,
+                   help="max differing bits of the 256-bit dHash for near-duplicates")
+    p.add_argument("--skip-bad-images", action="store_true")
+    p.add_argument("--force", action="store_true", help="overwrite an existing manifest")
+    args = p.parse_args(argv)
+    if args.folds < 2:
+        raise BenchError("--folds must be >= 2")
+    if args.test_per_class < 1:
+        raise BenchError("--test-per-class must be >= 1")
+    index = load_index(args.data, args.dataset)
+    out = args.out or SPLITS_DIR / f"{index.kind}.csv"
+    if out.exists() and not args.force:
+        raise BenchError(f"--out {out}: manifest exists; pass --force to replace it or choose --out")
+    cfg = SplitConfig(test_per_class=args.test_per_class, folds=args.folds, seed=args.seed,
+                      hash_threshold=args.hash_threshold)
+    manifest, report = make_split(index, cfg, skip_bad=args.skip_bad_images)
+    check_leakage(manifest, "generated split")
+    write_manifest(manifest, out)
+    report_path = out.with_name(out.stem + "_report.json")
+    write_json(report_path, report)
+    c = report["counts"]
+    print(f"wrote {out} and {report_path.name}: train {c['train']}, test {c['test']}, "
+          f"excluded {c['excluded']}; {len(report['duplicate_groups'])} duplicate groups, "
+          f"{len(report['excluded_label_conflicts'])} label conflicts, "
+          f"{len(report['skipped_bad_images'])} bad images skipped, "
+          f"{len(report['ignored_files'])} files ignored")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

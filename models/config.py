@@ -1,0 +1,45 @@
+"""Per-model configuration: what a model expects and how the paper-faithful recipe trains it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+Normalization = Literal["per_image", "imagenet"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Training recipe (SPEC §1): optimizer with Keras defaults unless ``lr`` overrides them."""
+
+    optimizer: Literal["adam", "rmsprop", "sgd"] = "adam"
+    lr: float | None = None  # None: the optimizer's Keras default (Adam/RMSprop 1e-3, SGD 1e-2)
+    batch_size: int = 16
+    epochs: int = 53
+    l2: float = 0.05  # Keras l2() factor on the first FC layer's weights (0 disables)
+    dropout: float = 0.5
+    augment: bool = True
+    source: str = "Ma et al. 2021, 'Fus2Net training and hyperparameter tuning'"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What :func:`models.create_model` builds and how data must be fed to it (timm-style cfg)."""
+
+    name: str
+    family: str
+    input_size: int
+    in_chans: int = 3
+    normalization: Normalization = "per_image"
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    num_classes: int = 2
+    recipe: Recipe = field(default_factory=Recipe)
+    reference: str = ""
+    notes: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,55 @@
+"""timm-style model registry: ``@register_model`` + ``create_model(name, **kwargs)``."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+
+from torch import nn
+
+from bench.errors import BenchError
+from models.config import ModelConfig
+
+_ENTRYPOINTS: dict[str, Callable[..., nn.Module]] = {}
+_CONFIGS: dict[str, ModelConfig] = {}
+
+
+def register_model(cfg: ModelConfig) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Register a model factory under ``cfg.name`` together with its :class:`ModelConfig`."""
+
+    def decorator(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if cfg.name in _ENTRYPOINTS:
+            raise ValueError(f"model {cfg.name!r} is registered twice")
+        _ENTRYPOINTS[cfg.name] = fn
+        _CONFIGS[cfg.name] = cfg
+        return fn
+
+    return decorator
+
+
+def list_models() -> list[str]:
+    """Names of all registered models, sorted."""
+    return sorted(_ENTRYPOINTS)
+
+
+def _check(name: str) -> None:
+    if name not in _ENTRYPOINTS:
+        close = difflib.get_close_matches(name, list_models(), n=3, cutoff=0.4)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise BenchError(
+            f"unknown model {name!r}{hint} (registered: {', '.join(list_models())})"
+        )
+
+
+def get_model_config(name: str) -> ModelConfig:
+    """The :class:`ModelConfig` of a registered model."""
+    _check(name)
+    return _CONFIGS[name]
+
+
+def create_model(name: str, **kwargs) -> nn.Module:
+    """Build a registered model; ``kwargs`` go to its constructor (e.g. ``in_chans``, ``dropout``)."""
+    _check(name)
+    model = _ENTRYPOINTS[name](**kwargs)
+    model.model_name = name  # type: ignore[attr-defined]
+    return model

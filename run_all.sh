@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# fus2bench entry point.
+#   ./run_all.sh [bench.run options]   set up if needed, then run the benchmark (default: synthetic data)
+#   ./run_all.sh test                  set up if needed, then run ruff and the whole test suite
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PY=${PYTHON:-python3}
+if [ -n "${VIRTUAL_ENV:-}" ]; then
+  PY="$VIRTUAL_ENV/bin/python"
+elif [ -x .venv/bin/python ]; then
+  PY=.venv/bin/python
+fi
+
+ready() {
+  "$PY" - <<'PYCHECK' >/dev/null 2>&1
+import importlib.metadata as m
+import bench, models, torch, torchvision, timm, numpy, PIL, scipy, sklearn, pandas, seaborn, tqdm, safetensors, pytest  # noqa
+m.version("fus2bench"); m.version("ruff")
+PYCHECK
+}
+
+if ! ready; then
+  if "$PY" -m pip install -e ".[dev]"; then
+    echo "run_all.sh: installed fus2bench and its dependencies into $("$PY" -c 'import sys; print(sys.prefix)')"
+  else
+    echo "run_all.sh: could not install into $PY; creating .venv and installing there"
+    "${PYTHON:-python3}" -m venv .venv
+    PY=.venv/bin/python
+    "$PY" -m pip install --upgrade pip >/dev/null
+    "$PY" -m pip install -e ".[dev]"
+    echo "run_all.sh: installed fus2bench into $(pwd)/.venv"
+  fi
+  ready || { echo "run_all.sh: set-up failed: the project still does not import with $PY" >&2; exit 2; }
+fi
+
+if [ "${1:-}" = "test" ]; then
+  shift
+  "$PY" -m ruff check bench models tests
+  exec "$PY" -m pytest -q "$@"
+fi
+
+exec "$PY" -m bench.run --model fus2net "$@"

@@ -1,0 +1,67 @@
+"""Shared fixtures: small data sets generated in temporary folders (no large files in git)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bench.data.synthetic import PhantomSpec, generate
+
+BUSI = Path(__file__).resolve().parents[2] / "shared" / "data" / "BUSI"
+
+
+@pytest.fixture(scope="session")
+def small_synthetic(tmp_path_factory) -> Path:
+    """A 60 + 60 image phantom data set (same generator as the default data)."""
+    root = tmp_path_factory.mktemp("synthetic") / "phantom"
+    generate(PhantomSpec(n_benign=60, n_malignant=60, seed=7), root, workers=2)
+    return root
+
+
+@pytest.fixture()
+def synthetic_copy(small_synthetic, tmp_path) -> Path:
+    """A writable copy of the small phantom data set, for tests that damage it."""
+    dst = tmp_path / "data"
+    shutil.copytree(small_synthetic, dst)
+    return dst
+
+
+def write_image(path: Path, seed: int = 0, size: tuple[int, int] = (80, 64), mode: str = "L") -> Path:
+    rng = np.random.default_rng(seed)
+    arr = rng.integers(0, 255, (size[1], size[0]), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).convert(mode).save(path)
+    return path
+
+
+@pytest.fixture()
+def busi_tree(tmp_path) -> Path:
+    """A tiny tree in BUSI's layout: benign/malignant/normal, masks beside images."""
+    root = tmp_path / "Dataset_BUSI_with_GT"
+    for cls, n in (("benign", 4), ("malignant", 3), ("normal", 2)):
+        for i in range(1, n + 1):
+            write_image(root / cls / f"{cls} ({i}).png", seed=hash((cls, i)) % 1000)
+            write_image(root / cls / f"{cls} ({i})_mask.png", seed=1)
+    write_image(root / "benign" / "benign (1)_mask_1.png", seed=2)
+    write_image(root / "malignant" / "malignant (2).png", seed=5, mode="RGB")
+    return root
+
+
+@pytest.fixture()
+def busbra_tree(tmp_path) -> Path:
+    """A tiny tree in BUS-BRA's layout: bus_data.csv, Images/, Masks/, fold files."""
+    root = tmp_path / "BUSBRA"
+    rows = ["ID,Case,Histology,Pathology,BIRADS,Device,Width,Height,Side,BBOX"]
+    for i, (case, path) in enumerate([(1, "benign"), (1, "benign"), (2, "malignant"), (3, "benign"),
+                                      (4, "malignant")]):
+        image_id = f"bus_{i + 1:04d}-{'l' if i % 2 else 'r'}"
+        write_image(root / "Images" / f"{image_id}.png", seed=i)
+        write_image(root / "Masks" / f"mask_{image_id.removeprefix('bus_')}.png", seed=9)
+        rows.append(f"{image_id},{case},x,{path},4,GE,80,64,left,\"[1, 2, 3, 4]\"")
+    (root / "bus_data.csv").write_text("\n".join(rows) + "\n")
+    (root / "5-fold-cv.csv").write_text("ID,Pathology,kFold\n")
+    return root

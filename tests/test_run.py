@@ -1,0 +1,111 @@
+"""End-to-end ``python -m bench.run`` on small data: outputs, reproducibility, resume, errors."""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from bench.run import main
+from tests.conftest import BUSI, write_image
+
+SMOKE = ["--profile", "smoke", "--no-progress", "--test-per-class", "20"]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bench.run", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(small_synthetic, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    assert main(["--data", str(small_synthetic), "--out", str(out), *SMOKE]) == 0
+    (run_dir,) = out.iterdir()
+    return run_dir
+
+
+def test_run_writes_every_documented_output(smoke_run):
+    for name in ("config.json", "predictions.csv", "metrics.json", "cv_metrics.csv",
+                 "model.safetensors", "split.csv", "split_report.json"):
+        assert (smoke_run / name).is_file(), name
+    cfg = json.loads((smoke_run / "config.json").read_text())
+    assert cfg["status"] == "complete"
+    for key in ("settings", "versions", "git_revision", "device", "timings", "profile"):
+        assert key in cfg
+    assert cfg["settings"]["seed"] == 0 and cfg["settings"]["manifest_sha256"]
+    assert cfg["weights"] == "random"
+    metrics = json.loads((smoke_run / "metrics.json").read_text())
+    assert set(metrics["test"]) >= {"accuracy", "sensitivity", "specificity", "ppv", "npv", "f1",
+                                    "auc", "tp", "fp", "tn", "fn", "n"}
+    assert metrics["test"]["n"] == 40
+    preds = pd.read_csv(smoke_run / "predictions.csv")
+    assert list(preds.columns) == ["id", "path", "label", "prob_malignant", "split", "fold"]
+    assert set(preds.split) == {"val", "test"}
+    assert preds.prob_malignant.between(0, 1).all()
+    cv = pd.read_csv(smoke_run / "cv_metrics.csv")
+    assert list(cv.fold) == [0, 1]
+
+
+def test_same_seed_gives_byte_identical_predictions_on_cpu(small_synthetic, smoke_run, tmp_path):
+    assert main(["--data", str(small_synthetic), "--out", str(tmp_path), *SMOKE]) == 0
+    (again,) = tmp_path.iterdir()
+    assert again.name == smoke_run.name
+    assert (again / "predictions.csv").read_bytes() == (smoke_run / "predictions.csv").read_bytes()
+
+
+def test_rerun_resumes_finished_stages(small_synthetic, smoke_run, capsys):
+    before = (smoke_run / "predictions.csv").read_bytes()
+    assert main(["--data", str(small_synthetic), "--out", str(smoke_run.parent), *SMOKE]) == 0
+    cfg = json.loads((smoke_run / "config.json").read_text())
+    assert {s["status"] for s in cfg["timings"]["stages"].values()} == {"reused"}
+    assert (smoke_run / "predictions.csv").read_bytes() == before
+
+
+def test_different_config_gets_a_different_run_folder(small_synthetic, smoke_run):
+    assert main(["--data", str(small_synthetic), "--out", str(smoke_run.parent), *SMOKE,
+                 "--folds", "0", "--seed", "3"]) == 0
+    assert len(list(smoke_run.parent.iterdir())) == 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "/nonexistent/data"], "does not exist"),
+    (["--model", "fus2nett"], "did you mean fus2net"),
+    (["--device", "cuda"], "no CUDA GPU"),
+    (["--epochs", "0"], "--epochs must be > 0"),
+])
+def test_bad_input_exits_2_with_one_clear_line(args, message, tmp_path):
+    if "--device" in args:
+        import torch
+        if torch.cuda.is_available():
+            pytest.skip("a GPU is present")
+    proc = run_cli(*args, "--out", str(tmp_path), "--no-progress")
+    assert proc.returncode == 2, proc.stderr
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_unknown_layout_and_too_few_images_exit_2(tmp_path, busi_tree):
+    (tmp_path / "empty").mkdir()
+    proc = run_cli("--data", str(tmp_path / "empty"), "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2 and "unknown layout" in proc.stderr
+    proc = run_cli("--data", str(busi_tree), "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2 and "is --data the data set this manifest was built from" in proc.stderr
+    for cls in ("benign", "malignant"):
+        for i in range(3):
+            write_image(tmp_path / "few" / cls / f"{i}.png", seed=i)
+    proc = run_cli("--data", str(tmp_path / "few"), "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2 and "too few usable" in proc.stderr
+
+
+@pytest.mark.skipif(not BUSI.is_dir(), reason="BUSI not present in ../shared/data")
+def test_integration_on_real_busi_uses_committed_split(tmp_path):
+    assert main(["--data", str(BUSI), "--out", str(tmp_path), "--profile", "smoke",
+                 "--no-progress", "--folds", "0"]) == 0
+    (run_dir,) = tmp_path.iterdir()
+    cfg = json.loads((run_dir / "config.json").read_text())
+    assert cfg["data"]["split_source"].endswith("datasets/splits/busi.csv")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test"]["n"] == 100
+    assert metrics["test"]["tp"] + metrics["test"]["fn"] == 50
