@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import shutil
 import sys
@@ -34,7 +35,7 @@ from bench.errors import BenchError, cli_main
 from bench.profiles import PROFILES, resolve_profile
 from bench.protocol import run_protocol, summarize
 from bench.records import config_hash, device_info, file_sha256, git_revision, package_versions
-from models import get_model_config, list_models
+from models import create_model, get_model_config, list_models
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SPLITS = {"busi": PROJECT_ROOT / "datasets" / "splits" / "busi.csv"}
@@ -142,6 +143,27 @@ def resolve_split(args: argparse.Namespace, index, folds: int) -> tuple[pd.DataF
     return manifest, report, "generated"
 
 
+def finished_run(run_dir: Path, run_hash: str) -> bool:
+    """True when ``run_dir`` holds a complete run of this config whose outputs are intact."""
+    try:
+        cfg = json.loads((run_dir / "config.json").read_text())
+        return (cfg.get("status") == "complete" and cfg.get("config_hash") == run_hash
+                and all(file_sha256(run_dir / n) == sha for n, sha in cfg["outputs"].items()))
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def model_stats(name: str, kwargs: dict, img_size: int, channels: int) -> dict:
+    """Parameter count and forward GFLOPs (2 × multiply-adds) at the run's input size."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = create_model(name, **kwargs).eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(torch.zeros(1, channels, img_size, img_size))
+    return {"params": sum(p.numel() for p in model.parameters()),
+            "gflops": round(counter.get_total_flops() / 1e9, 4), "at_img_size": img_size}
+
+
 def print_summary(model: str, metrics: dict, run_dir: Path, seconds: float) -> None:
     t = metrics.get("test")
     print(f"\n{model}: held-out test set (n={t['n'] if t else '?'}) — {run_dir}")
@@ -197,6 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     run_hash = config_hash(spec)
     spec.update(device=device, channels_last=True)
     run_dir = args.out / f"{args.model}-{index.kind}-{run_hash}"
+    if finished_run(run_dir, run_hash):
+        print(f"{args.model}: reusing the finished run {run_dir} (same configuration)")
+        print_summary(args.model, json.loads((run_dir / "metrics.json").read_text()), run_dir,
+                      time.perf_counter() - t_start)
+        return 0
     ensure_writable(run_dir)
     print(f"profile {profile.name}: {profile.description}")
     overrides = {k: v for k, v in vars(args).items() if k in ("folds", "epochs", "img_size",
@@ -211,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join(["python -m bench.run", *(argv if argv is not None else sys.argv[1:])]),
         "settings": spec, "profile": profile.to_dict(), "overrides": overrides,
         "model_config": cfg.to_dict(), "weights": "random",
+        "model_stats": model_stats(args.model, model_kwargs, spec["img_size"], args.channels),
         "data": {"kind": index.kind, "root": str(index.root), "counts": index.counts(),
                  "split_source": split_source, "ignored_files": len(index.ignored)},
         "versions": package_versions(), "git_revision": git_revision(), "device": device_info(device),

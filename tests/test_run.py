@@ -57,6 +57,7 @@ def test_same_seed_gives_byte_identical_predictions_on_cpu(small_synthetic, smok
 
 def test_rerun_resumes_finished_stages(small_synthetic, smoke_run, capsys):
     before = (smoke_run / "predictions.csv").read_bytes()
+    (smoke_run / "metrics.json").unlink()  # an interrupted run: stages done, summary not written
     assert main(["--data", str(small_synthetic), "--out", str(smoke_run.parent), *SMOKE]) == 0
     cfg = json.loads((smoke_run / "config.json").read_text())
     assert {s["status"] for s in cfg["timings"]["stages"].values()} == {"reused"}
@@ -109,3 +110,13 @@ def test_integration_on_real_busi_uses_committed_split(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test"]["n"] == 100
     assert metrics["test"]["tp"] + metrics["test"]["fn"] == 50
+
+
+def test_finished_run_is_reused_without_training(small_synthetic, smoke_run, capsys):
+    assert main(["--data", str(small_synthetic), "--out", str(smoke_run.parent), *SMOKE]) == 0
+    assert "reusing the finished run" in capsys.readouterr().out
+
+
+def test_config_records_model_size_and_cost(smoke_run):
+    stats = json.loads((smoke_run / "config.json").read_text())["model_stats"]
+    assert 0.9e6 < stats["params"] < 1.1e6 and stats["at_img_size"] == 64 and stats["gflops"] > 0

@@ -1,0 +1,66 @@
+"""The paper's experiments as run configurations (issue 4), shared by ``run_all.sh`` and the report.
+
+A run belongs to an experiment by its settings, not by a tag: the report derives each Fus2Net run's
+*variant* (channels, optimizer, augmentation, L2, dropout) from its ``config.json``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+COMPARISON_MODELS = ["fus2net"]  # extended by the baselines issue
+
+
+@dataclass(frozen=True)
+class Variant:
+    label: str
+    args: tuple[str, ...]
+    channels: int = 3
+    optimizer: str = "adam"
+    augment: bool = True
+    l2: float = 0.05
+    dropout: float = 0.5
+
+    def key(self) -> tuple:
+        return (self.channels, self.optimizer, self.augment, self.l2, self.dropout)
+
+
+BASE = Variant("Fus2Net (paper recipe)", ())
+EXPERIMENTS: dict[str, dict] = {
+    "table1_channels": {
+        "title": "Table 1 — three-channel vs single-channel input",
+        "variants": [Variant("3-channel", ()), Variant("1-channel", ("--channels", "1"), channels=1)],
+    },
+    "fig1_optimizers": {
+        "title": "Fig. 1 — Adam vs RMSprop vs SGD",
+        "variants": [Variant("Adam", ()),
+                     Variant("RMSprop", ("--optimizer", "rmsprop"), optimizer="rmsprop"),
+                     Variant("SGD", ("--optimizer", "sgd"), optimizer="sgd")],
+    },
+    "table2_regularization": {
+        "title": "Table 2 — augmentation, L2 and dropout",
+        "variants": [Variant("augmentation + L2 + dropout", ()),
+                     Variant("no augmentation", ("--no-augment",), augment=False),
+                     Variant("no L2", ("--l2", "0"), l2=0.0),
+                     Variant("no dropout", ("--dropout", "0"), dropout=0.0),
+                     Variant("none of the three", ("--no-augment", "--l2", "0", "--dropout", "0"),
+                             augment=False, l2=0.0, dropout=0.0)],
+    },
+}
+
+
+def fus2net_variant_key(settings: dict) -> tuple:
+    """The variant key of a Fus2Net run from its recorded settings."""
+    kw = settings.get("model_kwargs", {})
+    return (settings.get("channels", 3), settings.get("optimizer", "adam"),
+            bool(settings.get("augment", True)), float(kw.get("l2", 0.05)),
+            float(kw.get("dropout", 0.5)))
+
+
+def experiment_commands() -> list[tuple[str, ...]]:
+    """Distinct Fus2Net argument sets needed by all experiments (the base run first)."""
+    seen: dict[tuple, tuple[str, ...]] = {BASE.key(): ()}
+    for exp in EXPERIMENTS.values():
+        for v in exp["variants"]:
+            seen.setdefault(v.key(), v.args)
+    return list(seen.values())

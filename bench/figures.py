@@ -1,0 +1,106 @@
+"""Figures drawn from the saved report tables only (so ``bench.report`` can redraw without runs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from bench.atomic import write_atomic  # noqa: E402
+
+PDF_META = {"CreationDate": None, "Producer": None, "Creator": None}
+PNG_META = {"Software": None}
+
+
+def save(fig: plt.Figure, base: Path) -> list[Path]:
+    """Write ``base.png`` and ``base.pdf`` atomically with fixed metadata (byte-identical reruns)."""
+    out = []
+    for ext, meta in ((".png", PNG_META), (".pdf", PDF_META)):
+        path = base.with_suffix(ext)
+        write_atomic(path, lambda p, ext=ext, meta=meta: fig.savefig(p, format=ext[1:], dpi=150,
+                                                                     metadata=meta,
+                                                                     bbox_inches="tight"))
+        out.append(path)
+    plt.close(fig)
+    return out
+
+
+def roc_figure(points: pd.DataFrame, table: pd.DataFrame, base: Path) -> list[Path]:
+    """Fig. 2 analogue: all models' ROC curves, AUC [95% DeLong CI] in the legend."""
+    fig, ax = plt.subplots(figsize=(6, 6))
+    palette = sns.color_palette("tab10", max(1, points.model.nunique()))
+    for color, (model, pts) in zip(palette, points.groupby("model", sort=False), strict=False):
+        row = table[table.model == model].iloc[0]
+        ax.step(pts.fpr, pts.tpr, where="post", color=color, lw=2 if model == "fus2net" else 1.3,
+                label=f"{model}: AUC {row.auc:.3f} [{row.auc_lo:.3f}, {row.auc_hi:.3f}]")
+    ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=1)
+    ax.set(xlabel="1 − specificity (false-positive rate)", ylabel="sensitivity (true-positive rate)",
+           xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), title="ROC on the held-out test set")
+    ax.legend(loc="lower right", fontsize=7)
+    return save(fig, base)
+
+
+def confusion_grid(table: pd.DataFrame, base: Path) -> list[Path]:
+    """One 2×2 confusion matrix per model (rows: truth; columns: prediction)."""
+    rows = table.dropna(subset=["tp"])
+    n = max(1, len(rows))
+    cols = min(4, n)
+    fig, axes = plt.subplots(int(np.ceil(n / cols)), cols, figsize=(3 * cols, 2.8 * np.ceil(n / cols)),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, row in zip(axes.flat, rows.itertuples(index=False), strict=False):
+        ax.axis("on")
+        m = np.array([[row.tn, row.fp], [row.fn, row.tp]], dtype=int)
+        sns.heatmap(m, annot=True, fmt="d", cbar=False, cmap="Blues", ax=ax,
+                    xticklabels=["benign", "malignant"], yticklabels=["benign", "malignant"])
+        ax.set(title=row.model, xlabel="predicted", ylabel="true")
+    fig.tight_layout()
+    return save(fig, base)
+
+
+def cv_strip(folds: pd.DataFrame, base: Path) -> list[Path]:
+    """Per-fold CV AUC and accuracy of each model (strip plot over a box plot)."""
+    ok = folds[folds.status == "ok"] if "status" in folds else folds
+    long = ok.melt(id_vars=["model", "fold"], value_vars=["accuracy", "auc"], var_name="metric")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 0.5 + 0.45 * max(1, long.model.nunique())),
+                             squeeze=False)
+    for ax, metric in zip(axes.flat, ("accuracy", "auc"), strict=True):
+        d = long[long.metric == metric]
+        if len(d):
+            sns.boxplot(data=d, y="model", x="value", ax=ax, color="0.9", fliersize=0)
+            sns.stripplot(data=d, y="model", x="value", ax=ax, size=4, color="C0")
+        ax.set(title=f"CV {metric} per fold", xlabel=metric, ylabel="")
+    fig.tight_layout()
+    return save(fig, base)
+
+
+def calibration_figure(bins: pd.DataFrame, base: Path) -> list[Path]:
+    """Reliability diagram: observed malignant rate against mean predicted probability per bin."""
+    fig, ax = plt.subplots(figsize=(5.5, 5.5))
+    ax.plot([0, 1], [0, 1], ls=":", color="grey")
+    for model, d in bins.groupby("model", sort=False):
+        ax.plot(d.mean_pred, d.frac_pos, marker="o", lw=1.2, label=model)
+    ax.set(xlabel="mean predicted P(malignant)", ylabel="observed fraction malignant",
+           xlim=(0, 1), ylim=(0, 1), title="Calibration on the held-out test set")
+    ax.legend(fontsize=7, loc="upper left")
+    return save(fig, base)
+
+
+def optimizer_bars(table: pd.DataFrame, base: Path) -> list[Path]:
+    """Fig. 1 analogue: accuracy, sensitivity, specificity and AUC per optimizer."""
+    done = table.dropna(subset=["accuracy"]) if "accuracy" in table else table.iloc[0:0]
+    long = done.melt(id_vars=["variant"], value_vars=["accuracy", "sensitivity", "specificity", "auc"],
+                     var_name="metric") if len(done) else pd.DataFrame(columns=["variant", "metric", "value"])
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if len(long):
+        sns.barplot(data=long, x="metric", y="value", hue="variant", ax=ax)
+    where = done.evaluated_on.iloc[0] if len(done) else "not run"
+    ax.set(ylim=(0, 1), ylabel="", xlabel="", title=f"Fus2Net by optimizer ({where})")
+    return save(fig, base)
