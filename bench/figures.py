@@ -75,7 +75,10 @@ def cv_strip(folds: pd.DataFrame, base: Path) -> list[Path]:
         d = long[long.metric == metric]
         if len(d):
             sns.boxplot(data=d, y="model", x="value", ax=ax, color="0.9", fliersize=0)
+            state = np.random.get_state()  # seaborn's jitter draws from the global generator
+            np.random.seed(0)
             sns.stripplot(data=d, y="model", x="value", ax=ax, size=4, color="C0")
+            np.random.set_state(state)
         ax.set(title=f"CV {metric} per fold", xlabel=metric, ylabel="")
     fig.tight_layout()
     return save(fig, base)
