@@ -40,4 +40,4 @@ if [ "${1:-}" = "test" ]; then
   exec "$PY" -m pytest -q "$@"
 fi
 
-exec "$PY" -m bench.run --model fus2net "$@"
+exec "$PY" -m bench.suite "$@"

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-COMPARISON_MODELS = ["fus2net"]  # extended by the baselines issue
+# Table 3 / Fig. 2: Fus2Net, the paper's four comparison methods (InceptionV3 transfer learning in
+# both forms), then modern baselines; cheapest first so a CPU run yields results early.
+COMPARISON_MODELS = ["fus2net", "zeimarani_cnn", "efficientnet_lite0", "googlenet_fujioka",
+                     "inception_v3_tl", "inception_v3_ft", "efficientnet_b0", "resnet50",
+                     "convnext_tiny", "wang_multiview_inception_v3", "byra_vgg19_ml"]
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ class Profile:
     epochs: int | None  # None: the model recipe's epochs (53 for Fus2Net)
     folds: int  # 0: no cross-validation, only the final fit
     train_limit: int | None = None  # cap on training images per fit (stratified), smoke only
+    val_limit: int | None = None  # cap on CV validation images per fold (never the test set)
     description: str = ""
 
     def to_dict(self) -> dict:
@@ -31,8 +32,9 @@ PROFILES: dict[str, Profile] = {
     "quick": Profile("quick", 96, 16, 8, 0,
                      description="CPU-sized: 96 px, batch 16, 8 epochs, final fit only "
                                  "(Fus2Net ≈ 4 min on 2 cores)"),
-    "smoke": Profile("smoke", 64, 16, 1, 2, train_limit=64,
-                     description="seconds, for tests: 64 px, 1 epoch, 2 folds of 64 images"),
+    "smoke": Profile("smoke", 80, 16, 1, 2, train_limit=64, val_limit=48,
+                     description="seconds, for tests: 80 px, 1 epoch, 2 folds of 64 training and "
+                                 "48 validation images"),
 }
 
 

@@ -99,6 +99,8 @@ def run_stage(name: str, train_pos: np.ndarray, eval_pos: np.ndarray, cache: Ima
     seed = spec["seed"] * 100 + stage_no
     rng = np.random.default_rng(seed)
     train_pos = limit_stratified(train_pos, labels, spec["train_limit"], rng)
+    if name != "final":
+        eval_pos = limit_stratified(eval_pos, labels, spec.get("val_limit"), rng)
     idx, flips = flip_balance(train_pos, labels[train_pos], rng)
     torch.manual_seed(seed)
     model = create_model(spec["model"], **spec["model_kwargs"])

@@ -36,6 +36,7 @@ from bench.profiles import PROFILES, resolve_profile
 from bench.protocol import run_protocol, summarize
 from bench.records import config_hash, device_info, file_sha256, git_revision, package_versions
 from models import create_model, get_model_config, list_models
+from models.stats import count_params, gflops
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SPLITS = {"busi": PROJECT_ROOT / "datasets" / "splits" / "busi.csv"}
@@ -97,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-augment", action="store_true", help="disable augmentation (Table 2)")
     p.add_argument("--l2", type=_nonneg_float, default=None, help="Fus2Net FC L2 factor (0 disables)")
     p.add_argument("--dropout", type=_rate, default=None, help="Fus2Net dropout rate (0 disables)")
+    p.add_argument("--pretrained", default="auto",
+                   help="auto | hub | none | PATH: where ImageNet weights come from (recorded)")
     p.add_argument("--seed", type=_positive("--seed", allow_zero=True), default=0)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--out", type=Path, default=PROJECT_ROOT / "results" / "runs")
@@ -153,15 +156,12 @@ def finished_run(run_dir: Path, run_hash: str) -> bool:
         return False
 
 
-def model_stats(name: str, kwargs: dict, img_size: int, channels: int) -> dict:
-    """Parameter count and forward GFLOPs (2 × multiply-adds) at the run's input size."""
-    from torch.utils.flop_counter import FlopCounterMode
-
+def model_stats(name: str, kwargs: dict, img_size: int, channels: int) -> tuple[dict, str]:
+    """Parameter count, forward GFLOPs (2 × multiply-adds) at the run's input size, and the
+    weights' provenance (``random``, ``imagenet:hub:…``, ``imagenet:file:…``, ``imagenet:package:…``)."""
     model = create_model(name, **kwargs).eval()
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(torch.zeros(1, channels, img_size, img_size))
-    return {"params": sum(p.numel() for p in model.parameters()),
-            "gflops": round(counter.get_total_flops() / 1e9, 4), "at_img_size": img_size}
+    return ({"params": count_params(model), "gflops": round(gflops(model, channels, img_size), 4),
+             "at_img_size": img_size}, model.weights_provenance)
 
 
 def print_summary(model: str, metrics: dict, run_dir: Path, seconds: float) -> None:
@@ -199,18 +199,24 @@ def main(argv: list[str] | None = None) -> int:
     if profile.folds > max_folds:
         raise BenchError(f"--folds {profile.folds}: the split manifest has only {max_folds} folds; "
                          "rebuild it with python -m bench.split --folds N")
-    model_kwargs: dict = {"in_chans": args.channels}
+    model_kwargs: dict = {"in_chans": args.channels, "pretrained": args.pretrained}
     if args.l2 is not None:
+        if args.model != "fus2net":
+            raise BenchError(f"--l2 applies to fus2net's FC layer only, not to {args.model}")
         model_kwargs["l2"] = args.l2
     if args.dropout is not None:
         model_kwargs["dropout"] = args.dropout
+    img_size = profile.img_size or cfg.input_size
+    stats, provenance = model_stats(args.model, model_kwargs, img_size, args.channels)
     manifest_csv = manifest.to_csv(index=False, lineterminator="\n")
     spec = {
         "model": args.model, "model_kwargs": model_kwargs,
-        "img_size": profile.img_size or cfg.input_size, "batch_size": profile.batch_size,
+        "weights": provenance,
+        "img_size": img_size, "batch_size": profile.batch_size,
         "epochs": profile.epochs or cfg.recipe.epochs, "folds": profile.folds,
-        "train_limit": profile.train_limit,
-        "optimizer": args.optimizer or cfg.recipe.optimizer, "lr": args.lr,
+        "train_limit": profile.train_limit, "val_limit": profile.val_limit,
+        "optimizer": args.optimizer or cfg.recipe.optimizer,
+        "lr": args.lr if args.lr is not None else cfg.recipe.lr,
         "augment": not args.no_augment, "channels": args.channels, "seed": args.seed,
         "data_kind": index.kind,
         "manifest_sha256": hashlib.sha256(manifest_csv.encode()).hexdigest(),
@@ -237,8 +243,7 @@ def main(argv: list[str] | None = None) -> int:
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(["python -m bench.run", *(argv if argv is not None else sys.argv[1:])]),
         "settings": spec, "profile": profile.to_dict(), "overrides": overrides,
-        "model_config": cfg.to_dict(), "weights": "random",
-        "model_stats": model_stats(args.model, model_kwargs, spec["img_size"], args.channels),
+        "model_config": cfg.to_dict(), "weights": provenance, "model_stats": stats,
         "data": {"kind": index.kind, "root": str(index.root), "counts": index.counts(),
                  "split_source": split_source, "ignored_files": len(index.ignored)},
         "versions": package_versions(), "git_revision": git_revision(), "device": device_info(device),

@@ -87,7 +87,8 @@ def train_model(model: nn.Module, cfg: ModelConfig, cache: ImageCache, indices: 
     """Train ``model`` in place on ``cache[indices]`` (with flip codes); returns epoch mean losses."""
     device = torch.device(settings.device)
     model = _prepare(model, device, settings.channels_last)
-    opt = make_optimizer(settings.optimizer, model.parameters(), settings.lr)
+    opt = make_optimizer(settings.optimizer, [p for p in model.parameters() if p.requires_grad],
+                         settings.lr)
     gen = torch.Generator().manual_seed(seed)
     images, labels = cache.images, cache.labels
     idx_all = torch.as_tensor(indices, dtype=torch.long)

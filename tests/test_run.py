@@ -119,4 +119,4 @@ def test_finished_run_is_reused_without_training(small_synthetic, smoke_run, cap
 
 def test_config_records_model_size_and_cost(smoke_run):
     stats = json.loads((smoke_run / "config.json").read_text())["model_stats"]
-    assert 0.9e6 < stats["params"] < 1.1e6 and stats["at_img_size"] == 64 and stats["gflops"] > 0
+    assert 0.9e6 < stats["params"] < 1.1e6 and stats["at_img_size"] == 80 and stats["gflops"] > 0

@@ -1,0 +1,56 @@
+"""GoogLeNet fine-tuned, as in Fujioka et al. 2019 and Han et al. 2017 (issue 3).
+
+Fujioka T. et al., Jpn J Radiol 37(6):466–72 (2019); Han S. et al., Phys Med Biol 62(19):7714 (2017)
+both fine-tuned ImageNet GoogLeNet (Inception v1) on breast-ultrasound images. timm has no GoogLeNet,
+so torchvision's is used (auxiliary classifiers off). Recipe: all layers trained with Adam lr 1e-4,
+224 px, ImageNet normalisation, batch 16, the shared protocol's epochs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from bench.errors import BenchError
+from bench.records import file_sha256
+from models.config import ModelConfig, Recipe
+from models.pretrained import RANDOM, hub_reachable, load_backbone, load_state_file
+from models.registry import register_model
+
+TV_WEIGHTS = "GoogLeNet_Weights.IMAGENET1K_V1"
+
+
+def _torchvision_cached() -> bool:
+    url = torchvision.models.GoogLeNet_Weights.IMAGENET1K_V1.url
+    return (Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name).is_file()
+
+
+@register_model(ModelConfig(
+    name="googlenet_fujioka", family="GoogLeNet", input_size=224, normalization="imagenet",
+    recipe=Recipe(lr=1e-4, l2=0.0, dropout=0.2, source="fine-tuning as in Fujioka et al. 2019"),
+    reference="Fujioka et al., Jpn J Radiol 37:466-72 (2019); Han et al., Phys Med Biol 62:7714 (2017)",
+    pretrained="imagenet"))
+def googlenet_fujioka(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.2,
+                      pretrained: str = "none") -> nn.Module:
+    if in_chans != 3:
+        raise BenchError("googlenet_fujioka takes 3-channel input; use --channels 3")
+    model = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True,
+                                         num_classes=num_classes, dropout=dropout)
+    provenance = RANDOM
+    if pretrained not in ("none", "auto", "hub"):
+        load_backbone(model, load_state_file(Path(pretrained)))
+        provenance = f"imagenet:file:{file_sha256(Path(pretrained))}"
+    elif pretrained == "hub" or (pretrained == "auto" and (_torchvision_cached() or
+                                                           hub_reachable("download.pytorch.org"))):
+        try:
+            state = torchvision.models.GoogLeNet_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
+        except Exception as exc:  # noqa: BLE001 - network failures of any kind
+            raise BenchError(f"--pretrained hub: cannot fetch torchvision {TV_WEIGHTS} "
+                             f"({exc.__class__.__name__}); use --pretrained PATH or none") from None
+        load_backbone(model, {k: v for k, v in state.items() if not k.startswith("aux")})
+        provenance = f"imagenet:torchvision:{TV_WEIGHTS}"
+    model.weights_provenance = provenance
+    return model

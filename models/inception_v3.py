@@ -1,0 +1,50 @@
+"""InceptionV3 transfer learning, the two ways the paper's introduction describes (issue 3).
+
+* ``inception_v3_tl``: ImageNet InceptionV3 as a *frozen* feature extractor (all epochs; its
+  BatchNorm statistics stay fixed) + a trained "customised classifier" (FC 256 → ReLU → Dropout 0.5
+  → FC 2), Adam lr 1e-3 (Keras default) on the classifier only.
+* ``inception_v3_ft``: the same network fully fine-tuned, Adam lr 1e-4.
+
+Input 299×299, ImageNet-style normalisation (timm's InceptionV3 weights use mean = std = 0.5).
+21.8 M parameters with a 2-way linear classifier.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from models.config import ModelConfig, Recipe
+from models.heads import BackboneClassifier, CustomClassifier
+from models.pretrained import create_timm
+from models.registry import register_model
+
+INCEPTION_MEAN_STD = (0.5, 0.5, 0.5)
+REFERENCE = "Szegedy et al., CVPR 2016 (InceptionV3); transfer learning as in Ma et al. 2021 §Background"
+
+
+@register_model(ModelConfig(
+    name="inception_v3_tl", family="InceptionV3 (frozen features)", input_size=299,
+    normalization="imagenet", mean=INCEPTION_MEAN_STD, std=INCEPTION_MEAN_STD,
+    recipe=Recipe(lr=None, l2=0.0, dropout=0.5, frozen="backbone (all epochs)",
+                  source="Ma et al. 2021 introduction: pretrained CNN as feature extractor + custom classifier"),
+    reference=REFERENCE, pretrained="imagenet"))
+def inception_v3_tl(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.5,
+                    pretrained: str = "none") -> nn.Module:
+    backbone, provenance = create_timm("inception_v3", pretrained, 0, in_chans)
+    model = BackboneClassifier(backbone, CustomClassifier(backbone.num_features, 256, num_classes,
+                                                          dropout), freeze=True)
+    model.weights_provenance = provenance
+    return model
+
+
+@register_model(ModelConfig(
+    name="inception_v3_ft", family="InceptionV3 (fine-tuned)", input_size=299,
+    normalization="imagenet", mean=INCEPTION_MEAN_STD, std=INCEPTION_MEAN_STD,
+    recipe=Recipe(lr=1e-4, l2=0.0, dropout=0.2, source="standard full fine-tuning"),
+    reference=REFERENCE, pretrained="imagenet"))
+def inception_v3_ft(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.2,
+                    pretrained: str = "none") -> nn.Module:
+    model, provenance = create_timm("inception_v3", pretrained, num_classes, in_chans,
+                                    drop_rate=dropout)
+    model.weights_provenance = provenance
+    return model

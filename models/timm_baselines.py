@@ -1,0 +1,47 @@
+"""Modern timm baselines fine-tuned end to end: ResNet-50, EfficientNet-B0, ConvNeXt-Tiny (issue 3).
+
+Not in the paper; the baselines a reviewer asks for today. Recipe: ImageNet weights when available
+(``--pretrained``), ImageNet normalisation, all layers trained with Adam lr 1e-4 (a common
+fine-tuning rate; Keras-default 1e-3 destabilises pretrained BatchNorm/LayerNorm nets), batch 16,
+the shared protocol's epochs, new 2-way classifier with dropout.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from models.config import ModelConfig, Recipe
+from models.pretrained import create_timm
+from models.registry import register_model
+
+FINETUNE = Recipe(lr=1e-4, l2=0.0, dropout=0.2,
+                  source="common ImageNet fine-tuning practice (not in Ma et al. 2021)")
+
+
+def _timm(arch: str, in_chans: int, num_classes: int, dropout: float, pretrained: str) -> nn.Module:
+    model, provenance = create_timm(arch, pretrained, num_classes, in_chans, drop_rate=dropout)
+    model.weights_provenance = provenance
+    return model
+
+
+def _cfg(name: str, family: str, reference: str) -> ModelConfig:
+    return ModelConfig(name=name, family=family, input_size=224, normalization="imagenet",
+                       recipe=FINETUNE, reference=reference, pretrained="imagenet")
+
+
+@register_model(_cfg("resnet50", "ResNet", "He et al., CVPR 2016; timm resnet50"))
+def resnet50(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.2,
+             pretrained: str = "none") -> nn.Module:
+    return _timm("resnet50", in_chans, num_classes, dropout, pretrained)
+
+
+@register_model(_cfg("efficientnet_b0", "EfficientNet", "Tan & Le, ICML 2019; timm efficientnet_b0"))
+def efficientnet_b0(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.2,
+                    pretrained: str = "none") -> nn.Module:
+    return _timm("efficientnet_b0", in_chans, num_classes, dropout, pretrained)
+
+
+@register_model(_cfg("convnext_tiny", "ConvNeXt", "Liu et al., CVPR 2022; timm convnext_tiny"))
+def convnext_tiny(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.2,
+                  pretrained: str = "none") -> nn.Module:
+    return _timm("convnext_tiny", in_chans, num_classes, dropout, pretrained)
