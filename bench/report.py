@@ -9,6 +9,7 @@ deterministic: the same runs give byte-identical files.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -142,7 +143,7 @@ def write_readme(runs: list[Run], out: Path) -> Path:
     finished = max(r.config.get("finished", "") for r in runs)
     devices = sorted({f"{r.config['device'].get('gpu', r.config['device'].get('cpu', ''))} "
                       f"({r.config['device']['device']})" for r in runs})
-    data_arg = "" if s["data_kind"] == "synthetic" else f" --data {cfg['data']['root']}"
+    data_arg = "" if s["data_kind"] == "synthetic" else f" --data {_rel(Path(cfg['data']['root']))}"
     profile = cfg["profile"]["name"]
     lines = [
         "# fus2bench results", "",
@@ -174,10 +175,9 @@ def write_readme(runs: list[Run], out: Path) -> Path:
 
 
 def _rel(p: Path) -> str:
-    try:
-        return str(p.resolve().relative_to(PROJECT_ROOT))
-    except ValueError:
-        return str(p)
+    """``p`` relative to the project root when that is shorter (e.g. ``../shared/data/BUSI``)."""
+    rel = os.path.relpath(p.resolve(), PROJECT_ROOT)
+    return rel if len(rel) < len(str(p)) else str(p)
 
 
 @cli_main

@@ -132,14 +132,12 @@ def ensure_writable(folder: Path) -> None:
 
 def resolve_split(args: argparse.Namespace, index, folds: int) -> tuple[pd.DataFrame, dict | None, str]:
     """The manifest to use: given, committed default for the data set, or built now."""
-    path = args.split or (DEFAULT_SPLITS.get(index.kind) if args.split is None else None)
-    if path is not None and path.is_file():
+    path = args.split if args.split is not None else DEFAULT_SPLITS.get(index.kind)
+    if path is not None and (args.split is not None or path.is_file()):
         manifest = read_manifest(path)
         match_manifest(manifest, index, f"--split {path}")
         check_leakage(manifest, f"--split {path}")
         return manifest, None, str(path)
-    if args.split is not None:
-        raise BenchError(f"--split {args.split}: manifest file does not exist")
     cfg = SplitConfig(test_per_class=args.test_per_class, folds=folds if folds >= 2 else 10)
     manifest, report = make_split(index, cfg, skip_bad=args.skip_bad_images)
     check_leakage(manifest, "generated split")

@@ -20,6 +20,7 @@ from bench.run import main
 from bench.train import TrainingDiverged, TrainSettings, train_model
 from models import create_model, get_model_config
 from tests.conftest import write_image
+from tests.test_run import run_inprocess
 
 SMOKE = ["--profile", "smoke", "--no-progress", "--test-per-class", "20"]
 
@@ -34,14 +35,13 @@ def test_mask_without_image_and_non_images_are_ignored_and_reported(synthetic_co
     assert len(report["ignored_files"]) == 2
 
 
-def test_corrupt_image_stops_the_run_with_its_name(synthetic_copy, tmp_path):
+def test_corrupt_image_stops_the_run_with_its_name(synthetic_copy, tmp_path, capsys):
     bad = synthetic_copy / "benign" / "syn_benign_0003.png"
     bad.write_bytes(bad.read_bytes()[:200])
-    proc = subprocess.run([sys.executable, "-m", "bench.run", "--data", str(synthetic_copy),
-                           "--out", str(tmp_path), *SMOKE], capture_output=True, text=True)
-    assert proc.returncode == 2
-    assert "syn_benign_0003.png: cannot decode image" in proc.stderr
-    assert "--skip-bad-images" in proc.stderr and "Traceback" not in proc.stderr
+    code, err = run_inprocess(capsys, "--data", str(synthetic_copy), "--out", str(tmp_path), *SMOKE)
+    assert code == 2
+    assert "syn_benign_0003.png: cannot decode image" in err
+    assert "--skip-bad-images" in err and "Traceback" not in err
 
 
 def test_skip_bad_images_excludes_and_lists_them(synthetic_copy, tmp_path):
@@ -56,24 +56,23 @@ def test_skip_bad_images_excludes_and_lists_them(synthetic_copy, tmp_path):
     assert not set(pd.read_csv(run_dir / "split.csv").path) & skipped
 
 
-def test_unwritable_output_folder_is_a_clear_error(small_synthetic, tmp_path):
+def test_unwritable_output_folder_is_a_clear_error(small_synthetic, tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    proc = subprocess.run([sys.executable, "-m", "bench.run", "--data", str(small_synthetic),
-                           "--out", str(blocker / "runs"), *SMOKE], capture_output=True, text=True)
-    assert proc.returncode == 2 and "cannot write there" in proc.stderr
+    code, err = run_inprocess(capsys, "--data", str(small_synthetic), "--out", str(blocker / "runs"),
+                              *SMOKE)
+    assert code == 2 and "cannot write there" in err
 
 
-def test_leaky_manifest_given_with_split_is_refused(small_synthetic, tmp_path):
+def test_leaky_manifest_given_with_split_is_refused(small_synthetic, tmp_path, capsys):
     manifest, _ = make_split(load_index(small_synthetic), SplitConfig(test_per_class=20, folds=2))
     test_group = manifest[manifest.split == "test"].group.iloc[0]
     manifest.loc[manifest.index[manifest.split == "train"][0], "group"] = test_group
     path = tmp_path / "leaky.csv"
     manifest.to_csv(path, index=False)
-    proc = subprocess.run([sys.executable, "-m", "bench.run", "--data", str(small_synthetic),
-                           "--split", str(path), "--out", str(tmp_path / "o"), *SMOKE],
-                          capture_output=True, text=True)
-    assert proc.returncode == 2 and "leakage" in proc.stderr
+    code, err = run_inprocess(capsys, "--data", str(small_synthetic), "--split", str(path),
+                              "--out", str(tmp_path / "o"), *SMOKE)
+    assert code == 2 and "leakage" in err
 
 
 def test_nan_loss_raises_training_diverged_with_epoch_and_step(small_synthetic):
@@ -109,7 +108,7 @@ def test_diverged_fold_is_marked_failed_and_other_stages_go_on(small_synthetic, 
 
 
 def test_killed_run_resumes_and_matches_an_uninterrupted_run(small_synthetic, tmp_path):
-    args = ["--data", str(small_synthetic), *SMOKE, "--folds", "3", "--epochs", "3"]
+    args = ["--data", str(small_synthetic), *SMOKE, "--folds", "3"]
     cmd = [sys.executable, "-m", "bench.run", *args, "--out", str(tmp_path / "a")]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)

@@ -18,6 +18,16 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
+def run_inprocess(capsys, *args: str) -> tuple[int, str]:
+    """``bench.run.main`` as the command line sees it: exit code and stderr."""
+    capsys.readouterr()
+    try:
+        code = main(list(args))
+    except SystemExit as exc:
+        code = exc.code
+    return code, capsys.readouterr().err
+
+
 @pytest.fixture(scope="module")
 def smoke_run(small_synthetic, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
@@ -70,34 +80,43 @@ def test_different_config_gets_a_different_run_folder(small_synthetic, smoke_run
     assert len(list(smoke_run.parent.iterdir())) == 2
 
 
+def test_bad_input_from_the_shell_exits_2_without_traceback(tmp_path):
+    proc = run_cli("--data", "/nonexistent/data", "--out", str(tmp_path), "--no-progress")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == "error: --data /nonexistent/data: path does not exist"
+
+
 @pytest.mark.parametrize("args, message", [
-    (["--data", "/nonexistent/data"], "does not exist"),
     (["--model", "fus2nett"], "did you mean fus2net"),
     (["--device", "cuda"], "no CUDA GPU"),
     (["--epochs", "0"], "--epochs must be > 0"),
+    (["--optimizer", "adagrad"], "invalid choice: 'adagrad'"),
+    (["--folds", "1"], "--folds 1 is not cross-validation"),
+    (["--model", "resnet50", "--l2", "0.1"], "--l2 applies to fus2net"),
+    (["--pretrained", "/no/such/weights.pth"], "weights file does not exist"),
 ])
-def test_bad_input_exits_2_with_one_clear_line(args, message, tmp_path):
+def test_bad_input_exits_2_with_one_clear_line(args, message, tmp_path, capsys, small_synthetic):
     if "--device" in args:
         import torch
         if torch.cuda.is_available():
             pytest.skip("a GPU is present")
-    proc = run_cli(*args, "--out", str(tmp_path), "--no-progress")
-    assert proc.returncode == 2, proc.stderr
-    assert message in proc.stderr
-    assert "Traceback" not in proc.stderr
+    code, err = run_inprocess(capsys, *args, "--data", str(small_synthetic), "--out", str(tmp_path),
+                              "--no-progress", "--test-per-class", "20")
+    assert code == 2, err
+    assert message in err and "Traceback" not in err
 
 
-def test_unknown_layout_and_too_few_images_exit_2(tmp_path, busi_tree):
+def test_unknown_layout_and_too_few_images_exit_2(tmp_path, busi_tree, capsys):
     (tmp_path / "empty").mkdir()
-    proc = run_cli("--data", str(tmp_path / "empty"), "--out", str(tmp_path / "o"))
-    assert proc.returncode == 2 and "unknown layout" in proc.stderr
-    proc = run_cli("--data", str(busi_tree), "--out", str(tmp_path / "o"))
-    assert proc.returncode == 2 and "is --data the data set this manifest was built from" in proc.stderr
+    code, err = run_inprocess(capsys, "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "o"))
+    assert code == 2 and "unknown layout" in err
+    code, err = run_inprocess(capsys, "--data", str(busi_tree), "--out", str(tmp_path / "o"))
+    assert code == 2 and "is --data the data set this manifest was built from" in err
     for cls in ("benign", "malignant"):
         for i in range(3):
             write_image(tmp_path / "few" / cls / f"{i}.png", seed=i)
-    proc = run_cli("--data", str(tmp_path / "few"), "--out", str(tmp_path / "o"))
-    assert proc.returncode == 2 and "too few usable" in proc.stderr
+    code, err = run_inprocess(capsys, "--data", str(tmp_path / "few"), "--out", str(tmp_path / "o"))
+    assert code == 2 and "too few usable" in err
 
 
 @pytest.mark.skipif(not BUSI.is_dir(), reason="BUSI not present in ../shared/data")

@@ -1,0 +1,51 @@
+"""``python -m bench.list``: every registered model with its size, cost and weight availability."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import pandas as pd
+
+from bench.errors import cli_main
+from bench.tablefmt import to_markdown
+from models import create_model, get_model_config, list_models
+from models.stats import count_params, gflops
+
+
+def offline_weights(name: str) -> str:
+    """'yes (<source>)' when ImageNet weights load with no network, else 'no'."""
+    cfg = get_model_config(name)
+    if cfg.pretrained == "none":
+        return "n/a (from scratch)"
+    provenance = create_model(name, pretrained="auto").weights_provenance
+    return f"yes ({provenance})" if provenance != "random" else "no"
+
+
+def model_table(names: list[str] | None = None) -> pd.DataFrame:
+    rows = []
+    for name in names or list_models():
+        cfg = get_model_config(name)
+        model = create_model(name, pretrained="none")
+        rows.append({"name": name, "family": cfg.family,
+                     "params (M)": f"{count_params(model) / 1e6:.2f}",
+                     "GFLOPs": f"{gflops(model, cfg.in_chans, cfg.input_size):.2f}",
+                     "input": f"{cfg.input_size} px", "offline weights": offline_weights(name),
+                     "reference": cfg.reference})
+    return pd.DataFrame(rows)
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.list", description=__doc__)
+    p.add_argument("--models", default=None, help="comma-separated subset (default: all)")
+    args = p.parse_args(argv)
+    names = args.models.split(",") if args.models else None
+    for name in names or []:
+        get_model_config(name)  # clear error for an unknown name
+    print(to_markdown(model_table(names)), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
