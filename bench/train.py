@@ -51,11 +51,11 @@ class TrainSettings:
     channels_last: bool = True
 
 
-def make_optimizer(name: str, params, lr: float | None) -> torch.optim.Optimizer:
-    """Adam / RMSprop / SGD with Keras default hyper-parameters."""
+def make_optimizer(name: str, params, lr: float | None, fused: bool = False) -> torch.optim.Optimizer:
+    """Adam / RMSprop / SGD with Keras default hyper-parameters (fused Adam on CUDA)."""
     lr = KERAS_LR[name] if lr is None else lr
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), eps=1e-7)
+        return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), eps=1e-7, fused=fused or None)
     if name == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=1e-7)
     if name == "sgd":
@@ -88,7 +88,7 @@ def train_model(model: nn.Module, cfg: ModelConfig, cache: ImageCache, indices: 
     device = torch.device(settings.device)
     model = _prepare(model, device, settings.channels_last)
     opt = make_optimizer(settings.optimizer, [p for p in model.parameters() if p.requires_grad],
-                         settings.lr)
+                         settings.lr, fused=device.type == "cuda")
     gen = torch.Generator().manual_seed(seed)
     images, labels = cache.images, cache.labels
     idx_all = torch.as_tensor(indices, dtype=torch.long)

@@ -1,0 +1,202 @@
+"""``python -m bench.speed``: training throughput of the common naive pipeline and of ours (issue 5).
+
+In one run on one device, for each model, side by side:
+
+* **naive** — what most repositories do: PNGs decoded by PIL in a ``DataLoader`` (worker
+  processes), torchvision ``RandomAffine``/``ColorJitter``/flip per image, fp32.
+* **ours** — the engine of ``bench.train``: images decoded and resized once and resident on the
+  device as uint8, augmentation in batches on the device, per-image standardisation on the device,
+  channels_last, bf16 autocast and fused Adam on CUDA (fp32 on CPU).
+
+Reported: img/s, ms/step, achieved TFLOP/s (3 × forward FLOPs per trained image), its share of the
+device's peak (CUDA: the bf16 dense peak of known cards; CPU: a measured fp32 matmul peak), and the
+projected wall time of the full paper protocol (10 folds × 53 epochs + final fit on BUSI's training
+set). Written to ``results/speed.csv`` and ``results/speed.md`` with the device and versions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms
+
+from bench.atomic import write_csv, write_text
+from bench.data.augment import AugmentConfig
+from bench.data.detect import load_index
+from bench.data.loader import build_cache
+from bench.errors import BenchError, cli_main
+from bench.records import device_info, package_versions
+from bench.run import resolve_device
+from bench.tablefmt import to_markdown
+from bench.train import TrainSettings, make_optimizer, train_model
+from models import create_model, get_model_config
+from models.stats import gflops
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0}
+
+
+def paper_image_steps(n_benign: int = 379, epochs: int = 53, folds: int = 10) -> int:
+    """Image-steps of the paper protocol on a flip-balanced training set of ``2 × n_benign``."""
+    per_epoch = 2 * n_benign
+    return round((folds * per_epoch * (folds - 1) / folds + per_epoch) * epochs)
+
+
+def peak_tflops(device: str) -> tuple[float, str]:
+    """Device peak: bf16 dense from a table on CUDA, measured fp32 matmul on CPU."""
+    if device == "cuda":
+        name = torch.cuda.get_device_name()
+        for key, peak in BF16_PEAK_TFLOPS.items():
+            if key in name:
+                return peak, f"bf16 dense peak of {key} (datasheet)"
+        return float("nan"), f"unknown bf16 peak for {name}"
+    a = torch.randn(2048, 2048)
+    a @ a
+    t0 = time.perf_counter()
+    reps = 5
+    for _ in range(reps):
+        a @ a
+    tflops = reps * 2 * 2048**3 / (time.perf_counter() - t0) / 1e12
+    return tflops, "measured fp32 matmul (2048², torch.mm)"
+
+
+class PilDataset(Dataset):
+    """The naive per-image pipeline: decode PNG, augment with torchvision, standardise."""
+
+    def __init__(self, paths: list[Path], labels: list[int], size: int, aug: AugmentConfig) -> None:
+        self.paths, self.labels = paths, labels
+        self.tf = transforms.Compose([
+            transforms.Resize((size, size), interpolation=transforms.InterpolationMode.BILINEAR),
+            transforms.RandomAffine(aug.rotation_deg, translate=(aug.shift, aug.shift),
+                                    shear=aug.shear_deg),
+            transforms.RandomHorizontalFlip(),
+            transforms.ColorJitter(brightness=(aug.brightness[0], aug.brightness[1])),
+            transforms.ToTensor(),
+        ])
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        x = self.tf(Image.open(self.paths[i]).convert("RGB"))
+        return (x - x.mean()) / x.std().clamp_min(1e-6), self.labels[i]
+
+
+def time_naive(model_name: str, paths, labels, size: int, device: str, steps: int, warmup: int,
+               workers: int) -> float:
+    cfg = get_model_config(model_name)
+    model = create_model(model_name, pretrained="none").to(device).train()
+    opt = make_optimizer(cfg.recipe.optimizer, model.parameters(), cfg.recipe.lr)
+    loader = DataLoader(PilDataset(paths, labels, size, AugmentConfig()), batch_size=16,
+                        shuffle=True, num_workers=workers, drop_last=True,
+                        persistent_workers=workers > 0)
+    done, t0 = 0, None
+    while done < warmup + steps:
+        for x, y in loader:
+            if done == warmup:
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+            loss = F.cross_entropy(model(x.to(device)), y.to(device))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            done += 1
+            if done >= warmup + steps:
+                break
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return steps * 16 / (time.perf_counter() - t0)
+
+
+def time_ours(model_name: str, cache, size: int, device: str, steps: int, warmup: int) -> float:
+    cfg = get_model_config(model_name)
+    cache = cache.to(device)
+    idx = np.arange(len(cache))
+    flips = np.zeros(len(cache), dtype=np.int64)
+
+    def run(n_steps: int) -> float:
+        model = create_model(model_name, pretrained="none")
+        settings = TrainSettings(epochs=1, batch_size=16, optimizer=cfg.recipe.optimizer,
+                                 lr=cfg.recipe.lr, device=device)
+        sel = np.resize(idx, n_steps * 16)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        train_model(model, cfg, cache, sel, flips[sel], settings, seed=0, progress=False)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0
+
+    t_warm = run(warmup)
+    t_all = run(warmup + steps)
+    return steps * 16 / max(t_all - t_warm, 1e-9)
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.speed", description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", default="fus2net")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--data", type=Path, default=None, help="images to time on (default: synthetic)")
+    p.add_argument("--img-size", type=int, default=None, help="default: each model's input size")
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--workers", type=int, default=None, help="naive DataLoader workers")
+    p.add_argument("--out", type=Path, default=PROJECT_ROOT / "results")
+    args = p.parse_args(argv)
+    if args.steps < 1 or args.warmup < 0:
+        raise BenchError("--steps must be >= 1 and --warmup >= 0")
+    device = resolve_device(args.device)
+    if device == "cpu":
+        torch.set_num_threads(torch.get_num_threads())
+    index = load_index(args.data)
+    n = min(len(index.samples), (args.steps + args.warmup) * 16)
+    samples = index.samples[:n]
+    rows_df = pd.DataFrame({"path": [s.path for s in samples], "label": [s.label for s in samples]})
+    paths = [index.abspath(s) for s in samples]
+    labels = [s.label for s in samples]
+    workers = args.workers if args.workers is not None else min(8, max(1, (torch.get_num_threads())))
+    peak, peak_source = peak_tflops(device)
+    total_steps = paper_image_steps()
+    rows = []
+    for name in args.models.split(","):
+        cfg = get_model_config(name)
+        size = args.img_size or cfg.input_size
+        fwd = gflops(create_model(name), 3, size)
+        cache, _ = build_cache(index.root, rows_df, size, 3)
+        for pipeline in ("naive", "ours"):
+            ips = (time_naive(name, paths, labels, size, device, args.steps, args.warmup, workers)
+                   if pipeline == "naive" else time_ours(name, cache, size, device, args.steps,
+                                                        args.warmup))
+            tflops = 3 * fwd * ips / 1000
+            rows.append({"model": name, "pipeline": pipeline, "img_size": size, "img_per_s": round(ips, 1),
+                         "ms_per_step": round(16 / ips * 1000, 1), "tflops": round(tflops, 3),
+                         "share_of_peak": round(tflops / peak, 4) if peak == peak else float("nan"),
+                         "paper_protocol_s": round(total_steps / ips, 1)})
+            print(f"{name:>28} {pipeline:>6}: {ips:8.1f} img/s, {tflops:7.3f} TFLOP/s", flush=True)
+    df = pd.DataFrame(rows)
+    info = device_info(device)
+    versions = package_versions()
+    header = (f"Device: {info.get('gpu', info.get('cpu'))} ({device}, {info['threads']} threads); "
+              f"torch {versions['torch']}; peak {peak:.2f} TFLOP/s ({peak_source}); "
+              f"{args.steps} timed steps of batch 16 after {args.warmup} warm-up; paper protocol = "
+              f"{total_steps:,} image-steps; {datetime.now(timezone.utc).date()}")
+    write_csv(args.out / "speed.csv", df)
+    write_text(args.out / "speed.md", f"# Training speed\n\n{header}\n\n{to_markdown(df)}")
+    print(header)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
