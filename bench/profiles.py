@@ -32,9 +32,9 @@ PROFILES: dict[str, Profile] = {
     "quick": Profile("quick", 96, 16, 8, 0,
                      description="CPU-sized: 96 px, batch 16, 8 epochs, final fit only "
                                  "(Fus2Net ≈ 4 min on 2 cores)"),
-    "smoke": Profile("smoke", 80, 16, 1, 2, train_limit=64, val_limit=48,
-                     description="seconds, for tests: 80 px, 1 epoch, 2 folds of 64 training and "
-                                 "48 validation images"),
+    "smoke": Profile("smoke", 80, 16, 1, 2, train_limit=32, val_limit=32,
+                     description="seconds, for tests: 80 px, 1 epoch, 2 folds of 32 training and "
+                                 "32 validation images"),
 }
 
 

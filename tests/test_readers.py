@@ -88,6 +88,11 @@ def test_layout_detection(busi_tree, busbra_tree, small_synthetic, tmp_path):
 def test_missing_path_and_empty_class_are_clear_errors(tmp_path):
     with pytest.raises(BenchError, match="does not exist"):
         load_index(tmp_path / "nope")
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(BenchError, match="a file must be a CSV manifest"):
+        load_index(tmp_path / "notes.txt")
+    with pytest.raises(BenchError, match="not a directory"):
+        load_index(tmp_path / "notes.txt", "busi")
     write_image(tmp_path / "benign" / "a.png")
     (tmp_path / "malignant").mkdir()
     with pytest.raises(BenchError, match="class 'malignant' has no images"):
@@ -115,10 +120,14 @@ def test_corrupt_empty_and_tiny_images_raise_bad_image(tmp_path):
     good = write_image(tmp_path / "good.png")
     truncated = tmp_path / "trunc.png"
     truncated.write_bytes(good.read_bytes()[:100])
+    good_jpg = write_image(tmp_path / "good.jpg", size=(200, 160))
+    truncated_jpg = tmp_path / "trunc.jpg"
+    truncated_jpg.write_bytes(good_jpg.read_bytes()[:300])
     empty = tmp_path / "empty.png"
     empty.write_bytes(b"")
     tiny = write_image(tmp_path / "tiny.png", size=(20, 20))
-    for path, msg in ((truncated, "cannot decode"), (empty, "empty file"), (tiny, "smaller than")):
+    for path, msg in ((truncated, "cannot decode"), (truncated_jpg, "cannot decode"),
+                      (empty, "empty file"), (tiny, "smaller than")):
         with pytest.raises(BadImageError, match=msg):
             read_image(path)
 

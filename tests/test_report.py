@@ -127,3 +127,15 @@ def test_mixed_profiles_need_a_choice(fixture_runs, tmp_path):
     assert exc.value.code == 2
     assert main(["--runs", str(fixture_runs), "--out", str(tmp_path), "--profile", "quick",
                  "--n-boot", "200"]) == 0
+
+
+COMMITTED = Path(__file__).resolve().parents[1] / "results" / "busi-quick"
+
+
+@pytest.mark.skipif(not (COMMITTED / "runs").is_dir(), reason="no committed results set")
+def test_committed_runs_regenerate_the_committed_tables_exactly(tmp_path):
+    assert main(["--runs", str(COMMITTED / "runs"), "--out", str(tmp_path)]) == 0
+    committed = sorted((COMMITTED / "tables").iterdir())
+    assert committed
+    for path in committed:
+        assert (tmp_path / "tables" / path.name).read_bytes() == path.read_bytes(), path.name
