@@ -36,7 +36,7 @@ def load_index(data: Path | None, kind: str = "auto", synthetic: PhantomSpec | N
     """Read the data set at ``data`` (``None``: the embedded synthetic phantom, generated once)."""
     if kind not in KINDS:
         raise BenchError(f"--dataset {kind!r} is not one of {', '.join(KINDS)}")
-    if data is None or (kind == "synthetic" and data is None):
+    if data is None:
         root = ensure_synthetic(synthetic or PhantomSpec())
         return read_class_folders(root, kind="synthetic")
     if not data.exists():
