@@ -167,9 +167,8 @@ def run_protocol(spec: dict, cache: ImageCache, run_dir: Path, run_hash: str,
 
 def summarize(results: list[StageResult]) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Run-level ``predictions.csv``, ``cv_metrics.csv`` and ``metrics.json`` contents."""
-    preds = pd.concat([r.predictions for r in results if r.predictions is not None],
-                      ignore_index=True) if any(r.predictions is not None for r in results) else \
-        pd.DataFrame(columns=PRED_COLUMNS)
+    frames = [r.predictions for r in results if r.predictions is not None]
+    preds = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=PRED_COLUMNS)
     cv_rows = []
     for r in results:
         if r.name == "final":

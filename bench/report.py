@@ -57,6 +57,7 @@ def table3_display(t: pd.DataFrame) -> pd.DataFrame:
     for r in t.to_dict("records"):
         ok = not pd.isna(r.get("auc"))
         weights = r.get("weights", "—")
+        auc_digits = 2 if r["model"] == PAPER_ROW["model"] else 3  # the paper reports 2 decimals
         rows.append({
             "Model": r["model"], "Weights": "random init" if weights == "random" else weights,
             "Params (M)": fmt(r.get("params_m"), 2), "GFLOPs": fmt(r.get("gflops"), 2),
@@ -67,8 +68,7 @@ def table3_display(t: pd.DataFrame) -> pd.DataFrame:
                              ("Specificity", "specificity"), ("PPV", "ppv"), ("NPV", "npv"))}),
             "F1": fmt(r.get("f1")),
             "AUC [DeLong 95% CI]": with_ci(r.get("auc"), r.get("auc_lo"), r.get("auc_hi"))
-            if ok and not pd.isna(r.get("auc_lo")) else fmt(r.get("auc"), 2 if r.get("n") == 100
-                                                           and r["model"].startswith("Fus2Net —") else 3),
+            if ok and not pd.isna(r.get("auc_lo")) else fmt(r.get("auc"), auc_digits),
             "AUC bootstrap CI": f"[{r['auc_boot_lo']:.3f}, {r['auc_boot_hi']:.3f}]"
             if ok and not pd.isna(r.get("auc_boot_lo")) else "—",
             "ΔAUC vs Fus2Net": fmt(r.get("delta_auc")),

@@ -158,8 +158,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.steps < 1 or args.warmup < 0:
         raise BenchError("--steps must be >= 1 and --warmup >= 0")
     device = resolve_device(args.device)
-    if device == "cpu":
-        torch.set_num_threads(torch.get_num_threads())
     index = load_index(args.data)
     n = min(len(index.samples), (args.steps + args.warmup) * 16)
     samples = index.samples[:n]

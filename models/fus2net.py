@@ -8,10 +8,14 @@ Keras defaults are kept for fidelity: BatchNorm eps 1e-3 and momentum 0.99 (PyTo
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
+from bench.records import file_sha256
 from models.config import ModelConfig, Recipe
+from models.pretrained import load_state_file
 from models.registry import register_model
 
 BN_EPS = 1e-3
@@ -155,11 +159,6 @@ def fus2net(pretrained: str = "none", **kwargs) -> Fus2Net:
     model = Fus2Net(**kwargs)
     model.weights_provenance = "random"
     if pretrained not in ("none", "auto"):
-        from pathlib import Path
-
-        from bench.records import file_sha256
-        from models.pretrained import load_state_file
-
         model.load_state_dict(load_state_file(Path(pretrained)))
         model.weights_provenance = f"file:{file_sha256(Path(pretrained))}"
     return model
