@@ -13,7 +13,8 @@ from bench.errors import BenchError
 @dataclass(frozen=True)
 class Profile:
     name: str
-    img_size: int | None  # None: the model's own input size (SPEC: 299 for Fus2Net)
+    img_size: int | None  # None: the model's own input size (SPEC: 299 for Fus2Net); never below
+    # the model's ``min_input_size`` (InceptionV3 needs 75 px)
     batch_size: int
     epochs: int | None  # None: the model recipe's epochs (53 for Fus2Net)
     folds: int  # 0: no cross-validation, only the final fit
@@ -29,12 +30,13 @@ PROFILES: dict[str, Profile] = {
     "paper": Profile("paper", None, 16, None, 10,
                      description="SPEC recipe exactly: model input size, batch 16, 53 epochs, "
                                  "10-fold CV + final fit"),
-    "quick": Profile("quick", 96, 16, 8, 0,
-                     description="CPU-sized: 96 px, batch 16, 8 epochs, final fit only "
-                                 "(Fus2Net ≈ 4 min on 2 cores)"),
-    "smoke": Profile("smoke", 80, 16, 1, 2, train_limit=32, val_limit=32,
-                     description="seconds, for tests: 80 px, 1 epoch, 2 folds of 32 training and "
-                                 "32 validation images"),
+    "quick": Profile("quick", 64, 16, 4, 0, train_limit=400,
+                     description="CPU-sized so the default suite fits 15 min on 2 cores: 64 px "
+                                 "(75 for InceptionV3 models), batch 16, 4 epochs, 400 training "
+                                 "images, final fit only — a proxy, not the paper protocol"),
+    "smoke": Profile("smoke", 64, 16, 1, 2, train_limit=16, val_limit=16,
+                     description="seconds, for tests: 64 px (75 for InceptionV3 models), 1 epoch, "
+                                 "2 folds, 16 training and 16 validation images per fit"),
 }
 
 

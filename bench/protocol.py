@@ -129,16 +129,18 @@ def run_stage(name: str, train_pos: np.ndarray, eval_pos: np.ndarray, cache: Ima
     metrics = binary_metrics(preds.label, preds.prob_malignant)
     write_csv(stage_dir / "predictions.csv", preds)
     write_json(stage_dir / "metrics.json", metrics)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    write_atomic(stage_dir / "model.safetensors", lambda p: save_file(state, str(p)))
+    files = ["predictions.csv", "metrics.json"]
+    if name == "final" or spec.get("save_fold_weights"):
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        write_atomic(stage_dir / "model.safetensors", lambda p: save_file(state, str(p)))
+        files.append("model.safetensors")
     (stage_dir / "failed.json").unlink(missing_ok=True)
     seconds = time.perf_counter() - t0
     write_json(stage_dir / "done.json", {
         "config_hash": run_hash, "stage": name, "train_images": int(len(idx)),
         "flipped_copies": int((flips > 0).sum()), "eval_images": int(len(eval_pos)),
         "epoch_losses": history, "train_seconds": round(train_s, 2), "seconds": round(seconds, 2),
-        "files": {n: file_sha256(stage_dir / n)
-                  for n in ("predictions.csv", "metrics.json", "model.safetensors")},
+        "files": {n: file_sha256(stage_dir / n) for n in files},
     })
     return StageResult(name, "done", preds, metrics, seconds)
 

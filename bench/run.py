@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="held-out test images per class when the split is built on the fly")
     p.add_argument("--skip-bad-images", action="store_true",
                    help="exclude unreadable/too-small images (listed in the split report)")
+    p.add_argument("--save-fold-weights", action="store_true",
+                   help="also keep each CV fold's weights (the final fit's are always kept)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return p
 
@@ -204,7 +206,10 @@ def main(argv: list[str] | None = None) -> int:
         model_kwargs["l2"] = args.l2
     if args.dropout is not None:
         model_kwargs["dropout"] = args.dropout
-    img_size = profile.img_size or cfg.input_size
+    if args.img_size is not None and args.img_size < cfg.min_input_size:
+        raise BenchError(f"--img-size {args.img_size}: {args.model} needs at least "
+                         f"{cfg.min_input_size} px")
+    img_size = max(profile.img_size, cfg.min_input_size) if profile.img_size else cfg.input_size
     stats, provenance = model_stats(args.model, model_kwargs, img_size, args.channels)
     manifest_csv = manifest.to_csv(index=False, lineterminator="\n")
     spec = {
@@ -221,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         "skip_bad_images": args.skip_bad_images,
     }
     run_hash = config_hash(spec)
-    spec.update(device=device, channels_last=True)
+    spec.update(device=device, channels_last=True, save_fold_weights=args.save_fold_weights)
     run_dir = args.out / f"{args.model}-{index.kind}-{run_hash}"
     if finished_run(run_dir, run_hash):
         print(f"{args.model}: reusing the finished run {run_dir} (same configuration)")

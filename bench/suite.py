@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bench import report, run
 from bench.errors import BenchError, cli_main
-from bench.experiments import COMPARISON_MODELS, experiment_commands
+from bench.experiments import COMPARISON_MODELS, CPU_HEAVY, default_models, experiment_commands
 from bench.profiles import resolve_profile
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -30,8 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=None)
     p.add_argument("--profile", default="auto")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--models", default=",".join(COMPARISON_MODELS),
-                   help="comma-separated registered models for the comparison")
+    p.add_argument("--models", default="default",
+                   help="comma-separated registered models for the comparison; 'default': all of "
+                        "them on CUDA, all but " + ", ".join(CPU_HEAVY) + " on CPU; 'all': all")
     p.add_argument("--no-experiments", action="store_true", help="skip Table 1, Fig. 1, Table 2")
     p.add_argument("--out", type=Path, default=None,
                    help="results folder (default: results/<data>-<profile>/, runs in its runs/)")
@@ -43,9 +44,19 @@ def main(argv: list[str] | None = None) -> int:
     common = ["--profile", profile, "--device", device, "--out", str(runs_dir), *passthrough]
     if args.data is not None:
         common += ["--data", str(args.data)]
+    if args.models == "default":
+        models = default_models(device)
+        for name in COMPARISON_MODELS:
+            if name not in models:
+                print(f"note: {name} is left out on CPU ({CPU_HEAVY[name]}); "
+                      "add it with --models all or --models NAME,...")
+    elif args.models == "all":
+        models = list(COMPARISON_MODELS)
+    else:
+        models = [m for m in args.models.split(",") if m]
     variants = [list(a) for a in ([()] if args.no_experiments else experiment_commands())]
     jobs = [("fus2net", variants[0])]  # the paper recipe, then the comparison, then the ablations
-    jobs += [(m, []) for m in args.models.split(",") if m and m != "fus2net"]
+    jobs += [(m, []) for m in models if m != "fus2net"]
     jobs += [("fus2net", v) for v in variants[1:]]
     timings, failures = [], []
     t_all = time.perf_counter()

@@ -34,6 +34,7 @@ class ModelConfig:
     family: str
     input_size: int
     in_chans: int = 3
+    min_input_size: int = 32  # smallest side the architecture accepts (reduced profiles clamp to it)
     normalization: Normalization = "per_image"
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD

@@ -23,7 +23,7 @@ REFERENCE = "Szegedy et al., CVPR 2016 (InceptionV3); transfer learning as in Ma
 
 
 @register_model(ModelConfig(
-    name="inception_v3_tl", family="InceptionV3 (frozen features)", input_size=299,
+    name="inception_v3_tl", family="InceptionV3 (frozen features)", input_size=299, min_input_size=75,
     normalization="imagenet", mean=INCEPTION_MEAN_STD, std=INCEPTION_MEAN_STD,
     recipe=Recipe(lr=None, l2=0.0, dropout=0.5, frozen="backbone (all epochs)",
                   source="Ma et al. 2021 introduction: pretrained CNN as feature extractor + custom classifier"),
@@ -38,7 +38,7 @@ def inception_v3_tl(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.
 
 
 @register_model(ModelConfig(
-    name="inception_v3_ft", family="InceptionV3 (fine-tuned)", input_size=299,
+    name="inception_v3_ft", family="InceptionV3 (fine-tuned)", input_size=299, min_input_size=75,
     normalization="imagenet", mean=INCEPTION_MEAN_STD, std=INCEPTION_MEAN_STD,
     recipe=Recipe(lr=1e-4, l2=0.0, dropout=0.2, source="standard full fine-tuning"),
     reference=REFERENCE, pretrained="imagenet"))
