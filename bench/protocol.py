@@ -1,10 +1,11 @@
 """The benchmark protocol (SPEC §3): K-fold CV on the training set, a final fit, one test evaluation.
 
-Each stage (``fold_0`` … ``fold_{K-1}``, ``final``) writes its predictions, metrics and weights
-atomically into ``<run>/stages/<stage>/`` as soon as it ends, then a ``done.json`` holding the run's
+Each stage (``fold_0`` … ``fold_{K-1}``, ``final``) writes its predictions, metrics and (for the
+final fit, or every stage with ``--save-fold-weights``) weights atomically into ``<run>/stages/<stage>/`` as soon as it ends, then a ``done.json`` holding the run's
 config hash and the files' SHA-256. Rerunning the same command reuses every stage whose
 ``done.json`` matches (resume); others are trained again. A stage whose loss becomes NaN/inf is
-recorded as failed (``failed.json``) and the other stages go on.
+recorded as failed (``failed.json``) and the other stages go on. Stages train one after another
+(reference engine, :mod:`bench.train`) or several at once (stacked engine, :mod:`bench.stacked`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from bench.data.augment import AugmentConfig, flip_balance
 from bench.data.loader import ImageCache
 from bench.metrics import METRIC_NAMES, binary_metrics
 from bench.records import file_sha256
+from bench.stacked import Member, train_stacked
 from bench.train import TrainingDiverged, TrainSettings, predict, train_model
 from models import create_model, get_model_config
 
@@ -84,16 +86,31 @@ def _stage_valid(folder: Path, run_hash: str) -> bool:
         return False
 
 
-def run_stage(name: str, train_pos: np.ndarray, eval_pos: np.ndarray, cache: ImageCache,
-              spec: dict, run_hash: str, stage_dir: Path, progress: bool) -> StageResult:
-    """Train one stage (or reuse it), evaluate, and write its files atomically."""
+@dataclass
+class StageJob:
+    """A stage ready to train: its data, seed and freshly initialised model."""
+
+    name: str
+    stage_dir: Path
+    seed: int
+    train_idx: np.ndarray
+    flips: np.ndarray
+    eval_pos: np.ndarray
+    model: torch.nn.Module
+    t0: float
+
+
+def _reuse(name: str, stage_dir: Path) -> StageResult:
+    preds = pd.read_csv(stage_dir / "predictions.csv", dtype={"id": str, "path": str})
+    metrics = json.loads((stage_dir / "metrics.json").read_text())
+    return StageResult(name, "reused", preds, metrics, 0.0)
+
+
+def prepare_stage(name: str, train_pos: np.ndarray, eval_pos: np.ndarray, cache: ImageCache,
+                  spec: dict, stage_dir: Path) -> StageJob:
+    """Seeded subsetting, flip-balancing and model initialisation of one stage (both engines)."""
     t0 = time.perf_counter()
-    if _stage_valid(stage_dir, run_hash):
-        preds = pd.read_csv(stage_dir / "predictions.csv", dtype={"id": str, "path": str})
-        metrics = json.loads((stage_dir / "metrics.json").read_text())
-        return StageResult(name, "reused", preds, metrics, 0.0)
     (stage_dir / "done.json").unlink(missing_ok=True)
-    cfg = get_model_config(spec["model"])
     labels = cache.labels.cpu().numpy()
     stage_no = 99 if name == "final" else int(name.split("_")[1])
     seed = spec["seed"] * 100 + stage_no
@@ -104,45 +121,91 @@ def run_stage(name: str, train_pos: np.ndarray, eval_pos: np.ndarray, cache: Ima
     idx, flips = flip_balance(train_pos, labels[train_pos], rng)
     torch.manual_seed(seed)
     model = create_model(spec["model"], **spec["model_kwargs"])
-    settings = TrainSettings(
+    return StageJob(name, stage_dir, seed, idx, flips, eval_pos, model, t0)
+
+
+def train_settings(spec: dict) -> TrainSettings:
+    return TrainSettings(
         epochs=spec["epochs"], batch_size=spec["batch_size"], optimizer=spec["optimizer"],
         lr=spec["lr"], augment=AugmentConfig() if spec["augment"] else None,
         device=spec["device"], channels_last=spec["channels_last"])
-    try:
-        history = train_model(model, cfg, cache, idx, flips, settings, seed=seed,
-                              desc=f"{spec['model']} {name}", progress=progress)
-    except TrainingDiverged as exc:
-        msg = f"{name}: training stopped, {exc} (epoch {exc.epoch}, step {exc.step})"
-        write_json(stage_dir / "failed.json", {"config_hash": run_hash, "stage": name,
+
+
+def fail_stage(job: StageJob, exc: TrainingDiverged, run_hash: str) -> StageResult:
+    msg = f"{job.name}: training stopped, {exc} (epoch {exc.epoch}, step {exc.step})"
+    write_json(job.stage_dir / "failed.json", {"config_hash": run_hash, "stage": job.name,
                                                 "epoch": exc.epoch, "step": exc.step,
                                                 "message": msg})
-        return StageResult(name, "failed", None, None, time.perf_counter() - t0, msg)
-    train_s = time.perf_counter() - t0
-    probs = predict(model, cfg, cache, eval_pos, device=spec["device"],
+    return StageResult(job.name, "failed", None, None, time.perf_counter() - job.t0, msg)
+
+
+def finish_stage(job: StageJob, history: list[float], cache: ImageCache, spec: dict,
+                 run_hash: str, train_s: float, trained_with: list[str] | None = None) -> StageResult:
+    """Evaluate a trained stage and write its files atomically, ``done.json`` last."""
+    cfg = get_model_config(spec["model"])
+    t_eval = time.perf_counter()
+    probs = predict(job.model, cfg, cache, job.eval_pos, device=spec["device"],
                     channels_last=spec["channels_last"])
-    rows = cache.rows.iloc[eval_pos]
+    rows = cache.rows.iloc[job.eval_pos]
+    final = job.name == "final"
     preds = pd.DataFrame({
         "id": rows.id.to_numpy(), "path": rows.path.to_numpy(), "label": rows.label.to_numpy(),
-        "prob_malignant": probs, "split": "test" if name == "final" else "val",
-        "fold": -1 if name == "final" else stage_no,
+        "prob_malignant": probs, "split": "test" if final else "val",
+        "fold": -1 if final else int(job.name.split("_")[1]),
     })[PRED_COLUMNS]
     metrics = binary_metrics(preds.label, preds.prob_malignant)
-    write_csv(stage_dir / "predictions.csv", preds)
-    write_json(stage_dir / "metrics.json", metrics)
+    folder = job.stage_dir
+    write_csv(folder / "predictions.csv", preds)
+    write_json(folder / "metrics.json", metrics)
     files = ["predictions.csv", "metrics.json"]
-    if name == "final" or spec.get("save_fold_weights"):
-        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        write_atomic(stage_dir / "model.safetensors", lambda p: save_file(state, str(p)))
+    if final or spec.get("save_fold_weights"):
+        state = {k: v.detach().cpu().contiguous() for k, v in job.model.state_dict().items()}
+        write_atomic(folder / "model.safetensors", lambda p: save_file(state, str(p)))
         files.append("model.safetensors")
-    (stage_dir / "failed.json").unlink(missing_ok=True)
-    seconds = time.perf_counter() - t0
-    write_json(stage_dir / "done.json", {
-        "config_hash": run_hash, "stage": name, "train_images": int(len(idx)),
-        "flipped_copies": int((flips > 0).sum()), "eval_images": int(len(eval_pos)),
+    (folder / "failed.json").unlink(missing_ok=True)
+    seconds = train_s + time.perf_counter() - t_eval
+    done = {
+        "config_hash": run_hash, "stage": job.name, "train_images": int(len(job.train_idx)),
+        "flipped_copies": int((job.flips > 0).sum()), "eval_images": int(len(job.eval_pos)),
         "epoch_losses": history, "train_seconds": round(train_s, 2), "seconds": round(seconds, 2),
-        "files": {n: file_sha256(stage_dir / n) for n in files},
-    })
-    return StageResult(name, "done", preds, metrics, seconds)
+        "files": {n: file_sha256(folder / n) for n in files},
+    }
+    if trained_with:
+        done["trained_concurrently_with"] = trained_with
+    write_json(folder / "done.json", done)
+    return StageResult(job.name, "done", preds, metrics, seconds)
+
+
+def run_stage(name: str, train_pos: np.ndarray, eval_pos: np.ndarray, cache: ImageCache,
+              spec: dict, run_hash: str, stage_dir: Path, progress: bool) -> StageResult:
+    """Train one stage with the reference engine (or reuse it), evaluate, write its files."""
+    if _stage_valid(stage_dir, run_hash):
+        return _reuse(name, stage_dir)
+    job = prepare_stage(name, train_pos, eval_pos, cache, spec, stage_dir)
+    cfg = get_model_config(spec["model"])
+    try:
+        history = train_model(job.model, cfg, cache, job.train_idx, job.flips, train_settings(spec),
+                              seed=job.seed, desc=f"{spec['model']} {name}", progress=progress)
+    except TrainingDiverged as exc:
+        return fail_stage(job, exc, run_hash)
+    return finish_stage(job, history, cache, spec, run_hash, time.perf_counter() - job.t0)
+
+
+def run_stages_stacked(plan: list[tuple[str, np.ndarray, np.ndarray]], cache: ImageCache,
+                       spec: dict, run_hash: str, run_dir: Path, progress: bool) -> list[StageResult]:
+    """Train the given stages concurrently (:mod:`bench.stacked`), then evaluate each."""
+    jobs = [prepare_stage(name, tr, ev, cache, spec, run_dir / "stages" / name)
+            for name, tr, ev in plan]
+    t0 = time.perf_counter()
+    members = [Member(j.model, j.train_idx, j.flips, j.seed) for j in jobs]
+    outcomes = train_stacked(members, get_model_config(spec["model"]), cache, train_settings(spec),
+                             desc=f"{spec['model']} {len(jobs)} stages at once", progress=progress)
+    train_s = time.perf_counter() - t0
+    names = [j.name for j in jobs]
+    return [fail_stage(job, out.diverged, run_hash) if out.diverged is not None else
+            finish_stage(job, out.history, cache, spec, run_hash, train_s,
+                         [n for n in names if n != job.name])
+            for job, out in zip(jobs, outcomes, strict=True)]
 
 
 def load_weights(model: torch.nn.Module, path: Path) -> torch.nn.Module:
@@ -153,18 +216,35 @@ def load_weights(model: torch.nn.Module, path: Path) -> torch.nn.Module:
 
 def run_protocol(spec: dict, cache: ImageCache, run_dir: Path, run_hash: str,
                  progress: bool = True) -> list[StageResult]:
-    """All stages of the protocol in order; returns their results (reused, done or failed)."""
-    results = []
+    """All stages of the protocol; returns their results (reused, done or failed) in plan order.
+
+    ``spec["concurrent"]`` > 1 trains up to that many unfinished stages at once (stacked engine);
+    otherwise stages train one after another with the reference engine.
+    """
     plan = stage_plan(cache.rows, spec["folds"])
-    bar = tqdm(plan, desc=f"{spec['model']} stages", unit="stage", disable=not progress)
-    for name, train_pos, eval_pos in bar:
-        bar.set_postfix(stage=name)
-        res = run_stage(name, train_pos, eval_pos, cache, spec, run_hash,
-                        run_dir / "stages" / name, progress)
+    results: dict[str, StageResult] = {}
+    pending = []
+    for name, train_pos, eval_pos in plan:
+        if _stage_valid(run_dir / "stages" / name, run_hash):
+            results[name] = _reuse(name, run_dir / "stages" / name)
+        else:
+            pending.append((name, train_pos, eval_pos))
+    width = max(1, int(spec.get("concurrent", 1)))
+    if width > 1 and len(pending) > 1:
+        for start in range(0, len(pending), width):
+            for res in run_stages_stacked(pending[start:start + width], cache, spec, run_hash,
+                                          run_dir, progress):
+                results[res.name] = res
+    else:
+        bar = tqdm(pending, desc=f"{spec['model']} stages", unit="stage", disable=not progress)
+        for name, train_pos, eval_pos in bar:
+            bar.set_postfix(stage=name)
+            results[name] = run_stage(name, train_pos, eval_pos, cache, spec, run_hash,
+                                      run_dir / "stages" / name, progress)
+    for res in results.values():
         if res.status == "failed":
             tqdm.write(f"warning: {res.message}")
-        results.append(res)
-    return results
+    return [results[name] for name, _, _ in plan]
 
 
 def summarize(results: list[StageResult]) -> tuple[pd.DataFrame, pd.DataFrame, dict]:

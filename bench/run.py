@@ -107,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="held-out test images per class when the split is built on the fly")
     p.add_argument("--skip-bad-images", action="store_true",
                    help="exclude unreadable/too-small images (listed in the split report)")
+    p.add_argument("--concurrent-folds", default="auto",
+                   help="train up to N stages (CV folds + final fit) at once with the stacked "
+                        "engine (bench.stacked); 1 = one at a time with the reference engine; "
+                        "auto = all at once on CUDA, 1 on CPU")
     p.add_argument("--save-fold-weights", action="store_true",
                    help="also keep each CV fold's weights (the final fit's are always kept)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -119,6 +123,19 @@ def resolve_device(name: str) -> str:
     if name == "cuda" and not torch.cuda.is_available():
         raise BenchError("--device cuda: no CUDA GPU is available here; use --device cpu or auto")
     return name
+
+
+def resolve_concurrency(value: str, device: str, stages: int) -> int:
+    """``--concurrent-folds``: how many stages train at once (1 = reference engine)."""
+    if value == "auto":
+        return stages if device == "cuda" else 1
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise BenchError(f"--concurrent-folds {value!r}: give a positive integer or auto")
+    return min(n, stages)
 
 
 def ensure_writable(folder: Path) -> None:
@@ -225,8 +242,12 @@ def main(argv: list[str] | None = None) -> int:
         "manifest_sha256": hashlib.sha256(manifest_csv.encode()).hexdigest(),
         "skip_bad_images": args.skip_bad_images,
     }
+    concurrent = resolve_concurrency(args.concurrent_folds, device, profile.folds + 1)
+    if concurrent > 1:  # a different engine gives different (equally valid) numbers: its own run
+        spec["engine"] = "stacked"
     run_hash = config_hash(spec)
-    spec.update(device=device, channels_last=True, save_fold_weights=args.save_fold_weights)
+    spec.update(device=device, channels_last=True, save_fold_weights=args.save_fold_weights,
+                concurrent=concurrent)
     run_dir = args.out / f"{args.model}-{index.kind}-{run_hash}"
     if finished_run(run_dir, run_hash):
         print(f"{args.model}: reusing the finished run {run_dir} (same configuration)")
@@ -240,7 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     if overrides:
         print(f"overrides: {overrides}")
     print(f"model {args.model} | data {index.kind} at {index.root} | split {split_source} | "
-          f"device {device} | run {run_dir}")
+          f"device {device} | engine "
+          f"{f'stacked, {concurrent} stages at once' if concurrent > 1 else 'reference'} | "
+          f"run {run_dir}")
     record = {
         "run_id": run_dir.name, "config_hash": run_hash, "status": "running",
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -94,6 +94,7 @@ def train_model(model: nn.Module, cfg: ModelConfig, cache: ImageCache, indices: 
     idx_all = torch.as_tensor(indices, dtype=torch.long)
     flips_all = torch.as_tensor(flips, dtype=torch.long)
     reg = getattr(model, "regularization_loss", None)
+    dtype = next(model.parameters()).dtype  # float32 normally; float64 in exactness tests
     history: list[float] = []
     n = len(idx_all)
     steps = math.ceil(n / settings.batch_size)
@@ -105,7 +106,7 @@ def train_model(model: nn.Module, cfg: ModelConfig, cache: ImageCache, indices: 
         for step in range(steps):
             sel = perm[step * settings.batch_size:(step + 1) * settings.batch_size]
             src = idx_all[sel]
-            x = images[src.to(images.device)].to(device, non_blocking=True).float()
+            x = images[src.to(images.device)].to(device, non_blocking=True).to(dtype)
             x = apply_flips(x, flips_all[sel].to(device))
             if settings.augment is not None:
                 x = augment(x, sample_params(len(sel), settings.augment, gen))
@@ -123,7 +124,7 @@ def train_model(model: nn.Module, cfg: ModelConfig, cache: ImageCache, indices: 
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss) * len(sel)
+            total += float(loss.detach()) * len(sel)
         history.append(total / n)
         bar.set_postfix(loss=f"{history[-1]:.4f}")
     return history
@@ -135,11 +136,12 @@ def predict(model: nn.Module, cfg: ModelConfig, cache: ImageCache, indices: np.n
     """P(malignant) for ``cache[indices]`` (no augmentation, eval mode)."""
     dev = torch.device(device)
     model = _prepare(model, dev, channels_last).eval()
+    dtype = next(model.parameters()).dtype
     out = []
     idx = torch.as_tensor(indices, dtype=torch.long)
     for start in range(0, len(idx), batch_size):
         src = idx[start:start + batch_size]
-        x = normalize(cache.images[src.to(cache.images.device)].to(dev).float(), cfg)
+        x = normalize(cache.images[src.to(cache.images.device)].to(dev).to(dtype), cfg)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with _autocast(dev):

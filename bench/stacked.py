@@ -1,0 +1,232 @@
+"""Train several members of one architecture at once: the CV folds and the final fit (issue 5).
+
+The reference engine (:func:`bench.train.train_model`) trains one model at batch 16, which leaves a
+large GPU mostly idle. Here K members (same architecture, different training sets, seeds and
+initialisations) are *stacked* with :mod:`torch.func`: their parameters and buffers are stacked
+along a new leading dimension and one ``vmap``-ed forward/backward trains all of them, so each
+convolution becomes one grouped convolution over K models. Every member keeps the recipe exactly:
+
+* its own batch of 16 from its own permutation, flip codes and augmentation draws, taken from its
+  own generator in the same order as the reference engine (so the data each member sees is
+  identical to a sequential run with the same seed);
+* its own BatchNorm statistics (stacked buffers, updated in place per member);
+* its own optimizer state and step count (:class:`StackedOptimizer`, PyTorch's Adam/RMSprop/SGD
+  update rules applied per member; a member whose epoch has fewer steps is not updated on the
+  steps it sits out, so unequal fold sizes are handled exactly);
+* its own explicit regulariser (Fus2Net's L2 on FC1), and its own divergence check: a member whose
+  loss becomes NaN/inf is reported failed and the others go on.
+
+What differs from the reference engine: dropout masks come from a different random stream, and
+floating-point summation order differs (grouped convolutions), so results agree in distribution,
+not bit for bit (tested in ``tests/test_stacked.py``).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, vmap
+from tqdm.auto import tqdm
+
+from bench.data.augment import apply_flips, augment, sample_params
+from bench.data.loader import ImageCache
+from bench.train import KERAS_LR, TrainingDiverged, TrainSettings, _autocast, normalize
+from models.config import ModelConfig
+
+
+@dataclass
+class Member:
+    """One model to train: its training indices into the cache, flip codes and seed."""
+
+    model: nn.Module
+    indices: np.ndarray
+    flips: np.ndarray
+    seed: int
+
+
+@dataclass
+class MemberResult:
+    history: list[float] = field(default_factory=list)
+    diverged: TrainingDiverged | None = None
+
+
+class _WithRegularizer(nn.Module):
+    """``(logits, explicit regulariser)`` in one call, so both see the swapped-in parameters."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.model(x)
+        reg = getattr(self.model, "regularization_loss", None)
+        return logits, (reg() if reg is not None else logits.new_zeros(()))
+
+
+class StackedOptimizer:
+    """Adam / RMSprop / SGD over stacked parameters (member dim first), with per-member steps.
+
+    The update rules and hyper-parameters are those of :func:`bench.train.make_optimizer` (Keras
+    defaults, PyTorch's formulas); ``step(active)`` updates only the members marked active.
+    """
+
+    def __init__(self, params: list[torch.Tensor], name: str, lr: float | None, members: int) -> None:
+        if name not in KERAS_LR:
+            raise ValueError(f"unknown optimizer {name!r}")
+        self.params, self.name = params, name
+        self.lr = KERAS_LR[name] if lr is None else lr
+        self.betas, self.alpha, self.eps = (0.9, 0.999), 0.9, 1e-7
+        device = params[0].device if params else torch.device("cpu")
+        self.steps = torch.zeros(members, dtype=torch.float64, device=device)
+        n_state = {"adam": 2, "rmsprop": 1, "sgd": 0}[name]
+        self.state = [[torch.zeros_like(p) for _ in range(n_state)] for p in params]
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self, active: list[bool]) -> None:
+        mask = torch.tensor(active, device=self.steps.device)
+        everyone = all(active)
+        self.steps += mask
+        b1, b2 = self.betas
+        for p, state in zip(self.params, self.state, strict=True):
+            g = p.grad
+            if g is None:
+                continue
+            shape = (-1,) + (1,) * (p.dim() - 1)
+            if self.name == "adam":
+                m, v = state
+                m_new = torch.lerp(m, g, 1 - b1)
+                v_new = v * b2 + (1 - b2) * g * g
+                steps = self.steps.clamp_min(1)
+                bc1 = (1 - b1 ** steps).to(p.dtype).view(shape)
+                bc2_sqrt = (1 - b2 ** steps).sqrt().to(p.dtype).view(shape)
+                p_new = p - (self.lr / bc1) * m_new / (v_new.sqrt() / bc2_sqrt + self.eps)
+                new = [(m, m_new), (v, v_new), (p, p_new)]
+            elif self.name == "rmsprop":
+                (sq,) = state
+                sq_new = sq * self.alpha + (1 - self.alpha) * g * g
+                new = [(sq, sq_new), (p, p - self.lr * g / (sq_new.sqrt() + self.eps))]
+            else:
+                new = [(p, p - self.lr * g)]
+            for old, value in new:
+                old.copy_(value if everyone else torch.where(mask.view(shape), value, old))
+
+
+def stack_state(models: list[nn.Module], device: torch.device
+                ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Parameters and buffers of ``models`` stacked on a new leading member dimension.
+
+    Names carry the ``model.`` prefix of :class:`_WithRegularizer`; a stacked parameter requires
+    grad only where the members' own parameter does (frozen backbones stay frozen).
+    """
+    named = [dict(m.named_parameters()) for m in models]
+    bufs = [dict(m.named_buffers()) for m in models]
+    params = {f"model.{n}": torch.stack([d[n].detach() for d in named]).to(device)
+              .requires_grad_(p.requires_grad) for n, p in named[0].items()}
+    buffers = {f"model.{n}": torch.stack([d[n] for d in bufs]).to(device) for n in bufs[0]}
+    return params, buffers
+
+
+def unstack_into(models: list[nn.Module], params: dict[str, torch.Tensor],
+                 buffers: dict[str, torch.Tensor]) -> None:
+    """Copy member ``j`` of the stacked state back into ``models[j]`` (in place)."""
+    with torch.no_grad():
+        for j, model in enumerate(models):
+            for n, t in [*model.named_parameters(), *model.named_buffers()]:
+                src = params.get(f"model.{n}", buffers.get(f"model.{n}"))
+                t.copy_(src[j].to(t.device))
+
+
+def train_stacked(members: list[Member], cfg: ModelConfig, cache: ImageCache,
+                  settings: TrainSettings, desc: str = "stacked", progress: bool = True
+                  ) -> list[MemberResult]:
+    """Train ``members`` concurrently in place (see the module docstring); one result per member."""
+    device = torch.device(settings.device)
+    k, bs = len(members), settings.batch_size
+    aug = settings.augment
+    for m in members:
+        m.model.to(device)
+    structure = _WithRegularizer(copy.deepcopy(members[0].model)).to("meta").train()
+    params, buffers = stack_state([m.model for m in members], device)
+    trainable = [p for p in params.values() if p.requires_grad]
+    dtype = trainable[0].dtype if trainable else torch.float32
+    opt = StackedOptimizer(trainable, settings.optimizer, settings.lr, k)
+
+    def member_loss(p: dict, b: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with _autocast(device):
+            logits, reg = functional_call(structure, (p, b), (x,))
+        return F.cross_entropy(logits.float(), y) + reg.float()
+
+    stacked_loss = vmap(member_loss, randomness="different")
+    gens = [torch.Generator().manual_seed(m.seed) for m in members]
+    idx_all = [torch.as_tensor(m.indices, dtype=torch.long) for m in members]
+    flips_all = [torch.as_tensor(m.flips, dtype=torch.long) for m in members]
+    n = [len(i) for i in idx_all]
+    steps = [math.ceil(c / bs) for c in n]
+    results = [MemberResult() for _ in members]
+    alive = [True] * k
+    bar = tqdm(range(settings.epochs), desc=desc, unit="epoch", leave=False, disable=not progress)
+    for epoch in bar:
+        perms = [torch.randperm(c, generator=g) if ok else None
+                 for c, g, ok in zip(n, gens, alive, strict=True)]
+        loss_sum = torch.zeros(k, device=device)
+        bad_step = torch.full((k,), -1, dtype=torch.long, device=device)
+        for step in range(max(s for s, ok in zip(steps, alive, strict=True) if ok) if any(alive) else 0):
+            active = [alive[j] and step < steps[j] for j in range(k)]
+            groups: dict[int, list[tuple[int, torch.Tensor, dict]]] = {}
+            for j in (j for j in range(k) if active[j]):
+                sel = perms[j][step * bs:(step + 1) * bs]
+                p_aug = sample_params(len(sel), aug, gens[j]) if aug is not None else None
+                groups.setdefault(len(sel), []).append((j, sel, p_aug))
+            opt.zero_grad()
+            for size, group in groups.items():
+                who = [j for j, _, _ in group]
+                src = torch.cat([idx_all[j][sel] for j, sel, _ in group])
+                x = cache.images[src.to(cache.images.device)].to(device, non_blocking=True).to(dtype)
+                x = apply_flips(x, torch.cat([flips_all[j][sel] for j, sel, _ in group]).to(device))
+                if aug is not None:
+                    x = augment(x, {key: torch.cat([pa[key] for _, _, pa in group])
+                                    for key in group[0][2]})
+                x = normalize(x, cfg).view(len(who), size, *x.shape[1:])
+                y = cache.labels[src.to(cache.labels.device)].to(device).view(len(who), size)
+                if len(who) == k:
+                    p_in, b_in = params, buffers
+                else:
+                    sub = torch.tensor(who, device=device)
+                    p_in = {name: t[sub] for name, t in params.items()}
+                    b_in = {name: t[sub].clone() for name, t in buffers.items()}
+                losses = stacked_loss(p_in, b_in, x, y)
+                finite = torch.isfinite(losses.detach())
+                torch.where(finite, losses, torch.zeros_like(losses)).sum().backward()
+                with torch.no_grad():
+                    if len(who) != k:
+                        for name, t in buffers.items():
+                            t[sub] = b_in[name]
+                    at = torch.tensor(who, device=device)
+                    loss_sum[at] += torch.where(finite, losses.detach(), 0.0) * size
+                    first = (bad_step[at] < 0) & ~finite
+                    bad_step[at] = torch.where(first, step, bad_step[at])
+            opt.step(active)
+        bad = bad_step.tolist()
+        epoch_loss = (loss_sum.cpu() / torch.tensor(n, dtype=torch.float32)).tolist()
+        for j in range(k):
+            if not alive[j]:
+                continue
+            if bad[j] >= 0:
+                alive[j] = False
+                results[j].diverged = TrainingDiverged(epoch + 1, bad[j] + 1, float("nan"))
+            else:
+                results[j].history.append(epoch_loss[j])
+        if progress:
+            bar.set_postfix(loss=f"{np.mean([r.history[-1] for r in results if r.history]):.4f}")
+    unstack_into([m.model for m in members], params, buffers)
+    return results

@@ -1,0 +1,116 @@
+"""The stacked engine (issue 5): K members trained at once behave like K reference runs."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from bench.data.augment import AugmentConfig
+from bench.data.loader import ImageCache
+from bench.stacked import Member, StackedOptimizer, train_stacked
+from bench.train import TrainSettings, make_optimizer, train_model
+from models import create_model, get_model_config, list_models
+
+
+def tiny_cache(n: int = 60, size: int = 40, seed: int = 0) -> ImageCache:
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 3 == 0
+    images = torch.randint(0, 200, (n, 3, size, size), generator=g, dtype=torch.uint8)
+    images[labels, :, 10:30, 10:30] //= 2  # a weak, learnable signal
+    rows = pd.DataFrame({"id": [str(i) for i in range(n)], "path": [f"{i}.png" for i in range(n)],
+                         "label": labels.long().numpy()})
+    return ImageCache(images, labels.long(), rows)
+
+
+@pytest.mark.parametrize("name", ["adam", "rmsprop", "sgd"])
+def test_stacked_optimizer_follows_torch_update_rules_and_skips_inactive_members(name):
+    torch.manual_seed(0)
+    ref = [torch.randn(5, 3, requires_grad=True) for _ in range(2)]
+    stacked = torch.stack([r.detach() for r in ref]).requires_grad_()
+    opts = [make_optimizer(name, [r], None) for r in ref]
+    sopt = StackedOptimizer([stacked], name, None, members=2)
+    for step in range(6):
+        grads = [torch.randn(5, 3) for _ in ref]
+        active = [True, step % 2 == 0]  # member 1 sits out every other step
+        for r, g, o, a in zip(ref, grads, opts, active, strict=True):
+            if a:
+                r.grad = g.clone()
+                o.step()
+        stacked.grad = torch.stack(grads)
+        sopt.step(active)
+    for j in range(2):
+        torch.testing.assert_close(stacked[j].detach(), ref[j].detach(), rtol=1e-5, atol=1e-6)
+
+
+def _members(cache: ImageCache, sizes: list[int], dtype: torch.dtype = torch.float32) -> list[Member]:
+    rng = np.random.default_rng(1)
+    out = []
+    for j, size in enumerate(sizes):
+        torch.manual_seed(10 + j)
+        model = create_model("fus2net", dropout=0.0).to(dtype)
+        idx = np.sort(rng.choice(len(cache), size, replace=False))
+        out.append(Member(model, idx, (np.arange(size) % 5 == 0).astype(np.int64), seed=100 + j))
+    return out
+
+
+def test_stacked_training_equals_sequential_training_of_each_member():
+    """Unequal training sets (37 and 50 images: partial batches of 5 and 2, 3 vs 4 steps per
+    epoch, so one member sits out a step), augmentation, BatchNorm and Fus2Net's L2 term, Adam:
+    without dropout the stacked engine reproduces the reference engine member by member. In
+    float64 the two agree to ~1e-15; in float32 they differ only by summation-order noise that
+    Adam amplifies (~1e-3 after a few steps), which is why this runs in float64."""
+    cache = tiny_cache()
+    cfg = get_model_config("fus2net")
+    settings = TrainSettings(epochs=2, augment=AugmentConfig(), channels_last=False)
+    members = _members(cache, [37, 50], torch.float64)
+    refs = [copy.deepcopy(m.model) for m in members]
+    results = train_stacked(members, cfg, cache, settings, progress=False)
+    for m, ref, res in zip(members, refs, results, strict=True):
+        history = train_model(ref, cfg, cache, m.indices, m.flips, settings, seed=m.seed,
+                              progress=False)
+        assert res.diverged is None
+        np.testing.assert_allclose(res.history, history, rtol=1e-6)
+        got, want = m.model.state_dict(), ref.state_dict()
+        for key in want:
+            torch.testing.assert_close(got[key], want[key], rtol=1e-9, atol=1e-11, msg=key)
+
+
+def test_a_diverging_member_fails_alone_and_the_others_train_normally():
+    cache = tiny_cache()
+    cfg = get_model_config("fus2net")
+    settings = TrainSettings(epochs=2, augment=None, channels_last=False)
+    members = _members(cache, [40, 40])
+    with torch.no_grad():
+        members[1].model.fc2.weight.fill_(float("inf"))
+    ref = copy.deepcopy(members[0].model)
+    results = train_stacked(members, cfg, cache, settings, progress=False)
+    assert results[1].diverged is not None and results[1].diverged.epoch == 1
+    assert results[1].diverged.step == 1
+    history = train_model(ref, cfg, cache, members[0].indices, members[0].flips, settings,
+                          seed=members[0].seed, progress=False)
+    np.testing.assert_allclose(results[0].history, history, rtol=2e-3)
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_registered_model_trains_in_the_stacked_engine(name):
+    cfg = get_model_config(name)
+    size = max(64, cfg.min_input_size)
+    cache = tiny_cache(n=8, size=size)
+    members = []
+    for j in range(2):
+        torch.manual_seed(j)
+        members.append(Member(create_model(name, pretrained="none"), np.arange(4) + 4 * j,
+                              np.zeros(4, dtype=np.int64), seed=j))
+    before = [copy.deepcopy(m.model.state_dict()) for m in members]
+    settings = TrainSettings(epochs=1, batch_size=4, augment=AugmentConfig(), channels_last=False)
+    results = train_stacked(members, cfg, cache, settings, progress=False)
+    for m, res, old in zip(members, results, before, strict=True):
+        assert res.diverged is None and np.isfinite(res.history).all()
+        trained = [k for k, p in m.model.named_parameters() if p.requires_grad]
+        assert any(not torch.equal(m.model.state_dict()[k], old[k]) for k in trained)
+        frozen = [k for k, p in m.model.named_parameters() if not p.requires_grad]
+        assert all(torch.equal(m.model.state_dict()[k], old[k]) for k in frozen)
