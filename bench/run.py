@@ -246,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     if concurrent > 1:  # a different engine gives different (equally valid) numbers: its own run
         spec["engine"] = "stacked"
     run_hash = config_hash(spec)
-    spec.update(device=device, channels_last=True, save_fold_weights=args.save_fold_weights,
+    spec.update(device=device, channels_last=device == "cuda" or cfg.cpu_channels_last,
+                save_fold_weights=args.save_fold_weights,
                 concurrent=concurrent)
     run_dir = args.out / f"{args.model}-{index.kind}-{run_hash}"
     if finished_run(run_dir, run_hash):

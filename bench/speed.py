@@ -4,12 +4,15 @@ In one run on one device, for each model, side by side:
 
 * **naive** — what most repositories do: PNGs decoded by PIL in a ``DataLoader`` (worker
   processes), torchvision ``RandomAffine``/``ColorJitter``/flip per image, fp32.
-* **ours** — the engine of ``bench.train``: images decoded and resized once and resident on the
-  device as uint8, augmentation in batches on the device, per-image standardisation on the device,
-  channels_last, bf16 autocast and fused Adam on CUDA (fp32 on CPU).
+* **ours** — the reference engine of ``bench.train``: images decoded and resized once and resident
+  on the device as uint8, augmentation in batches on the device, per-image standardisation on the
+  device, channels_last, bf16 autocast and fused Adam on CUDA (fp32 on CPU).
+* **ours, K stacked** — the stacked engine of ``bench.stacked``: K models (the paper protocol's
+  10 folds + final fit) trained at once, each on its own batch of 16; img/s counts all K.
 
-Reported: img/s, ms/step, achieved TFLOP/s (3 × forward FLOPs per trained image), its share of the
-device's peak (CUDA: the bf16 dense peak of known cards; CPU: a measured fp32 matmul peak), and the
+Reported: img/s, ms/step (one optimizer step of every model trained), achieved TFLOP/s (3 ×
+forward FLOPs per trained image), its share of the device's peak (CUDA: the bf16 dense peak of
+known cards; CPU: a measured fp32 matmul peak), the speed-up over the naive pipeline, and the
 projected wall time of the full paper protocol (10 folds × 53 epochs + final fit on BUSI's training
 set). Written to ``results/speed.csv`` and ``results/speed.md`` with the device and versions.
 """
@@ -37,6 +40,7 @@ from bench.data.loader import build_cache
 from bench.errors import BenchError, cli_main
 from bench.records import device_info, package_versions
 from bench.run import resolve_device
+from bench.stacked import Member, train_stacked
 from bench.tablefmt import to_markdown
 from bench.train import TrainSettings, make_optimizer, train_model
 from models import create_model, get_model_config
@@ -128,7 +132,8 @@ def time_ours(model_name: str, cache, size: int, device: str, steps: int, warmup
     def run(n_steps: int) -> float:
         model = create_model(model_name, pretrained="none")
         settings = TrainSettings(epochs=1, batch_size=16, optimizer=cfg.recipe.optimizer,
-                                 lr=cfg.recipe.lr, device=device)
+                                 lr=cfg.recipe.lr, device=device,
+                                 channels_last=device == "cuda" or cfg.cpu_channels_last)
         sel = np.resize(idx, n_steps * 16)
         if device == "cuda":
             torch.cuda.synchronize()
@@ -143,6 +148,34 @@ def time_ours(model_name: str, cache, size: int, device: str, steps: int, warmup
     return steps * 16 / max(t_all - t_warm, 1e-9)
 
 
+def time_stacked(model_name: str, cache, size: int, device: str, steps: int, warmup: int,
+                 members: int) -> float:
+    """img/s of the stacked engine: ``members`` models (e.g. 10 folds + final fit) at batch 16 each."""
+    cfg = get_model_config(model_name)
+    cache = cache.to(device)
+    idx = np.arange(len(cache))
+
+    def run(n_steps: int) -> float:
+        group = []
+        for j in range(members):
+            sel = np.resize(np.roll(idx, 16 * j), n_steps * 16)
+            group.append(Member(create_model(model_name, pretrained="none"), sel,
+                                np.zeros(len(sel), dtype=np.int64), seed=j))
+        settings = TrainSettings(epochs=1, batch_size=16, optimizer=cfg.recipe.optimizer,
+                                 lr=cfg.recipe.lr, device=device)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        train_stacked(group, cfg, cache, settings, progress=False)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - t0
+
+    t_warm = run(warmup)
+    t_all = run(warmup + steps)
+    return members * steps * 16 / max(t_all - t_warm, 1e-9)
+
+
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.speed", description=__doc__.split("\n\n")[0])
@@ -153,11 +186,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--workers", type=int, default=None, help="naive DataLoader workers")
+    p.add_argument("--members", type=int, default=None,
+                   help="models trained at once by the stacked engine (default: 11 = 10 folds + "
+                        "final fit on CUDA, 2 on CPU; 0 skips it)")
     p.add_argument("--out", type=Path, default=PROJECT_ROOT / "results")
     args = p.parse_args(argv)
     if args.steps < 1 or args.warmup < 0:
         raise BenchError("--steps must be >= 1 and --warmup >= 0")
     device = resolve_device(args.device)
+    members = args.members if args.members is not None else (11 if device == "cuda" else 2)
+    if members < 0:
+        raise BenchError("--members must be >= 0")
     index = load_index(args.data)
     n = min(len(index.samples), (args.steps + args.warmup) * 16)
     samples = index.samples[:n]
@@ -173,16 +212,24 @@ def main(argv: list[str] | None = None) -> int:
         size = args.img_size or cfg.input_size
         fwd = gflops(create_model(name), 3, size)
         cache, _ = build_cache(index.root, rows_df, size, 3)
-        for pipeline in ("naive", "ours"):
-            ips = (time_naive(name, paths, labels, size, device, args.steps, args.warmup, workers)
-                   if pipeline == "naive" else time_ours(name, cache, size, device, args.steps,
-                                                        args.warmup))
+        pipelines = ["naive", "ours"] + ([f"ours, {members} stacked"] if members > 1 else [])
+        for pipeline in pipelines:
+            if pipeline == "naive":
+                ips = time_naive(name, paths, labels, size, device, args.steps, args.warmup, workers)
+            elif pipeline == "ours":
+                ips = time_ours(name, cache, size, device, args.steps, args.warmup)
+            else:
+                ips = time_stacked(name, cache, size, device, args.steps, args.warmup, members)
             tflops = 3 * fwd * ips / 1000
+            per_step = 16 * (members if "stacked" in pipeline else 1)
             rows.append({"model": name, "pipeline": pipeline, "img_size": size, "img_per_s": round(ips, 1),
-                         "ms_per_step": round(16 / ips * 1000, 1), "tflops": round(tflops, 3),
+                         "ms_per_step": round(per_step / ips * 1000, 1), "tflops": round(tflops, 3),
                          "share_of_peak": round(tflops / peak, 4) if peak == peak else float("nan"),
                          "paper_protocol_s": round(total_steps / ips, 1)})
-            print(f"{name:>28} {pipeline:>6}: {ips:8.1f} img/s, {tflops:7.3f} TFLOP/s", flush=True)
+            print(f"{name:>28} {pipeline:>14}: {ips:8.1f} img/s, {tflops:7.3f} TFLOP/s", flush=True)
+    naive = {r["model"]: r["img_per_s"] for r in rows if r["pipeline"] == "naive"}
+    for r in rows:
+        r["speedup_vs_naive"] = round(r["img_per_s"] / naive[r["model"]], 2)
     df = pd.DataFrame(rows)
     info = device_info(device)
     versions = package_versions()

@@ -94,22 +94,64 @@ class StackedOptimizer:
     @torch.no_grad()
     def step(self, active: list[bool]) -> None:
         mask = torch.tensor(active, device=self.steps.device)
-        everyone = all(active)
         self.steps += mask
+        live = [(p, st) for p, st in zip(self.params, self.state, strict=True) if p.grad is not None]
+        if not live:
+            return
+        if all(active):
+            self._step_all(live)
+        else:
+            self._step_masked(live, mask)
+
+    def _bias_corrections(self, like: list[torch.Tensor]) -> tuple[list, list]:
+        """Per-member Adam step sizes ``lr / (1 − β1^t)`` and ``√(1 − β2^t)``, shaped per tensor."""
         b1, b2 = self.betas
-        for p, state in zip(self.params, self.state, strict=True):
+        steps = self.steps.clamp_min(1)
+        step_size = self.lr / (1 - b1 ** steps)
+        bc2_sqrt = (1 - b2 ** steps).sqrt()
+        shapes = [(-1,) + (1,) * (p.dim() - 1) for p in like]
+        return ([step_size.to(p.dtype).view(s) for p, s in zip(like, shapes, strict=True)],
+                [bc2_sqrt.to(p.dtype).view(s) for p, s in zip(like, shapes, strict=True)])
+
+    def _step_all(self, live: list) -> None:
+        """Every member steps: a handful of multi-tensor (``_foreach``) kernels for all tensors."""
+        params = [p for p, _ in live]
+        grads = [p.grad for p in params]
+        if self.name == "adam":
+            b1, b2 = self.betas
+            ms, vs = [st[0] for _, st in live], [st[1] for _, st in live]
+            torch._foreach_lerp_(ms, grads, 1 - b1)
+            torch._foreach_mul_(vs, b2)
+            torch._foreach_addcmul_(vs, grads, grads, value=1 - b2)
+            step_size, bc2_sqrt = self._bias_corrections(params)
+            denom = torch._foreach_sqrt(vs)
+            torch._foreach_div_(denom, bc2_sqrt)
+            torch._foreach_add_(denom, self.eps)
+            update = torch._foreach_div(ms, denom)
+            torch._foreach_mul_(update, step_size)
+            torch._foreach_sub_(params, update)
+        elif self.name == "rmsprop":
+            sq = [st[0] for _, st in live]
+            torch._foreach_mul_(sq, self.alpha)
+            torch._foreach_addcmul_(sq, grads, grads, value=1 - self.alpha)
+            denom = torch._foreach_sqrt(sq)
+            torch._foreach_add_(denom, self.eps)
+            torch._foreach_addcdiv_(params, grads, denom, value=-self.lr)
+        else:
+            torch._foreach_add_(params, grads, alpha=-self.lr)
+
+    def _step_masked(self, live: list, mask: torch.Tensor) -> None:
+        """Some members sit this step out: the same rules, applied only where ``mask`` is set."""
+        b1, b2 = self.betas
+        params = [p for p, _ in live]
+        step_size, bc2_sqrt = self._bias_corrections(params) if self.name == "adam" else ([], [])
+        for i, (p, state) in enumerate(live):
             g = p.grad
-            if g is None:
-                continue
-            shape = (-1,) + (1,) * (p.dim() - 1)
             if self.name == "adam":
                 m, v = state
                 m_new = torch.lerp(m, g, 1 - b1)
                 v_new = v * b2 + (1 - b2) * g * g
-                steps = self.steps.clamp_min(1)
-                bc1 = (1 - b1 ** steps).to(p.dtype).view(shape)
-                bc2_sqrt = (1 - b2 ** steps).sqrt().to(p.dtype).view(shape)
-                p_new = p - (self.lr / bc1) * m_new / (v_new.sqrt() / bc2_sqrt + self.eps)
+                p_new = p - step_size[i] * m_new / (v_new.sqrt() / bc2_sqrt[i] + self.eps)
                 new = [(m, m_new), (v, v_new), (p, p_new)]
             elif self.name == "rmsprop":
                 (sq,) = state
@@ -117,8 +159,9 @@ class StackedOptimizer:
                 new = [(sq, sq_new), (p, p - self.lr * g / (sq_new.sqrt() + self.eps))]
             else:
                 new = [(p, p - self.lr * g)]
+            keep = mask.view((-1,) + (1,) * (p.dim() - 1))
             for old, value in new:
-                old.copy_(value if everyone else torch.where(mask.view(shape), value, old))
+                old.copy_(torch.where(keep, value, old))
 
 
 def stack_state(models: list[nn.Module], device: torch.device

@@ -24,9 +24,10 @@ def _timm(arch: str, in_chans: int, num_classes: int, dropout: float, pretrained
     return model
 
 
-def _cfg(name: str, family: str, reference: str) -> ModelConfig:
+def _cfg(name: str, family: str, reference: str, cpu_channels_last: bool = True) -> ModelConfig:
     return ModelConfig(name=name, family=family, input_size=224, normalization="imagenet",
-                       recipe=FINETUNE, reference=reference, pretrained="imagenet")
+                       recipe=FINETUNE, reference=reference, pretrained="imagenet",
+                       cpu_channels_last=cpu_channels_last)
 
 
 @register_model(_cfg("resnet50", "ResNet", "He et al., CVPR 2016; timm resnet50"))
@@ -41,7 +42,9 @@ def efficientnet_b0(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.
     return _timm("efficientnet_b0", in_chans, num_classes, dropout, pretrained)
 
 
-@register_model(_cfg("convnext_tiny", "ConvNeXt", "Liu et al., CVPR 2022; timm convnext_tiny"))
+# channels_last made a training step at 64 px 32% slower on the 2-core CPU (708 vs 535 ms)
+@register_model(_cfg("convnext_tiny", "ConvNeXt", "Liu et al., CVPR 2022; timm convnext_tiny",
+                     cpu_channels_last=False))
 def convnext_tiny(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.2,
                   pretrained: str = "none") -> nn.Module:
     return _timm("convnext_tiny", in_chans, num_classes, dropout, pretrained)

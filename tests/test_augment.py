@@ -3,6 +3,7 @@
 import math
 
 import numpy as np
+import pytest
 import torch
 
 from bench.data.augment import (
@@ -83,3 +84,14 @@ def test_standardize_gives_zero_mean_unit_std_per_image():
     z = standardize(x).flatten(1)
     assert torch.allclose(z.mean(1), torch.zeros(4), atol=1e-5)
     assert torch.allclose(z.std(1, unbiased=False), torch.ones(4), atol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_gpu_augmentation_matches_the_cpu_path():
+    """The same batched code runs on both devices: same parameters give the same images."""
+    x = torch.rand(32, 3, 64, 64) * 255
+    p = sample_params(32, AugmentConfig(), torch.Generator().manual_seed(2))
+    cpu = augment(x.clone(), p)
+    gpu = augment(x.cuda(), p).cpu()
+    assert (cpu - gpu).abs().mean() < 0.05 and (cpu - gpu).abs().max() < 2.0
+    assert abs(float(standardize(gpu).std()) - float(standardize(cpu).std())) < 1e-3

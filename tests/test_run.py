@@ -138,4 +138,27 @@ def test_finished_run_is_reused_without_training(small_synthetic, smoke_run, cap
 
 def test_config_records_model_size_and_cost(smoke_run):
     stats = json.loads((smoke_run / "config.json").read_text())["model_stats"]
-    assert 0.9e6 < stats["params"] < 1.1e6 and stats["at_img_size"] == 80 and stats["gflops"] > 0
+    assert 0.9e6 < stats["params"] < 1.1e6 and stats["at_img_size"] == 64 and stats["gflops"] > 0
+
+
+def test_stacked_engine_run_trains_folds_together_in_its_own_run_folder(small_synthetic, smoke_run):
+    out = smoke_run.parent
+    assert main(["--data", str(small_synthetic), "--out", str(out), *SMOKE,
+                 "--concurrent-folds", "3"]) == 0
+    (stacked,) = [d for d in out.iterdir() if d.name != smoke_run.name
+                  and json.loads((d / "config.json").read_text())["settings"].get("engine")]
+    cfg = json.loads((stacked / "config.json").read_text())
+    assert cfg["settings"]["engine"] == "stacked" and cfg["settings"]["concurrent"] == 3
+    done = json.loads((stacked / "stages" / "fold_0" / "done.json").read_text())
+    assert sorted(done["trained_concurrently_with"]) == ["final", "fold_1"]
+    assert not (stacked / "stages" / "fold_0" / "model.safetensors").exists()
+    cv = pd.read_csv(stacked / "cv_metrics.csv")
+    assert list(cv.status) == ["ok", "ok"] and cv.auc.between(0, 1).all()
+    metrics = json.loads((stacked / "metrics.json").read_text())
+    assert metrics["test_status"] == "ok" and (stacked / "model.safetensors").is_file()
+
+
+def test_concurrent_folds_must_be_a_positive_integer(small_synthetic, tmp_path, capsys):
+    code, err = run_inprocess(capsys, "--data", str(small_synthetic), "--out", str(tmp_path), *SMOKE,
+                              "--concurrent-folds", "0")
+    assert code == 2 and "--concurrent-folds" in err

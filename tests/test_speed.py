@@ -10,11 +10,12 @@ def test_paper_protocol_is_about_410k_image_steps_on_busi():
     assert paper_image_steps() == 401_740
 
 
-def test_speed_table_has_both_pipelines_and_the_device(small_synthetic, tmp_path):
+def test_speed_table_has_all_three_pipelines_and_the_device(small_synthetic, tmp_path):
     assert main(["--models", "zeimarani_cnn", "--device", "cpu", "--data", str(small_synthetic),
                  "--img-size", "48", "--steps", "2", "--warmup", "1", "--workers", "0",
                  "--out", str(tmp_path)]) == 0
     df = pd.read_csv(tmp_path / "speed.csv")
-    assert list(df.pipeline) == ["naive", "ours"]
+    assert list(df.pipeline) == ["naive", "ours", "ours, 2 stacked"]
     assert (df.img_per_s > 0).all() and (df.paper_protocol_s > 0).all()
+    assert df.speedup_vs_naive.iloc[0] == 1.0
     assert "Device:" in (tmp_path / "speed.md").read_text()
