@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from bench.atomic import write_atomic, write_csv, write_json
 from bench.data.augment import AugmentConfig, flip_balance
 from bench.data.loader import ImageCache
+from bench.errors import BenchError
 from bench.metrics import METRIC_NAMES, binary_metrics
 from bench.records import file_sha256
 from bench.stacked import Member, train_stacked
@@ -198,8 +199,16 @@ def run_stages_stacked(plan: list[tuple[str, np.ndarray, np.ndarray]], cache: Im
             for name, tr, ev in plan]
     t0 = time.perf_counter()
     members = [Member(j.model, j.train_idx, j.flips, j.seed) for j in jobs]
-    outcomes = train_stacked(members, get_model_config(spec["model"]), cache, train_settings(spec),
-                             desc=f"{spec['model']} {len(jobs)} stages at once", progress=progress)
+    try:
+        outcomes = train_stacked(members, get_model_config(spec["model"]), cache,
+                                 train_settings(spec), progress=progress,
+                                 desc=f"{spec['model']} {len(jobs)} stages at once")
+    except (RuntimeError, NotImplementedError) as exc:  # e.g. out of memory, an op vmap lacks
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise BenchError(
+            f"the stacked engine could not train {len(jobs)} {spec['model']} stages at once "
+            f"({type(exc).__name__}: {first[:200]}); finished stages are kept — rerun with "
+            "--concurrent-folds 1 (reference engine) or a smaller N") from None
     train_s = time.perf_counter() - t0
     names = [j.name for j in jobs]
     return [fail_stage(job, out.diverged, run_hash) if out.diverged is not None else

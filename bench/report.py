@@ -143,6 +143,7 @@ def write_readme(runs: list[Run], out: Path) -> Path:
     finished = max(r.config.get("finished", "") for r in runs)
     devices = sorted({f"{r.config['device'].get('gpu', r.config['device'].get('cpu', ''))} "
                       f"({r.config['device']['device']})" for r in runs})
+    engines = sorted({r.settings.get("engine", "reference") for r in runs})
     data_arg = "" if s["data_kind"] == "synthetic" else f" --data {_rel(Path(cfg['data']['root']))}"
     profile = cfg["profile"]["name"]
     lines = [
@@ -153,7 +154,8 @@ def write_readme(runs: list[Run], out: Path) -> Path:
         f"* **Profile**: `{profile}` — {cfg['profile']['description']}; image size "
         f"{s['img_size']} px for Fus2Net, {s['epochs']} epochs, batch {s['batch_size']}, "
         f"{s['folds']} CV folds",
-        f"* **Device(s)**: {', '.join(devices)}; torch {cfg['versions'].get('torch')}",
+        f"* **Device(s)**: {', '.join(devices)}; torch {cfg['versions'].get('torch')}; training "
+        f"engine(s): {', '.join(engines)}",
         f"* **Runs**: {len(runs)}, last finished {finished}; git revision of the reference run "
         f"`{cfg.get('git_revision', 'unknown')}`", "",
         "## Held-out comparison (Table 3 analogue)", "",

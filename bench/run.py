@@ -283,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     cache, skipped = build_cache(index.root, used, spec["img_size"], args.channels,
                                  skip_bad=args.skip_bad_images)
+    if device == "cuda":  # resident on the GPU as uint8: batches never cross PCIe during training
+        cache = cache.to(device)
     load_s = time.perf_counter() - t0
     if skipped:
         print(f"skipped {len(skipped)} bad image(s): " + "; ".join(p for p, _ in skipped[:5]))

@@ -86,6 +86,7 @@ class StackedOptimizer:
         self.steps = torch.zeros(members, dtype=torch.float64, device=device)
         n_state = {"adam": 2, "rmsprop": 1, "sgd": 0}[name]
         self.state = [[torch.zeros_like(p) for _ in range(n_state)] for p in params]
+        self._masks: dict[tuple[bool, ...], torch.Tensor] = {}
 
     def zero_grad(self) -> None:
         for p in self.params:
@@ -93,7 +94,10 @@ class StackedOptimizer:
 
     @torch.no_grad()
     def step(self, active: list[bool]) -> None:
-        mask = torch.tensor(active, device=self.steps.device)
+        key = tuple(active)
+        if key not in self._masks:  # a handful of patterns per run: copy each to the device once
+            self._masks[key] = torch.tensor(active, device=self.steps.device)
+        mask = self._masks[key]
         self.steps += mask
         live = [(p, st) for p, st in zip(self.params, self.state, strict=True) if p.grad is not None]
         if not live:
@@ -210,6 +214,15 @@ def train_stacked(members: list[Member], cfg: ModelConfig, cache: ImageCache,
         return F.cross_entropy(logits.float(), y) + reg.float()
 
     stacked_loss = vmap(member_loss, randomness="different")
+    position_cache: dict[tuple[int, ...], torch.Tensor] = {}
+
+    def positions(who: list[int]) -> torch.Tensor:
+        """Member indices as a device tensor, copied once per distinct group."""
+        key = tuple(who)
+        if key not in position_cache:
+            position_cache[key] = torch.tensor(who, device=device)
+        return position_cache[key]
+
     gens = [torch.Generator().manual_seed(m.seed) for m in members]
     idx_all = [torch.as_tensor(m.indices, dtype=torch.long) for m in members]
     flips_all = [torch.as_tensor(m.flips, dtype=torch.long) for m in members]
@@ -244,7 +257,7 @@ def train_stacked(members: list[Member], cfg: ModelConfig, cache: ImageCache,
                 if len(who) == k:
                     p_in, b_in = params, buffers
                 else:
-                    sub = torch.tensor(who, device=device)
+                    sub = positions(who)
                     p_in = {name: t[sub] for name, t in params.items()}
                     b_in = {name: t[sub].clone() for name, t in buffers.items()}
                 losses = stacked_loss(p_in, b_in, x, y)
@@ -254,7 +267,7 @@ def train_stacked(members: list[Member], cfg: ModelConfig, cache: ImageCache,
                     if len(who) != k:
                         for name, t in buffers.items():
                             t[sub] = b_in[name]
-                    at = torch.tensor(who, device=device)
+                    at = positions(who)
                     loss_sum[at] += torch.where(finite, losses.detach(), 0.0) * size
                     first = (bad_step[at] < 0) & ~finite
                     bad_step[at] = torch.where(first, step, bad_step[at])

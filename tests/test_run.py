@@ -162,3 +162,16 @@ def test_concurrent_folds_must_be_a_positive_integer(small_synthetic, tmp_path, 
     code, err = run_inprocess(capsys, "--data", str(small_synthetic), "--out", str(tmp_path), *SMOKE,
                               "--concurrent-folds", "0")
     assert code == 2 and "--concurrent-folds" in err
+
+
+def test_stacked_engine_failure_is_one_clear_line(small_synthetic, tmp_path, capsys, monkeypatch):
+    from bench import protocol
+
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
+
+    monkeypatch.setattr(protocol, "train_stacked", out_of_memory)
+    code, err = run_inprocess(capsys, "--data", str(small_synthetic), "--out", str(tmp_path), *SMOKE,
+                              "--concurrent-folds", "2")
+    assert code == 2 and "out of memory" in err and "--concurrent-folds 1" in err
+    assert "Traceback" not in err
