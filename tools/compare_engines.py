@@ -23,8 +23,10 @@ from bench.tablefmt import to_markdown  # noqa: E402
 
 def main(runs: Path, out: Path) -> None:
     cols, info = {}, []
-    for run in sorted(p for p in runs.iterdir() if (p / "cv_metrics.csv").is_file()):
-        cfg = json.loads((run / "config.json").read_text())
+    found = [(json.loads((p / "config.json").read_text()), p) for p in runs.iterdir()
+             if (p / "cv_metrics.csv").is_file()]
+    found.sort(key=lambda c: (c[0]["settings"]["seed"], "engine" in c[0]["settings"]))
+    for cfg, run in found:
         s = cfg["settings"]
         name = f"{s.get('engine', 'reference')} seed {s['seed']}"
         cols[name] = pd.read_csv(run / "cv_metrics.csv").set_index("fold")["auc"]
