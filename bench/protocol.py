@@ -239,7 +239,7 @@ def run_protocol(spec: dict, cache: ImageCache, run_dir: Path, run_hash: str,
         else:
             pending.append((name, train_pos, eval_pos))
     width = max(1, int(spec.get("concurrent", 1)))
-    if width > 1 and len(pending) > 1:
+    if width > 1:  # a stacked run trains every stage, even a lone resumed one, stacked
         for start in range(0, len(pending), width):
             for res in run_stages_stacked(pending[start:start + width], cache, spec, run_hash,
                                           run_dir, progress):

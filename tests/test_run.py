@@ -158,6 +158,21 @@ def test_stacked_engine_run_trains_folds_together_in_its_own_run_folder(small_sy
     assert metrics["test_status"] == "ok" and (stacked / "model.safetensors").is_file()
 
 
+def test_stacked_run_resumes_only_the_unfinished_stage(small_synthetic, smoke_run, capsys):
+    out = smoke_run.parent
+    args = ["--data", str(small_synthetic), "--out", str(out), *SMOKE, "--concurrent-folds", "3"]
+    (stacked,) = [d for d in out.iterdir()
+                  if json.loads((d / "config.json").read_text())["settings"].get("engine")]
+    fold0 = (stacked / "stages" / "fold_0" / "predictions.csv").read_bytes()
+    (stacked / "stages" / "fold_1" / "done.json").unlink()  # interrupted before fold_1 finished
+    (stacked / "metrics.json").unlink()
+    assert main(args) == 0
+    cfg = json.loads((stacked / "config.json").read_text())
+    assert [cfg["timings"]["stages"][s]["status"] for s in ("fold_0", "fold_1", "final")] == [
+        "reused", "done", "reused"]
+    assert (stacked / "stages" / "fold_0" / "predictions.csv").read_bytes() == fold0
+
+
 def test_concurrent_folds_must_be_a_positive_integer(small_synthetic, tmp_path, capsys):
     code, err = run_inprocess(capsys, "--data", str(small_synthetic), "--out", str(tmp_path), *SMOKE,
                               "--concurrent-folds", "0")
