@@ -196,12 +196,14 @@ def unstack_into(models: list[nn.Module], params: dict[str, torch.Tensor],
 def train_stacked(members: list[Member], cfg: ModelConfig, cache: ImageCache,
                   settings: TrainSettings, desc: str = "stacked", progress: bool = True
                   ) -> list[MemberResult]:
-    """Train ``members`` concurrently in place (see the module docstring); one result per member."""
+    """Train ``members`` concurrently (see the module docstring); one result per member.
+
+    The members' models are only read at the start and written at the end (on their own devices):
+    during training the stacked copy on ``settings.device`` is the only one in use.
+    """
     device = torch.device(settings.device)
     k, bs = len(members), settings.batch_size
     aug = settings.augment
-    for m in members:
-        m.model.to(device)
     structure = _WithRegularizer(copy.deepcopy(members[0].model)).to("meta").train()
     params, buffers = stack_state([m.model for m in members], device)
     trainable = [p for p in params.values() if p.requires_grad]
@@ -282,7 +284,8 @@ def train_stacked(members: list[Member], cfg: ModelConfig, cache: ImageCache,
                 results[j].diverged = TrainingDiverged(epoch + 1, bad[j] + 1, float("nan"))
             else:
                 results[j].history.append(epoch_loss[j])
-        if progress:
-            bar.set_postfix(loss=f"{np.mean([r.history[-1] for r in results if r.history]):.4f}")
+        last = [r.history[-1] for r in results if len(r.history) == epoch + 1]
+        if progress and last:
+            bar.set_postfix(loss=f"{np.mean(last):.4f}")
     unstack_into([m.model for m in members], params, buffers)
     return results
