@@ -114,3 +114,6 @@ def test_every_registered_model_trains_in_the_stacked_engine(name):
         assert any(not torch.equal(m.model.state_dict()[k], old[k]) for k in trained)
         frozen = [k for k, p in m.model.named_parameters() if not p.requires_grad]
         assert all(torch.equal(m.model.state_dict()[k], old[k]) for k in frozen)
+        if frozen:  # a frozen backbone's BatchNorm statistics stay fixed too (eval mode)
+            stats = [k for k in old if k.startswith("backbone.") and "running_" in k]
+            assert stats and all(torch.equal(m.model.state_dict()[k], old[k]) for k in stats)
