@@ -16,8 +16,9 @@ COMPARISON_MODELS = ["fus2net", "zeimarani_cnn", "efficientnet_lite0", "googlene
 
 # Left out of the *CPU* default (``--models all`` includes them): no reduced profile makes them fit
 # the suite's 15-minute CPU budget. Measured on the 2-core development machine (issue 5).
-CPU_HEAVY = {"byra_vgg19_ml": "about 7 s per training step of 16 images on 2 CPU cores at any "
-                              "input size (139.6 M parameters, dominated by its 4096-wide FC layers)"}
+CPU_HEAVY = {"byra_vgg19_ml": "about 7 s per training step of 16 images on 2 CPU cores at 64 and "
+                              "80 px alike; 139.6 M parameters, 119.6 M of them in its 4096-wide "
+                              "FC layers"}
 
 
 def default_models(device: str) -> list[str]:

@@ -1,8 +1,8 @@
 """The benchmark protocol (SPEC §3): K-fold CV on the training set, a final fit, one test evaluation.
 
 Each stage (``fold_0`` … ``fold_{K-1}``, ``final``) writes its predictions, metrics and (for the
-final fit, or every stage with ``--save-fold-weights``) weights atomically into ``<run>/stages/<stage>/`` as soon as it ends, then a ``done.json`` holding the run's
-config hash and the files' SHA-256. Rerunning the same command reuses every stage whose
+final fit, or every stage with ``--save-fold-weights``) weights atomically into
+``<run>/stages/<stage>/`` as soon as it ends, then a ``done.json`` holding the run's and the files' SHA-256. Rerunning the same command reuses every stage whose
 ``done.json`` matches (resume); others are trained again. A stage whose loss becomes NaN/inf is
 recorded as failed (``failed.json``) and the other stages go on. Stages train one after another
 (reference engine, :mod:`bench.train`) or several at once (stacked engine, :mod:`bench.stacked`).
@@ -101,6 +101,11 @@ class StageJob:
     t0: float
 
 
+def fold_number(stage: str) -> int:
+    """``fold_k`` → k; the final fit → -1 (its predictions' ``fold`` value)."""
+    return -1 if stage == "final" else int(stage.split("_")[1])
+
+
 def _reuse(name: str, stage_dir: Path) -> StageResult:
     preds = pd.read_csv(stage_dir / "predictions.csv", dtype={"id": str, "path": str})
     metrics = json.loads((stage_dir / "metrics.json").read_text())
@@ -113,8 +118,7 @@ def prepare_stage(name: str, train_pos: np.ndarray, eval_pos: np.ndarray, cache:
     t0 = time.perf_counter()
     (stage_dir / "done.json").unlink(missing_ok=True)
     labels = cache.labels.cpu().numpy()
-    stage_no = 99 if name == "final" else int(name.split("_")[1])
-    seed = spec["seed"] * 100 + stage_no
+    seed = spec["seed"] * 100 + (99 if name == "final" else fold_number(name))
     rng = np.random.default_rng(seed)
     train_pos = limit_stratified(train_pos, labels, spec["train_limit"], rng)
     if name != "final":
@@ -152,7 +156,7 @@ def finish_stage(job: StageJob, history: list[float], cache: ImageCache, spec: d
     preds = pd.DataFrame({
         "id": rows.id.to_numpy(), "path": rows.path.to_numpy(), "label": rows.label.to_numpy(),
         "prob_malignant": probs, "split": "test" if final else "val",
-        "fold": -1 if final else int(job.name.split("_")[1]),
+        "fold": fold_number(job.name),
     })[PRED_COLUMNS]
     metrics = binary_metrics(preds.label, preds.prob_malignant)
     folder = job.stage_dir
@@ -177,16 +181,13 @@ def finish_stage(job: StageJob, history: list[float], cache: ImageCache, spec: d
     return StageResult(job.name, "done", preds, metrics, seconds)
 
 
-def run_stage(name: str, train_pos: np.ndarray, eval_pos: np.ndarray, cache: ImageCache,
-              spec: dict, run_hash: str, stage_dir: Path, progress: bool) -> StageResult:
-    """Train one stage with the reference engine (or reuse it), evaluate, write its files."""
-    if _stage_valid(stage_dir, run_hash):
-        return _reuse(name, stage_dir)
-    job = prepare_stage(name, train_pos, eval_pos, cache, spec, stage_dir)
+def train_stage(job: StageJob, cache: ImageCache, spec: dict, run_hash: str,
+                progress: bool) -> StageResult:
+    """Train one prepared stage with the reference engine, evaluate it, write its files."""
     cfg = get_model_config(spec["model"])
     try:
         history = train_model(job.model, cfg, cache, job.train_idx, job.flips, train_settings(spec),
-                              seed=job.seed, desc=f"{spec['model']} {name}", progress=progress)
+                              seed=job.seed, desc=f"{spec['model']} {job.name}", progress=progress)
     except TrainingDiverged as exc:
         return fail_stage(job, exc, run_hash)
     return finish_stage(job, history, cache, spec, run_hash, time.perf_counter() - job.t0)
@@ -248,8 +249,8 @@ def run_protocol(spec: dict, cache: ImageCache, run_dir: Path, run_hash: str,
         bar = tqdm(pending, desc=f"{spec['model']} stages", unit="stage", disable=not progress)
         for name, train_pos, eval_pos in bar:
             bar.set_postfix(stage=name)
-            results[name] = run_stage(name, train_pos, eval_pos, cache, spec, run_hash,
-                                      run_dir / "stages" / name, progress)
+            job = prepare_stage(name, train_pos, eval_pos, cache, spec, run_dir / "stages" / name)
+            results[name] = train_stage(job, cache, spec, run_hash, progress)
     for res in results.values():
         if res.status == "failed":
             tqdm.write(f"warning: {res.message}")
@@ -264,7 +265,7 @@ def summarize(results: list[StageResult]) -> tuple[pd.DataFrame, pd.DataFrame, d
     for r in results:
         if r.name == "final":
             continue
-        row = {"fold": int(r.name.split("_")[1]), "status": "failed" if r.status == "failed" else "ok"}
+        row = {"fold": fold_number(r.name), "status": "failed" if r.status == "failed" else "ok"}
         row.update(r.metrics or {k: float("nan") for k in METRIC_NAMES})
         if r.status == "failed":
             row["message"] = r.message

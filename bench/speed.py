@@ -123,57 +123,59 @@ def time_naive(model_name: str, paths, labels, size: int, device: str, steps: in
     return steps * 16 / (time.perf_counter() - t0)
 
 
-def time_ours(model_name: str, cache, size: int, device: str, steps: int, warmup: int) -> float:
-    cfg = get_model_config(model_name)
-    cache = cache.to(device)
-    idx = np.arange(len(cache))
-    flips = np.zeros(len(cache), dtype=np.int64)
+def _throughput(device: str, prepare, steps: int, warmup: int, images_per_step: int) -> float:
+    """img/s of ``prepare(n)()`` (a job training ``n`` steps): the time of ``warmup + steps``
+    steps minus that of ``warmup`` steps, so start-up costs cancel. Set-up is not timed."""
 
-    def run(n_steps: int) -> float:
-        model = create_model(model_name, pretrained="none")
-        settings = TrainSettings(epochs=1, batch_size=16, optimizer=cfg.recipe.optimizer,
-                                 lr=cfg.recipe.lr, device=device,
-                                 channels_last=device == "cuda" or cfg.cpu_channels_last)
-        sel = np.resize(idx, n_steps * 16)
+    def seconds(n_steps: int) -> float:
+        job = prepare(n_steps)
         if device == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        train_model(model, cfg, cache, sel, flips[sel], settings, seed=0, progress=False)
+        job()
         if device == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - t0
 
-    t_warm = run(warmup)
-    t_all = run(warmup + steps)
-    return steps * 16 / max(t_all - t_warm, 1e-9)
+    t_warm = seconds(warmup)
+    return images_per_step * steps / max(seconds(warmup + steps) - t_warm, 1e-9)
 
 
-def time_stacked(model_name: str, cache, size: int, device: str, steps: int, warmup: int,
+def _settings(cfg, device: str) -> TrainSettings:
+    return TrainSettings(epochs=1, batch_size=16, optimizer=cfg.recipe.optimizer,
+                         lr=cfg.recipe.lr, device=device,
+                         channels_last=device == "cuda" or cfg.cpu_channels_last)
+
+
+def time_ours(model_name: str, cache, device: str, steps: int, warmup: int) -> float:
+    """img/s of the reference engine (``cache`` already on ``device``)."""
+    cfg = get_model_config(model_name)
+    idx = np.arange(len(cache))
+
+    def prepare(n_steps: int):
+        model = create_model(model_name, pretrained="none")
+        sel = np.resize(idx, n_steps * 16)
+        return lambda: train_model(model, cfg, cache, sel, np.zeros(len(sel), dtype=np.int64),
+                                   _settings(cfg, device), seed=0, progress=False)
+
+    return _throughput(device, prepare, steps, warmup, 16)
+
+
+def time_stacked(model_name: str, cache, device: str, steps: int, warmup: int,
                  members: int) -> float:
     """img/s of the stacked engine: ``members`` models (e.g. 10 folds + final fit) at batch 16 each."""
     cfg = get_model_config(model_name)
-    cache = cache.to(device)
     idx = np.arange(len(cache))
 
-    def run(n_steps: int) -> float:
+    def prepare(n_steps: int):
         group = []
         for j in range(members):
             sel = np.resize(np.roll(idx, 16 * j), n_steps * 16)
             group.append(Member(create_model(model_name, pretrained="none"), sel,
                                 np.zeros(len(sel), dtype=np.int64), seed=j))
-        settings = TrainSettings(epochs=1, batch_size=16, optimizer=cfg.recipe.optimizer,
-                                 lr=cfg.recipe.lr, device=device)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        train_stacked(group, cfg, cache, settings, progress=False)
-        if device == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - t0
+        return lambda: train_stacked(group, cfg, cache, _settings(cfg, device), progress=False)
 
-    t_warm = run(warmup)
-    t_all = run(warmup + steps)
-    return members * steps * 16 / max(t_all - t_warm, 1e-9)
+    return _throughput(device, prepare, steps, warmup, 16 * members)
 
 
 @cli_main
@@ -211,15 +213,15 @@ def main(argv: list[str] | None = None) -> int:
         cfg = get_model_config(name)
         size = args.img_size or cfg.input_size
         fwd = gflops(create_model(name), 3, size)
-        cache, _ = build_cache(index.root, rows_df, size, 3)
+        cache = build_cache(index.root, rows_df, size, 3)[0].to(device)
         pipelines = ["naive", "ours"] + ([f"ours, {members} stacked"] if members > 1 else [])
         for pipeline in pipelines:
             if pipeline == "naive":
                 ips = time_naive(name, paths, labels, size, device, args.steps, args.warmup, workers)
             elif pipeline == "ours":
-                ips = time_ours(name, cache, size, device, args.steps, args.warmup)
+                ips = time_ours(name, cache, device, args.steps, args.warmup)
             else:
-                ips = time_stacked(name, cache, size, device, args.steps, args.warmup, members)
+                ips = time_stacked(name, cache, device, args.steps, args.warmup, members)
             tflops = 3 * fwd * ips / 1000
             per_step = 16 * (members if "stacked" in pipeline else 1)
             rows.append({"model": name, "pipeline": pipeline, "img_size": size, "img_per_s": round(ips, 1),

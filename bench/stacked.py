@@ -34,9 +34,9 @@ from torch import nn
 from torch.func import functional_call, vmap
 from tqdm.auto import tqdm
 
-from bench.data.augment import apply_flips, augment, sample_params
+from bench.data.augment import sample_params
 from bench.data.loader import ImageCache
-from bench.train import KERAS_LR, TrainingDiverged, TrainSettings, _autocast, normalize
+from bench.train import KERAS_LR, TrainingDiverged, TrainSettings, _autocast, training_batch
 from models.config import ModelConfig
 
 
@@ -94,6 +94,7 @@ class StackedOptimizer:
 
     @torch.no_grad()
     def step(self, active: list[bool]) -> None:
+        """Update the active members; the others' parameters and state are left untouched."""
         key = tuple(active)
         if key not in self._masks:  # a handful of patterns per run: copy each to the device once
             self._masks[key] = torch.tensor(active, device=self.steps.device)
@@ -102,23 +103,15 @@ class StackedOptimizer:
         live = [(p, st) for p, st in zip(self.params, self.state, strict=True) if p.grad is not None]
         if not live:
             return
-        if all(active):
-            self._step_all(live)
-        else:
-            self._step_masked(live, mask)
+        resting = ~mask
+        saved = [] if all(active) else [(t, t[resting].clone())
+                                         for p, st in live for t in (p, *st)]
+        self._update(live)
+        for t, old in saved:  # members sitting this step out (rare: once an epoch at most)
+            t[resting] = old
 
-    def _bias_corrections(self, like: list[torch.Tensor]) -> tuple[list, list]:
-        """Per-member Adam step sizes ``lr / (1 − β1^t)`` and ``√(1 − β2^t)``, shaped per tensor."""
-        b1, b2 = self.betas
-        steps = self.steps.clamp_min(1)
-        step_size = self.lr / (1 - b1 ** steps)
-        bc2_sqrt = (1 - b2 ** steps).sqrt()
-        shapes = [(-1,) + (1,) * (p.dim() - 1) for p in like]
-        return ([step_size.to(p.dtype).view(s) for p, s in zip(like, shapes, strict=True)],
-                [bc2_sqrt.to(p.dtype).view(s) for p, s in zip(like, shapes, strict=True)])
-
-    def _step_all(self, live: list) -> None:
-        """Every member steps: a handful of multi-tensor (``_foreach``) kernels for all tensors."""
+    def _update(self, live: list) -> None:
+        """PyTorch's update rule for every member, as a handful of multi-tensor kernels."""
         params = [p for p, _ in live]
         grads = [p.grad for p in params]
         if self.name == "adam":
@@ -127,12 +120,16 @@ class StackedOptimizer:
             torch._foreach_lerp_(ms, grads, 1 - b1)
             torch._foreach_mul_(vs, b2)
             torch._foreach_addcmul_(vs, grads, grads, value=1 - b2)
-            step_size, bc2_sqrt = self._bias_corrections(params)
+            steps = self.steps.clamp_min(1)  # a member that has not stepped yet is restored anyway
+            step_size, bc2_sqrt = self.lr / (1 - b1 ** steps), (1 - b2 ** steps).sqrt()
+            shapes = [(-1,) + (1,) * (p.dim() - 1) for p in params]
             denom = torch._foreach_sqrt(vs)
-            torch._foreach_div_(denom, bc2_sqrt)
+            torch._foreach_div_(denom, [bc2_sqrt.to(p.dtype).view(sh)
+                                        for p, sh in zip(params, shapes, strict=True)])
             torch._foreach_add_(denom, self.eps)
             update = torch._foreach_div(ms, denom)
-            torch._foreach_mul_(update, step_size)
+            torch._foreach_mul_(update, [step_size.to(p.dtype).view(sh)
+                                         for p, sh in zip(params, shapes, strict=True)])
             torch._foreach_sub_(params, update)
         elif self.name == "rmsprop":
             sq = [st[0] for _, st in live]
@@ -143,29 +140,6 @@ class StackedOptimizer:
             torch._foreach_addcdiv_(params, grads, denom, value=-self.lr)
         else:
             torch._foreach_add_(params, grads, alpha=-self.lr)
-
-    def _step_masked(self, live: list, mask: torch.Tensor) -> None:
-        """Some members sit this step out: the same rules, applied only where ``mask`` is set."""
-        b1, b2 = self.betas
-        params = [p for p, _ in live]
-        step_size, bc2_sqrt = self._bias_corrections(params) if self.name == "adam" else ([], [])
-        for i, (p, state) in enumerate(live):
-            g = p.grad
-            if self.name == "adam":
-                m, v = state
-                m_new = torch.lerp(m, g, 1 - b1)
-                v_new = v * b2 + (1 - b2) * g * g
-                p_new = p - step_size[i] * m_new / (v_new.sqrt() / bc2_sqrt[i] + self.eps)
-                new = [(m, m_new), (v, v_new), (p, p_new)]
-            elif self.name == "rmsprop":
-                (sq,) = state
-                sq_new = sq * self.alpha + (1 - self.alpha) * g * g
-                new = [(sq, sq_new), (p, p - self.lr * g / (sq_new.sqrt() + self.eps))]
-            else:
-                new = [(p, p - self.lr * g)]
-            keep = mask.view((-1,) + (1,) * (p.dim() - 1))
-            for old, value in new:
-                old.copy_(torch.where(keep, value, old))
 
 
 def stack_state(models: list[nn.Module], device: torch.device
@@ -238,9 +212,9 @@ def train_stacked(members: list[Member], cfg: ModelConfig, cache: ImageCache,
                  for c, g, ok in zip(n, gens, alive, strict=True)]
         loss_sum = torch.zeros(k, device=device)
         bad_step = torch.full((k,), -1, dtype=torch.long, device=device)
-        for step in range(max(s for s, ok in zip(steps, alive, strict=True) if ok) if any(alive) else 0):
+        for step in range(max((s for s, ok in zip(steps, alive, strict=True) if ok), default=0)):
             active = [alive[j] and step < steps[j] for j in range(k)]
-            groups: dict[int, list[tuple[int, torch.Tensor, dict]]] = {}
+            groups: dict[int, list[tuple[int, torch.Tensor, dict | None]]] = {}
             for j in (j for j in range(k) if active[j]):
                 sel = perms[j][step * bs:(step + 1) * bs]
                 p_aug = sample_params(len(sel), aug, gens[j]) if aug is not None else None
@@ -249,28 +223,26 @@ def train_stacked(members: list[Member], cfg: ModelConfig, cache: ImageCache,
             for size, group in groups.items():
                 who = [j for j, _, _ in group]
                 src = torch.cat([idx_all[j][sel] for j, sel, _ in group])
-                x = cache.images[src.to(cache.images.device)].to(device, non_blocking=True).to(dtype)
-                x = apply_flips(x, torch.cat([flips_all[j][sel] for j, sel, _ in group]).to(device))
-                if aug is not None:
-                    x = augment(x, {key: torch.cat([pa[key] for _, _, pa in group])
-                                    for key in group[0][2]})
-                x = normalize(x, cfg).view(len(who), size, *x.shape[1:])
-                y = cache.labels[src.to(cache.labels.device)].to(device).view(len(who), size)
+                codes = torch.cat([flips_all[j][sel] for j, sel, _ in group])
+                p_aug = None if aug is None else {key: torch.cat([pa[key] for _, _, pa in group])
+                                                  for key in group[0][2]}
+                x, y = training_batch(cache, src, codes, p_aug, cfg, device, dtype)
+                x, y = x.view(len(who), size, *x.shape[1:]), y.view(len(who), size)
+                at = positions(who)
                 if len(who) == k:
                     p_in, b_in = params, buffers
                 else:
-                    sub = positions(who)
-                    p_in = {name: t[sub] for name, t in params.items()}
-                    b_in = {name: t[sub].clone() for name, t in buffers.items()}
+                    p_in = {name: t[at] for name, t in params.items()}
+                    b_in = {name: t[at].clone() for name, t in buffers.items()}
                 losses = stacked_loss(p_in, b_in, x, y)
                 finite = torch.isfinite(losses.detach())
-                torch.where(finite, losses, torch.zeros_like(losses)).sum().backward()
+                kept = torch.where(finite, losses, 0.0)  # a diverged member gets no gradient
+                kept.sum().backward()
                 with torch.no_grad():
                     if len(who) != k:
                         for name, t in buffers.items():
-                            t[sub] = b_in[name]
-                    at = positions(who)
-                    loss_sum[at] += torch.where(finite, losses.detach(), 0.0) * size
+                            t[at] = b_in[name]
+                    loss_sum[at] += kept.detach() * size
                     first = (bad_step[at] < 0) & ~finite
                     bad_step[at] = torch.where(first, step, bad_step[at])
             opt.step(active)

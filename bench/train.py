@@ -81,6 +81,18 @@ def _autocast(device: torch.device):
     return torch.autocast("cpu", enabled=False)
 
 
+def training_batch(cache: ImageCache, src: torch.Tensor, flips: torch.Tensor,
+                   aug_params: dict[str, torch.Tensor] | None, cfg: ModelConfig,
+                   device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images ``cache[src]`` on ``device``: flipped by code, augmented with ``aug_params`` (if
+    any) and normalised for the model; with their labels. Shared by both training engines."""
+    x = cache.images[src.to(cache.images.device)].to(device, non_blocking=True).to(dtype)
+    x = apply_flips(x, flips.to(device))
+    if aug_params is not None:
+        x = augment(x, aug_params)
+    return normalize(x, cfg), cache.labels[src.to(cache.labels.device)].to(device)
+
+
 def train_model(model: nn.Module, cfg: ModelConfig, cache: ImageCache, indices: np.ndarray,
                 flips: np.ndarray, settings: TrainSettings, seed: int, desc: str = "train",
                 progress: bool = True) -> list[float]:
@@ -90,7 +102,6 @@ def train_model(model: nn.Module, cfg: ModelConfig, cache: ImageCache, indices: 
     opt = make_optimizer(settings.optimizer, [p for p in model.parameters() if p.requires_grad],
                          settings.lr, fused=device.type == "cuda")
     gen = torch.Generator().manual_seed(seed)
-    images, labels = cache.images, cache.labels
     idx_all = torch.as_tensor(indices, dtype=torch.long)
     flips_all = torch.as_tensor(flips, dtype=torch.long)
     reg = getattr(model, "regularization_loss", None)
@@ -105,15 +116,11 @@ def train_model(model: nn.Module, cfg: ModelConfig, cache: ImageCache, indices: 
         total = 0.0
         for step in range(steps):
             sel = perm[step * settings.batch_size:(step + 1) * settings.batch_size]
-            src = idx_all[sel]
-            x = images[src.to(images.device)].to(device, non_blocking=True).to(dtype)
-            x = apply_flips(x, flips_all[sel].to(device))
-            if settings.augment is not None:
-                x = augment(x, sample_params(len(sel), settings.augment, gen))
-            x = normalize(x, cfg)
+            params = (sample_params(len(sel), settings.augment, gen)
+                      if settings.augment is not None else None)
+            x, y = training_batch(cache, idx_all[sel], flips_all[sel], params, cfg, device, dtype)
             if settings.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            y = labels[src.to(labels.device)].to(device)
             with _autocast(device):
                 logits = model(x)
             loss = F.cross_entropy(logits.float(), y)

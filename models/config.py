@@ -35,7 +35,7 @@ class ModelConfig:
     input_size: int
     in_chans: int = 3
     min_input_size: int = 32  # smallest side the architecture accepts (reduced profiles clamp to it)
-    # channels_last on CPU only where it measured faster (always on CUDA); see bench/speed.py
+    # channels_last on CPU unless it measured no faster for the model (always on CUDA)
     cpu_channels_last: bool = True
     normalization: Normalization = "per_image"
     mean: tuple[float, ...] = IMAGENET_MEAN

@@ -43,7 +43,7 @@ def efficientnet_b0(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.
 
 
 # channels_last is no faster for it on the 2-core CPU (training step at 64 px, interleaved medians
-# 693 vs 691 ms), so it stays contiguous there; it was faster for the others (e.g. Fus2Net 121 vs 141 ms)
+# 693 vs 691 ms), so it stays contiguous there (Fus2Net, by contrast: 121 vs 141 ms)
 @register_model(_cfg("convnext_tiny", "ConvNeXt", "Liu et al., CVPR 2022; timm convnext_tiny",
                      cpu_channels_last=False))
 def convnext_tiny(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.2,
