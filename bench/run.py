@@ -34,7 +34,14 @@ from bench.data.split import (
 from bench.errors import BenchError, cli_main
 from bench.profiles import PROFILES, resolve_profile
 from bench.protocol import run_protocol, summarize
-from bench.records import config_hash, device_info, file_sha256, git_revision, package_versions
+from bench.records import (
+    config_hash,
+    device_info,
+    file_sha256,
+    git_revision,
+    gpu_peak_gib,
+    package_versions,
+)
 from models import create_model, get_model_config, list_models
 from models.stats import count_params, gflops
 
@@ -306,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         skipped_bad_images=[{"path": p, "reason": r} for p, r in skipped],
         timings={"total_s": round(total, 2), "image_loading_s": round(load_s, 2),
+                 "gpu_peak_gib": gpu_peak_gib(device),
                  "stages": {r.name: {"status": r.status, "seconds": round(r.seconds, 2)}
                             for r in results}},
         outputs={n: file_sha256(run_dir / n) for n in ("predictions.csv", "metrics.json")},

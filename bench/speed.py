@@ -14,7 +14,7 @@ Reported: img/s, ms/step (one optimizer step of every model trained), achieved T
 forward FLOPs per trained image), its share of the device's peak (CUDA: the bf16 dense peak of
 known cards; CPU: a measured fp32 matmul peak), the speed-up over the naive pipeline, and the
 projected wall time of the full paper protocol (10 folds × 53 epochs + final fit on BUSI's training
-set). Written to ``results/speed.csv`` and ``results/speed.md`` with the device and versions.
+set) and, on CUDA, the peak GPU memory PyTorch allocated (GiB, image cache included). Written to ``results/speed.csv`` and ``results/speed.md`` with the device and versions.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from bench.data.augment import AugmentConfig
 from bench.data.detect import load_index
 from bench.data.loader import build_cache
 from bench.errors import BenchError, cli_main
-from bench.records import device_info, package_versions
+from bench.records import device_info, gpu_peak_gib, package_versions
 from bench.run import resolve_device
 from bench.stacked import Member, train_stacked
 from bench.tablefmt import to_markdown
@@ -216,6 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         cache = build_cache(index.root, rows_df, size, 3)[0].to(device)
         pipelines = ["naive", "ours"] + ([f"ours, {members} stacked"] if members > 1 else [])
         for pipeline in pipelines:
+            if device == "cuda":
+                torch.cuda.reset_peak_memory_stats()
             if pipeline == "naive":
                 ips = time_naive(name, paths, labels, size, device, args.steps, args.warmup, workers)
             elif pipeline == "ours":
@@ -227,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"model": name, "pipeline": pipeline, "img_size": size, "img_per_s": round(ips, 1),
                          "ms_per_step": round(per_step / ips * 1000, 1), "tflops": round(tflops, 3),
                          "share_of_peak": round(tflops / peak, 4) if peak == peak else float("nan"),
-                         "paper_protocol_s": round(total_steps / ips, 1)})
+                         "paper_protocol_s": round(total_steps / ips, 1),
+                         "gpu_peak_gib": gpu_peak_gib(device)})
             print(f"{name:>28} {pipeline:>14}: {ips:8.1f} img/s, {tflops:7.3f} TFLOP/s", flush=True)
     naive = {r["model"]: r["img_per_s"] for r in rows if r["pipeline"] == "naive"}
     for r in rows:

@@ -117,3 +117,33 @@ def test_every_registered_model_trains_in_the_stacked_engine(name):
         if frozen:  # a frozen backbone's BatchNorm statistics stay fixed too (eval mode)
             stats = [k for k in old if k.startswith("backbone.") and "running_" in k]
             assert stats and all(torch.equal(m.model.state_dict()[k], old[k]) for k in stats)
+
+
+def test_bf16_autocast_the_cuda_setting_works_through_vmap_like_the_reference_engine(monkeypatch):
+    """On CUDA both engines run the model under bf16 autocast. CPU autocast goes through the same
+    dispatch (autocast above vmap and functional_call), so it shows here that the stacked engine
+    really computes in bf16 (its losses move away from fp32's) and still tracks the reference
+    engine under the same autocast to within bf16 rounding."""
+    import bench.stacked
+    import bench.train
+
+    cache = tiny_cache(n=40)
+    cfg = get_model_config("fus2net")
+    settings = TrainSettings(epochs=1, augment=AugmentConfig(), channels_last=False)
+
+    def run(engine_autocast):
+        monkeypatch.setattr(bench.train, "_autocast", engine_autocast)
+        monkeypatch.setattr(bench.stacked, "_autocast", engine_autocast)
+        members = _members(cache, [20, 30])
+        refs = [copy.deepcopy(m.model) for m in members]
+        stacked = [r.history[0] for r in train_stacked(members, cfg, cache, settings, progress=False)]
+        reference = [train_model(ref, cfg, cache, m.indices, m.flips, settings, seed=m.seed,
+                                 progress=False)[0] for m, ref in zip(members, refs, strict=True)]
+        assert all(p.dtype == torch.float32 for m in members for p in m.model.parameters())
+        return np.array(stacked), np.array(reference)
+
+    bf16_stacked, bf16_reference = run(lambda device: torch.autocast("cpu", dtype=torch.bfloat16))
+    fp32_stacked, fp32_reference = run(lambda device: torch.autocast("cpu", enabled=False))
+    np.testing.assert_allclose(fp32_stacked, fp32_reference, rtol=1e-5)
+    np.testing.assert_allclose(bf16_stacked, bf16_reference, rtol=2e-3)
+    assert np.abs(bf16_stacked - fp32_stacked).max() > 10 * np.abs(fp32_stacked - fp32_reference).max()

@@ -34,7 +34,9 @@ def main(runs: Path, out: Path) -> None:
         info.append(f"* `{name}`: {run.name}, {s['folds']} folds × {s['epochs']} epochs at "
                     f"{s['img_size']} px, train limit {s['train_limit']}, wall "
                     f"{cfg['timings']['total_s']:.0f} s on {cfg['device'].get('gpu', cfg['device'].get('cpu'))}"
-                    f", test AUC {test:.3f}")
+                    + (f", GPU peak {cfg['timings']['gpu_peak_gib']} GiB"
+                       if cfg["timings"].get("gpu_peak_gib") is not None else "")
+                    + f", test AUC {test:.3f}")
     table = pd.DataFrame(cols)
     summary = pd.DataFrame({"mean": table.mean(), "sd": table.std()}).T
     shown = pd.concat([table, summary]).round(3).reset_index(names="fold")

@@ -5,19 +5,56 @@
 #      engine (the CUDA default), timed;
 #   3. the same protocol with the reference engine (--concurrent-folds 1), timed;
 #   4. both runs' fold AUCs side by side (fast path vs reference, same seed).
-# Everything it measures lands in $OUT (or results/device when OUT is unset).
+# The device tool brings back at most 8 files from $OUT, no more than 2 folders down, so the run
+# folders are written outside $OUT and only their small files come back, in one archive:
+#   check.log  speed.csv  speed.md  fold_auc_comparison.md  runs.tar.gz
+# Through the device tool, from the repo root: once `mkdir -p .data && cp -r ../shared/data/BUSI
+# .data/` (45 MB; .data/ is git-ignored), then run command "tools/device_check.sh", carry [".data"],
+# timeout_s 600 (the tool sets OUT). Expected on an H100/H200: speed about 1-2 min, stacked protocol
+# about 1-2 min, reference protocol about 3-4 min at 2,200 img/s (estimates, never measured yet).
+# Usage: OUT=DIR tools/device_check.sh [STEP ...]   (steps: speed stacked reference compare;
+# default all four, in that order; each step's files are in $OUT as soon as it ends).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-results/device}
-mkdir -p "$OUT"
+RUNS=${RUNS:-/tmp/fus2bench-device-runs}
+DATA=${DATA:-.data/BUSI}
+DEVICE=${DEVICE:-cuda}      # DEVICE=cpu PROFILE=smoke: a dry run of this script on a CPU
+PROFILE=${PROFILE:-paper}
+SPEED_ARGS=${SPEED_ARGS:---steps 30 --warmup 5}  # dry run: SPEED_ARGS="--img-size 64 --steps 2 --warmup 1"
+mkdir -p "$OUT" "$RUNS"
 export PYTHONUNBUFFERED=1
-python3 -m pip install -q --no-deps -e . 2>/dev/null || true
-nvidia-smi --query-gpu=name,memory.total --format=csv | tee "$OUT/device.txt"
-python3 -m bench.speed --device cuda --data .data/BUSI --models fus2net,resnet50,inception_v3_ft \
-  --steps 30 --warmup 5 --out "$OUT" 2>&1 | tee "$OUT/speed.log"
-for engine in auto 1; do
-  /usr/bin/time -f "wall %e s, max RSS %M kB" python3 -m bench.run --model fus2net --data .data/BUSI \
-    --profile paper --device cuda --concurrent-folds "$engine" --no-progress --out "$OUT/runs" \
-    2>&1 | tee "$OUT/paper_protocol_concurrent_$engine.log"
+[ $# -eq 0 ] && set -- speed stacked reference compare
+log="$OUT/check.log"
+
+pack() {  # the runs' configs, metrics and predictions (never weights) into $OUT/runs.tar.gz
+  (cd "$RUNS" && find . -type f \( -name '*.json' -o -name '*.csv' \) -print0 \
+    | tar --null -czf - -T -) >"$OUT/runs.tar.gz.tmp" && mv "$OUT/runs.tar.gz.tmp" "$OUT/runs.tar.gz"
+}
+
+{
+  date -u
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || echo 'no nvidia-smi'
+  python3 -c "import torch, timm; print('torch', torch.__version__, 'timm', timm.__version__)"
+} 2>&1 | tee "$log"
+
+for step in "$@"; do
+  echo "== $step ($(date -u +%T))" | tee -a "$log"
+  case $step in
+    speed)
+      python3 -m bench.speed --device "$DEVICE" --data "$DATA" \
+        --models fus2net,resnet50,inception_v3_ft $SPEED_ARGS --out "$OUT" 2>&1 \
+        | tee -a "$log" ;;
+    stacked|reference)
+      folds=11; [ "$step" = reference ] && folds=1  # 11 = 10 CV folds + the final fit
+      /usr/bin/time -f "$step engine: wall %e s, max RSS %M kB" python3 -m bench.run \
+        --model fus2net --data "$DATA" --profile "$PROFILE" --device "$DEVICE" --concurrent-folds "$folds" \
+        --no-progress --out "$RUNS" 2>&1 | tee -a "$log" ;;
+    compare)
+      python3 tools/compare_engines.py "$RUNS" "$OUT/fold_auc_comparison.md" 2>&1 | tee -a "$log" ;;
+    *)
+      echo "unknown step '$step' (expected: speed stacked reference compare)" | tee -a "$log"
+      exit 2 ;;
+  esac
+  pack  # after every step: a command killed at its time limit runs no exit trap
 done
-python3 tools/compare_engines.py "$OUT/runs" "$OUT/fold_auc_comparison.md"
