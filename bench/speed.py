@@ -178,6 +178,20 @@ def time_stacked(model_name: str, cache, device: str, steps: int, warmup: int,
     return _throughput(device, prepare, steps, warmup, 16 * members)
 
 
+def parse_members(value: str | None, device: str) -> list[int]:
+    """``--members``: the stacked-engine sizes to time (sizes of 1 are the reference engine)."""
+    if value is None:
+        return [11 if device == "cuda" else 2]
+    try:
+        counts = [int(v) for v in value.split(",")]
+    except ValueError:
+        counts = [-1]
+    if any(c < 0 for c in counts):
+        raise BenchError(f"--members {value!r}: give non-negative integers, e.g. 4,11 (0 skips "
+                         "the stacked engine)")
+    return sorted({c for c in counts if c > 1})
+
+
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.speed", description=__doc__.split("\n\n")[0])
@@ -188,17 +202,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--workers", type=int, default=None, help="naive DataLoader workers")
-    p.add_argument("--members", type=int, default=None,
-                   help="models trained at once by the stacked engine (default: 11 = 10 folds + "
-                        "final fit on CUDA, 2 on CPU; 0 skips it)")
+    p.add_argument("--members", default=None,
+                   help="models trained at once by the stacked engine, one row each (e.g. 4,11; "
+                        "default: 11 = 10 folds + final fit on CUDA, 2 on CPU; 0 skips it)")
     p.add_argument("--out", type=Path, default=PROJECT_ROOT / "results")
     args = p.parse_args(argv)
     if args.steps < 1 or args.warmup < 0:
         raise BenchError("--steps must be >= 1 and --warmup >= 0")
     device = resolve_device(args.device)
-    members = args.members if args.members is not None else (11 if device == "cuda" else 2)
-    if members < 0:
-        raise BenchError("--members must be >= 0")
+    member_counts = parse_members(args.members, device)
     index = load_index(args.data)
     n = min(len(index.samples), (args.steps + args.warmup) * 16)
     samples = index.samples[:n]
@@ -214,8 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         size = args.img_size or cfg.input_size
         fwd = gflops(create_model(name), 3, size)
         cache = build_cache(index.root, rows_df, size, 3)[0].to(device)
-        pipelines = ["naive", "ours"] + ([f"ours, {members} stacked"] if members > 1 else [])
-        for pipeline in pipelines:
+        pipelines = [("naive", 1), ("ours", 1)] + [(f"ours, {k} stacked", k) for k in member_counts]
+        for pipeline, members in pipelines:
             if device == "cuda":
                 torch.cuda.reset_peak_memory_stats()
             if pipeline == "naive":
@@ -225,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 ips = time_stacked(name, cache, device, args.steps, args.warmup, members)
             tflops = 3 * fwd * ips / 1000
-            per_step = 16 * (members if "stacked" in pipeline else 1)
+            per_step = 16 * members
             rows.append({"model": name, "pipeline": pipeline, "img_size": size, "img_per_s": round(ips, 1),
                          "ms_per_step": round(per_step / ips * 1000, 1), "tflops": round(tflops, 3),
                          "share_of_peak": round(tflops / peak, 4) if peak == peak else float("nan"),

@@ -1,8 +1,10 @@
 """``bench.speed`` measures both pipelines on one device and writes its table (issue 5)."""
 
 import pandas as pd
+import pytest
 
-from bench.speed import main, paper_image_steps
+from bench.errors import BenchError
+from bench.speed import main, paper_image_steps, parse_members
 
 
 def test_paper_protocol_is_about_410k_image_steps_on_busi():
@@ -20,3 +22,12 @@ def test_speed_table_has_all_three_pipelines_and_the_device(small_synthetic, tmp
     assert df.speedup_vs_naive.iloc[0] == 1.0
     assert "Device:" in (tmp_path / "speed.md").read_text()
     assert df.gpu_peak_gib.isna().all()  # measured on CUDA only, blank on a CPU
+
+
+def test_members_option_times_each_stacked_size_once_and_rejects_nonsense():
+    assert parse_members(None, "cuda") == [11] and parse_members(None, "cpu") == [2]
+    assert parse_members("11,4,1,4", "cuda") == [4, 11]  # 1 is the reference engine's row
+    assert parse_members("0", "cuda") == []
+    for bad in ("four", "-2", "4,,11"):
+        with pytest.raises(BenchError, match="--members"):
+            parse_members(bad, "cuda")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One prepared GPU check for issue 5 (run through the device tool with BUSI carried in .data/BUSI):
-#   1. bench.speed: naive pipeline vs reference engine vs stacked engine (11 models at once);
+#   1. bench.speed: naive pipeline vs reference engine vs stacked engine (4 and 11 models at once);
 #   2. the full Fus2Net paper protocol (10 folds x 53 epochs + final fit, 299 px) with the stacked
 #      engine (the CUDA default), timed;
 #   3. the same protocol with the reference engine (--concurrent-folds 1), timed;
@@ -21,7 +21,7 @@ RUNS=${RUNS:-/tmp/fus2bench-device-runs}
 DATA=${DATA:-.data/BUSI}
 DEVICE=${DEVICE:-cuda}      # DEVICE=cpu PROFILE=smoke: a dry run of this script on a CPU
 PROFILE=${PROFILE:-paper}
-SPEED_ARGS=${SPEED_ARGS:---steps 30 --warmup 5}  # dry run: SPEED_ARGS="--img-size 64 --steps 2 --warmup 1"
+SPEED_ARGS=${SPEED_ARGS:---steps 30 --warmup 5 --members 4,11}  # dry run: SPEED_ARGS="--img-size 64 --steps 2 --warmup 1"
 mkdir -p "$OUT" "$RUNS"
 export PYTHONUNBUFFERED=1
 [ $# -eq 0 ] && set -- speed stacked reference compare
