@@ -10,7 +10,9 @@ recorded as failed (``failed.json``) and the other stages go on. Stages train on
 
 from __future__ import annotations
 
+import gc
 import json
+import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,9 +195,29 @@ def train_stage(job: StageJob, cache: ImageCache, spec: dict, run_hash: str,
     return finish_stage(job, history, cache, spec, run_hash, time.perf_counter() - job.t0)
 
 
+class StackedOutOfMemory(Exception):
+    """A group of stages did not fit in memory together; carries the first line of the error."""
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text \
+        or "can't allocate memory" in text
+
+
+def _release_memory(device: str) -> None:
+    gc.collect()
+    if torch.device(device).type == "cuda":
+        torch.cuda.empty_cache()
+
+
 def run_stages_stacked(plan: list[tuple[str, np.ndarray, np.ndarray]], cache: ImageCache,
                        spec: dict, run_hash: str, run_dir: Path, progress: bool) -> list[StageResult]:
-    """Train the given stages concurrently (:mod:`bench.stacked`), then evaluate each."""
+    """Train the given stages concurrently (:mod:`bench.stacked`), then evaluate each.
+
+    Raises :class:`StackedOutOfMemory` when they do not fit in memory together (the stages'
+    models are left as initialised: nothing is written), :class:`BenchError` for other failures.
+    """
     jobs = [prepare_stage(name, tr, ev, cache, spec, run_dir / "stages" / name)
             for name, tr, ev in plan]
     t0 = time.perf_counter()
@@ -206,6 +228,8 @@ def run_stages_stacked(plan: list[tuple[str, np.ndarray, np.ndarray]], cache: Im
                                  desc=f"{spec['model']} {len(jobs)} stages at once")
     except (RuntimeError, NotImplementedError) as exc:  # e.g. out of memory, an op vmap lacks
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        if _is_out_of_memory(exc):
+            raise StackedOutOfMemory(first[:200]) from None
         raise BenchError(
             f"the stacked engine could not train {len(jobs)} {spec['model']} stages at once "
             f"({type(exc).__name__}: {first[:200]}); finished stages are kept — rerun with "
@@ -241,10 +265,26 @@ def run_protocol(spec: dict, cache: ImageCache, run_dir: Path, run_hash: str,
             pending.append((name, train_pos, eval_pos))
     width = max(1, int(spec.get("concurrent", 1)))
     if width > 1:  # a stacked run trains every stage, even a lone resumed one, stacked
-        for start in range(0, len(pending), width):
-            for res in run_stages_stacked(pending[start:start + width], cache, spec, run_hash,
-                                          run_dir, progress):
-                results[res.name] = res
+        while pending:
+            group = pending[:width]
+            try:
+                trained = run_stages_stacked(group, cache, spec, run_hash, run_dir, progress)
+            except StackedOutOfMemory as exc:
+                message = str(exc)
+            else:
+                for res in trained:
+                    results[res.name] = res
+                pending = pending[width:]
+                continue
+            _release_memory(spec["device"])  # outside the except block: its frames are gone
+            if len(group) == 1:
+                raise BenchError(
+                    f"one {spec['model']} stage alone does not fit in {spec['device']} memory "
+                    f"({message}); finished stages are kept — try a smaller --batch-size or "
+                    "--img-size (a different configuration), or a device with more memory")
+            width = math.ceil(len(group) / 2)
+            tqdm.write(f"note: {len(group)} {spec['model']} stages at once ran out of "
+                       f"{spec['device']} memory ({message}); training {width} at a time")
     else:
         bar = tqdm(pending, desc=f"{spec['model']} stages", unit="stage", disable=not progress)
         for name, train_pos, eval_pos in bar:

@@ -6,6 +6,7 @@ import sys
 
 import pandas as pd
 import pytest
+import torch
 
 from bench.run import main
 from tests.conftest import BUSI, write_image
@@ -182,11 +183,48 @@ def test_concurrent_folds_must_be_a_positive_integer(small_synthetic, tmp_path, 
 def test_stacked_engine_failure_is_one_clear_line(small_synthetic, tmp_path, capsys, monkeypatch):
     from bench import protocol
 
-    def out_of_memory(*args, **kwargs):
-        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
+    def no_batching_rule(*args, **kwargs):
+        raise NotImplementedError("no batching rule for aten::strange_op\nmore detail")
 
-    monkeypatch.setattr(protocol, "train_stacked", out_of_memory)
+    monkeypatch.setattr(protocol, "train_stacked", no_batching_rule)
     code, err = run_inprocess(capsys, "--data", str(small_synthetic), "--out", str(tmp_path), *SMOKE,
                               "--concurrent-folds", "2")
-    assert code == 2 and "out of memory" in err and "--concurrent-folds 1" in err
-    assert "Traceback" not in err
+    assert code == 2 and "strange_op" in err and "--concurrent-folds 1" in err
+    assert "Traceback" not in err and "more detail" not in err
+
+
+def test_stacked_stages_that_run_out_of_memory_are_retried_in_smaller_groups(
+        small_synthetic, tmp_path, capsys, monkeypatch):
+    from bench import protocol
+
+    real = protocol.train_stacked
+
+    def fits_two(members, *args, **kwargs):
+        if len(members) > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB\ndetail")
+        return real(members, *args, **kwargs)
+
+    monkeypatch.setattr(protocol, "train_stacked", fits_two)
+    capsys.readouterr()
+    assert main(["--data", str(small_synthetic), "--out", str(tmp_path), *SMOKE,
+                 "--concurrent-folds", "3"]) == 0
+    assert "3 fus2net stages at once ran out of cpu memory" in capsys.readouterr().out
+    (run,) = tmp_path.iterdir()
+    together = {s: json.loads((run / "stages" / s / "done.json").read_text())
+                .get("trained_concurrently_with", []) for s in ("fold_0", "fold_1", "final")}
+    assert together == {"fold_0": ["fold_1"], "fold_1": ["fold_0"], "final": []}
+    assert json.loads((run / "metrics.json").read_text())["test_status"] == "ok"
+
+
+def test_a_stage_that_does_not_fit_alone_stops_with_one_clear_line(
+        small_synthetic, tmp_path, capsys, monkeypatch):
+    from bench import protocol
+
+    def never_fits(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
+
+    monkeypatch.setattr(protocol, "train_stacked", never_fits)
+    code, err = run_inprocess(capsys, "--data", str(small_synthetic), "--out", str(tmp_path), *SMOKE,
+                              "--concurrent-folds", "2")
+    assert code == 2 and "does not fit" in err and "--batch-size" in err
+    assert "Traceback" not in err and "more detail" not in err
