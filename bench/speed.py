@@ -47,7 +47,9 @@ from models import create_model, get_model_config
 from models.stats import gflops
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0}
+# Datasheet dense bf16 peaks; the first key found in the device name wins (specific ones first).
+BF16_PEAK_TFLOPS = {"H100 PCIe": 756.0, "H100 NVL": 835.0, "H100": 989.0, "H200": 989.0,
+                    "A100": 312.0, "L40S": 362.0, "L4": 121.0}
 
 
 def paper_image_steps(n_benign: int = 379, epochs: int = 53, folds: int = 10) -> int:
