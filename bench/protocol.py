@@ -201,7 +201,7 @@ class StackedOutOfMemory(Exception):
 
 def _is_out_of_memory(exc: BaseException) -> bool:
     text = str(exc).lower()
-    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in text \
+    return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in text \
         or "can't allocate memory" in text
 
 

@@ -201,7 +201,7 @@ def test_stacked_stages_that_run_out_of_memory_are_retried_in_smaller_groups(
 
     def fits_two(members, *args, **kwargs):
         if len(members) > 2:
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB\ndetail")
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 9.00 GiB\ndetail")
         return real(members, *args, **kwargs)
 
     monkeypatch.setattr(protocol, "train_stacked", fits_two)
