@@ -9,8 +9,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${1:-/tmp/fus2bench-compat}
 shift || true
+pick_python() {  # $PYTHON, else python3.12 on PATH, else pyenv's 3.12
+  if [ -n "${PYTHON:-}" ]; then echo "$PYTHON"; return; fi
+  if python3.12 -c "" 2>/dev/null; then echo python3.12; return; fi
+  for p in "$(pyenv root 2>/dev/null || echo /nonexistent)"/versions/3.12*/bin/python; do
+    if [ -x "$p" ]; then echo "$p"; return; fi
+  done
+  echo "no Python 3.12 found: set PYTHON=/path/to/python3.12" >&2
+  exit 2
+}
 if [ ! -x "$venv/bin/python" ]; then
-  "${PYTHON:-python3.12}" -m venv "$venv"
+  python=$(pick_python)
+  "$python" -m venv "$venv"
   "$venv/bin/pip" install -q torch==2.11.0 torchvision==0.26.0 timm==1.0.29 numpy==2.5.2 \
     safetensors==0.8.0
   "$venv/bin/pip" install -q -e ".[dev]"
