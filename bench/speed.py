@@ -254,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     versions = package_versions()
     header = (f"Device: {info.get('gpu', info.get('cpu'))} ({device}, {info['threads']} threads); "
               f"torch {versions['torch']}; peak {peak:.2f} TFLOP/s ({peak_source}); "
+              f"images: {index.kind} ({len(samples)} from {index.root.name}); "
               f"{args.steps} timed steps of batch 16 after {args.warmup} warm-up; paper protocol = "
               f"{total_steps:,} image-steps; {datetime.now(timezone.utc).date()}")
     write_csv(args.out / "speed.csv", df)

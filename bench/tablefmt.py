@@ -30,11 +30,17 @@ def with_ci(value, lo, hi, digits: int = 3) -> str:
     return f"{value:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
+def _cell(value) -> str:
+    """A Markdown cell: missing values (None, NaN) as "—", pipes escaped."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return str(value).replace("|", "\\|")
+
+
 def to_markdown(df: pd.DataFrame) -> str:
     head = "| " + " | ".join(map(str, df.columns)) + " |"
     sep = "|" + "|".join("---" for _ in df.columns) + "|"
-    body = ["| " + " | ".join(str(v).replace("|", "\\|") for v in row) + " |"
-            for row in df.itertuples(index=False)]
+    body = ["| " + " | ".join(_cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join([head, sep, *body]) + "\n"
 
 
