@@ -38,23 +38,35 @@ pack() {  # the runs' configs, metrics and predictions (never weights) into $OUT
   python3 -c "import torch, timm; print('torch', torch.__version__, 'timm', timm.__version__)"
 } 2>&1 | tee "$log"
 
-for step in "$@"; do
-  echo "== $step ($(date -u +%T))" | tee -a "$log"
-  case $step in
+run_step() {  # one step; its status is that of its pipeline
+  case $1 in
     speed)
       python3 -m bench.speed --device "$DEVICE" --data "$DATA" \
-        --models fus2net,resnet50,inception_v3_ft $SPEED_ARGS --out "$OUT" 2>&1 \
-        | tee -a "$log" ;;
+        --models fus2net,resnet50,inception_v3_ft $SPEED_ARGS --out "$OUT" 2>&1 | tee -a "$log" ;;
     stacked|reference)
-      folds=11; [ "$step" = reference ] && folds=1  # 11 = 10 CV folds + the final fit
-      /usr/bin/time -f "$step engine: wall %e s, max RSS %M kB" python3 -m bench.run \
-        --model fus2net --data "$DATA" --profile "$PROFILE" --device "$DEVICE" --concurrent-folds "$folds" \
-        --no-progress --out "$RUNS" 2>&1 | tee -a "$log" ;;
+      local folds=11  # 10 CV folds + the final fit
+      [ "$1" = reference ] && folds=1
+      local t0=$SECONDS
+      python3 -m bench.run --model fus2net --data "$DATA" --profile "$PROFILE" --device "$DEVICE" \
+        --concurrent-folds "$folds" --no-progress --out "$RUNS" 2>&1 | tee -a "$log"
+      local status=$?
+      echo "$1 engine: wall $((SECONDS - t0)) s (exit $status)" | tee -a "$log"
+      return "$status" ;;
     compare)
       python3 tools/compare_engines.py "$RUNS" "$OUT/fold_auc_comparison.md" 2>&1 | tee -a "$log" ;;
     *)
-      echo "unknown step '$step' (expected: speed stacked reference compare)" | tee -a "$log"
-      exit 2 ;;
+      echo "unknown step '$1' (expected: speed stacked reference compare)" | tee -a "$log"
+      return 2 ;;
   esac
+}
+
+failed=()
+for step in "$@"; do
+  echo "== $step ($(date -u +%T))" | tee -a "$log"
+  run_step "$step" || failed+=("$step")  # a failed step does not stop the later ones
   pack  # after every step: a command killed at its time limit runs no exit trap
 done
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "failed steps: ${failed[*]}" | tee -a "$log"
+  exit 1
+fi
