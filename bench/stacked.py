@@ -122,14 +122,15 @@ class StackedOptimizer:
             torch._foreach_addcmul_(vs, grads, grads, value=1 - b2)
             steps = self.steps.clamp_min(1)  # a member that has not stepped yet is restored anyway
             step_size, bc2_sqrt = self.lr / (1 - b1 ** steps), (1 - b2 ** steps).sqrt()
-            shapes = [(-1,) + (1,) * (p.dim() - 1) for p in params]
+            # per-member factors broadcast over each parameter: one cast per dtype, then free views
+            cast = {dt: (bc2_sqrt.to(dt), step_size.to(dt)) for dt in {p.dtype for p in params}}
+            factors = [tuple(f.view((-1,) + (1,) * (p.dim() - 1)) for f in cast[p.dtype])
+                       for p in params]
             denom = torch._foreach_sqrt(vs)
-            torch._foreach_div_(denom, [bc2_sqrt.to(p.dtype).view(sh)
-                                        for p, sh in zip(params, shapes, strict=True)])
+            torch._foreach_div_(denom, [bc2 for bc2, _ in factors])
             torch._foreach_add_(denom, self.eps)
             update = torch._foreach_div(ms, denom)
-            torch._foreach_mul_(update, [step_size.to(p.dtype).view(sh)
-                                         for p, sh in zip(params, shapes, strict=True)])
+            torch._foreach_mul_(update, [size for _, size in factors])
             torch._foreach_sub_(params, update)
         elif self.name == "rmsprop":
             sq = [st[0] for _, st in live]
