@@ -2,8 +2,9 @@
 
 Each stage (``fold_0`` … ``fold_{K-1}``, ``final``) writes its predictions, metrics and (for the
 final fit, or every stage with ``--save-fold-weights``) weights atomically into
-``<run>/stages/<stage>/`` as soon as it ends, then a ``done.json`` holding the run's and the files' SHA-256. Rerunning the same command reuses every stage whose
-``done.json`` matches (resume); others are trained again. A stage whose loss becomes NaN/inf is
+``<run>/stages/<stage>/`` as soon as it ends, then a ``done.json`` holding the run's config hash and
+the files' SHA-256. Rerunning the same command reuses every stage whose ``done.json`` matches
+(resume); others are trained again. A stage whose loss becomes NaN/inf is
 recorded as failed (``failed.json``) and the other stages go on. Stages train one after another
 (reference engine, :mod:`bench.train`) or several at once (stacked engine, :mod:`bench.stacked`).
 """
@@ -242,6 +243,31 @@ def run_stages_stacked(plan: list[tuple[str, np.ndarray, np.ndarray]], cache: Im
             for job, out in zip(jobs, outcomes, strict=True)]
 
 
+def _run_all_stacked(pending: list, width: int, cache: ImageCache, spec: dict, run_hash: str,
+                     run_dir: Path, progress: bool) -> list[StageResult]:
+    """``pending`` stages in groups of ``width``; a group that runs out of memory is retried in
+    halves (11 → 6 → 3 → 2 → 1), and a lone stage that does not fit stops the run."""
+    done: list[StageResult] = []
+    while pending:
+        group = pending[:width]
+        try:
+            done += run_stages_stacked(group, cache, spec, run_hash, run_dir, progress)
+            pending = pending[len(group):]
+            continue
+        except StackedOutOfMemory as exc:
+            message = str(exc)
+        _release_memory(spec["device"])  # outside the except block: its frames are gone
+        if len(group) == 1:
+            raise BenchError(
+                f"one {spec['model']} stage alone does not fit in {spec['device']} memory "
+                f"({message}); finished stages are kept — try a smaller --batch-size or "
+                "--img-size (a different configuration), or a device with more memory")
+        width = math.ceil(len(group) / 2)
+        tqdm.write(f"note: {len(group)} {spec['model']} stages at once ran out of "
+                   f"{spec['device']} memory ({message}); training {width} at a time")
+    return done
+
+
 def load_weights(model: torch.nn.Module, path: Path) -> torch.nn.Module:
     """Load safetensors weights saved by a run."""
     model.load_state_dict(load_file(str(path)))
@@ -265,26 +291,8 @@ def run_protocol(spec: dict, cache: ImageCache, run_dir: Path, run_hash: str,
             pending.append((name, train_pos, eval_pos))
     width = max(1, int(spec.get("concurrent", 1)))
     if width > 1:  # a stacked run trains every stage, even a lone resumed one, stacked
-        while pending:
-            group = pending[:width]
-            try:
-                trained = run_stages_stacked(group, cache, spec, run_hash, run_dir, progress)
-            except StackedOutOfMemory as exc:
-                message = str(exc)
-            else:
-                for res in trained:
-                    results[res.name] = res
-                pending = pending[width:]
-                continue
-            _release_memory(spec["device"])  # outside the except block: its frames are gone
-            if len(group) == 1:
-                raise BenchError(
-                    f"one {spec['model']} stage alone does not fit in {spec['device']} memory "
-                    f"({message}); finished stages are kept — try a smaller --batch-size or "
-                    "--img-size (a different configuration), or a device with more memory")
-            width = math.ceil(len(group) / 2)
-            tqdm.write(f"note: {len(group)} {spec['model']} stages at once ran out of "
-                       f"{spec['device']} memory ({message}); training {width} at a time")
+        for res in _run_all_stacked(pending, width, cache, spec, run_hash, run_dir, progress):
+            results[res.name] = res
     else:
         bar = tqdm(pending, desc=f"{spec['model']} stages", unit="stage", disable=not progress)
         for name, train_pos, eval_pos in bar:

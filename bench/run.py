@@ -253,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     if concurrent > 1:  # a different engine gives different (equally valid) numbers: its own run
         spec["engine"] = "stacked"
     run_hash = config_hash(spec)
-    spec.update(device=device, channels_last=device == "cuda" or cfg.cpu_channels_last,
+    spec.update(device=device, channels_last=cfg.channels_last(device),
                 save_fold_weights=args.save_fold_weights,
                 concurrent=concurrent)
     run_dir = args.out / f"{args.model}-{index.kind}-{run_hash}"

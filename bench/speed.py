@@ -14,7 +14,8 @@ Reported: img/s, ms/step (one optimizer step of every model trained), achieved T
 forward FLOPs per trained image), its share of the device's peak (CUDA: the bf16 dense peak of
 known cards; CPU: a measured fp32 matmul peak), the speed-up over the naive pipeline, and the
 projected wall time of the full paper protocol (10 folds × 53 epochs + final fit on BUSI's training
-set) and, on CUDA, the peak GPU memory PyTorch allocated (GiB, image cache included). Written to ``results/speed.csv`` and ``results/speed.md`` with the device and versions.
+set) and, on CUDA, the peak GPU memory PyTorch allocated (GiB, image cache included). Written to
+``results/speed.csv`` and ``results/speed.md`` with the device, versions and images used.
 """
 
 from __future__ import annotations
@@ -146,7 +147,7 @@ def _throughput(device: str, prepare, steps: int, warmup: int, images_per_step: 
 def _settings(cfg, device: str) -> TrainSettings:
     return TrainSettings(epochs=1, batch_size=16, optimizer=cfg.recipe.optimizer,
                          lr=cfg.recipe.lr, device=device,
-                         channels_last=device == "cuda" or cfg.cpu_channels_last)
+                         channels_last=cfg.channels_last(device))
 
 
 def time_ours(model_name: str, cache, device: str, steps: int, warmup: int) -> float:

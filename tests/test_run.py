@@ -180,15 +180,22 @@ def test_concurrent_folds_must_be_a_positive_integer(small_synthetic, tmp_path, 
     assert code == 2 and "--concurrent-folds" in err
 
 
-def test_stacked_engine_failure_is_one_clear_line(small_synthetic, tmp_path, capsys, monkeypatch):
+def run_with_stacked_failing(exc: Exception, data, out, capsys, monkeypatch) -> tuple[int, str]:
+    """A 2-stages-at-once smoke run whose stacked engine always raises ``exc``."""
     from bench import protocol
 
-    def no_batching_rule(*args, **kwargs):
-        raise NotImplementedError("no batching rule for aten::strange_op\nmore detail")
+    def fail(*args, **kwargs):
+        raise exc
 
-    monkeypatch.setattr(protocol, "train_stacked", no_batching_rule)
-    code, err = run_inprocess(capsys, "--data", str(small_synthetic), "--out", str(tmp_path), *SMOKE,
-                              "--concurrent-folds", "2")
+    monkeypatch.setattr(protocol, "train_stacked", fail)
+    return run_inprocess(capsys, "--data", str(data), "--out", str(out), *SMOKE,
+                         "--concurrent-folds", "2")
+
+
+def test_stacked_engine_failure_is_one_clear_line(small_synthetic, tmp_path, capsys, monkeypatch):
+    code, err = run_with_stacked_failing(
+        NotImplementedError("no batching rule for aten::strange_op\nmore detail"),
+        small_synthetic, tmp_path, capsys, monkeypatch)
     assert code == 2 and "strange_op" in err and "--concurrent-folds 1" in err
     assert "Traceback" not in err and "more detail" not in err
 
@@ -218,13 +225,8 @@ def test_stacked_stages_that_run_out_of_memory_are_retried_in_smaller_groups(
 
 def test_a_stage_that_does_not_fit_alone_stops_with_one_clear_line(
         small_synthetic, tmp_path, capsys, monkeypatch):
-    from bench import protocol
-
-    def never_fits(*args, **kwargs):
-        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
-
-    monkeypatch.setattr(protocol, "train_stacked", never_fits)
-    code, err = run_inprocess(capsys, "--data", str(small_synthetic), "--out", str(tmp_path), *SMOKE,
-                              "--concurrent-folds", "2")
+    code, err = run_with_stacked_failing(
+        RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail"),
+        small_synthetic, tmp_path, capsys, monkeypatch)
     assert code == 2 and "does not fit" in err and "--batch-size" in err
     assert "Traceback" not in err and "more detail" not in err
