@@ -127,7 +127,7 @@ def train_model(model: nn.Module, cfg: ModelConfig, cache: ImageCache, indices: 
             if reg is not None:
                 loss = loss + reg()
             if not torch.isfinite(loss):
-                raise TrainingDiverged(epoch + 1, step + 1, float(loss))
+                raise TrainingDiverged(epoch + 1, step + 1, float(loss.detach()))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
