@@ -162,7 +162,7 @@ def resolve_split(args: argparse.Namespace, index, folds: int) -> tuple[pd.DataF
     if path is not None and (args.split is not None or path.is_file()):
         manifest = read_manifest(path)
         match_manifest(manifest, index, f"--split {path}")
-        check_leakage(manifest, f"--split {path}")
+        check_leakage(manifest, f"--split {path}", index)
         return manifest, None, str(path)
     cfg = SplitConfig(test_per_class=args.test_per_class, folds=folds if folds >= 2 else 10)
     manifest, report = make_split(index, cfg, skip_bad=args.skip_bad_images)

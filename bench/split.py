@@ -1,8 +1,10 @@
 """``python -m bench.split``: build a split manifest and its report (SPEC §3).
 
-Writes ``<out>.csv`` (``id,path,label,group,split,fold``; paths relative to the data root) and
-``<out>_report.json`` (counts, duplicate groups, excluded label conflicts, skipped/ignored files).
-An existing manifest is never overwritten unless ``--force`` is given.
+Writes ``<out>.csv`` (``id,path,label,group,split,fold``; paths relative to the data root),
+``<out>_report.json`` (counts, duplicate and same-scene groups, excluded label conflicts,
+skipped/ignored files; with ``--force``, how many same-scene pairs the replaced manifest leaked) and
+``<out>_review.png`` (the same-scene pairs just above and just below the threshold, to check it by
+eye). An existing manifest is never overwritten unless ``--force`` is given.
 """
 
 from __future__ import annotations
@@ -13,7 +15,16 @@ from pathlib import Path
 
 from bench.atomic import write_json
 from bench.data.detect import KINDS, load_index
-from bench.data.split import SplitConfig, check_leakage, make_split, write_manifest
+from bench.data.review import review_sheet
+from bench.data.split import (
+    SplitConfig,
+    check_leakage,
+    make_split,
+    manifest_scores,
+    read_manifest,
+    same_scene_leaks,
+    write_manifest,
+)
 from bench.errors import BenchError, cli_main
 
 SPLITS_DIR = Path(__file__).resolve().parents[1] / "datasets" / "splits"
@@ -46,16 +57,35 @@ def main(argv: list[str] | None = None) -> int:
                       hash_threshold=args.hash_threshold)
     manifest, report = make_split(index, cfg, skip_bad=args.skip_bad_images)
     check_leakage(manifest, "generated split")
+    if out.exists():
+        report["replaced_manifest"] = leak_counts(read_manifest(out), index)
     write_manifest(manifest, out)
     report_path = out.with_name(out.stem + "_report.json")
     write_json(report_path, report)
+    scene = report["same_scene"]
+    review_sheet(index, scene["just_above_threshold"], scene["just_below_threshold"],
+                 out.with_name(out.stem + "_review.png"), cfg.similarity.z_threshold)
     c = report["counts"]
     print(f"wrote {out} and {report_path.name}: train {c['train']}, test {c['test']}, "
           f"excluded {c['excluded']}; {len(report['duplicate_groups'])} duplicate groups, "
-          f"{len(report['excluded_label_conflicts'])} label conflicts, "
+          f"{len(report['excluded_label_conflicts'])} label conflicts, largest group "
+          f"{report['same_scene']['largest_group']['with_same_scene']} images, "
           f"{len(report['skipped_bad_images'])} bad images skipped, "
           f"{len(report['ignored_files'])} files ignored")
     return 0
+
+
+def leak_counts(old, index) -> dict:
+    """Same-scene pairs that an older manifest of the same data put across train/test or folds."""
+    scores = manifest_scores(old, index)
+    if scores is None:
+        return {"note": "the replaced manifest lists images that are not in the data"}
+    leaks = same_scene_leaks(old, scores)
+    cross = [(i, j) for i, j, where in leaks if where == "in train and test"]
+    test_ids = sorted({old.id.iloc[i] if old.split.iloc[i] == "test" else old.id.iloc[j]
+                       for i, j in cross})
+    return {"train_test_pairs": len(cross), "test_images_with_a_training_neighbour": len(test_ids),
+            "those_test_images": test_ids, "pairs_across_folds": len(leaks) - len(cross)}
 
 
 if __name__ == "__main__":

@@ -1,12 +1,19 @@
 """Duplicate grouping, held-out test selection and group-aware CV folds (SPEC §3).
 
-Near-duplicates are found with a 256-bit difference hash (dHash: 17×16 grey thumbnail, sign of
-horizontal gradients). Two images are duplicates when their hashes differ in at most
-``hash_threshold`` bits (default 40 of 256, ~16%) or their decoded pixels are identical. On BUSI the
-number of pairs is flat between 32 and 48 bits (143–152 pairs) and rises steeply past 56, so 40
-sits on the plateau between "same picture" and "different picture". Duplicates, and images sharing
-a patient ID, form one group (union-find); a group never straddles train/test or two folds; a group
-whose members carry different labels is excluded and reported.
+Two images belong together when any of these holds:
+
+* **same picture**: their 256-bit difference hashes (dHash: 17×16 grey thumbnail, sign of
+  horizontal gradients) differ in at most ``hash_threshold`` bits (default 40 of 256; on BUSI the
+  pair count is flat between 32 and 48 bits and rises steeply past 56), or their decoded pixels are
+  identical;
+* **same scene**: the re-framing-tolerant measure of :mod:`bench.data.similarity` (shifted,
+  cropped, zoomed or re-gained shots of one lesion, which differ by 45-86 dHash bits);
+* **same patient**: a shared patient ID.
+
+These pairs form groups (union-find); a group never straddles train/test or two folds; a group
+whose members carry different labels is excluded and reported. :func:`check_leakage` applies the
+same measure to any manifest it is given, so a foreign or old manifest with a same-scene pair
+across train/test or folds is refused.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 from bench.atomic import write_csv
 from bench.data.images import BadImageError, read_image
 from bench.data.index import CLASSES, DataIndex, Sample
+from bench.data.similarity import SAME_SCENE, PairScores, SimilarityConfig, pair_scores, thumbnails
 from bench.errors import BenchError
 
 COLUMNS = ["id", "path", "label", "group", "split", "fold"]
@@ -36,6 +44,7 @@ class SplitConfig:
     folds: int = 10
     seed: int = 2021
     hash_threshold: int = 40  # bits of the 256-bit dHash
+    similarity: SimilarityConfig = SimilarityConfig()
 
 
 def dhash(img: Image.Image, side: int = HASH_SIDE) -> np.ndarray:
@@ -44,21 +53,32 @@ def dhash(img: Image.Image, side: int = HASH_SIDE) -> np.ndarray:
     return (a[:, 1:] > a[:, :-1]).ravel()
 
 
-def fingerprint(path: Path) -> tuple[np.ndarray, str]:
-    """dHash bits and a SHA-256 of the decoded grey pixels of one image."""
+@dataclass
+class Fingerprints:
+    """What the split needs of each usable image: dHash bits, pixel digest, same-scene scores."""
+
+    samples: list[Sample]
+    bits: np.ndarray
+    digests: list[str]
+    scenes: PairScores
+    bad: list[tuple[str, str]]
+
+
+def fingerprint(path: Path, sim: SimilarityConfig) -> tuple[np.ndarray, str, list[np.ndarray]]:
+    """dHash bits, a SHA-256 of the decoded grey pixels and the same-scene thumbnails of one image."""
     img = read_image(path)
     grey = img.convert("L")
     digest = hashlib.sha256(grey.tobytes() + str(grey.size).encode()).hexdigest()
-    return dhash(grey), digest
+    return dhash(grey), digest, thumbnails(grey, sim)
 
 
-def fingerprints(index: DataIndex, skip_bad: bool) -> tuple[list[Sample], np.ndarray, list[str],
-                                                             list[tuple[str, str]]]:
-    """Hash every sample (threads); bad images raise, or with ``skip_bad`` are returned as skipped."""
+def fingerprints(index: DataIndex, skip_bad: bool,
+                 sim: SimilarityConfig = SAME_SCENE) -> Fingerprints:
+    """Decode every sample once (threads); bad images raise, or with ``skip_bad`` are skipped."""
 
     def one(s: Sample):
         try:
-            return fingerprint(index.abspath(s))
+            return fingerprint(index.abspath(s), sim)
         except BadImageError as exc:
             if not skip_bad:
                 raise
@@ -66,7 +86,7 @@ def fingerprints(index: DataIndex, skip_bad: bool) -> tuple[list[Sample], np.nda
 
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(one, index.samples))
-    kept, bits, digests, bad = [], [], [], []
+    kept, bits, digests, thumbs, bad = [], [], [], [], []
     for s, r in zip(index.samples, results, strict=True):
         if isinstance(r, BadImageError):
             bad.append((s.path, str(r)))
@@ -74,12 +94,16 @@ def fingerprints(index: DataIndex, skip_bad: bool) -> tuple[list[Sample], np.nda
             kept.append(s)
             bits.append(r[0])
             digests.append(r[1])
-    return kept, np.array(bits, dtype=bool).reshape(len(kept), -1), digests, bad
+            thumbs.append(r[2])
+    scenes = pair_scores([index.abspath(s) for s in kept], thumbs, sim)
+    return Fingerprints(kept, np.array(bits, dtype=bool).reshape(len(kept), -1), digests, scenes,
+                        bad)
 
 
 def group_duplicates(samples: list[Sample], bits: np.ndarray, digests: list[str],
-                     threshold: int) -> np.ndarray:
-    """Union-find over near-duplicate pairs, identical pixels and shared patient IDs → group index."""
+                     threshold: int, same_scene: np.ndarray | None = None) -> np.ndarray:
+    """Union-find over near-duplicate pairs, same-scene pairs (boolean n×n), identical pixels and
+    shared patient IDs → group index."""
     n = len(samples)
     parent = np.arange(n)
 
@@ -99,6 +123,9 @@ def group_duplicates(samples: list[Sample], bits: np.ndarray, digests: list[str]
         dist = np.unpackbits(packed[i] ^ packed[i + 1:], axis=1).sum(axis=1)
         for j in np.nonzero(dist <= threshold)[0]:
             union(i, i + 1 + int(j))
+    if same_scene is not None:
+        for i, j in zip(*np.nonzero(same_scene), strict=True):
+            union(int(i), int(j))
     first: dict[str, int] = {}
     for i, key in enumerate(digests):
         union(i, first.setdefault(key, i))
@@ -136,9 +163,11 @@ def _pick_test(groups: dict[int, list[int]], labels: np.ndarray, per_class: int,
 def make_split(index: DataIndex, cfg: SplitConfig = SplitConfig(), skip_bad: bool = False
                ) -> tuple[pd.DataFrame, dict]:
     """Build the manifest (``id,path,label,group,split,fold``) and the split report."""
-    samples, bits, digests, bad = fingerprints(index, skip_bad)
+    fp = fingerprints(index, skip_bad, cfg.similarity)
+    samples, bad = fp.samples, fp.bad
     labels = np.array([s.label for s in samples])
-    roots = group_duplicates(samples, bits, digests, cfg.hash_threshold)
+    roots = group_duplicates(samples, fp.bits, fp.digests, cfg.hash_threshold,
+                             fp.scenes.same_scene(cfg.similarity))
     order = {r: k for k, r in enumerate(dict.fromkeys(roots.tolist()))}
     gid = np.array([order[r] for r in roots])
     groups: dict[int, list[int]] = {}
@@ -167,7 +196,36 @@ def make_split(index: DataIndex, cfg: SplitConfig = SplitConfig(), skip_bad: boo
         "group": [f"g{g:04d}" for g in gid], "split": split, "fold": fold,
     })
     report = split_report(index, manifest, cfg, groups, conflicts, samples, bad)
+    report["same_scene"] = scene_summary(fp, cfg)
     return manifest, report
+
+
+def scene_summary(fp: Fingerprints, cfg: SplitConfig, near: int = 12) -> dict:
+    """How the same-scene measure changed the grouping, and the pairs either side of its threshold
+    (for the contact sheet that calibrates it by eye)."""
+    hash_only = group_duplicates(fp.samples, fp.bits, fp.digests, cfg.hash_threshold)
+    ranked = fp.scenes.ranked()
+    sim = cfg.similarity
+    above = [p for p in ranked if p[2] >= sim.z_threshold and p[3] >= sim.min_ncc]
+    below = [p for p in ranked if p[2] < sim.z_threshold][:near]
+
+    def named(pairs):
+        return [{"a": fp.samples[i].id, "b": fp.samples[j].id, "z": round(z, 2), "ncc": round(c, 3)}
+                for i, j, z, c in pairs]
+
+    def sizes(roots: np.ndarray) -> tuple[int, int]:
+        _, counts = np.unique(roots, return_counts=True)
+        return int(counts.max()) if len(counts) else 0, int((counts > 1).sum())
+
+    largest_before, groups_before = sizes(hash_only)
+    largest_after, groups_after = sizes(group_duplicates(
+        fp.samples, fp.bits, fp.digests, cfg.hash_threshold, fp.scenes.same_scene(sim)))
+    return {
+        "method": sim.describe(), "config": asdict(sim), "pairs": len(above),
+        "multi_image_groups": {"hash_only": groups_before, "with_same_scene": groups_after},
+        "largest_group": {"hash_only": largest_before, "with_same_scene": largest_after},
+        "just_above_threshold": named(above[-near:]), "just_below_threshold": named(below),
+    }
 
 
 def split_report(index: DataIndex, manifest: pd.DataFrame, cfg: SplitConfig,
@@ -183,7 +241,8 @@ def split_report(index: DataIndex, manifest: pd.DataFrame, cfg: SplitConfig,
         "data_root": index.root.name,
         "config": asdict(cfg),
         "dedup_method": f"dHash {HASH_SIDE * HASH_SIDE} bits, Hamming <= {cfg.hash_threshold}; "
-                        "identical pixels; shared patient ID",
+                        f"identical pixels; same scene ({cfg.similarity.describe()}); "
+                        "shared patient ID",
         "images": len(samples),
         "counts": per_split,
         "fold_counts": {int(k): {CLASSES[lab]: int(n) for (k2, lab), n in folds.items() if k2 == k}
@@ -221,8 +280,10 @@ def read_manifest(path: Path) -> pd.DataFrame:
     return df[COLUMNS]
 
 
-def check_leakage(manifest: pd.DataFrame, where: str) -> None:
-    """Refuse a manifest in which an ID repeats, or a group is in train and test or in two folds."""
+def check_leakage(manifest: pd.DataFrame, where: str, index: DataIndex | None = None,
+                  sim: SimilarityConfig = SAME_SCENE) -> None:
+    """Refuse a manifest in which an ID repeats, a group is in train and test or in two folds, or
+    (with the data's ``index``) two images of one scene sit in train and test or in two folds."""
     dup = manifest.id[manifest.id.duplicated()]
     if len(dup):
         raise BenchError(f"{where}: image ID {dup.iloc[0]!r} appears twice; IDs must be unique")
@@ -237,6 +298,62 @@ def check_leakage(manifest: pd.DataFrame, where: str) -> None:
         g = folds[folds > 1].index[0]
         raise BenchError(f"{where}: duplicate group {g} spans two CV folds (leakage); "
                          "rebuild the split with python -m bench.split")
+    if index is not None:
+        check_same_scene(manifest.reset_index(drop=True), index, where, sim)
+
+
+# Float noise between machines moves z by ~1e-4; a manifest built with the same measure must not
+# be refused over a pair that sat on the threshold when it was built.
+GUARD_MARGIN = 0.05
+
+
+def manifest_scores(manifest: pd.DataFrame, index: DataIndex,
+                    sim: SimilarityConfig = SAME_SCENE) -> PairScores | None:
+    """Same-scene scores over every manifest row, excluded ones too, as when the split was built
+    (the contrast score depends on the whole set); ``None`` when images are missing or too few."""
+    files = [index.root / p for p in manifest.path]
+    if len(files) < 3 or not all(f.is_file() for f in files):
+        return None
+
+    def load(path: Path) -> Image.Image:
+        try:
+            return read_image(path)
+        except BadImageError:  # reported (or skipped) where the images are decoded for training
+            return Image.new("L", (64, 64))
+
+    return pair_scores(files, None, sim, load=load)
+
+
+def same_scene_leaks(manifest: pd.DataFrame, scores: PairScores, sim: SimilarityConfig = SAME_SCENE,
+                     margin: float = 0.0) -> list[tuple[int, int, str]]:
+    """Same-scene pairs across train/test (listed first) or across CV folds: ``(i, j, where)``."""
+    rows = manifest.reset_index(drop=True)
+    part = np.where(rows.split == "test", -2, rows.fold.to_numpy())
+    part = np.where(rows.split == "excluded", -3, part)
+    leaks = []
+    for i, j in zip(*np.nonzero(scores.same_scene(sim, margin=margin)), strict=True):
+        if part[i] == part[j] or -3 in (part[i], part[j]):
+            continue
+        test = "test" in (rows.split[i], rows.split[j])
+        leaks.append((int(i), int(j), "in train and test" if test
+                      else f"in CV folds {rows.fold[i]} and {rows.fold[j]}"))
+    return sorted(leaks, key=lambda leak: leak[2] != "in train and test")
+
+
+def check_same_scene(manifest: pd.DataFrame, index: DataIndex, where: str,
+                     sim: SimilarityConfig) -> None:
+    """The runtime leakage guard: no same-scene pair across train/test or across CV folds."""
+    scores = manifest_scores(manifest, index, sim)
+    if scores is None:
+        return  # match_manifest reports missing images
+    leaks = same_scene_leaks(manifest, scores, sim, margin=GUARD_MARGIN)
+    if leaks:
+        i, j, what = leaks[0]
+        a, b = manifest.iloc[i], manifest.iloc[j]
+        raise BenchError(
+            f"{where}: {a.id!r} and {b.id!r} show the same scene (z {scores.z[i, j]:.2f}, NCC "
+            f"{scores.ncc[i, j]:.2f}) but are {what} (leakage; {len(leaks)} such pair(s)); "
+            "rebuild the split with python -m bench.split")
 
 
 def match_manifest(manifest: pd.DataFrame, index: DataIndex, where: str) -> pd.DataFrame:
