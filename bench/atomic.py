@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -30,8 +31,21 @@ def write_text(path: Path, text: str) -> Path:
     return write_atomic(path, lambda p: p.write_text(text, encoding="utf-8"))
 
 
+def finite(obj: object) -> object:
+    """``obj`` with every NaN or infinite float replaced by ``None`` (JSON has no NaN)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite(v) for v in obj]
+    return obj
+
+
 def write_json(path: Path, obj: object) -> Path:
-    return write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+    """Strict JSON: an undefined number (NaN, inf) is written as ``null``."""
+    return write_text(path, json.dumps(finite(obj), indent=2, sort_keys=False, default=str,
+                                       allow_nan=False) + "\n")
 
 
 def write_csv(path: Path, df: pd.DataFrame) -> Path:

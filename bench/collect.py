@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.errors import BenchError
+from bench.records import file_sha256
 
 
 @dataclass
@@ -45,6 +46,7 @@ def load_run(folder: Path) -> Run | None:
         raise BenchError(f"{cfg_path}: not valid JSON; delete the run folder or rerun it") from None
     if config.get("status") not in ("complete", "failed"):
         return None
+    verify_outputs(folder, config)
     metrics = json.loads((folder / "metrics.json").read_text())
     preds = pd.read_csv(folder / "predictions.csv", dtype={"id": str, "path": str})
     cv_path = folder / "cv_metrics.csv"
@@ -52,11 +54,75 @@ def load_run(folder: Path) -> Run | None:
     return Run(folder, config, metrics, preds, cv)
 
 
-def load_runs(runs_dir: Path) -> list[Run]:
-    """All finished runs under ``runs_dir``, sorted by folder name (deterministic)."""
+def verify_outputs(folder: Path, config: dict) -> None:
+    """Every output whose SHA-256 the run recorded must still have it (not edited or truncated)."""
+    for name, sha in config.get("outputs", {}).items():
+        path = folder / name
+        if not path.is_file() or file_sha256(path) != sha:
+            state = "is missing" if not path.is_file() else "does not match its checksum"
+            raise InvalidRun(f"{folder.name}/{name} {state} in config.json (changed, truncated "
+                             "or deleted after the run); rerun that run, or pass "
+                             "--skip-invalid-runs to leave it out of the report")
+
+
+class InvalidRun(BenchError):
+    """A run folder whose recorded outputs were changed after the run."""
+
+
+def load_runs(runs_dir: Path, skip_invalid: bool = False,
+              skipped: list[str] | None = None) -> list[Run]:
+    """All finished runs under ``runs_dir``, sorted by folder name (deterministic). A run whose
+    outputs fail their checksums stops the report, or with ``skip_invalid`` is left out and its
+    reason appended to ``skipped``."""
     if not runs_dir.is_dir():
         raise BenchError(f"--runs {runs_dir}: not a folder of run results")
-    runs = [r for f in sorted(runs_dir.iterdir()) if f.is_dir() and (r := load_run(f))]
+    runs = []
+    for f in sorted(runs_dir.iterdir()):
+        if not f.is_dir():
+            continue
+        try:
+            r = load_run(f)
+        except InvalidRun as exc:
+            if not skip_invalid:
+                raise
+            if skipped is not None:
+                skipped.append(str(exc).split(";")[0])
+            continue
+        if r is not None:
+            runs.append(r)
     if not runs:
         raise BenchError(f"--runs {runs_dir}: no finished runs found (run python -m bench.run first)")
     return runs
+
+
+# Settings that do not define *which* configuration a run belongs to: its seed (aggregated over)
+# and the training-code version (a mix is warned about in the report, not split into rows).
+NOT_CONFIG = ("seed", "code_version")
+
+
+def config_key(run: Run) -> str:
+    """The run's full configuration without its seed (runs that differ only in seed share it)."""
+    settings = {k: v for k, v in run.settings.items() if k not in NOT_CONFIG}
+    return json.dumps(settings, sort_keys=True, default=str)
+
+
+def by_configuration(runs: list[Run]) -> dict[str, list[Run]]:
+    """Runs grouped by configuration, one run per seed (the latest finished), seeds ascending."""
+    groups: dict[str, dict[int, Run]] = {}
+    for r in sorted(runs, key=lambda r: r.config.get("finished", "")):
+        groups.setdefault(config_key(r), {})[int(r.settings.get("seed", 0))] = r
+    return {k: [seeds[s] for s in sorted(seeds)] for k, seeds in groups.items()}
+
+
+def provenance_warnings(runs: list[Run]) -> list[str]:
+    """Mixed training-code versions or uncommitted code among ``runs`` (said in every report)."""
+    notes = []
+    versions = sorted({r.settings.get("code_version", "unrecorded") for r in runs})
+    if len(versions) > 1:
+        notes.append(f"runs come from {len(versions)} training-code versions "
+                     f"({', '.join(versions)}); rerun the older ones to compare like with like")
+    dirty = sorted(r.path.name for r in runs if str(r.config.get("git_revision", "")).endswith("+dirty"))
+    if dirty:
+        notes.append(f"{len(dirty)} run(s) were made from a checkout with uncommitted changes "
+                     f"(e.g. {dirty[0]})")
+    return notes

@@ -31,36 +31,55 @@ def save(fig: plt.Figure, base: Path) -> list[Path]:
     return out
 
 
+def _label(row) -> str:
+    flag = " [degenerate]" if isinstance(row.get("flag"), str) and row.get("flag") else ""
+    return f"{row['model']}{flag}"
+
+
 def roc_figure(points: pd.DataFrame, table: pd.DataFrame, base: Path) -> list[Path]:
-    """Fig. 2 analogue: all models' ROC curves, AUC [95% DeLong CI] in the legend."""
-    fig, ax = plt.subplots(figsize=(6, 6))
-    palette = sns.color_palette("tab10", max(1, points.model.nunique()))
-    for color, (model, pts) in zip(palette, points.groupby("model", sort=False), strict=False):
+    """Fig. 2 analogue: each seed's ROC curve (faint) and the mean over seeds per model; the
+    legend gives the mean test AUC ± sd over seeds; Fus2Net first and thickest."""
+    fig, ax = plt.subplots(figsize=(6.5, 6.5))
+    models = list(dict.fromkeys(points.model))
+    palette = sns.color_palette("tab20", max(1, len(models)))
+    styles = ["-", "--", "-.", ":"]
+    for k, model in enumerate(models):
+        pts = points[points.model == model]
         row = table[table.model == model].iloc[0]
-        ax.step(pts.fpr, pts.tpr, where="post", color=color, lw=2 if model == "fus2net" else 1.3,
-                label=f"{model}: AUC {row.auc:.3f} [{row.auc_lo:.3f}, {row.auc_hi:.3f}]")
+        color, lw = palette[k], (2.4 if model == "fus2net" else 1.3)
+        for _, seed in pts[pts.seed >= 0].groupby("seed"):
+            ax.step(seed.fpr, seed.tpr, where="post", color=color, lw=0.6, alpha=0.25)
+        mean = pts[pts.seed == -1]
+        sd = row.get("auc_sd")
+        spread = f" ± {sd:.3f}" if sd == sd and sd is not None else ""
+        ax.plot(mean.fpr, mean.tpr, color=color, lw=lw, ls=styles[k % len(styles)],
+                label=f"{_label(row)}: AUC {row['auc']:.3f}{spread} ({int(row['n_seeds'])} seeds)",
+                zorder=3 if model == "fus2net" else 2)
     ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=1)
     ax.set(xlabel="1 − specificity (false-positive rate)", ylabel="sensitivity (true-positive rate)",
-           xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), title="ROC on the held-out test set")
-    ax.legend(loc="lower right", fontsize=7)
+           xlim=(-0.01, 1.01), ylim=(-0.01, 1.01),
+           title="ROC on the held-out test set (faint: each seed; bold: mean over seeds)")
+    ax.legend(loc="lower right", fontsize=6.5)
     return save(fig, base)
 
 
 def confusion_grid(table: pd.DataFrame, base: Path) -> list[Path]:
-    """One 2×2 confusion matrix per model (rows: truth; columns: prediction)."""
-    rows = table.dropna(subset=["tp"])
+    """One 2×2 confusion matrix per model of its seed-averaged probabilities (threshold 0.5)."""
+    rows = table.dropna(subset=["mean_prob_tp"])
     n = max(1, len(rows))
     cols = min(4, n)
     fig, axes = plt.subplots(int(np.ceil(n / cols)), cols, figsize=(3 * cols, 2.8 * np.ceil(n / cols)),
                              squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, row in zip(axes.flat, rows.itertuples(index=False), strict=False):
+    for ax, (_, row) in zip(axes.flat, rows.iterrows(), strict=False):
         ax.axis("on")
-        m = np.array([[row.tn, row.fp], [row.fn, row.tp]], dtype=int)
+        m = np.array([[row.mean_prob_tn, row.mean_prob_fp], [row.mean_prob_fn, row.mean_prob_tp]],
+                     dtype=int)
         sns.heatmap(m, annot=True, fmt="d", cbar=False, cmap="Blues", ax=ax,
                     xticklabels=["benign", "malignant"], yticklabels=["benign", "malignant"])
-        ax.set(title=row.model, xlabel="predicted", ylabel="true")
+        ax.set(title=_label(row), xlabel="predicted", ylabel="true")
+    fig.suptitle("Seed-averaged P(malignant) ≥ 0.5 on the held-out test set", fontsize=9)
     fig.tight_layout()
     return save(fig, base)
 
@@ -69,6 +88,7 @@ def cv_strip(folds: pd.DataFrame, base: Path) -> list[Path]:
     """Per-fold CV AUC and accuracy of each model (strip plot over a box plot)."""
     ok = folds[folds.status == "ok"] if "status" in folds else folds
     long = ok.melt(id_vars=["model", "fold"], value_vars=["accuracy", "auc"], var_name="metric")
+    # every (seed, fold) is one point
     fig, axes = plt.subplots(1, 2, figsize=(10, 0.5 + 0.45 * max(1, long.model.nunique())),
                              squeeze=False)
     for ax, metric in zip(axes.flat, ("accuracy", "auc"), strict=True):

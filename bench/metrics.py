@@ -58,3 +58,22 @@ def binary_metrics(y_true, y_score, threshold: float = THRESHOLD) -> dict[str, f
         **c,
         "n": n,
     }
+
+
+def degenerate_prediction(y_score, threshold: float = THRESHOLD, share: float = 0.95) -> str:
+    """What a (near-)constant or one-class prediction predicts; ``""`` for a usable one.
+
+    Constant: all probabilities within 1e-3 of each other. One class: at least ``share`` of the
+    images on one side of ``threshold``. The tests of such a model are not evidence (SPEC §4).
+    """
+    s = np.asarray(y_score, dtype=float)
+    if len(s) == 0:
+        return ""
+    if s.max() - s.min() < 1e-3:
+        return f"constant output (P(malignant) = {s.mean():.3f} for every image)"
+    malignant = float((s >= threshold).mean())
+    if malignant >= share:
+        return f"predicts malignant for {malignant:.0%} of images"
+    if 1 - malignant >= share:
+        return f"predicts benign for {1 - malignant:.0%} of images"
+    return ""

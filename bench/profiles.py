@@ -21,6 +21,10 @@ class Profile:
     train_limit: int | None = None  # cap on training images per fit (stratified), smoke only
     val_limit: int | None = None  # cap on CV validation images per fold (never the test set)
     description: str = ""
+    seeds: tuple[int, ...] = (0, 1, 2)  # what bench.suite runs unless --seeds says otherwise
+    # CV folds for the Fus2Net experiment runs when ``folds`` is 0: settings are compared on CV
+    # folds only (SPEC §3), never on the held-out test set
+    experiment_folds: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -30,11 +34,12 @@ PROFILES: dict[str, Profile] = {
     "paper": Profile("paper", None, 16, None, 10,
                      description="SPEC recipe exactly: model input size, batch 16, 53 epochs, "
                                  "10-fold CV + final fit"),
-    "quick": Profile("quick", 64, 16, 4, 0, train_limit=400,
-                     description="CPU-sized so the default suite fits 15 min on 2 cores: 64 px "
-                                 "(75 for InceptionV3 models), batch 16, 4 epochs, 400 training "
-                                 "images, final fit only — a proxy, not the paper protocol"),
-    "smoke": Profile("smoke", 64, 16, 1, 2, train_limit=16, val_limit=16,
+    "quick": Profile("quick", 64, 16, 4, 0, train_limit=400, seeds=(0,), experiment_folds=3,
+                     description="CPU-sized so the default suite fits about 15 min on 2 cores: "
+                                 "64 px (75 for InceptionV3 models), batch 16, 4 epochs, 400 "
+                                 "training images, final fit only (3-fold CV for the Fus2Net "
+                                 "experiments), 1 seed — a proxy, not the paper protocol"),
+    "smoke": Profile("smoke", 64, 16, 1, 2, train_limit=16, val_limit=16, seeds=(0,),
                      description="seconds, for tests: 64 px (75 for InceptionV3 models), 1 epoch, "
                                  "2 folds, 16 training and 16 validation images per fit"),
 }

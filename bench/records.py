@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import subprocess
 from importlib import metadata
@@ -36,6 +37,31 @@ def git_revision() -> str:
         return sha + ("+dirty" if dirty.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+# The code a run's numbers depend on (data pipeline, engines, metrics, models); the report and the
+# command-line front ends may change without invalidating finished runs.
+TRAINING_CODE = ("bench/data", "bench/train.py", "bench/stacked.py", "bench/protocol.py",
+                 "bench/metrics.py", "bench/profiles.py", "models")
+
+
+def code_version() -> str:
+    """SHA-256 (12 hex) of the training code's source files, independent of git and of dirty
+    trees: runs are reused only when it matches."""
+    h = hashlib.sha256()
+    for entry in TRAINING_CODE:
+        path = PROJECT_ROOT / entry
+        for f in sorted(path.rglob("*.py")) if path.is_dir() else [path]:
+            h.update(f.relative_to(PROJECT_ROOT).as_posix().encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()[:12]
+
+
+def portable(value: str | Path) -> str:
+    """A path as committed results may hold it: relative to the project when it is absolute."""
+    text = str(value)
+    if not Path(text).is_absolute():
+        return text
+    return Path(os.path.relpath(text, PROJECT_ROOT)).as_posix()
 
 
 def device_info(device: str) -> dict[str, str | int]:

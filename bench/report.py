@@ -17,7 +17,7 @@ import pandas as pd
 
 from bench import figures
 from bench.atomic import write_csv, write_text
-from bench.collect import Run, load_runs
+from bench.collect import Run, load_runs, provenance_warnings
 from bench.errors import BenchError, cli_main
 from bench.experiments import EXPERIMENTS
 from bench.tablefmt import fmt, fmt_p, with_ci, write_table
@@ -28,6 +28,7 @@ from bench.tables import (
     comparison_table,
     cv_folds,
     experiment_table,
+    per_seed_table,
     roc_points,
 )
 
@@ -52,63 +53,95 @@ def select_group(runs: list[Run], profile: str | None) -> list[Run]:
     return runs
 
 
+def _spread(r: dict, k: str, digits: int = 3) -> str:
+    """``mean ± sd [min–max]`` over seeds; one seed: the value, sd said to be undefined."""
+    v = r.get(k)
+    if v is None or pd.isna(v):
+        return "—"
+    if int(r.get("n_seeds", 1)) < 2 or pd.isna(r.get(f"{k}_sd")):
+        return fmt(v, digits) + (" (1 seed: sd undefined)" if r.get(f"{k}_min") is not None
+                                 and not pd.isna(r.get(f"{k}_min")) else "")
+    return (f"{v:.{digits}f} ± {r[f'{k}_sd']:.{digits}f} "
+            f"[{r[f'{k}_min']:.{digits}f}–{r[f'{k}_max']:.{digits}f}]")
+
+
 def table3_display(t: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for r in t.to_dict("records"):
-        ok = not pd.isna(r.get("auc"))
-        weights = r.get("weights", "—")
-        auc_digits = 2 if r["model"] == PAPER_ROW["model"] else 3  # the paper reports 2 decimals
-        rows.append({
-            "Model": r["model"], "Weights": "random init" if weights == "random" else weights,
+        paper = r["model"] == PAPER_ROW["model"]
+        flagged = isinstance(r.get("flag"), str) and bool(r.get("flag"))
+        evidence = "— (degenerate)" if flagged else None
+        row = {
+            "Model": r["model"] + (" ⚠" if flagged else ""), "Weights": r.get("weights", "—"),
             "Params (M)": fmt(r.get("params_m"), 2), "GFLOPs": fmt(r.get("gflops"), 2),
             "Input": "—" if pd.isna(r.get("img_size")) else f"{int(r['img_size'])} px",
-            **({k: with_ci(r.get(c), r.get(f"{c}_lo"), r.get(f"{c}_hi")) if ok and f"{c}_lo" in r
-                and not pd.isna(r.get(f"{c}_lo")) else fmt(r.get(c))
-                for k, c in (("Accuracy", "accuracy"), ("Sensitivity", "sensitivity"),
-                             ("Specificity", "specificity"), ("PPV", "ppv"), ("NPV", "npv"))}),
-            "F1": fmt(r.get("f1")),
-            "AUC [DeLong 95% CI]": with_ci(r.get("auc"), r.get("auc_lo"), r.get("auc_hi"))
-            if ok and not pd.isna(r.get("auc_lo")) else fmt(r.get("auc"), auc_digits),
-            "AUC bootstrap CI": f"[{r['auc_boot_lo']:.3f}, {r['auc_boot_hi']:.3f}]"
-            if ok and not pd.isna(r.get("auc_boot_lo")) else "—",
-            "ΔAUC vs Fus2Net": fmt(r.get("delta_auc")),
-            "DeLong p (Holm)": fmt_p(r.get("delong_p_holm")),
-            "McNemar p": fmt_p(r.get("mcnemar_p")),
-        })
-        if not ok and r.get("status") == "failed":
-            rows[-1]["Accuracy"] = "failed"
+            "Seeds": "—" if paper else str(int(r.get("n_seeds", 0))),
+            **{k: (fmt(r.get(c)) if paper else _spread(r, c))
+               for k, c in (("Accuracy", "accuracy"), ("Sensitivity", "sensitivity"),
+                            ("Specificity", "specificity"), ("PPV", "ppv"), ("NPV", "npv"),
+                            ("AUC", "auc"))},
+            "AUC of seed-mean P [DeLong 95% CI]":
+                with_ci(r.get("mean_prob_auc"), r.get("mean_prob_auc_lo"), r.get("mean_prob_auc_hi"))
+                if not pd.isna(r.get("mean_prob_auc_lo", float("nan"))) else "—",
+            "ΔAUC vs Fus2Net (mean ± sd over seeds)": evidence or (
+                "—" if pd.isna(r.get("delta_auc")) else
+                f"{r['delta_auc']:+.3f}" + ("" if pd.isna(r.get("delta_auc_sd"))
+                                            else f" ± {r['delta_auc_sd']:.3f}")),
+            "Seeds with DeLong p < 0.05 (Holm)": evidence or (
+                r["seeds_significant"] if isinstance(r.get("seeds_significant"), str) else "—"),
+            "DeLong p, seed-mean P (Holm)": evidence or fmt_p(r.get("mean_prob_delong_p_holm")),
+            "McNemar p, seed-mean P": evidence or fmt_p(r.get("mean_prob_mcnemar_p")),
+            "Flag": r.get("flag") if flagged else "",
+        }
+        if not pd.isna(r.get("failed_seeds", float("nan"))) and r["failed_seeds"]:
+            row["Flag"] = (row["Flag"] + "; " if row["Flag"] else "") + \
+                f"{int(r['failed_seeds'])} seed(s) failed"
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
 def experiment_display(t: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for r in t.to_dict("records"):
-        row = {"Variant": r["variant"], "Evaluated on": r["evaluated_on"]}
+        flagged = isinstance(r.get("flag"), str) and bool(r.get("flag"))
+        row = {"Variant": r["variant"] + (" ⚠" if flagged else ""),
+               "Evaluated on": r["evaluated_on"]}
         for k in ("accuracy", "sensitivity", "specificity", "auc"):
             v, sd = r.get(k), r.get(f"{k}_sd")
-            row[k.capitalize() if k != "auc" else "AUC"] = (
+            row[k.capitalize() if k != "auc" else "AUC (CV)"] = (
                 f"{v:.3f} ± {sd:.3f}" if v is not None and not pd.isna(v) and sd is not None
                 and not pd.isna(sd) else fmt(v))
+        row["Held-out test AUC (secondary; not used to choose)"] = fmt(r.get("test_auc_secondary"))
+        row["Flag"] = r.get("flag") if flagged else ""
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def write_tables(runs: list[Run], out: Path, n_boot: int, seed: int) -> dict[str, pd.DataFrame]:
     tdir = out / "tables"
-    t3 = comparison_table(runs, n_boot=n_boot, seed=seed)
-    paper = pd.DataFrame([PAPER_ROW])
-    write_table(pd.concat([t3, paper], ignore_index=True),
-                table3_display(pd.concat([t3, paper], ignore_index=True)), tdir / "table3_comparison",
-                "Held-out test set: metrics with 95% CIs (Wilson; AUC DeLong and stratified bootstrap), "
-                "paired DeLong (Holm-corrected) and exact McNemar tests against Fus2Net. The last row is "
-                "the paper's own result on different data.")
+    per_seed = per_seed_table(runs, n_boot=n_boot, seed=seed)
+    write_csv(tdir / "table3_per_seed.csv", per_seed)
+    t3 = comparison_table(runs, n_boot=n_boot, seed=seed, per_seed=per_seed)
+    both = pd.concat([t3, pd.DataFrame([PAPER_ROW])], ignore_index=True)
+    write_table(both, table3_display(both), tdir / "table3_comparison",
+                "Held-out test set, per model over its training seeds: mean ± sd [min–max]; the AUC "
+                "of the seed-averaged probabilities with its DeLong 95% CI. Comparisons against "
+                "Fus2Net never treat seeds as independent test sets: ΔAUC is paired by seed, "
+                "DeLong is run per seed with Holm's correction across models (count of seeds "
+                "significant), and once on the seed-averaged probabilities (Holm across models). "
+                "⚠ = degenerate predictions: the row's tests are not evidence. Per-seed rows with "
+                "Wilson and DeLong CIs: table3_per_seed.csv. The last row is the paper's own "
+                "result on different data.")
     write_csv(tdir / "roc_points.csv", roc_points(runs))
     write_csv(tdir / "calibration_bins.csv", calibration_bins(runs))
     write_csv(tdir / "cv_folds.csv", cv_folds(runs))
     tables = {"table3_comparison": t3}
     for name, exp in EXPERIMENTS.items():
         t = experiment_table(runs, name)
-        write_table(t, experiment_display(t), tdir / name, exp["title"])
+        write_table(t, experiment_display(t), tdir / name,
+                    f"{exp['title']}. Compared on cross-validation folds only (mean ± sd over every "
+                    "fold of every seed); the held-out test AUC is shown for reference and chose "
+                    "nothing.")
         tables[name] = t
     return tables
 
@@ -136,41 +169,81 @@ def _read(path: Path) -> pd.DataFrame:
         return pd.DataFrame()
 
 
-def write_readme(runs: list[Run], out: Path) -> Path:
+def flagged_notes(tables: dict[str, pd.DataFrame]) -> list[str]:
+    """One line per flagged row of any table: what the model predicts."""
+    notes = []
+    for name, t in tables.items():
+        if "flag" not in t:
+            continue
+        key = "model" if "model" in t else "variant"
+        for r in t.to_dict("records"):
+            if isinstance(r.get("flag"), str) and r["flag"]:
+                notes.append(f"* `{name}` — **{r[key]}**: {r['flag']}")
+    return notes
+
+
+def write_readme(runs: list[Run], out: Path, tables: dict[str, pd.DataFrame],
+                 skipped: list[str] | None = None) -> Path:
     """``<out>/README.md``: provenance, the tables and the figures, and how to reproduce them."""
-    ref = comparison_runs(runs)[0] if comparison_runs(runs) else runs[0]
+    used = comparison_runs(runs)
+    ref = used[0] if used else runs[0]
     s, cfg = ref.settings, ref.config
     finished = max(r.config.get("finished", "") for r in runs)
     devices = sorted({f"{r.config['device'].get('gpu', r.config['device'].get('cpu', ''))} "
                       f"({r.config['device']['device']})" for r in runs})
     engines = sorted({r.settings.get("engine", "reference") for r in runs})
-    data_arg = "" if s["data_kind"] == "synthetic" else f" --data {_rel(Path(cfg['data']['root']))}"
+    seeds = sorted({int(r.settings.get("seed", 0)) for r in runs})
+    data_name = cfg["data"].get("name", s["data_kind"])
+    command = str(cfg.get("command", "")).split()
+    data_arg = (f" --data {command[command.index('--data') + 1]}"
+                if "--data" in command[:-1] else "")
     profile = cfg["profile"]["name"]
+    versions = sorted({r.settings.get("code_version", "unrecorded") for r in runs})
     lines = [
         "# fus2bench results", "",
         "Generated by `python -m bench.report`; do not edit by hand.", "",
-        f"* **Data**: {s['data_kind']} (`{cfg['data']['root']}`), split `{cfg['data']['split_source']}`"
+        f"* **Data**: {s['data_kind']} (`{data_name}`), split `{cfg['data']['split_source']}`"
         f" (manifest SHA-256 `{s['manifest_sha256'][:16]}…`)",
         f"* **Profile**: `{profile}` — {cfg['profile']['description']}; image size "
         f"{s['img_size']} px for Fus2Net, {s['epochs']} epochs, batch {s['batch_size']}, "
         f"{s['folds']} CV folds",
+        f"* **Seeds**: {', '.join(map(str, seeds))} (every table aggregates over them)",
         f"* **Device(s)**: {', '.join(devices)}; torch {cfg['versions'].get('torch')}; training "
         f"engine(s): {', '.join(engines)}",
-        f"* **Runs**: {len(runs)}, last finished {finished}; git revision of the reference run "
+        f"* **Runs**: {len(runs)}, last finished {finished}; training-code version(s) "
+        f"{', '.join(f'`{v}`' for v in versions)}; git revision of the reference run "
         f"`{cfg.get('git_revision', 'unknown')}`", "",
+    ]
+    warnings = provenance_warnings(runs) + [f"left out (--skip-invalid-runs): {n}"
+                                            for n in skipped or []]
+    if warnings:
+        lines += ["**Warning:** " + "; ".join(warnings) + ".", ""]
+    flags = flagged_notes(tables)
+    if flags:
+        lines += ["## Flagged rows (⚠): degenerate predictions", "",
+                  "Their metrics are shown but their tests are not evidence:", "", *flags, ""]
+    random_init = sorted({r.model for r in used
+                          if r.config.get("model_config", {}).get("pretrained") == "imagenet"
+                          and r.config.get("weights") == "random"})
+    if random_init:
+        lines += [f"**Not the published methods:** {', '.join(random_init)} trained from random "
+                  "initialisation because ImageNet weights were unavailable; their rows say so.", ""]
+    lines += [
         "## Held-out comparison (Table 3 analogue)", "",
         (out / "tables" / "table3_comparison.md").read_text(), "",
         "![ROC curves](figures/fig2_roc.png)", "",
         "![Confusion matrices](figures/confusion_matrices.png)", "",
         "![Calibration](figures/calibration.png)", "",
         "![CV folds](figures/cv_folds.png)", "",
-        "## The paper's Fus2Net experiments", "",
+        "## The paper's Fus2Net experiments (chosen by cross-validation)", "",
     ]
     for name in EXPERIMENTS:
         lines += [(out / "tables" / f"{name}.md").read_text(), ""]
+    seed_arg = f" --seeds {','.join(map(str, seeds))}"
     lines += ["![Optimizers](figures/fig1_optimizers.png)", "",
               "## Reproduce", "", "```bash",
-              f"./run_all.sh{data_arg} --profile {profile}   # trains what is missing, then reports",
+              f"./run_all.sh{data_arg} --profile {profile}{seed_arg}   # trains what is missing, "
+              "then reports",
               f"python -m bench.report --runs {_rel(ref.path.parent)} --out {_rel(out)}",
               "```", ""]
     return write_text(out / "README.md", "\n".join(lines))
@@ -191,13 +264,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples for the AUC CI")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--figures-only", action="store_true", help="redraw figures from saved tables")
+    p.add_argument("--skip-invalid-runs", action="store_true",
+                   help="leave out runs whose outputs fail their recorded checksums (listed in "
+                        "the README) instead of stopping")
     args = p.parse_args(argv)
     if not args.figures_only:
-        runs = select_group(load_runs(args.runs), args.profile)
-        write_tables(runs, args.out, args.n_boot, args.seed)
+        skipped: list[str] = []
+        runs = select_group(load_runs(args.runs, args.skip_invalid_runs, skipped), args.profile)
+        for note in skipped:
+            print(f"warning: left out: {note}", file=sys.stderr)
+        tables = write_tables(runs, args.out, args.n_boot, args.seed)
+        for note in provenance_warnings(runs):
+            print(f"warning: {note}", file=sys.stderr)
     paths = draw_figures(args.out)
     if not args.figures_only:
-        write_readme(runs, args.out)
+        write_readme(runs, args.out, tables, skipped)
     print(f"wrote tables to {args.out / 'tables'}, {len(paths)} figure files to "
           f"{args.out / 'figures'} and {args.out / 'README.md'}")
     return 0

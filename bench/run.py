@@ -35,12 +35,14 @@ from bench.errors import BenchError, cli_main
 from bench.profiles import PROFILES, resolve_profile
 from bench.protocol import run_protocol, summarize
 from bench.records import (
+    code_version,
     config_hash,
     device_info,
     file_sha256,
     git_revision,
     gpu_peak_gib,
     package_versions,
+    portable,
 )
 from models import create_model, get_model_config, list_models
 from models.stats import count_params, gflops
@@ -106,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--l2", type=_nonneg_float, default=None, help="Fus2Net FC L2 factor (0 disables)")
     p.add_argument("--dropout", type=_rate, default=None, help="Fus2Net dropout rate (0 disables)")
     p.add_argument("--pretrained", default="auto",
-                   help="auto | hub | none | PATH: where ImageNet weights come from (recorded)")
+                   help="auto | require | hub | none | PATH: where ImageNet weights come from "
+                        "(recorded); require = auto, but stop if they are unavailable")
     p.add_argument("--seed", type=_positive("--seed", allow_zero=True), default=0)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--out", type=Path, default=PROJECT_ROOT / "results" / "runs")
@@ -163,11 +166,22 @@ def resolve_split(args: argparse.Namespace, index, folds: int) -> tuple[pd.DataF
         manifest = read_manifest(path)
         match_manifest(manifest, index, f"--split {path}")
         check_leakage(manifest, f"--split {path}", index)
-        return manifest, None, str(path)
+        return manifest, None, portable(path)
     cfg = SplitConfig(test_per_class=args.test_per_class, folds=folds if folds >= 2 else 10)
     manifest, report = make_split(index, cfg, skip_bad=args.skip_bad_images)
     check_leakage(manifest, "generated split")
     return manifest, report, "generated"
+
+
+def check_usable(manifest: pd.DataFrame, source: str) -> None:
+    """A run needs training images and a held-out test set with both classes (SPEC §3)."""
+    where = f"--split {source}" if source != "generated" else "the generated split"
+    for part in ("train", "test"):
+        labels = set(manifest.label[manifest.split == part].astype(int))
+        if labels != {0, 1}:
+            have = "no images" if not labels else f"only {'malignant' if 1 in labels else 'benign'}"
+            raise BenchError(f"{where}: the {part} set has {have}; a run needs benign and "
+                             f"malignant {part} images — rebuild the split with python -m bench.split")
 
 
 def finished_run(run_dir: Path, run_hash: str) -> bool:
@@ -180,6 +194,32 @@ def finished_run(run_dir: Path, run_hash: str) -> bool:
         return False
 
 
+def pretrained_request(value: str, name: str, published: str) -> str:
+    """What the model factory gets for ``--pretrained value``; a missing file is always an error."""
+    if value == "require":
+        if published != "imagenet":
+            raise BenchError(f"--pretrained require: {name} has no ImageNet weights (it trains from "
+                             "scratch); leave --pretrained out")
+        return "auto"
+    if value not in ("auto", "hub", "none") and not Path(value).is_file():
+        raise BenchError(f"--pretrained {value}: weights file does not exist")
+    return value
+
+
+def check_weights(value: str, name: str, published: str, provenance: str) -> str | None:
+    """A warning when a transfer-learning model falls back to random init (``require``: an error)."""
+    if published != "imagenet" or provenance != "random" or value == "none":
+        return None
+    if value == "require":
+        raise BenchError(
+            f"--pretrained require: no ImageNet weights for {name} here (timm's hub is not cached "
+            "and not reachable); fetch them once where there is network (they land in the Hugging "
+            "Face cache, HF_HOME) or pass --pretrained PATH (.safetensors or a PyTorch state dict)")
+    return (f"warning: {name} is a transfer-learning baseline but no ImageNet weights are "
+            f"available here: it trains from random init, which is not the published method "
+            f"(--pretrained PATH or a hub cache provides them; --pretrained require stops instead)")
+
+
 def model_stats(name: str, kwargs: dict, img_size: int, channels: int) -> tuple[dict, str]:
     """Parameter count, forward GFLOPs (2 × multiply-adds) at the run's input size, and the
     weights' provenance (``random``, ``imagenet:hub:…``, ``imagenet:file:…``, ``imagenet:package:…``)."""
@@ -188,7 +228,8 @@ def model_stats(name: str, kwargs: dict, img_size: int, channels: int) -> tuple[
              "at_img_size": img_size}, model.weights_provenance)
 
 
-def print_summary(model: str, metrics: dict, run_dir: Path, seconds: float) -> None:
+def print_summary(model: str, metrics: dict, run_dir: Path, seconds: float,
+                  note: str | None = None) -> None:
     t = metrics.get("test")
     print(f"\n{model}: held-out test set (n={t['n'] if t else '?'}) — {run_dir}")
     if t is None:
@@ -196,13 +237,17 @@ def print_summary(model: str, metrics: dict, run_dir: Path, seconds: float) -> N
     else:
         names = ("accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "auc")
         print("  " + "  ".join(f"{n:>11}" for n in names))
-        print("  " + "  ".join(f"{t[n]:>11.3f}" for n in names))
+        print("  " + "  ".join(f"{t[n]:>11.3f}" if t[n] is not None else f"{'undefined':>11}"
+                               for n in names))
         print(f"  confusion: TP={t['tp']} FN={t['fn']} TN={t['tn']} FP={t['fp']}")
     cv = metrics.get("cv")
     if cv and cv["mean"]:
         print(f"  {cv['folds']}-fold CV (mean ± sd): " + ", ".join(
-            f"{k} {cv['mean'][k]:.3f} ± {cv['sd'][k]:.3f}" for k in ("accuracy", "auc")) +
+            f"{k} {cv['mean'][k]:.3f} ± " + (f"{cv['sd'][k]:.3f}" if cv["sd"][k] is not None
+                                             else "undefined") for k in ("accuracy", "auc")) +
             (f"; {cv['failed_folds']} failed" if cv["failed_folds"] else ""))
+    if note:
+        print(f"  {note}")
     print(f"  wall time {seconds:.1f} s")
 
 
@@ -219,11 +264,13 @@ def main(argv: list[str] | None = None) -> int:
     ensure_writable(args.out)
     index = load_index(args.data, args.dataset)
     manifest, report, split_source = resolve_split(args, index, profile.folds)
+    check_usable(manifest, split_source)
     max_folds = int(manifest.fold.max()) + 1
     if profile.folds > max_folds:
         raise BenchError(f"--folds {profile.folds}: the split manifest has only {max_folds} folds; "
                          "rebuild it with python -m bench.split --folds N")
-    model_kwargs: dict = {"in_chans": args.channels, "pretrained": args.pretrained}
+    pretrained = pretrained_request(args.pretrained, args.model, cfg.pretrained)
+    model_kwargs: dict = {"in_chans": args.channels, "pretrained": pretrained}
     if args.l2 is not None:
         if args.model != "fus2net":
             raise BenchError(f"--l2 applies to fus2net's FC layer only, not to {args.model}")
@@ -235,6 +282,9 @@ def main(argv: list[str] | None = None) -> int:
                          f"{cfg.min_input_size} px")
     img_size = max(profile.img_size, cfg.min_input_size) if profile.img_size else cfg.input_size
     stats, provenance = model_stats(args.model, model_kwargs, img_size, args.channels)
+    weights_warning = check_weights(args.pretrained, args.model, cfg.pretrained, provenance)
+    if weights_warning:
+        print(weights_warning, file=sys.stderr)
     manifest_csv = manifest.to_csv(index=False, lineterminator="\n")
     spec = {
         "model": args.model, "model_kwargs": model_kwargs,
@@ -248,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         "data_kind": index.kind,
         "manifest_sha256": hashlib.sha256(manifest_csv.encode()).hexdigest(),
         "skip_bad_images": args.skip_bad_images,
+        "code_version": code_version(),
     }
     concurrent = resolve_concurrency(args.concurrent_folds, device, profile.folds + 1)
     if concurrent > 1:  # a different engine gives different (equally valid) numbers: its own run
@@ -260,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     if finished_run(run_dir, run_hash):
         print(f"{args.model}: reusing the finished run {run_dir} (same configuration)")
         print_summary(args.model, json.loads((run_dir / "metrics.json").read_text()), run_dir,
-                      time.perf_counter() - t_start)
+                      time.perf_counter() - t_start, weights_warning)
         return 0
     ensure_writable(run_dir)
     print(f"profile {profile.name}: {profile.description}")
@@ -278,10 +329,11 @@ def main(argv: list[str] | None = None) -> int:
     record = {
         "run_id": run_dir.name, "config_hash": run_hash, "status": "running",
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(["python -m bench.run", *(argv if argv is not None else sys.argv[1:])]),
+        "command": " ".join(["python -m bench.run",
+                             *map(portable, argv if argv is not None else sys.argv[1:])]),
         "settings": spec, "profile": profile.to_dict(), "overrides": overrides,
         "model_config": cfg.to_dict(), "weights": provenance, "model_stats": stats,
-        "data": {"kind": index.kind, "root": str(index.root), "counts": index.counts(),
+        "data": {"kind": index.kind, "name": index.root.name, "counts": index.counts(),
                  "split_source": split_source, "ignored_files": len(index.ignored)},
         "versions": package_versions(), "git_revision": git_revision(), "device": device_info(device),
     }
@@ -319,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         outputs={n: file_sha256(run_dir / n) for n in ("predictions.csv", "metrics.json")},
     )
     write_json(run_dir / "config.json", record)
-    print_summary(args.model, metrics, run_dir, total)
+    print_summary(args.model, metrics, run_dir, total, weights_warning)
     return 0 if record["status"] == "complete" else 1
 
 

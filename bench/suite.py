@@ -16,12 +16,37 @@ from bench import report, run
 from bench.errors import BenchError, cli_main
 from bench.experiments import COMPARISON_MODELS, CPU_HEAVY, default_models, experiment_commands
 from bench.profiles import resolve_profile
+from models import create_model, get_model_config
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def data_name(data: Path | None) -> str:
     return "synthetic" if data is None else (data.stem if data.is_file() else data.resolve().name).lower()
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise BenchError(f"--seeds {text!r}: give distinct non-negative integers, e.g. 0,1,2")
+    return seeds
+
+
+def frozen_without_weights(name: str) -> bool:
+    """A frozen-backbone baseline with no ImageNet weights here is no baseline: the suite leaves it
+    out (with a note) unless it is asked for by name."""
+    cfg = get_model_config(name)
+    if cfg.recipe.frozen == "none" or cfg.pretrained != "imagenet":
+        return False
+    if create_model(name, pretrained="auto").weights_provenance != "random":
+        return False
+    print(f"note: {name} is left out: its backbone is frozen and no ImageNet weights are "
+          "available here, so it would train a classifier on random features; ask for it with "
+          f"--models {name} (or provide weights) to run it anyway")
+    return True
 
 
 @cli_main
@@ -34,11 +59,16 @@ def main(argv: list[str] | None = None) -> int:
                    help="comma-separated registered models for the comparison; 'default': all of "
                         "them on CUDA, all but " + ", ".join(CPU_HEAVY) + " on CPU; 'all': all")
     p.add_argument("--no-experiments", action="store_true", help="skip Table 1, Fig. 1, Table 2")
+    p.add_argument("--seeds", default=None,
+                   help="comma-separated training seeds, each its own run (default: the "
+                        "profile's: 0,1,2 for paper, 0 for quick and smoke)")
     p.add_argument("--out", type=Path, default=None,
                    help="results folder (default: results/<data>-<profile>/, runs in its runs/)")
     args, passthrough = p.parse_known_args(argv)
     device = run.resolve_device(args.device)
-    profile = resolve_profile(args.profile, device).name
+    prof = resolve_profile(args.profile, device)
+    profile = prof.name
+    seeds = parse_seeds(args.seeds) if args.seeds is not None else list(prof.seeds)
     out = args.out or PROJECT_ROOT / "results" / f"{data_name(args.data)}-{profile}"
     runs_dir = out / "runs"
     common = ["--profile", profile, "--device", device, "--out", str(runs_dir), *passthrough]
@@ -54,10 +84,18 @@ def main(argv: list[str] | None = None) -> int:
         models = list(COMPARISON_MODELS)
     else:
         models = [m for m in args.models.split(",") if m]
+    if args.models in ("default", "all"):
+        models = [m for m in models if not frozen_without_weights(m)]
+
     variants = [list(a) for a in ([()] if args.no_experiments else experiment_commands())]
-    jobs = [("fus2net", variants[0])]  # the paper recipe, then the comparison, then the ablations
-    jobs += [(m, []) for m in models if m != "fus2net"]
-    jobs += [("fus2net", v) for v in variants[1:]]
+    cv = []  # the experiments are compared on CV folds only; the base run serves both tables
+    if not args.no_experiments and prof.folds == 0 and prof.experiment_folds and \
+            "--folds" not in passthrough:
+        cv = ["--folds", str(prof.experiment_folds)]
+    planned = [("fus2net", cv + variants[0])]  # paper recipe, comparison, then the ablations
+    planned += [(m, []) for m in models if m != "fus2net"]
+    planned += [("fus2net", cv + v) for v in variants[1:]]
+    jobs = [(m, [*extra, "--seed", str(seed)]) for seed in seeds for m, extra in planned]
     timings, failures = [], []
     t_all = time.perf_counter()
     for model, extra in jobs:

@@ -1,4 +1,12 @@
-"""Report tables as DataFrames built from finished runs (issue 4; statistics from bench.stats)."""
+"""Report tables as DataFrames built from finished runs (SPEC §4; statistics from bench.stats).
+
+A *configuration* is a run's settings without its seed; each table row is one configuration,
+aggregated over its seeds (mean ± sd, min–max). Seeds are never treated as independent test sets:
+a comparison against Fus2Net is the ΔAUC over seeds paired by seed, paired DeLong per seed with
+Holm's correction across models (how many seeds stay significant), and DeLong on the seed-averaged
+probabilities. A configuration whose predictions are (near-)constant or one class is flagged
+(:func:`bench.metrics.degenerate_prediction`) and its tests are left blank.
+"""
 
 from __future__ import annotations
 
@@ -8,34 +16,60 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_curve
 
-from bench.collect import Run
+from bench.collect import Run, by_configuration
 from bench.errors import BenchError
 from bench.experiments import BASE, EXPERIMENTS, fus2net_variant_key
-from bench.metrics import THRESHOLD, binary_metrics
+from bench.metrics import THRESHOLD, binary_metrics, degenerate_prediction
 from bench.stats import bootstrap_auc_ci, delong_ci, delong_test, holm, mcnemar_exact, wilson_ci
+from models.pretrained import RANDOM_FALLBACK
 
 REFERENCE = "fus2net"
 # SPEC §1: the paper's own result on its private 100-image test set. "95.65% / 88.89%" are PPV/NPV
 # of TP=44, FN=6, TN=48, FP=2; AUC is 0.97 in the abstract and 0.96 in the discussion.
 PAPER_ROW = {"model": "Fus2Net — paper (Ma et al. 2021; own private test set, not comparable)",
-             "weights": "—", "n": 100, "accuracy": 0.92, "sensitivity": 0.88, "specificity": 0.96,
-             "ppv": 44 / 46, "npv": 48 / 54, "f1": 88 / 96, "auc": 0.97,
+             "weights": "—", "n": 100, "n_seeds": 1, "accuracy": 0.92, "sensitivity": 0.88,
+             "specificity": 0.96, "ppv": 44 / 46, "npv": 48 / 54, "f1": 88 / 96, "auc": 0.97,
              "tp": 44, "fn": 6, "tn": 48, "fp": 2}
 PROPORTIONS = {"accuracy": ("tp+tn", "n"), "sensitivity": ("tp", "tp+fn"),
                "specificity": ("tn", "tn+fp"), "ppv": ("tp", "tp+fp"), "npv": ("tn", "tn+fn")}
+SUMMARY = ("accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "auc")
+ALPHA = 0.05
+
+
+def weights_label(run: Run) -> str:
+    """Where the weights came from, saying so when a transfer model fell back to random init."""
+    weights = run.config.get("weights", "random")
+    if weights != "random":
+        return weights
+    if run.config.get("model_config", {}).get("pretrained") != "imagenet":
+        return "random init"
+    if run.settings.get("model_kwargs", {}).get("pretrained") == "none":
+        return "random init (--pretrained none; not the published method)"
+    return RANDOM_FALLBACK
+
+
+def _paper_recipe(r: Run) -> bool:
+    if r.model == REFERENCE:
+        return fus2net_variant_key(r.settings) == BASE.key()
+    return r.settings.get("channels", 3) == 3 and r.settings.get("augment", True)
+
+
+def _pick(configs: list[list[Run]]) -> list[Run]:
+    """The configuration with the most seeds (then the latest finished)."""
+    return max(configs, key=lambda rs: (len(rs), max(r.config.get("finished", "") for r in rs)))
+
+
+def comparison_sets(runs: list[Run]) -> list[tuple[str, list[Run]]]:
+    """Per model, the seeds of its paper-recipe configuration; Fus2Net first."""
+    per_model: dict[str, list[list[Run]]] = {}
+    for rs in by_configuration([r for r in runs if _paper_recipe(r)]).values():
+        per_model.setdefault(rs[0].model, []).append(rs)
+    return [(m, _pick(per_model[m])) for m in sorted(per_model, key=lambda m: (m != REFERENCE, m))]
 
 
 def comparison_runs(runs: list[Run]) -> list[Run]:
-    """One run per model with the paper-recipe settings (latest finished wins), Fus2Net first."""
-    chosen: dict[str, Run] = {}
-    for r in sorted(runs, key=lambda r: r.config.get("finished", "")):
-        if r.model == REFERENCE and fus2net_variant_key(r.settings) != BASE.key():
-            continue
-        if r.model != REFERENCE and (r.settings.get("channels", 3) != 3
-                                     or not r.settings.get("augment", True)):
-            continue
-        chosen[r.model] = r
-    return sorted(chosen.values(), key=lambda r: (r.model != REFERENCE, r.model))
+    """Every run (all seeds) behind the comparison table."""
+    return [r for _, rs in comparison_sets(runs) for r in rs]
 
 
 def _count(expr: str, m: dict) -> int:
@@ -49,110 +83,207 @@ def _check_same_test_set(runs: list[Run]) -> None:
                          "split at a time (use --runs on a folder of matching runs)")
 
 
-def comparison_table(runs: list[Run], n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Table 3 analogue: metrics with 95% CIs and paired tests against Fus2Net."""
-    rows = comparison_runs(runs)
-    _check_same_test_set(rows)
-    ref = next((r for r in rows if r.model == REFERENCE and len(r.test)), None)
-    out = []
-    for r in rows:
-        t = r.test
-        row: dict = {"model": r.model, "weights": r.config.get("weights", "random"),
-                     "params_m": r.config.get("model_stats", {}).get("params", math.nan) / 1e6,
-                     "gflops": r.config.get("model_stats", {}).get("gflops", math.nan),
-                     "img_size": r.settings.get("img_size"), "status": r.config.get("status")}
-        if len(t) == 0:
-            out.append(row)
-            continue
-        y, s = t.label.to_numpy(), t.prob_malignant.to_numpy()
-        m = binary_metrics(y, s)
-        row.update({k: m[k] for k in ("n", "tp", "fn", "tn", "fp", "f1", "brier")})
-        for name, (num, den) in PROPORTIONS.items():
-            row[name] = m[name]
-            row[f"{name}_lo"], row[f"{name}_hi"] = wilson_ci(_count(num, m), _count(den, m))
-        row["auc"], row["auc_lo"], row["auc_hi"] = delong_ci(y, s)
-        row["auc_boot_lo"], row["auc_boot_hi"] = bootstrap_auc_ci(y, s, n_boot=n_boot, seed=seed)
-        if ref is not None and r is not ref:
-            rt = ref.test
-            row["delta_auc"] = row["auc"] - delong_ci(rt.label, rt.prob_malignant)[0]
-            row["delong_p"] = delong_test(y, s, rt.prob_malignant.to_numpy())[1]
-            row["mcnemar_p"] = mcnemar_exact(y, s >= THRESHOLD, rt.prob_malignant >= THRESHOLD)[2]
-        out.append(row)
-    df = pd.DataFrame(out)
-    for col in ("delta_auc", "delong_p", "mcnemar_p"):
+def _test_row(y: np.ndarray, s: np.ndarray, n_boot: int, seed: int) -> dict:
+    """Metrics of one set of test predictions with Wilson and DeLong/bootstrap 95% CIs."""
+    m = binary_metrics(y, s)
+    row = {k: m[k] for k in ("n", "tp", "fn", "tn", "fp", "f1", "brier")}
+    for name, (num, den) in PROPORTIONS.items():
+        row[name] = m[name]
+        row[f"{name}_lo"], row[f"{name}_hi"] = wilson_ci(_count(num, m), _count(den, m))
+    row["auc"], row["auc_lo"], row["auc_hi"] = delong_ci(y, s)
+    row["auc_boot_lo"], row["auc_boot_hi"] = bootstrap_auc_ci(y, s, n_boot=n_boot, seed=seed)
+    row["flag"] = degenerate_prediction(s)
+    return row
+
+
+def _seed_mean(rs: list[Run]) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and the seed-averaged P(malignant) of a configuration's test images."""
+    tests = [r.test for r in rs if len(r.test)]
+    return tests[0].label.to_numpy(), np.mean([t.prob_malignant.to_numpy() for t in tests], axis=0)
+
+
+def per_seed_table(runs: list[Run], n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """One row per (model, seed): test metrics with CIs, and paired tests against Fus2Net's run of
+    the same seed (DeLong Holm-corrected across models within the seed; exact McNemar)."""
+    sets = comparison_sets(runs)
+    _check_same_test_set([r for _, rs in sets for r in rs])
+    ref = {int(r.settings.get("seed", 0)): r for m, rs in sets if m == REFERENCE for r in rs
+           if len(r.test)}
+    rows = []
+    for model, rs in sets:
+        for r in rs:
+            row: dict = {"model": model, "seed": int(r.settings.get("seed", 0)),
+                         "weights": weights_label(r), "status": r.config.get("status"),
+                         "run": r.path.name}
+            t = r.test
+            if len(t):
+                y, s = t.label.to_numpy(), t.prob_malignant.to_numpy()
+                row.update(_test_row(y, s, n_boot, seed))
+                other = ref.get(row["seed"])
+                if model != REFERENCE and other is not None and not row["flag"]:
+                    rs_ = other.test.prob_malignant.to_numpy()
+                    row["delta_auc"] = row["auc"] - delong_ci(y, rs_)[0]
+                    row["delong_p"] = delong_test(y, s, rs_)[1]
+                    row["mcnemar_p"] = mcnemar_exact(y, s >= THRESHOLD, rs_ >= THRESHOLD)[2]
+            rows.append(row)
+    df = pd.DataFrame(rows)
+    for col in ("delta_auc", "delong_p", "mcnemar_p", "flag"):
         if col not in df:
-            df[col] = np.nan
-    df["delong_p_holm"] = holm(df["delong_p"].to_numpy())
+            df[col] = np.nan if col != "flag" else ""
+    df["flag"] = df["flag"].fillna("")
+    df["delong_p_holm"] = np.nan
+    for _, idx in df.groupby("seed").groups.items():
+        df.loc[idx, "delong_p_holm"] = holm(df.loc[idx, "delong_p"].to_numpy())
     return df
 
 
-def roc_points(runs: list[Run]) -> pd.DataFrame:
-    """ROC curve vertices of each comparison model on the test set."""
+def comparison_table(runs: list[Run], n_boot: int = 2000, seed: int = 0,
+                     per_seed: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Table 3 analogue: per model, metrics over seeds and the comparison against Fus2Net."""
+    per_seed = per_seed_table(runs, n_boot, seed) if per_seed is None else per_seed
+    sets = comparison_sets(runs)
+    ref = next((rs for m, rs in sets if m == REFERENCE and any(len(r.test) for r in rs)), None)
+    out = []
+    for model, rs in sets:
+        first = rs[0]
+        seeds = per_seed[per_seed.model == model]
+        ok = seeds.dropna(subset=["auc"]) if "auc" in seeds else seeds.iloc[:0]
+        row: dict = {"model": model, "weights": weights_label(first),
+                     "params_m": first.config.get("model_stats", {}).get("params", math.nan) / 1e6,
+                     "gflops": first.config.get("model_stats", {}).get("gflops", math.nan),
+                     "img_size": first.settings.get("img_size"), "n_seeds": len(rs),
+                     "seeds": ",".join(str(s) for s in seeds.seed),
+                     "failed_seeds": int(len(seeds) - len(ok))}
+        flags = [f"seed {s}: {f}" for s, f in zip(seeds.seed, seeds.flag, strict=True) if f]
+        row["flag"] = "; ".join(flags)
+        for k in SUMMARY:
+            if len(ok):
+                v = ok[k].to_numpy(dtype=float)
+                row[k], row[f"{k}_min"], row[f"{k}_max"] = v.mean(), v.min(), v.max()
+                row[f"{k}_sd"] = v.std(ddof=1) if len(v) > 1 else math.nan
+        if len(ok):
+            y, s = _seed_mean([r for r in rs if len(r.test)])
+            pooled = _test_row(y, s, n_boot, seed)
+            row.update({f"mean_prob_{k}": pooled[k] for k in ("auc", "auc_lo", "auc_hi",
+                                                            "tp", "fn", "tn", "fp", "n")})
+            if model != REFERENCE and ref is not None and not row["flag"]:
+                yr, sr = _seed_mean([r for r in ref if len(r.test)])
+                row["mean_prob_delong_p"] = delong_test(y, s, sr)[1]
+                row["mean_prob_mcnemar_p"] = mcnemar_exact(y, s >= THRESHOLD, sr >= THRESHOLD)[2]
+                d = ok.delta_auc.dropna().to_numpy(dtype=float)
+                if len(d):
+                    row["delta_auc"] = d.mean()
+                    row["delta_auc_sd"] = d.std(ddof=1) if len(d) > 1 else math.nan
+                    holm_p = ok.delong_p_holm.dropna()
+                    row["seeds_significant"] = f"{int((holm_p < ALPHA).sum())}/{len(holm_p)}"
+        out.append(row)
+    df = pd.DataFrame(out)
+    for col in ("delta_auc", "delta_auc_sd", "mean_prob_delong_p", "mean_prob_mcnemar_p",
+                "seeds_significant"):
+        if col not in df:
+            df[col] = np.nan
+    df["mean_prob_delong_p_holm"] = holm(df["mean_prob_delong_p"].to_numpy(dtype=float))
+    return df
+
+
+def roc_points(runs: list[Run], grid: int = 101) -> pd.DataFrame:
+    """ROC vertices of every seed of each comparison model, plus the mean curve (``seed`` -1:
+    true-positive rate averaged over seeds at fixed false-positive rates)."""
     parts = []
-    for r in comparison_runs(runs):
-        t = r.test
-        if len(t) == 0 or t.label.nunique() < 2:
-            continue
-        fpr, tpr, thr = roc_curve(t.label, t.prob_malignant, drop_intermediate=False)
-        parts.append(pd.DataFrame({"model": r.model, "fpr": fpr, "tpr": tpr,
-                                   "threshold": np.minimum(thr, 1.0)}))
+    fpr_grid = np.linspace(0, 1, grid)
+    for model, rs in comparison_sets(runs):
+        curves = []
+        for r in rs:
+            t = r.test
+            if len(t) == 0 or t.label.nunique() < 2:
+                continue
+            fpr, tpr, _ = roc_curve(t.label, t.prob_malignant, drop_intermediate=False)
+            parts.append(pd.DataFrame({"model": model, "seed": int(r.settings.get("seed", 0)),
+                                       "fpr": fpr, "tpr": tpr}))
+            curves.append(np.interp(fpr_grid, fpr, tpr))
+        if curves:
+            mean = np.mean(curves, axis=0)
+            mean[0] = 0.0
+            parts.append(pd.DataFrame({"model": model, "seed": -1, "fpr": fpr_grid, "tpr": mean}))
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
-        columns=["model", "fpr", "tpr", "threshold"])
+        columns=["model", "seed", "fpr", "tpr"])
 
 
 def calibration_bins(runs: list[Run], bins: int = 10) -> pd.DataFrame:
-    """Reliability-diagram data: per equal-width probability bin, mean prediction and observed rate."""
+    """Reliability-diagram data of the seed-averaged probabilities, per equal-width bin."""
     rows = []
     edges = np.linspace(0, 1, bins + 1)
-    for r in comparison_runs(runs):
-        t = r.test
-        b = np.clip(np.digitize(t.prob_malignant, edges[1:-1]), 0, bins - 1)
+    for model, rs in comparison_sets(runs):
+        if not any(len(r.test) for r in rs):
+            continue
+        y, s = _seed_mean([r for r in rs if len(r.test)])
+        b = np.clip(np.digitize(s, edges[1:-1]), 0, bins - 1)
         for k in range(bins):
             sel = b == k
             if sel.any():
-                rows.append({"model": r.model, "bin": k, "mean_pred": float(t.prob_malignant[sel].mean()),
-                             "frac_pos": float(t.label[sel].mean()), "count": int(sel.sum())})
+                rows.append({"model": model, "bin": k, "mean_pred": float(s[sel].mean()),
+                             "frac_pos": float(y[sel].mean()), "count": int(sel.sum())})
     return pd.DataFrame(rows, columns=["model", "bin", "mean_pred", "frac_pos", "count"])
 
 
 def cv_folds(runs: list[Run]) -> pd.DataFrame:
-    """Per-fold CV metrics of each comparison model (long format)."""
+    """Per-fold CV metrics of every seed of each comparison model (long format)."""
+    cols = ["model", "seed", "fold", "status", "accuracy", "sensitivity", "specificity", "auc"]
     parts = []
-    for r in comparison_runs(runs):
-        if len(r.cv):
-            cv = r.cv.copy()
-            cv.insert(0, "model", r.model)
-            parts.append(cv)
-    cols = ["model", "fold", "status", "accuracy", "sensitivity", "specificity", "auc"]
-    return pd.concat(parts, ignore_index=True)[[c for c in cols if c in parts[0]]] if parts else \
-        pd.DataFrame(columns=cols)
+    for model, rs in comparison_sets(runs):
+        for r in rs:
+            if len(r.cv):
+                cv = r.cv.copy()
+                cv.insert(0, "seed", int(r.settings.get("seed", 0)))
+                cv.insert(0, "model", model)
+                parts.append(cv[[c for c in cols if c in cv]])
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
+
+
+def _variant_configs(runs: list[Run]) -> dict[tuple, list[Run]]:
+    """Per Fus2Net variant, its configuration with CV folds and the most seeds."""
+    per_variant: dict[tuple, list[list[Run]]] = {}
+    for rs in by_configuration([r for r in runs if r.model == REFERENCE]).values():
+        per_variant.setdefault(fus2net_variant_key(rs[0].settings), []).append(rs)
+    return {k: _pick([rs for rs in v if rs[0].metrics.get("cv")] or v)
+            for k, v in per_variant.items()}
 
 
 def experiment_table(runs: list[Run], name: str) -> pd.DataFrame:
-    """One of the paper's Fus2Net experiments: CV mean ± sd when the runs have folds, else test."""
+    """One of the paper's Fus2Net experiments, compared on CV folds only (SPEC §3): mean ± sd over
+    every (seed, fold); the held-out test AUC is a secondary, labelled column."""
     exp = EXPERIMENTS[name]
-    fus = {fus2net_variant_key(r.settings): r
-           for r in sorted(runs, key=lambda r: r.config.get("finished", "")) if r.model == REFERENCE}
+    configs = _variant_configs(runs)
     rows = []
     for v in exp["variants"]:
-        r = fus.get(v.key())
+        rs = configs.get(v.key())
         row: dict = {"variant": v.label}
-        if r is None:
+        if rs is None:
             row["evaluated_on"] = "not run"
             rows.append(row)
             continue
-        cv = r.metrics.get("cv")
-        if cv and cv.get("mean"):
-            row["evaluated_on"] = f"{cv['folds']}-fold CV mean"
+        folds = [r.cv.assign(seed=r.settings.get("seed", 0)) for r in rs if len(r.cv)]
+        cv = pd.concat(folds, ignore_index=True) if folds else pd.DataFrame()
+        ok = cv[cv.status == "ok"] if len(cv) else cv
+        row["n_seeds"] = len(rs)
+        if len(ok):
+            row["evaluated_on"] = (f"CV: {len(ok)} folds over {len(rs)} seed(s) "
+                                   f"({int(ok.groupby('seed').size().iloc[0])} per seed)")
             for k in ("accuracy", "sensitivity", "specificity", "auc"):
-                row[k], row[f"{k}_sd"] = cv["mean"][k], cv["sd"][k]
-            row["failed_folds"] = cv["failed_folds"]
-        elif r.metrics.get("test"):
-            row["evaluated_on"] = "held-out test"
-            for k in ("accuracy", "sensitivity", "specificity", "auc"):
-                row[k] = r.metrics["test"][k]
+                vals = ok[k].to_numpy(dtype=float)
+                row[k] = vals.mean()
+                row[f"{k}_sd"] = vals.std(ddof=1) if len(vals) > 1 else math.nan
+            row["failed_folds"] = int(len(cv) - len(ok))
+            oof = [r.predictions[r.predictions.split == "val"].prob_malignant for r in rs]
+            row["flag"] = "; ".join(f"seed {r.settings.get('seed', 0)} (CV): {f}"
+                                    for r, p in zip(rs, oof, strict=True)
+                                    if (f := degenerate_prediction(p)))
         else:
-            row["evaluated_on"] = "failed"
-        row["run"] = r.path.name
+            row["evaluated_on"] = "no CV folds: not compared (settings are chosen by CV only)"
+        tests = [r.metrics["test"]["auc"] for r in rs
+                 if r.metrics.get("test") and r.metrics["test"].get("auc") is not None]
+        if tests:
+            row["test_auc_secondary"] = float(np.mean(tests))
+        row["runs"] = ",".join(r.path.name for r in rs)
         rows.append(row)
     return pd.DataFrame(rows)

@@ -4,6 +4,11 @@ Fujioka T. et al., Jpn J Radiol 37(6):466–72 (2019); Han S. et al., Phys Med B
 both fine-tuned ImageNet GoogLeNet (Inception v1) on breast-ultrasound images. timm has no GoogLeNet,
 so torchvision's is used (auxiliary classifiers off). Recipe: all layers trained with Adam lr 1e-4,
 224 px, ImageNet normalisation, batch 16, the shared protocol's epochs.
+
+torchvision's ImageNet GoogLeNet weights were ported from a network fed ``(x - 0.5) / 0.5``;
+torchvision builds the model with ``transform_input=True`` for them, which maps ImageNet-normalised
+input to that range. We do the same whenever ImageNet weights are loaded (from the hub or a file);
+a randomly initialised model keeps ``transform_input=False``.
 """
 
 from __future__ import annotations
@@ -52,5 +57,6 @@ def googlenet_fujioka(in_chans: int = 3, num_classes: int = 2, dropout: float = 
                              f"({exc.__class__.__name__}); use --pretrained PATH or none") from None
         load_backbone(model, {k: v for k, v in state.items() if not k.startswith("aux")})
         provenance = f"imagenet:torchvision:{TV_WEIGHTS}"
+    model.transform_input = provenance != RANDOM
     model.weights_provenance = provenance
     return model

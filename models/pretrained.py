@@ -26,6 +26,8 @@ from bench.errors import BenchError
 from bench.records import file_sha256
 
 RANDOM = "random"
+# How tables name a transfer-learning model that had to start from random initialisation.
+RANDOM_FALLBACK = "random init — ImageNet weights unavailable (not the published method)"
 
 
 def load_state_file(path: Path) -> dict[str, torch.Tensor]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from bench.errors import BenchError
 from models.config import ModelConfig, Recipe
 from models.registry import register_model
 
@@ -43,6 +44,9 @@ class SmallCNN(nn.Module):
     reference="Zeimarani et al., IEEE Access 8:133349-59 (2020), doi:10.1109/ACCESS.2020.3010863"))
 def zeimarani_cnn(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.5,
                   pretrained: str = "none") -> nn.Module:
+    if pretrained not in ("none", "auto"):
+        raise BenchError(f"--pretrained {pretrained}: zeimarani_cnn has no pretrained weights (it "
+                         "trains from scratch, as in Zeimarani et al. 2020); leave --pretrained out")
     model = SmallCNN(in_chans, num_classes, dropout)
     model.weights_provenance = "random"
     return model

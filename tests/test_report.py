@@ -10,16 +10,20 @@ import pytest
 from bench.collect import load_runs
 from bench.metrics import binary_metrics
 from bench.report import main
-from bench.tables import comparison_table
+from bench.tables import comparison_table, per_seed_table
 
 
-def write_fixture_run(root: Path, model: str, quality: float, seed: int, **settings) -> Path:
+def write_fixture_run(root: Path, model: str, quality: float, rng_seed: int,
+                      constant: bool = False, **settings) -> Path:
     """A finished run folder as bench.run writes it, with predictions of a given quality."""
-    rng = np.random.default_rng(seed)
-    folder = root / f"{model}-fixture-{seed}"
+    rng = np.random.default_rng(rng_seed)
+    seed = rng_seed
+    folder = root / f"{model}-fixture-{rng_seed}-{settings.get('seed', 0)}"
     folder.mkdir(parents=True)
     y = np.array([0] * 50 + [1] * 50)
     p = np.clip(0.5 + quality * (y - 0.5) + rng.normal(0, 0.25, 100), 0.001, 0.999)
+    if constant:
+        p = np.full(100, 0.62)
     preds = pd.DataFrame({"id": [f"img{i:03d}" for i in range(100)], "path": "x.png", "label": y,
                           "prob_malignant": p, "split": "test", "fold": -1})
     val_y = rng.integers(0, 2, 60)
@@ -42,10 +46,12 @@ def write_fixture_run(root: Path, model: str, quality: float, seed: int, **setti
          "epochs": 8, "batch_size": 16, "folds": 3, "channels": 3, "augment": True,
          "optimizer": "adam", "model_kwargs": {"in_chans": 3}, "seed": 0, **settings}
     config = {"status": "complete", "settings": s, "weights": "random",
+              "model_config": {"pretrained": "none" if model.startswith(("fus2net", "zeim"))
+                               else "imagenet"}, "command": "python -m bench.run",
               "profile": {"name": "quick", "description": "fixture"}, "finished": f"2026-11-26T0{seed}",
               "model_stats": {"params": 1_000_000 + seed, "gflops": 1.5}, "git_revision": "abc",
               "device": {"device": "cpu", "cpu": "x86_64"}, "versions": {"torch": "2.x"},
-              "data": {"root": "/data", "split_source": "generated"}}
+              "data": {"name": "phantom", "split_source": "generated"}}
     (folder / "config.json").write_text(json.dumps(config))
     return folder
 
@@ -91,8 +97,9 @@ def test_figures_redraw_from_saved_tables_alone(fixture_runs, tmp_path):
 
 
 def test_comparison_table_rows_tests_and_paper_row(fixture_runs, tmp_path):
-    t = comparison_table(load_runs(fixture_runs), n_boot=200)
-    assert list(t.model) == ["fus2net", "resnet50", "zeimarani_cnn"]  # paper-recipe runs only
+    per_seed = per_seed_table(load_runs(fixture_runs), n_boot=200)
+    assert list(per_seed.model) == ["fus2net", "resnet50", "zeimarani_cnn"]  # paper recipe only
+    t = per_seed
     assert np.isnan(t.delong_p[0]) and (t.delong_p_holm[1:] >= t.delong_p[1:]).all()
     assert (t.auc_lo <= t.auc).all() and (t.auc <= t.auc_hi).all()
     assert t.mcnemar_p[1:].between(0, 1).all()
@@ -100,7 +107,7 @@ def test_comparison_table_rows_tests_and_paper_row(fixture_runs, tmp_path):
     csv = pd.read_csv(tmp_path / "tables" / "table3_comparison.csv")
     assert csv.model.iloc[-1].startswith("Fus2Net — paper") and csv.ppv.iloc[-1] == pytest.approx(0.9565, abs=1e-4)
     fig1 = pd.read_csv(tmp_path / "tables" / "fig1_optimizers.csv")
-    assert list(fig1.evaluated_on) == ["3-fold CV mean", "3-fold CV mean", "not run"]
+    assert list(fig1.evaluated_on) == ["CV: 3 folds over 1 seed(s) (3 per seed)"] * 2 + ["not run"]
     t1 = (tmp_path / "tables" / "table1_channels.md").read_text()
     assert "1-channel" in t1 and "±" in t1
 
@@ -114,7 +121,8 @@ def test_failed_run_shows_failure_not_a_number(fixture_runs, tmp_path):
     preds[preds.split != "test"].to_csv(folder / "predictions.csv", index=False)
     assert main(["--runs", str(fixture_runs), "--out", str(tmp_path), "--n-boot", "200"]) == 0
     md = (tmp_path / "tables" / "table3_comparison.md").read_text()
-    assert "| resnet50 | random init |" in md and "failed" in md
+    assert "| resnet50 | random init — ImageNet weights unavailable" in md
+    assert "1 seed(s) failed" in md
 
 
 def test_mixed_profiles_need_a_choice(fixture_runs, tmp_path):
@@ -129,7 +137,7 @@ def test_mixed_profiles_need_a_choice(fixture_runs, tmp_path):
                  "--n-boot", "200"]) == 0
 
 
-COMMITTED = Path(__file__).resolve().parents[1] / "results" / "busi-quick"
+COMMITTED = Path(__file__).resolve().parents[1] / "results" / "busi-quick"  # regenerated later
 
 
 @pytest.mark.skipif(not (COMMITTED / "runs").is_dir(), reason="no committed results set")
@@ -139,3 +147,51 @@ def test_committed_runs_regenerate_the_committed_tables_exactly(tmp_path):
     assert committed
     for path in committed:
         assert (tmp_path / "tables" / path.name).read_bytes() == path.read_bytes(), path.name
+
+
+def test_seeds_are_aggregated_and_compared_paired_by_seed(tmp_path):
+    runs = tmp_path / "runs"
+    for seed in (0, 1, 2):
+        write_fixture_run(runs, "fus2net", 0.6, 10 + seed, seed=seed)
+        write_fixture_run(runs, "resnet50", 0.3, 20 + seed, seed=seed)
+    per_seed = per_seed_table(load_runs(runs), n_boot=100)
+    assert sorted(per_seed.seed[per_seed.model == "resnet50"]) == [0, 1, 2]
+    t = comparison_table(load_runs(runs), n_boot=100, per_seed=per_seed)
+    row = t.set_index("model").loc["resnet50"]
+    aucs = per_seed.auc[per_seed.model == "resnet50"]
+    assert row.n_seeds == 3 and row.auc == pytest.approx(aucs.mean())
+    assert row.auc_sd == pytest.approx(aucs.std(ddof=1)) and row.auc_min == aucs.min()
+    deltas = per_seed.delta_auc[per_seed.model == "resnet50"]
+    assert row.delta_auc == pytest.approx(deltas.mean()) and row.seeds_significant.endswith("/3")
+    assert 0 <= row.mean_prob_delong_p_holm <= 1
+    assert main(["--runs", str(runs), "--out", str(tmp_path / "out"), "--n-boot", "100"]) == 0
+    roc = pd.read_csv(tmp_path / "out" / "tables" / "roc_points.csv")
+    assert set(roc.seed[roc.model == "fus2net"]) == {-1, 0, 1, 2}  # every seed and the mean
+    md = (tmp_path / "out" / "tables" / "table3_comparison.md").read_text()
+    assert "±" in md and "[" in md
+
+
+def test_degenerate_and_random_init_rows_are_flagged_not_ranked(fixture_runs, tmp_path):
+    write_fixture_run(fixture_runs, "inception_v3_tl", 0.0, 6, constant=True)
+    assert main(["--runs", str(fixture_runs), "--out", str(tmp_path), "--n-boot", "100"]) == 0
+    t = pd.read_csv(tmp_path / "tables" / "table3_comparison.csv").set_index("model")
+    assert "constant output" in t.flag["inception_v3_tl"]
+    assert np.isnan(t.mean_prob_delong_p["inception_v3_tl"]) and np.isnan(t.delta_auc["inception_v3_tl"])
+    md = (tmp_path / "tables" / "table3_comparison.md").read_text()
+    line = next(x for x in md.splitlines() if x.startswith("| inception_v3_tl ⚠"))
+    assert "— (degenerate)" in line and "ImageNet weights unavailable (not the published method)" in line
+    readme = (tmp_path / "README.md").read_text()
+    assert "Flagged rows" in readme and "constant output (P(malignant) = 0.620" in readme
+    assert "Not the published methods:** inception_v3_tl, resnet50" in readme
+
+
+def test_report_warns_when_runs_mix_code_versions(fixture_runs, tmp_path, capsys):
+    folder = next(fixture_runs.glob("resnet50-*"))
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["settings"]["code_version"] = "0123456789ab"
+    cfg["git_revision"] = "abc+dirty"
+    (folder / "config.json").write_text(json.dumps(cfg))
+    assert main(["--runs", str(fixture_runs), "--out", str(tmp_path), "--n-boot", "100"]) == 0
+    err = capsys.readouterr().err
+    assert "2 training-code versions" in err and "uncommitted changes" in err
+    assert "**Warning:**" in (tmp_path / "README.md").read_text()

@@ -95,6 +95,10 @@ def test_bad_input_from_the_shell_exits_2_without_traceback(tmp_path):
     (["--folds", "1"], "--folds 1 is not cross-validation"),
     (["--model", "resnet50", "--l2", "0.1"], "--l2 applies to fus2net"),
     (["--pretrained", "/no/such/weights.pth"], "weights file does not exist"),
+    (["--model", "zeimarani_cnn", "--pretrained", "/no/such/weights.pth"], "does not exist"),
+    (["--model", "zeimarani_cnn", "--pretrained", "pyproject.toml"], "has no pretrained weights"),
+    (["--model", "resnet50", "--pretrained", "require"], "--pretrained require: no ImageNet"),
+    (["--model", "fus2net", "--pretrained", "require"], "has no ImageNet weights"),
 ])
 def test_bad_input_exits_2_with_one_clear_line(args, message, tmp_path, capsys, small_synthetic):
     if "--device" in args:
@@ -105,6 +109,21 @@ def test_bad_input_exits_2_with_one_clear_line(args, message, tmp_path, capsys, 
                               "--no-progress", "--test-per-class", "20")
     assert code == 2, err
     assert message in err and "Traceback" not in err
+
+
+def test_transfer_model_without_weights_warns_at_start_and_in_the_summary(small_synthetic,
+                                                                         tmp_path, capsys,
+                                                                         monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["--model", "zeimarani_cnn", "--data", str(small_synthetic), "--out",
+                 str(tmp_path), *SMOKE, "--folds", "0"]) == 0
+    assert "warning" not in capsys.readouterr().err  # trained from scratch by design
+    code = main(["--model", "googlenet_fujioka", "--data", str(small_synthetic), "--out",
+                 str(tmp_path), *SMOKE, "--folds", "0"])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert "no ImageNet weights are available here" in captured.err
+    assert "not the published method" in captured.out.split("held-out test set")[1]
 
 
 def test_unknown_layout_and_too_few_images_exit_2(tmp_path, busi_tree, capsys):
@@ -230,3 +249,47 @@ def test_a_stage_that_does_not_fit_alone_stops_with_one_clear_line(
         small_synthetic, tmp_path, capsys, monkeypatch)
     assert code == 2 and "does not fit" in err and "--batch-size" in err
     assert "Traceback" not in err and "more detail" not in err
+
+
+def _strict(text: str) -> dict:
+    def refuse(name):
+        raise ValueError(f"non-standard JSON constant {name}")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_run_outputs_are_strict_json(smoke_run):
+    for name in ("config.json", "metrics.json"):
+        _strict((smoke_run / name).read_text())
+
+
+def test_report_refuses_a_run_whose_predictions_were_truncated(smoke_run, tmp_path, capsys):
+    import shutil
+
+    from bench.report import main as report_main
+    runs = tmp_path / "runs"
+    copy = runs / smoke_run.name
+    shutil.copytree(smoke_run, copy)
+    preds = pd.read_csv(copy / "predictions.csv")
+    preds.iloc[:-5].to_csv(copy / "predictions.csv", index=False)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        report_main(["--runs", str(runs), "--out", str(tmp_path / "out"), "--n-boot", "50"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert f"{smoke_run.name}/predictions.csv does not match its checksum" in err
+    shutil.copytree(smoke_run, runs / "intact")
+    assert report_main(["--runs", str(runs), "--out", str(tmp_path / "out"), "--n-boot", "50",
+                        "--skip-invalid-runs"]) == 0
+    assert "left out (--skip-invalid-runs)" in (tmp_path / "out" / "README.md").read_text()
+
+
+@pytest.mark.parametrize("part", ["test", "train"])
+def test_manifest_without_test_or_training_rows_is_an_error_before_training(
+        part, smoke_run, tmp_path, capsys, small_synthetic):
+    manifest = pd.read_csv(smoke_run / "split.csv")
+    manifest.loc[manifest.split == part, "split"] = "excluded"
+    manifest.to_csv(tmp_path / "m.csv", index=False)
+    code, err = run_inprocess(capsys, "--data", str(small_synthetic), "--out", str(tmp_path / "o"),
+                              "--split", str(tmp_path / "m.csv"), *SMOKE)
+    assert code == 2 and f"the {part} set has no images" in err
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
