@@ -173,6 +173,22 @@ def resolve_split(args: argparse.Namespace, index, folds: int) -> tuple[pd.DataF
     return manifest, report, "generated"
 
 
+def runs_of_older_code(out: Path, name: str, spec: dict) -> str | None:
+    """A finished run in ``out`` whose settings equal ``spec`` except for the code version."""
+    def same(settings: dict) -> bool:
+        return all(settings.get(k) == v for k, v in spec.items() if k != "code_version") and \
+            settings.get("code_version") != spec.get("code_version")
+
+    for cfg_path in sorted(out.glob(f"{name.rsplit('-', 1)[0]}-*/config.json")):
+        try:
+            cfg = json.loads(cfg_path.read_text())
+        except (OSError, ValueError):
+            continue
+        if cfg.get("status") == "complete" and same(cfg.get("settings", {})):
+            return cfg_path.parent.name
+    return None
+
+
 def check_usable(manifest: pd.DataFrame, source: str) -> None:
     """A run needs training images and a held-out test set with both classes (SPEC §3)."""
     where = f"--split {source}" if source != "generated" else "the generated split"
@@ -314,6 +330,10 @@ def main(argv: list[str] | None = None) -> int:
                       time.perf_counter() - t_start, weights_warning)
         return 0
     ensure_writable(run_dir)
+    older = runs_of_older_code(args.out, run_dir.name, spec)
+    if older:
+        print(f"note: {older} is a finished run of this configuration made by other training "
+              "code (its code_version differs); it is not reused, this run trains anew")
     print(f"profile {profile.name}: {profile.description}")
     overrides = {k: v for k, v in vars(args).items() if k in ("folds", "epochs", "img_size",
                  "batch_size", "optimizer", "lr", "l2", "dropout") and v is not None}

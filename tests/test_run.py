@@ -293,3 +293,19 @@ def test_manifest_without_test_or_training_rows_is_an_error_before_training(
                               "--split", str(tmp_path / "m.csv"), *SMOKE)
     assert code == 2 and f"the {part} set has no images" in err
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def test_a_run_made_by_other_training_code_is_not_reused_and_the_run_says_why(
+        smoke_run, small_synthetic, tmp_path, capsys):
+    import shutil
+    old = tmp_path / "fus2net-synthetic-0000000000"
+    shutil.copytree(smoke_run, old)
+    cfg = json.loads((old / "config.json").read_text())
+    cfg["settings"]["code_version"] = "000000000000"
+    (old / "config.json").write_text(json.dumps(cfg))
+    capsys.readouterr()
+    assert main(["--data", str(small_synthetic), "--out", str(tmp_path), *SMOKE]) == 0
+    out = capsys.readouterr().out
+    assert "note: fus2net-synthetic-0000000000 is a finished run of this configuration made by " \
+           "other training code" in out
+    assert (tmp_path / smoke_run.name / "config.json").is_file()
