@@ -2,24 +2,37 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import os
 import tempfile
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _umask()
+
+
 def write_atomic(path: Path, writer: Callable[[Path], None]) -> Path:
-    """Call ``writer(tmp)`` then rename ``tmp`` to ``path``."""
+    """Call ``writer(tmp)`` then rename ``tmp`` to ``path`` (a unique temporary name in the same
+    folder; the result gets the permissions a plain new file would, i.e. 0666 less the umask)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         writer(Path(tmp))
+        os.chmod(tmp, 0o666 & ~UMASK)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -50,3 +63,20 @@ def write_json(path: Path, obj: object) -> Path:
 
 def write_csv(path: Path, df: pd.DataFrame) -> Path:
     return write_atomic(path, lambda p: df.to_csv(p, index=False, lineterminator="\n"))
+
+
+@contextmanager
+def exclusive(lock_path: Path, waiting: str):
+    """Hold an exclusive lock on ``lock_path`` (``fcntl.flock``); print ``waiting`` and block while
+    another process holds it. The lock ends with the process, also when it is killed."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(waiting, flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

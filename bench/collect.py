@@ -47,10 +47,23 @@ def load_run(folder: Path) -> Run | None:
     if config.get("status") not in ("complete", "failed"):
         return None
     verify_outputs(folder, config)
-    metrics = json.loads((folder / "metrics.json").read_text())
-    preds = pd.read_csv(folder / "predictions.csv", dtype={"id": str, "path": str})
-    cv_path = folder / "cv_metrics.csv"
-    cv = pd.read_csv(cv_path) if cv_path.is_file() and cv_path.stat().st_size > 1 else pd.DataFrame()
+    try:
+        metrics = json.loads((folder / "metrics.json").read_text())
+        preds = pd.read_csv(folder / "predictions.csv", dtype={"id": str, "path": str})
+        cv_path = folder / "cv_metrics.csv"
+        cv = pd.read_csv(cv_path) if cv_path.is_file() and cv_path.stat().st_size > 1 \
+            else pd.DataFrame()
+    except (OSError, ValueError) as exc:
+        name = getattr(exc, "filename", None) or "a result file"
+        raise InvalidRun(f"{folder.name}: cannot read {Path(name).name} ({type(exc).__name__}); "
+                         "rerun that run, or pass --skip-invalid-runs to leave it out of the "
+                         "report") from None
+    test = preds[preds.split == "test"]
+    if len(test) and test.label.nunique() < 2:
+        raise InvalidRun(f"{folder.name}: its test set has only "
+                         f"{'malignant' if test.label.iloc[0] == 1 else 'benign'} images, so AUC, "
+                         "sensitivity and specificity are undefined; rerun it on a split with "
+                         "both classes, or pass --skip-invalid-runs to leave it out")
     return Run(folder, config, metrics, preds, cv)
 
 

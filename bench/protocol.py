@@ -90,6 +90,20 @@ def _stage_valid(folder: Path, run_hash: str) -> bool:
         return False
 
 
+def run_problem(run_dir: Path, cfg: dict, run_hash: str) -> str | None:
+    """What is wrong with a finished run's files (``None``: every recorded checksum matches)."""
+    for name, sha in cfg.get("outputs", {}).items():
+        path = run_dir / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if file_sha256(path) != sha:
+            return f"{name} does not match its recorded checksum"
+    for stage in cfg.get("timings", {}).get("stages", {}):
+        if not _stage_valid(run_dir / "stages" / stage, run_hash):
+            return f"stage {stage}'s files are missing or do not match their checksums"
+    return None
+
+
 @dataclass
 class StageJob:
     """A stage ready to train: its data, seed and freshly initialised model."""
@@ -139,8 +153,9 @@ def train_settings(spec: dict) -> TrainSettings:
         device=spec["device"], channels_last=spec["channels_last"])
 
 
-def fail_stage(job: StageJob, exc: TrainingDiverged, run_hash: str) -> StageResult:
-    msg = f"{job.name}: training stopped, {exc} (epoch {exc.epoch}, step {exc.step})"
+def fail_stage(job: StageJob, exc: TrainingDiverged, run_hash: str,
+               message: str | None = None) -> StageResult:
+    msg = message or f"{job.name}: training stopped, {exc} (epoch {exc.epoch}, step {exc.step})"
     write_json(job.stage_dir / "failed.json", {"config_hash": run_hash, "stage": job.name,
                                                 "epoch": exc.epoch, "step": exc.step,
                                                 "message": msg})
@@ -154,6 +169,14 @@ def finish_stage(job: StageJob, history: list[float], cache: ImageCache, spec: d
     t_eval = time.perf_counter()
     probs = predict(job.model, cfg, cache, job.eval_pos, device=spec["device"],
                     channels_last=spec["channels_last"])
+    broken = [k for k, v in job.model.state_dict().items()
+              if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken or not np.isfinite(probs).all():
+        what = f"weights became non-finite (e.g. {broken[0]})" if broken else \
+            "predictions are not finite numbers"
+        return fail_stage(job, TrainingDiverged(spec["epochs"], 0, math.nan), run_hash,
+                          f"{job.name}: training failed, {what} after the last step; lower --lr "
+                          "or check the data")
     rows = cache.rows.iloc[job.eval_pos]
     final = job.name == "final"
     preds = pd.DataFrame({

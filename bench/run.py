@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import shutil
 import sys
@@ -21,7 +22,8 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from bench.atomic import write_csv, write_json
+from bench.atomic import exclusive, write_atomic, write_csv, write_json
+from bench.data.content import content_sha256
 from bench.data.detect import KINDS, load_index
 from bench.data.loader import build_cache
 from bench.data.split import (
@@ -33,7 +35,7 @@ from bench.data.split import (
 )
 from bench.errors import BenchError, cli_main
 from bench.profiles import PROFILES, resolve_profile
-from bench.protocol import run_protocol, summarize
+from bench.protocol import run_problem, run_protocol, summarize
 from bench.records import (
     code_version,
     config_hash,
@@ -78,8 +80,8 @@ def _nonneg_float(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a number, not {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be >= 0")
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, not {text!r}")
     return value
 
 
@@ -200,14 +202,26 @@ def check_usable(manifest: pd.DataFrame, source: str) -> None:
                              f"malignant {part} images — rebuild the split with python -m bench.split")
 
 
+# Every file a finished run promises, checksummed in config.json and verified on reuse and by
+# the report (stage files are checksummed in each stage's done.json).
+RUN_OUTPUTS = ("predictions.csv", "metrics.json", "cv_metrics.csv", "model.safetensors",
+               "split.csv", "split_report.json")
+
+
 def finished_run(run_dir: Path, run_hash: str) -> bool:
-    """True when ``run_dir`` holds a complete run of this config whose outputs are intact."""
+    """True when ``run_dir`` holds a complete run of this config whose outputs, stage files
+    included, all match their recorded checksums; says what is wrong otherwise."""
     try:
         cfg = json.loads((run_dir / "config.json").read_text())
-        return (cfg.get("status") == "complete" and cfg.get("config_hash") == run_hash
-                and all(file_sha256(run_dir / n) == sha for n, sha in cfg["outputs"].items()))
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError):
         return False
+    if cfg.get("status") != "complete" or cfg.get("config_hash") != run_hash:
+        return False
+    problem = run_problem(run_dir, cfg, run_hash)
+    if problem:
+        print(f"note: {run_dir.name}: {problem}; not reusing it as it is (intact stages are "
+              "kept, the rest is retrained)")
+    return problem is None
 
 
 def pretrained_request(value: str, name: str, published: str) -> str:
@@ -315,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         "manifest_sha256": hashlib.sha256(manifest_csv.encode()).hexdigest(),
         "skip_bad_images": args.skip_bad_images,
         "code_version": code_version(),
+        "data_sha256": content_sha256(index.root, list(manifest.path[manifest.split != "excluded"])),
     }
     concurrent = resolve_concurrency(args.concurrent_folds, device, profile.folds + 1)
     if concurrent > 1:  # a different engine gives different (equally valid) numbers: its own run
@@ -330,69 +345,78 @@ def main(argv: list[str] | None = None) -> int:
                       time.perf_counter() - t_start, weights_warning)
         return 0
     ensure_writable(run_dir)
-    older = runs_of_older_code(args.out, run_dir.name, spec)
-    if older:
-        print(f"note: {older} is a finished run of this configuration made by other training "
-              "code (its code_version differs); it is not reused, this run trains anew")
-    print(f"profile {profile.name}: {profile.description}")
-    overrides = {k: v for k, v in vars(args).items() if k in ("folds", "epochs", "img_size",
-                 "batch_size", "optimizer", "lr", "l2", "dropout") and v is not None}
-    if overrides:
-        print(f"overrides: {overrides}")
-    if concurrent > 1 and device == "cpu":
-        print("note: on a CPU the stacked engine measured 1.2-1.4x slower than the reference "
-              "engine (--concurrent-folds 1); it is meant for GPUs")
-    print(f"model {args.model} | data {index.kind} at {index.root} | split {split_source} | "
-          f"device {device} | engine "
-          f"{f'stacked, {concurrent} stages at once' if concurrent > 1 else 'reference'} | "
-          f"run {run_dir}")
-    record = {
-        "run_id": run_dir.name, "config_hash": run_hash, "status": "running",
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": " ".join(["python -m bench.run",
-                             *map(portable, argv if argv is not None else sys.argv[1:])]),
-        "settings": spec, "profile": profile.to_dict(), "overrides": overrides,
-        "model_config": cfg.to_dict(), "weights": provenance, "model_stats": stats,
-        "data": {"kind": index.kind, "name": index.root.name, "counts": index.counts(),
-                 "split_source": split_source, "ignored_files": len(index.ignored)},
-        "versions": package_versions(), "git_revision": git_revision(), "device": device_info(device),
-    }
-    write_json(run_dir / "config.json", record)
-    write_csv(run_dir / "split.csv", manifest)
-    if report is not None:
-        write_json(run_dir / "split_report.json", report)
-    used = manifest[manifest.split != "excluded"]
-    t0 = time.perf_counter()
-    cache, skipped = build_cache(index.root, used, spec["img_size"], args.channels,
-                                 skip_bad=args.skip_bad_images)
-    if device == "cuda":  # resident on the GPU as uint8: batches never cross PCIe during training
-        cache = cache.to(device)
-    load_s = time.perf_counter() - t0
-    if skipped:
-        print(f"skipped {len(skipped)} bad image(s): " + "; ".join(p for p, _ in skipped[:5]))
-    results = run_protocol(spec, cache, run_dir, run_hash, progress=not args.no_progress)
-    preds, cv, metrics = summarize(results)
-    write_csv(run_dir / "predictions.csv", preds)
-    write_csv(run_dir / "cv_metrics.csv", cv)
-    write_json(run_dir / "metrics.json", metrics)
-    final_weights = run_dir / "stages" / "final" / "model.safetensors"
-    if final_weights.is_file():
-        shutil.copyfile(final_weights, run_dir / ".model.safetensors.tmp")
-        os.replace(run_dir / ".model.safetensors.tmp", run_dir / "model.safetensors")
-    total = time.perf_counter() - t_start
-    record.update(
-        status="failed" if metrics["test_status"] == "failed" else "complete",
-        finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        skipped_bad_images=[{"path": p, "reason": r} for p, r in skipped],
-        timings={"total_s": round(total, 2), "image_loading_s": round(load_s, 2),
-                 "gpu_peak_gib": gpu_peak_gib(device),
-                 "stages": {r.name: {"status": r.status, "seconds": round(r.seconds, 2)}
-                            for r in results}},
-        outputs={n: file_sha256(run_dir / n) for n in ("predictions.csv", "metrics.json")},
-    )
-    write_json(run_dir / "config.json", record)
-    print_summary(args.model, metrics, run_dir, total, weights_warning)
-    return 0 if record["status"] == "complete" else 1
+    with exclusive(run_dir / ".lock", f"waiting: another process is training {run_dir.name}; "
+                   "this one goes on when it ends"):
+        if finished_run(run_dir, run_hash):  # finished by the process we waited for
+            print(f"{args.model}: reusing the finished run {run_dir} (same configuration)")
+            return 0
+        older = runs_of_older_code(args.out, run_dir.name, spec)
+        if older:
+            print(f"note: {older} is a finished run of this configuration made by other training "
+                  "code (its code_version differs); it is not reused, this run trains anew")
+        print(f"profile {profile.name}: {profile.description}")
+        overrides = {k: v for k, v in vars(args).items() if k in ("folds", "epochs", "img_size",
+                     "batch_size", "optimizer", "lr", "l2", "dropout") and v is not None}
+        if overrides:
+            print(f"overrides: {overrides}")
+        if concurrent > 1 and device == "cpu":
+            print("note: on a CPU the stacked engine measured 1.2-1.4x slower than the reference "
+                  "engine (--concurrent-folds 1); it is meant for GPUs")
+        print(f"model {args.model} | data {index.kind} at {index.root} | split {split_source} | "
+              f"device {device} | engine "
+              f"{f'stacked, {concurrent} stages at once' if concurrent > 1 else 'reference'} | "
+              f"run {run_dir}")
+        record = {
+            "run_id": run_dir.name, "config_hash": run_hash, "status": "running",
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "command": " ".join(["python -m bench.run",
+                                 *map(portable, argv if argv is not None else sys.argv[1:])]),
+            "settings": spec, "profile": profile.to_dict(), "overrides": overrides,
+            "model_config": cfg.to_dict(), "weights": provenance, "model_stats": stats,
+            "data": {"kind": index.kind, "name": index.root.name, "counts": index.counts(),
+                     "split_source": split_source, "ignored_files": len(index.ignored)},
+            "versions": package_versions(), "git_revision": git_revision(), "device": device_info(device),
+        }
+        write_json(run_dir / "config.json", record)
+        write_csv(run_dir / "split.csv", manifest)
+        if report is not None:
+            write_json(run_dir / "split_report.json", report)
+        used = manifest[manifest.split != "excluded"]
+        t0 = time.perf_counter()
+        cache, skipped = build_cache(index.root, used, spec["img_size"], args.channels,
+                                     skip_bad=args.skip_bad_images)
+        if device == "cuda":  # resident on the GPU as uint8: batches never cross PCIe during training
+            cache = cache.to(device)
+        load_s = time.perf_counter() - t0
+        if skipped:
+            print(f"skipped {len(skipped)} bad image(s): " + "; ".join(p for p, _ in skipped[:5]))
+        results = run_protocol(spec, cache, run_dir, run_hash, progress=not args.no_progress)
+        preds, cv, metrics = summarize(results)
+        write_csv(run_dir / "predictions.csv", preds)
+        write_csv(run_dir / "cv_metrics.csv", cv)
+        write_json(run_dir / "metrics.json", metrics)
+        final_weights = run_dir / "stages" / "final" / "model.safetensors"
+        if final_weights.is_file():
+            write_atomic(run_dir / "model.safetensors", lambda p: shutil.copyfile(final_weights, p))
+        reused = [r.name for r in results if r.status == "reused"]
+        if reused:
+            trained = [r.name for r in results if r.status != "reused"]
+            print(f"resumed: reused {', '.join(reused)} (checksums verified); trained "
+                  f"{', '.join(trained) or 'nothing'}")
+        total = time.perf_counter() - t_start
+        record.update(
+            status="failed" if metrics["test_status"] == "failed" else "complete",
+            finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            skipped_bad_images=[{"path": p, "reason": r} for p, r in skipped],
+            timings={"total_s": round(total, 2), "image_loading_s": round(load_s, 2),
+                     "gpu_peak_gib": gpu_peak_gib(device),
+                     "stages": {r.name: {"status": r.status, "seconds": round(r.seconds, 2)}
+                                for r in results}},
+            outputs={n: file_sha256(run_dir / n) for n in RUN_OUTPUTS if (run_dir / n).is_file()},
+        )
+        write_json(run_dir / "config.json", record)
+        print_summary(args.model, metrics, run_dir, total, weights_warning)
+        return 0 if record["status"] == "complete" else 1
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from torch import nn
 
 from bench.records import file_sha256
 from models.config import ModelConfig, Recipe
-from models.pretrained import load_state_file
+from models.pretrained import load_state_file, weights_mismatch
 from models.registry import register_model
 
 BN_EPS = 1e-3
@@ -159,6 +159,9 @@ def fus2net(pretrained: str = "none", **kwargs) -> Fus2Net:
     model = Fus2Net(**kwargs)
     model.weights_provenance = "random"
     if pretrained not in ("none", "auto"):
-        model.load_state_dict(load_state_file(Path(pretrained)))
+        try:
+            model.load_state_dict(load_state_file(Path(pretrained)))
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise weights_mismatch(Path(pretrained), "fus2net", exc) from None
         model.weights_provenance = f"file:{file_sha256(Path(pretrained))}"
     return model

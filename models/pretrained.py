@@ -78,9 +78,20 @@ def create_timm(arch: str, pretrained: str, num_classes: int, in_chans: int,
                                  in_chans=in_chans, **kwargs), RANDOM
     if pretrained not in ("auto", "hub"):
         path = Path(pretrained)
-        load_state_file(path)  # clear error for a missing or unreadable file
-        model = timm.create_model(arch, pretrained=True, num_classes=num_classes, in_chans=in_chans,
-                                  pretrained_cfg_overlay={"file": str(path)}, **kwargs)
+        state = load_state_file(path)  # clear error for a missing or unreadable file
+        try:
+            model = timm.create_model(arch, pretrained=True, num_classes=num_classes,
+                                      in_chans=in_chans, pretrained_cfg_overlay={"file": str(path)},
+                                      **kwargs)
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise weights_mismatch(path, arch, exc) from None
+        # timm loads a file non-strictly when the classifier changes: check the backbone came
+        # from it, or random weights would be labelled as ImageNet ones
+        missing = [k for k in model.state_dict() if k not in state and not _is_head(k)
+                   and not k.endswith("num_batches_tracked")]
+        if missing:
+            raise weights_mismatch(path, arch, KeyError(f"{len(missing)} backbone tensors are "
+                                                        f"not in the file, e.g. {missing[0]}"))
         return model, f"imagenet:file:{file_sha256(path)}"
     if pretrained == "auto" and package_state is not None:
         state, label = package_state
@@ -102,12 +113,24 @@ def create_timm(arch: str, pretrained: str, num_classes: int, in_chans: int,
     return model, f"imagenet:hub:{tag}"
 
 
+def _is_head(key: str) -> bool:
+    """A classifier tensor: replaced for the 2-way task, so never taken from ImageNet weights."""
+    return key.split(".")[0] in ("classifier", "fc", "head", "last_linear")
+
+
+def weights_mismatch(path: Path, arch: str, exc: Exception) -> BenchError:
+    """The one-line error for a weights file whose tensors do not fit the architecture."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+    return BenchError(f"--pretrained {path}: the weights do not fit {arch} ({first}); give a "
+                      f"state dict saved from {arch}")
+
+
 def load_backbone(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
     """Load matching-shape tensors of ``state`` into ``model`` (the new classifier stays random)."""
     own = model.state_dict()
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     missing = [k for k in own if k not in usable and not k.endswith("num_batches_tracked")]
-    head = [k for k in missing if k.split(".")[0] in ("classifier", "fc", "head", "last_linear")]
+    head = [k for k in missing if _is_head(k)]
     if len(missing) != len(head):
         raise BenchError(f"pretrained weights do not fit {type(model).__name__}: "
                          f"{len(missing) - len(head)} backbone tensors missing (e.g. {missing[0]})")

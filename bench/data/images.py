@@ -1,4 +1,8 @@
-"""Image decoding: any PIL-readable file to 8-bit grey or RGB, with clear errors (issue 6)."""
+"""Image decoding: any PIL-readable file to 8-bit grey or RGB, with clear errors (SPEC §5).
+
+Images above PIL's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``, about 89 M pixels) are
+refused before they are decoded, like any other unusable image (``--skip-bad-images`` skips them).
+"""
 
 from __future__ import annotations
 
@@ -50,11 +54,16 @@ def read_image(path: Path) -> Image.Image:
             raise BadImageError(f"{path}: empty file (0 bytes); remove it or pass --skip-bad-images")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
                 img.load()
                 img = _to_8bit(img)
     except BadImageError:
         raise
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
+        raise BadImageError(
+            f"{path}: image is too large to decode safely ({exc}); shrink or remove it, or pass "
+            "--skip-bad-images") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise BadImageError(
             f"{path}: cannot decode image ({exc.__class__.__name__}: {exc}); "

@@ -63,7 +63,14 @@ def read_class_folders(root: Path, kind: str) -> DataIndex:
         masks: dict[str, list[str]] = {}
         for f in sorted(folder.iterdir()):
             rel = f"{cls}/{f.name}"
-            if f.name.startswith(".") or not f.is_file():
+            if f.name.startswith("."):
+                continue
+            check_file_name(f)
+            if not f.is_file():
+                if f.is_symlink():
+                    ignored.append((rel, "link that leads to no file (broken, or a link loop)"))
+                elif f.is_dir():
+                    ignored.append((rel, "folder (class folders are not searched recursively)"))
                 continue
             if not is_image_name(f):
                 ignored.append((rel, "not an image file"))
@@ -71,6 +78,9 @@ def read_class_folders(root: Path, kind: str) -> DataIndex:
             m = _MASK.match(f.stem)
             if m:
                 masks.setdefault(m.group("stem"), []).append(rel)
+            elif f.stem in images:
+                raise BenchError(f"{folder}: {images[f.stem]!r} and {rel!r} share the name "
+                                 f"{f.stem!r}; rename one (IDs and masks are matched by name)")
             else:
                 images[f.stem] = rel
         for stem, rels in masks.items():
@@ -83,6 +93,16 @@ def read_class_folders(root: Path, kind: str) -> DataIndex:
                                   label=label, masks=tuple(sorted(masks.get(stem, [])))))
     check_unique_ids(samples, root)
     return DataIndex(kind=kind, root=root, samples=samples, ignored=ignored)
+
+
+def check_file_name(path: Path) -> None:
+    """File names must be valid UTF-8: they become IDs in manifests and result files."""
+    try:
+        path.name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BenchError(f"{path.parent}: a file name is not valid UTF-8 "
+                         f"({path.name.encode('utf-8', 'surrogateescape')!r}); rename the "
+                         "file") from None
 
 
 def check_unique_ids(samples: list[Sample], where: Path) -> None:

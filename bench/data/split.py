@@ -277,6 +277,16 @@ def read_manifest(path: Path) -> pd.DataFrame:
     bad = set(df.split) - {"train", "test", "excluded"}
     if bad:
         raise BenchError(f"--split {path}: unknown split value(s) {sorted(bad)}")
+    for col, allowed in (("label", "0 (benign) or 1 (malignant)"), ("fold", "an integer")):
+        values = pd.to_numeric(df[col], errors="coerce")
+        wrong = df[col][values.isna() | (values != values.round())]
+        if col == "label":
+            wrong = df[col][~values.isin([0, 1])]
+        if len(wrong):
+            line = int(wrong.index[0]) + 2
+            raise BenchError(f"--split {path} line {line}: {col} {wrong.iloc[0]!r} is not "
+                             f"{allowed}; rebuild the manifest with python -m bench.split")
+        df[col] = values.astype(int)
     return df[COLUMNS]
 
 
@@ -363,7 +373,10 @@ def match_manifest(manifest: pd.DataFrame, index: DataIndex, where: str) -> pd.D
         s = by_path.get(row.path)
         if s is None:
             raise BenchError(f"{where}: image {row.path!r} is not in the data at {index.root}; "
-                             "is --data the data set this manifest was built from?")
+                             "is --data the data set this manifest was built from? For a subset "
+                             "or another copy of it, build a manifest for it (python -m "
+                             "bench.split --data DIR --out my_split.csv) and pass --split "
+                             "my_split.csv")
         if s.label != int(row.label):
             raise BenchError(f"{where}: label of {row.path!r} is {row.label} in the manifest but "
                              f"{CLASSES[s.label]} in the data; rebuild the split")

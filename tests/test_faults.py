@@ -1,0 +1,240 @@
+"""Bad input and faults: never a silent wrong, stale or lost result, never a traceback (README,
+"When things go wrong"). One test per class of fault, each on small data built here."""
+
+import json
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from bench.atomic import UMASK, exclusive, write_json
+from bench.data.detect import load_index
+from bench.data.images import BadImageError, read_image
+from bench.errors import BenchError
+from bench.report import main as report_main
+from bench.run import main
+from tests.conftest import write_image
+
+SMOKE = ["--profile", "smoke", "--no-progress", "--test-per-class", "20"]
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    try:
+        code = main(list(args))
+    except SystemExit as exc:
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture()
+def finished(small_synthetic, tmp_path, capsys) -> Path:
+    """A finished smoke run in its own --out folder."""
+    out = tmp_path / "runs"
+    code, _, err = run(capsys, "--data", str(small_synthetic), "--out", str(out), *SMOKE)
+    assert code == 0, err
+    (run_dir,) = out.iterdir()
+    return run_dir
+
+
+def rerun(capsys, small_synthetic, run_dir: Path) -> tuple[int, str]:
+    code, out, err = run(capsys, "--data", str(small_synthetic), "--out", str(run_dir.parent),
+                         *SMOKE)
+    assert code == 0, err
+    return code, out
+
+
+# --- silent wrong, stale or lost results ---------------------------------------------------------
+
+def test_corrupted_top_level_weights_are_not_reused(finished, small_synthetic, capsys):
+    good = (finished / "model.safetensors").read_bytes()
+    (finished / "model.safetensors").write_bytes(good[: len(good) // 2])
+    _, out = rerun(capsys, small_synthetic, finished)
+    assert "model.safetensors does not match its recorded checksum" in out
+    assert "reusing the finished run" not in out
+    assert (finished / "model.safetensors").read_bytes() == good  # restored from the final stage
+
+
+def test_truncated_stage_file_is_noticed_and_only_that_stage_retrains(finished, small_synthetic,
+                                                                      capsys):
+    path = finished / "stages" / "fold_0" / "predictions.csv"
+    before = path.read_bytes()
+    path.write_bytes(before[: len(before) // 2])
+    _, out = rerun(capsys, small_synthetic, finished)
+    assert "stage fold_0's files are missing or do not match" in out
+    assert "resumed: reused fold_1, final (checksums verified); trained fold_0" in out
+    assert path.read_bytes() == before  # same seed: the same predictions again
+
+
+def test_two_images_with_one_name_are_an_error_naming_both(synthetic_copy):
+    src = synthetic_copy / "benign" / "syn_benign_0005.png"
+    Image.open(src).save(synthetic_copy / "benign" / "syn_benign_0005.jpg")
+    with pytest.raises(BenchError, match=r"'benign/syn_benign_0005.jpg' and "
+                                         r"'benign/syn_benign_0005.png' share the name|"
+                                         r"'benign/syn_benign_0005.png' and "
+                                         r"'benign/syn_benign_0005.jpg' share the name"):
+        load_index(synthetic_copy)
+
+
+def test_images_replaced_under_the_same_names_get_a_new_run(synthetic_copy, tmp_path, capsys):
+    out = tmp_path / "runs"
+    assert run(capsys, "--data", str(synthetic_copy), "--out", str(out), *SMOKE)[0] == 0
+    victim = synthetic_copy / "benign" / "syn_benign_0001.png"
+    arr = np.asarray(Image.open(victim)).copy()
+    Image.fromarray(255 - arr).save(victim)  # same name, other pixels
+    code, stdout, _ = run(capsys, "--data", str(synthetic_copy), "--out", str(out), *SMOKE)
+    assert code == 0 and "reusing the finished run" not in stdout
+    configs = [json.loads((d / "config.json").read_text()) for d in out.iterdir()]
+    assert len({c["settings"]["data_sha256"] for c in configs}) == 2
+
+
+def test_json_outputs_are_strict(tmp_path):
+    write_json(tmp_path / "x.json", {"a": float("nan"), "b": [float("inf"), 1.5]})
+    assert json.loads((tmp_path / "x.json").read_text()) == {"a": None, "b": [None, 1.5]}
+
+
+def test_report_refuses_runs_with_missing_files_or_a_one_class_test_set(finished, tmp_path,
+                                                                         capsys):
+    for case in ("missing", "one_class"):
+        runs = tmp_path / case
+        copy = runs / finished.name
+        shutil.copytree(finished, copy)
+        if case == "missing":
+            (copy / "metrics.json").unlink()
+            expected = "metrics.json is missing"
+        else:
+            cfg = json.loads((copy / "config.json").read_text())
+            cfg.pop("outputs")  # a foreign run folder that recorded no checksums
+            (copy / "config.json").write_text(json.dumps(cfg))
+            preds = pd.read_csv(copy / "predictions.csv")
+            preds[(preds.split != "test") | (preds.label == 0)].to_csv(copy / "predictions.csv",
+                                                                       index=False)
+            expected = "its test set has only benign images"
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exc:
+            report_main(["--runs", str(runs), "--out", str(tmp_path / "o"), "--n-boot", "50"])
+        err = capsys.readouterr().err
+        assert exc.value.code == 2 and expected in err and "Traceback" not in err
+
+
+# --- one line and exit 2 instead of a traceback ---------------------------------------------------
+
+def test_decompression_bomb_is_a_bad_image_and_skippable(synthetic_copy, tmp_path, capsys,
+                                                         monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 40_000)  # a 320×240 phantom is a "bomb" now
+    with pytest.raises(BadImageError, match="too large to decode safely"):
+        read_image(synthetic_copy / "benign" / "syn_benign_0000.png")
+    big = synthetic_copy / "benign" / "bomb.png"
+    Image.new("L", (500, 500)).save(big)  # 250,000 px: above twice the limit
+    code, _, err = run(capsys, "--data", str(synthetic_copy), "--out", str(tmp_path / "o"), *SMOKE)
+    assert code == 2 and "too large to decode safely" in err and "Traceback" not in err
+
+
+def test_file_name_that_is_not_utf8_is_named_in_one_line(synthetic_copy, tmp_path, capsys):
+    name = os.path.join(os.fsencode(synthetic_copy / "benign"), b"bad\xff.png")
+    shutil.copy(synthetic_copy / "benign" / "syn_benign_0000.png", name)
+    code, _, err = run(capsys, "--data", str(synthetic_copy), "--out", str(tmp_path / "o"), *SMOKE)
+    assert code == 2 and "file name is not valid UTF-8" in err and "rename the file" in err
+
+
+@pytest.mark.parametrize("column, value, message", [
+    ("fold", "two", "fold 'two' is not an integer"),
+    ("label", "malignant", "label 'malignant' is not 0 (benign) or 1 (malignant)"),
+])
+def test_manifest_with_wrong_values_is_refused(column, value, message, finished, small_synthetic,
+                                               tmp_path, capsys):
+    manifest = pd.read_csv(finished / "split.csv").astype({column: object})
+    manifest.loc[3, column] = value
+    manifest.to_csv(tmp_path / "m.csv", index=False)
+    code, _, err = run(capsys, "--data", str(small_synthetic), "--out", str(tmp_path / "o"),
+                       "--split", str(tmp_path / "m.csv"), *SMOKE)
+    assert code == 2 and message in err and "line 5" in err
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_non_finite_learning_rate_is_refused(value, small_synthetic, tmp_path, capsys):
+    code, _, err = run(capsys, "--data", str(small_synthetic), "--out", str(tmp_path), "--lr",
+                       value, *SMOKE)
+    assert code == 2 and "must be a finite number >= 0" in err
+
+
+def test_weights_that_turn_non_finite_on_the_last_step_mark_the_stage_failed(
+        small_synthetic, tmp_path, capsys, monkeypatch):
+    import bench.protocol as protocol
+    real = protocol.train_model
+
+    def overflowing(model, *args, **kwargs):  # what an overflowing last update leaves behind
+        history = real(model, *args, **kwargs)
+        with torch.no_grad():
+            next(model.parameters()).fill_(float("inf"))
+        return history
+
+    monkeypatch.setattr(protocol, "train_model", overflowing)
+    code, out, _ = run(capsys, "--data", str(small_synthetic), "--out", str(tmp_path), *SMOKE,
+                       "--folds", "0")
+    assert code == 1 and "FAILED" in out and "weights became non-finite" in out
+    (run_dir,) = tmp_path.iterdir()
+    assert json.loads((run_dir / "stages" / "final" / "failed.json").read_text())["stage"] == "final"
+
+
+def test_out_path_longer_than_the_file_system_allows(small_synthetic, tmp_path, capsys):
+    code, _, err = run(capsys, "--data", str(small_synthetic), "--out", str(tmp_path / ("x" * 300)),
+                       *SMOKE)
+    assert code == 2 and "cannot write there (File name too long)" in err
+
+
+@pytest.mark.parametrize("model", ["fus2net", "resnet50"])
+def test_weights_file_with_wrong_keys_is_refused(model, small_synthetic, tmp_path, capsys):
+    path = tmp_path / "wrong.safetensors"
+    save_file({"not.a.layer": torch.zeros(3)}, str(path))
+    code, _, err = run(capsys, "--model", model, "--data", str(small_synthetic), "--out",
+                       str(tmp_path / "o"), "--pretrained", str(path), *SMOKE)
+    assert code == 2 and "the weights do not fit" in err and "Traceback" not in err
+
+
+# --- smaller ones ------------------------------------------------------------------------------
+
+def test_outputs_get_the_permissions_of_plain_new_files(finished):
+    expected = 0o666 & ~UMASK
+    for name in ("config.json", "predictions.csv", "model.safetensors"):
+        assert (finished / name).stat().st_mode & 0o777 == expected, name
+
+
+def test_links_that_lead_nowhere_are_listed_as_ignored(synthetic_copy):
+    loop = synthetic_copy / "benign" / "loop.png"
+    os.symlink(loop, loop)
+    index = load_index(synthetic_copy)
+    assert ("benign/loop.png", "link that leads to no file (broken, or a link loop)") in index.ignored
+
+
+def test_a_second_process_on_the_same_run_waits_for_the_first(tmp_path, capsys):
+    order = []
+
+    def second():
+        with exclusive(tmp_path / ".lock", "waiting for the first"):
+            order.append("second")
+
+    with exclusive(tmp_path / ".lock", "unused"):
+        t = threading.Thread(target=second)
+        t.start()
+        time.sleep(0.3)
+        order.append("first done")
+    t.join(5)
+    assert order == ["first done", "second"]
+    assert "waiting for the first" in capsys.readouterr().out
+
+
+def test_a_subset_of_busi_is_told_how_to_build_its_own_split(busi_tree, tmp_path, capsys):
+    for i in range(1, 4):
+        write_image(busi_tree / "benign" / f"benign ({i}).png", seed=i)
+    code, _, err = run(capsys, "--data", str(busi_tree), "--out", str(tmp_path / "o"), *SMOKE)
+    assert code == 2 and "python -m bench.split --data DIR --out my_split.csv" in err
