@@ -74,13 +74,6 @@ def device_info(device: str) -> dict[str, str | int]:
     return info
 
 
-def gpu_peak_gib(device: str) -> float | None:
-    """Peak memory PyTorch allocated on the GPU since the last reset, in GiB (None off CUDA)."""
-    if torch.device(device).type != "cuda":
-        return None
-    return round(torch.cuda.max_memory_allocated(torch.device(device)) / 2**30, 2)
-
-
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

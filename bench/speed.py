@@ -38,9 +38,9 @@ from bench.atomic import write_csv, write_text
 from bench.data.augment import AugmentConfig
 from bench.data.detect import load_index
 from bench.data.loader import build_cache
+from bench.device import gpu_peak_gib, resolve_device, synchronize
 from bench.errors import BenchError, cli_main
-from bench.records import device_info, gpu_peak_gib, package_versions
-from bench.run import resolve_device
+from bench.records import device_info, package_versions
 from bench.stacked import Member, train_stacked
 from bench.tablefmt import to_markdown
 from bench.train import TrainSettings, make_optimizer, train_model
@@ -111,8 +111,7 @@ def time_naive(model_name: str, paths, labels, size: int, device: str, steps: in
     while done < warmup + steps:
         for x, y in loader:
             if done == warmup:
-                if device == "cuda":
-                    torch.cuda.synchronize()
+                synchronize(device)
                 t0 = time.perf_counter()
             loss = F.cross_entropy(model(x.to(device)), y.to(device))
             opt.zero_grad()
@@ -121,8 +120,7 @@ def time_naive(model_name: str, paths, labels, size: int, device: str, steps: in
             done += 1
             if done >= warmup + steps:
                 break
-    if device == "cuda":
-        torch.cuda.synchronize()
+    synchronize(device)
     return steps * 16 / (time.perf_counter() - t0)
 
 
@@ -132,12 +130,10 @@ def _throughput(device: str, prepare, steps: int, warmup: int, images_per_step: 
 
     def seconds(n_steps: int) -> float:
         job = prepare(n_steps)
-        if device == "cuda":
-            torch.cuda.synchronize()
+        synchronize(device)
         t0 = time.perf_counter()
         job()
-        if device == "cuda":
-            torch.cuda.synchronize()
+        synchronize(device)
         return time.perf_counter() - t0
 
     t_warm = seconds(warmup)

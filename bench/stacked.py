@@ -24,19 +24,25 @@ not bit for bit (tested in ``tests/test_stacked.py``).
 from __future__ import annotations
 
 import copy
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, vmap
 from tqdm.auto import tqdm
 
-from bench.data.augment import sample_params
 from bench.data.loader import ImageCache
-from bench.train import KERAS_LR, TrainingDiverged, TrainSettings, _autocast, training_batch
+from bench.device import autocast
+from bench.train import (
+    KERAS,
+    BatchSchedule,
+    TrainingDiverged,
+    TrainOutcome,
+    TrainSettings,
+    recipe_loss,
+    training_batch,
+)
 from models.config import ModelConfig
 
 
@@ -48,12 +54,6 @@ class Member:
     indices: np.ndarray
     flips: np.ndarray
     seed: int
-
-
-@dataclass
-class MemberResult:
-    history: list[float] = field(default_factory=list)
-    diverged: TrainingDiverged | None = None
 
 
 class _WithRegularizer(nn.Module):
@@ -77,11 +77,9 @@ class StackedOptimizer:
     """
 
     def __init__(self, params: list[torch.Tensor], name: str, lr: float | None, members: int) -> None:
-        if name not in KERAS_LR:
-            raise ValueError(f"unknown optimizer {name!r}")
         self.params, self.name = params, name
-        self.lr = KERAS_LR[name] if lr is None else lr
-        self.betas, self.alpha, self.eps = (0.9, 0.999), 0.9, 1e-7
+        self.lr = KERAS.learning_rate(name, lr)
+        self.betas, self.alpha, self.eps = KERAS.betas, KERAS.rho, KERAS.eps
         device = params[0].device if params else torch.device("cpu")
         self.steps = torch.zeros(members, dtype=torch.float64, device=device)
         n_state = {"adam": 2, "rmsprop": 1, "sgd": 0}[name]
@@ -170,7 +168,7 @@ def unstack_into(models: list[nn.Module], params: dict[str, torch.Tensor],
 
 def train_stacked(members: list[Member], cfg: ModelConfig, cache: ImageCache,
                   settings: TrainSettings, desc: str = "stacked", progress: bool = True
-                  ) -> list[MemberResult]:
+                  ) -> list[TrainOutcome]:
     """Train ``members`` concurrently (see the module docstring); one result per member.
 
     The members' models are only read at the start and written at the end (on their own devices):
@@ -186,9 +184,9 @@ def train_stacked(members: list[Member], cfg: ModelConfig, cache: ImageCache,
     opt = StackedOptimizer(trainable, settings.optimizer, settings.lr, k)
 
     def member_loss(p: dict, b: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        with _autocast(device):
+        with autocast(device):
             logits, reg = functional_call(structure, (p, b), (x,))
-        return F.cross_entropy(logits.float(), y) + reg.float()
+        return recipe_loss(logits, y, reg)
 
     stacked_loss = vmap(member_loss, randomness="different")
     position_cache: dict[tuple[int, ...], torch.Tensor] = {}
@@ -200,34 +198,34 @@ def train_stacked(members: list[Member], cfg: ModelConfig, cache: ImageCache,
             position_cache[key] = torch.tensor(who, device=device)
         return position_cache[key]
 
-    gens = [torch.Generator().manual_seed(m.seed) for m in members]
-    idx_all = [torch.as_tensor(m.indices, dtype=torch.long) for m in members]
-    flips_all = [torch.as_tensor(m.flips, dtype=torch.long) for m in members]
-    n = [len(i) for i in idx_all]
-    steps = [math.ceil(c / bs) for c in n]
-    results = [MemberResult() for _ in members]
+    schedules = [BatchSchedule(m.indices, m.flips, m.seed, bs, aug) for m in members]
+    n = [s.n for s in schedules]
+    steps = [s.steps for s in schedules]
+    results = [TrainOutcome() for _ in members]
     alive = [True] * k
     bar = tqdm(range(settings.epochs), desc=desc, unit="epoch", leave=False, disable=not progress)
     for epoch in bar:
-        perms = [torch.randperm(c, generator=g) if ok else None
-                 for c, g, ok in zip(n, gens, alive, strict=True)]
+        for schedule, ok in zip(schedules, alive, strict=True):
+            if ok:
+                schedule.start_epoch()
         loss_sum = torch.zeros(k, device=device)
         bad_step = torch.full((k,), -1, dtype=torch.long, device=device)
         for step in range(max((s for s, ok in zip(steps, alive, strict=True) if ok), default=0)):
             active = [alive[j] and step < steps[j] for j in range(k)]
-            groups: dict[int, list[tuple[int, torch.Tensor, dict | None]]] = {}
+            groups: dict[int, list[tuple[int, torch.Tensor, torch.Tensor, dict | None]]] = {}
             for j in (j for j in range(k) if active[j]):
-                sel = perms[j][step * bs:(step + 1) * bs]
-                p_aug = sample_params(len(sel), aug, gens[j]) if aug is not None else None
-                groups.setdefault(len(sel), []).append((j, sel, p_aug))
+                src, codes, p_aug = schedules[j].batch(step)
+                groups.setdefault(len(src), []).append((j, src, codes, p_aug))
             opt.zero_grad()
             for size, group in groups.items():
-                who = [j for j, _, _ in group]
-                src = torch.cat([idx_all[j][sel] for j, sel, _ in group])
-                codes = torch.cat([flips_all[j][sel] for j, sel, _ in group])
-                p_aug = None if aug is None else {key: torch.cat([pa[key] for _, _, pa in group])
-                                                  for key in group[0][2]}
+                who = [j for j, _, _, _ in group]
+                src = torch.cat([s for _, s, _, _ in group])
+                codes = torch.cat([c for _, _, c, _ in group])
+                p_aug = None if aug is None else {key: torch.cat([pa[key] for _, _, _, pa in group])
+                                                  for key in group[0][3]}
                 x, y = training_batch(cache, src, codes, p_aug, cfg, device, dtype)
+                if settings.channels_last:  # kept through the view: each member's slice is NHWC
+                    x = x.contiguous(memory_format=torch.channels_last)
                 x, y = x.view(len(who), size, *x.shape[1:]), y.view(len(who), size)
                 at = positions(who)
                 if len(who) == k:

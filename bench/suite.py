@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from bench import report, run
+from bench.device import resolve_device
 from bench.errors import BenchError, cli_main
 from bench.experiments import COMPARISON_MODELS, CPU_HEAVY, default_models, experiment_commands
 from bench.profiles import resolve_profile
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=None,
                    help="results folder (default: results/<data>-<profile>/, runs in its runs/)")
     args, passthrough = p.parse_known_args(argv)
-    device = run.resolve_device(args.device)
+    device = resolve_device(args.device)
     prof = resolve_profile(args.profile, device)
     profile = prof.name
     seeds = parse_seeds(args.seeds) if args.seeds is not None else list(prof.seeds)
@@ -96,22 +97,27 @@ def main(argv: list[str] | None = None) -> int:
     planned += [(m, []) for m in models if m != "fus2net"]
     planned += [("fus2net", cv + v) for v in variants[1:]]
     jobs = [(m, [*extra, "--seed", str(seed)]) for seed in seeds for m, extra in planned]
+    run.options_from_argv(common)  # a bad pass-through option stops the suite before any run
     timings, failures = [], []
     t_all = time.perf_counter()
     for model, extra in jobs:
         label = " ".join([model, *extra])
         print(f"\n=== {label} ({profile}) ===", flush=True)
         t0 = time.perf_counter()
+        options = run.options_from_argv(["--model", model, *common, *extra])
         try:
-            code = run.main(["--model", model, *common, *extra])
-        except SystemExit as exc:  # a BenchError inside run.main: already printed
-            code = exc.code if isinstance(exc.code, int) else 1
-        timings.append((label, time.perf_counter() - t0, code))
-        if code:
+            result = run.run(options)
+            run.print_summary(model, result.metrics, result.run_dir, result.seconds, result.note)
+            status = "ok" if result.ok else "FAILED"
+        except BenchError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            status = "FAILED"
+        timings.append((label, time.perf_counter() - t0, status))
+        if status != "ok":
             failures.append(label)
     print(f"\n{'run':<48} {'seconds':>9}  status")
-    for label, seconds, code in timings:
-        print(f"{label:<48} {seconds:>9.1f}  {'ok' if code == 0 else 'FAILED'}")
+    for label, seconds, status in timings:
+        print(f"{label:<48} {seconds:>9.1f}  {status}")
     print(f"{'total':<48} {time.perf_counter() - t_all:>9.1f}")
     try:
         report.main(["--runs", str(runs_dir), "--out", str(out), "--profile", profile])

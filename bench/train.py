@@ -27,9 +27,28 @@ from bench.data.augment import (
     standardize,
 )
 from bench.data.loader import ImageCache
+from bench.device import autocast
 from models.config import ModelConfig
 
-KERAS_LR = {"adam": 1e-3, "rmsprop": 1e-3, "sgd": 1e-2}
+
+@dataclass(frozen=True)
+class KerasDefaults:
+    """The optimisers' Keras default hyper-parameters (SPEC §1: "Adam with default parameters";
+    Keras' epsilon is 1e-7, not PyTorch's 1e-8). Both engines read them from here."""
+
+    lr: tuple[tuple[str, float], ...] = (("adam", 1e-3), ("rmsprop", 1e-3), ("sgd", 1e-2))
+    betas: tuple[float, float] = (0.9, 0.999)
+    rho: float = 0.9  # RMSprop's decay (PyTorch's ``alpha``)
+    eps: float = 1e-7
+
+    def learning_rate(self, optimizer: str, lr: float | None) -> float:
+        rates = dict(self.lr)
+        if optimizer not in rates:
+            raise ValueError(f"unknown optimizer {optimizer!r}")
+        return rates[optimizer] if lr is None else lr
+
+
+KERAS = KerasDefaults()
 
 
 class TrainingDiverged(RuntimeError):
@@ -38,6 +57,46 @@ class TrainingDiverged(RuntimeError):
     def __init__(self, epoch: int, step: int, loss: float) -> None:
         super().__init__(f"loss became {loss} at epoch {epoch}, step {step}")
         self.epoch, self.step, self.loss = epoch, step, loss
+
+
+@dataclass
+class TrainOutcome:
+    """What either engine returns for one model: epoch mean losses, or where it diverged."""
+
+    history: list[float] = field(default_factory=list)
+    diverged: TrainingDiverged | None = None
+
+
+class BatchSchedule:
+    """The recipe's data order for one model, which both engines follow (so a stacked member sees
+    exactly the batches of a reference run with the same seed): each epoch a permutation of the
+    training positions from the model's own generator, batches of ``batch_size`` in that order,
+    and per batch the augmentation draws from the same generator."""
+
+    def __init__(self, indices: np.ndarray, flips: np.ndarray, seed: int, batch_size: int,
+                 augment: AugmentConfig | None) -> None:
+        self.gen = torch.Generator().manual_seed(seed)
+        self.indices = torch.as_tensor(indices, dtype=torch.long)
+        self.flips = torch.as_tensor(flips, dtype=torch.long)
+        self.n, self.batch_size, self.augment = len(self.indices), batch_size, augment
+        self.steps = math.ceil(self.n / batch_size)
+        self.perm = torch.arange(self.n)
+
+    def start_epoch(self) -> None:
+        self.perm = torch.randperm(self.n, generator=self.gen)
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, dict | None]:
+        """Cache positions, flip codes and augmentation parameters of batch ``step``."""
+        sel = self.perm[step * self.batch_size:(step + 1) * self.batch_size]
+        params = (sample_params(len(sel), self.augment, self.gen)
+                  if self.augment is not None else None)
+        return self.indices[sel], self.flips[sel], params
+
+
+def recipe_loss(logits: torch.Tensor, y: torch.Tensor, reg: torch.Tensor | None) -> torch.Tensor:
+    """Cross-entropy in float32 plus the model's explicit regulariser (Fus2Net: Keras l2 on FC1)."""
+    loss = F.cross_entropy(logits.float(), y)
+    return loss if reg is None else loss + reg.float()
 
 
 @dataclass
@@ -53,11 +112,12 @@ class TrainSettings:
 
 def make_optimizer(name: str, params, lr: float | None, fused: bool = False) -> torch.optim.Optimizer:
     """Adam / RMSprop / SGD with Keras default hyper-parameters (fused Adam on CUDA)."""
-    lr = KERAS_LR[name] if lr is None else lr
+    lr = KERAS.learning_rate(name, lr)
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, betas=(0.9, 0.999), eps=1e-7, fused=fused or None)
+        return torch.optim.Adam(params, lr=lr, betas=KERAS.betas, eps=KERAS.eps,
+                                fused=fused or None)
     if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, alpha=0.9, eps=1e-7)
+        return torch.optim.RMSprop(params, lr=lr, alpha=KERAS.rho, eps=KERAS.eps)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr)
     raise ValueError(f"unknown optimizer {name!r}")
@@ -75,12 +135,6 @@ def _prepare(model: nn.Module, device: torch.device, channels_last: bool) -> nn.
     return model.to(memory_format=torch.channels_last) if channels_last else model
 
 
-def _autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return torch.autocast("cpu", enabled=False)
-
-
 def training_batch(cache: ImageCache, src: torch.Tensor, flips: torch.Tensor,
                    aug_params: dict[str, torch.Tensor] | None, cfg: ModelConfig,
                    device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -95,46 +149,40 @@ def training_batch(cache: ImageCache, src: torch.Tensor, flips: torch.Tensor,
 
 def train_model(model: nn.Module, cfg: ModelConfig, cache: ImageCache, indices: np.ndarray,
                 flips: np.ndarray, settings: TrainSettings, seed: int, desc: str = "train",
-                progress: bool = True) -> list[float]:
-    """Train ``model`` in place on ``cache[indices]`` (with flip codes); returns epoch mean losses."""
+                progress: bool = True) -> TrainOutcome:
+    """Train ``model`` in place on ``cache[indices]`` (with flip codes), one batch at a time: the
+    reference engine. A loss that becomes NaN/inf stops training (``outcome.diverged``)."""
     device = torch.device(settings.device)
     model = _prepare(model, device, settings.channels_last)
     opt = make_optimizer(settings.optimizer, [p for p in model.parameters() if p.requires_grad],
                          settings.lr, fused=device.type == "cuda")
-    gen = torch.Generator().manual_seed(seed)
-    idx_all = torch.as_tensor(indices, dtype=torch.long)
-    flips_all = torch.as_tensor(flips, dtype=torch.long)
+    schedule = BatchSchedule(indices, flips, seed, settings.batch_size, settings.augment)
     reg = getattr(model, "regularization_loss", None)
     dtype = next(model.parameters()).dtype  # float32 normally; float64 in exactness tests
-    history: list[float] = []
-    n = len(idx_all)
-    steps = math.ceil(n / settings.batch_size)
+    outcome = TrainOutcome()
     bar = tqdm(range(settings.epochs), desc=desc, unit="epoch", leave=False, disable=not progress)
     for epoch in bar:
         model.train()
-        perm = torch.randperm(n, generator=gen)
+        schedule.start_epoch()
         total = 0.0
-        for step in range(steps):
-            sel = perm[step * settings.batch_size:(step + 1) * settings.batch_size]
-            params = (sample_params(len(sel), settings.augment, gen)
-                      if settings.augment is not None else None)
-            x, y = training_batch(cache, idx_all[sel], flips_all[sel], params, cfg, device, dtype)
+        for step in range(schedule.steps):
+            src, codes, params = schedule.batch(step)
+            x, y = training_batch(cache, src, codes, params, cfg, device, dtype)
             if settings.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with _autocast(device):
+            with autocast(device):
                 logits = model(x)
-            loss = F.cross_entropy(logits.float(), y)
-            if reg is not None:
-                loss = loss + reg()
+            loss = recipe_loss(logits, y, reg() if reg is not None else None)
             if not torch.isfinite(loss):
-                raise TrainingDiverged(epoch + 1, step + 1, float(loss.detach()))
+                outcome.diverged = TrainingDiverged(epoch + 1, step + 1, float(loss.detach()))
+                return outcome
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            total += float(loss.detach()) * len(sel)
-        history.append(total / n)
-        bar.set_postfix(loss=f"{history[-1]:.4f}")
-    return history
+            total += float(loss.detach()) * len(src)
+        outcome.history.append(total / schedule.n)
+        bar.set_postfix(loss=f"{outcome.history[-1]:.4f}")
+    return outcome
 
 
 @torch.no_grad()
@@ -151,7 +199,7 @@ def predict(model: nn.Module, cfg: ModelConfig, cache: ImageCache, indices: np.n
         x = normalize(cache.images[src.to(cache.images.device)].to(dev).to(dtype), cfg)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with _autocast(dev):
+        with autocast(dev):
             logits = model(x).float()
         out.append(torch.softmax(logits, dim=1)[:, 1].cpu())
     return torch.cat(out).numpy().astype(np.float64) if out else np.zeros(0)

@@ -9,7 +9,6 @@ import time
 
 import numpy as np
 import pandas as pd
-import pytest
 import torch
 
 import bench.protocol as protocol
@@ -17,7 +16,7 @@ from bench.data.detect import load_index
 from bench.data.loader import build_cache
 from bench.data.split import SplitConfig, make_split
 from bench.run import main
-from bench.train import TrainingDiverged, TrainSettings, train_model
+from bench.train import TrainingDiverged, TrainOutcome, TrainSettings, train_model
 from models import create_model, get_model_config
 from tests.conftest import write_image
 from tests.test_run import run_inprocess
@@ -75,16 +74,17 @@ def test_leaky_manifest_given_with_split_is_refused(small_synthetic, tmp_path, c
     assert code == 2 and "leakage" in err
 
 
-def test_nan_loss_raises_training_diverged_with_epoch_and_step(small_synthetic):
+def test_nan_loss_stops_training_and_says_where(small_synthetic):
     index = load_index(small_synthetic)
     rows = pd.DataFrame({"path": [s.path for s in index.samples[:8]],
                          "label": [s.label for s in index.samples[:8]]})
     cache, _ = build_cache(index.root, rows, 48, 3)
     model = create_model("fus2net", l2=float("nan"))
-    with pytest.raises(TrainingDiverged) as info:
-        train_model(model, get_model_config("fus2net"), cache, np.arange(8), np.zeros(8, int),
-                    TrainSettings(epochs=1, batch_size=4), seed=0, progress=False)
-    assert (info.value.epoch, info.value.step) == (1, 1)
+    outcome = train_model(model, get_model_config("fus2net"), cache, np.arange(8),
+                          np.zeros(8, int), TrainSettings(epochs=1, batch_size=4), seed=0,
+                          progress=False)
+    assert isinstance(outcome.diverged, TrainingDiverged) and outcome.history == []
+    assert (outcome.diverged.epoch, outcome.diverged.step) == (1, 1)
 
 
 def test_diverged_fold_is_marked_failed_and_other_stages_go_on(small_synthetic, tmp_path,
@@ -93,7 +93,7 @@ def test_diverged_fold_is_marked_failed_and_other_stages_go_on(small_synthetic, 
 
     def flaky(model, cfg, cache, idx, flips, settings, seed, desc, progress):
         if desc.endswith("fold_1"):
-            raise TrainingDiverged(1, 3, float("nan"))
+            return TrainOutcome(diverged=TrainingDiverged(1, 3, float("nan")))
         return real(model, cfg, cache, idx, flips, settings, seed=seed, desc=desc, progress=progress)
 
     monkeypatch.setattr(protocol, "train_model", flaky)

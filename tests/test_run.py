@@ -90,7 +90,7 @@ def test_bad_input_from_the_shell_exits_2_without_traceback(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--model", "fus2nett"], "did you mean fus2net"),
     (["--device", "cuda"], "no CUDA GPU"),
-    (["--epochs", "0"], "--epochs must be > 0"),
+    (["--epochs", "0"], "--epochs must be an integer > 0"),
     (["--optimizer", "adagrad"], "invalid choice: 'adagrad'"),
     (["--folds", "1"], "--folds 1 is not cross-validation"),
     (["--model", "resnet50", "--l2", "0.1"], "--l2 applies to fus2net"),

@@ -71,7 +71,7 @@ def test_stacked_training_equals_sequential_training_of_each_member():
     results = train_stacked(members, cfg, cache, settings, progress=False)
     for m, ref, res in zip(members, refs, results, strict=True):
         history = train_model(ref, cfg, cache, m.indices, m.flips, settings, seed=m.seed,
-                              progress=False)
+                              progress=False).history
         assert res.diverged is None
         np.testing.assert_allclose(res.history, history, rtol=1e-6)
         got, want = m.model.state_dict(), ref.state_dict()
@@ -91,7 +91,7 @@ def test_a_diverging_member_fails_alone_and_the_others_train_normally():
     assert results[1].diverged is not None and results[1].diverged.epoch == 1
     assert results[1].diverged.step == 1
     history = train_model(ref, cfg, cache, members[0].indices, members[0].flips, settings,
-                          seed=members[0].seed, progress=False)
+                          seed=members[0].seed, progress=False).history
     np.testing.assert_allclose(results[0].history, history, rtol=2e-3)
 
 
@@ -132,13 +132,14 @@ def test_bf16_autocast_the_cuda_setting_works_through_vmap_like_the_reference_en
     settings = TrainSettings(epochs=1, augment=AugmentConfig(), channels_last=False)
 
     def run(engine_autocast):
-        monkeypatch.setattr(bench.train, "_autocast", engine_autocast)
-        monkeypatch.setattr(bench.stacked, "_autocast", engine_autocast)
+        monkeypatch.setattr(bench.train, "autocast", engine_autocast)
+        monkeypatch.setattr(bench.stacked, "autocast", engine_autocast)
         members = _members(cache, [20, 30])
         refs = [copy.deepcopy(m.model) for m in members]
         stacked = [r.history[0] for r in train_stacked(members, cfg, cache, settings, progress=False)]
         reference = [train_model(ref, cfg, cache, m.indices, m.flips, settings, seed=m.seed,
-                                 progress=False)[0] for m, ref in zip(members, refs, strict=True)]
+                                 progress=False).history[0]
+                     for m, ref in zip(members, refs, strict=True)]
         assert all(p.dtype == torch.float32 for m in members for p in m.model.parameters())
         return np.array(stacked), np.array(reference)
 

@@ -1,0 +1,109 @@
+"""A run's settings as typed values (SPEC §3 protocol, §1 recipe).
+
+* :class:`RunOptions`: what a user asks for (``python -m bench.run`` flags, or a suite/cluster job);
+  unresolved (``None`` = the profile's or the model recipe's default).
+* :class:`RunSpec`: everything that defines the result, resolved; its hash names the run folder,
+  so two runs with one hash are interchangeable.
+* :class:`Execution`: how the run is carried out (device, engine width, progress bars), which does
+  not change what the result means and is not hashed, except the engine choice (the stacked engine
+  draws dropout masks from another stream: its numbers are equally valid but not identical).
+
+``config.json`` stores ``settings`` = the spec's fields plus the execution's, flat.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bench.records import config_hash
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """One ``bench.run`` request, as on the command line."""
+
+    model: str = "fus2net"
+    data: Path | None = None
+    dataset: str = "auto"
+    split: Path | None = None
+    profile: str = "auto"
+    folds: int | None = None
+    epochs: int | None = None
+    img_size: int | None = None
+    batch_size: int | None = None
+    optimizer: str | None = None
+    lr: float | None = None
+    channels: int = 3
+    augment: bool = True
+    l2: float | None = None
+    dropout: float | None = None
+    pretrained: str = "auto"
+    seed: int = 0
+    device: str = "auto"
+    out: Path = PROJECT_ROOT / "results" / "runs"
+    test_per_class: int = 50
+    skip_bad_images: bool = False
+    concurrent_folds: str = "auto"
+    save_fold_weights: bool = False
+    progress: bool = True
+    command: str = ""  # as typed, for the record (paths made portable)
+
+    def overrides(self) -> dict:
+        """The profile and recipe settings this request overrides (recorded and printed)."""
+        return {k: v for k, v in asdict(self).items() if k in (
+            "folds", "epochs", "img_size", "batch_size", "optimizer", "lr", "l2", "dropout")
+            and v is not None}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """The settings that define a run's result (hashed)."""
+
+    model: str
+    model_kwargs: dict
+    weights: str  # provenance of the initial weights (random, imagenet:...)
+    img_size: int
+    batch_size: int
+    epochs: int
+    folds: int
+    train_limit: int | None
+    val_limit: int | None
+    optimizer: str
+    lr: float | None
+    augment: bool
+    channels: int
+    seed: int
+    data_kind: str
+    manifest_sha256: str
+    skip_bad_images: bool
+    code_version: str
+    data_sha256: str
+    stacked: bool = False
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        del out["stacked"]
+        if self.stacked:  # only stacked runs carry the key, so reference runs keep their hashes
+            out["engine"] = "stacked"
+        return out
+
+    def hash(self) -> str:
+        return config_hash(self.to_dict())
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How a run is carried out; not part of its hash."""
+
+    device: str = "cpu"
+    channels_last: bool = False
+    save_fold_weights: bool = False
+    concurrent: int = 1  # stages trained at once (> 1: the stacked engine)
+    progress: bool = field(default=True, compare=False)
+
+    def to_dict(self) -> dict:
+        return {"device": self.device, "channels_last": self.channels_last,
+                "save_fold_weights": self.save_fold_weights, "concurrent": self.concurrent}
