@@ -7,12 +7,14 @@ from collections.abc import Callable
 from functools import wraps
 from typing import TypeVar
 
+from models.errors import UserError
+
 EXIT_USAGE = 2
 
 F = TypeVar("F", bound=Callable[..., int | None])
 
 
-class BenchError(Exception):
+class BenchError(UserError):
     """A problem with the user's input or environment, reported as one line without traceback."""
 
 
@@ -23,7 +25,7 @@ def cli_main(func: F) -> F:
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
-        except BenchError as exc:
+        except UserError as exc:  # BenchError, or the model package's own
             print(f"error: {exc}", file=sys.stderr)
             raise SystemExit(EXIT_USAGE) from None
         except KeyboardInterrupt:

@@ -1,4 +1,4 @@
-"""The paper's experiments as run configurations (issue 4), shared by ``run_all.sh`` and the report.
+"""The paper's experiments (Table 1, Fig. 1, Table 2; SPEC §1) as run configurations, shared by ``run_all.sh`` and the report.
 
 A run belongs to an experiment by its settings, not by a tag: the report derives each Fus2Net run's
 *variant* (channels, optimizer, augmentation, L2, dropout) from its ``config.json``.
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from models.fus2net import DROPOUT, FC_L2
+
 # Table 3 / Fig. 2: Fus2Net, the paper's four comparison methods (InceptionV3 transfer learning in
 # both forms), then modern baselines; cheapest first so a CPU run yields results early.
 COMPARISON_MODELS = ["fus2net", "zeimarani_cnn", "efficientnet_lite0", "googlenet_fujioka",
@@ -15,7 +17,7 @@ COMPARISON_MODELS = ["fus2net", "zeimarani_cnn", "efficientnet_lite0", "googlene
                      "convnext_tiny", "wang_multiview_inception_v3", "byra_vgg19_ml"]
 
 # Left out of the *CPU* default (``--models all`` includes them): no reduced profile makes them fit
-# the suite's 15-minute CPU budget. Measured on the 2-core development machine (issue 5).
+# the suite's 15-minute CPU budget. Measured on the 2-core development machine.
 CPU_HEAVY = {"byra_vgg19_ml": "about 7 s per training step of 16 images on 2 CPU cores at 64 and "
                               "80 px alike; 139.6 M parameters, 119.6 M of them in its 4096-wide "
                               "FC layers"}
@@ -33,8 +35,8 @@ class Variant:
     channels: int = 3
     optimizer: str = "adam"
     augment: bool = True
-    l2: float = 0.05
-    dropout: float = 0.5
+    l2: float = FC_L2
+    dropout: float = DROPOUT
 
     def key(self) -> tuple:
         return (self.channels, self.optimizer, self.augment, self.l2, self.dropout)
@@ -68,8 +70,8 @@ def fus2net_variant_key(settings: dict) -> tuple:
     """The variant key of a Fus2Net run from its recorded settings."""
     kw = settings.get("model_kwargs", {})
     return (settings.get("channels", 3), settings.get("optimizer", "adam"),
-            bool(settings.get("augment", True)), float(kw.get("l2", 0.05)),
-            float(kw.get("dropout", 0.5)))
+            bool(settings.get("augment", True)), float(kw.get("l2", FC_L2)),
+            float(kw.get("dropout", DROPOUT)))
 
 
 def experiment_commands() -> list[tuple[str, ...]]:

@@ -1,4 +1,4 @@
-"""Run profiles: the paper's protocol and reduced settings for CPUs and tests (issue 2).
+"""Run profiles: the paper's protocol and reduced settings for CPUs and tests (SPEC §1, §3).
 
 Explicit command-line flags override any profile field; both are recorded in ``config.json``.
 """

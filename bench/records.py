@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from models.pretrained import file_sha256  # noqa: F401  (one implementation)
+
 PACKAGES = ("torch", "torchvision", "timm", "numpy", "pillow", "scipy", "scikit-learn", "pandas",
             "safetensors")
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -72,14 +74,6 @@ def device_info(device: str) -> dict[str, str | int]:
         info["gpu"] = torch.cuda.get_device_name(dev)
         info["cuda"] = str(torch.version.cuda)
     return info
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def config_hash(obj: dict) -> str:

@@ -1,4 +1,4 @@
-"""``python -m bench.speed``: training throughput of the common naive pipeline and of ours (issue 5).
+"""``python -m bench.speed``: training throughput of the common naive pipeline and of ours.
 
 In one run on one device, for each model, side by side:
 

@@ -1,4 +1,4 @@
-"""Train several members of one architecture at once: the CV folds and the final fit (issue 5).
+"""Train several members of one architecture at once: the CV folds and the final fit (SPEC §3 stages).
 
 The reference engine (:func:`bench.train.train_model`) trains one model at batch 16, which leaves a
 large GPU mostly idle. Here K members (same architecture, different training sets, seeds and

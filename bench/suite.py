@@ -1,5 +1,5 @@
 """``python -m bench.suite`` (what ``./run_all.sh`` runs): every default model and the paper's
-experiments on one data set and profile, then the report (issues 3 and 4).
+experiments on one data set and profile, then the report.
 
 Finished runs with the same configuration are reused, so rerunning only trains what is missing. A
 model that fails is reported and the others go on. Prints the wall time of every run.
@@ -18,6 +18,7 @@ from bench.errors import BenchError, cli_main
 from bench.experiments import COMPARISON_MODELS, CPU_HEAVY, default_models, experiment_commands
 from bench.profiles import resolve_profile
 from models import create_model, get_model_config
+from models.errors import UserError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             result = run.run(options)
             run.print_summary(model, result.metrics, result.run_dir, result.seconds, result.note)
             status = "ok" if result.ok else "FAILED"
-        except BenchError as exc:
+        except UserError as exc:  # bad input for this run: said, and the others go on
             print(f"error: {exc}", file=sys.stderr)
             status = "FAILED"
         timings.append((label, time.perf_counter() - t0, status))

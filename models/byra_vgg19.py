@@ -1,4 +1,4 @@
-"""Byra et al. 2019: ImageNet VGG19 fine-tuned behind a learnable "matching layer" (issue 3).
+"""Byra et al. 2019: ImageNet VGG19 fine-tuned behind a learnable "matching layer" (SPEC §1 comparison methods).
 
 Byra M. et al., "Breast mass classification in sonography with transfer learning using a deep
 convolutional neural network and color conversion", Med Phys 46(2):746–55 (2019).
@@ -13,11 +13,12 @@ normalisation; the original's own optimiser schedule is not reproduced.
 
 from __future__ import annotations
 
+import timm
 import torch
 from torch import nn
 
 from models.config import ModelConfig, Recipe
-from models.pretrained import create_timm
+from models.pretrained import create_pretrained, timm_source
 from models.registry import register_model
 
 
@@ -46,11 +47,13 @@ class MatchedVGG19(nn.Module):
 
 @register_model(ModelConfig(
     name="byra_vgg19_ml", family="VGG19 + matching layer", input_size=224, normalization="imagenet",
-    recipe=Recipe(lr=1e-4, l2=0.0, dropout=0.5, source="adapted from Byra et al. 2019"),
+    recipe=Recipe(lr=1e-4, source="adapted from Byra et al. 2019"),
     reference="Byra et al., Med Phys 46(2):746-55 (2019), doi:10.1002/mp.13361", pretrained="imagenet"))
 def byra_vgg19_ml(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.5,
                   pretrained: str = "none") -> nn.Module:
-    backbone, provenance = create_timm("vgg19", pretrained, num_classes, 3, drop_rate=dropout)
+    backbone = create_pretrained(lambda: timm.create_model("vgg19", num_classes=num_classes,
+                                                           drop_rate=dropout),
+                                 pretrained, timm_source("vgg19"), "byra_vgg19_ml")
     model = MatchedVGG19(backbone)
-    model.weights_provenance = provenance
+    model.weights_provenance = backbone.weights_provenance
     return model

@@ -17,11 +17,7 @@ class Recipe:
 
     optimizer: Literal["adam", "rmsprop", "sgd"] = "adam"
     lr: float | None = None  # None: the optimizer's Keras default (Adam/RMSprop 1e-3, SGD 1e-2)
-    batch_size: int = 16
     epochs: int = 53
-    l2: float = 0.05  # Keras l2() factor on the first FC layer's weights (0 disables)
-    dropout: float = 0.5
-    augment: bool = True
     frozen: str = "none"  # which layers never train, e.g. "backbone (all epochs)"
     source: str = "Ma et al. 2021, 'Fus2Net training and hyperparameter tuning'"
 

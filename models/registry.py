@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 from torch import nn
 
-from bench.errors import BenchError
 from models.config import ModelConfig
+from models.errors import UserError
 
 _ENTRYPOINTS: dict[str, Callable[..., nn.Module]] = {}
 _CONFIGS: dict[str, ModelConfig] = {}
@@ -36,7 +36,7 @@ def _check(name: str) -> None:
     if name not in _ENTRYPOINTS:
         close = difflib.get_close_matches(name, list_models(), n=3, cutoff=0.4)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise BenchError(
+        raise UserError(
             f"unknown model {name!r}{hint} (registered: {', '.join(list_models())})"
         )
 

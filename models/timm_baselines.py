@@ -1,4 +1,4 @@
-"""Modern timm baselines fine-tuned end to end: ResNet-50, EfficientNet-B0, ConvNeXt-Tiny (issue 3).
+"""Modern timm baselines fine-tuned end to end: ResNet-50, EfficientNet-B0, ConvNeXt-Tiny (not in the paper).
 
 Not in the paper; the baselines a reviewer asks for today. Recipe: ImageNet weights when available
 (``--pretrained``), ImageNet normalisation, all layers trained with Adam lr 1e-4 (a common
@@ -8,20 +8,21 @@ the shared protocol's epochs, new 2-way classifier with dropout.
 
 from __future__ import annotations
 
+import timm
 from torch import nn
 
 from models.config import ModelConfig, Recipe
-from models.pretrained import create_timm
+from models.pretrained import create_pretrained, timm_source
 from models.registry import register_model
 
-FINETUNE = Recipe(lr=1e-4, l2=0.0, dropout=0.2,
+FINETUNE = Recipe(lr=1e-4,
                   source="common ImageNet fine-tuning practice (not in Ma et al. 2021)")
 
 
 def _timm(arch: str, in_chans: int, num_classes: int, dropout: float, pretrained: str) -> nn.Module:
-    model, provenance = create_timm(arch, pretrained, num_classes, in_chans, drop_rate=dropout)
-    model.weights_provenance = provenance
-    return model
+    return create_pretrained(lambda: timm.create_model(arch, num_classes=num_classes,
+                                                       in_chans=in_chans, drop_rate=dropout),
+                             pretrained, timm_source(arch), arch)
 
 
 def _cfg(name: str, family: str, reference: str, cpu_channels_last: bool = True) -> ModelConfig:

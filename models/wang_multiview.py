@@ -1,4 +1,4 @@
-"""Wang et al. 2020 multiview CNN with transfer learning, adapted to 2-D images (issue 3).
+"""Wang et al. 2020 multiview CNN with transfer learning, adapted to 2-D images (SPEC §1 comparison methods).
 
 Wang Y. et al., "Breast cancer classification in automated breast ultrasound using multiview
 convolutional neural network with transfer learning", Ultrasound Med Biol 46(5):1119–32 (2020).
@@ -19,8 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.config import ModelConfig, Recipe
-from models.inception_v3 import INCEPTION_MEAN_STD
-from models.pretrained import create_timm
+from models.inception_v3 import INCEPTION_MEAN_STD, WEIGHTS, inception_v3_backbone
+from models.pretrained import create_pretrained
 from models.registry import register_model
 
 
@@ -52,13 +52,14 @@ class MultiviewInceptionV3(nn.Module):
 @register_model(ModelConfig(
     name="wang_multiview_inception_v3", family="Multiview InceptionV3", input_size=299, min_input_size=75,
     normalization="imagenet", mean=INCEPTION_MEAN_STD, std=INCEPTION_MEAN_STD,
-    recipe=Recipe(lr=1e-4, l2=0.0, dropout=0.5, source="adapted from Wang et al. 2020 (2-D views)"),
+    recipe=Recipe(lr=1e-4, source="adapted from Wang et al. 2020 (2-D views)"),
     reference="Wang et al., Ultrasound Med Biol 46(5):1119-32 (2020), doi:10.1016/j.ultrasmedbio.2020.01.001",
     notes="3-D views replaced by whole / central zoom / flipped views of the 2-D image",
     pretrained="imagenet"))
 def wang_multiview_inception_v3(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.5,
                                 pretrained: str = "none") -> nn.Module:
-    backbone, provenance = create_timm("inception_v3", pretrained, 0, in_chans)
+    backbone = create_pretrained(lambda: inception_v3_backbone(in_chans), pretrained, WEIGHTS,
+                                 "wang_multiview_inception_v3")
     model = MultiviewInceptionV3(backbone, num_classes, dropout)
-    model.weights_provenance = provenance
+    model.weights_provenance = backbone.weights_provenance
     return model

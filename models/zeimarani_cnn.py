@@ -1,4 +1,4 @@
-"""A small CNN trained from scratch, after Zeimarani et al. 2020 (issue 3).
+"""A small CNN trained from scratch, after Zeimarani et al. 2020 (SPEC §1 comparison methods).
 
 Zeimarani B. et al., "Breast lesion classification in ultrasound images using deep convolutional
 neural network", IEEE Access 8:133349–59 (2020), trained a compact CNN from scratch with
@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bench.errors import BenchError
 from models.config import ModelConfig, Recipe
+from models.pretrained import SCRATCH, create_pretrained
 from models.registry import register_model
 
 
@@ -40,13 +40,9 @@ class SmallCNN(nn.Module):
 @register_model(ModelConfig(
     name="zeimarani_cnn", family="small CNN (from scratch)", input_size=224,
     normalization="per_image",
-    recipe=Recipe(l2=0.0, dropout=0.5, source="our configuration after Zeimarani et al. 2020"),
+    recipe=Recipe(source="our configuration after Zeimarani et al. 2020"),
     reference="Zeimarani et al., IEEE Access 8:133349-59 (2020), doi:10.1109/ACCESS.2020.3010863"))
 def zeimarani_cnn(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.5,
                   pretrained: str = "none") -> nn.Module:
-    if pretrained not in ("none", "auto"):
-        raise BenchError(f"--pretrained {pretrained}: zeimarani_cnn has no pretrained weights (it "
-                         "trains from scratch, as in Zeimarani et al. 2020); leave --pretrained out")
-    model = SmallCNN(in_chans, num_classes, dropout)
-    model.weights_provenance = "random"
-    return model
+    return create_pretrained(lambda: SmallCNN(in_chans, num_classes, dropout), pretrained, SCRATCH,
+                             "zeimarani_cnn")

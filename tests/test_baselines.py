@@ -59,10 +59,10 @@ def test_matching_layer_starts_as_grey_replication():
 def test_offline_hub_request_is_a_clear_error(monkeypatch):
     import huggingface_hub.constants
 
-    from bench.errors import BenchError
+    from models.errors import UserError
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(BenchError, match="cannot fetch .* from timm's hub"):
+    with pytest.raises(UserError, match="cannot fetch .* from timm's hub"):
         create_model("resnet50", pretrained="hub")
 
 

@@ -63,4 +63,4 @@ def test_single_channel_variant_and_backward_pass():
 def test_registry_lists_and_describes_fus2net():
     assert "fus2net" in list_models()
     cfg = get_model_config("fus2net")
-    assert cfg.input_size == 299 and cfg.recipe.batch_size == 16 and cfg.recipe.epochs == 53
+    assert cfg.input_size == 299 and cfg.recipe.optimizer == "adam" and cfg.recipe.epochs == 53

@@ -1,4 +1,4 @@
-"""``bench.speed`` measures both pipelines on one device and writes its table (issue 5)."""
+"""``bench.speed`` measures both pipelines on one device and writes its table."""
 
 import pandas as pd
 import pytest

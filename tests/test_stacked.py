@@ -1,4 +1,4 @@
-"""The stacked engine (issue 5): K members trained at once behave like K reference runs."""
+"""The stacked engine: K members trained at once behave like K reference runs."""
 
 from __future__ import annotations
 
