@@ -10,7 +10,7 @@ import pandas as pd
 from bench.errors import cli_main
 from bench.tablefmt import to_markdown
 from models import create_model, get_model_config, list_models
-from models.stats import count_params, gflops
+from models.complexity import count_params, gflops
 
 
 def offline_weights(name: str) -> str:

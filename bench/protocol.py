@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from bench.data.augment import AugmentConfig, flip_balance
-from bench.data.loader import ImageCache
+from bench.data.cache import ImageCache
 from bench.device import is_out_of_memory, release_memory
 from bench.errors import BenchError
 from bench.metrics import METRIC_NAMES

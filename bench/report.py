@@ -17,9 +17,9 @@ import pandas as pd
 
 from bench import figures
 from bench.atomic import write_csv, write_text
-from bench.collect import Run, load_runs, provenance_warnings
 from bench.errors import BenchError, cli_main
 from bench.experiments import EXPERIMENTS
+from bench.runs import Run, load_runs, provenance_warnings
 from bench.tablefmt import fmt, fmt_p, with_ci, write_table
 from bench.tables import (
     PAPER_ROW,

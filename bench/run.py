@@ -23,11 +23,11 @@ from pathlib import Path
 import pandas as pd
 
 from bench.atomic import exclusive, write_atomic, write_csv, write_json
+from bench.data.cache import build_cache
 from bench.data.content import content_sha256
-from bench.data.detect import KINDS, load_index
+from bench.data.datasets import KINDS, load_index
 from bench.data.index import DataIndex
-from bench.data.loader import build_cache
-from bench.data.split import (
+from bench.data.manifest import (
     SplitConfig,
     check_leakage,
     make_split,
@@ -38,7 +38,7 @@ from bench.device import gpu_peak_gib, resolve_device
 from bench.errors import BenchError, cli_main
 from bench.profiles import PROFILES, Profile, resolve_profile
 from bench.protocol import run_protocol, summarize
-from bench.records import (
+from bench.provenance import (
     code_version,
     device_info,
     file_sha256,
@@ -49,7 +49,7 @@ from bench.records import (
 from bench.spec import Execution, RunOptions, RunSpec
 from bench.stages import run_problem
 from models import create_model, get_model_config, list_models
-from models.stats import count_params, gflops
+from models.complexity import count_params, gflops
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SPLITS = {"busi": PROJECT_ROOT / "datasets" / "splits" / "busi.csv"}

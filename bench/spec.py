@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bench.records import config_hash
+from bench.provenance import config_hash
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 

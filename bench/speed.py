@@ -36,16 +36,16 @@ from torchvision import transforms
 
 from bench.atomic import write_csv, write_text
 from bench.data.augment import AugmentConfig
-from bench.data.detect import load_index
-from bench.data.loader import build_cache
+from bench.data.cache import build_cache
+from bench.data.datasets import load_index
 from bench.device import gpu_peak_gib, resolve_device, synchronize
 from bench.errors import BenchError, cli_main
-from bench.records import device_info, package_versions
+from bench.provenance import device_info, package_versions
 from bench.stacked import Member, train_stacked
 from bench.tablefmt import to_markdown
 from bench.train import TrainSettings, make_optimizer, train_model
 from models import create_model, get_model_config
-from models.stats import gflops
+from models.complexity import gflops
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # Datasheet dense bf16 peaks; the first key found in the device name wins (specific ones first).

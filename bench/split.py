@@ -14,9 +14,8 @@ import sys
 from pathlib import Path
 
 from bench.atomic import write_json
-from bench.data.detect import KINDS, load_index
-from bench.data.review import review_sheet
-from bench.data.split import (
+from bench.data.datasets import KINDS, load_index
+from bench.data.manifest import (
     SplitConfig,
     check_leakage,
     make_split,
@@ -25,6 +24,7 @@ from bench.data.split import (
     same_scene_leaks,
     write_manifest,
 )
+from bench.data.review import review_sheet
 from bench.errors import BenchError, cli_main
 
 SPLITS_DIR = Path(__file__).resolve().parents[1] / "datasets" / "splits"

@@ -32,7 +32,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 from tqdm.auto import tqdm
 
-from bench.data.loader import ImageCache
+from bench.data.cache import ImageCache
 from bench.device import autocast
 from bench.train import (
     KERAS,

@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 
 from bench.atomic import write_atomic, write_csv, write_json
 from bench.metrics import binary_metrics
-from bench.records import file_sha256
+from bench.provenance import file_sha256
 
 PRED_COLUMNS = ["id", "path", "label", "prob_malignant", "split", "fold"]
 

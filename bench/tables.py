@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_curve
 
-from bench.collect import Run, by_configuration
 from bench.errors import BenchError
 from bench.experiments import BASE, EXPERIMENTS, fus2net_variant_key
 from bench.metrics import THRESHOLD, binary_metrics, degenerate_prediction
+from bench.runs import Run, by_configuration
 from bench.stats import bootstrap_auc_ci, delong_ci, delong_test, holm, mcnemar_exact, wilson_ci
 from models.pretrained import RANDOM_FALLBACK
 

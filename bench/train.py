@@ -1,6 +1,6 @@
 """The training recipe engine: one loop for every model (SPEC §1, Fus2Net training).
 
-Batches are sampled from an in-memory :class:`~bench.data.loader.ImageCache`, flipped/augmented and
+Batches are sampled from an in-memory :class:`~bench.data.cache.ImageCache`, flipped/augmented and
 normalised on the training device, and fed to the model with cross-entropy loss plus the model's
 own explicit regulariser (Fus2Net: Keras ``l2(0.05)`` on the first FC layer). Optimisers use Keras
 defaults (Adam/RMSprop lr 1e-3, ε 1e-7, RMSprop ρ 0.9; SGD lr 1e-2, no momentum). bf16 autocast is
@@ -26,7 +26,7 @@ from bench.data.augment import (
     sample_params,
     standardize,
 )
-from bench.data.loader import ImageCache
+from bench.data.cache import ImageCache
 from bench.device import autocast
 from models.config import ModelConfig
 

@@ -5,13 +5,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from bench.data.synthetic import PhantomSpec, generate
-
-BUSI = Path(__file__).resolve().parents[2] / "shared" / "data" / "BUSI"
+from tests.helpers import write_image
 
 
 @pytest.fixture(scope="session")
@@ -28,14 +25,6 @@ def synthetic_copy(small_synthetic, tmp_path) -> Path:
     dst = tmp_path / "data"
     shutil.copytree(small_synthetic, dst)
     return dst
-
-
-def write_image(path: Path, seed: int = 0, size: tuple[int, int] = (80, 64), mode: str = "L") -> Path:
-    rng = np.random.default_rng(seed)
-    arr = rng.integers(0, 255, (size[1], size[0]), dtype=np.uint8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr).convert(mode).save(path)
-    return path
 
 
 @pytest.fixture()

@@ -17,8 +17,8 @@ from bench.data.augment import (
     sample_params,
     standardize,
 )
-from bench.data.detect import load_index
-from bench.data.split import SplitConfig, make_split
+from bench.data.datasets import load_index
+from bench.data.manifest import SplitConfig, make_split
 from bench.protocol import stage_plan
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from models import create_model, get_model_config, list_models
-from models.stats import count_params
+from models.complexity import count_params
 
 EXPECTED = ["byra_vgg19_ml", "convnext_tiny", "efficientnet_b0", "efficientnet_lite0", "fus2net",
             "googlenet_fujioka", "inception_v3_ft", "inception_v3_tl", "resnet50",

@@ -16,38 +16,27 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from bench.atomic import UMASK, exclusive, write_json
-from bench.data.detect import load_index
+from bench.data.datasets import load_index
 from bench.data.images import BadImageError, read_image
 from bench.errors import BenchError
 from bench.report import main as report_main
-from bench.run import main
-from tests.conftest import write_image
+from tests.helpers import SMOKE, run_main, write_image
 
-SMOKE = ["--profile", "smoke", "--no-progress", "--test-per-class", "20"]
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    capsys.readouterr()
-    try:
-        code = main(list(args))
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+pytestmark = pytest.mark.slow  # end-to-end: trains, or runs a command
 
 
 @pytest.fixture()
 def finished(small_synthetic, tmp_path, capsys) -> Path:
     """A finished smoke run in its own --out folder."""
     out = tmp_path / "runs"
-    code, _, err = run(capsys, "--data", str(small_synthetic), "--out", str(out), *SMOKE)
+    code, _, err = run_main(capsys, "--data", str(small_synthetic), "--out", str(out), *SMOKE)
     assert code == 0, err
     (run_dir,) = out.iterdir()
     return run_dir
 
 
 def rerun(capsys, small_synthetic, run_dir: Path) -> tuple[int, str]:
-    code, out, err = run(capsys, "--data", str(small_synthetic), "--out", str(run_dir.parent),
+    code, out, err = run_main(capsys, "--data", str(small_synthetic), "--out", str(run_dir.parent),
                          *SMOKE)
     assert code == 0, err
     return code, out
@@ -87,11 +76,11 @@ def test_two_images_with_one_name_are_an_error_naming_both(synthetic_copy):
 
 def test_images_replaced_under_the_same_names_get_a_new_run(synthetic_copy, tmp_path, capsys):
     out = tmp_path / "runs"
-    assert run(capsys, "--data", str(synthetic_copy), "--out", str(out), *SMOKE)[0] == 0
+    assert run_main(capsys, "--data", str(synthetic_copy), "--out", str(out), *SMOKE)[0] == 0
     victim = synthetic_copy / "benign" / "syn_benign_0001.png"
     arr = np.asarray(Image.open(victim)).copy()
     Image.fromarray(255 - arr).save(victim)  # same name, other pixels
-    code, stdout, _ = run(capsys, "--data", str(synthetic_copy), "--out", str(out), *SMOKE)
+    code, stdout, _ = run_main(capsys, "--data", str(synthetic_copy), "--out", str(out), *SMOKE)
     assert code == 0 and "reusing the finished run" not in stdout
     configs = [json.loads((d / "config.json").read_text()) for d in out.iterdir()]
     assert len({c["settings"]["data_sha256"] for c in configs}) == 2
@@ -135,14 +124,14 @@ def test_decompression_bomb_is_a_bad_image_and_skippable(synthetic_copy, tmp_pat
         read_image(synthetic_copy / "benign" / "syn_benign_0000.png")
     big = synthetic_copy / "benign" / "bomb.png"
     Image.new("L", (500, 500)).save(big)  # 250,000 px: above twice the limit
-    code, _, err = run(capsys, "--data", str(synthetic_copy), "--out", str(tmp_path / "o"), *SMOKE)
+    code, _, err = run_main(capsys, "--data", str(synthetic_copy), "--out", str(tmp_path / "o"), *SMOKE)
     assert code == 2 and "too large to decode safely" in err and "Traceback" not in err
 
 
 def test_file_name_that_is_not_utf8_is_named_in_one_line(synthetic_copy, tmp_path, capsys):
     name = os.path.join(os.fsencode(synthetic_copy / "benign"), b"bad\xff.png")
     shutil.copy(synthetic_copy / "benign" / "syn_benign_0000.png", name)
-    code, _, err = run(capsys, "--data", str(synthetic_copy), "--out", str(tmp_path / "o"), *SMOKE)
+    code, _, err = run_main(capsys, "--data", str(synthetic_copy), "--out", str(tmp_path / "o"), *SMOKE)
     assert code == 2 and "file name is not valid UTF-8" in err and "rename the file" in err
 
 
@@ -155,14 +144,14 @@ def test_manifest_with_wrong_values_is_refused(column, value, message, finished,
     manifest = pd.read_csv(finished / "split.csv").astype({column: object})
     manifest.loc[3, column] = value
     manifest.to_csv(tmp_path / "m.csv", index=False)
-    code, _, err = run(capsys, "--data", str(small_synthetic), "--out", str(tmp_path / "o"),
+    code, _, err = run_main(capsys, "--data", str(small_synthetic), "--out", str(tmp_path / "o"),
                        "--split", str(tmp_path / "m.csv"), *SMOKE)
     assert code == 2 and message in err and "line 5" in err
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-1"])
 def test_non_finite_learning_rate_is_refused(value, small_synthetic, tmp_path, capsys):
-    code, _, err = run(capsys, "--data", str(small_synthetic), "--out", str(tmp_path), "--lr",
+    code, _, err = run_main(capsys, "--data", str(small_synthetic), "--out", str(tmp_path), "--lr",
                        value, *SMOKE)
     assert code == 2 and "must be a finite number >= 0" in err
 
@@ -179,7 +168,7 @@ def test_weights_that_turn_non_finite_on_the_last_step_mark_the_stage_failed(
         return history
 
     monkeypatch.setattr(protocol, "train_model", overflowing)
-    code, out, _ = run(capsys, "--data", str(small_synthetic), "--out", str(tmp_path), *SMOKE,
+    code, out, _ = run_main(capsys, "--data", str(small_synthetic), "--out", str(tmp_path), *SMOKE,
                        "--folds", "0")
     assert code == 1 and "FAILED" in out and "weights became non-finite" in out
     (run_dir,) = tmp_path.iterdir()
@@ -187,7 +176,7 @@ def test_weights_that_turn_non_finite_on_the_last_step_mark_the_stage_failed(
 
 
 def test_out_path_longer_than_the_file_system_allows(small_synthetic, tmp_path, capsys):
-    code, _, err = run(capsys, "--data", str(small_synthetic), "--out", str(tmp_path / ("x" * 300)),
+    code, _, err = run_main(capsys, "--data", str(small_synthetic), "--out", str(tmp_path / ("x" * 300)),
                        *SMOKE)
     assert code == 2 and "cannot write there (File name too long)" in err
 
@@ -196,7 +185,7 @@ def test_out_path_longer_than_the_file_system_allows(small_synthetic, tmp_path, 
 def test_weights_file_with_wrong_keys_is_refused(model, small_synthetic, tmp_path, capsys):
     path = tmp_path / "wrong.safetensors"
     save_file({"not.a.layer": torch.zeros(3)}, str(path))
-    code, _, err = run(capsys, "--model", model, "--data", str(small_synthetic), "--out",
+    code, _, err = run_main(capsys, "--model", model, "--data", str(small_synthetic), "--out",
                        str(tmp_path / "o"), "--pretrained", str(path), *SMOKE)
     assert code == 2 and "the weights do not fit" in err and "Traceback" not in err
 
@@ -236,5 +225,5 @@ def test_a_second_process_on_the_same_run_waits_for_the_first(tmp_path, capsys):
 def test_a_subset_of_busi_is_told_how_to_build_its_own_split(busi_tree, tmp_path, capsys):
     for i in range(1, 4):
         write_image(busi_tree / "benign" / f"benign ({i}).png", seed=i)
-    code, _, err = run(capsys, "--data", str(busi_tree), "--out", str(tmp_path / "o"), *SMOKE)
+    code, _, err = run_main(capsys, "--data", str(busi_tree), "--out", str(tmp_path / "o"), *SMOKE)
     assert code == 2 and "python -m bench.split --data DIR --out my_split.csv" in err

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.data.detect import detect_kind, load_index
+from bench.data.datasets import detect_kind, load_index
 from bench.data.images import BadImageError, load_resized, read_image
 from bench.errors import BenchError
-from tests.conftest import BUSI, write_image
+from tests.helpers import BUSI, write_image
 
 
 def test_busi_masks_are_never_samples_and_normal_is_excluded(busi_tree):

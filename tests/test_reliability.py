@@ -9,19 +9,20 @@ import time
 
 import numpy as np
 import pandas as pd
+import pytest
 import torch
+from safetensors.torch import load_file
 
 import bench.protocol as protocol
-from bench.data.detect import load_index
-from bench.data.loader import build_cache
-from bench.data.split import SplitConfig, make_split
+from bench.data.cache import build_cache
+from bench.data.datasets import load_index
+from bench.data.manifest import SplitConfig, make_split
 from bench.run import main
-from bench.train import TrainingDiverged, TrainOutcome, TrainSettings, train_model
+from bench.train import TrainingDiverged, TrainOutcome, TrainSettings, predict, train_model
 from models import create_model, get_model_config
-from tests.conftest import write_image
-from tests.test_run import run_inprocess
+from tests.helpers import SMOKE, run_main, write_image
 
-SMOKE = ["--profile", "smoke", "--no-progress", "--test-per-class", "20"]
+pytestmark = pytest.mark.slow  # end-to-end: trains, or runs a command
 
 
 def test_mask_without_image_and_non_images_are_ignored_and_reported(synthetic_copy, tmp_path):
@@ -37,7 +38,7 @@ def test_mask_without_image_and_non_images_are_ignored_and_reported(synthetic_co
 def test_corrupt_image_stops_the_run_with_its_name(synthetic_copy, tmp_path, capsys):
     bad = synthetic_copy / "benign" / "syn_benign_0003.png"
     bad.write_bytes(bad.read_bytes()[:200])
-    code, err = run_inprocess(capsys, "--data", str(synthetic_copy), "--out", str(tmp_path), *SMOKE)
+    code, _, err = run_main(capsys, "--data", str(synthetic_copy), "--out", str(tmp_path), *SMOKE)
     assert code == 2
     assert "syn_benign_0003.png: cannot decode image" in err
     assert "--skip-bad-images" in err and "Traceback" not in err
@@ -58,7 +59,7 @@ def test_skip_bad_images_excludes_and_lists_them(synthetic_copy, tmp_path):
 def test_unwritable_output_folder_is_a_clear_error(small_synthetic, tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    code, err = run_inprocess(capsys, "--data", str(small_synthetic), "--out", str(blocker / "runs"),
+    code, _, err = run_main(capsys, "--data", str(small_synthetic), "--out", str(blocker / "runs"),
                               *SMOKE)
     assert code == 2 and "cannot write there" in err
 
@@ -69,7 +70,7 @@ def test_leaky_manifest_given_with_split_is_refused(small_synthetic, tmp_path, c
     manifest.loc[manifest.index[manifest.split == "train"][0], "group"] = test_group
     path = tmp_path / "leaky.csv"
     manifest.to_csv(path, index=False)
-    code, err = run_inprocess(capsys, "--data", str(small_synthetic), "--split", str(path),
+    code, _, err = run_main(capsys, "--data", str(small_synthetic), "--split", str(path),
                               "--out", str(tmp_path / "o"), *SMOKE)
     assert code == 2 and "leakage" in err
 
@@ -142,5 +143,16 @@ def test_tampered_stage_is_retrained_not_reused(small_synthetic, tmp_path):
 def test_checkpoints_are_safetensors_and_reload(small_synthetic, tmp_path):
     assert main(["--data", str(small_synthetic), "--out", str(tmp_path), *SMOKE, "--folds", "0"]) == 0
     (run_dir,) = tmp_path.iterdir()
+    saved = load_file(str(run_dir / "model.safetensors"))
     model = protocol.load_weights(create_model("fus2net"), run_dir / "model.safetensors")
-    assert isinstance(model.fc1.weight, torch.Tensor)
+    state = model.state_dict()
+    assert saved.keys() == state.keys()
+    assert all(torch.equal(state[k], saved[k]) for k in saved)
+    # the reloaded model reproduces the run's own test predictions
+    preds = pd.read_csv(run_dir / "predictions.csv")
+    test = preds[preds.split == "test"].reset_index(drop=True)
+    cfg = json.loads((run_dir / "config.json").read_text())
+    index = load_index(small_synthetic)
+    cache, _ = build_cache(index.root, test, cfg["settings"]["img_size"], 3)
+    again = predict(model, get_model_config("fus2net"), cache, np.arange(len(test)))
+    np.testing.assert_allclose(again, test.prob_malignant, rtol=1e-5, atol=1e-6)

@@ -6,10 +6,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import seaborn as sns
+from PIL import Image
 
-from bench.collect import load_runs
 from bench.metrics import binary_metrics
 from bench.report import main
+from bench.runs import load_runs
 from bench.tables import comparison_table, per_seed_table
 
 
@@ -79,11 +81,23 @@ def test_report_is_byte_identical_when_rebuilt(fixture_runs, tmp_path):
         assert second[rel] == content, rel
 
 
-def test_every_figure_is_written_and_non_empty(fixture_runs, tmp_path):
+def _has_colour(png: Path, rgb: tuple[float, float, float], tol: int = 12) -> bool:
+    img = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    target = np.array([round(255 * c) for c in rgb])
+    return bool((np.abs(img - target).max(axis=2) <= tol).any())
+
+
+def test_every_figure_is_written_and_shows_every_model(fixture_runs, tmp_path):
     assert main(["--runs", str(fixture_runs), "--out", str(tmp_path), "--n-boot", "200"]) == 0
     for name in ("fig2_roc", "confusion_matrices", "cv_folds", "calibration", "fig1_optimizers"):
-        for ext in ("png", "pdf"):
-            assert (tmp_path / "figures" / f"{name}.{ext}").stat().st_size > 1000
+        assert (tmp_path / "figures" / f"{name}.pdf").read_bytes().startswith(b"%PDF")
+        img = np.asarray(Image.open(tmp_path / "figures" / f"{name}.png").convert("L"))
+        assert img.std() > 10, name  # not blank
+    # one mean ROC curve per model, each in its own colour of the palette
+    models = list(dict.fromkeys(pd.read_csv(tmp_path / "tables" / "roc_points.csv").model))
+    assert models == ["fus2net", "resnet50", "zeimarani_cnn"]
+    palette = sns.color_palette("tab20", len(models))
+    assert all(_has_colour(tmp_path / "figures" / "fig2_roc.png", c) for c in palette)
     readme = (tmp_path / "README.md").read_text()
     assert "figures/fig2_roc.png" in readme and "| fus2net |" in readme
 

@@ -1,32 +1,15 @@
 """End-to-end ``python -m bench.run`` on small data: outputs, reproducibility, resume, errors."""
 
 import json
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
 import torch
 
 from bench.run import main
-from tests.conftest import BUSI, write_image
+from tests.helpers import BUSI, SMOKE, run_cli, run_main, write_image
 
-SMOKE = ["--profile", "smoke", "--no-progress", "--test-per-class", "20"]
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bench.run", *args], capture_output=True, text=True,
-                          timeout=300)
-
-
-def run_inprocess(capsys, *args: str) -> tuple[int, str]:
-    """``bench.run.main`` as the command line sees it: exit code and stderr."""
-    capsys.readouterr()
-    try:
-        code = main(list(args))
-    except SystemExit as exc:
-        code = exc.code
-    return code, capsys.readouterr().err
+pytestmark = pytest.mark.slow  # end-to-end: trains, or runs a command
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +88,7 @@ def test_bad_input_exits_2_with_one_clear_line(args, message, tmp_path, capsys, 
         import torch
         if torch.cuda.is_available():
             pytest.skip("a GPU is present")
-    code, err = run_inprocess(capsys, *args, "--data", str(small_synthetic), "--out", str(tmp_path),
+    code, _, err = run_main(capsys, *args, "--data", str(small_synthetic), "--out", str(tmp_path),
                               "--no-progress", "--test-per-class", "20")
     assert code == 2, err
     assert message in err and "Traceback" not in err
@@ -128,14 +111,14 @@ def test_transfer_model_without_weights_warns_at_start_and_in_the_summary(small_
 
 def test_unknown_layout_and_too_few_images_exit_2(tmp_path, busi_tree, capsys):
     (tmp_path / "empty").mkdir()
-    code, err = run_inprocess(capsys, "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "o"))
+    code, _, err = run_main(capsys, "--data", str(tmp_path / "empty"), "--out", str(tmp_path / "o"))
     assert code == 2 and "unknown layout" in err
-    code, err = run_inprocess(capsys, "--data", str(busi_tree), "--out", str(tmp_path / "o"))
+    code, _, err = run_main(capsys, "--data", str(busi_tree), "--out", str(tmp_path / "o"))
     assert code == 2 and "is --data the data set this manifest was built from" in err
     for cls in ("benign", "malignant"):
         for i in range(3):
             write_image(tmp_path / "few" / cls / f"{i}.png", seed=i)
-    code, err = run_inprocess(capsys, "--data", str(tmp_path / "few"), "--out", str(tmp_path / "o"))
+    code, _, err = run_main(capsys, "--data", str(tmp_path / "few"), "--out", str(tmp_path / "o"))
     assert code == 2 and "too few usable" in err
 
 
@@ -161,12 +144,19 @@ def test_config_records_model_size_and_cost(smoke_run):
     assert 0.9e6 < stats["params"] < 1.1e6 and stats["at_img_size"] == 64 and stats["gflops"] > 0
 
 
-def test_stacked_engine_run_trains_folds_together_in_its_own_run_folder(small_synthetic, smoke_run):
-    out = smoke_run.parent
+@pytest.fixture(scope="module")
+def stacked_run(small_synthetic, tmp_path_factory):
+    """The smoke run trained with the stacked engine (3 stages at once)."""
+    out = tmp_path_factory.mktemp("stacked")
     assert main(["--data", str(small_synthetic), "--out", str(out), *SMOKE,
                  "--concurrent-folds", "3"]) == 0
-    (stacked,) = [d for d in out.iterdir() if d.name != smoke_run.name
-                  and json.loads((d / "config.json").read_text())["settings"].get("engine")]
+    (run_dir,) = out.iterdir()
+    return run_dir
+
+
+def test_stacked_engine_run_trains_folds_together_in_its_own_run_folder(smoke_run, stacked_run):
+    stacked = stacked_run
+    assert stacked.name != smoke_run.name
     cfg = json.loads((stacked / "config.json").read_text())
     assert cfg["settings"]["engine"] == "stacked" and cfg["settings"]["concurrent"] == 3
     done = json.loads((stacked / "stages" / "fold_0" / "done.json").read_text())
@@ -178,11 +168,10 @@ def test_stacked_engine_run_trains_folds_together_in_its_own_run_folder(small_sy
     assert metrics["test_status"] == "ok" and (stacked / "model.safetensors").is_file()
 
 
-def test_stacked_run_resumes_only_the_unfinished_stage(small_synthetic, smoke_run, capsys):
-    out = smoke_run.parent
-    args = ["--data", str(small_synthetic), "--out", str(out), *SMOKE, "--concurrent-folds", "3"]
-    (stacked,) = [d for d in out.iterdir()
-                  if json.loads((d / "config.json").read_text())["settings"].get("engine")]
+def test_stacked_run_resumes_only_the_unfinished_stage(small_synthetic, stacked_run, capsys):
+    stacked = stacked_run
+    args = ["--data", str(small_synthetic), "--out", str(stacked.parent), *SMOKE,
+            "--concurrent-folds", "3"]
     fold0 = (stacked / "stages" / "fold_0" / "predictions.csv").read_bytes()
     (stacked / "stages" / "fold_1" / "done.json").unlink()  # interrupted before fold_1 finished
     (stacked / "metrics.json").unlink()
@@ -194,7 +183,7 @@ def test_stacked_run_resumes_only_the_unfinished_stage(small_synthetic, smoke_ru
 
 
 def test_concurrent_folds_must_be_a_positive_integer(small_synthetic, tmp_path, capsys):
-    code, err = run_inprocess(capsys, "--data", str(small_synthetic), "--out", str(tmp_path), *SMOKE,
+    code, _, err = run_main(capsys, "--data", str(small_synthetic), "--out", str(tmp_path), *SMOKE,
                               "--concurrent-folds", "0")
     assert code == 2 and "--concurrent-folds" in err
 
@@ -207,8 +196,9 @@ def run_with_stacked_failing(exc: Exception, data, out, capsys, monkeypatch) -> 
         raise exc
 
     monkeypatch.setattr(protocol, "train_stacked", fail)
-    return run_inprocess(capsys, "--data", str(data), "--out", str(out), *SMOKE,
-                         "--concurrent-folds", "2")
+    code, _, err = run_main(capsys, "--data", str(data), "--out", str(out), *SMOKE,
+                            "--concurrent-folds", "2")
+    return code, err
 
 
 def test_stacked_engine_failure_is_one_clear_line(small_synthetic, tmp_path, capsys, monkeypatch):
@@ -289,7 +279,7 @@ def test_manifest_without_test_or_training_rows_is_an_error_before_training(
     manifest = pd.read_csv(smoke_run / "split.csv")
     manifest.loc[manifest.split == part, "split"] = "excluded"
     manifest.to_csv(tmp_path / "m.csv", index=False)
-    code, err = run_inprocess(capsys, "--data", str(small_synthetic), "--out", str(tmp_path / "o"),
+    code, _, err = run_main(capsys, "--data", str(small_synthetic), "--out", str(tmp_path / "o"),
                               "--split", str(tmp_path / "m.csv"), *SMOKE)
     assert code == 2 and f"the {part} set has no images" in err
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())

@@ -7,17 +7,17 @@ import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
 
-from bench.data.detect import load_index
-from bench.data.similarity import SAME_SCENE
-from bench.data.split import (
+from bench.data.datasets import load_index
+from bench.data.manifest import (
     SplitConfig,
     check_leakage,
     fingerprints,
     make_split,
     read_manifest,
 )
+from bench.data.similarity import SAME_SCENE
 from bench.errors import BenchError
-from tests.conftest import BUSI
+from tests.helpers import BUSI
 
 COMMITTED = Path(__file__).resolve().parents[1] / "datasets" / "splits" / "busi.csv"
 SOURCE = "syn_malignant_0003"

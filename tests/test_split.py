@@ -6,10 +6,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.data.detect import load_index
-from bench.data.split import SplitConfig, check_leakage, make_split, match_manifest, read_manifest
+from bench.data.datasets import load_index
+from bench.data.manifest import (
+    SplitConfig,
+    check_leakage,
+    make_split,
+    match_manifest,
+    read_manifest,
+)
 from bench.errors import BenchError
-from tests.conftest import BUSI
+from tests.helpers import BUSI
 
 COMMITTED = Path(__file__).resolve().parents[1] / "datasets" / "splits" / "busi.csv"
 

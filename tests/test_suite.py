@@ -7,8 +7,9 @@ import pytest
 from bench.errors import BenchError
 from bench.suite import main, parse_seeds
 
+pytestmark = pytest.mark.slow  # end-to-end: trains, or runs a command
 
-@pytest.mark.slow
+
 def test_suite_with_two_seeds_gives_per_seed_and_aggregated_rows(small_synthetic, tmp_path):
     out = tmp_path / "res"
     code = main(["--data", str(small_synthetic), "--profile", "smoke", "--models",

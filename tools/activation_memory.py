@@ -21,6 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.tablefmt import to_markdown  # noqa: E402
 from models import create_model, get_model_config, list_models  # noqa: E402
+from models.complexity import count_params  # noqa: E402
 
 
 def saved_bytes_per_image(model: torch.nn.Module, size: int, n: int = 2) -> float:
@@ -47,8 +48,7 @@ def main() -> None:
     for name in args.models.split(","):
         cfg = get_model_config(name)
         model = create_model(name, pretrained="none")
-        params = sum(q.numel() for q in model.parameters())
-        trained = sum(q.numel() for q in model.parameters() if q.requires_grad)
+        params, trained = count_params(model), count_params(model, trainable_only=True)
         per_image = saved_bytes_per_image(model, cfg.input_size)
         state = args.members * (4 * params + 12 * trained) / gib
         acts = args.members * args.batch_size * per_image / gib

@@ -10,7 +10,6 @@ same seed, and between two seeds of the same engine (the run-to-run spread it is
 from __future__ import annotations
 
 import itertools
-import json
 import sys
 from pathlib import Path
 
@@ -18,20 +17,20 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.atomic import write_text  # noqa: E402
+from bench.runs import load_runs  # noqa: E402
 from bench.tablefmt import to_markdown  # noqa: E402
 
 
 def main(runs: Path, out: Path) -> None:
     cols, info = {}, []
-    found = [(json.loads((p / "config.json").read_text()), p) for p in runs.iterdir()
-             if (p / "cv_metrics.csv").is_file()]
-    found.sort(key=lambda c: (c[0]["settings"]["seed"], "engine" in c[0]["settings"]))
-    for cfg, run in found:
-        s = cfg["settings"]
+    found = [r for r in load_runs(runs) if len(r.cv)]
+    found.sort(key=lambda r: (r.settings["seed"], "engine" in r.settings))
+    for r in found:
+        cfg, s = r.config, r.settings
         name = f"{s.get('engine', 'reference')} seed {s['seed']}"
-        cols[name] = pd.read_csv(run / "cv_metrics.csv").set_index("fold")["auc"]
-        test = json.loads((run / "metrics.json").read_text())["test"]["auc"]
-        info.append(f"* `{name}`: {run.name}, {s['folds']} folds × {s['epochs']} epochs at "
+        cols[name] = r.cv.set_index("fold")["auc"]
+        test = r.metrics["test"]["auc"]
+        info.append(f"* `{name}`: {r.path.name}, {s['folds']} folds × {s['epochs']} epochs at "
                     f"{s['img_size']} px, train limit {s['train_limit']}, wall "
                     f"{cfg['timings']['total_s']:.0f} s on {cfg['device'].get('gpu', cfg['device'].get('cpu'))}"
                     + (f", GPU peak {cfg['timings']['gpu_peak_gib']} GiB"

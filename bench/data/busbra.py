@@ -9,9 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-
-from bench.data.index import DataIndex, Sample, check_unique_ids, parse_label
+from bench.data.index import DataIndex, Sample, check_unique_ids, parse_label, read_table
 from bench.errors import BenchError
 
 REQUIRED = ("ID", "Case", "Pathology")
@@ -24,14 +22,7 @@ def looks_like_busbra(root: Path) -> bool:
 def read_busbra(root: Path) -> DataIndex:
     """Index a BUS-BRA tree; a row whose image is missing is an error naming the file."""
     csv = root / "bus_data.csv"
-    try:
-        df = pd.read_csv(csv, dtype=str)
-    except (OSError, ValueError) as exc:
-        raise BenchError(f"{csv}: cannot read CSV ({exc})") from None
-    missing = [c for c in REQUIRED if c not in df.columns]
-    if missing:
-        raise BenchError(f"{csv}: missing column(s) {', '.join(missing)}; BUS-BRA needs "
-                         f"{', '.join(REQUIRED)}")
+    df = read_table(csv, REQUIRED, f"BUS-BRA needs {', '.join(REQUIRED)}", dtype=str)
     samples = []
     for row_no, row in enumerate(df.itertuples(index=False), start=2):
         image_id = str(row.ID).strip()

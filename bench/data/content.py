@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.atomic import write_text
-from bench.records import file_sha256
+from bench.provenance import file_sha256
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CACHE_DIR = PROJECT_ROOT / "datasets" / "cache" / "content"

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
-import pandas as pd
-
 from bench.data.images import is_image_name
-from bench.data.index import DataIndex, Sample, check_unique_ids, parse_label, read_class_folders
+from bench.data.index import (
+    DataIndex,
+    Sample,
+    check_unique_ids,
+    parse_label,
+    read_class_folders,
+    read_table,
+)
 from bench.errors import BenchError
 
 
@@ -19,14 +24,8 @@ def read_folders(root: Path) -> DataIndex:
 def read_csv_manifest(csv: Path) -> DataIndex:
     """A CSV with columns ``path,label[,group]``; paths are relative to the CSV's folder."""
     root = csv.parent.resolve()
-    try:
-        df = pd.read_csv(csv, dtype=str, keep_default_na=False)
-    except (OSError, ValueError) as exc:
-        raise BenchError(f"{csv}: cannot read CSV ({exc})") from None
-    missing = [c for c in ("path", "label") if c not in df.columns]
-    if missing:
-        raise BenchError(f"{csv}: missing column(s) {', '.join(missing)}; a manifest needs "
-                         "path,label[,group]")
+    df = read_table(csv, ("path", "label"), "a manifest needs path,label[,group]", dtype=str,
+                    keep_default_na=False)
     samples = []
     for row_no, row in enumerate(df.to_dict("records"), start=2):
         where = f"{csv} line {row_no}"

@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
+
 from bench.data.images import is_image_name
 from bench.errors import BenchError
 
@@ -38,6 +40,21 @@ class DataIndex:
 
     def abspath(self, sample: Sample) -> Path:
         return self.root / sample.path
+
+
+def read_table(path: Path, required: tuple[str, ...], needs: str, prefix: str = "",
+               **read_kw) -> pd.DataFrame:
+    """A CSV that must have ``required`` columns; an unreadable or incomplete file is one clear
+    error (``prefix`` names the option it came from, e.g. ``--split``)."""
+    where = f"{prefix} {path}" if prefix else str(path)
+    try:
+        df = pd.read_csv(path, **read_kw)
+    except (OSError, ValueError) as exc:
+        raise BenchError(f"{where}: cannot read CSV ({exc})") from None
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise BenchError(f"{where}: missing column(s) {', '.join(missing)}; {needs}")
+    return df
 
 
 def parse_label(value: object, where: str) -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.records import file_sha256
+from bench.provenance import file_sha256
 
 
 @dataclass

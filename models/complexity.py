@@ -7,8 +7,9 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+def count_params(model: nn.Module, trainable_only: bool = False) -> int:
+    """Parameters of ``model`` (only those that train, with ``trainable_only``)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
 def gflops(model: nn.Module, channels: int, img_size: int) -> float:

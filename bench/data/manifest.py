@@ -30,7 +30,7 @@ from sklearn.model_selection import StratifiedGroupKFold
 
 from bench.atomic import write_csv
 from bench.data.images import BadImageError, read_image
-from bench.data.index import CLASSES, DataIndex, Sample
+from bench.data.index import CLASSES, DataIndex, Sample, read_table
 from bench.data.similarity import SAME_SCENE, PairScores, SimilarityConfig, pair_scores, thumbnails
 from bench.errors import BenchError
 
@@ -265,15 +265,9 @@ def read_manifest(path: Path) -> pd.DataFrame:
     """Read and validate a split manifest CSV."""
     if not path.is_file():
         raise BenchError(f"--split {path}: manifest file does not exist")
-    try:
-        df = pd.read_csv(path, dtype={"id": str, "path": str, "group": str, "split": str},
-                         keep_default_na=False)
-    except (OSError, ValueError) as exc:
-        raise BenchError(f"--split {path}: cannot read manifest ({exc})") from None
-    missing = [c for c in COLUMNS if c not in df.columns]
-    if missing:
-        raise BenchError(f"--split {path}: missing column(s) {', '.join(missing)}; "
-                         f"a manifest has {','.join(COLUMNS)}")
+    df = read_table(path, tuple(COLUMNS), f"a manifest has {','.join(COLUMNS)}", "--split",
+                    dtype={"id": str, "path": str, "group": str, "split": str},
+                    keep_default_na=False)
     bad = set(df.split) - {"train", "test", "excluded"}
     if bad:
         raise BenchError(f"--split {path}: unknown split value(s) {sorted(bad)}")
