@@ -1,4 +1,5 @@
-"""``python -m bench.list``: every registered model with its size, cost and weight availability."""
+"""``python -m bench.list``: every registered model with its size, cost and weight availability;
+``--datasets``: every supported data set (the table in :mod:`bench.data.datasets`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sys
 
 import pandas as pd
 
+from bench.data.datasets import INFO
 from bench.errors import cli_main
 from bench.tablefmt import to_markdown
 from models import create_model, get_model_config, list_models
@@ -35,11 +37,22 @@ def model_table(names: list[str] | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def dataset_table() -> pd.DataFrame:
+    return pd.DataFrame([{"kind": d.kind, "what": d.description, "layout": d.layout,
+                          "groups": d.groups, "counts": d.counts or "—",
+                          "licence": d.licence or "—", "card": d.card or "—"}
+                         for d in INFO.values()])
+
+
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.list", description=__doc__)
     p.add_argument("--models", default=None, help="comma-separated subset (default: all)")
+    p.add_argument("--datasets", action="store_true", help="list the supported data sets instead")
     args = p.parse_args(argv)
+    if args.datasets:
+        print(to_markdown(dataset_table()), end="")
+        return 0
     names = args.models.split(",") if args.models else None
     for name in names or []:
         get_model_config(name)  # clear error for an unknown name

@@ -1,5 +1,7 @@
 """Readers for BUSI, BUS-BRA, plain folders and CSV manifests; layout detection (SPEC §5)."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -137,3 +139,16 @@ def test_real_busi_counts():
     index = load_index(BUSI)
     assert index.counts() == {"benign": 437, "malignant": 210}
     assert not index.ignored
+
+
+def test_every_data_set_kind_has_a_reader_detection_and_its_card():
+    from bench.data.datasets import INFO, KINDS
+    from bench.list import dataset_table
+
+    assert set(KINDS) == {"auto", *INFO}
+    project = Path(__file__).resolve().parents[1]
+    for info in INFO.values():
+        assert callable(info.reader) and callable(info.looks_like) and info.groups
+        if info.card:
+            assert (project / info.card).is_file(), info.card
+    assert list(dataset_table().kind) == list(INFO)
