@@ -127,3 +127,44 @@ def optimizer_bars(table: pd.DataFrame, base: Path) -> list[Path]:
     where = done.evaluated_on.iloc[0] if len(done) else "not run"
     ax.set(ylim=(0, 1), ylabel="", xlabel="", title=f"Fus2Net by optimizer ({where})")
     return save(fig, base)
+
+
+def external_roc(points: pd.DataFrame, base: Path) -> list[Path]:
+    """One panel per model: ROC on the internal test set (solid) and on each external set
+    (dashed), seed-averaged probabilities; Fus2Net's panel first."""
+    models = list(dict.fromkeys(points.model))
+    cols = min(4, max(1, len(models)))
+    rows = int(np.ceil(len(models) / cols)) if models else 1
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    sets = list(dict.fromkeys(points.set))
+    palette = dict(zip(sets, sns.color_palette("tab10", max(1, len(sets))), strict=False))
+    for ax, model in zip(axes.flat, models, strict=False):
+        ax.axis("on")
+        for name, pts in points[points.model == model].groupby("set", sort=False):
+            ax.step(pts.fpr, pts.tpr, where="post", color=palette[name], lw=1.6,
+                    ls="-" if name == "internal test" else "--", label=name)
+        ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=0.8)
+        ax.set(title=model, xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), xlabel="1 − specificity",
+               ylabel="sensitivity")
+        ax.legend(fontsize=6, loc="lower right")
+    fig.suptitle("Internal test (solid) vs external sets (dashed)", fontsize=10)
+    fig.tight_layout()
+    return save(fig, base)
+
+
+def external_calibration(bins: pd.DataFrame, base: Path) -> list[Path]:
+    """Reliability diagram per external set: observed malignant rate against the mean predicted
+    probability, one line per model."""
+    sets = list(dict.fromkeys(bins.set)) or ["(none)"]
+    fig, axes = plt.subplots(1, len(sets), figsize=(4.5 * len(sets), 4.5), squeeze=False)
+    for ax, name in zip(axes.flat, sets, strict=True):
+        ax.plot([0, 1], [0, 1], ls=":", color="grey")
+        for model, d in bins[bins.set == name].groupby("model", sort=False):
+            ax.plot(d.mean_pred, d.frac_pos, marker="o", lw=1.2, label=model)
+        ax.set(xlabel="mean predicted P(malignant)", ylabel="observed fraction malignant",
+               xlim=(0, 1), ylim=(0, 1), title=f"Calibration on {name}")
+        if len(bins):
+            ax.legend(fontsize=6, loc="upper left")
+    return save(fig, base)

@@ -28,6 +28,8 @@ from bench.tables import (
     comparison_table,
     cv_folds,
     experiment_table,
+    external_curves,
+    external_table,
     per_seed_table,
     roc_points,
 )
@@ -117,6 +119,32 @@ def experiment_display(t: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def external_display(t: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for r in t.to_dict("records"):
+        flagged = isinstance(r.get("flag"), str) and bool(r.get("flag"))
+        spread = r.get("external_auc_seed_sd")
+        rows.append({
+            "Model": r["model"] + (" ⚠" if flagged else ""), "External set": r["external_set"],
+            "n (left out)": f"{int(r['n_external'])} ({int(r['excluded_duplicates'])})",
+            "Seeds": str(int(r["n_seeds"])),
+            "AUC internal": with_ci(r["internal_auc"], r["internal_auc_lo"], r["internal_auc_hi"]),
+            "AUC external": with_ci(r["external_auc"], r["external_auc_lo"], r["external_auc_hi"])
+            + ("" if pd.isna(spread) else f" (sd over seeds {spread:.3f})"),
+            "ΔAUC": with_ci(r["delta_auc"], r["delta_auc_lo"], r["delta_auc_hi"]),
+            **{k.upper() if len(k) == 3 else k.capitalize():
+               f"{fmt(r[f'internal_{k}'])} → {fmt(r[f'external_{k}'])}"
+               for k in ("accuracy", "sensitivity", "specificity", "ppv", "npv")},
+            "Brier": fmt(r["external_brier"]),
+            "Cal. slope / intercept": f"{fmt(r['calibration_slope'], 2)} / "
+                                      f"{fmt(r['calibration_intercept'], 2)}",
+            "DeLong p vs Fus2Net (Holm)": "— (degenerate)" if flagged else fmt_p(
+                r.get("delong_p_holm")),
+            "Flag": r.get("flag") if flagged else "",
+        })
+    return pd.DataFrame(rows)
+
+
 def write_tables(runs: list[Run], out: Path, n_boot: int, seed: int) -> dict[str, pd.DataFrame]:
     tdir = out / "tables"
     per_seed = per_seed_table(runs, n_boot=n_boot, seed=seed)
@@ -136,6 +164,26 @@ def write_tables(runs: list[Run], out: Path, n_boot: int, seed: int) -> dict[str
     write_csv(tdir / "calibration_bins.csv", calibration_bins(runs))
     write_csv(tdir / "cv_folds.csv", cv_folds(runs))
     tables = {"table3_comparison": t3}
+    ext = external_table(runs, n_boot=n_boot, seed=seed)
+    if len(ext):
+        write_table(ext, external_display(ext), tdir / "external_comparison",
+                    "Internal (held-out test) vs external sets at the unchanged threshold 0.5, "
+                    "seed-averaged probabilities. External AUC 95% CI: patient-level bootstrap "
+                    "where the set has patient IDs, DeLong otherwise; ΔAUC CI from both variances "
+                    "(independent samples). Calibration: Brier score, logistic recalibration "
+                    "slope (1 = ideal) and calibration-in-the-large intercept (0 = ideal). DeLong "
+                    "p vs Fus2Net on the same external images, Holm-corrected across models per "
+                    "set. Images of an external set that duplicate training images are left out "
+                    "(count shown).")
+        roc, cal = external_curves(runs)
+        write_csv(tdir / "external_roc_points.csv", roc)
+        write_csv(tdir / "external_calibration_bins.csv", cal)
+        tables["external_comparison"] = ext
+    else:  # no external set among these runs: drop an earlier report's external tables
+        for name in ("external_comparison.csv", "external_comparison.md",
+                     "external_comparison.tex", "external_roc_points.csv",
+                     "external_calibration_bins.csv"):
+            (tdir / name).unlink(missing_ok=True)
     for name, exp in EXPERIMENTS.items():
         t = experiment_table(runs, name)
         write_table(t, experiment_display(t), tdir / name,
@@ -159,6 +207,10 @@ def draw_figures(out: Path) -> list[Path]:
     paths += figures.cv_strip(_read(tdir / "cv_folds.csv"), fdir / "cv_folds")
     paths += figures.calibration_figure(_read(tdir / "calibration_bins.csv"), fdir / "calibration")
     paths += figures.optimizer_bars(pd.read_csv(tdir / "fig1_optimizers.csv"), fdir / "fig1_optimizers")
+    if (tdir / "external_roc_points.csv").is_file():
+        paths += figures.external_roc(_read(tdir / "external_roc_points.csv"), fdir / "external_roc")
+        paths += figures.external_calibration(_read(tdir / "external_calibration_bins.csv"),
+                                              fdir / "external_calibration")
     return paths
 
 
@@ -237,6 +289,13 @@ def write_readme(runs: list[Run], out: Path, tables: dict[str, pd.DataFrame],
         "![CV folds](figures/cv_folds.png)", "",
         "## The paper's Fus2Net experiments (chosen by cross-validation)", "",
     ]
+    if "external_comparison" in tables:
+        lines[lines.index("## The paper's Fus2Net experiments (chosen by cross-validation)"):
+              lines.index("## The paper's Fus2Net experiments (chosen by cross-validation)")] = [
+            "## External validation: internal vs external", "",
+            (out / "tables" / "external_comparison.md").read_text(), "",
+            "![Internal vs external ROC](figures/external_roc.png)", "",
+            "![External calibration](figures/external_calibration.png)", ""]
     for name in EXPERIMENTS:
         lines += [(out / "tables" / f"{name}.md").read_text(), ""]
     seed_arg = f" --seeds {','.join(map(str, seeds))}"

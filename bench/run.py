@@ -16,7 +16,7 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -36,6 +36,7 @@ from bench.data.manifest import (
 )
 from bench.device import gpu_peak_gib, resolve_device
 from bench.errors import BenchError, cli_main
+from bench.external import ExternalSet, resolve_external, score_external
 from bench.profiles import PROFILES, Profile, resolve_profile
 from bench.protocol import run_protocol, summarize
 from bench.provenance import (
@@ -115,6 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-fold-weights", action="store_true",
                    help="also keep each CV fold's weights (the final fit's are always kept)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--external", default="",
+                   help="comma-separated external data sets (paths, or synthetic:B for the "
+                        "phantom's second site) to score the final model on, unchanged; a "
+                        "finished run only scores them")
     return p
 
 
@@ -241,7 +246,7 @@ def model_stats(name: str, kwargs: dict, img_size: int, channels: int) -> tuple[
 
 
 def print_summary(model: str, metrics: dict, run_dir: Path, seconds: float,
-                  note: str | None = None) -> None:
+                  note: str | None = None, external: dict | None = None) -> None:
     t = metrics.get("test")
     print(f"\n{model}: held-out test set (n={t['n'] if t else '?'}) — {run_dir}")
     if t is None:
@@ -258,6 +263,11 @@ def print_summary(model: str, metrics: dict, run_dir: Path, seconds: float,
             f"{k} {cv['mean'][k]:.3f} ± " + (f"{cv['sd'][k]:.3f}" if cv["sd"][k] is not None
                                              else "undefined") for k in ("accuracy", "auc")) +
             (f"; {cv['failed_folds']} failed" if cv["failed_folds"] else ""))
+    for name, ext in (external or {}).items():
+        e = ext["test"]
+        print(f"  external {name} (n={e['n']}, {ext['excluded_training_duplicates']} training "
+              f"duplicate(s) left out): accuracy {e['accuracy']:.3f}, sensitivity "
+              f"{e['sensitivity']:.3f}, specificity {e['specificity']:.3f}, AUC {e['auc']:.3f}")
     if note:
         print(f"  {note}")
     print(f"  wall time {seconds:.1f} s")
@@ -275,6 +285,7 @@ def options_from_argv(argv: list[str] | None) -> RunOptions:
         seed=args.seed, device=args.device, out=args.out, test_per_class=args.test_per_class,
         skip_bad_images=args.skip_bad_images, concurrent_folds=args.concurrent_folds,
         save_fold_weights=args.save_fold_weights, progress=not args.no_progress,
+        external=tuple(x for x in args.external.split(",") if x),
         command=" ".join(["python -m bench.run", *map(portable, given)]))
 
 
@@ -292,6 +303,7 @@ class Prepared:
     split_source: str
     model_stats: dict
     weights_warning: str | None
+    external: list[ExternalSet] = field(default_factory=list)
 
     @property
     def run_dir(self) -> Path:
@@ -311,6 +323,7 @@ class RunResult:
     metrics: dict
     seconds: float
     note: str | None = None
+    external: dict[str, dict] = field(default_factory=dict)  # external set name → its metrics
 
     @property
     def ok(self) -> bool:
@@ -363,7 +376,8 @@ def prepare(o: RunOptions) -> Prepared:
                           save_fold_weights=o.save_fold_weights, concurrent=concurrent,
                           progress=o.progress)
     return Prepared(o, spec, execution, profile, index, manifest, report, split_source, stats,
-                    check_weights(o.pretrained, o.model, cfg.pretrained, provenance))
+                    check_weights(o.pretrained, o.model, cfg.pretrained, provenance),
+                    resolve_external(list(o.external)))
 
 
 def run(o: RunOptions) -> RunResult:
@@ -375,19 +389,20 @@ def run(o: RunOptions) -> RunResult:
     if p.weights_warning:
         print(p.weights_warning, file=sys.stderr)
     run_dir, run_hash = p.run_dir, p.spec.hash()
-    if finished_run(run_dir, run_hash):
-        print(f"{o.model}: reusing the finished run {run_dir} (same configuration)")
-        return RunResult(run_dir, "reused", json.loads((run_dir / "metrics.json").read_text()),
-                         time.perf_counter() - t_start, p.weights_warning)
     ensure_writable(run_dir)
     with exclusive(run_dir / ".lock", f"waiting: another process is training {run_dir.name}; "
                    "this one goes on when it ends"):
-        if finished_run(run_dir, run_hash):  # finished by the process we waited for
+        if finished_run(run_dir, run_hash):
             print(f"{o.model}: reusing the finished run {run_dir} (same configuration)")
-            return RunResult(run_dir, "reused",
-                             json.loads((run_dir / "metrics.json").read_text()),
-                             time.perf_counter() - t_start, p.weights_warning)
-        return train_run(p, t_start)
+            result = RunResult(run_dir, "reused",
+                               json.loads((run_dir / "metrics.json").read_text()),
+                               time.perf_counter() - t_start, p.weights_warning)
+        else:
+            result = train_run(p, t_start)
+        for ext in p.external:  # after training: a bad set stops here with the result kept
+            result.external[ext.name] = score_external(run_dir, p.spec, p.execution, ext,
+                                                       p.index, p.manifest)
+    return result
 
 
 def train_run(p: Prepared, t_start: float) -> RunResult:
@@ -464,7 +479,8 @@ def train_run(p: Prepared, t_start: float) -> RunResult:
 def main(argv: list[str] | None = None) -> int:
     options = options_from_argv(argv)
     result = run(options)
-    print_summary(options.model, result.metrics, result.run_dir, result.seconds, result.note)
+    print_summary(options.model, result.metrics, result.run_dir, result.seconds, result.note,
+                  result.external)
     return 0 if result.ok else 1
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +21,8 @@ class Run:
     metrics: dict
     predictions: pd.DataFrame
     cv: pd.DataFrame
+    # external set name → (its predictions, its metrics.json), see bench.external
+    external: dict[str, tuple[pd.DataFrame, dict]] = field(default_factory=dict)
 
     @property
     def model(self) -> str:
@@ -64,7 +66,17 @@ def load_run(folder: Path) -> Run | None:
                          f"{'malignant' if test.label.iloc[0] == 1 else 'benign'} images, so AUC, "
                          "sensitivity and specificity are undefined; rerun it on a split with "
                          "both classes, or pass --skip-invalid-runs to leave it out")
-    return Run(folder, config, metrics, preds, cv)
+    external = {}
+    for ext in sorted((folder / "external").glob("*/metrics.json")):
+        try:
+            external[ext.parent.name] = (
+                pd.read_csv(ext.parent / "predictions.csv", dtype={"id": str, "path": str,
+                                                                    "group": str},
+                            keep_default_na=False), json.loads(ext.read_text()))
+        except (OSError, ValueError) as exc:
+            raise InvalidRun(f"{folder.name}: cannot read external/{ext.parent.name} "
+                             f"({type(exc).__name__}); score it again with --external") from None
+    return Run(folder, config, metrics, preds, cv, external)
 
 
 def verify_outputs(folder: Path, config: dict) -> None:

@@ -49,6 +49,7 @@ class RunOptions:
     concurrent_folds: str = "auto"
     save_fold_weights: bool = False
     progress: bool = True
+    external: tuple[str, ...] = ()  # data sets to score the final model on (not part of the hash)
     command: str = ""  # as typed, for the record (paths made portable)
 
     def overrides(self) -> dict:

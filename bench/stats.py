@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 from scipy import stats
+from sklearn.metrics import roc_auc_score
 
 Z95 = stats.norm.ppf(0.975)
 
@@ -129,3 +130,61 @@ def holm(pvalues) -> np.ndarray:
         running = max(running, min(1.0, (m - rank) * p[i]))
         out[i] = running
     return out
+
+
+def delong_se(y_true, y_score) -> float:
+    """DeLong standard error of one ROC AUC."""
+    _, cov = delong_covariance(y_true, y_score)
+    return math.sqrt(max(float(cov[0, 0]), 0.0))
+
+
+def cluster_bootstrap_auc(y_true, y_score, groups, n_boot: int = 2000, seed: int = 0,
+                          level: float = 0.95) -> tuple[float, float, float]:
+    """Patient-level bootstrap of the ROC AUC: whole patients (``groups``) are resampled, so the
+    images of one patient stay together. ``(lo, hi, se)``; the rare replicate that holds one
+    class only is skipped."""
+    y = np.asarray(y_true).astype(int)
+    s = np.asarray(y_score, dtype=float)
+    ids, inverse = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+    members = [np.nonzero(inverse == k)[0] for k in range(len(ids))]
+    rng = np.random.default_rng(seed)
+    aucs = []
+    for _ in range(n_boot):
+        take = np.concatenate([members[k] for k in rng.integers(0, len(ids), len(ids))])
+        yt = y[take]
+        if 0 < yt.sum() < len(yt):
+            aucs.append(roc_auc_score(yt, s[take]))
+    if len(aucs) < 2:
+        return math.nan, math.nan, math.nan
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(aucs, [alpha, 1 - alpha])
+    return float(lo), float(hi), float(np.std(aucs, ddof=1))
+
+
+def calibration_slope_intercept(y_true, y_prob, eps: float = 1e-6) -> tuple[float, float]:
+    """Logistic recalibration (Cox 1958): slope of ``logit P(y=1) = a + b·logit(p)``, and
+    calibration-in-the-large, the intercept ``a`` with the slope fixed at 1 (``logit(p)`` as an
+    offset). Perfect calibration: slope 1, intercept 0. Fitted by Newton's method."""
+    y = np.asarray(y_true, dtype=float)
+    p = np.clip(np.asarray(y_prob, dtype=float), eps, 1 - eps)
+    o = np.log(p / (1 - p))
+
+    def newton(design: np.ndarray, offset: np.ndarray) -> np.ndarray:
+        beta = np.zeros(design.shape[1])
+        for _ in range(100):
+            mu = 1 / (1 + np.exp(-(design @ beta + offset)))
+            grad = design.T @ (y - mu)
+            hess = (design * (mu * (1 - mu))[:, None]).T @ design
+            try:
+                step = np.linalg.solve(hess + 1e-9 * np.eye(len(beta)), grad)
+            except np.linalg.LinAlgError:
+                return np.full(len(beta), math.nan)
+            beta += step
+            if np.abs(step).max() < 1e-10:
+                break
+        return beta
+
+    ones = np.ones((len(y), 1))
+    slope = newton(np.hstack([ones, o[:, None]]), np.zeros(len(y)))[1]
+    intercept = newton(ones, o)[0]
+    return float(slope), float(intercept)

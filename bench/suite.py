@@ -61,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="comma-separated registered models for the comparison; 'default': all of "
                         "them on CUDA, all but " + ", ".join(CPU_HEAVY) + " on CPU; 'all': all")
     p.add_argument("--no-experiments", action="store_true", help="skip Table 1, Fig. 1, Table 2")
+    p.add_argument("--external", default="",
+                   help="comma-separated external data sets to score every comparison model on "
+                        "(paths, or synthetic:B); see python -m bench.run --help")
     p.add_argument("--seeds", default=None,
                    help="comma-separated training seeds, each its own run (default: the "
                         "profile's: 0,1,2 for paper, 0 for quick and smoke)")
@@ -95,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
             "--folds" not in passthrough:
         cv = ["--folds", str(prof.experiment_folds)]
     planned = [("fus2net", cv + variants[0])]  # paper recipe, comparison, then the ablations
-    planned += [(m, []) for m in models if m != "fus2net"]
+    ext = ["--external", args.external] if args.external else []
+    planned[0] = ("fus2net", planned[0][1] + ext)
+    planned += [(m, ext) for m in models if m != "fus2net"]
     planned += [("fus2net", cv + v) for v in variants[1:]]
     jobs = [(m, [*extra, "--seed", str(seed)]) for seed in seeds for m, extra in planned]
     run.options_from_argv(common)  # a bad pass-through option stops the suite before any run
@@ -108,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         options = run.options_from_argv(["--model", model, *common, *extra])
         try:
             result = run.run(options)
-            run.print_summary(model, result.metrics, result.run_dir, result.seconds, result.note)
+            run.print_summary(model, result.metrics, result.run_dir, result.seconds, result.note,
+                              result.external)
             status = "ok" if result.ok else "FAILED"
         except UserError as exc:  # bad input for this run: said, and the others go on
             print(f"error: {exc}", file=sys.stderr)

@@ -20,7 +20,17 @@ from bench.errors import BenchError
 from bench.experiments import BASE, EXPERIMENTS, fus2net_variant_key
 from bench.metrics import THRESHOLD, binary_metrics, degenerate_prediction
 from bench.runs import Run, by_configuration
-from bench.stats import bootstrap_auc_ci, delong_ci, delong_test, holm, mcnemar_exact, wilson_ci
+from bench.stats import (
+    bootstrap_auc_ci,
+    calibration_slope_intercept,
+    cluster_bootstrap_auc,
+    delong_ci,
+    delong_se,
+    delong_test,
+    holm,
+    mcnemar_exact,
+    wilson_ci,
+)
 from models.pretrained import RANDOM_FALLBACK
 
 REFERENCE = "fus2net"
@@ -287,3 +297,122 @@ def experiment_table(runs: list[Run], name: str) -> pd.DataFrame:
         row["runs"] = ",".join(r.path.name for r in rs)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def external_sets(runs: list[Run]) -> list[str]:
+    """Names of the external sets scored by any comparison run, sorted."""
+    return sorted({name for r in comparison_runs(runs) for name in r.external})
+
+
+def _external_seed_mean(rs: list[Run], name: str) -> tuple[pd.DataFrame, list[float]] | None:
+    """Seed-averaged external predictions of a configuration (images every seed scored) and each
+    seed's external AUC; ``None`` when no seed scored the set."""
+    frames = [r.external[name][0] for r in rs if name in r.external]
+    if not frames:
+        return None
+    common = set.intersection(*(set(f.id) for f in frames))
+    aligned = [f[f.id.isin(common)].sort_values("id").reset_index(drop=True) for f in frames]
+    mean = aligned[0].copy()
+    mean["prob_malignant"] = np.mean([f.prob_malignant.to_numpy() for f in aligned], axis=0)
+    aucs = [binary_metrics(f.label, f.prob_malignant)["auc"] for f in aligned]
+    return mean, aucs
+
+
+def external_table(runs: list[Run], n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Internal vs external (SPEC §3, §4): per model and external set, the held-out test and the
+    external set side by side at the unchanged threshold 0.5, ΔAUC with its CI (independent
+    samples: the two variances add), calibration on the external set, and DeLong against Fus2Net
+    on the same external images (Holm across models, per set). Seed-averaged probabilities; the
+    external AUC's spread over seeds alongside."""
+    rows = []
+    sets = comparison_sets(runs)
+    for name in external_sets(runs):
+        ref = next((_external_seed_mean(rs, name) for m, rs in sets if m == REFERENCE), None)
+        for model, rs in sets:
+            got = _external_seed_mean(rs, name)
+            tests = [r for r in rs if len(r.test)]
+            if got is None or not tests:
+                continue
+            ext, aucs = got
+            y, s = ext.label.to_numpy(), ext.prob_malignant.to_numpy()
+            yi, si = _seed_mean(tests)
+            row: dict = {"model": model, "external_set": name, "n_seeds": len(aucs),
+                         "weights": weights_label(rs[0]), "n_internal": len(yi), "n_external": len(y),
+                         "excluded_duplicates": int(max(r.external[name][1].get(
+                             "excluded_training_duplicates", 0) for r in rs if name in r.external)),
+                         "flag": degenerate_prediction(s)}
+            internal, external = binary_metrics(yi, si), binary_metrics(y, s)
+            for k in ("accuracy", "sensitivity", "specificity", "ppv", "npv"):
+                num, den = PROPORTIONS[k]
+                row[f"internal_{k}"] = internal[k]
+                row[f"external_{k}"] = external[k]
+                row[f"external_{k}_lo"], row[f"external_{k}_hi"] = wilson_ci(
+                    _count(num, external), _count(den, external))
+            row["internal_auc"], row["internal_auc_lo"], row["internal_auc_hi"] = delong_ci(yi, si)
+            groups = ext.group.astype(str).to_numpy() if "group" in ext else np.array([""])
+            if (groups != "").all() and len(set(groups)) < len(groups):
+                lo, hi, se = cluster_bootstrap_auc(y, s, groups, n_boot=n_boot, seed=seed)
+                row["external_auc_ci"] = "patient-level bootstrap"
+            else:
+                _, lo, hi = delong_ci(y, s)
+                se = delong_se(y, s)
+                row["external_auc_ci"] = "DeLong"
+            row["external_auc"], row["external_auc_lo"], row["external_auc_hi"] = \
+                external["auc"], lo, hi
+            row["external_auc_seed_sd"] = float(np.std(aucs, ddof=1)) if len(aucs) > 1 else math.nan
+            delta = external["auc"] - internal["auc"]
+            half = 1.959964 * math.sqrt(se ** 2 + delong_se(yi, si) ** 2)
+            row["delta_auc"], row["delta_auc_lo"], row["delta_auc_hi"] = delta, delta - half, \
+                delta + half
+            row["external_brier"] = external["brier"]
+            row["calibration_slope"], row["calibration_intercept"] = \
+                calibration_slope_intercept(y, s)
+            if model != REFERENCE and ref is not None and not row["flag"]:
+                both = ext.merge(ref[0][["id", "prob_malignant"]], on="id", suffixes=("", "_ref"))
+                row["delta_vs_fus2net"] = external["auc"] - binary_metrics(
+                    both.label, both.prob_malignant_ref)["auc"]
+                row["delong_p"] = delong_test(both.label.to_numpy(), both.prob_malignant.to_numpy(),
+                                              both.prob_malignant_ref.to_numpy())[1]
+            rows.append(row)
+    df = pd.DataFrame(rows)
+    if len(df):
+        if "delong_p" not in df:
+            df["delong_p"] = np.nan
+        df["delong_p_holm"] = np.nan
+        for _, idx in df.groupby("external_set").groups.items():
+            df.loc[idx, "delong_p_holm"] = holm(df.loc[idx, "delong_p"].to_numpy(dtype=float))
+    return df
+
+
+def external_curves(runs: list[Run], bins: int = 10) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """ROC vertices (internal test and each external set; seed-averaged probabilities) and the
+    reliability-diagram bins of each external set, per comparison model."""
+    roc, cal = [], []
+    edges = np.linspace(0, 1, bins + 1)
+    for model, rs in comparison_sets(runs):
+        tests = [r for r in rs if len(r.test)]
+        if not tests:
+            continue
+        curves = {"internal test": _seed_mean(tests)}
+        for name in external_sets(runs):
+            got = _external_seed_mean(rs, name)
+            if got is not None:
+                curves[name] = (got[0].label.to_numpy(), got[0].prob_malignant.to_numpy())
+        for name, (y, s) in curves.items():
+            if len(set(y)) < 2:
+                continue
+            fpr, tpr, _ = roc_curve(y, s, drop_intermediate=False)
+            roc.append(pd.DataFrame({"model": model, "set": name, "fpr": fpr, "tpr": tpr}))
+            if name == "internal test":
+                continue
+            b = np.clip(np.digitize(s, edges[1:-1]), 0, bins - 1)
+            for k in range(bins):
+                sel = b == k
+                if sel.any():
+                    cal.append({"model": model, "set": name, "bin": k,
+                                "mean_pred": float(s[sel].mean()),
+                                "frac_pos": float(y[sel].mean()), "count": int(sel.sum())})
+    roc_df = pd.concat(roc, ignore_index=True) if roc else pd.DataFrame(
+        columns=["model", "set", "fpr", "tpr"])
+    return roc_df, pd.DataFrame(cal, columns=["model", "set", "bin", "mean_pred", "frac_pos",
+                                              "count"])

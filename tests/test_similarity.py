@@ -80,3 +80,19 @@ def test_committed_busi_manifest_keeps_reframed_lesions_together_and_stays_50_50
         assert by_id.group[a] == by_id.group[b], (a, b)
     sizes = manifest.groupby("group").size()
     assert sizes.max() <= 12 and np.isclose(len(manifest), 647)
+
+
+def test_cross_contrast_matches_the_split_measure_for_images_of_the_reference_set():
+    from bench.data.similarity import contrast_scores, cross_contrast
+    rng = np.random.default_rng(0)
+    sim = rng.uniform(0.2, 0.6, (8, 8))
+    sim = (sim + sim.T) / 2
+    np.fill_diagonal(sim, 1.0)
+    sim[6, 2] = sim[2, 6] = 0.95  # new image 6 repeats reference image 2
+    z = cross_contrast(sim, 6)
+    assert z.shape == (2, 6) and np.argmax(z[0]) == 2 and z[0, 2] > 1.5
+    # standardised over the reference only: unaffected by how unlike each other the new images are
+    other = sim.copy()
+    other[6, 7] = other[7, 6] = 0.0
+    np.testing.assert_allclose(cross_contrast(other, 6), z)
+    assert contrast_scores(sim).shape == (8, 8)

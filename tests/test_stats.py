@@ -74,3 +74,28 @@ def test_mcnemar_exact_counts_discordant_pairs():
 def test_holm_adjustment():
     adj = holm([0.01, 0.04, 0.03, float("nan")])
     assert adj[:3] == pytest.approx([0.03, 0.06, 0.06]) and math.isnan(adj[3])
+
+
+def test_calibration_slope_and_intercept_recover_a_known_miscalibration():
+    from bench.stats import calibration_slope_intercept
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0.02, 0.98, 20000)
+    y = (rng.uniform(size=p.size) < p).astype(int)
+    slope, intercept = calibration_slope_intercept(y, p)
+    assert abs(slope - 1) < 0.05 and abs(intercept) < 0.05
+    logit = np.log(p / (1 - p))
+    overconfident = 1 / (1 + np.exp(-2 * logit))  # twice the log-odds: slope 1/2
+    assert abs(calibration_slope_intercept(y, overconfident)[0] - 0.5) < 0.03
+    too_high = 1 / (1 + np.exp(-(logit + 1)))  # every log-odds +1: intercept -1
+    assert abs(calibration_slope_intercept(y, too_high)[1] + 1) < 0.05
+
+
+def test_patient_bootstrap_is_wider_when_images_of_a_patient_agree():
+    from bench.stats import cluster_bootstrap_auc
+    rng = np.random.default_rng(1)
+    patient = rng.integers(0, 2, 40)  # 40 patients, 5 images each, one label per patient
+    y = np.repeat(patient, 5)
+    s = np.repeat(rng.normal(patient, 1.0), 5) + rng.normal(0, 0.05, y.size)
+    lo_p, hi_p, _ = cluster_bootstrap_auc(y, s, np.repeat(np.arange(40), 5), n_boot=400)
+    lo_i, hi_i, _ = cluster_bootstrap_auc(y, s, np.arange(y.size), n_boot=400)
+    assert hi_p - lo_p > 1.5 * (hi_i - lo_i)  # images treated as independent look too certain

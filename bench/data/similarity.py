@@ -123,6 +123,21 @@ def contrast_scores(sim: np.ndarray) -> np.ndarray:
     return np.round(np.minimum(z, z.T), 4)
 
 
+def cross_contrast(sim: np.ndarray, n_ref: int) -> np.ndarray:
+    """Contrast scores of new images against a reference population (the first ``n_ref`` rows and
+    columns of ``sim``, e.g. a training set): ``min(z_new, z_ref)``, where both the new image's
+    similarities and the reference image's are standardised over the reference images only, as
+    in the split. Returns a (new × reference) matrix."""
+    off = sim.astype(np.float64).copy()
+    np.fill_diagonal(off, np.nan)
+    ref = off[:, :n_ref]  # every image against the reference images
+    mu = np.nanmean(ref, axis=1, keepdims=True)
+    sd = np.where((s := np.nanstd(ref, axis=1, keepdims=True)) > 1e-9, s, np.inf)
+    z_new = (ref[n_ref:] - mu[n_ref:]) / sd[n_ref:]  # new image a's row, over the reference
+    z_ref = ((off[:n_ref, n_ref:] - mu[:n_ref]) / sd[:n_ref]).T  # reference b's row, same columns
+    return np.round(np.minimum(z_new, z_ref), 4)
+
+
 @dataclass(frozen=True)
 class PairScores:
     """Raw NCC and contrast score of every pair of a list of images."""

@@ -24,6 +24,13 @@ Each image is a simulated linear-probe B-mode scan (320×240, 8-bit grey):
    correlated complex Gaussian field: Rayleigh statistics, grain elongated laterally) and log
    compression to a 40–60 dB dynamic range (display gamma 1.5).
 
+**Sites.** ``site="A"`` is the default scanner. ``site="B"`` is another scanner and hospital, for
+external validation: a lower-frequency probe (speckle grain about three times as large), lower display
+gain, stronger attenuation with a time-gain compensation ramp that brightens the far field, a wider
+dynamic range (60–72 dB instead of 40–60: flatter contrast), display gamma 1.2 instead of 1.5, and
+a population of smaller lesions (7–14% of the image width instead of 16–32%). Every
+random draw happens in the same order at both sites, so site A is unchanged by site B's existence.
+
 Default counts follow the paper (696 benign, 356 malignant). Generation is deterministic for a seed
 (each image has its own ``numpy`` generator seeded with ``(seed, index)``), writes lesion masks
 beside the images (``<id>_mask.png``, as BUSI does) and a ``synthetic.json`` with every image's
@@ -51,6 +58,26 @@ MARKER = "synthetic.json"
 
 
 @dataclass(frozen=True)
+class Site:
+    """Scanner and population settings of one phantom "site" (module docstring)."""
+
+    speckle_sigma: tuple[float, float] = (0.7, 1.6)  # correlation of the speckle field (px)
+    gain: tuple[float, float] = (0.85, 1.0)
+    attenuation: tuple[float, float] = (0.5, 1.4)  # α of exp(-α·depth)
+    tgc: float = 0.0  # time-gain compensation: far-field gain exp(tgc·depth)
+    dynamic_range_db: tuple[float, float] = (40.0, 60.0)
+    gamma: float = 1.5
+    lesion_width: tuple[float, float] = (0.16, 0.32)  # fraction of the image width
+
+
+SITES = {
+    "A": Site(),
+    "B": Site(speckle_sigma=(2.2, 4.4), gain=(0.75, 0.9), attenuation=(1.2, 2.0), tgc=1.3,
+              dynamic_range_db=(60.0, 72.0), gamma=1.2, lesion_width=(0.07, 0.14)),
+}
+
+
+@dataclass(frozen=True)
 class PhantomSpec:
     """What to generate; part of the cache key."""
 
@@ -58,10 +85,12 @@ class PhantomSpec:
     n_malignant: int = 356
     seed: int = 0
     overlap: float = 0.2
+    site: str = "A"
 
     def cache_name(self) -> str:
+        site = "" if self.site == "A" else f"-site{self.site}"
         return (f"synthetic-v{GENERATOR_VERSION}-s{self.seed}-b{self.n_benign}"
-                f"-m{self.n_malignant}-o{self.overlap:g}")
+                f"-m{self.n_malignant}-o{self.overlap:g}{site}")
 
 
 def default_cache_root() -> Path:
@@ -99,10 +128,11 @@ def _tissue(rng: np.random.Generator, yy: np.ndarray, xx: np.ndarray) -> np.ndar
 
 
 def _lesion(rng: np.random.Generator, malignant: bool, overlap: float, yy: np.ndarray,
-            xx: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
+            xx: np.ndarray, site: Site = SITES["A"]
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict]:
     """Lesion mask, echo map, halo weight and posterior factor, plus its descriptors."""
     looks = {d: bool(malignant) != bool(rng.random() < overlap) for d in DESCRIPTORS}
-    width = rng.uniform(0.16, 0.32)  # fraction of the image width
+    width = rng.uniform(*site.lesion_width)  # fraction of the image width
     aspect = rng.uniform(0.95, 1.4) if looks["shape"] else rng.uniform(0.45, 0.8)  # height/width
     rx = width * WIDTH / 2
     ry = min(aspect * rx, 0.28 * HEIGHT)
@@ -151,20 +181,24 @@ def _lesion(rng: np.random.Generator, malignant: bool, overlap: float, yy: np.nd
 
 def render(index: int, malignant: bool, spec: PhantomSpec) -> tuple[np.ndarray, np.ndarray, dict]:
     """One phantom image (uint8 H×W), its lesion mask (bool) and descriptors; deterministic."""
+    site = SITES[spec.site]
     rng = np.random.default_rng([spec.seed, index, int(malignant)])
     yy, xx = np.meshgrid(np.linspace(0, 1, HEIGHT), np.linspace(0, 1, WIDTH), indexing="ij")
     e = _tissue(rng, yy, xx)
-    mask, echo, halo, posterior, info = _lesion(rng, malignant, spec.overlap, yy, xx)
+    mask, echo, halo, posterior, info = _lesion(rng, malignant, spec.overlap, yy, xx, site)
     soft = gaussian_filter(mask.astype(float), 1.0)
     e = (1 - soft) * e + soft * echo + 0.6 * halo
-    e = e * posterior * np.exp(-rng.uniform(0.5, 1.4) * yy)  # depth attenuation
-    field = gaussian_filter(rng.standard_normal((HEIGHT, WIDTH)), (0.7, 1.6)) + 1j * gaussian_filter(
-        rng.standard_normal((HEIGHT, WIDTH)), (0.7, 1.6))
+    e = e * posterior * np.exp(-rng.uniform(*site.attenuation) * yy)  # depth attenuation
+    if site.tgc:
+        e = e * np.exp(site.tgc * yy)  # time-gain compensation ramp
+    field = gaussian_filter(rng.standard_normal((HEIGHT, WIDTH)), site.speckle_sigma) + \
+        1j * gaussian_filter(rng.standard_normal((HEIGHT, WIDTH)), site.speckle_sigma)
     speckle = np.abs(field)
     envelope = e * speckle / speckle.mean()
-    dr = rng.uniform(40, 60)
+    dr = rng.uniform(*site.dynamic_range_db)
     db = 20 * np.log10(envelope / np.quantile(envelope, 0.999) + 1e-6)
-    img = np.clip((db + dr) / dr, 0, 1) ** 1.5 * 255 * rng.uniform(0.85, 1.0)
+    img = np.clip(np.clip((db + dr) / dr, 0, 1) ** site.gamma * 255 * rng.uniform(*site.gain),
+                  0, 255)
     info["dynamic_range_db"] = round(dr, 1)
     return img.astype(np.uint8), mask, info
 

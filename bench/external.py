@@ -1,0 +1,185 @@
+"""External validation (SPEC §3): a model trained on data set A, scored unchanged on data set B.
+
+After a run's final fit, every usable image of each external set is scored once with the final
+weights, the run's preprocessing (input size, channels, the model's normalisation) and the
+threshold 0.5; nothing of B touches training, flip-balancing or any choice of settings. Images of B
+that are the same picture or the same scene as a training image of A (the split's measures,
+:mod:`bench.data.manifest`) are reported and left out of B's metrics, with the count.
+
+Each set gets ``<run>/external/<name>/predictions.csv`` (the run's prediction columns plus the
+patient ``group`` where the set has one) and ``metrics.json`` (metrics, counts, the excluded
+duplicates, the content hash of B's images and the SHA-256 of the weights that scored it). A run
+that already scored a set with the same weights and the same images reuses it; adding
+``--external`` to a finished run only scores.
+
+External sets are given as data paths (any layout :func:`bench.data.datasets.load_index` reads) or
+as ``synthetic:B``, the phantom's second site (another scanner; :mod:`bench.data.synthetic`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file
+
+from bench.atomic import write_csv, write_json
+from bench.data.cache import build_cache
+from bench.data.content import content_sha256
+from bench.data.datasets import load_index
+from bench.data.index import DataIndex, Sample
+from bench.data.manifest import SplitConfig, fingerprints
+from bench.data.similarity import cross_contrast
+from bench.data.synthetic import SITES, PhantomSpec
+from bench.errors import BenchError
+from bench.metrics import binary_metrics
+from bench.provenance import file_sha256, portable
+from bench.spec import Execution, RunSpec
+from bench.stages import PRED_COLUMNS
+from bench.train import predict
+from models import create_model, get_model_config
+
+# the phantom's second site as an external set: another scanner and population (not the seed,
+# size or class mix of the training phantom)
+EXTERNAL_PHANTOM = {"n_benign": 200, "n_malignant": 200, "seed": 1}
+
+
+@dataclass
+class ExternalSet:
+    """An external data set to score: its name (the folder under ``external/``) and its index."""
+
+    name: str
+    source: str  # as given, with paths made portable
+    index: DataIndex
+
+
+def resolve_external(values: list[str]) -> list[ExternalSet]:
+    """Read every external set now (before any training), so a bad one stops the run early."""
+    sets: list[ExternalSet] = []
+    for value in values:
+        if value.startswith("synthetic:"):
+            site = value.split(":", 1)[1]
+            if site not in SITES:
+                raise BenchError(f"--external {value}: unknown phantom site {site!r}; sites are "
+                                 f"{', '.join(SITES)}")
+            index = load_index(None, synthetic=PhantomSpec(**EXTERNAL_PHANTOM, site=site))
+            name = f"synthetic-site{site}"
+        else:
+            path = Path(value)
+            try:
+                index = load_index(path)
+            except BenchError as exc:
+                raise BenchError(f"--external {value}: {exc}") from None
+            name = (path.stem if path.is_file() else path.resolve().name).lower()
+        if not index.samples:
+            raise BenchError(f"--external {value}: the data set has no benign or malignant images")
+        if any(s.name == name for s in sets):
+            raise BenchError(f"--external: two sets are both called {name!r}; give each once")
+        sets.append(ExternalSet(name, value if value.startswith("synthetic:") else portable(value),
+                                index))
+    return sets
+
+
+def _training_duplicates(ext: ExternalSet, train: DataIndex, skip_bad: bool
+                         ) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """External IDs that show the same picture or the same scene as a training image (→ that
+    image's ID), and the external images that could not be decoded.
+
+    Same picture: identical pixels or dHash within the split's threshold. Same scene: the split's
+    measure, with every z standardised over the training images (the population the split used),
+    so a second site's images do not dilute it."""
+    both = DataIndex(kind=ext.index.kind, root=Path("/"), samples=[
+        *[Sample(id=f"train:{s.id}", path=str(train.root / s.path), label=s.label)
+          for s in train.samples],
+        *[Sample(id=f"external:{s.id}", path=str(ext.index.root / s.path), label=s.label)
+          for s in ext.index.samples]])
+    fp = fingerprints(both, skip_bad=True)
+    bad = [(p, r) for p, r in fp.bad if p.startswith(str(ext.index.root))]
+    if bad and not skip_bad:
+        raise BenchError(f"--external {ext.source}: {bad[0][1]}")
+    n_ref = sum(s.id.startswith("train:") for s in fp.samples)
+    if any(s.id.startswith("train:") for s in fp.samples[n_ref:]):
+        raise BenchError("training images could not be decoded while scoring --external")
+    cfg = SplitConfig()
+    z = cross_contrast(fp.scenes.ncc, n_ref)
+    ncc = fp.scenes.ncc[n_ref:, :n_ref]
+    packed = np.packbits(fp.bits, axis=1)
+    dups: dict[str, str] = {}
+    for a, s in enumerate(fp.samples[n_ref:]):
+        bits = np.unpackbits(packed[n_ref + a] ^ packed[:n_ref], axis=1).sum(axis=1)
+        same = (bits <= cfg.hash_threshold) | np.array(
+            [d == fp.digests[n_ref + a] for d in fp.digests[:n_ref]])
+        same |= (z[a] >= cfg.similarity.z_threshold) & (ncc[a] >= cfg.similarity.min_ncc)
+        if same.any():
+            b = int(np.argmax(np.where(same, z[a], -np.inf)))
+            dups[s.id.removeprefix("external:")] = fp.samples[b].id.removeprefix("train:")
+    return dups, bad
+
+
+def score_external(run_dir: Path, spec: RunSpec, ex: Execution, ext: ExternalSet,
+                   train_index: DataIndex, manifest: pd.DataFrame) -> dict:
+    """Score one external set with the run's final weights; returns its ``metrics.json``."""
+    folder = run_dir / "external" / ext.name
+    weights = run_dir / "model.safetensors"
+    if not weights.is_file():
+        raise BenchError(f"{run_dir.name}: no final weights to score --external {ext.source} "
+                         "with (the final fit failed)")
+    paths = [s.path for s in ext.index.samples]
+    data_sha = content_sha256(ext.index.root, paths)
+    weights_sha = file_sha256(weights)
+    done = folder / "metrics.json"
+    if done.is_file() and (folder / "predictions.csv").is_file():
+        old = json.loads(done.read_text())
+        if old.get("content_sha256") == data_sha and old.get("weights_sha256") == weights_sha:
+            print(f"external {ext.name}: reusing its scores (same weights, same images)")
+            return old
+    train_rows = manifest[manifest.split == "train"]
+    by_path = {s.path: s for s in train_index.samples}
+    train = DataIndex(train_index.kind, train_index.root,
+                      [by_path[p] for p in train_rows.path if p in by_path])
+    dups, bad = _training_duplicates(ext, train, spec.skip_bad_images)
+    keep = [s for s in ext.index.samples if s.id not in dups
+            and all(not b.endswith(s.path) for b, _ in bad)]
+    labels = {s.label for s in keep}
+    if labels != {0, 1}:
+        raise BenchError(f"--external {ext.source}: after leaving out {len(dups)} duplicate(s) of "
+                         f"training images and {len(bad)} unreadable image(s), "
+                         f"{'no images are' if not keep else 'only one class is'} left; an "
+                         "external set needs benign and malignant images")
+    rows = pd.DataFrame({"id": [s.id for s in keep], "path": [s.path for s in keep],
+                         "label": [s.label for s in keep], "group": [s.group for s in keep]})
+    cache, skipped = build_cache(ext.index.root, rows, spec.img_size, spec.channels,
+                                 skip_bad=spec.skip_bad_images)
+    model = final_model(spec, weights)
+    probs = predict(model, get_model_config(spec.model), cache.to(ex.device)
+                    if ex.device == "cuda" else cache, np.arange(len(cache)), device=ex.device,
+                    channels_last=ex.channels_last)
+    preds = cache.rows.assign(prob_malignant=probs, split="external", fold=-1)
+    preds = preds[[*PRED_COLUMNS, "group"]]
+    metrics = {
+        "external_set": ext.name, "source": ext.source, "data_kind": ext.index.kind,
+        "content_sha256": data_sha, "weights_sha256": weights_sha,
+        "images": len(ext.index.samples), "scored": int(len(preds)),
+        "excluded_training_duplicates": len(dups),
+        "excluded": [{"id": k, "duplicate_of_training_image": v} for k, v in sorted(dups.items())],
+        "skipped_bad_images": [{"path": p, "reason": r} for p, r in [*bad, *skipped]],
+        "has_patient_ids": bool(any(s.group for s in keep)),
+        "test": binary_metrics(preds.label, preds.prob_malignant),
+    }
+    write_csv(folder / "predictions.csv", preds)
+    write_json(done, metrics)
+    print(f"external {ext.name}: scored {len(preds)} images (left out {len(dups)} duplicate(s) of "
+          f"training images); AUC {metrics['test']['auc']:.3f}, accuracy "
+          f"{metrics['test']['accuracy']:.3f}")
+    return metrics
+
+
+def final_model(spec: RunSpec, weights: Path) -> torch.nn.Module:
+    """The run's final model: its architecture (no download) with the saved weights."""
+    model = create_model(spec.model, **{**spec.model_kwargs, "pretrained": "none"})
+    model.load_state_dict(load_file(str(weights)))
+    return model

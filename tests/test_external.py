@@ -1,0 +1,123 @@
+"""External validation (SPEC §3): train on one data set, score unchanged on another, show the drop."""
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+from PIL import Image, ImageEnhance
+
+from bench.data.synthetic import PhantomSpec, generate
+from tests.helpers import SMOKE, run_main, write_image
+
+pytestmark = pytest.mark.slow  # trains models
+
+# trains in about 30 s on 2 cores, well enough (test AUC 0.94) for a scanner shift to show
+TRAINED = ["--profile", "quick", "--epochs", "25", "--folds", "0", "--no-progress",
+           "--test-per-class", "25"]
+
+
+@pytest.fixture(scope="module")
+def site_a(tmp_path_factory):
+    return generate(PhantomSpec(n_benign=160, n_malignant=160, seed=11),
+                    tmp_path_factory.mktemp("siteA") / "phantom", workers=2)
+
+
+@pytest.fixture(scope="module")
+def site_b(tmp_path_factory):
+    return generate(PhantomSpec(n_benign=50, n_malignant=50, seed=12, site="B"),
+                    tmp_path_factory.mktemp("siteB") / "phantom_site_b", workers=2)
+
+
+@pytest.fixture(scope="module")
+def trained(site_a, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    from bench.run import main
+    assert main(["--data", str(site_a), "--out", str(out), *TRAINED]) == 0
+    (run_dir,) = out.iterdir()
+    return run_dir
+
+
+def test_a_scanner_shift_lowers_external_auc_and_a_finished_run_only_scores(
+        site_a, site_b, trained, capsys):
+    code, out, err = run_main(capsys, "--data", str(site_a), "--out", str(trained.parent),
+                              *TRAINED, "--external", str(site_b))
+    assert code == 0, err
+    assert "reusing the finished run" in out  # no retraining
+    internal = json.loads((trained / "metrics.json").read_text())["test"]
+    external = json.loads((trained / "external" / "phantom_site_b" / "metrics.json").read_text())
+    assert external["content_sha256"] and external["weights_sha256"]
+    assert internal["auc"] > 0.9
+    assert external["test"]["auc"] < internal["auc"] - 0.05  # measured: 0.940 -> 0.787
+    preds = pd.read_csv(trained / "external" / "phantom_site_b" / "predictions.csv")
+    assert list(preds.columns) == ["id", "path", "label", "prob_malignant", "split", "fold", "group"]
+    assert len(preds) == external["scored"] and (preds.split == "external").all()
+    code, out, _ = run_main(capsys, "--data", str(site_a), "--out", str(trained.parent), *TRAINED,
+                            "--external", str(site_b))
+    assert "reusing its scores" in out
+
+
+def test_external_images_that_duplicate_training_images_are_reported_and_left_out(
+        site_a, site_b, trained, tmp_path, capsys):
+    ext = tmp_path / "mixed"
+    shutil.copytree(site_b / "benign", ext / "benign")
+    shutil.copytree(site_b / "malignant", ext / "malignant")
+    split = pd.read_csv(trained / "split.csv")
+    copied = split[split.split == "train"].path.iloc[:4].tolist()
+    for k, rel in enumerate(copied):  # the same pictures, renamed; two of them re-gained
+        img = Image.open(site_a / rel)
+        (ImageEnhance.Brightness(img).enhance(1.15) if k % 2 else img).save(
+            ext / rel.replace("syn_", "copy_"))
+    code, _, err = run_main(capsys, "--data", str(site_a), "--out", str(trained.parent), *TRAINED,
+                            "--external", str(ext))
+    assert code == 0, err
+    metrics = json.loads((trained / "external" / "mixed" / "metrics.json").read_text())
+    excluded = {e["id"] for e in metrics["excluded"]}
+    assert {rel.split("/")[1].replace("syn_", "copy_").removesuffix(".png")
+            for rel in copied} <= {i.split("/")[-1] for i in excluded}
+    preds = pd.read_csv(trained / "external" / "mixed" / "predictions.csv")
+    assert not set(preds.id) & excluded
+    assert metrics["scored"] == metrics["images"] - metrics["excluded_training_duplicates"]
+
+
+def test_a_broken_or_empty_external_set_is_one_line_and_the_training_result_is_kept(
+        small_synthetic, tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    code, _, err = run_main(capsys, "--data", str(small_synthetic), "--out", str(tmp_path / "o"),
+                            *SMOKE, "--external", str(tmp_path / "empty"))
+    assert code == 2 and f"--external {tmp_path / 'empty'}" in err and "unknown layout" in err
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())  # nothing trained
+    broken = tmp_path / "broken"
+    for cls in ("benign", "malignant"):
+        for i in range(3):
+            write_image(broken / cls / f"{cls}_{i}.png", seed=i)
+    (broken / "benign" / "benign_0.png").write_bytes(b"not a png")
+    code, _, err = run_main(capsys, "--data", str(small_synthetic), "--out", str(tmp_path / "o"),
+                            *SMOKE, "--external", str(broken))
+    assert code == 2 and "--external" in err and "benign_0.png" in err and "Traceback" not in err
+    (run_dir,) = (tmp_path / "o").iterdir()
+    assert json.loads((run_dir / "config.json").read_text())["status"] == "complete"
+
+
+def test_a_bus_bra_layout_set_keeps_patients_and_the_report_uses_a_patient_bootstrap(
+        small_synthetic, busbra_tree, tmp_path, capsys):
+    from bench.report import main as report_main
+    for i in range(6, 16):  # more patients, two images each, so the bootstrap has something to do
+        for side in ("l", "r"):
+            write_image(busbra_tree / "Images" / f"bus_{i:04d}-{side}.png", seed=i)
+    rows = (busbra_tree / "bus_data.csv").read_text().splitlines()
+    rows += [f"bus_{i:04d}-{side},{i},x,{'malignant' if i % 2 else 'benign'},4,GE,80,64,left,\"[1]\""
+             for i in range(6, 16) for side in ("l", "r")]
+    (busbra_tree / "bus_data.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "runs"
+    code, _, err = run_main(capsys, "--data", str(small_synthetic), "--out", str(out), *SMOKE,
+                            "--external", str(busbra_tree))
+    assert code == 0, err
+    (run_dir,) = out.iterdir()
+    preds = pd.read_csv(run_dir / "external" / "busbra" / "predictions.csv")
+    assert preds.group.str.startswith("case:").all() and len(preds) == 25
+    assert report_main(["--runs", str(out), "--out", str(tmp_path / "report"), "--n-boot", "200"]) == 0
+    table = pd.read_csv(tmp_path / "report" / "tables" / "external_comparison.csv")
+    assert table.external_auc_ci.tolist() == ["patient-level bootstrap"]
+    assert (tmp_path / "report" / "figures" / "external_roc.png").is_file()
+    assert "External validation: internal vs external" in (tmp_path / "report" / "README.md").read_text()
