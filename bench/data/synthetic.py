@@ -39,6 +39,7 @@ descriptors, and is cached under ``datasets/cache/`` so it runs once.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -77,6 +78,10 @@ SITES = {
 }
 
 
+def _site_hash(site: Site) -> str:
+    return hashlib.sha256(json.dumps(asdict(site), sort_keys=True).encode()).hexdigest()[:8]
+
+
 @dataclass(frozen=True)
 class PhantomSpec:
     """What to generate; part of the cache key."""
@@ -88,7 +93,9 @@ class PhantomSpec:
     site: str = "A"
 
     def cache_name(self) -> str:
-        site = "" if self.site == "A" else f"-site{self.site}"
+        """Folder name under the cache; a site other than A adds its name and a hash of its
+        settings, so changing them regenerates the data."""
+        site = "" if self.site == "A" else f"-site{self.site}-{_site_hash(SITES[self.site])}"
         return (f"synthetic-v{GENERATOR_VERSION}-s{self.seed}-b{self.n_benign}"
                 f"-m{self.n_malignant}-o{self.overlap:g}{site}")
 
