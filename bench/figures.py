@@ -168,3 +168,32 @@ def external_calibration(bins: pd.DataFrame, base: Path) -> list[Path]:
         if len(bins):
             ax.legend(fontsize=6, loc="upper left")
     return save(fig, base)
+
+
+def explanation_grid(examples: dict[str, np.ndarray], base: Path) -> list[Path]:
+    """Rows: models; columns: a true positive, a false negative and a false positive test image
+    with its Grad-CAM map overlaid and the lesion mask outlined (from the saved examples)."""
+    kinds = ["true positive", "false negative", "false positive"]
+    keys = sorted({k.rsplit("|", 1)[0] for k in examples})
+    models = list(dict.fromkeys(k.split("|")[0] for k in keys))
+    fig, axes = plt.subplots(max(1, len(models)), 3, figsize=(7.5, 2.6 * max(1, len(models))),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for r, model in enumerate(models):
+        for c, kind in enumerate(kinds):
+            key = next((k for k in keys if k.startswith(f"{model}|{kind}|")), None)
+            ax = axes[r, c]
+            if key is None:
+                ax.set_title(f"{model}: no {kind}", fontsize=7)
+                continue
+            _, _, image_id, prob = key.split("|")
+            ax.imshow(examples[f"{key}|image"], cmap="gray", vmin=0, vmax=255)
+            ax.imshow(examples[f"{key}|map"], cmap="jet", alpha=0.4, vmin=0, vmax=1)
+            if examples[f"{key}|mask"].any():
+                ax.contour(examples[f"{key}|mask"].astype(float), levels=[0.5], colors="white",
+                           linewidths=0.8)
+            ax.set_title(f"{model}: {kind}\n{image_id}, P(malignant) {prob}", fontsize=7)
+    fig.suptitle("Grad-CAM on held-out test images (white: lesion mask)", fontsize=9)
+    fig.tight_layout()
+    return save(fig, base)

@@ -13,12 +13,14 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bench import figures
-from bench.atomic import write_csv, write_text
+from bench.atomic import write_atomic, write_csv, write_text
 from bench.errors import BenchError, cli_main
 from bench.experiments import EXPERIMENTS
+from bench.explain import frame_band
 from bench.runs import Run, load_runs, provenance_warnings
 from bench.tablefmt import fmt, fmt_p, with_ci, write_table
 from bench.tables import (
@@ -28,6 +30,8 @@ from bench.tables import (
     comparison_table,
     cv_folds,
     experiment_table,
+    explanation_examples,
+    explanation_table,
     external_curves,
     external_table,
     per_seed_table,
@@ -145,6 +149,34 @@ def external_display(t: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def explanation_display(t: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame([{
+        "Model": r["model"], "Images": f"{r['set']}: {r['images']}", "n (with mask)":
+            f"{int(r['n'])} ({int(r['with_mask'])})",
+        **{label: "no mask" if col != "frame_energy_ratio" and not r["with_mask"] else with_ci(
+            r[col], r[f"{col}_lo"], r[f"{col}_hi"])
+           for label, col in (("Pointing hit", "pointing_hit"),
+                              ("Lesion energy ratio", "lesion_energy_ratio"),
+                              ("Frame energy ratio", "frame_energy_ratio"))}}
+        for r in t.to_dict("records")])
+
+
+def explanation_notes(t: pd.DataFrame) -> list[str]:
+    """Models whose maps are no better than chance in the lesion, or sit mostly in the frame."""
+    notes = []
+    for r in t[t.images == "all"].to_dict("records"):
+        where = "held-out test" if r["set"] == "test" else f"external set {r['set']}"
+        if r["with_mask"] and r["lesion_energy_ratio_hi"] <= 1:
+            notes.append(f"* **{r['model']}** ({where}): its maps sit no better than chance in "
+                         f"the lesion (lesion energy ratio {r['lesion_energy_ratio']:.2f}, CI "
+                         "upper bound ≤ 1).")
+        share = r["frame_energy_ratio"] * frame_band(100).mean()
+        if share > 0.5:
+            notes.append(f"* **{r['model']}** ({where}): {share:.0%} of its map energy lies in the "
+                         "frame band (the outer 10% of the image): a shortcut suspect.")
+    return notes
+
+
 def write_tables(runs: list[Run], out: Path, n_boot: int, seed: int) -> dict[str, pd.DataFrame]:
     tdir = out / "tables"
     per_seed = per_seed_table(runs, n_boot=n_boot, seed=seed)
@@ -164,6 +196,19 @@ def write_tables(runs: list[Run], out: Path, n_boot: int, seed: int) -> dict[str
     write_csv(tdir / "calibration_bins.csv", calibration_bins(runs))
     write_csv(tdir / "cv_folds.csv", cv_folds(runs))
     tables = {"table3_comparison": t3}
+    cams = explanation_table(runs)
+    if len(cams):
+        write_table(cams, explanation_display(cams), tdir / "explanations",
+                    "Where the models look (Grad-CAM, bench.explain), over images of every seed: "
+                    "pointing-game hit rate (the map's peak in the lesion, 3% tolerance; Wilson "
+                    "95% CI), lesion energy ratio (share of the map's energy in the lesion / the "
+                    "lesion's share of the image; 1 = chance) and frame energy ratio (the same for "
+                    "the outer 10% band of the image, where calipers and labels sit: a shortcut "
+                    "signal), mean [95% CI].")
+        examples = explanation_examples(runs)
+        write_atomic(tdir / "explain_examples.npz",
+                     lambda p: np.savez_compressed(p.open("wb"), **examples))
+        tables["explanations"] = cams
     ext = external_table(runs, n_boot=n_boot, seed=seed)
     if len(ext):
         write_table(ext, external_display(ext), tdir / "external_comparison",
@@ -207,6 +252,9 @@ def draw_figures(out: Path) -> list[Path]:
     paths += figures.cv_strip(_read(tdir / "cv_folds.csv"), fdir / "cv_folds")
     paths += figures.calibration_figure(_read(tdir / "calibration_bins.csv"), fdir / "calibration")
     paths += figures.optimizer_bars(pd.read_csv(tdir / "fig1_optimizers.csv"), fdir / "fig1_optimizers")
+    if (tdir / "explain_examples.npz").is_file():
+        with np.load(tdir / "explain_examples.npz") as npz:
+            paths += figures.explanation_grid(dict(npz), fdir / "explanations")
     if (tdir / "external_roc_points.csv").is_file():
         paths += figures.external_roc(_read(tdir / "external_roc_points.csv"), fdir / "external_roc")
         paths += figures.external_calibration(_read(tdir / "external_calibration_bins.csv"),
@@ -289,6 +337,13 @@ def write_readme(runs: list[Run], out: Path, tables: dict[str, pd.DataFrame],
         "![CV folds](figures/cv_folds.png)", "",
         "## The paper's Fus2Net experiments (chosen by cross-validation)", "",
     ]
+    if "explanations" in tables:
+        anchor = lines.index("## The paper's Fus2Net experiments (chosen by cross-validation)")
+        notes = explanation_notes(tables["explanations"]) or [
+            "No model's maps are at chance level in the lesion or mostly in the frame band."]
+        lines[anchor:anchor] = ["## Where the models look (Grad-CAM)", "", *notes, "",
+                                (out / "tables" / "explanations.md").read_text(), "",
+                                "![Explanations](figures/explanations.png)", ""]
     if "external_comparison" in tables:
         lines[lines.index("## The paper's Fus2Net experiments (chosen by cross-validation)"):
               lines.index("## The paper's Fus2Net experiments (chosen by cross-validation)")] = [

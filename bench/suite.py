@@ -16,7 +16,9 @@ from bench import report, run
 from bench.device import resolve_device
 from bench.errors import BenchError, cli_main
 from bench.experiments import COMPARISON_MODELS, CPU_HEAVY, default_models, experiment_commands
+from bench.explain import explain_run
 from bench.profiles import resolve_profile
+from bench.runs import load_run
 from models import create_model, get_model_config
 from models.errors import UserError
 
@@ -97,16 +99,18 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_experiments and prof.folds == 0 and prof.experiment_folds and \
             "--folds" not in passthrough:
         cv = ["--folds", str(prof.experiment_folds)]
-    planned = [("fus2net", cv + variants[0])]  # paper recipe, comparison, then the ablations
+    # (model, arguments, in the comparison): the paper recipe, the comparison, then the ablations;
+    # comparison runs are scored on the external sets and explained
     ext = ["--external", args.external] if args.external else []
-    planned[0] = ("fus2net", planned[0][1] + ext)
-    planned += [(m, ext) for m in models if m != "fus2net"]
-    planned += [("fus2net", cv + v) for v in variants[1:]]
-    jobs = [(m, [*extra, "--seed", str(seed)]) for seed in seeds for m, extra in planned]
+    planned = [("fus2net", cv + variants[0] + ext, True)]
+    planned += [(m, ext, True) for m in models if m != "fus2net"]
+    planned += [("fus2net", cv + v, False) for v in variants[1:]]
+    jobs = [(m, [*extra, "--seed", str(seed)], compared) for seed in seeds
+            for m, extra, compared in planned]
     run.options_from_argv(common)  # a bad pass-through option stops the suite before any run
-    timings, failures = [], []
+    timings, failures, explain = [], [], []
     t_all = time.perf_counter()
-    for model, extra in jobs:
+    for model, extra, compared in jobs:
         label = " ".join([model, *extra])
         print(f"\n=== {label} ({profile}) ===", flush=True)
         t0 = time.perf_counter()
@@ -116,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             run.print_summary(model, result.metrics, result.run_dir, result.seconds, result.note,
                               result.external)
             status = "ok" if result.ok else "FAILED"
+            if result.ok and compared:
+                explain.append(result.run_dir)
         except UserError as exc:  # bad input for this run: said, and the others go on
             print(f"error: {exc}", file=sys.stderr)
             status = "FAILED"
@@ -126,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     for label, seconds, status in timings:
         print(f"{label:<48} {seconds:>9.1f}  {status}")
     print(f"{'total':<48} {time.perf_counter() - t_all:>9.1f}")
+    for run_dir in explain:  # where each comparison model looks (Grad-CAM vs lesion masks)
+        loaded = load_run(run_dir)
+        if loaded is not None:
+            explain_run(loaded, device=device)
     try:
         report.main(["--runs", str(runs_dir), "--out", str(out), "--profile", profile])
     except SystemExit as exc:

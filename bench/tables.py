@@ -416,3 +416,74 @@ def external_curves(runs: list[Run], bins: int = 10) -> tuple[pd.DataFrame, pd.D
         columns=["model", "set", "fpr", "tpr"])
     return roc_df, pd.DataFrame(cal, columns=["model", "set", "bin", "mean_pred", "frac_pos",
                                               "count"])
+
+
+def _explained(run: Run, method: str = "gradcam") -> pd.DataFrame | None:
+    path = run.path / "explain" / method / "cam_metrics.csv"
+    return pd.read_csv(path, dtype={"id": str}) if path.is_file() else None
+
+
+def _mean_ci(values: np.ndarray, binary: bool) -> tuple[float, float, float]:
+    """Mean and 95% CI over images: Wilson for a hit rate, normal (t-free) for a ratio."""
+    v = values[~np.isnan(values)]
+    if len(v) == 0:
+        return math.nan, math.nan, math.nan
+    if binary:
+        lo, hi = wilson_ci(int(v.sum()), len(v))
+        return float(v.mean()), lo, hi
+    half = 1.959964 * v.std(ddof=1) / math.sqrt(len(v)) if len(v) > 1 else math.nan
+    return float(v.mean()), float(v.mean() - half), float(v.mean() + half)
+
+
+def explanation_table(runs: list[Run]) -> pd.DataFrame:
+    """Where each comparison model looks (bench.explain): per model, image set and subgroup (all,
+    correct, wrong, benign, malignant), the mean and 95% CI over images of the pointing-game hit
+    rate, the lesion energy ratio and the frame energy ratio; images of every seed pooled."""
+    rows = []
+    for model, rs in comparison_sets(runs):
+        frames = [f.assign(seed=r.settings.get("seed", 0)) for r in rs
+                  if (f := _explained(r)) is not None]
+        if not frames:
+            continue
+        cam = pd.concat(frames, ignore_index=True)
+        for name, part in cam.groupby("set", sort=False):
+            groups = {"all": part, "correct": part[part.correct], "wrong": part[~part.correct],
+                      "benign": part[part.label == 0], "malignant": part[part.label == 1]}
+            for group, g in groups.items():
+                row: dict = {"model": model, "set": name, "images": group, "n": len(g),
+                             "n_seeds": len(frames), "with_mask": int(g.has_mask.sum())}
+                for col, binary in (("pointing_hit", True), ("lesion_energy_ratio", False),
+                                    ("frame_energy_ratio", False)):
+                    row[col], row[f"{col}_lo"], row[f"{col}_hi"] = _mean_ci(
+                        g[col].to_numpy(dtype=float), binary)
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def explanation_examples(runs: list[Run]) -> dict[str, np.ndarray]:
+    """Per comparison model, the most confident true positive, false negative and false positive
+    test image of its first seed: grey thumbnail, map and lesion mask (for the report's figure)."""
+    out: dict[str, np.ndarray] = {}
+    for model, rs in comparison_sets(runs):
+        run = rs[0]
+        cam = _explained(run)
+        npz = run.path / "explain" / "gradcam" / "maps.npz"
+        if cam is None or not npz.is_file():
+            continue
+        arrays = np.load(npz)
+        ids = list(arrays["test/ids"])
+        test = cam[cam.set == "test"]
+        picks = {"true positive": test[(test.label == 1) & test.correct].sort_values(
+                     "prob_malignant", ascending=False),
+                 "false negative": test[(test.label == 1) & ~test.correct].sort_values(
+                     "prob_malignant"),
+                 "false positive": test[(test.label == 0) & ~test.correct].sort_values(
+                     "prob_malignant", ascending=False)}
+        for kind, chosen in picks.items():
+            if len(chosen):
+                k = ids.index(chosen.id.iloc[0])
+                key = f"{model}|{kind}|{chosen.id.iloc[0]}|{chosen.prob_malignant.iloc[0]:.2f}"
+                out[f"{key}|image"] = arrays["test/images"][k]
+                out[f"{key}|map"] = arrays["test/maps"][k].astype(np.float32)
+                out[f"{key}|mask"] = arrays["test/masks"][k]
+    return out

@@ -47,7 +47,7 @@ class MatchedVGG19(nn.Module):
 
 @register_model(ModelConfig(
     name="byra_vgg19_ml", family="VGG19 + matching layer", input_size=224, normalization="imagenet",
-    recipe=Recipe(lr=1e-4, source="adapted from Byra et al. 2019"),
+    recipe=Recipe(lr=1e-4, source="adapted from Byra et al. 2019"), cam_layer="vgg.features",
     reference="Byra et al., Med Phys 46(2):746-55 (2019), doi:10.1002/mp.13361", pretrained="imagenet"))
 def byra_vgg19_ml(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.5,
                   pretrained: str = "none") -> nn.Module:

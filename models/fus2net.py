@@ -144,6 +144,7 @@ FUS2NET_CFG = ModelConfig(
     in_chans=3,
     normalization="per_image",
     recipe=Recipe(),
+    cam_layer="block2",
     reference="Ma et al., Fus2Net, BioMed Eng OnLine 20:112 (2021), doi:10.1186/s12938-021-00950-z",
     notes="Architecture reconstructed from the text (SPEC §2); Table 4 of the paper is unavailable.",
 )

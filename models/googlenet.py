@@ -49,7 +49,7 @@ WEIGHTS = WeightSource(
 
 @register_model(ModelConfig(
     name="googlenet_fujioka", family="GoogLeNet", input_size=224, normalization="imagenet",
-    recipe=Recipe(lr=1e-4, source="fine-tuning as in Fujioka et al. 2019"),
+    recipe=Recipe(lr=1e-4, source="fine-tuning as in Fujioka et al. 2019"), cam_layer="inception5b",
     reference="Fujioka et al., Jpn J Radiol 37:466-72 (2019); Han et al., Phys Med Biol 62:7714 (2017)",
     pretrained="imagenet"))
 def googlenet_fujioka(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.2,

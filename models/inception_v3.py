@@ -32,6 +32,7 @@ def inception_v3_backbone(in_chans: int) -> nn.Module:
 @register_model(ModelConfig(
     name="inception_v3_tl", family="InceptionV3 (frozen features)", input_size=299, min_input_size=75,
     normalization="imagenet", mean=INCEPTION_MEAN_STD, std=INCEPTION_MEAN_STD,
+    cam_layer="backbone.Mixed_7c",
     recipe=Recipe(lr=None, frozen="backbone (all epochs)",
                   source="Ma et al. 2021 introduction: pretrained CNN as feature extractor + custom classifier"),
     reference=REFERENCE, pretrained="imagenet"))
@@ -48,7 +49,7 @@ def inception_v3_tl(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.
 @register_model(ModelConfig(
     name="inception_v3_ft", family="InceptionV3 (fine-tuned)", input_size=299, min_input_size=75,
     normalization="imagenet", mean=INCEPTION_MEAN_STD, std=INCEPTION_MEAN_STD,
-    recipe=Recipe(lr=1e-4, source="standard full fine-tuning"),
+    recipe=Recipe(lr=1e-4, source="standard full fine-tuning"), cam_layer="Mixed_7c",
     reference=REFERENCE, pretrained="imagenet"))
 def inception_v3_ft(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.2,
                     pretrained: str = "none") -> nn.Module:

@@ -25,19 +25,21 @@ def _timm(arch: str, in_chans: int, num_classes: int, dropout: float, pretrained
                              pretrained, timm_source(arch), arch)
 
 
-def _cfg(name: str, family: str, reference: str, cpu_channels_last: bool = True) -> ModelConfig:
+def _cfg(name: str, family: str, reference: str, cam_layer: str,
+         cpu_channels_last: bool = True) -> ModelConfig:
     return ModelConfig(name=name, family=family, input_size=224, normalization="imagenet",
                        recipe=FINETUNE, reference=reference, pretrained="imagenet",
-                       cpu_channels_last=cpu_channels_last)
+                       cpu_channels_last=cpu_channels_last, cam_layer=cam_layer)
 
 
-@register_model(_cfg("resnet50", "ResNet", "He et al., CVPR 2016; timm resnet50"))
+@register_model(_cfg("resnet50", "ResNet", "He et al., CVPR 2016; timm resnet50", "layer4"))
 def resnet50(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.2,
              pretrained: str = "none") -> nn.Module:
     return _timm("resnet50", in_chans, num_classes, dropout, pretrained)
 
 
-@register_model(_cfg("efficientnet_b0", "EfficientNet", "Tan & Le, ICML 2019; timm efficientnet_b0"))
+@register_model(_cfg("efficientnet_b0", "EfficientNet", "Tan & Le, ICML 2019; timm efficientnet_b0",
+                     "bn2"))
 def efficientnet_b0(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.2,
                     pretrained: str = "none") -> nn.Module:
     return _timm("efficientnet_b0", in_chans, num_classes, dropout, pretrained)
@@ -46,7 +48,7 @@ def efficientnet_b0(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.
 # channels_last is no faster for it on the 2-core CPU (training step at 64 px, interleaved medians
 # 693 vs 691 ms), so it stays contiguous there (Fus2Net, by contrast: 121 vs 141 ms)
 @register_model(_cfg("convnext_tiny", "ConvNeXt", "Liu et al., CVPR 2022; timm convnext_tiny",
-                     cpu_channels_last=False))
+                     "stages.3", cpu_channels_last=False))
 def convnext_tiny(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.2,
                   pretrained: str = "none") -> nn.Module:
     return _timm("convnext_tiny", in_chans, num_classes, dropout, pretrained)

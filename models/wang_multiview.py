@@ -53,6 +53,7 @@ class MultiviewInceptionV3(nn.Module):
     name="wang_multiview_inception_v3", family="Multiview InceptionV3", input_size=299, min_input_size=75,
     normalization="imagenet", mean=INCEPTION_MEAN_STD, std=INCEPTION_MEAN_STD,
     recipe=Recipe(lr=1e-4, source="adapted from Wang et al. 2020 (2-D views)"),
+    cam_layer="backbone.Mixed_7c",  # the map of the first view, the whole image
     reference="Wang et al., Ultrasound Med Biol 46(5):1119-32 (2020), doi:10.1016/j.ultrasmedbio.2020.01.001",
     notes="3-D views replaced by whole / central zoom / flipped views of the 2-D image",
     pretrained="imagenet"))

@@ -40,7 +40,7 @@ class SmallCNN(nn.Module):
 @register_model(ModelConfig(
     name="zeimarani_cnn", family="small CNN (from scratch)", input_size=224,
     normalization="per_image",
-    recipe=Recipe(source="our configuration after Zeimarani et al. 2020"),
+    recipe=Recipe(source="our configuration after Zeimarani et al. 2020"), cam_layer="features.18",
     reference="Zeimarani et al., IEEE Access 8:133349-59 (2020), doi:10.1109/ACCESS.2020.3010863"))
 def zeimarani_cnn(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.5,
                   pretrained: str = "none") -> nn.Module:
