@@ -191,10 +191,9 @@ def explain_run(run, method: str = "gradcam", device: str = "cpu", data: Path | 
 
 def data_of(run) -> Path | None:
     """The data a run was trained on, from its recorded command (``None``: the phantom)."""
-    command = str(run.config.get("command", "")).split()
-    if "--data" not in command[:-1]:
+    if run.data_arg is None:
         return None
-    path = Path(command[command.index("--data") + 1])
+    path = Path(run.data_arg)
     return path if path.is_absolute() else Path(__file__).resolve().parents[1] / path
 
 
@@ -206,11 +205,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", type=Path, default=None,
                    help="the runs' data set, when it moved since they were trained")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--out", type=Path, default=None,
+                   help="also write the explanation table and figure of these runs here "
+                        "(bench.report does so for a whole results set)")
     args = p.parse_args(argv)
     device = resolve_device(args.device)
-    for run in load_runs(args.runs):
+    runs = load_runs(args.runs)
+    for run in runs:
         if run.config.get("status") == "complete":
             explain_run(run, args.method, device, args.data)
+    if args.out is not None:
+        from bench import figures, report, tables  # the report's own writers
+        runs = load_runs(args.runs)
+        cams = tables.explanation_table(runs)
+        report.write_table(cams, report.explanation_display(cams), args.out / "explanations",
+                           "Where the models look (Grad-CAM): see bench.explain")
+        figures.explanation_grid(tables.explanation_examples(runs), args.out / "explanations")
+        print(f"wrote {args.out / 'explanations.md'} and its figure")
     return 0
 
 

@@ -34,10 +34,10 @@ PROFILES: dict[str, Profile] = {
     "paper": Profile("paper", None, 16, None, 10,
                      description="SPEC recipe exactly: model input size, batch 16, 53 epochs, "
                                  "10-fold CV + final fit"),
-    "quick": Profile("quick", 64, 16, 4, 0, train_limit=400, seeds=(0,), experiment_folds=3,
+    "quick": Profile("quick", 64, 16, 4, 0, train_limit=400, seeds=(0,), experiment_folds=5,
                      description="CPU-sized so the default suite fits about 15 min on 2 cores: "
                                  "64 px (75 for InceptionV3 models), batch 16, 4 epochs, 400 "
-                                 "training images, final fit only (3-fold CV for the Fus2Net "
+                                 "training images, final fit only (5-fold CV for the Fus2Net "
                                  "experiments), 1 seed — a proxy, not the paper protocol"),
     "smoke": Profile("smoke", 64, 16, 1, 2, train_limit=16, val_limit=16, seeds=(0,),
                      description="seconds, for tests: 64 px (75 for InceptionV3 models), 1 epoch, "

@@ -294,9 +294,7 @@ def write_readme(runs: list[Run], out: Path, tables: dict[str, pd.DataFrame],
     engines = sorted({r.settings.get("engine", "reference") for r in runs})
     seeds = sorted({int(r.settings.get("seed", 0)) for r in runs})
     data_name = cfg["data"].get("name", s["data_kind"])
-    command = str(cfg.get("command", "")).split()
-    data_arg = (f" --data {command[command.index('--data') + 1]}"
-                if "--data" in command[:-1] else "")
+    data_arg = f" --data {ref.data_arg}" if ref.data_arg else ""
     profile = cfg["profile"]["name"]
     versions = sorted({r.settings.get("code_version", "unrecorded") for r in runs})
     lines = [

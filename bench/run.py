@@ -156,7 +156,10 @@ def resolve_split(o: RunOptions, index: DataIndex, folds: int
         match_manifest(manifest, index, f"--split {path}")
         check_leakage(manifest, f"--split {path}", index)
         return manifest, None, portable(path)
-    cfg = SplitConfig(test_per_class=o.test_per_class, folds=folds if folds >= 2 else 10)
+    # 10 manifest folds serve every K-fold run with K dividing 10 (stage_plan takes fold % K), so
+    # the runs of one suite share one manifest; other K get a manifest of their own
+    split_folds = folds if folds > 10 or (folds >= 2 and 10 % folds) else 10
+    cfg = SplitConfig(test_per_class=o.test_per_class, folds=split_folds)
     manifest, report = make_split(index, cfg, skip_bad=o.skip_bad_images)
     check_leakage(manifest, "generated split")
     return manifest, report, "generated"

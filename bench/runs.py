@@ -33,6 +33,12 @@ class Run:
         return self.config["settings"]
 
     @property
+    def data_arg(self) -> str | None:
+        """The ``--data`` the run was started with, as recorded (portable); ``None``: the phantom."""
+        command = str(self.config.get("command", "")).split()
+        return command[command.index("--data") + 1] if "--data" in command[:-1] else None
+
+    @property
     def test(self) -> pd.DataFrame:
         return self.predictions[self.predictions.split == "test"].sort_values("id").reset_index(drop=True)
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from bench import report, run
+from bench.cluster import EXECUTORS, ClusterConfig, read_config, run_grid
 from bench.device import resolve_device
 from bench.errors import BenchError, cli_main
 from bench.experiments import COMPARISON_MODELS, CPU_HEAVY, default_models, experiment_commands
@@ -27,6 +28,22 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 def data_name(data: Path | None) -> str:
     return "synthetic" if data is None else (data.stem if data.is_file() else data.resolve().name).lower()
+
+
+def cluster_config(args: argparse.Namespace) -> ClusterConfig:
+    extra = []
+    for item in args.slurm_extra:
+        key, sep, value = str(item).partition("=")
+        if not sep or not key:
+            raise BenchError(f"--slurm-extra {item!r}: give KEY=VALUE, e.g. qos=high")
+        extra.append((key.strip(), value.strip()))
+    for name in ("jobs", "gpus_per_job", "cpus_per_job", "timeout_min", "retries"):
+        if getattr(args, name) < 0:
+            raise BenchError(f"--{name.replace('_', '-')} must be >= 0")
+    return ClusterConfig(executor=args.executor, jobs=args.jobs, gpus_per_job=args.gpus_per_job,
+                         cpus_per_job=args.cpus_per_job, mem_gb=args.mem_gb,
+                         timeout_min=args.timeout_min, partition=args.partition,
+                         slurm_extra=tuple(extra), retries=args.retries)
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -55,7 +72,13 @@ def frozen_without_weights(name: str) -> bool:
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--config", type=Path, default=None)
+    known, _ = pre.parse_known_args(argv)
     p = argparse.ArgumentParser(prog="python -m bench.suite", description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", type=Path, default=None,
+                   help="TOML file of these settings (keys: the flags without dashes); flags "
+                        "override it")
     p.add_argument("--data", type=Path, default=None)
     p.add_argument("--profile", default="auto")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -71,7 +94,35 @@ def main(argv: list[str] | None = None) -> int:
                         "profile's: 0,1,2 for paper, 0 for quick and smoke)")
     p.add_argument("--out", type=Path, default=None,
                    help="results folder (default: results/<data>-<profile>/, runs in its runs/)")
+    g = p.add_argument_group("where the runs execute (bench.cluster)")
+    g.add_argument("--executor", default="inline", choices=EXECUTORS,
+                   help="inline: one after another in this process; local: subprocesses; slurm: "
+                        "sbatch jobs; debug: submitit in this process")
+    g.add_argument("--jobs", type=int, default=0, help="at most N jobs at once (0: automatic)")
+    g.add_argument("--gpus-per-job", type=int, default=0)
+    g.add_argument("--cpus-per-job", type=int, default=2)
+    g.add_argument("--mem-gb", type=float, default=16.0)
+    g.add_argument("--timeout-min", type=int, default=240)
+    g.add_argument("--partition", default="")
+    g.add_argument("--slurm-extra", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra #SBATCH parameter (repeatable), e.g. qos=high")
+    g.add_argument("--retries", type=int, default=2,
+                   help="resubmit a job that died up to K times (it resumes); bad input is "
+                        "never retried")
+    g.add_argument("--log-dir", type=Path, default=None,
+                   help="job logs (default: <results folder>/logs)")
+    if known.config is not None:
+        defaults = read_config(known.config)
+        unknown = sorted(set(defaults) - {a.dest for a in p._actions})
+        if unknown:
+            raise BenchError(f"--config {known.config}: unknown setting(s) {', '.join(unknown)}")
+        if isinstance(defaults.get("slurm_extra"), dict):
+            defaults["slurm_extra"] = [f"{k}={v}" for k, v in defaults["slurm_extra"].items()]
+        if isinstance(defaults.get("seeds"), list):
+            defaults["seeds"] = ",".join(map(str, defaults["seeds"]))
+        p.set_defaults(**defaults)
     args, passthrough = p.parse_known_args(argv)
+    cluster = cluster_config(args)
     device = resolve_device(args.device)
     prof = resolve_profile(args.profile, device)
     profile = prof.name
@@ -110,6 +161,20 @@ def main(argv: list[str] | None = None) -> int:
     run.options_from_argv(common)  # a bad pass-through option stops the suite before any run
     timings, failures, explain = [], [], []
     t_all = time.perf_counter()
+    if cluster.executor != "inline":
+        log_dir = args.log_dir or out / "logs"
+        grid = [(" ".join([model, *extra]), ["--model", model, *common, *extra, "--no-progress"])
+                for model, extra, _ in jobs]
+        print(f"{len(grid)} jobs on the {cluster.executor} executor; logs in {log_dir}")
+        for (_, _, compared), res in zip(jobs, run_grid(grid, cluster, log_dir), strict=True):
+            timings.append((res.label, res.seconds, res.status))
+            if res.status != "ok":
+                failures.append(res.label)
+                print(f"FAILED {res.label}: {res.message or 'see the log'} (log: {res.log}; "
+                      f"{res.attempts} attempt(s))", file=sys.stderr)
+            elif compared and res.run_dir is not None:
+                explain.append(res.run_dir)
+        jobs = []
     for model, extra, compared in jobs:
         label = " ".join([model, *extra])
         print(f"\n=== {label} ({profile}) ===", flush=True)

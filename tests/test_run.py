@@ -299,3 +299,13 @@ def test_a_run_made_by_other_training_code_is_not_reused_and_the_run_says_why(
     assert "note: fus2net-synthetic-0000000000 is a finished run of this configuration made by " \
            "other training code" in out
     assert (tmp_path / smoke_run.name / "config.json").is_file()
+
+
+def test_runs_with_and_without_cv_share_one_generated_split(small_synthetic, tmp_path):
+    """A suite mixes final-fit-only runs with CV runs of the experiments: one manifest for all,
+    or the report could not compare them."""
+    for folds in ("0", "5", "2"):
+        assert main(["--data", str(small_synthetic), "--out", str(tmp_path), *SMOKE,
+                     "--folds", folds]) == 0
+    splits = {(d / "split.csv").read_bytes() for d in tmp_path.iterdir()}
+    assert len(list(tmp_path.iterdir())) == 3 and len(splits) == 1
