@@ -74,7 +74,7 @@ def run_job(argv: list[str]) -> dict:
     except UserError as exc:
         return {"status": "error", "error": str(exc), "started": t0, "ended": time.time()}
     return {"status": "ok" if result.ok else "failed", "run_dir": str(result.run_dir),
-            "seconds": result.seconds, "started": t0, "ended": time.time()}
+            "started": t0, "ended": time.time()}
 
 
 def _submitit():

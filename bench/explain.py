@@ -4,14 +4,8 @@ For each finished run, Grad-CAM maps (captum's ``LayerGradCam`` at the layer the
 config names, ``cam_layer``; the malignant class, i.e. where the evidence for malignancy lies, so
 that a shortcut shows whatever the prediction; ReLU on the map) of the final model on every
 held-out test image and on each scored external set, measured against the lesion masks (the union
-of an image's mask files):
-
-* **pointing game**: the hottest point of the map lies in the lesion, or within ``tolerance`` (a
-  share of the image side, 3% here) of it;
-* **lesion energy ratio**: the share of the map's energy inside the lesion divided by the lesion's
-  share of the image: 1.0 is no better than chance, higher is better;
-* **frame energy ratio**: the same inside a border band of the image frame (the outer ``band``,
-  10% of the side, where annotations and calipers sit): a shortcut signal, 1.0 = chance.
+of an image's mask files) with :mod:`bench.localization`: pointing game, lesion energy ratio and
+frame energy ratio (tolerance 3% and band 10% of the image side).
 
 An image without a mask gets ``has_mask`` false and no lesion measures, never an error. Results go
 to ``<run>/explain/<method>/``: ``cam_metrics.csv`` (one row per image) and ``maps.npz`` (maps,
@@ -34,6 +28,7 @@ import torch.nn.functional as F
 from captum.attr import LayerGradCam
 from PIL import Image
 
+from bench import figures, report, tables
 from bench.atomic import write_atomic, write_csv, write_json
 from bench.data.cache import build_cache
 from bench.data.datasets import load_index
@@ -42,6 +37,7 @@ from bench.data.index import DataIndex
 from bench.device import resolve_device
 from bench.errors import BenchError, cli_main
 from bench.external import final_model, resolve_external
+from bench.localization import BAND, TOLERANCE, cam_measures
 from bench.provenance import file_sha256
 from bench.runs import load_runs
 from bench.spec import RunSpec
@@ -50,39 +46,6 @@ from models import get_model_config
 
 METHODS = ("gradcam",)
 MAP_SIDE = 64
-TOLERANCE = 0.03  # pointing game: share of the image side
-BAND = 0.10  # frame band: share of the image side
-
-
-def frame_band(side: int, band: float = BAND) -> np.ndarray:
-    """Boolean mask of the outer ``band`` share of a ``side``×``side`` image."""
-    k = max(1, round(side * band))
-    m = np.zeros((side, side), dtype=bool)
-    m[:k], m[-k:], m[:, :k], m[:, -k:] = True, True, True, True
-    return m
-
-
-def cam_measures(cam: np.ndarray, mask: np.ndarray | None, tolerance: float = TOLERANCE,
-                 band: float = BAND) -> dict[str, float]:
-    """Pointing-game hit, lesion and frame energy ratios of one map (pure function; module
-    docstring). NaN where undefined: no mask, an empty mask, or a map with no energy."""
-    side = cam.shape[0]
-    energy = float(cam.sum())
-    out = {"pointing_hit": np.nan, "lesion_energy_ratio": np.nan, "frame_energy_ratio": np.nan}
-    if energy <= 0:
-        return out
-    frame = frame_band(side, band)
-    out["frame_energy_ratio"] = float(cam[frame].sum() / energy / frame.mean())
-    if mask is None or not mask.any():
-        return out
-    out["lesion_energy_ratio"] = float(cam[mask].sum() / energy / mask.mean())
-    y, x = np.unravel_index(int(np.argmax(cam)), cam.shape)
-    ly, lx = np.nonzero(mask)
-    reach = tolerance * side
-    out["pointing_hit"] = float(np.min((ly - y) ** 2 + (lx - x) ** 2) <= reach ** 2)
-    return out
-
-
 def gradcam(model: torch.nn.Module, layer_name: str, x: torch.Tensor,
             target: torch.Tensor) -> np.ndarray:
     """Grad-CAM maps (N×H×W, input size, each scaled to max 1) for the given target classes. A model
@@ -161,14 +124,14 @@ def explain_run(run, method: str = "gradcam", device: str = "cpu", data: Path | 
     if not weights.is_file():
         raise BenchError(f"{run.path.name}: no final weights to explain (the final fit failed)")
     folder = run.path / "explain" / method
+    spec = RunSpec(**{k: v for k, v in run.settings.items() if k in RunSpec.__dataclass_fields__})
+    cfg = get_model_config(spec.model)
     info = {"method": method, "weights_sha256": file_sha256(weights), "map_side": MAP_SIDE,
             "tolerance": TOLERANCE, "band": BAND, "library": "captum LayerGradCam",
-            "external_sets": sorted(run.external)}
+            "external_sets": sorted(run.external), "cam_layer": cfg.cam_layer}
     if (folder / "info.json").is_file() and json.loads((folder / "info.json").read_text()) == info:
         print(f"{run.path.name}: explanations up to date")
         return folder
-    spec = RunSpec(**{k: v for k, v in run.settings.items() if k in RunSpec.__dataclass_fields__})
-    cfg = get_model_config(spec.model)
     index = load_index(data if data is not None else data_of(run), spec.data_kind)
     model = final_model(spec, weights)
     parts = [("test", index, run.test)]
@@ -183,7 +146,7 @@ def explain_run(run, method: str = "gradcam", device: str = "cpu", data: Path | 
                        f"{name}/masks": got.masks, f"{name}/ids": got.metrics.id.to_numpy(str)})
     write_csv(folder / "cam_metrics.csv", pd.concat(frames, ignore_index=True))
     write_atomic(folder / "maps.npz", lambda p: np.savez_compressed(p.open("wb"), **arrays))
-    write_json(folder / "info.json", {**info, "cam_layer": cfg.cam_layer})
+    write_json(folder / "info.json", info)
     print(f"{run.path.name}: explained {sum(len(f) for f in frames)} images ({method}, layer "
           f"{cfg.cam_layer})")
     return folder
@@ -215,7 +178,6 @@ def main(argv: list[str] | None = None) -> int:
         if run.config.get("status") == "complete":
             explain_run(run, args.method, device, args.data)
     if args.out is not None:
-        from bench import figures, report, tables  # the report's own writers
         runs = load_runs(args.runs)
         cams = tables.explanation_table(runs)
         report.write_table(cams, report.explanation_display(cams), args.out / "explanations",

@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from safetensors.torch import load_file
 
 from bench.atomic import write_csv, write_json
 from bench.data.cache import build_cache
@@ -37,6 +36,7 @@ from bench.data.similarity import cross_contrast
 from bench.data.synthetic import SITES, PhantomSpec
 from bench.errors import BenchError
 from bench.metrics import binary_metrics
+from bench.protocol import load_weights
 from bench.provenance import file_sha256, portable
 from bench.spec import Execution, RunSpec
 from bench.stages import PRED_COLUMNS
@@ -155,9 +155,8 @@ def score_external(run_dir: Path, spec: RunSpec, ex: Execution, ext: ExternalSet
     cache, skipped = build_cache(ext.index.root, rows, spec.img_size, spec.channels,
                                  skip_bad=spec.skip_bad_images)
     model = final_model(spec, weights)
-    probs = predict(model, get_model_config(spec.model), cache.to(ex.device)
-                    if ex.device == "cuda" else cache, np.arange(len(cache)), device=ex.device,
-                    channels_last=ex.channels_last)
+    probs = predict(model, get_model_config(spec.model), cache, np.arange(len(cache)),
+                    device=ex.device, channels_last=ex.channels_last)
     preds = cache.rows.assign(prob_malignant=probs, split="external", fold=-1)
     preds = preds[[*PRED_COLUMNS, "group"]]
     metrics = {
@@ -180,6 +179,5 @@ def score_external(run_dir: Path, spec: RunSpec, ex: Execution, ext: ExternalSet
 
 def final_model(spec: RunSpec, weights: Path) -> torch.nn.Module:
     """The run's final model: its architecture (no download) with the saved weights."""
-    model = create_model(spec.model, **{**spec.model_kwargs, "pretrained": "none"})
-    model.load_state_dict(load_file(str(weights)))
-    return model
+    return load_weights(create_model(spec.model, **{**spec.model_kwargs, "pretrained": "none"}),
+                        weights)

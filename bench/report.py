@@ -20,7 +20,7 @@ from bench import figures
 from bench.atomic import write_atomic, write_csv, write_text
 from bench.errors import BenchError, cli_main
 from bench.experiments import EXPERIMENTS
-from bench.explain import frame_band
+from bench.localization import frame_band
 from bench.runs import Run, load_runs, provenance_warnings
 from bench.tablefmt import fmt, fmt_p, with_ci, write_table
 from bench.tables import (

@@ -8,8 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.explain import cam_measures, frame_band, gradcam
+from bench.explain import gradcam
 from bench.explain import main as explain_main
+from bench.localization import cam_measures, frame_band
 from models import create_model, get_model_config, list_models
 from tests.helpers import BUSI, SMOKE, run_main
 
