@@ -7,10 +7,12 @@ import json
 import math
 import os
 import tempfile
+import zipfile
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 
@@ -63,6 +65,19 @@ def write_json(path: Path, obj: object) -> Path:
 
 def write_csv(path: Path, df: pd.DataFrame) -> Path:
     return write_atomic(path, lambda p: df.to_csv(p, index=False, lineterminator="\n"))
+
+
+def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:
+    """A compressed ``.npz`` (readable by ``np.load``) whose bytes depend on the arrays only: keys
+    sorted and a fixed timestamp, unlike ``np.savez_compressed`` (so reports are byte-identical)."""
+    def writer(p: Path) -> None:
+        with zipfile.ZipFile(p, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for key in sorted(arrays):
+                info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                info.compress_type = zipfile.ZIP_DEFLATED
+                with zf.open(info, "w", force_zip64=True) as fh:
+                    np.lib.format.write_array(fh, np.asarray(arrays[key]), allow_pickle=False)
+    return write_atomic(path, writer)
 
 
 @contextmanager

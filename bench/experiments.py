@@ -16,11 +16,19 @@ COMPARISON_MODELS = ["fus2net", "zeimarani_cnn", "efficientnet_lite0", "googlene
                      "inception_v3_tl", "inception_v3_ft", "efficientnet_b0", "resnet50",
                      "convnext_tiny", "wang_multiview_inception_v3", "byra_vgg19_ml"]
 
-# Left out of the *CPU* default (``--models all`` includes them): no reduced profile makes them fit
-# the suite's 15-minute CPU budget. Measured on the 2-core development machine.
-CPU_HEAVY = {"byra_vgg19_ml": "about 7 s per training step of 16 images on 2 CPU cores at 64 and "
-                              "80 px alike; 139.6 M parameters, 119.6 M of them in its 4096-wide "
-                              "FC layers"}
+# Left out of the *CPU* default (``--models all`` or ``--models NAME`` includes them): training
+# throughput under 100 images/s at the ``cpu`` profile's size, so one run of 20 epochs on the
+# embedded phantom takes 3-10 min and the default suite would not fit 15 min on 2 cores. Measured
+# with ``python -m bench.speed --img-size 64`` on the 2-core development machine
+# (results/speed_cpu_profile.md, 2026-11-28).
+CPU_HEAVY = {
+    "inception_v3_ft": "81 img/s at 75 px on 2 CPU cores",
+    "resnet50": "56 img/s at 64 px on 2 CPU cores",
+    "convnext_tiny": "42 img/s at 64 px on 2 CPU cores",
+    "wang_multiview_inception_v3": "41 img/s at 75 px on 2 CPU cores",
+    "byra_vgg19_ml": "about 7 s per training step of 16 images on 2 CPU cores at 64 and 80 px "
+                     "alike; 139.6 M parameters, 119.6 M of them in its 4096-wide FC layers",
+}
 
 
 def default_models(device: str) -> list[str]:

@@ -36,30 +36,66 @@ def _label(row) -> str:
     return f"{row['model']}{flag}"
 
 
-def roc_figure(points: pd.DataFrame, table: pd.DataFrame, base: Path) -> list[Path]:
-    """Fig. 2 analogue: each seed's ROC curve (faint) and the mean over seeds per model; the
-    legend gives the mean test AUC ± sd over seeds; Fus2Net first and thickest."""
-    fig, ax = plt.subplots(figsize=(6.5, 6.5))
-    models = list(dict.fromkeys(points.model))
-    palette = sns.color_palette("tab20", max(1, len(models)))
+REFERENCE_COLOR = "black"
+
+
+def model_styles(models: list[str]) -> dict[str, tuple]:
+    """A distinct (colour, line style) per model, Fus2Net black: ``colorblind`` has 10 distinct
+    colours, and line styles cycle after that so no two models share both."""
+    palette = sns.color_palette("colorblind", 10)
     styles = ["-", "--", "-.", ":"]
-    for k, model in enumerate(models):
-        pts = points[points.model == model]
+    others = [m for m in models if m != "fus2net"]
+    out = {"fus2net": (REFERENCE_COLOR, "-")}
+    for k, m in enumerate(others):
+        out[m] = (palette[k % len(palette)], styles[(k // len(palette)) % len(styles)])
+    return out
+
+
+def _roc_curves(ax, pts: pd.DataFrame, color, ls: str, lw: float, label: str) -> None:
+    for _, seed in pts[pts.seed >= 0].groupby("seed"):
+        ax.step(seed.fpr, seed.tpr, where="post", color=color, lw=0.6, alpha=0.25)
+    mean = pts[pts.seed == -1]
+    ax.plot(mean.fpr, mean.tpr, color=color, lw=lw, ls=ls, label=label)
+
+
+def roc_figure(points: pd.DataFrame, table: pd.DataFrame, base: Path) -> list[Path]:
+    """Fig. 2 analogue as small multiples: one panel per model, each against Fus2Net (black, first
+    panel alone); faint lines are single seeds, bold the mean over seeds; the legend gives the
+    mean test AUC ± sd over seeds. Every model keeps one distinct colour and line style."""
+    models = list(dict.fromkeys(points.model))
+    ref = "fus2net" if "fus2net" in models else None
+    styles = model_styles(models)
+    cols = min(4, max(1, len(models)))
+    rows = int(np.ceil(len(models) / cols)) if models else 1
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.3 * rows), squeeze=False,
+                             sharex=True, sharey=True)
+    for ax in axes.flat:
+        ax.axis("off")
+
+    def label(model: str) -> str:
         row = table[table.model == model].iloc[0]
-        color, lw = palette[k], (2.4 if model == "fus2net" else 1.3)
-        for _, seed in pts[pts.seed >= 0].groupby("seed"):
-            ax.step(seed.fpr, seed.tpr, where="post", color=color, lw=0.6, alpha=0.25)
-        mean = pts[pts.seed == -1]
         sd = row.get("auc_sd")
         spread = f" ± {sd:.3f}" if sd == sd and sd is not None else ""
-        ax.plot(mean.fpr, mean.tpr, color=color, lw=lw, ls=styles[k % len(styles)],
-                label=f"{_label(row)}: AUC {row['auc']:.3f}{spread} ({int(row['n_seeds'])} seeds)",
-                zorder=3 if model == "fus2net" else 2)
-    ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=1)
-    ax.set(xlabel="1 − specificity (false-positive rate)", ylabel="sensitivity (true-positive rate)",
-           xlim=(-0.01, 1.01), ylim=(-0.01, 1.01),
-           title="ROC on the held-out test set (faint: each seed; bold: mean over seeds)")
-    ax.legend(loc="lower right", fontsize=6.5)
+        return f"{_label(row)}\nAUC {row['auc']:.3f}{spread} ({int(row['n_seeds'])} seeds)"
+
+    order = ([ref] if ref else []) + [m for m in models if m != ref]
+    for ax, model in zip(axes.flat, order, strict=False):
+        ax.axis("on")
+        if ref and model != ref:
+            _roc_curves(ax, points[points.model == ref], REFERENCE_COLOR, "-", 1.2, label(ref))
+        color, ls = styles[model]
+        _roc_curves(ax, points[points.model == model], color, ls, 2.0, label(model))
+        ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=0.8)
+        ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), title=model)
+        ax.title.set_fontsize(9)
+        ax.legend(loc="lower right", fontsize=6)
+    for ax in axes[-1]:
+        ax.set_xlabel("1 − specificity")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("sensitivity")
+    fig.suptitle("ROC on the held-out test set, each model against Fus2Net (black); faint: "
+                 "single seeds, bold: mean over seeds", fontsize=9)
+    fig.tight_layout()
     return save(fig, base)
 
 
@@ -195,5 +231,84 @@ def explanation_grid(examples: dict[str, np.ndarray], base: Path) -> list[Path]:
                            linewidths=0.8)
             ax.set_title(f"{model}: {kind}\n{image_id}, P(malignant) {prob}", fontsize=7)
     fig.suptitle("Grad-CAM on held-out test images (white: lesion mask)", fontsize=9)
+    fig.tight_layout()
+    return save(fig, base)
+
+
+def misclassified_grid(table: pd.DataFrame, images: dict[str, np.ndarray], base: Path,
+                       limit: int = 24) -> list[Path]:
+    """Fig. 3 analogue: Fus2Net's misclassified held-out images (most confidently wrong first),
+    with true label and seed-averaged P(malignant), as the model saw them."""
+    shown = table.head(limit)
+    cols = 6
+    rows = max(1, int(np.ceil(len(shown) / cols)))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 2.1 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    names = {0: "benign", 1: "malignant"}
+    for ax, r in zip(axes.flat, shown.to_dict("records"), strict=False):
+        img = images.get(str(r["id"]))
+        if img is not None:
+            ax.imshow(img, cmap="gray", vmin=0, vmax=255)
+        else:
+            ax.text(0.5, 0.5, "(no thumbnail:\nrun bench.explain)", ha="center", va="center",
+                    fontsize=6, transform=ax.transAxes)
+        ax.set_title(f"{r['id']}\ntrue {names[int(r['label'])]}, P(mal) {r['prob_malignant']:.2f}\n"
+                     f"wrong in {int(r['seeds_wrong'])}/{int(r['n_seeds'])} seeds", fontsize=6)
+    more = f" (first {limit} of {len(table)})" if len(table) > limit else ""
+    fig.suptitle(f"Fus2Net's misclassified held-out images{more}: seed-averaged probability at "
+                 "threshold 0.5, most confidently wrong first", fontsize=9)
+    fig.tight_layout()
+    return save(fig, base)
+
+
+def augmentation_figure(arrays: dict[str, np.ndarray], params: pd.DataFrame,
+                        base: Path) -> list[Path]:
+    """Fig. 5 analogue: one benign and one malignant training image and the training augmentation
+    applied to each (parameters under each view, ranges in the title)."""
+    import json
+    ranges = json.loads(str(arrays["ranges"]))
+    n = arrays["benign/augmented"].shape[0]
+    fig, axes = plt.subplots(2, n + 1, figsize=(1.9 * (n + 1), 4.6), squeeze=False)
+    for r, cls in enumerate(("benign", "malignant")):
+        axes[r, 0].imshow(arrays[f"{cls}/display"], cmap="gray", vmin=0, vmax=255)
+        axes[r, 0].set_title(f"{cls}: {arrays['ids'][r]}\n(before)", fontsize=7)
+        for v in range(n):
+            p = params[(params.image == cls) & (params.view == v + 1)].iloc[0]
+            axes[r, v + 1].imshow(arrays[f"{cls}/augmented"][v], cmap="gray", vmin=0, vmax=255)
+            axes[r, v + 1].set_title(
+                f"rot {p.rotation_deg:+.1f}°, shear {p.shear_deg:+.1f}°\nshift "
+                f"{p.shift_x:+.2f}/{p.shift_y:+.2f}, ×{p.brightness:.2f}"
+                f"{', h-flip' if p.hflip else ''}", fontsize=6)
+    for ax in axes.flat:
+        ax.axis("off")
+    lo, hi = ranges["brightness"]
+    fig.suptitle(f"Training augmentation (ranges: rotation ±{ranges['rotation_deg']:g}°, shift "
+                 f"±{ranges['shift']:.0%} of the side, shear ±{ranges['shear_deg']:g}°, "
+                 f"horizontal flip p=0.5, brightness ×[{lo:g}, {hi:g}]); drawn at "
+                 f"{arrays['benign/display'].shape[0]} px", fontsize=8)
+    fig.tight_layout()
+    return save(fig, base)
+
+
+def preprocessing_figure(arrays: dict[str, np.ndarray], base: Path) -> list[Path]:
+    """Fig. 6 analogue: a training image as decoded, resized to the model's input and normalised."""
+    fig, axes = plt.subplots(2, 3, figsize=(9, 6), squeeze=False)
+    for r, cls in enumerate(("benign", "malignant")):
+        orig, small, norm = (arrays[f"{cls}/{k}"] for k in ("original", "resized", "normalized"))
+        axes[r, 0].imshow(orig, cmap="gray", vmin=0, vmax=255)
+        axes[r, 0].set_title(f"{cls} {arrays['ids'][r]}: decoded ({orig.shape[1]}×{orig.shape[0]} "
+                             "shown)", fontsize=7)
+        axes[r, 1].imshow(small, cmap="gray", vmin=0, vmax=255)
+        axes[r, 1].set_title(f"resized to the model input ({small.shape[1]}×{small.shape[0]})",
+                             fontsize=7)
+        im = axes[r, 2].imshow(norm.astype(np.float32), cmap="gray")
+        axes[r, 2].set_title(f"normalised (mean {float(norm.mean()):.2f}, sd "
+                             f"{float(norm.astype(np.float32).std()):.2f})", fontsize=7)
+        fig.colorbar(im, ax=axes[r, 2], fraction=0.046)
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.suptitle("Preprocessing: decode → resize (bilinear) → normalise (Fus2Net: per-image "
+                 "standardisation, paper Eq. 1)", fontsize=9)
     fig.tight_layout()
     return save(fig, base)

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from bench import figures
-from bench.atomic import write_atomic, write_csv, write_text
+from bench.atomic import write_csv, write_npz, write_text
 from bench.errors import BenchError, cli_main
 from bench.experiments import EXPERIMENTS
 from bench.localization import frame_band
@@ -34,7 +34,9 @@ from bench.tables import (
     explanation_table,
     external_curves,
     external_table,
+    misclassified,
     per_seed_table,
+    pipeline_examples,
     roc_points,
 )
 
@@ -123,6 +125,17 @@ def experiment_display(t: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def misclassified_display(t: pd.DataFrame) -> pd.DataFrame:
+    names = {0: "benign", 1: "malignant"}
+    seeds = [c for c in t.columns if c.startswith("prob_seed_")]
+    return pd.DataFrame({
+        "image": t.id, "true label": [names[int(v)] for v in t.label],
+        "P(malignant), seed mean": [fmt(v) for v in t.prob_malignant],
+        "per seed": [", ".join(fmt(r[c]) for c in seeds) for r in t.to_dict("records")],
+        "wrong in seeds": [f"{int(a)}/{int(b)}" for a, b in zip(t.seeds_wrong, t.n_seeds,
+                                                                strict=True)]})
+
+
 def external_display(t: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for r in t.to_dict("records"):
@@ -206,8 +219,7 @@ def write_tables(runs: list[Run], out: Path, n_boot: int, seed: int) -> dict[str
                     "the outer 10% band of the image, where calipers and labels sit: a shortcut "
                     "signal), mean [95% CI].")
         examples = explanation_examples(runs)
-        write_atomic(tdir / "explain_examples.npz",
-                     lambda p: np.savez_compressed(p.open("wb"), **examples))
+        write_npz(tdir / "explain_examples.npz", examples)
         tables["explanations"] = cams
     ext = external_table(runs, n_boot=n_boot, seed=seed)
     if len(ext):
@@ -228,6 +240,18 @@ def write_tables(runs: list[Run], out: Path, n_boot: int, seed: int) -> dict[str
         for name in ("external_comparison.csv", "external_comparison.md",
                      "external_comparison.tex", "external_roc_points.csv",
                      "external_calibration_bins.csv"):
+            (tdir / name).unlink(missing_ok=True)
+    wrong, thumbs = misclassified(runs)
+    write_table(wrong, misclassified_display(wrong), tdir / "fig3_misclassified",
+                "Fus2Net's misclassified held-out images: seed-averaged P(malignant) at threshold "
+                "0.5, most confidently wrong first, with each seed's probability.")
+    write_npz(tdir / "fig3_misclassified.npz", thumbs)
+    params, arrays = pipeline_examples(runs)
+    if arrays:
+        write_csv(tdir / "fig5_augmentation.csv", params)
+        write_npz(tdir / "pipeline_examples.npz", arrays)
+    else:  # no illustrated Fus2Net run: drop an earlier report's
+        for name in ("fig5_augmentation.csv", "pipeline_examples.npz"):
             (tdir / name).unlink(missing_ok=True)
     for name, exp in EXPERIMENTS.items():
         t = experiment_table(runs, name)
@@ -255,6 +279,18 @@ def draw_figures(out: Path) -> list[Path]:
     if (tdir / "explain_examples.npz").is_file():
         with np.load(tdir / "explain_examples.npz") as npz:
             paths += figures.explanation_grid(dict(npz), fdir / "explanations")
+    if (tdir / "fig3_misclassified.csv").is_file():
+        with np.load(tdir / "fig3_misclassified.npz") as npz:
+            paths += figures.misclassified_grid(pd.read_csv(tdir / "fig3_misclassified.csv",
+                                                            dtype={"id": str}),
+                                                {k: npz[k] for k in npz.files},
+                                                fdir / "fig3_misclassified")
+    if (tdir / "pipeline_examples.npz").is_file():
+        with np.load(tdir / "pipeline_examples.npz") as npz:
+            arrays = {k: npz[k] for k in npz.files}
+        paths += figures.augmentation_figure(arrays, pd.read_csv(tdir / "fig5_augmentation.csv"),
+                                             fdir / "fig5_augmentation")
+        paths += figures.preprocessing_figure(arrays, fdir / "fig6_preprocessing")
     if (tdir / "external_roc_points.csv").is_file():
         paths += figures.external_roc(_read(tdir / "external_roc_points.csv"), fdir / "external_roc")
         paths += figures.external_calibration(_read(tdir / "external_calibration_bins.csv"),
@@ -349,6 +385,19 @@ def write_readme(runs: list[Run], out: Path, tables: dict[str, pd.DataFrame],
             (out / "tables" / "external_comparison.md").read_text(), "",
             "![Internal vs external ROC](figures/external_roc.png)", "",
             "![External calibration](figures/external_calibration.png)", ""]
+    n_wrong = len(_read(out / "tables" / "fig3_misclassified.csv"))
+    lines[lines.index("## The paper's Fus2Net experiments (chosen by cross-validation)"):
+          lines.index("## The paper's Fus2Net experiments (chosen by cross-validation)")] = [
+        "## Fus2Net's errors (Fig. 3 analogue)", "",
+        f"{n_wrong} held-out images are misclassified by the seed-averaged Fus2Net "
+        "(table: `tables/fig3_misclassified.md`).", "",
+        "![Misclassified](figures/fig3_misclassified.png)", ""]
+    if (out / "tables" / "pipeline_examples.npz").is_file():
+        lines[lines.index("## The paper's Fus2Net experiments (chosen by cross-validation)"):
+              lines.index("## The paper's Fus2Net experiments (chosen by cross-validation)")] = [
+            "## Preprocessing and augmentation (Fig. 5 and Fig. 6 analogues)", "",
+            "![Augmentation](figures/fig5_augmentation.png)", "",
+            "![Preprocessing](figures/fig6_preprocessing.png)", ""]
     for name in EXPERIMENTS:
         lines += [(out / "tables" / f"{name}.md").read_text(), ""]
     seed_arg = f" --seeds {','.join(map(str, seeds))}"

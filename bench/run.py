@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="split manifest CSV (default: datasets/splits/busi.csv for BUSI, else built "
                         "on the fly and saved in the run folder)")
     p.add_argument("--profile", default="auto", choices=["auto", *PROFILES],
-                   help="auto = paper on CUDA, quick on CPU")
+                   help="auto = paper on CUDA, cpu on CPU")
     p.add_argument("--folds", type=number("--folds"), default=None,
                    help="CV folds (0 = no CV, only the final fit)")
     p.add_argument("--epochs", type=number("--epochs", above=True), default=None)

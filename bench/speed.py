@@ -222,7 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in args.models.split(","):
         cfg = get_model_config(name)
-        size = args.img_size or cfg.input_size
+        size = max(args.img_size, cfg.min_input_size) if args.img_size else cfg.input_size
+        if args.img_size and size != args.img_size:
+            print(f"note: {name} needs at least {cfg.min_input_size} px; timed at {size} px")
         fwd = gflops(create_model(name), 3, size)
         cache = build_cache(index.root, rows_df, size, 3)[0].to(device)
         pipelines = [("naive", 1), ("ours", 1)] + [(f"ours, {k} stacked", k) for k in member_counts]

@@ -18,6 +18,7 @@ from bench.device import resolve_device
 from bench.errors import BenchError, cli_main
 from bench.experiments import COMPARISON_MODELS, CPU_HEAVY, default_models, experiment_commands
 from bench.explain import explain_run
+from bench.illustrate import illustrate_run
 from bench.profiles import resolve_profile
 from bench.runs import load_run
 from models import create_model, get_model_config
@@ -85,13 +86,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models", default="default",
                    help="comma-separated registered models for the comparison; 'default': all of "
                         "them on CUDA, all but " + ", ".join(CPU_HEAVY) + " on CPU; 'all': all")
-    p.add_argument("--no-experiments", action="store_true", help="skip Table 1, Fig. 1, Table 2")
+    p.add_argument("--experiments", default="auto", choices=["auto", "on", "off"],
+                   help="the paper's Fus2Net experiments (Table 1, Fig. 1, Table 2): auto = on "
+                        "with CUDA; off on a CPU, where they would take the default run past 15 "
+                        "min (about 8 Fus2Net runs with CV per seed)")
+    p.add_argument("--no-experiments", dest="experiments", action="store_const", const="off",
+                   help="same as --experiments off")
     p.add_argument("--external", default="",
                    help="comma-separated external data sets to score every comparison model on "
                         "(paths, or synthetic:B); see python -m bench.run --help")
     p.add_argument("--seeds", default=None,
                    help="comma-separated training seeds, each its own run (default: the "
-                        "profile's: 0,1,2 for paper, 0 for quick and smoke)")
+                        "profile's: 0,1,2 for paper, 0 for cpu and smoke)")
     p.add_argument("--out", type=Path, default=None,
                    help="results folder (default: results/<data>-<profile>/, runs in its runs/)")
     g = p.add_argument_group("where the runs execute (bench.cluster)")
@@ -145,9 +151,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.models in ("default", "all"):
         models = [m for m in models if not frozen_without_weights(m)]
 
-    variants = [list(a) for a in ([()] if args.no_experiments else experiment_commands())]
+    with_experiments = args.experiments == "on" or (args.experiments == "auto" and device == "cuda")
+    if args.experiments == "auto" and not with_experiments:
+        print("note: the paper's Fus2Net experiments are off on a CPU by default (about 8 Fus2Net "
+              "runs with CV per seed); add them with --experiments on")
+    variants = [list(a) for a in (experiment_commands() if with_experiments else [()])]
     cv = []  # the experiments are compared on CV folds only; the base run serves both tables
-    if not args.no_experiments and prof.folds == 0 and prof.experiment_folds and \
+    if with_experiments and prof.folds == 0 and prof.experiment_folds and \
             "--folds" not in passthrough:
         cv = ["--folds", str(prof.experiment_folds)]
     # (model, arguments, in the comparison): the paper recipe, the comparison, then the ablations;
@@ -156,8 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     planned = [("fus2net", cv + variants[0] + ext, True)]
     planned += [(m, ext, True) for m in models if m != "fus2net"]
     planned += [("fus2net", cv + v, False) for v in variants[1:]]
-    jobs = [(m, [*extra, "--seed", str(seed)], compared) for seed in seeds
-            for m, extra, compared in planned]
+    # every seed of the comparison first, then the experiments: a long CPU run yields the main
+    # table early, and stopping it part-way leaves whole comparison rows
+    planned.sort(key=lambda job: not job[2])
+    jobs = [(m, [*extra, "--seed", str(seed)], compared) for compared_first in (True, False)
+            for seed in seeds for m, extra, compared in planned if compared == compared_first]
     run.options_from_argv(common)  # a bad pass-through option stops the suite before any run
     timings, failures, explain = [], [], []
     t_all = time.perf_counter()
@@ -201,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         loaded = load_run(run_dir)
         if loaded is not None:
             explain_run(loaded, device=device)
+            if loaded.model == "fus2net":  # the report's preprocessing and augmentation figures
+                illustrate_run(loaded)
     try:
         report.main(["--runs", str(runs_dir), "--out", str(out), "--profile", profile])
     except SystemExit as exc:

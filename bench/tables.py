@@ -487,3 +487,58 @@ def explanation_examples(runs: list[Run]) -> dict[str, np.ndarray]:
                 out[f"{key}|map"] = arrays["test/maps"][k].astype(np.float32)
                 out[f"{key}|mask"] = arrays["test/masks"][k]
     return out
+
+
+def misclassified(runs: list[Run], model: str = REFERENCE) -> tuple[pd.DataFrame, dict]:
+    """Fig. 3 analogue: the held-out images ``model`` gets wrong at threshold 0.5 on its
+    seed-averaged probability, most confidently wrong first, with each seed's probability; and
+    their thumbnails as the model saw them (from the first seed's explanation, when present)."""
+    sets = dict(comparison_sets(runs))
+    cols = ["id", "label", "prob_malignant", "predicted", "seeds_wrong", "n_seeds"]
+    if model not in sets:
+        return pd.DataFrame(columns=cols), {}
+    rs = sets[model]
+    tests = [r.test.sort_values("id").reset_index(drop=True) for r in rs]
+    probs = np.stack([t.prob_malignant.to_numpy() for t in tests])
+    y = tests[0].label.to_numpy()
+    mean = probs.mean(0)
+    df = pd.DataFrame({"id": tests[0].id.astype(str), "label": y, "prob_malignant": mean,
+                       "predicted": (mean >= THRESHOLD).astype(int),
+                       "seeds_wrong": ((probs >= THRESHOLD).astype(int) != y).sum(0),
+                       "n_seeds": len(rs)})
+    for r, p in zip(rs, probs, strict=True):
+        df[f"prob_seed_{int(r.settings.get('seed', 0))}"] = p
+    wrong = df[df.predicted != df.label].copy()
+    wrong["confidence"] = (wrong.prob_malignant - THRESHOLD).abs()
+    wrong = wrong.sort_values(["confidence", "id"], ascending=[False, True]).drop(
+        columns="confidence").reset_index(drop=True)
+    images: dict[str, np.ndarray] = {}
+    npz = rs[0].path / "explain" / "gradcam" / "maps.npz"
+    if npz.is_file():
+        with np.load(npz) as arrays:
+            ids = list(arrays["test/ids"])
+            for i in wrong.id:
+                if i in ids:
+                    images[str(i)] = arrays["test/images"][ids.index(i)]
+    return wrong, images
+
+
+def pipeline_examples(runs: list[Run], model: str = REFERENCE
+                      ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Fig. 5/6 analogues: the first ``model`` comparison run's ``illustrations.npz``
+    (:mod:`bench.illustrate`) and its augmentation parameters as a table (empty when absent)."""
+    sets = dict(comparison_sets(runs))
+    for r in sets.get(model, []):
+        path = r.path / "illustrations.npz"
+        if path.is_file():
+            with np.load(path) as z:
+                arrays = {k: z[k] for k in z.files}
+            rows = []
+            for cls in ("benign", "malignant"):
+                for view, p in enumerate(arrays[f"{cls}/params"], start=1):
+                    rows.append({"image": cls, "view": view, "rotation_deg": float(p[0]),
+                                 "shear_deg": float(p[1]), "shift_x": float(p[2]),
+                                 "shift_y": float(p[3]), "hflip": bool(p[4]),
+                                 "brightness": float(p[5])})
+            return pd.DataFrame(rows), arrays
+    return pd.DataFrame(), {}

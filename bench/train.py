@@ -10,6 +10,7 @@ used on CUDA only (it is ~7× slower on this CPU).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -149,9 +150,12 @@ def training_batch(cache: ImageCache, src: torch.Tensor, flips: torch.Tensor,
 
 def train_model(model: nn.Module, cfg: ModelConfig, cache: ImageCache, indices: np.ndarray,
                 flips: np.ndarray, settings: TrainSettings, seed: int, desc: str = "train",
-                progress: bool = True) -> TrainOutcome:
+                progress: bool = True,
+                on_epoch: Callable[[int, nn.Module], None] | None = None) -> TrainOutcome:
     """Train ``model`` in place on ``cache[indices]`` (with flip codes), one batch at a time: the
-    reference engine. A loss that becomes NaN/inf stops training (``outcome.diverged``)."""
+    reference engine. A loss that becomes NaN/inf stops training (``outcome.diverged``).
+    ``on_epoch(epoch, model)`` is called after each epoch (learning curves, :mod:`bench.sweep`);
+    the learning rate is constant, so the model after epoch *e* is the model of an *e*-epoch run."""
     device = torch.device(settings.device)
     model = _prepare(model, device, settings.channels_last)
     opt = make_optimizer(settings.optimizer, [p for p in model.parameters() if p.requires_grad],
@@ -182,6 +186,8 @@ def train_model(model: nn.Module, cfg: ModelConfig, cache: ImageCache, indices: 
             total += float(loss.detach()) * len(src)
         outcome.history.append(total / schedule.n)
         bar.set_postfix(loss=f"{outcome.history[-1]:.4f}")
+        if on_epoch is not None:
+            on_epoch(epoch + 1, model)
     return outcome
 
 

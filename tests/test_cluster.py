@@ -83,7 +83,7 @@ def test_the_slurm_script_carries_partition_gpus_time_and_extra_parameters(tmp_p
 
 def test_a_toml_config_sets_the_suite_and_flags_override_it(small_synthetic, tmp_path, capsys):
     config = tmp_path / "suite.toml"
-    config.write_text('executor = "debug"\nmodels = "zeimarani_cnn"\nno_experiments = true\n'
+    config.write_text('executor = "debug"\nmodels = "zeimarani_cnn"\nexperiments = "off"\n'
                       f'data = "{small_synthetic}"\nprofile = "smoke"\n')
     assert suite_main(["--config", str(config), "--out", str(tmp_path / "res"), "--no-progress",
                        "--test-per-class", "20", "--executor", "inline"]) == 0

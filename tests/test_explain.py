@@ -65,7 +65,7 @@ def test_a_model_trained_on_a_corner_shortcut_looks_at_the_frame(synthetic_copy,
     for name, data in (("clean", small_synthetic), ("shortcut", synthetic_copy)):
         out = tmp_path / name
         code, _, err = run_main(capsys, "--model", "zeimarani_cnn", "--data", str(data), "--out",
-                                str(out), "--profile", "quick", "--img-size", "96", "--epochs",
+                                str(out), "--profile", "cpu", "--img-size", "96", "--epochs",
                                 "12", "--folds", "0", "--no-progress", "--test-per-class", "20")
         assert code == 0, err
         assert explain_main(["--runs", str(out), "--data", str(data)]) == 0

@@ -13,7 +13,7 @@ from tests.helpers import SMOKE, run_main, write_image
 pytestmark = pytest.mark.slow  # trains models
 
 # trains in about 30 s on 2 cores, well enough (test AUC 0.94) for a scanner shift to show
-TRAINED = ["--profile", "quick", "--epochs", "25", "--folds", "0", "--no-progress",
+TRAINED = ["--profile", "cpu", "--epochs", "25", "--folds", "0", "--no-progress",
            "--test-per-class", "25"]
 
 

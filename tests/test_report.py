@@ -6,13 +6,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import seaborn as sns
 from PIL import Image
 
+from bench import figures
 from bench.metrics import binary_metrics
 from bench.report import main
 from bench.runs import load_runs
-from bench.tables import comparison_table, per_seed_table
+from bench.tables import comparison_table, misclassified, per_seed_table
 
 
 def write_fixture_run(root: Path, model: str, quality: float, rng_seed: int,
@@ -50,7 +50,7 @@ def write_fixture_run(root: Path, model: str, quality: float, rng_seed: int,
     config = {"status": "complete", "settings": s, "weights": "random",
               "model_config": {"pretrained": "none" if model.startswith(("fus2net", "zeim"))
                                else "imagenet"}, "command": "python -m bench.run",
-              "profile": {"name": "quick", "description": "fixture"}, "finished": f"2026-11-26T0{seed}",
+              "profile": {"name": "cpu", "description": "fixture"}, "finished": f"2026-11-26T0{seed}",
               "model_stats": {"params": 1_000_000 + seed, "gflops": 1.5}, "git_revision": "abc",
               "device": {"device": "cpu", "cpu": "x86_64"}, "versions": {"torch": "2.x"},
               "data": {"name": "phantom", "split_source": "generated"}}
@@ -93,13 +93,45 @@ def test_every_figure_is_written_and_shows_every_model(fixture_runs, tmp_path):
         assert (tmp_path / "figures" / f"{name}.pdf").read_bytes().startswith(b"%PDF")
         img = np.asarray(Image.open(tmp_path / "figures" / f"{name}.png").convert("L"))
         assert img.std() > 10, name  # not blank
-    # one mean ROC curve per model, each in its own colour of the palette
+    # one mean ROC curve per model, each in its own colour and Fus2Net in black
     models = list(dict.fromkeys(pd.read_csv(tmp_path / "tables" / "roc_points.csv").model))
     assert models == ["fus2net", "resnet50", "zeimarani_cnn"]
-    palette = sns.color_palette("tab20", len(models))
-    assert all(_has_colour(tmp_path / "figures" / "fig2_roc.png", c) for c in palette)
+    styles = figures.model_styles(models)
+    assert styles["fus2net"][0] == "black"
+    assert len({(c if isinstance(c, str) else tuple(c), ls) for c, ls in styles.values()}) == 3
+    assert all(_has_colour(tmp_path / "figures" / "fig2_roc.png", styles[m][0])
+               for m in models if m != "fus2net")
     readme = (tmp_path / "README.md").read_text()
     assert "figures/fig2_roc.png" in readme and "| fus2net |" in readme
+
+
+def test_model_styles_stay_distinct_for_every_registered_model():
+    from models import list_models
+    names = ["fus2net", *[m for m in list_models() if m != "fus2net"]]
+    styles = figures.model_styles(names)
+    keys = [(c if isinstance(c, str) else tuple(round(v, 4) for v in c), ls)
+            for c, ls in styles.values()]
+    assert len(set(keys)) == len(names)
+
+
+def test_misclassified_table_lists_the_seed_averaged_errors_most_confident_first(tmp_path):
+    runs = tmp_path / "runs"
+    for seed in (0, 1):
+        write_fixture_run(runs, "fus2net", 0.3, 30 + seed, seed=seed)
+    loaded = load_runs(runs)
+    wrong, images = misclassified(loaded)
+    tests = [r.test.sort_values("id") for r in loaded]
+    mean = np.mean([t.prob_malignant.to_numpy() for t in tests], axis=0)
+    y = tests[0].label.to_numpy()
+    assert len(wrong) == int(((mean >= 0.5) != y).sum()) > 0
+    assert (wrong.predicted != wrong.label).all()
+    conf = (wrong.prob_malignant - 0.5).abs().to_numpy()
+    assert (np.diff(conf) <= 1e-12).all()
+    assert {"prob_seed_0", "prob_seed_1"} <= set(wrong.columns)
+    assert images == {}  # fixture runs have no explanation thumbnails
+    assert main(["--runs", str(runs), "--out", str(tmp_path / "out"), "--n-boot", "100"]) == 0
+    assert (tmp_path / "out" / "figures" / "fig3_misclassified.png").is_file()
+    assert "Fig. 3 analogue" in (tmp_path / "out" / "README.md").read_text()
 
 
 def test_figures_redraw_from_saved_tables_alone(fixture_runs, tmp_path):
@@ -147,11 +179,11 @@ def test_mixed_profiles_need_a_choice(fixture_runs, tmp_path):
     with pytest.raises(SystemExit) as exc:
         main(["--runs", str(fixture_runs), "--out", str(tmp_path)])
     assert exc.value.code == 2
-    assert main(["--runs", str(fixture_runs), "--out", str(tmp_path), "--profile", "quick",
+    assert main(["--runs", str(fixture_runs), "--out", str(tmp_path), "--profile", "cpu",
                  "--n-boot", "200"]) == 0
 
 
-COMMITTED = Path(__file__).resolve().parents[1] / "results" / "busi-quick"  # regenerated later
+COMMITTED = Path(__file__).resolve().parents[1] / "results" / "busi-cpu"
 
 
 @pytest.mark.skipif(not (COMMITTED / "runs").is_dir(), reason="no committed results set")

@@ -10,12 +10,19 @@ from bench.suite import main, parse_seeds
 pytestmark = pytest.mark.slow  # end-to-end: trains, or runs a command
 
 
-def test_suite_with_two_seeds_gives_per_seed_and_aggregated_rows(small_synthetic, tmp_path):
+def test_suite_with_two_seeds_gives_per_seed_and_aggregated_rows(small_synthetic, tmp_path,
+                                                                  capsys):
     out = tmp_path / "res"
     code = main(["--data", str(small_synthetic), "--profile", "smoke", "--models",
                  "fus2net,zeimarani_cnn", "--seeds", "0,1", "--out", str(out), "--no-progress",
-                 "--test-per-class", "20"])
+                 "--test-per-class", "20", "--experiments", "on"])
     assert code == 0
+    started = [line for line in capsys.readouterr().out.splitlines() if line.startswith("=== ")]
+    # every seed of the comparison runs before any experiment variant
+    compared = [k for k, line in enumerate(started) if "--optimizer" not in line
+                and "--channels" not in line and "--no-augment" not in line
+                and "--l2" not in line and "--dropout" not in line]
+    assert compared == list(range(4))
     runs = sorted(p.name for p in (out / "runs").iterdir())
     assert len(runs) == 2 * (2 + 7)  # 2 seeds × (2 models + 7 more Fus2Net variants)
     per_seed = pd.read_csv(out / "tables" / "table3_per_seed.csv")
@@ -35,3 +42,13 @@ def test_seeds_option_is_checked():
     for bad in ("a", "1,1", "-1", ""):
         with pytest.raises(BenchError, match="--seeds"):
             parse_seeds(bad)
+
+
+def test_on_a_cpu_the_default_leaves_the_experiments_out_and_says_so(small_synthetic, tmp_path,
+                                                                     capsys):
+    out = tmp_path / "res"
+    assert main(["--data", str(small_synthetic), "--profile", "smoke", "--models", "zeimarani_cnn",
+                 "--out", str(out), "--no-progress", "--test-per-class", "20",
+                 "--device", "cpu"]) == 0
+    assert "experiments are off on a CPU" in capsys.readouterr().out
+    assert len(list((out / "runs").iterdir())) == 1

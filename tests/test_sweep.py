@@ -1,0 +1,86 @@
+"""``bench.sweep``: learning curves on CV folds (never the test set), the evidence for a profile's
+epochs; and the training hook they rest on."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from bench.data.augment import AugmentConfig
+from bench.data.cache import ImageCache
+from bench.run import options_from_argv, prepare
+from bench.sweep import main, plateau_epoch
+from bench.train import TrainSettings, train_model
+from models import create_model, get_model_config
+
+
+def test_plateau_is_the_first_epoch_near_the_best_running_mean():
+    auc = pd.Series([0.5, 0.6, 0.7, 0.8, 0.82, 0.81, 0.83, 0.82], index=range(1, 9))
+    # 3-epoch running means: .5 .55 .6 .7 .773 .81 .82 .82 → best .82, within .02 from epoch 6
+    assert plateau_epoch(auc, tolerance=0.02, window=3) == 6
+    assert plateau_epoch(auc, tolerance=0.0, window=3) == 7
+    assert plateau_epoch(auc, tolerance=1.0, window=3) == 1
+
+
+def test_the_model_after_epoch_e_is_the_model_of_an_e_epoch_run():
+    """The sweep scores one long run after every epoch; that stands for shorter runs only if the
+    per-epoch hook changes nothing (constant learning rate, same batches, same RNG use)."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1)
+    cache = ImageCache(torch.randint(0, 255, (24, 3, 32, 32), generator=g, dtype=torch.uint8),
+                       torch.tensor([0, 1] * 12), pd.DataFrame({"id": [str(i) for i in range(24)]}))
+    cfg = get_model_config("zeimarani_cnn")
+    idx, flips = np.arange(24), np.zeros(24, dtype=np.int64)
+    settings = TrainSettings(epochs=3, batch_size=8, augment=AugmentConfig(), channels_last=False)
+    snapshots = {}
+
+    def keep(epoch, model):
+        from bench.train import predict
+        predict(model, cfg, cache, idx[:5], channels_last=False)  # what the sweep does
+        snapshots[epoch] = {k: v.clone() for k, v in model.state_dict().items()}
+
+    torch.manual_seed(5)
+    long = create_model("zeimarani_cnn", in_chans=3, pretrained="none")
+    train_model(long, cfg, cache, idx, flips, settings, seed=7, progress=False, on_epoch=keep)
+    torch.manual_seed(5)
+    short = create_model("zeimarani_cnn", in_chans=3, pretrained="none")
+    train_model(short, cfg, cache, idx, flips, TrainSettings(
+        epochs=2, batch_size=8, augment=AugmentConfig(), channels_last=False), seed=7,
+        progress=False)
+    for k, v in short.state_dict().items():
+        assert torch.equal(v, snapshots[2][k]), k
+    assert sorted(snapshots) == [1, 2, 3]
+
+
+@pytest.mark.slow
+def test_sweep_writes_curves_from_cv_folds_only_and_reuses_them(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    args = ["--models", "zeimarani_cnn", "--epochs", "3", "--cv-folds", "2", "--use-folds", "0",
+            "--profile", "smoke", "--test-per-class", "20", "--no-progress", "--out", str(out)]
+    assert main(args) == 0
+    curves = pd.read_csv(out / "curves.csv")
+    assert list(curves.epoch) == [1, 2, 3] and set(curves.fold) == {0}
+    pooled = pd.read_csv(out / "curves_pooled.csv")
+    assert len(pooled) == 3 and pooled.pooled_auc.between(0, 1).all()
+    plateau = pd.read_csv(out / "plateau.csv")
+    assert 1 <= int(plateau.plateau_epoch.iloc[0]) <= 3
+    assert (out / "learning_curves.png").is_file()
+    (pred,) = (out / "curves").glob("*_pred.csv")
+    scored = set(pd.read_csv(pred, dtype={"id": str}).id)
+    p = prepare(options_from_argv(["--model", "zeimarani_cnn", "--folds", "2", "--profile",
+                                   "smoke", "--test-per-class", "20", "--out", str(tmp_path / "x")]))
+    rows = p.manifest
+    assert scored and scored <= set(rows.id[rows.split == "train"])  # never a test image
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "reusing" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("bad", [["--use-folds", "x"], ["--use-folds", "7"], ["--epochs", "0"]])
+def test_bad_sweep_options_are_one_line(bad, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--models", "zeimarani_cnn", "--cv-folds", "2", "--profile", "smoke",
+              "--out", str(tmp_path), *bad])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0]
