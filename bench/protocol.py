@@ -38,7 +38,13 @@ from bench.stages import (
     write_done,
     write_failed,
 )
-from bench.train import TrainOutcome, TrainSettings, predict, train_model
+from bench.train import (
+    TrainOutcome,
+    TrainSettings,
+    predict,
+    recalibrate_batchnorm,
+    train_model,
+)
 from models import create_model, get_model_config
 
 
@@ -120,8 +126,12 @@ def finish_stage(job: StageJob, outcome: TrainOutcome, cache: ImageCache, spec: 
                             f"{job.name}: training stopped, {d} (epoch {d.epoch}, step {d.step})",
                             d.epoch, d.step, job.t0)
     t_eval = time.perf_counter()
-    probs = predict(job.model, get_model_config(spec.model), cache, job.eval_pos,
-                    device=ex.device, channels_last=ex.channels_last)
+    cfg = get_model_config(spec.model)
+    bn_layers = recalibrate_batchnorm(job.model, cfg, cache, job.train_idx, job.flips, ex.device,
+                                      spec.batch_size, ex.channels_last) \
+        if spec.bn_recalibration else 0
+    probs = predict(job.model, cfg, cache, job.eval_pos, device=ex.device,
+                    channels_last=ex.channels_last)
     broken = [k for k, v in job.model.state_dict().items()
               if v.is_floating_point() and not torch.isfinite(v).all()]
     if broken or not np.isfinite(probs).all():
@@ -132,6 +142,7 @@ def finish_stage(job: StageJob, outcome: TrainOutcome, cache: ImageCache, spec: 
                             "--lr or check the data", spec.epochs, 0, job.t0)
     info = {"train_images": int(len(job.train_idx)), "flipped_copies": int((job.flips > 0).sum()),
             "eval_images": int(len(job.eval_pos)), "epoch_losses": outcome.history,
+            "batchnorm_layers_recalibrated": bn_layers,
             "train_seconds": round(train_s, 2)}
     if trained_with:
         info["trained_concurrently_with"] = trained_with

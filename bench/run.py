@@ -97,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=number("--lr", float), default=None, help="default: Keras default of the optimizer")
     p.add_argument("--channels", type=int, choices=[3, 1], default=3)
     p.add_argument("--no-augment", action="store_true", help="disable augmentation (Table 2)")
+    p.add_argument("--bn-stats", default="recalibrated", choices=["recalibrated", "running"],
+                   help="BatchNorm statistics of the trained model: re-estimated on the training "
+                        "images after the last epoch (default; README, Protocol) or the running "
+                        "averages of training as they are")
     p.add_argument("--l2", type=number("--l2", float), default=None, help="Fus2Net FC L2 factor (0 disables)")
     p.add_argument("--dropout", type=number("--dropout", float, below=1), default=None, help="Fus2Net dropout rate (0 disables)")
     p.add_argument("--pretrained", default="auto",
@@ -284,7 +288,7 @@ def options_from_argv(argv: list[str] | None) -> RunOptions:
         model=args.model, data=args.data, dataset=args.dataset, split=args.split,
         profile=args.profile, folds=args.folds, epochs=args.epochs, img_size=args.img_size,
         batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, channels=args.channels,
-        augment=not args.no_augment, l2=args.l2, dropout=args.dropout, pretrained=args.pretrained,
+        augment=not args.no_augment, bn_recalibration=args.bn_stats == "recalibrated", l2=args.l2, dropout=args.dropout, pretrained=args.pretrained,
         seed=args.seed, device=args.device, out=args.out, test_per_class=args.test_per_class,
         skip_bad_images=args.skip_bad_images, concurrent_folds=args.concurrent_folds,
         save_fold_weights=args.save_fold_weights, progress=not args.no_progress,
@@ -373,6 +377,7 @@ def prepare(o: RunOptions) -> Prepared:
         seed=o.seed, data_kind=index.kind,
         manifest_sha256=hashlib.sha256(manifest_csv.encode()).hexdigest(),
         skip_bad_images=o.skip_bad_images, code_version=code_version(),
+        bn_recalibration=o.bn_recalibration,
         data_sha256=content_sha256(index.root, list(manifest.path[manifest.split != "excluded"])),
         stacked=concurrent > 1)
     execution = Execution(device=device, channels_last=cfg.channels_last(device),

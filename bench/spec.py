@@ -38,6 +38,7 @@ class RunOptions:
     lr: float | None = None
     channels: int = 3
     augment: bool = True
+    bn_recalibration: bool = True
     l2: float | None = None
     dropout: float | None = None
     pretrained: str = "auto"
@@ -82,6 +83,7 @@ class RunSpec:
     skip_bad_images: bool
     code_version: str
     data_sha256: str
+    bn_recalibration: bool = True  # BatchNorm statistics re-estimated after training
     stacked: bool = False
 
     def to_dict(self) -> dict:

@@ -33,7 +33,7 @@ from bench.protocol import prepare_stage, stage_plan, train_settings
 from bench.provenance import portable
 from bench.run import Prepared, options_from_argv, prepare
 from bench.tablefmt import to_markdown
-from bench.train import predict, train_model
+from bench.train import predict, recalibrate_batchnorm, train_model
 from models import get_model_config
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -115,6 +115,10 @@ def fold_curve(p: Prepared, cache: ImageCache, positions: tuple[np.ndarray, np.n
     rows, scores, t0 = [], [], time.perf_counter()
 
     def score(epoch: int, model: torch.nn.Module) -> None:
+        if spec.bn_recalibration:  # as the protocol does after the last epoch; it changes no
+            # weight and no random draw, so training goes on exactly as without it
+            recalibrate_batchnorm(model, cfg, cache, job.train_idx, job.flips, ex.device,
+                                  spec.batch_size, ex.channels_last)
         prob = predict(model, cfg, cache, job.eval_pos, channels_last=ex.channels_last)
         rows.append({"epoch": epoch, "val_auc": roc_auc(y, prob),
                      "val_accuracy": float(((prob >= 0.5) == y).mean()),

@@ -84,3 +84,44 @@ def test_bad_sweep_options_are_one_line(bad, tmp_path, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Traceback" not in err[0]
+
+
+class _Frozen(torch.nn.Module):
+    """A trainable conv+BN followed by a 'frozen backbone' BN kept in eval mode (as
+    models.heads.BackboneClassifier does)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3)
+        self.bn = torch.nn.BatchNorm2d(4, momentum=0.01)
+        self.frozen_bn = torch.nn.BatchNorm2d(4)
+        self.head = torch.nn.Linear(4, 2)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.frozen_bn.eval()
+        return self
+
+    def forward(self, x):
+        return self.head(self.frozen_bn(self.bn(self.conv(x))).mean((2, 3)))
+
+
+def test_batchnorm_recalibration_averages_the_training_pass_and_leaves_frozen_layers():
+    from bench.train import normalize, recalibrate_batchnorm
+    g = torch.Generator().manual_seed(0)
+    cache = ImageCache(torch.randint(0, 255, (20, 3, 16, 16), generator=g, dtype=torch.uint8),
+                       torch.tensor([0, 1] * 10), pd.DataFrame({"id": [str(i) for i in range(20)]}))
+    cfg = get_model_config("fus2net")
+    model = _Frozen()
+    frozen_before = model.frozen_bn.running_mean.clone()
+    idx, flips = np.arange(20), np.zeros(20, dtype=np.int64)
+    rng = torch.get_rng_state()
+    assert recalibrate_batchnorm(model, cfg, cache, idx, flips, batch_size=10,
+                                 channels_last=False) == 1
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert not model.training and model.bn.momentum == 0.01
+    with torch.no_grad():
+        feats = [model.conv(normalize(cache.images[k:k + 10].float(), cfg)) for k in (0, 10)]
+    expected = torch.stack([f.mean((0, 2, 3)) for f in feats]).mean(0)  # mean of batch means
+    assert torch.allclose(model.bn.running_mean, expected, atol=1e-5)
+    assert torch.equal(model.frozen_bn.running_mean, frozen_before)
