@@ -400,7 +400,17 @@ def write_readme(runs: list[Run], out: Path, tables: dict[str, pd.DataFrame],
             "![Preprocessing](figures/fig6_preprocessing.png)", ""]
     for name in EXPERIMENTS:
         lines += [(out / "tables" / f"{name}.md").read_text(), ""]
-    seed_arg = f" --seeds {','.join(map(str, seeds))}"
+    def seeds_of(rs: list[Run]) -> str:
+        return ",".join(map(str, sorted({int(r.settings.get("seed", 0)) for r in rs})))
+
+    seed_arg = f" --seeds {seeds_of(used)}"
+    compared = {id(r) for r in used}
+    variants = [r for r in runs if id(r) not in compared]
+    if variants:  # the experiments ran (their variant runs are not comparison runs)
+        seed_arg += " --experiments on"
+        if seeds_of(variants) != seeds_of(used):
+            seed_arg += f" --experiment-seeds {seeds_of(variants)}"
+    seed_arg += f" --models {','.join(dict.fromkeys(r.model for r in used))}"
     lines += ["![Optimizers](figures/fig1_optimizers.png)", "",
               "## Reproduce", "", "```bash",
               f"./run_all.sh{data_arg} --profile {profile}{seed_arg}   # trains what is missing, "

@@ -98,6 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default=None,
                    help="comma-separated training seeds, each its own run (default: the "
                         "profile's: 0,1,2 for paper, 0 for cpu and smoke)")
+    p.add_argument("--experiment-seeds", default=None,
+                   help="seeds of the experiment variants (default: --seeds), e.g. fewer than the "
+                        "comparison's when CPU time is short")
     p.add_argument("--out", type=Path, default=None,
                    help="results folder (default: results/<data>-<profile>/, runs in its runs/)")
     g = p.add_argument_group("where the runs execute (bench.cluster)")
@@ -133,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     prof = resolve_profile(args.profile, device)
     profile = prof.name
     seeds = parse_seeds(args.seeds) if args.seeds is not None else list(prof.seeds)
+    exp_seeds = parse_seeds(args.experiment_seeds) if args.experiment_seeds is not None else seeds
     out = args.out or PROJECT_ROOT / "results" / f"{data_name(args.data)}-{profile}"
     runs_dir = out / "runs"
     common = ["--profile", profile, "--device", device, "--out", str(runs_dir), *passthrough]
@@ -168,9 +172,10 @@ def main(argv: list[str] | None = None) -> int:
     planned += [("fus2net", cv + v, False) for v in variants[1:]]
     # every seed of the comparison first, then the experiments: a long CPU run yields the main
     # table early, and stopping it part-way leaves whole comparison rows
-    planned.sort(key=lambda job: not job[2])
-    jobs = [(m, [*extra, "--seed", str(seed)], compared) for compared_first in (True, False)
-            for seed in seeds for m, extra, compared in planned if compared == compared_first]
+    jobs = [(m, [*extra, "--seed", str(seed)], True) for seed in seeds
+            for m, extra, compared in planned if compared]
+    jobs += [(m, [*extra, "--seed", str(seed)], False) for seed in exp_seeds
+             for m, extra, compared in planned if not compared]
     run.options_from_argv(common)  # a bad pass-through option stops the suite before any run
     timings, failures, explain = [], [], []
     t_all = time.perf_counter()
