@@ -16,7 +16,7 @@ from bench import report, run
 from bench.cluster import EXECUTORS, ClusterConfig, read_config, run_grid
 from bench.device import resolve_device
 from bench.errors import BenchError, cli_main
-from bench.experiments import COMPARISON_MODELS, CPU_HEAVY, default_models, experiment_commands
+from bench.experiments import COMPARISON_MODELS, CPU_LEFT_OUT, default_models, experiment_commands
 from bench.explain import explain_run
 from bench.illustrate import illustrate_run
 from bench.profiles import resolve_profile
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--models", default="default",
                    help="comma-separated registered models for the comparison; 'default': all of "
-                        "them on CUDA, all but " + ", ".join(CPU_HEAVY) + " on CPU; 'all': all")
+                        "them on CUDA, all but " + ", ".join(CPU_LEFT_OUT) + " on CPU; 'all': all")
     p.add_argument("--experiments", default="auto", choices=["auto", "on", "off"],
                    help="the paper's Fus2Net experiments (Table 1, Fig. 1, Table 2): auto = on "
                         "with CUDA; off on a CPU, where they would take the default run past 15 "
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         models = default_models(device)
         for name in COMPARISON_MODELS:
             if name not in models:
-                print(f"note: {name} is left out on CPU ({CPU_HEAVY[name]}); "
+                print(f"note: {name} is left out on CPU ({CPU_LEFT_OUT[name]}); "
                       "add it with --models all or --models NAME,...")
     elif args.models == "all":
         models = list(COMPARISON_MODELS)
