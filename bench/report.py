@@ -27,6 +27,7 @@ from bench.tables import (
     PAPER_ROW,
     calibration_bins,
     comparison_runs,
+    comparison_sets,
     comparison_table,
     cv_folds,
     experiment_table,
@@ -403,18 +404,20 @@ def write_readme(runs: list[Run], out: Path, tables: dict[str, pd.DataFrame],
     def seeds_of(rs: list[Run]) -> str:
         return ",".join(map(str, sorted({int(r.settings.get("seed", 0)) for r in rs})))
 
-    seed_arg = f" --seeds {seeds_of(used)}"
     compared = {id(r) for r in used}
     variants = [r for r in runs if id(r) not in compared]
+    exp_arg = ""
     if variants:  # the experiments ran (their variant runs are not comparison runs)
-        seed_arg += " --experiments on"
-        if seeds_of(variants) != seeds_of(used):
-            seed_arg += f" --experiment-seeds {seeds_of(variants)}"
-    seed_arg += f" --models {','.join(dict.fromkeys(r.model for r in used))}"
+        exp_arg = f" --experiments on --experiment-seeds {seeds_of(variants)}"
+    groups: dict[str, list[str]] = {}  # models by the seeds they ran with: one command per group
+    for model, rs in comparison_sets(runs):
+        groups.setdefault(seeds_of(rs), []).append(model)
+    commands = [f"./run_all.sh{data_arg} --profile {profile} --seeds {s_}{exp_arg} --models "
+                f"{','.join(ms)}" for s_, ms in groups.items()]
     lines += ["![Optimizers](figures/fig1_optimizers.png)", "",
-              "## Reproduce", "", "```bash",
-              f"./run_all.sh{data_arg} --profile {profile}{seed_arg}   # trains what is missing, "
-              "then reports",
+              "## Reproduce", "",
+              "Each command trains what is missing (finished runs are reused), then reports:", "",
+              "```bash", *commands,
               f"python -m bench.report --runs {_rel(ref.path.parent)} --out {_rel(out)}",
               "```", ""]
     return write_text(out / "README.md", "\n".join(lines))
