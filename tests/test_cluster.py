@@ -38,7 +38,8 @@ def test_two_jobs_run_at_once_and_the_report_equals_the_inline_suites(small_synt
 
 def test_a_job_killed_mid_run_is_resubmitted_and_resumes(small_synthetic, tmp_path):
     out = tmp_path / "runs"
-    jobs = _grid(small_synthetic, out, models=("fus2net",), extra=("--epochs", "3"))
+    # enough epochs that the rest of the run outlasts the kill (3 lost the race once)
+    jobs = _grid(small_synthetic, out, models=("fus2net",), extra=("--epochs", "10"))
     submitted = []
 
     def kill_after_first_stage():

@@ -93,4 +93,7 @@ def test_explain_on_busi_measures_every_test_image_against_its_masks(tmp_path, c
     (run_dir,) = tmp_path.iterdir()
     cam = pd.read_csv(run_dir / "explain" / "gradcam" / "cam_metrics.csv")
     assert len(cam) == 100 and cam.has_mask.all()
-    assert cam.lesion_energy_ratio.notna().mean() > 0.9 and cam.pointing_hit.isin([0, 1]).any()
+    # a map with no energy (no evidence for malignancy at all) has undefined ratios, never 0
+    has_energy = cam.frame_energy_ratio.notna()
+    assert has_energy.mean() > 0.5 and cam.pointing_hit.isin([0, 1]).any()
+    assert (cam.lesion_energy_ratio.notna() == has_energy).all()

@@ -48,7 +48,8 @@ def test_a_scanner_shift_lowers_external_auc_and_a_finished_run_only_scores(
     external = json.loads((trained / "external" / "phantom_site_b" / "metrics.json").read_text())
     assert external["content_sha256"] and external["weights_sha256"]
     assert internal["auc"] > 0.9
-    assert external["test"]["auc"] < internal["auc"] - 0.05  # measured: 0.940 -> 0.787
+    # measured: 0.939 -> 0.894 (0.940 -> 0.787 before BatchNorm statistics were re-estimated)
+    assert external["test"]["auc"] < internal["auc"] - 0.03
     preds = pd.read_csv(trained / "external" / "phantom_site_b" / "predictions.csv")
     assert list(preds.columns) == ["id", "path", "label", "prob_malignant", "split", "fold", "group"]
     assert len(preds) == external["scored"] and (preds.split == "external").all()
