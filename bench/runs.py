@@ -85,10 +85,17 @@ def load_run(folder: Path) -> Run | None:
     return Run(folder, config, metrics, preds, cv, external)
 
 
+WEIGHTS = "model.safetensors"
+
+
 def verify_outputs(folder: Path, config: dict) -> None:
-    """Every output whose SHA-256 the run recorded must still have it (not edited or truncated)."""
+    """Every output whose SHA-256 the run recorded must still have it (not edited or truncated).
+    The weights may be absent (committed results sets leave them out of git; the report never
+    reads them), but weights that are present must match."""
     for name, sha in config.get("outputs", {}).items():
         path = folder / name
+        if name == WEIGHTS and not path.exists():
+            continue
         if not path.is_file() or file_sha256(path) != sha:
             state = "is missing" if not path.is_file() else "does not match its checksum"
             raise InvalidRun(f"{folder.name}/{name} {state} in config.json (changed, truncated "

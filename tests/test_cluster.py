@@ -38,8 +38,9 @@ def test_two_jobs_run_at_once_and_the_report_equals_the_inline_suites(small_synt
 
 def test_a_job_killed_mid_run_is_resubmitted_and_resumes(small_synthetic, tmp_path):
     out = tmp_path / "runs"
-    # enough epochs that the rest of the run outlasts the kill (3 lost the race once)
-    jobs = _grid(small_synthetic, out, models=("fus2net",), extra=("--epochs", "10"))
+    # enough epochs that the rest of the run outlasts the kill (3 and 10 lost the race in the
+    # full suite: a smoke stage of 10 epochs takes 0.7 s)
+    jobs = _grid(small_synthetic, out, models=("fus2net",), extra=("--epochs", "60"))
     submitted = []
 
     def kill_after_first_stage():

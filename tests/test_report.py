@@ -241,3 +241,19 @@ def test_report_warns_when_runs_mix_code_versions(fixture_runs, tmp_path, capsys
     err = capsys.readouterr().err
     assert "2 training-code versions" in err and "uncommitted changes" in err
     assert "**Warning:**" in (tmp_path / "README.md").read_text()
+
+
+def test_a_run_committed_without_its_weights_still_reports_but_altered_weights_do_not(tmp_path):
+    from bench.provenance import file_sha256
+    runs = tmp_path / "runs"
+    folder = write_fixture_run(runs, "fus2net", 0.6, 1)
+    (folder / "model.safetensors").write_bytes(b"weights")
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["outputs"] = {"model.safetensors": file_sha256(folder / "model.safetensors"),
+                      "metrics.json": file_sha256(folder / "metrics.json")}
+    (folder / "config.json").write_text(json.dumps(cfg))
+    (folder / "model.safetensors").unlink()  # results sets are committed without weights
+    assert len(load_runs(runs)) == 1
+    (folder / "model.safetensors").write_bytes(b"other weights")
+    with pytest.raises(SystemExit):
+        main(["--runs", str(runs), "--out", str(tmp_path / "out"), "--n-boot", "50"])
