@@ -13,6 +13,9 @@ id, so the choice is reproducible and never a test image), it stores in ``<run>/
   ``DISPLAY_SIDE`` px so it can be seen (the transform is resolution-independent);
   ``{cls}/params``: each view's parameters (rotation °, shear °, shift x, shift y, flip, brightness);
 * ``ranges``: the augmentation ranges as JSON; ``ids``: the two image ids.
+
+The views' parameters are also written to ``<run>/illustrations.csv``: results sets commit it, but
+not the arrays.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from bench.atomic import write_npz
+from bench.atomic import write_csv, write_npz
 from bench.data.augment import AugmentConfig, augment, sample_params
 from bench.data.cache import build_cache
 from bench.data.datasets import load_index
@@ -103,6 +106,10 @@ def illustrate_run(run: Run, data: Path | None = None) -> Path:
             f"{cls}/params": params,
         })
     write_npz(out, arrays)
+    rows = [{"image": cls, "id": arrays["ids"][k], "view": v + 1,
+             **dict(zip(PARAM_NAMES, map(float, p), strict=True))}
+            for k, cls in enumerate(CLASSES) for v, p in enumerate(arrays[f"{cls}/params"])]
+    write_csv(out.with_suffix(".csv"), pd.DataFrame(rows))  # the parameters, without the arrays
     print(f"{run.path.name}: pipeline illustrations written ({', '.join(picks.id)})")
     return out
 

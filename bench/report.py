@@ -248,12 +248,13 @@ def write_tables(runs: list[Run], out: Path, n_boot: int, seed: int) -> dict[str
                 "0.5, most confidently wrong first, with each seed's probability.")
     write_npz(tdir / "fig3_misclassified.npz", thumbs)
     params, arrays = pipeline_examples(runs)
-    if arrays:
-        write_csv(tdir / "fig5_augmentation.csv", params)
-        write_npz(tdir / "pipeline_examples.npz", arrays)
-    else:  # no illustrated Fus2Net run: drop an earlier report's
-        for name in ("fig5_augmentation.csv", "pipeline_examples.npz"):
+    for name, present in (("fig5_augmentation.csv", len(params)), ("pipeline_examples.npz", arrays)):
+        if not present:  # no illustrated Fus2Net run (or no arrays): drop an earlier report's
             (tdir / name).unlink(missing_ok=True)
+    if len(params):
+        write_csv(tdir / "fig5_augmentation.csv", params)
+    if arrays:
+        write_npz(tdir / "pipeline_examples.npz", arrays)
     for name, exp in EXPERIMENTS.items():
         t = experiment_table(runs, name)
         write_table(t, experiment_display(t), tdir / name,

@@ -525,20 +525,16 @@ def misclassified(runs: list[Run], model: str = REFERENCE) -> tuple[pd.DataFrame
 
 def pipeline_examples(runs: list[Run], model: str = REFERENCE
                       ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    """Fig. 5/6 analogues: the first ``model`` comparison run's ``illustrations.npz``
-    (:mod:`bench.illustrate`) and its augmentation parameters as a table (empty when absent)."""
-    sets = dict(comparison_sets(runs))
-    for r in sets.get(model, []):
-        path = r.path / "illustrations.npz"
-        if path.is_file():
-            with np.load(path) as z:
-                arrays = {k: z[k] for k in z.files}
-            rows = []
-            for cls in ("benign", "malignant"):
-                for view, p in enumerate(arrays[f"{cls}/params"], start=1):
-                    rows.append({"image": cls, "view": view, "rotation_deg": float(p[0]),
-                                 "shear_deg": float(p[1]), "shift_x": float(p[2]),
-                                 "shift_y": float(p[3]), "hflip": bool(p[4]),
-                                 "brightness": float(p[5])})
-            return pd.DataFrame(rows), arrays
+    """Fig. 5/6 analogues: the augmentation parameters of the first illustrated ``model``
+    comparison run (``illustrations.csv``, :mod:`bench.illustrate`) and its arrays
+    (``illustrations.npz``) when present (results sets commit the table, not the arrays)."""
+    for r in dict(comparison_sets(runs)).get(model, []):
+        if (r.path / "illustrations.csv").is_file():
+            params = pd.read_csv(r.path / "illustrations.csv", dtype={"id": str})
+            params["hflip"] = params.hflip.astype(bool)
+            arrays: dict[str, np.ndarray] = {}
+            if (r.path / "illustrations.npz").is_file():
+                with np.load(r.path / "illustrations.npz") as z:
+                    arrays = {k: z[k] for k in z.files}
+            return params.drop(columns="id"), arrays
     return pd.DataFrame(), {}
