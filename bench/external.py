@@ -2,13 +2,17 @@
 
 After a run's final fit, every usable image of each external set is scored once with the final
 weights, the run's preprocessing (input size, channels, the model's normalisation) and the
-threshold 0.5; nothing of B touches training, flip-balancing or any choice of settings. Images of B
-that are the same picture or the same scene as a training image of A (the split's measures,
-:mod:`bench.data.manifest`) are reported and left out of B's metrics, with the count.
+threshold 0.5; nothing of B touches training, flip-balancing or any choice of settings. Across
+data sets only the same picture counts as a duplicate (:mod:`bench.data.copies`: identical pixels,
+a re-saved, rescaled or cropped copy): look-alike lesions of another site are not duplicates, and
+leaving them out would remove the easy cases and bias the external AUC. The headline metrics use
+every scored image; copies of training images are listed with their evidence, shown beside their
+training image on ``copies_01.png``, and the metrics without them are given as well.
 
-Each set gets ``<run>/external/<name>/predictions.csv`` (the run's prediction columns plus the
-patient ``group`` where the set has one) and ``metrics.json`` (metrics, counts, the excluded
-duplicates, the content hash of B's images and the SHA-256 of the weights that scored it). A run
+Each set gets ``<run>/external/<name>/predictions.csv`` (the run's prediction columns, the patient
+``group`` where the set has one and ``training_copy``, the training image an image copies) and
+``metrics.json`` (metrics on all images and without the copies, counts, the copies, the content
+hash of B's images and the SHA-256 of the weights that scored it). A run
 that already scored a set with the same weights and the same images reuses it; adding
 ``--external`` to a finished run only scores.
 
@@ -29,10 +33,11 @@ import torch
 from bench.atomic import write_csv, write_json
 from bench.data.cache import build_cache
 from bench.data.content import content_sha256
+from bench.data.copies import find_copies, pictures
 from bench.data.datasets import load_index
-from bench.data.index import DataIndex, Sample
-from bench.data.manifest import SplitConfig, fingerprints
-from bench.data.similarity import cross_contrast
+from bench.data.images import BadImageError
+from bench.data.index import DataIndex
+from bench.data.review import tile_pairs
 from bench.data.synthetic import SITES, PhantomSpec
 from bench.errors import BenchError
 from bench.metrics import binary_metrics
@@ -84,40 +89,34 @@ def resolve_external(values: list[str]) -> list[ExternalSet]:
     return sets
 
 
-def _training_duplicates(ext: ExternalSet, train: DataIndex, skip_bad: bool
-                         ) -> tuple[dict[str, str], list[tuple[str, str]]]:
-    """External IDs that show the same picture or the same scene as a training image (→ that
-    image's ID), and the external images that could not be decoded.
-
-    Same picture: identical pixels or dHash within the split's threshold. Same scene: the split's
-    measure, with every z standardised over the training images (the population the split used),
-    so a second site's images do not dilute it."""
-    both = DataIndex(kind=ext.index.kind, root=Path("/"), samples=[
-        *[Sample(id=f"train:{s.id}", path=str(train.root / s.path), label=s.label)
-          for s in train.samples],
-        *[Sample(id=f"external:{s.id}", path=str(ext.index.root / s.path), label=s.label)
-          for s in ext.index.samples]])
-    fp = fingerprints(both, skip_bad=True)
-    bad = [(p, r) for p, r in fp.bad if p.startswith(str(ext.index.root))]
+def training_copies(ext: ExternalSet, train: DataIndex, skip_bad: bool
+                    ) -> tuple[dict[str, tuple[str, str]], list[tuple[str, str]]]:
+    """External IDs that are a copy of a training image's picture (→ that image's ID and the
+    evidence), and the external images that could not be decoded. Only the same picture counts
+    across data sets (:mod:`bench.data.copies`), never a look-alike lesion."""
+    ref = pictures([train.abspath(s) for s in train.samples])
+    if any(isinstance(p, BadImageError) for p in ref):
+        raise BenchError("training images could not be decoded while scoring --external")
+    new = pictures([ext.index.abspath(s) for s in ext.index.samples])
+    bad = [(s.path, str(p)) for s, p in zip(ext.index.samples, new, strict=True)
+           if isinstance(p, BadImageError)]
     if bad and not skip_bad:
         raise BenchError(f"--external {ext.source}: {bad[0][1]}")
-    n_ref = sum(s.id.startswith("train:") for s in fp.samples)
-    if any(s.id.startswith("train:") for s in fp.samples[n_ref:]):
-        raise BenchError("training images could not be decoded while scoring --external")
-    cfg = SplitConfig()
-    z = cross_contrast(fp.scenes.ncc, n_ref)
-    ncc = fp.scenes.ncc[n_ref:, :n_ref]
-    packed = np.packbits(fp.bits, axis=1)
-    dups: dict[str, str] = {}
-    for a, s in enumerate(fp.samples[n_ref:]):
-        bits = np.unpackbits(packed[n_ref + a] ^ packed[:n_ref], axis=1).sum(axis=1)
-        same = (bits <= cfg.hash_threshold) | np.array(
-            [d == fp.digests[n_ref + a] for d in fp.digests[:n_ref]])
-        same |= (z[a] >= cfg.similarity.z_threshold) & (ncc[a] >= cfg.similarity.min_ncc)
-        if same.any():
-            b = int(np.argmax(np.where(same, z[a], -np.inf)))
-            dups[s.id.removeprefix("external:")] = fp.samples[b].id.removeprefix("train:")
-    return dups, bad
+    usable = [(s, p) for s, p in zip(ext.index.samples, new, strict=True)
+              if not isinstance(p, BadImageError)]
+    found = find_copies([p for _, p in usable], ref)
+    return {usable[c.new][0].id: (train.samples[c.ref].id, c.evidence) for c in found}, bad
+
+
+def copies_sheet(folder: Path, ext: ExternalSet, train: DataIndex,
+                 copies: dict[str, tuple[str, str]]) -> Path | None:
+    """Contact sheet of the external images left out as copies, beside their training image."""
+    if not copies:
+        return None
+    ext_by, train_by = ({s.id: s for s in ix.samples} for ix in (ext.index, train))
+    rows = [((ext.index, ext_by[e], f"external {e}"), (train, train_by[t], f"training {t}: {why}"))
+            for e, (t, why) in sorted(copies.items())]
+    return tile_pairs(rows, folder, stem="copies")[0]
 
 
 def score_external(run_dir: Path, spec: RunSpec, ex: Execution, ext: ExternalSet,
@@ -141,15 +140,14 @@ def score_external(run_dir: Path, spec: RunSpec, ex: Execution, ext: ExternalSet
     by_path = {s.path: s for s in train_index.samples}
     train = DataIndex(train_index.kind, train_index.root,
                       [by_path[p] for p in train_rows.path if p in by_path])
-    dups, bad = _training_duplicates(ext, train, spec.skip_bad_images)
-    keep = [s for s in ext.index.samples if s.id not in dups
-            and all(not b.endswith(s.path) for b, _ in bad)]
+    copies, bad = training_copies(ext, train, spec.skip_bad_images)
+    unreadable = {p for p, _ in bad}
+    keep = [s for s in ext.index.samples if s.path not in unreadable]
     labels = {s.label for s in keep}
     if labels != {0, 1}:
-        raise BenchError(f"--external {ext.source}: after leaving out {len(dups)} duplicate(s) of "
-                         f"training images and {len(bad)} unreadable image(s), "
-                         f"{'no images are' if not keep else 'only one class is'} left; an "
-                         "external set needs benign and malignant images")
+        raise BenchError(f"--external {ext.source}: after leaving out {len(bad)} unreadable "
+                         f"image(s), {'no images are' if not keep else 'only one class is'} left; "
+                         "an external set needs benign and malignant images")
     rows = pd.DataFrame({"id": [s.id for s in keep], "path": [s.path for s in keep],
                          "label": [s.label for s in keep], "group": [s.group for s in keep]})
     cache, skipped = build_cache(ext.index.root, rows, spec.img_size, spec.channels,
@@ -158,22 +156,28 @@ def score_external(run_dir: Path, spec: RunSpec, ex: Execution, ext: ExternalSet
     probs = predict(model, get_model_config(spec.model), cache, np.arange(len(cache)),
                     device=ex.device, channels_last=ex.channels_last)
     preds = cache.rows.assign(prob_malignant=probs, split="external", fold=-1)
-    preds = preds[[*PRED_COLUMNS, "group"]]
+    preds["training_copy"] = preds.id.map(lambda i: copies.get(i, ("", ""))[0])
+    preds = preds[[*PRED_COLUMNS, "group", "training_copy"]]
+    originals = preds[preds.training_copy == ""]
     metrics = {
         "external_set": ext.name, "source": ext.source, "data_kind": ext.index.kind,
         "content_sha256": data_sha, "weights_sha256": weights_sha,
         "images": len(ext.index.samples), "scored": int(len(preds)),
-        "excluded_training_duplicates": len(dups),
-        "excluded": [{"id": k, "duplicate_of_training_image": v} for k, v in sorted(dups.items())],
+        "training_copies": len(copies),
+        "copies": [{"id": k, "copy_of_training_image": t, "evidence": why}
+                   for k, (t, why) in sorted(copies.items())],
         "skipped_bad_images": [{"path": p, "reason": r} for p, r in [*bad, *skipped]],
         "has_patient_ids": bool(any(s.group for s in keep)),
         "test": binary_metrics(preds.label, preds.prob_malignant),
+        "test_without_copies": (binary_metrics(originals.label, originals.prob_malignant)
+                                if copies and originals.label.nunique() == 2 else None),
     }
     write_csv(folder / "predictions.csv", preds)
+    copies_sheet(folder, ext, train, copies)
     write_json(done, metrics)
-    print(f"external {ext.name}: scored {len(preds)} images (left out {len(dups)} duplicate(s) of "
-          f"training images); AUC {metrics['test']['auc']:.3f}, accuracy "
-          f"{metrics['test']['accuracy']:.3f}")
+    print(f"external {ext.name}: scored {len(preds)} images ({len(copies)} of them copies of "
+          f"training images, kept in the headline metrics); AUC {metrics['test']['auc']:.3f}, "
+          f"accuracy {metrics['test']['accuracy']:.3f}")
     return metrics
 
 

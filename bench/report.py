@@ -144,11 +144,12 @@ def external_display(t: pd.DataFrame) -> pd.DataFrame:
         spread = r.get("external_auc_seed_sd")
         rows.append({
             "Model": r["model"] + (" ⚠" if flagged else ""), "External set": r["external_set"],
-            "n (left out)": f"{int(r['n_external'])} ({int(r['excluded_duplicates'])})",
+            "n (copies)": f"{int(r['n_external'])} ({int(r['training_copies'])})",
             "Seeds": str(int(r["n_seeds"])),
             "AUC internal": with_ci(r["internal_auc"], r["internal_auc_lo"], r["internal_auc_hi"]),
             "AUC external": with_ci(r["external_auc"], r["external_auc_lo"], r["external_auc_hi"])
             + ("" if pd.isna(spread) else f" (sd over seeds {spread:.3f})"),
+            "AUC without copies": fmt(r["external_auc_without_copies"]),
             "ΔAUC": with_ci(r["delta_auc"], r["delta_auc_lo"], r["delta_auc_hi"]),
             **{k.upper() if len(k) == 3 else k.capitalize():
                f"{fmt(r[f'internal_{k}'])} → {fmt(r[f'external_{k}'])}"
@@ -231,8 +232,9 @@ def write_tables(runs: list[Run], out: Path, n_boot: int, seed: int) -> dict[str
                     "(independent samples). Calibration: Brier score, logistic recalibration "
                     "slope (1 = ideal) and calibration-in-the-large intercept (0 = ideal). DeLong "
                     "p vs Fus2Net on the same external images, Holm-corrected across models per "
-                    "set. Images of an external set that duplicate training images are left out "
-                    "(count shown).")
+                    "set. Every scored image counts; n (copies): how many external images are "
+                    "copies of a training image's picture (identical, re-saved, rescaled or "
+                    "cropped; look-alike lesions are not copies), with the AUC without them.")
         roc, cal = external_curves(runs)
         write_csv(tdir / "external_roc_points.csv", roc)
         write_csv(tdir / "external_calibration_bins.csv", cal)

@@ -272,8 +272,8 @@ def print_summary(model: str, metrics: dict, run_dir: Path, seconds: float,
             (f"; {cv['failed_folds']} failed" if cv["failed_folds"] else ""))
     for name, ext in (external or {}).items():
         e = ext["test"]
-        print(f"  external {name} (n={e['n']}, {ext['excluded_training_duplicates']} training "
-              f"duplicate(s) left out): accuracy {e['accuracy']:.3f}, sensitivity "
+        print(f"  external {name} (n={e['n']}, {ext.get('training_copies', 0)} of them copies of "
+              f"training images): accuracy {e['accuracy']:.3f}, sensitivity "
               f"{e['sensitivity']:.3f}, specificity {e['specificity']:.3f}, AUC {e['auc']:.3f}")
     if note:
         print(f"  {note}")

@@ -1,10 +1,11 @@
 """``python -m bench.split``: build a split manifest and its report (SPEC §3).
 
 Writes ``<out>.csv`` (``id,path,label,group,split,fold``; paths relative to the data root),
-``<out>_report.json`` (counts, duplicate and same-scene groups, excluded label conflicts,
-skipped/ignored files; with ``--force``, how many same-scene pairs the replaced manifest leaked) and
-``<out>_review.png`` (the same-scene pairs just above and just below the threshold, to check it by
-eye). An existing manifest is never overwritten unless ``--force`` is given.
+``<out>_report.json`` (counts, duplicate and same-lesion groups, the rule and its validation,
+excluded label conflicts, skipped/ignored files; with ``--force``, how many same-lesion groups the
+replaced manifest split and how many test images changed) and ``<out>_review.png`` (the candidate
+pairs just above and just below the rule's threshold, to check it by eye). An existing manifest is
+never overwritten unless ``--force`` is given.
 """
 
 from __future__ import annotations
@@ -18,10 +19,11 @@ from bench.data.datasets import KINDS, load_index
 from bench.data.manifest import (
     SplitConfig,
     check_leakage,
+    group_images,
+    lesion_leaks,
     make_split,
-    manifest_scores,
+    manifest_fingerprints,
     read_manifest,
-    same_scene_leaks,
     write_manifest,
 )
 from bench.data.review import review_sheet
@@ -58,34 +60,38 @@ def main(argv: list[str] | None = None) -> int:
     manifest, report = make_split(index, cfg, skip_bad=args.skip_bad_images)
     check_leakage(manifest, "generated split")
     if out.exists():
-        report["replaced_manifest"] = leak_counts(read_manifest(out), index)
+        report["replaced_manifest"] = replaced(read_manifest(out), manifest, index, cfg)
     write_manifest(manifest, out)
     report_path = out.with_name(out.stem + "_report.json")
     write_json(report_path, report)
-    scene = report["same_scene"]
-    review_sheet(index, scene["just_above_threshold"], scene["just_below_threshold"],
-                 out.with_name(out.stem + "_review.png"), cfg.similarity.z_threshold)
+    lesion = report["same_lesion"]
+    review_sheet(index, lesion["just_above_threshold"], lesion["just_below_threshold"],
+                 out.with_name(out.stem + "_review.png"), cfg.rule.threshold)
     c = report["counts"]
     print(f"wrote {out} and {report_path.name}: train {c['train']}, test {c['test']}, "
           f"excluded {c['excluded']}; {len(report['duplicate_groups'])} duplicate groups, "
           f"{len(report['excluded_label_conflicts'])} label conflicts, largest group "
-          f"{report['same_scene']['largest_group']['with_same_scene']} images, "
+          f"{lesion['average_linkage']['largest_group']} images, "
           f"{len(report['skipped_bad_images'])} bad images skipped, "
           f"{len(report['ignored_files'])} files ignored")
     return 0
 
 
-def leak_counts(old, index) -> dict:
-    """Same-scene pairs that an older manifest of the same data put across train/test or folds."""
-    scores = manifest_scores(old, index)
-    if scores is None:
+def replaced(old, new, index, cfg: SplitConfig) -> dict:
+    """What the new rule finds wrong with the manifest it replaces, and how the test set moved."""
+    fp = manifest_fingerprints(old, index, cfg)
+    if fp is None:
         return {"note": "the replaced manifest lists images that are not in the data"}
-    leaks = same_scene_leaks(old, scores)
+    leaks = lesion_leaks(old, group_images(fp, cfg))
     cross = [(i, j) for i, j, where in leaks if where == "in train and test"]
-    test_ids = sorted({old.id.iloc[i] if old.split.iloc[i] == "test" else old.id.iloc[j]
-                       for i, j in cross})
-    return {"train_test_pairs": len(cross), "test_images_with_a_training_neighbour": len(test_ids),
-            "those_test_images": test_ids, "pairs_across_folds": len(leaks) - len(cross)}
+    old_test, new_test = set(old.id[old.split == "test"]), set(new.id[new.split == "test"])
+    return {"groups_split_train_test": len(cross),
+            "test_images_with_a_training_image_of_their_group": sorted(
+                {old.id.iloc[i] if old.split.iloc[i] == "test" else old.id.iloc[j]
+                 for i, j in cross}),
+            "groups_split_across_folds": len(leaks) - len(cross),
+            "test_images_changed": len(new_test - old_test),
+            "test_images_kept": len(new_test & old_test)}
 
 
 if __name__ == "__main__":

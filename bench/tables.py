@@ -318,12 +318,20 @@ def _external_seed_mean(rs: list[Run], name: str) -> tuple[pd.DataFrame, list[fl
     return mean, aucs
 
 
+def _copies(ext: pd.DataFrame) -> np.ndarray:
+    """Which external images copy a training image's picture (bench.external)."""
+    if "training_copy" not in ext:
+        return np.zeros(len(ext), dtype=bool)
+    return ext.training_copy.fillna("").astype(str).str.len().to_numpy() > 0
+
+
 def external_table(runs: list[Run], n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """Internal vs external (SPEC §3, §4): per model and external set, the held-out test and the
     external set side by side at the unchanged threshold 0.5, ΔAUC with its CI (independent
     samples: the two variances add), calibration on the external set, and DeLong against Fus2Net
     on the same external images (Holm across models, per set). Seed-averaged probabilities; the
-    external AUC's spread over seeds alongside."""
+    external AUC's spread over seeds alongside. Every scored image counts; copies of training
+    images are counted, and the AUC without them is given beside."""
     rows = []
     sets = comparison_sets(runs)
     for name in external_sets(runs):
@@ -338,8 +346,7 @@ def external_table(runs: list[Run], n_boot: int = 2000, seed: int = 0) -> pd.Dat
             yi, si = _seed_mean(tests)
             row: dict = {"model": model, "external_set": name, "n_seeds": len(aucs),
                          "weights": weights_label(rs[0]), "n_internal": len(yi), "n_external": len(y),
-                         "excluded_duplicates": int(max(r.external[name][1].get(
-                             "excluded_training_duplicates", 0) for r in rs if name in r.external)),
+                         "training_copies": int(_copies(ext).sum()),
                          "flag": degenerate_prediction(s)}
             internal, external = binary_metrics(yi, si), binary_metrics(y, s)
             for k in ("accuracy", "sensitivity", "specificity", "ppv", "npv"):
@@ -360,6 +367,10 @@ def external_table(runs: list[Run], n_boot: int = 2000, seed: int = 0) -> pd.Dat
             row["external_auc"], row["external_auc_lo"], row["external_auc_hi"] = \
                 external["auc"], lo, hi
             row["external_auc_seed_sd"] = float(np.std(aucs, ddof=1)) if len(aucs) > 1 else math.nan
+            originals = ext[~_copies(ext)]
+            row["external_auc_without_copies"] = (
+                binary_metrics(originals.label, originals.prob_malignant)["auc"]
+                if row["training_copies"] and originals.label.nunique() == 2 else math.nan)
             delta = external["auc"] - internal["auc"]
             half = 1.959964 * math.sqrt(se ** 2 + delong_se(yi, si) ** 2)
             row["delta_auc"], row["delta_auc_lo"], row["delta_auc_hi"] = delta, delta - half, \

@@ -51,34 +51,58 @@ def test_a_scanner_shift_lowers_external_auc_and_a_finished_run_only_scores(
     # measured: 0.939 -> 0.894 (0.940 -> 0.787 before BatchNorm statistics were re-estimated)
     assert external["test"]["auc"] < internal["auc"] - 0.03
     preds = pd.read_csv(trained / "external" / "phantom_site_b" / "predictions.csv")
-    assert list(preds.columns) == ["id", "path", "label", "prob_malignant", "split", "fold", "group"]
+    assert list(preds.columns) == ["id", "path", "label", "prob_malignant", "split", "fold", "group",
+                                   "training_copy"]
     assert len(preds) == external["scored"] and (preds.split == "external").all()
+    # another scanner's look-alike lesions are not copies: every image is scored and counted
+    assert external["training_copies"] == 0 and external["scored"] == external["images"] == 100
     code, out, _ = run_main(capsys, "--data", str(site_a), "--out", str(trained.parent), *TRAINED,
                             "--external", str(site_b))
     assert "reusing its scores" in out
 
 
-def test_external_images_that_duplicate_training_images_are_reported_and_left_out(
+def copy_of(img: Image.Image, how: str) -> Image.Image:
+    """A re-saved, re-gained, cropped or rescaled copy of one picture."""
+    w, h = img.size
+    if how == "crop":
+        return img.crop((w // 10, h // 12, w - w // 8, h - h // 10))
+    if how == "rescale":
+        return img.resize((int(w * 1.6), int(h * 1.6)), Image.BICUBIC)
+    if how == "regain":
+        return ImageEnhance.Brightness(img).enhance(1.15)
+    return img
+
+
+def test_only_copies_of_training_pictures_are_flagged_and_every_image_is_scored(
         site_a, site_b, trained, tmp_path, capsys):
     ext = tmp_path / "mixed"
     shutil.copytree(site_b / "benign", ext / "benign")
     shutil.copytree(site_b / "malignant", ext / "malignant")
     split = pd.read_csv(trained / "split.csv")
-    copied = split[split.split == "train"].path.iloc[:4].tolist()
-    for k, rel in enumerate(copied):  # the same pictures, renamed; two of them re-gained
-        img = Image.open(site_a / rel)
-        (ImageEnhance.Brightness(img).enhance(1.15) if k % 2 else img).save(
-            ext / rel.replace("syn_", "copy_"))
+    copied = split[split.split == "train"].path.iloc[:5].tolist()
+    ways = ["resave_jpeg", "crop", "rescale", "regain", "crop"]
+    expected = set()
+    for rel, how in zip(copied, ways, strict=True):
+        name = rel.replace("syn_", "copy_")
+        img = copy_of(Image.open(site_a / rel).convert("L"), how)
+        if how == "resave_jpeg":  # recompressed
+            name = name.replace(".png", ".jpg")
+            img.save(ext / name, quality=70)
+        else:
+            img.save(ext / name)
+        expected.add(name.split("/")[1].rsplit(".", 1)[0])
     code, _, err = run_main(capsys, "--data", str(site_a), "--out", str(trained.parent), *TRAINED,
                             "--external", str(ext))
     assert code == 0, err
-    metrics = json.loads((trained / "external" / "mixed" / "metrics.json").read_text())
-    excluded = {e["id"] for e in metrics["excluded"]}
-    assert {rel.split("/")[1].replace("syn_", "copy_").removesuffix(".png")
-            for rel in copied} <= {i.split("/")[-1] for i in excluded}
-    preds = pd.read_csv(trained / "external" / "mixed" / "predictions.csv")
-    assert not set(preds.id) & excluded
-    assert metrics["scored"] == metrics["images"] - metrics["excluded_training_duplicates"]
+    folder = trained / "external" / "mixed"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    flagged = {e["id"].split("/")[-1] for e in metrics["copies"]}
+    assert flagged == expected  # the copies, and nothing of the other site
+    assert metrics["scored"] == metrics["images"] == 105 and metrics["training_copies"] == 5
+    preds = pd.read_csv(folder / "predictions.csv", keep_default_na=False)
+    assert len(preds) == 105 and (preds.training_copy != "").sum() == 5
+    assert metrics["test_without_copies"]["n"] == 100
+    assert (folder / "copies_01.png").is_file()
 
 
 def test_a_broken_or_empty_external_set_is_one_line_and_the_training_result_is_kept(

@@ -1,4 +1,4 @@
-"""Duplicate grouping, held-out test selection and group-aware CV folds (SPEC §3).
+"""Same-lesion grouping, held-out test selection and group-aware CV folds (docs/protocol.md).
 
 Two images belong together when any of these holds:
 
@@ -6,21 +6,20 @@ Two images belong together when any of these holds:
   horizontal gradients) differ in at most ``hash_threshold`` bits (default 40 of 256; on BUSI the
   pair count is flat between 32 and 48 bits and rises steeply past 56), or their decoded pixels are
   identical;
-* **same scene**: the re-framing-tolerant measure of :mod:`bench.data.similarity` (shifted,
-  cropped, zoomed or re-gained shots of one lesion, which differ by 45-86 dHash bits);
-* **same patient**: a shared patient ID.
+* **same patient**: a shared patient ID;
+* **same lesion**: the rule of :mod:`bench.data.lesion` (several kinds of evidence, a model fitted
+  on pairs judged by eye, average-linkage grouping that does not snowball).
 
-These pairs form groups (union-find); a group never straddles train/test or two folds; a group
-whose members carry different labels is excluded and reported. :func:`check_leakage` applies the
-same measure to any manifest it is given, so a foreign or old manifest with a same-scene pair
-across train/test or folds is refused.
+A group never straddles train/test or two folds; a group whose members carry different labels is
+excluded and reported. :func:`check_leakage` applies the same grouping to any manifest it is given,
+so a foreign or old manifest with a same-lesion group across train/test or folds is refused.
 """
 
 from __future__ import annotations
 
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +30,15 @@ from sklearn.model_selection import StratifiedGroupKFold
 from bench.atomic import write_csv
 from bench.data.images import BadImageError, read_image
 from bench.data.index import CLASSES, DataIndex, Sample, read_table
-from bench.data.similarity import SAME_SCENE, PairScores, SimilarityConfig, pair_scores, thumbnails
+from bench.data.lesion import (
+    LesionRule,
+    PairEvidence,
+    components,
+    evidence_for,
+    lesion_groups,
+    load_rule,
+    pair_links,
+)
 from bench.errors import BenchError
 
 COLUMNS = ["id", "path", "label", "group", "split", "fold"]
@@ -44,7 +51,7 @@ class SplitConfig:
     folds: int = 10
     seed: int = 2021
     hash_threshold: int = 40  # bits of the 256-bit dHash
-    similarity: SimilarityConfig = SimilarityConfig()
+    rule: LesionRule = field(default_factory=load_rule)
 
 
 def dhash(img: Image.Image, side: int = HASH_SIDE) -> np.ndarray:
@@ -55,85 +62,102 @@ def dhash(img: Image.Image, side: int = HASH_SIDE) -> np.ndarray:
 
 @dataclass
 class Fingerprints:
-    """What the split needs of each usable image: dHash bits, pixel digest, same-scene scores."""
+    """What the split needs of each usable image: dHash bits, pixel digest, same-lesion evidence."""
 
     samples: list[Sample]
     bits: np.ndarray
     digests: list[str]
-    scenes: PairScores
+    evidence: PairEvidence
     bad: list[tuple[str, str]]
+    reviewed: list[tuple[int, int]] = field(default_factory=list)  # judged same (or unsure)
+    different: list[tuple[int, int]] = field(default_factory=list)  # judged different
 
 
-def fingerprint(path: Path, sim: SimilarityConfig) -> tuple[np.ndarray, str, list[np.ndarray]]:
-    """dHash bits, a SHA-256 of the decoded grey pixels and the same-scene thumbnails of one image."""
-    img = read_image(path)
-    grey = img.convert("L")
-    digest = hashlib.sha256(grey.tobytes() + str(grey.size).encode()).hexdigest()
-    return dhash(grey), digest, thumbnails(grey, sim)
+def _grey(path: Path) -> tuple[Image.Image, np.ndarray, str]:
+    img = read_image(path).convert("L")
+    digest = hashlib.sha256(img.tobytes() + str(img.size).encode()).hexdigest()
+    return img, dhash(img), digest
 
 
-def fingerprints(index: DataIndex, skip_bad: bool,
-                 sim: SimilarityConfig = SAME_SCENE) -> Fingerprints:
-    """Decode every sample once (threads); bad images raise, or with ``skip_bad`` are skipped."""
+def decode(files: list[Path], skip_bad: bool) -> list[tuple[Image.Image, np.ndarray, str] | str]:
+    """Grey image, dHash bits and pixel digest of each file (threads); an undecodable file gives
+    its error message (or raises, unless ``skip_bad``)."""
 
-    def one(s: Sample):
+    def one(path: Path):
         try:
-            return fingerprint(index.abspath(s), sim)
+            return _grey(path)
         except BadImageError as exc:
             if not skip_bad:
                 raise
-            return exc
+            return str(exc)
 
     with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(one, index.samples))
-    kept, bits, digests, thumbs, bad = [], [], [], [], []
-    for s, r in zip(index.samples, results, strict=True):
-        if isinstance(r, BadImageError):
-            bad.append((s.path, str(r)))
+        return list(pool.map(one, files))
+
+
+def fingerprints(index: DataIndex, skip_bad: bool, rule: LesionRule | None = None) -> Fingerprints:
+    """Decode every sample once; bad images raise, or with ``skip_bad`` are skipped."""
+    rule = rule or load_rule()
+    decoded = decode([index.abspath(s) for s in index.samples], skip_bad)
+    kept, bits, digests, images, bad = [], [], [], [], []
+    for s, r in zip(index.samples, decoded, strict=True):
+        if isinstance(r, str):
+            bad.append((s.path, r))
         else:
             kept.append(s)
-            bits.append(r[0])
-            digests.append(r[1])
-            thumbs.append(r[2])
-    scenes = pair_scores([index.abspath(s) for s in kept], thumbs, sim)
-    return Fingerprints(kept, np.array(bits, dtype=bool).reshape(len(kept), -1), digests, scenes,
-                        bad)
+            images.append(r[0])
+            bits.append(r[1])
+            digests.append(r[2])
+    ev = evidence_for([index.abspath(s) for s in kept], lambda: images, rule)
+    return Fingerprints(kept, np.array(bits, dtype=bool).reshape(len(kept), -1), digests, ev, bad,
+                        *reviewed_links(index.kind, kept))
 
 
-def group_duplicates(samples: list[Sample], bits: np.ndarray, digests: list[str],
-                     threshold: int, same_scene: np.ndarray | None = None) -> np.ndarray:
-    """Union-find over near-duplicate pairs, same-scene pairs (boolean n×n), identical pixels and
-    shared patient IDs → group index."""
+REVIEWED = Path(__file__).resolve().parents[2] / "datasets" / "splits"
+
+
+def reviewed_links(kind: str, samples: list[Sample], folder: Path = REVIEWED
+                   ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """Pairs judged by eye in ``<folder>/<kind>_pairs_reviewed.csv``, as index pairs of
+    ``samples``: those judged the same lesion or unsure (BUSI has no patient IDs: err towards
+    grouping), which always group, and those judged different, whose own link is dropped. Used
+    only when every image the file names is among ``samples`` (it was judged on this data)."""
+    path = folder / f"{kind}_pairs_reviewed.csv"
+    if not path.is_file():
+        return [], []
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    pos = {s.id: k for k, s in enumerate(samples)}
+    if not set(df.a) | set(df.b) <= pos.keys():
+        return [], []
+
+    def pairs(rows: pd.DataFrame) -> list[tuple[int, int]]:
+        return [(pos[a], pos[b]) for a, b in zip(rows.a, rows.b, strict=True)]
+
+    return pairs(df[df.verdict.isin(["same", "unsure"])]), pairs(df[df.verdict == "different"])
+
+
+def hard_links(samples: list[Sample], bits: np.ndarray, digests: list[str], threshold: int,
+               reviewed: list[tuple[int, int]] = ()) -> np.ndarray:
+    """Components of the same-picture (dHash, identical pixels), same-patient and reviewed
+    same-lesion links → root."""
     n = len(samples)
-    parent = np.arange(n)
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    def union(i: int, j: int) -> None:
-        a, b = find(i), find(j)
-        if a != b:
-            parent[max(a, b)] = min(a, b)
-
+    links: list[tuple[int, int]] = list(reviewed)
     packed = np.packbits(bits, axis=1)
     for i in range(n - 1):
         dist = np.unpackbits(packed[i] ^ packed[i + 1:], axis=1).sum(axis=1)
-        for j in np.nonzero(dist <= threshold)[0]:
-            union(i, i + 1 + int(j))
-    if same_scene is not None:
-        for i, j in zip(*np.nonzero(same_scene), strict=True):
-            union(int(i), int(j))
-    first: dict[str, int] = {}
-    for i, key in enumerate(digests):
-        union(i, first.setdefault(key, i))
-    first.clear()
-    for i, s in enumerate(samples):
-        if s.group:
-            union(i, first.setdefault(s.group, i))
-    return np.array([find(i) for i in range(n)])
+        links += [(i, i + 1 + int(j)) for j in np.nonzero(dist <= threshold)[0]]
+    for keys in (digests, [s.group for s in samples]):
+        first: dict[str, int] = {}
+        links += [(i, first.setdefault(k, i)) for i, k in enumerate(keys) if k]
+    return components(n, links)
+
+
+def group_images(fp: Fingerprints, cfg: SplitConfig, margin: float = 0.0,
+                 method: str = "average") -> np.ndarray:
+    """Group label of each usable image (same picture, same patient, same lesion)."""
+    hard = hard_links(fp.samples, fp.bits, fp.digests, cfg.hash_threshold, fp.reviewed)
+    return lesion_groups(fp.evidence, cfg.rule, hard, method=method, margin=margin,
+                         unlinked=fp.different)
 
 
 def _pick_test(groups: dict[int, list[int]], labels: np.ndarray, per_class: int,
@@ -160,14 +184,14 @@ def _pick_test(groups: dict[int, list[int]], labels: np.ndarray, per_class: int,
     return chosen
 
 
-def make_split(index: DataIndex, cfg: SplitConfig = SplitConfig(), skip_bad: bool = False
+def make_split(index: DataIndex, cfg: SplitConfig | None = None, skip_bad: bool = False
                ) -> tuple[pd.DataFrame, dict]:
     """Build the manifest (``id,path,label,group,split,fold``) and the split report."""
-    fp = fingerprints(index, skip_bad, cfg.similarity)
+    cfg = cfg or SplitConfig()
+    fp = fingerprints(index, skip_bad, cfg.rule)
     samples, bad = fp.samples, fp.bad
     labels = np.array([s.label for s in samples])
-    roots = group_duplicates(samples, fp.bits, fp.digests, cfg.hash_threshold,
-                             fp.scenes.same_scene(cfg.similarity))
+    roots = group_images(fp, cfg)
     order = {r: k for k, r in enumerate(dict.fromkeys(roots.tolist()))}
     gid = np.array([order[r] for r in roots])
     groups: dict[int, list[int]] = {}
@@ -196,35 +220,42 @@ def make_split(index: DataIndex, cfg: SplitConfig = SplitConfig(), skip_bad: boo
         "group": [f"g{g:04d}" for g in gid], "split": split, "fold": fold,
     })
     report = split_report(index, manifest, cfg, groups, conflicts, samples, bad)
-    report["same_scene"] = scene_summary(fp, cfg)
+    report["same_lesion"] = lesion_summary(fp, cfg)
     return manifest, report
 
 
-def scene_summary(fp: Fingerprints, cfg: SplitConfig, near: int = 12) -> dict:
-    """How the same-scene measure changed the grouping, and the pairs either side of its threshold
-    (for the contact sheet that calibrates it by eye)."""
-    hash_only = group_duplicates(fp.samples, fp.bits, fp.digests, cfg.hash_threshold)
-    ranked = fp.scenes.ranked()
-    sim = cfg.similarity
-    above = [p for p in ranked if p[2] >= sim.z_threshold and p[3] >= sim.min_ncc]
-    below = [p for p in ranked if p[2] < sim.z_threshold][:near]
+def lesion_summary(fp: Fingerprints, cfg: SplitConfig, near: int = 12) -> dict:
+    """How the same-lesion rule grouped the images: candidate pairs and links, group sizes under
+    same-picture links alone, single linkage (what chaining would do) and the average linkage
+    used; the pairs either side of the rule's threshold (for the contact sheet)."""
+    rule, ev = cfg.rule, fp.evidence
+    hard = hard_links(fp.samples, fp.bits, fp.digests, cfg.hash_threshold)
+    p = rule.probability(ev.features) if len(ev.pairs) else np.zeros(0)
+    order = np.argsort(-p, kind="stable")
+    above = [k for k in order if p[k] >= rule.threshold][-near:]
+    below = [k for k in order if p[k] < rule.threshold][:near]
 
-    def named(pairs):
-        return [{"a": fp.samples[i].id, "b": fp.samples[j].id, "z": round(z, 2), "ncc": round(c, 3)}
-                for i, j, z, c in pairs]
+    def named(ks):
+        return [{"a": fp.samples[ev.pairs[k, 0]].id, "b": fp.samples[ev.pairs[k, 1]].id,
+                 "p": round(float(p[k]), 3), "nccz": round(float(ev.column("nccz")[k]), 2),
+                 "embz": round(float(ev.column("embz")[k]), 2)} for k in ks]
 
-    def sizes(roots: np.ndarray) -> tuple[int, int]:
-        _, counts = np.unique(roots, return_counts=True)
-        return int(counts.max()) if len(counts) else 0, int((counts > 1).sum())
+    def sizes(labels: np.ndarray) -> dict:
+        _, counts = np.unique(labels, return_counts=True)
+        return {"multi_image_groups": int((counts > 1).sum()), "largest_group": int(counts.max())}
 
-    largest_before, groups_before = sizes(hash_only)
-    largest_after, groups_after = sizes(group_duplicates(
-        fp.samples, fp.bits, fp.digests, cfg.hash_threshold, fp.scenes.same_scene(sim)))
+    average = group_images(fp, cfg)
+    biggest = np.bincount(np.unique(average, return_inverse=True)[1]).argmax()
+    members = [fp.samples[i].id for i in np.nonzero(
+        np.unique(average, return_inverse=True)[1] == biggest)[0]]
     return {
-        "method": sim.describe(), "config": asdict(sim), "pairs": len(above),
-        "multi_image_groups": {"hash_only": groups_before, "with_same_scene": groups_after},
-        "largest_group": {"hash_only": largest_before, "with_same_scene": largest_after},
-        "just_above_threshold": named(above[-near:]), "just_below_threshold": named(below),
+        "method": rule.describe(), "rule": rule.settings(), "validation": rule.validation,
+        "candidate_pairs": int(len(ev.pairs)), "pairs_called_same": len(pair_links(ev, rule)),
+        "reviewed_pairs_linked": len(fp.reviewed),
+        "same_picture_only": sizes(hard),
+        "single_linkage": sizes(group_images(fp, cfg, method="single")),
+        "average_linkage": sizes(average), "largest_group_members": members,
+        "just_above_threshold": named(above), "just_below_threshold": named(below),
     }
 
 
@@ -239,10 +270,10 @@ def split_report(index: DataIndex, manifest: pd.DataFrame, cfg: SplitConfig,
     return {
         "data_kind": index.kind,
         "data_root": index.root.name,
-        "config": asdict(cfg),
+        "config": {**{k: v for k, v in asdict(cfg).items() if k != "rule"},
+                   "rule": cfg.rule.settings()},
         "dedup_method": f"dHash {HASH_SIDE * HASH_SIDE} bits, Hamming <= {cfg.hash_threshold}; "
-                        f"identical pixels; same scene ({cfg.similarity.describe()}); "
-                        "shared patient ID",
+                        f"identical pixels; shared patient ID; {cfg.rule.describe()}",
         "images": len(samples),
         "counts": per_split,
         "fold_counts": {int(k): {CLASSES[lab]: int(n) for (k2, lab), n in folds.items() if k2 == k}
@@ -285,9 +316,10 @@ def read_manifest(path: Path) -> pd.DataFrame:
 
 
 def check_leakage(manifest: pd.DataFrame, where: str, index: DataIndex | None = None,
-                  sim: SimilarityConfig = SAME_SCENE) -> None:
+                  cfg: SplitConfig | None = None) -> None:
     """Refuse a manifest in which an ID repeats, a group is in train and test or in two folds, or
-    (with the data's ``index``) two images of one scene sit in train and test or in two folds."""
+    (with the data's ``index``) one same-lesion group of the split's rule sits in train and test
+    or in two folds."""
     dup = manifest.id[manifest.id.duplicated()]
     if len(dup):
         raise BenchError(f"{where}: image ID {dup.iloc[0]!r} appears twice; IDs must be unique")
@@ -303,61 +335,69 @@ def check_leakage(manifest: pd.DataFrame, where: str, index: DataIndex | None = 
         raise BenchError(f"{where}: duplicate group {g} spans two CV folds (leakage); "
                          "rebuild the split with python -m bench.split")
     if index is not None:
-        check_same_scene(manifest.reset_index(drop=True), index, where, sim)
+        check_same_lesion(manifest.reset_index(drop=True), index, where, cfg or SplitConfig())
 
 
-# Float noise between machines moves z by ~1e-4; a manifest built with the same measure must not
-# be refused over a pair that sat on the threshold when it was built.
+# Float noise between machines moves the evidence slightly; a manifest built with the same rule
+# must not be refused over a link that sat on the cut when it was built, so the guard cuts the
+# linkage a little higher (a finer grouping: every guard group lies inside a split group).
 GUARD_MARGIN = 0.05
 
 
-def manifest_scores(manifest: pd.DataFrame, index: DataIndex,
-                    sim: SimilarityConfig = SAME_SCENE) -> PairScores | None:
-    """Same-scene scores over every manifest row, excluded ones too, as when the split was built
-    (the contrast score depends on the whole set); ``None`` when images are missing or too few."""
+def manifest_fingerprints(manifest: pd.DataFrame, index: DataIndex, cfg: SplitConfig
+                          ) -> Fingerprints | None:
+    """Fingerprints of every manifest row, excluded ones too, as when the split was built (the
+    contrast scores depend on the whole set); ``None`` when images are missing or too few."""
     files = [index.root / p for p in manifest.path]
     if len(files) < 3 or not all(f.is_file() for f in files):
         return None
+    decoded = [r if not isinstance(r, str) else (Image.new("L", (64, 64)), np.zeros(
+        HASH_SIDE * HASH_SIDE, bool), f"unreadable:{k}") for k, r in enumerate(decode(files, True))]
+    by_path = {s.path: s for s in index.samples}
+    samples = [by_path.get(p) or Sample(id=i, path=p, label=int(lab))
+               for i, p, lab in zip(manifest.id, manifest.path, manifest.label, strict=True)]
+    images = [d[0] for d in decoded]
+    ev = evidence_for(files, lambda: images, cfg.rule)
+    return Fingerprints(samples, np.array([d[1] for d in decoded], dtype=bool),
+                        [d[2] for d in decoded], ev, [], *reviewed_links(index.kind, samples))
 
-    def load(path: Path) -> Image.Image:
-        try:
-            return read_image(path)
-        except BadImageError:  # reported (or skipped) where the images are decoded for training
-            return Image.new("L", (64, 64))
 
-    return pair_scores(files, None, sim, load=load)
-
-
-def same_scene_leaks(manifest: pd.DataFrame, scores: PairScores, sim: SimilarityConfig = SAME_SCENE,
-                     margin: float = 0.0) -> list[tuple[int, int, str]]:
-    """Same-scene pairs across train/test (listed first) or across CV folds: ``(i, j, where)``."""
+def lesion_leaks(manifest: pd.DataFrame, labels: np.ndarray) -> list[tuple[int, int, str]]:
+    """One image pair per same-lesion group and pair of sides that the manifest separates:
+    ``(i, j, where)``, train/test first, then across CV folds."""
     rows = manifest.reset_index(drop=True)
     part = np.where(rows.split == "test", -2, rows.fold.to_numpy())
     part = np.where(rows.split == "excluded", -3, part)
     leaks = []
-    for i, j in zip(*np.nonzero(scores.same_scene(sim, margin=margin)), strict=True):
-        if part[i] == part[j] or -3 in (part[i], part[j]):
-            continue
-        test = "test" in (rows.split[i], rows.split[j])
-        leaks.append((int(i), int(j), "in train and test" if test
-                      else f"in CV folds {rows.fold[i]} and {rows.fold[j]}"))
+    for g in np.unique(labels):
+        members = [i for i in np.nonzero(labels == g)[0] if part[i] != -3]
+        first: dict[int, int] = {}
+        for i in members:
+            first.setdefault(int(part[i]), int(i))
+        sides = sorted(first)
+        for a in range(len(sides)):
+            for b in range(a + 1, len(sides)):
+                i, j = first[sides[a]], first[sides[b]]
+                test = -2 in (sides[a], sides[b])
+                leaks.append((i, j, "in train and test" if test
+                              else f"in CV folds {rows.fold[i]} and {rows.fold[j]}"))
     return sorted(leaks, key=lambda leak: leak[2] != "in train and test")
 
 
-def check_same_scene(manifest: pd.DataFrame, index: DataIndex, where: str,
-                     sim: SimilarityConfig) -> None:
-    """The runtime leakage guard: no same-scene pair across train/test or across CV folds."""
-    scores = manifest_scores(manifest, index, sim)
-    if scores is None:
+def check_same_lesion(manifest: pd.DataFrame, index: DataIndex, where: str, cfg: SplitConfig
+                      ) -> None:
+    """The runtime leakage guard: no same-lesion group across train/test or across CV folds."""
+    fp = manifest_fingerprints(manifest, index, cfg)
+    if fp is None:
         return  # match_manifest reports missing images
-    leaks = same_scene_leaks(manifest, scores, sim, margin=GUARD_MARGIN)
+    leaks = lesion_leaks(manifest, group_images(fp, cfg, margin=GUARD_MARGIN))
     if leaks:
         i, j, what = leaks[0]
         a, b = manifest.iloc[i], manifest.iloc[j]
         raise BenchError(
-            f"{where}: {a.id!r} and {b.id!r} show the same scene (z {scores.z[i, j]:.2f}, NCC "
-            f"{scores.ncc[i, j]:.2f}) but are {what} (leakage; {len(leaks)} such pair(s)); "
-            "rebuild the split with python -m bench.split")
+            f"{where}: {a.id!r} and {b.id!r} belong to one same-lesion group but are {what} "
+            f"(leakage; {len(leaks)} such split group(s)); rebuild the split with python -m "
+            "bench.split")
 
 
 def match_manifest(manifest: pd.DataFrame, index: DataIndex, where: str) -> pd.DataFrame:

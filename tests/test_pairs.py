@@ -1,0 +1,70 @@
+"""The reviewed pairs behind the same-lesion rule (docs/protocol.md): sampling blind contact sheets
+and fitting the rule with cross-validated precision and recall."""
+
+import json
+
+import pandas as pd
+from PIL import Image
+
+from bench.pairs import main
+
+
+def run_cli(capsys, *args: str) -> tuple[int, str, str]:
+    """``python -m bench.pairs`` as the command line sees it: exit code, stdout and stderr."""
+    capsys.readouterr()
+    try:
+        code = main(list(args))
+    except SystemExit as exc:
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_sample_draws_blind_sheets_and_a_csv_to_fill(small_synthetic, tmp_path, capsys):
+    code, out, err = run_cli(capsys, "sample", "--data", str(small_synthetic), "--out",
+                             str(tmp_path / "pairs"), "--per-bin", "2", "--random", "4")
+    assert code == 0, err
+    pairs = pd.read_csv(tmp_path / "pairs.csv", keep_default_na=False)
+    assert len(pairs) >= 20 and (pairs.verdict == "").all()
+    assert (pairs.drawn_by == "random pair").sum() == 4
+    sheets = sorted((tmp_path / "pairs").glob("pairs_*.png"))
+    assert len(sheets) == -(-len(pairs) // 6)
+    assert Image.open(sheets[0]).width > 600
+    code, _, err = run_cli(capsys, "sample", "--data", str(small_synthetic), "--out",
+                           str(tmp_path / "pairs"))
+    assert code == 2 and "exists" in err  # never overwritten silently
+
+
+def test_fit_writes_a_rule_with_cross_validated_precision_and_recall(synthetic_copy, tmp_path,
+                                                                    capsys):
+    folder = synthetic_copy / "malignant"
+    rows = []
+    for k in range(6):  # six shifted copies: the same lesion
+        src = Image.open(folder / f"syn_malignant_{k:04d}.png")
+        w, h = src.size
+        src.crop((w // 12, h // 15, w, h)).resize((w, h)).save(folder / f"shift_{k}.png")
+        rows.append((f"syn_malignant_{k:04d}", f"shift_{k}", "same"))
+    for k in range(6, 18):  # independent phantom lesions
+        rows.append((f"syn_malignant_{k:04d}", f"syn_benign_{k:04d}", "different"))
+    rows.append(("syn_benign_0030", "syn_benign_0031", "unsure"))
+    reviewed = tmp_path / "reviewed.csv"
+    pd.DataFrame(rows, columns=["a", "b", "verdict"]).to_csv(reviewed, index=False)
+    rule_path = tmp_path / "rule.json"
+    code, out, err = run_cli(capsys, "fit", "--data", str(synthetic_copy), "--reviewed",
+                             str(reviewed), "--out", str(rule_path))
+    assert code == 0, err
+    rule = json.loads(rule_path.read_text())
+    v = rule["validation"]
+    assert v["verdicts"] == {"same": 6, "different": 12, "unsure": 1}
+    assert v["pairs"]["threshold 0.5"]["recall"] == 1.0
+    assert v["pairs"]["threshold 0.5"]["precision"] == 1.0
+    assert "groups_average_linkage" in v and "previous_rule_ncc_contrast_z_3.2" in v
+    assert "precision 1.0 recall 1.0" in out
+
+
+def test_a_bad_verdict_or_an_unknown_image_is_one_line(small_synthetic, tmp_path, capsys):
+    reviewed = tmp_path / "r.csv"
+    pd.DataFrame({"a": ["x"], "b": ["y"], "verdict": ["maybe"]}).to_csv(reviewed, index=False)
+    code, _, err = run_cli(capsys, "fit", "--data", str(small_synthetic), "--reviewed",
+                           str(reviewed), "--out", str(tmp_path / "rule.json"))
+    assert code == 2 and "line 2: verdict 'maybe'" in err and "Traceback" not in err
