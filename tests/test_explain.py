@@ -78,9 +78,10 @@ def test_a_model_trained_on_a_corner_shortcut_looks_at_the_frame(synthetic_copy,
         assert info["cam_layer"] == "features.18"
         with np.load(run_dir / "explain" / "gradcam" / "maps.npz") as npz:
             assert npz["test/maps"].shape == (40, 64, 64) and npz["test/maps"].dtype == np.float16
-    # measured: frame 0.48 -> 1.19, lesion 4.43 -> 0.41
+    # measured (2026-11-30, split by the same-lesion rule): frame 0.28 -> 0.77, lesion 3.01 ->
+    # 1.79; with the previous same-scene split 0.48 -> 1.19 and 4.43 -> 0.41 (other test images)
     assert seen["shortcut"][0] > 1.5 * seen["clean"][0], seen
-    assert seen["shortcut"][1] < 0.5 * seen["clean"][1], seen
+    assert seen["shortcut"][1] < 0.75 * seen["clean"][1], seen
 
 
 @pytest.mark.slow
