@@ -24,15 +24,20 @@ def write_image(path: Path, seed: int = 0, size: tuple[int, int] = (80, 64), mod
     return path
 
 
-def run_main(capsys, *args: str) -> tuple[int, str, str]:
-    """``bench.run.main`` as the command line sees it: exit code, stdout and stderr."""
+def call_main(capsys, entry, *args: str) -> tuple[int, str, str]:
+    """A command's ``main`` as the command line sees it: exit code, stdout and stderr."""
     capsys.readouterr()
     try:
-        code = main(list(args))
+        code = entry(list(args))
     except SystemExit as exc:
         code = exc.code
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+def run_main(capsys, *args: str) -> tuple[int, str, str]:
+    """``bench.run.main`` as the command line sees it."""
+    return call_main(capsys, main, *args)
 
 
 def run_cli(*args: str, module: str = "bench.run") -> subprocess.CompletedProcess:

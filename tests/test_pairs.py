@@ -7,17 +7,12 @@ import pandas as pd
 from PIL import Image
 
 from bench.pairs import main
+from tests.helpers import call_main
 
 
 def run_cli(capsys, *args: str) -> tuple[int, str, str]:
-    """``python -m bench.pairs`` as the command line sees it: exit code, stdout and stderr."""
-    capsys.readouterr()
-    try:
-        code = main(list(args))
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    """``python -m bench.pairs`` as the command line sees it."""
+    return call_main(capsys, main, *args)
 
 
 def test_sample_draws_blind_sheets_and_a_csv_to_fill(small_synthetic, tmp_path, capsys):
