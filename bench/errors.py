@@ -74,10 +74,10 @@ def number(name: str, kind: type = int, minimum: float = 0, *, above: bool = Fal
 
 def ensure_writable(folder: Path, option: str = "--out") -> None:
     """``folder`` exists (made when missing) and takes a new file; else a one-line error."""
-    if folder.exists() and not folder.is_dir():
-        raise BenchError(f"{option} {folder}: is a file, not a folder; choose another folder with "
-                         f"{option}")
     try:
+        if folder.exists() and not folder.is_dir():
+            raise BenchError(f"{option} {folder}: is a file, not a folder; choose another folder "
+                             f"with {option}")
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / f".write-test-{os.getpid()}"
         probe.write_text("")
