@@ -17,6 +17,7 @@ import pytest
 import bench.device as device_mod
 from bench.cluster import JobOutcome, failed_count
 from bench.data.datasets import load_index
+from bench.data.index import parse_label
 from bench.data.manifest import read_manifest
 from bench.errors import BenchError, plain
 from bench.explain import NotExplained, explain_run, explain_runs, run_index
@@ -469,6 +470,9 @@ def test_messages_show_plain_numbers(value, shown, tmp_path):
     with pytest.raises(BenchError, match=shown) as exc:
         read_manifest(path)
     assert "np." not in str(exc.value)
+    for label, text in ((np.int64(2), "unknown label 2;"), (np.float64(1.5), "unknown label 1.5;")):
+        with pytest.raises(BenchError, match=text):
+            parse_label(label, "m.csv line 3")
     assert plain(np.int64(2)) == 2 and plain(np.float64(1.5)) == 1.5 and plain(np.float64(3.0)) == 3
 
 
