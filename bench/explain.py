@@ -204,7 +204,10 @@ def explain_run(run, method: str = "gradcam", device: str = "cpu", data: Path | 
         raise NotExplained(str(exc)) from None
     parts = [("test", index, run.test)]
     for name, (preds, meta) in sorted(run.external.items()):
-        ext = external_index(meta["source"])
+        try:
+            ext = external_index(meta["source"])
+        except BenchError as exc:
+            raise NotExplained(f"{run.path.name}: {exc}; score it again with --external") from None
         got = content_sha256(ext.root, [s.path for s in ext.samples])
         if meta.get("content_sha256") not in (None, got):
             raise NotExplained(f"{run.path.name}: external set {name}: the images at "

@@ -599,3 +599,39 @@ def test_the_run_s_own_images_are_refused_as_an_external_set(small_synthetic, sy
     check_not_own_images(ext, index, manifest)  # 20 of 44 own images: not most, allowed
     (ext,) = resolve_external([str(busi_tree)])
     check_not_own_images(ext, index, manifest)
+
+
+def test_a_run_the_suite_cannot_explain_is_said_and_the_report_is_still_built(
+        small_synthetic, tmp_path, monkeypatch, capsys):
+    import bench.suite as suite
+    from bench.run import RunResult
+    out = tmp_path / "s"
+    folder = write_fixture_run(out / "runs", "fus2net", 0.6, 1)
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["profile"]["name"] = "smoke"
+    (folder / "config.json").write_text(json.dumps(cfg))
+    metrics = json.loads((folder / "metrics.json").read_text())
+    monkeypatch.setattr(suite.run, "run", lambda options: RunResult(folder, "complete", metrics,
+                                                                     0.0))
+
+    def cannot(run, **kwargs):
+        raise NotExplained(f"{run.path.name}: its recorded data x: path does not exist; pass "
+                           "--data with the data set the run was trained on")
+
+    monkeypatch.setattr(suite, "explain_run", cannot)
+    code, _, err = exit_code(suite_main, ["--models", "fus2net", "--data", str(small_synthetic),
+                                          "--profile", "smoke", "--out", str(out)], capsys)
+    assert code == 1 and "path does not exist; pass --data" in err
+    assert f"failed: explain {folder.name}" in err
+    assert (out / "README.md").is_file()  # the report was built all the same
+
+
+def test_external_sets_explain_cannot_find_or_that_take_a_split_name_are_said(run_copy):
+    add_external(run_copy, "site-b", "nowhere/site-b")
+    (problem,) = explain_runs(load_runs(run_copy.parent))
+    assert "external set nowhere/site-b: --data" in problem and "path does not exist" in problem
+    shutil.rmtree(run_copy / "external" / "site-b")
+    add_external(run_copy, "test", "data/test")  # scored by an older version under a split name
+    (problem,) = explain_runs(load_runs(run_copy.parent))
+    assert "its external set is named 'test', as one of the run's own splits" in problem
+    assert not (run_copy / "explain").exists()
