@@ -140,6 +140,12 @@ def _first_line(exc: BaseException) -> str:
     return (text[-1] if text else type(exc).__name__)[:300]
 
 
+def failed_count(outcomes) -> int:
+    """Jobs that ended without a result (the progress bar's ``failed``): a count, never a sum of
+    their end times."""
+    return sum(1 for o in outcomes if o.status == "FAILED" and o.attempts and o.ended)
+
+
 def run_grid(jobs: list[tuple[str, list[str]]], cfg: ClusterConfig, log_dir: Path,
              progress: bool = True, observe: Callable[[object], None] | None = None,
              poll_s: float = 0.5) -> list[JobOutcome]:
@@ -157,8 +163,7 @@ def run_grid(jobs: list[tuple[str, list[str]]], cfg: ClusterConfig, log_dir: Pat
     bar = tqdm(total=len(jobs), desc="jobs", unit="job", disable=not progress)
 
     def postfix() -> None:
-        failed = sum(o.status == "FAILED" and o.attempts and o.ended for o in outcomes.values())
-        bar.set_postfix(running=len(running), failed=failed)
+        bar.set_postfix(running=len(running), failed=failed_count(outcomes.values()))
 
     try:
         while pending or running:
@@ -191,6 +196,7 @@ def run_grid(jobs: list[tuple[str, list[str]]], cfg: ClusterConfig, log_dir: Pat
                         continue
                     out.message, out.log, out.ended = _first_line(exc), log, time.time()
                     bar.update(1)
+                    postfix()
                     continue
                 out.started, out.ended = res["started"], res["ended"]
                 out.seconds, out.log = res["ended"] - res["started"], log

@@ -6,6 +6,7 @@ bf16 autocast is used on CUDA only: on the development CPU it measured about 7×
 from __future__ import annotations
 
 import gc
+import os
 
 import torch
 
@@ -40,6 +41,26 @@ def is_out_of_memory(exc: BaseException) -> bool:
     text = str(exc).lower()
     return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in text \
         or "can't allocate memory" in text
+
+
+def available_bytes(device: torch.device | str) -> int | None:
+    """Memory free for new allocations on ``device`` (host: available physical memory); ``None``
+    when it cannot be told."""
+    try:
+        if torch.device(device).type == "cuda":
+            return int(torch.cuda.mem_get_info(torch.device(device))[0])
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, RuntimeError, AttributeError):
+        return None
+
+
+def check_fits(nbytes: int, device: torch.device | str, option: str, what: str) -> None:
+    """Refuse before allocating what cannot fit (an image cache of ``nbytes`` on ``device``):
+    a one-line error naming ``option``, instead of a traceback or the system killing the process."""
+    free = available_bytes(device)
+    if free is not None and nbytes > free:
+        raise BenchError(f"{option}: {what} needs {nbytes / 2**30:.1f} GiB but {device} has "
+                         f"{free / 2**30:.1f} GiB free; give a smaller {option.split()[0]}")
 
 
 def release_memory(device: torch.device | str) -> None:

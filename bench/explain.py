@@ -31,14 +31,15 @@ from PIL import Image
 from bench import figures, report, tables
 from bench.atomic import write_atomic, write_csv, write_json
 from bench.data.cache import build_cache
+from bench.data.content import content_sha256
 from bench.data.datasets import load_index
 from bench.data.images import BadImageError, read_image
 from bench.data.index import DataIndex
 from bench.device import resolve_device
 from bench.errors import BenchError, cli_main
-from bench.external import final_model, resolve_external
+from bench.external import RESERVED_NAMES, external_index, final_model
 from bench.localization import BAND, TOLERANCE, cam_measures
-from bench.provenance import file_sha256
+from bench.provenance import file_sha256, from_portable
 from bench.runs import load_runs
 from bench.spec import RunSpec
 from bench.train import normalize
@@ -115,29 +116,104 @@ def explain_images(spec: RunSpec, model: torch.nn.Module, index: DataIndex, rows
     return Explained(pd.DataFrame(records), np.stack(maps), np.stack(thumbs), np.stack(masks))
 
 
+class NotExplained(BenchError):
+    """A run that cannot be explained here (said, and the other runs go on)."""
+
+
+def run_index(run, data: Path | None = None) -> DataIndex:
+    """The data set a run was trained on: ``data`` when given, else the location the run recorded
+    (:attr:`bench.runs.Run.data_arg`, relative to the project), checked against the run's content
+    hash, so another data set under that path is never explained in its place."""
+    settings = run.settings
+    given = data is not None
+    recorded = run.data_arg
+    where = f"--data {data}" if given else (
+        f"its recorded data {recorded}" if recorded is not None else "the built-in phantom")
+    path = data if given else (None if recorded is None else from_portable(recorded))
+    if path is not None and not path.exists():
+        raise NotExplained(f"{run.path.name}: {where}: path does not exist; pass --data with the "
+                           "data set the run was trained on")
+    try:
+        index = load_index(path, settings["data_kind"])
+    except BenchError as exc:
+        raise NotExplained(f"{run.path.name}: {where}: {exc}") from None
+    want = settings.get("data_sha256")
+    split = run.path / "split.csv"
+    if want and split.is_file():
+        manifest = pd.read_csv(split, dtype={"id": str, "path": str}, keep_default_na=False)
+        paths = list(manifest.path[manifest.split != "excluded"])
+        missing = next((p for p in paths if not (index.root / p).is_file()), None)
+        if missing is not None or content_sha256(index.root, paths) != want:
+            what = f"{missing} is missing there" if missing is not None else \
+                "its images differ from the ones the run was trained on (content SHA-256)"
+            raise NotExplained(f"{run.path.name}: {where}: {what}; pass --data with the data set "
+                               "the run was trained on")
+    return index
+
+
+def _info_matches(folder: Path, info: dict) -> bool:
+    """Explanations written with ``info`` (files aside) whose recorded files are intact."""
+    path = folder / "info.json"
+    if not path.is_file():
+        return False
+    try:
+        old = json.loads(path.read_text())
+    except ValueError:
+        return False
+    files = old.pop("files", {})
+    return old == info and all((folder / n).is_file() and file_sha256(folder / n) == sha
+                               for n, sha in files.items())
+
+
 def explain_run(run, method: str = "gradcam", device: str = "cpu", data: Path | None = None
-                ) -> Path:
-    """Explain one finished run (test set and scored external sets); returns its folder."""
+                ) -> Path | None:
+    """Explain one finished run (test set and scored external sets); returns its folder, or
+    ``None`` when the run has no weights here (results sets commit none; said in a note).
+    A run that cannot be explained (its data not found or not the same images, weights that do
+    not fit) raises :class:`NotExplained`."""
     if method not in METHODS:
         raise BenchError(f"--method {method!r}: choose from {', '.join(METHODS)}")
     weights = run.path / "model.safetensors"
-    if not weights.is_file():
-        raise BenchError(f"{run.path.name}: no final weights to explain (the final fit failed)")
     folder = run.path / "explain" / method
     spec = RunSpec(**{k: v for k, v in run.settings.items() if k in RunSpec.__dataclass_fields__})
     cfg = get_model_config(spec.model)
-    info = {"method": method, "weights_sha256": file_sha256(weights), "map_side": MAP_SIDE,
-            "tolerance": TOLERANCE, "band": BAND, "library": "captum LayerGradCam",
-            "external_sets": sorted(run.external), "cam_layer": cfg.cam_layer}
-    if (folder / "info.json").is_file() and json.loads((folder / "info.json").read_text()) == info:
+    recorded_weights = run.config.get("outputs", {}).get("model.safetensors")
+    info = {"method": method,
+            "weights_sha256": file_sha256(weights) if weights.is_file() else recorded_weights,
+            "map_side": MAP_SIDE, "tolerance": TOLERANCE, "band": BAND,
+            "library": "captum LayerGradCam", "external_sets": sorted(run.external),
+            "cam_layer": cfg.cam_layer}
+    if info["weights_sha256"] is not None and _info_matches(folder, info):
         print(f"{run.path.name}: explanations up to date")
         return folder
-    index = load_index(data if data is not None else data_of(run), spec.data_kind)
-    model = final_model(spec, weights)
+    if not weights.is_file():
+        print(f"note: {run.path.name}: not explained: model.safetensors is not in the run folder "
+              "(results sets commit no weights; the final fit "
+              f"{'did not finish' if recorded_weights is None else 'wrote them'}); rerun the "
+              "run to recreate them")
+        return None
+    for name in run.external:
+        if name in RESERVED_NAMES:
+            raise NotExplained(f"{run.path.name}: its external set is named {name!r}, as one of "
+                               "the run's own splits; score it again under another name with "
+                               f"--external NAME=PATH and delete external/{name}")
+    index = run_index(run, data)
+    try:
+        model = final_model(spec, weights)
+    except BenchError as exc:
+        raise NotExplained(str(exc)) from None
     parts = [("test", index, run.test)]
     for name, (preds, meta) in sorted(run.external.items()):
-        (ext,) = resolve_external([meta["source"]])
-        parts.append((name, ext.index, preds))
+        try:
+            ext = external_index(meta["source"])
+        except BenchError as exc:
+            raise NotExplained(f"{run.path.name}: {exc}; score it again with --external") from None
+        got = content_sha256(ext.root, [s.path for s in ext.samples])
+        if meta.get("content_sha256") not in (None, got):
+            raise NotExplained(f"{run.path.name}: external set {name}: the images at "
+                               f"{meta['source']} are not the ones it was scored on (content "
+                               "SHA-256); score it again with --external")
+        parts.append((name, ext, preds))
     frames, arrays = [], {}
     for name, idx, rows in parts:
         got = explain_images(spec, model, idx, rows.reset_index(drop=True), device)
@@ -146,18 +222,35 @@ def explain_run(run, method: str = "gradcam", device: str = "cpu", data: Path | 
                        f"{name}/masks": got.masks, f"{name}/ids": got.metrics.id.to_numpy(str)})
     write_csv(folder / "cam_metrics.csv", pd.concat(frames, ignore_index=True))
     write_atomic(folder / "maps.npz", lambda p: np.savez_compressed(p.open("wb"), **arrays))
-    write_json(folder / "info.json", info)
+    # the measures' checksum: bench.runs verifies it before the report reads them (maps.npz holds
+    # figures only and is not committed with results sets)
+    write_json(folder / "info.json", {**info, "files": {
+        "cam_metrics.csv": file_sha256(folder / "cam_metrics.csv")}})
     print(f"{run.path.name}: explained {sum(len(f) for f in frames)} images ({method}, layer "
           f"{cfg.cam_layer})")
     return folder
 
 
 def data_of(run) -> Path | None:
-    """The data a run was trained on, from its recorded command (``None``: the phantom)."""
-    if run.data_arg is None:
-        return None
-    path = Path(run.data_arg)
-    return path if path.is_absolute() else Path(__file__).resolve().parents[1] / path
+    """The data a run was trained on, as recorded (``None``: the phantom); see :func:`run_index`
+    for the checked version."""
+    return None if run.data_arg is None else from_portable(run.data_arg)
+
+
+def explain_runs(runs: list, method: str = "gradcam", device: str = "cpu",
+                 data: Path | None = None) -> list[str]:
+    """Explain every complete run of ``runs``; a run that cannot be explained is said in one line
+    and the others go on. Returns those lines."""
+    problems = []
+    for run in runs:
+        if run.config.get("status") != "complete":
+            continue
+        try:
+            explain_run(run, method, device, data)
+        except NotExplained as exc:
+            print(f"not explained: {exc}", file=sys.stderr)
+            problems.append(str(exc))
+    return problems
 
 
 @cli_main
@@ -174,9 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     device = resolve_device(args.device)
     runs = load_runs(args.runs)
-    for run in runs:
-        if run.config.get("status") == "complete":
-            explain_run(run, args.method, device, args.data)
+    problems = explain_runs(runs, args.method, device, args.data)
     if args.out is not None:
         runs = load_runs(args.runs)
         cams = tables.explanation_table(runs)
@@ -184,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
                            "Where the models look (Grad-CAM): see bench.explain")
         figures.explanation_grid(tables.explanation_examples(runs), args.out / "explanations")
         print(f"wrote {args.out / 'explanations.md'} and its figure")
+    if problems:
+        raise BenchError(f"{len(problems)} run(s) not explained (said above); the first: "
+                         f"{problems[0]}")
     return 0
 
 

@@ -23,6 +23,7 @@ as ``synthetic:B``, the phantom's second site (another scanner; :mod:`bench.data
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +43,7 @@ from bench.data.synthetic import SITES, PhantomSpec
 from bench.errors import BenchError
 from bench.metrics import binary_metrics
 from bench.protocol import load_weights
-from bench.provenance import file_sha256, portable
+from bench.provenance import file_sha256, from_portable, recorded_location
 from bench.spec import Execution, RunSpec
 from bench.stages import PRED_COLUMNS
 from bench.train import predict
@@ -58,35 +59,98 @@ class ExternalSet:
     """An external data set to score: its name (the folder under ``external/``) and its index."""
 
     name: str
-    source: str  # as given, with paths made portable
+    source: str  # synthetic:B, or the path resolved and made portable (relative to the project)
     index: DataIndex
+    given: str = ""  # as the user typed it (for messages)
+
+    @property
+    def shown(self) -> str:
+        return self.given or self.source
+
+
+# names an external set cannot take: the run's own splits (explanations and tables key image sets
+# by name, so an external "test" would merge with the held-out test set)
+RESERVED_NAMES = ("test", "train", "val", "excluded", "internal test")
+
+
+def phantom_site(value: str) -> DataIndex:
+    """``synthetic:B``: the phantom's second site as an external set."""
+    site = value.split(":", 1)[1]
+    if site not in SITES:
+        raise BenchError(f"--external {value}: unknown phantom site {site!r}; sites are "
+                         f"{', '.join(SITES)}")
+    return load_index(None, synthetic=PhantomSpec(**EXTERNAL_PHANTOM, site=site))
+
+
+def external_index(source: str) -> DataIndex:
+    """The images of a recorded external ``source`` (``synthetic:B``, or a path recorded
+    relative to the project: :func:`bench.provenance.from_portable`, never the current folder)."""
+    if source.startswith("synthetic:"):
+        return phantom_site(source)
+    path = from_portable(source)
+    try:
+        return load_index(path)
+    except BenchError as exc:
+        raise BenchError(f"external set {source}: {exc}") from None
+
+
+def split_name(value: str) -> tuple[str | None, str]:
+    """``NAME=PATH`` → (name, path); a plain path (or one that exists as given) → (None, path)."""
+    name, sep, rest = value.partition("=")
+    if sep and rest and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name) and \
+            not Path(value).exists():
+        return name.lower(), rest
+    return None, value
 
 
 def resolve_external(values: list[str]) -> list[ExternalSet]:
-    """Read every external set now (before any training), so a bad one stops the run early."""
+    """Read every external set now (before any training), so a bad one stops the run early.
+    A set is named after its folder (or ``NAME=PATH``); names are unique and never one of the
+    run's own splits (:data:`RESERVED_NAMES`). Paths are recorded resolved (relative to the
+    project when inside it), so later readers find them from any working directory."""
     sets: list[ExternalSet] = []
-    for value in values:
+    for given in values:
+        name, value = split_name(given)
         if value.startswith("synthetic:"):
-            site = value.split(":", 1)[1]
-            if site not in SITES:
-                raise BenchError(f"--external {value}: unknown phantom site {site!r}; sites are "
-                                 f"{', '.join(SITES)}")
-            index = load_index(None, synthetic=PhantomSpec(**EXTERNAL_PHANTOM, site=site))
-            name = f"synthetic-site{site}"
+            index = phantom_site(value)
+            name = name or f"synthetic-site{value.split(':', 1)[1]}"
+            source = value
         else:
             path = Path(value)
             try:
                 index = load_index(path)
             except BenchError as exc:
-                raise BenchError(f"--external {value}: {exc}") from None
-            name = (path.stem if path.is_file() else path.resolve().name).lower()
+                raise BenchError(f"--external {given}: {exc}") from None
+            name = name or (path.stem if path.is_file() else path.resolve().name).lower()
+            source = recorded_location(path)
         if not index.samples:
-            raise BenchError(f"--external {value}: the data set has no benign or malignant images")
+            raise BenchError(f"--external {given}: the data set has no benign or malignant images")
+        if name in RESERVED_NAMES:
+            raise BenchError(f"--external {given}: the name {name!r} is one of the run's own "
+                             f"splits; name the set with --external NAME={value}")
         if any(s.name == name for s in sets):
-            raise BenchError(f"--external: two sets are both called {name!r}; give each once")
-        sets.append(ExternalSet(name, value if value.startswith("synthetic:") else portable(value),
-                                index))
+            raise BenchError(f"--external: two sets are both called {name!r}; name one with "
+                             f"--external NAME={value}")
+        sets.append(ExternalSet(name, source, index, given))
     return sets
+
+
+def check_same_source(run_dir: Path, ext: ExternalSet, data_sha: str) -> None:
+    """An external set name is scored from one source only: another set of the same name (e.g.
+    ``a/ext`` and then ``b/ext``) would replace the first one's scores. The same images under
+    another recorded path (an older record) are the same set."""
+    done = run_dir / "external" / ext.name / "metrics.json"
+    if not done.is_file():
+        return
+    try:
+        old = json.loads(done.read_text())
+    except (OSError, ValueError):
+        return
+    source = old.get("source")
+    if source is not None and source != ext.source and old.get("content_sha256") != data_sha:
+        raise BenchError(f"--external {ext.shown}: {run_dir.name} already has an external set "
+                         f"named {ext.name!r}, scored from {source}; name this one with "
+                         f"--external NAME={ext.shown}")
 
 
 def training_copies(ext: ExternalSet, train: DataIndex, skip_bad: bool
@@ -125,15 +189,17 @@ def score_external(run_dir: Path, spec: RunSpec, ex: Execution, ext: ExternalSet
     folder = run_dir / "external" / ext.name
     weights = run_dir / "model.safetensors"
     if not weights.is_file():
-        raise BenchError(f"{run_dir.name}: no final weights to score --external {ext.source} "
+        raise BenchError(f"{run_dir.name}: no final weights to score --external {ext.shown} "
                          "with (the final fit failed)")
     paths = [s.path for s in ext.index.samples]
     data_sha = content_sha256(ext.index.root, paths)
+    check_same_source(run_dir, ext, data_sha)
     weights_sha = file_sha256(weights)
     done = folder / "metrics.json"
     if done.is_file() and (folder / "predictions.csv").is_file():
         old = json.loads(done.read_text())
-        if old.get("content_sha256") == data_sha and old.get("weights_sha256") == weights_sha:
+        if old.get("content_sha256") == data_sha and old.get("weights_sha256") == weights_sha \
+                and old.get("predictions_sha256") == file_sha256(folder / "predictions.csv"):
             print(f"external {ext.name}: reusing its scores (same weights, same images)")
             return old
     train_rows = manifest[manifest.split == "train"]
@@ -173,6 +239,7 @@ def score_external(run_dir: Path, spec: RunSpec, ex: Execution, ext: ExternalSet
                                 if copies and originals.label.nunique() == 2 else None),
     }
     write_csv(folder / "predictions.csv", preds)
+    metrics["predictions_sha256"] = file_sha256(folder / "predictions.csv")  # the report verifies it
     copies_sheet(folder, ext, train, copies)
     write_json(done, metrics)
     print(f"external {ext.name}: scored {len(preds)} images ({len(copies)} of them copies of "
@@ -182,6 +249,12 @@ def score_external(run_dir: Path, spec: RunSpec, ex: Execution, ext: ExternalSet
 
 
 def final_model(spec: RunSpec, weights: Path) -> torch.nn.Module:
-    """The run's final model: its architecture (no download) with the saved weights."""
-    return load_weights(create_model(spec.model, **{**spec.model_kwargs, "pretrained": "none"}),
-                        weights)
+    """The run's final model: its architecture (no download) with the saved weights. Weights that
+    do not fit the architecture (another model's, or damaged) are a one-line error."""
+    model = create_model(spec.model, **{**spec.model_kwargs, "pretrained": "none"})
+    try:
+        return load_weights(model, weights)
+    except (RuntimeError, KeyError, ValueError, OSError) as exc:
+        first = " ".join(str(exc).split())[:160] or type(exc).__name__
+        raise BenchError(f"{weights}: these weights do not fit {spec.model} ({first}); rerun "
+                         "the run to recreate them") from None

@@ -35,7 +35,6 @@ from PIL import Image
 from bench.atomic import write_csv, write_npz
 from bench.data.augment import AugmentConfig, augment, sample_params
 from bench.data.cache import build_cache
-from bench.data.datasets import load_index
 from bench.data.images import read_image
 from bench.errors import BenchError, cli_main
 from bench.runs import Run, load_runs
@@ -78,13 +77,13 @@ def _grey(arr: np.ndarray) -> np.ndarray:
 
 def illustrate_run(run: Run, data: Path | None = None) -> Path:
     """Write ``<run>/illustrations.npz`` (see the module docstring); returns its path."""
-    from bench.explain import data_of
+    from bench.explain import run_index
 
     out = run.path / "illustrations.npz"
     settings = run.settings
     split = pd.read_csv(run.path / "split.csv")
     picks = training_examples(split)
-    index = load_index(data if data is not None else data_of(run), settings["data_kind"])
+    index = run_index(run, data)
     cfg = get_model_config(run.model)
     size, channels = int(settings["img_size"]), int(settings.get("channels", 3))
     cache, _ = build_cache(index.root, picks, size, channels)

@@ -66,6 +66,19 @@ def portable(value: str | Path) -> str:
     return Path(os.path.relpath(text, PROJECT_ROOT)).as_posix()
 
 
+def from_portable(text: str | Path) -> Path:
+    """A recorded path (:func:`portable`) as a location: relative to the project when relative,
+    never to the current directory (the one rule every reader of a record follows)."""
+    path = Path(text)
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def recorded_location(value: str | Path) -> str:
+    """A path the user gave, resolved against the current directory now and recorded portably
+    (relative to the project when that holds it), so a later reader finds it from anywhere."""
+    return portable(Path(value).expanduser().resolve())
+
+
 def device_info(device: str) -> dict[str, str | int]:
     dev = torch.device(device)
     info: dict[str, str | int] = {"device": str(dev), "threads": torch.get_num_threads(),

@@ -9,13 +9,14 @@ folds and the final fit, evaluates once on the held-out test set and writes, in
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import json
-import math
-import os
+import shlex
 import shutil
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,8 +35,14 @@ from bench.data.manifest import (
     match_manifest,
     read_manifest,
 )
-from bench.device import gpu_peak_gib, resolve_device
-from bench.errors import BenchError, cli_main
+from bench.device import (
+    check_fits,
+    gpu_peak_gib,
+    is_out_of_memory,
+    release_memory,
+    resolve_device,
+)
+from bench.errors import BenchError, cli_main, ensure_writable, number
 from bench.external import ExternalSet, resolve_external, score_external
 from bench.profiles import PROFILES, Profile, resolve_profile
 from bench.protocol import run_protocol, summarize
@@ -46,6 +53,7 @@ from bench.provenance import (
     git_revision,
     package_versions,
     portable,
+    recorded_location,
 )
 from bench.spec import Execution, RunOptions, RunSpec
 from bench.stages import run_problem
@@ -54,25 +62,6 @@ from models.complexity import count_params, gflops
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SPLITS = {"busi": PROJECT_ROOT / "datasets" / "splits" / "busi.csv"}
-
-
-def number(name: str, kind: type = int, minimum: float = 0, *, above: bool = False,
-           below: float | None = None):
-    """An argparse type for ``name``: a finite ``kind`` >= ``minimum`` (> with ``above``),
-    < ``below`` when given; the error names the option and the rule."""
-    rule = f"{'>' if above else '>='} {minimum:g}" + (f" and < {below:g}" if below else "")
-
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            value = None
-        if value is None or not math.isfinite(value) or value < minimum or \
-                (above and value == minimum) or (below is not None and value >= below):
-            what = "an integer" if kind is int else "a finite number"
-            raise argparse.ArgumentTypeError(f"{name} must be {what} {rule}, not {text!r}")
-        return value
-    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,17 +127,6 @@ def resolve_concurrency(value: str, device: str, stages: int) -> int:
     if n < 1:
         raise BenchError(f"--concurrent-folds {value!r}: give a positive integer or auto")
     return min(n, stages)
-
-
-def ensure_writable(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test-{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise BenchError(f"--out {folder}: cannot write there ({exc.strerror}); choose another "
-                         "folder with --out") from None
 
 
 def resolve_split(o: RunOptions, index: DataIndex, folds: int
@@ -293,7 +271,7 @@ def options_from_argv(argv: list[str] | None) -> RunOptions:
         skip_bad_images=args.skip_bad_images, concurrent_folds=args.concurrent_folds,
         save_fold_weights=args.save_fold_weights, progress=not args.no_progress,
         external=tuple(x for x in args.external.split(",") if x),
-        command=" ".join(["python -m bench.run", *map(portable, given)]))
+        command=" ".join(["python -m bench.run", shlex.join(map(portable, given))]).strip())
 
 
 @dataclass
@@ -383,9 +361,68 @@ def prepare(o: RunOptions) -> Prepared:
     execution = Execution(device=device, channels_last=cfg.channels_last(device),
                           save_fold_weights=o.save_fold_weights, concurrent=concurrent,
                           progress=o.progress)
+    external = resolve_external(list(o.external))
+    for ext in external:
+        check_not_own_images(ext, index, manifest)
     return Prepared(o, spec, execution, profile, index, manifest, report, split_source, stats,
-                    check_weights(o.pretrained, o.model, cfg.pretrained, provenance),
-                    resolve_external(list(o.external)))
+                    check_weights(o.pretrained, o.model, cfg.pretrained, provenance), external)
+
+
+def check_not_own_images(ext: ExternalSet, index: DataIndex, manifest: pd.DataFrame,
+                         most: float = 0.5) -> None:
+    """External validation scores images from elsewhere (SPEC §3): a set whose images are mostly
+    the run's own (the same files, or files with the same bytes as the manifest's training and
+    test images) is refused; it would report the leftover internal images as "external"."""
+    own_paths = {(index.root / p).resolve() for p in manifest.path[manifest.split != "excluded"]}
+    ext_paths = [(ext.index.root / s.path).resolve() for s in ext.index.samples]
+    same = sum(p in own_paths for p in ext_paths)
+    if same <= most * len(ext_paths):
+        own = {file_sha256(p) for p in own_paths if p.is_file()}
+        same = sum(file_sha256(p) in own for p in ext_paths if p not in own_paths) + same
+    if same > most * len(ext_paths):
+        raise BenchError(f"--external {ext.shown}: {same} of its {len(ext_paths)} images are the "
+                         "run's own training or test images (same files or same bytes); an "
+                         "external set must come from elsewhere (another hospital, scanner or "
+                         "data set)")
+
+
+@contextmanager
+def write_errors_said(run_dir: Path):
+    """A file that cannot be written while a run trains or scores (disk full, quota, a file where
+    the run keeps a folder) is one line naming it and how to resume, not a traceback; what was
+    finished stays (stages are atomic), and ``config.json`` keeps status ``running``."""
+    try:
+        yield
+    except OSError as exc:
+        where = exc.filename or run_dir
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise BenchError(f"{where}: no space left on the device ({exc.strerror}); the run "
+                             f"{run_dir.name} is unfinished (status running in its config.json) "
+                             "— free some space and rerun the same command: finished stages are "
+                             "reused") from None
+        if exc.errno in (errno.ENOTDIR, errno.EEXIST):
+            raise BenchError(f"{where}: a file stands where the run keeps a folder (e.g. "
+                             f"{run_dir.name}/stages); move it away and rerun the same command"
+                             ) from None
+        raise BenchError(f"{where}: cannot write it ({exc.strerror or type(exc).__name__}); the "
+                         f"run {run_dir.name} is unfinished — fix that and rerun the same "
+                         "command: finished stages are reused") from None
+
+
+@contextmanager
+def memory_errors_said(o: RunOptions):
+    """An allocation that fails (an image size or batch too large for the device) is one line
+    naming the options to lower, not a traceback; finished stages stay."""
+    try:
+        yield
+    except (RuntimeError, MemoryError) as exc:
+        if not isinstance(exc, MemoryError) and not is_out_of_memory(exc):
+            raise
+        release_memory(o.device if o.device != "auto" else "cpu")
+        size = f"--img-size {o.img_size}" if o.img_size is not None else "the profile's image size"
+        raise BenchError(f"{size}: {o.model} does not fit in memory at this size and batch "
+                         "(an allocation failed); give a smaller --img-size or --batch-size "
+                         "(finished stages are kept)") from None
 
 
 def run(o: RunOptions) -> RunResult:
@@ -393,13 +430,15 @@ def run(o: RunOptions) -> RunResult:
     ``bench.suite``): reuses a finished run of the same configuration, else trains what is missing.
     Bad input raises :class:`BenchError`."""
     t_start = time.perf_counter()
-    p = prepare(o)
+    with memory_errors_said(o):
+        p = prepare(o)
     if p.weights_warning:
         print(p.weights_warning, file=sys.stderr)
     run_dir, run_hash = p.run_dir, p.spec.hash()
     ensure_writable(run_dir)
     with exclusive(run_dir / ".lock", f"waiting: another process is training {run_dir.name}; "
-                   "this one goes on when it ends"):
+                   "this one goes on when it ends"), write_errors_said(run_dir), \
+            memory_errors_said(o):
         if finished_run(run_dir, run_hash):
             print(f"{o.model}: reusing the finished run {run_dir} (same configuration)")
             result = RunResult(run_dir, "reused",
@@ -430,6 +469,10 @@ def train_run(p: Prepared, t_start: float) -> RunResult:
           f"device {ex.device} | engine "
           f"{f'stacked, {ex.concurrent} stages at once' if ex.concurrent > 1 else 'reference'} | "
           f"run {run_dir}")
+    used = p.manifest[p.manifest.split != "excluded"]  # refused before anything is written
+    check_fits(len(used) * spec.channels * spec.img_size ** 2, ex.device,
+               f"--img-size {spec.img_size}", f"the image cache of {len(used)} images at "
+               f"{spec.img_size} px")
     record = {
         "run_id": run_dir.name, "config_hash": run_hash, "status": "running",
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -437,7 +480,9 @@ def train_run(p: Prepared, t_start: float) -> RunResult:
         "settings": p.settings(), "profile": p.profile.to_dict(), "overrides": o.overrides(),
         "model_config": get_model_config(o.model).to_dict(), "weights": spec.weights,
         "model_stats": p.model_stats,
-        "data": {"kind": p.index.kind, "name": p.index.root.name, "counts": p.index.counts(),
+        "data": {"kind": p.index.kind, "name": p.index.root.name,
+                 "path": None if o.data is None else recorded_location(o.data),
+                 "counts": p.index.counts(),
                  "split_source": p.split_source, "ignored_files": len(p.index.ignored)},
         "versions": package_versions(), "git_revision": git_revision(),
         "device": device_info(ex.device),
@@ -446,7 +491,6 @@ def train_run(p: Prepared, t_start: float) -> RunResult:
     write_csv(run_dir / "split.csv", p.manifest)
     if p.split_report is not None:
         write_json(run_dir / "split_report.json", p.split_report)
-    used = p.manifest[p.manifest.split != "excluded"]
     t0 = time.perf_counter()
     cache, skipped = build_cache(p.index.root, used, spec.img_size, spec.channels,
                                  skip_bad=spec.skip_bad_images)

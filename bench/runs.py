@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from bench.errors import BenchError
+from bench.errors import BenchError, plain
 from bench.provenance import file_sha256
 
 
@@ -34,9 +36,25 @@ class Run:
 
     @property
     def data_arg(self) -> str | None:
-        """The ``--data`` the run was started with, as recorded (portable); ``None``: the phantom."""
-        command = str(self.config.get("command", "")).split()
-        return command[command.index("--data") + 1] if "--data" in command[:-1] else None
+        """Where the run's data are, as recorded (portable: relative to the project, see
+        :func:`bench.provenance.from_portable`); ``None``: the built-in phantom.
+
+        Runs record the resolved location in ``config.json``'s ``data.path``; for older runs it is
+        the ``--data`` of the recorded command, read as the shell would (``--data=PATH`` and
+        quoted paths included)."""
+        data = self.config.get("data", {})
+        if "path" in data:
+            return data["path"]
+        try:
+            words = shlex.split(str(self.config.get("command", "")))
+        except ValueError:
+            words = str(self.config.get("command", "")).split()
+        for k, word in enumerate(words):
+            if word == "--data" and k + 1 < len(words):
+                return words[k + 1]
+            if word.startswith("--data="):
+                return word.split("=", 1)[1]
+        return None
 
     @property
     def test(self) -> pd.DataFrame:
@@ -72,20 +90,71 @@ def load_run(folder: Path) -> Run | None:
                          f"{'malignant' if test.label.iloc[0] == 1 else 'benign'} images, so AUC, "
                          "sensitivity and specificity are undefined; rerun it on a split with "
                          "both classes, or pass --skip-invalid-runs to leave it out")
+    check_predictions(preds, f"{folder.name}/predictions.csv")
     external = {}
     for ext in sorted((folder / "external").glob("*/metrics.json")):
+        where = f"{folder.name}/external/{ext.parent.name}"
         try:
-            external[ext.parent.name] = (
-                pd.read_csv(ext.parent / "predictions.csv", dtype={"id": str, "path": str,
-                                                                    "group": str},
-                            keep_default_na=False), json.loads(ext.read_text()))
+            meta = json.loads(ext.read_text())
+            pred_path = ext.parent / "predictions.csv"
+            if meta.get("predictions_sha256") != file_sha256(pred_path):
+                state = "has no recorded checksum (scored by an older version)" \
+                    if "predictions_sha256" not in meta else "does not match its checksum"
+                raise InvalidRun(f"{where}/predictions.csv {state} in metrics.json (changed "
+                                 "after it was scored?); score it again with --external, or pass "
+                                 "--skip-invalid-runs to leave the run out")
+            ext_preds = pd.read_csv(pred_path, dtype={"id": str, "path": str, "group": str},
+                                    keep_default_na=False)
         except (OSError, ValueError) as exc:
-            raise InvalidRun(f"{folder.name}: cannot read external/{ext.parent.name} "
-                             f"({type(exc).__name__}); score it again with --external") from None
+            raise InvalidRun(f"{where}: cannot read it ({type(exc).__name__}); score it again "
+                             "with --external") from None
+        check_predictions(ext_preds, f"{where}/predictions.csv")
+        external[ext.parent.name] = (ext_preds, meta)
+    for info_path in sorted((folder / "explain").glob("*/info.json")):
+        verify_recorded(info_path, f"{folder.name}/explain/{info_path.parent.name}",
+                        "rerun python -m bench.explain on it")
     return Run(folder, config, metrics, preds, cv, external)
 
 
 WEIGHTS = "model.safetensors"
+
+
+def check_predictions(preds: pd.DataFrame, where: str) -> None:
+    """Predictions the tables can use: labels 0/1 and probabilities finite in [0, 1] (a file
+    whose checksum was re-recorded after an edit is still refused here)."""
+    try:
+        prob = pd.to_numeric(preds["prob_malignant"], errors="coerce").to_numpy(dtype=float)
+        label = pd.to_numeric(preds["label"], errors="coerce").to_numpy(dtype=float)
+    except KeyError as exc:
+        raise InvalidRun(f"{where}: no column {exc.args[0]!r}; rerun that run, or pass "
+                         "--skip-invalid-runs to leave it out") from None
+    bad = ~np.isfinite(prob) | (prob < 0) | (prob > 1)
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise InvalidRun(f"{where} line {k + 2}: prob_malignant {plain(prob[k])} is not a "
+                         "probability in [0, 1] ({int(bad.sum())} such row(s)); rerun that run, "
+                         "or pass --skip-invalid-runs to leave it out")
+    wrong = ~np.isin(label, (0, 1))
+    if wrong.any():
+        k = int(np.flatnonzero(wrong)[0])
+        raise InvalidRun(f"{where} line {k + 2}: label {plain(label[k])} is not 0 or 1; rerun "
+                         "that run, or pass --skip-invalid-runs to leave it out")
+
+
+def verify_recorded(info_path: Path, where: str, remedy: str) -> None:
+    """The files an ``info.json`` lists under ``files`` must still have their SHA-256 (records
+    without the list, made by older versions, are not checked)."""
+    try:
+        files = json.loads(info_path.read_text()).get("files", {})
+    except (OSError, ValueError):
+        raise InvalidRun(f"{where}/{info_path.name}: not valid JSON; {remedy}") from None
+    for name, sha in files.items():
+        path = info_path.parent / name
+        if not path.is_file() or file_sha256(path) != sha:
+            state = "is missing" if not path.is_file() else "does not match its checksum"
+            raise InvalidRun(f"{where}/{name} {state} in {info_path.name} (changed after it was "
+                             f"written); {remedy}, or pass --skip-invalid-runs to leave the run "
+                             "out")
 
 
 def verify_outputs(folder: Path, config: dict) -> None:
@@ -107,16 +176,28 @@ class InvalidRun(BenchError):
     """A run folder whose recorded outputs were changed after the run."""
 
 
+def unloaded_reason(folder: Path) -> str:
+    """Why ``load_run`` gave ``None`` for ``folder`` (said by the report, never silent)."""
+    cfg_path = folder / "config.json"
+    if not cfg_path.is_file():
+        return (f"{folder.name}: no config.json (not a run folder, or a run that never started "
+                "or whose record was deleted); left out")
+    status = json.loads(cfg_path.read_text()).get("status")
+    return (f"{folder.name}: not finished (status {status!r}: interrupted, or still running); left "
+            "out — rerun its command to finish it")
+
+
 def load_runs(runs_dir: Path, skip_invalid: bool = False,
-              skipped: list[str] | None = None) -> list[Run]:
+              skipped: list[str] | None = None, notes: list[str] | None = None) -> list[Run]:
     """All finished runs under ``runs_dir``, sorted by folder name (deterministic). A run whose
     outputs fail their checksums stops the report, or with ``skip_invalid`` is left out and its
-    reason appended to ``skipped``."""
+    reason appended to ``skipped``. Folders that hold no finished run are appended to ``notes``
+    (hidden folders aside)."""
     if not runs_dir.is_dir():
         raise BenchError(f"--runs {runs_dir}: not a folder of run results")
     runs = []
     for f in sorted(runs_dir.iterdir()):
-        if not f.is_dir():
+        if not f.is_dir() or f.name.startswith("."):
             continue
         try:
             r = load_run(f)
@@ -128,6 +209,8 @@ def load_runs(runs_dir: Path, skip_invalid: bool = False,
             continue
         if r is not None:
             runs.append(r)
+        elif notes is not None:
+            notes.append(unloaded_reason(f))
     if not runs:
         raise BenchError(f"--runs {runs_dir}: no finished runs found (run python -m bench.run first)")
     return runs

@@ -38,8 +38,15 @@ from bench.atomic import write_csv, write_text
 from bench.data.augment import AugmentConfig
 from bench.data.cache import build_cache
 from bench.data.datasets import load_index
-from bench.device import gpu_peak_gib, resolve_device, synchronize
-from bench.errors import BenchError, cli_main
+from bench.device import (
+    check_fits,
+    gpu_peak_gib,
+    is_out_of_memory,
+    release_memory,
+    resolve_device,
+    synchronize,
+)
+from bench.errors import BenchError, cli_main, number
 from bench.provenance import device_info, package_versions
 from bench.stacked import Member, train_stacked
 from bench.tablefmt import to_markdown
@@ -136,7 +143,7 @@ def _throughput(device: str, prepare, steps: int, warmup: int, images_per_step: 
         synchronize(device)
         return time.perf_counter() - t0
 
-    t_warm = seconds(warmup)
+    t_warm = seconds(warmup) if warmup else 0.0  # no warm-up: nothing to subtract
     return images_per_step * steps / max(seconds(warmup + steps) - t_warm, 1e-9)
 
 
@@ -191,23 +198,52 @@ def parse_members(value: str | None, device: str) -> list[int]:
     return sorted({c for c in counts if c > 1})
 
 
+def time_model(name: str, size: int, index, rows_df, paths, labels, device: str, args,
+               workers: int, member_counts: list[int], peak: float, total_steps: int) -> list[dict]:
+    """The timing rows of one model at ``size`` px: naive, ours and each stacked width."""
+    rows = []
+    check_fits(len(rows_df) * 3 * size * size, device, f"--img-size {size}",
+               f"the image cache of {len(rows_df)} images at {size} px")
+    fwd = gflops(create_model(name), 3, size)
+    cache = build_cache(index.root, rows_df, size, 3)[0].to(device)
+    pipelines = [("naive", 1), ("ours", 1)] + [(f"ours, {k} stacked", k) for k in member_counts]
+    for pipeline, members in pipelines:
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        if pipeline == "naive":
+            ips = time_naive(name, paths, labels, size, device, args.steps, args.warmup, workers)
+        elif pipeline == "ours":
+            ips = time_ours(name, cache, device, args.steps, args.warmup)
+        else:
+            ips = time_stacked(name, cache, device, args.steps, args.warmup, members)
+        tflops = 3 * fwd * ips / 1000
+        per_step = 16 * members
+        rows.append({"model": name, "pipeline": pipeline, "img_size": size, "img_per_s": round(ips, 1),
+                     "ms_per_step": round(per_step / ips * 1000, 1), "tflops": round(tflops, 3),
+                     "share_of_peak": round(tflops / peak, 4) if peak == peak else float("nan"),
+                     "paper_protocol_s": round(total_steps / ips, 1),
+                     "gpu_peak_gib": gpu_peak_gib(device)})
+        print(f"{name:>28} {pipeline:>14}: {ips:8.1f} img/s, {tflops:7.3f} TFLOP/s", flush=True)
+    return rows
+
+
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.speed", description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default="fus2net")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--data", type=Path, default=None, help="images to time on (default: synthetic)")
-    p.add_argument("--img-size", type=int, default=None, help="default: each model's input size")
-    p.add_argument("--steps", type=int, default=30)
-    p.add_argument("--warmup", type=int, default=5)
-    p.add_argument("--workers", type=int, default=None, help="naive DataLoader workers")
+    p.add_argument("--img-size", type=number("--img-size", above=True), default=None,
+                   help="default: each model's input size")
+    p.add_argument("--steps", type=number("--steps", above=True), default=30)
+    p.add_argument("--warmup", type=number("--warmup"), default=5)
+    p.add_argument("--workers", type=number("--workers"), default=None,
+                   help="naive DataLoader workers")
     p.add_argument("--members", default=None,
                    help="models trained at once by the stacked engine, one row each (e.g. 4,11; "
                         "default: 11 = 10 folds + final fit on CUDA, 2 on CPU; 0 skips it)")
     p.add_argument("--out", type=Path, default=PROJECT_ROOT / "results")
     args = p.parse_args(argv)
-    if args.steps < 1 or args.warmup < 0:
-        raise BenchError("--steps must be >= 1 and --warmup >= 0")
     device = resolve_device(args.device)
     member_counts = parse_members(args.members, device)
     index = load_index(args.data)
@@ -222,29 +258,20 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name in args.models.split(","):
         cfg = get_model_config(name)
-        size = max(args.img_size, cfg.min_input_size) if args.img_size else cfg.input_size
-        if args.img_size and size != args.img_size:
+        size = max(args.img_size, cfg.min_input_size) if args.img_size is not None \
+            else cfg.input_size
+        if args.img_size is not None and size != args.img_size:
             print(f"note: {name} needs at least {cfg.min_input_size} px; timed at {size} px")
-        fwd = gflops(create_model(name), 3, size)
-        cache = build_cache(index.root, rows_df, size, 3)[0].to(device)
-        pipelines = [("naive", 1), ("ours", 1)] + [(f"ours, {k} stacked", k) for k in member_counts]
-        for pipeline, members in pipelines:
-            if device == "cuda":
-                torch.cuda.reset_peak_memory_stats()
-            if pipeline == "naive":
-                ips = time_naive(name, paths, labels, size, device, args.steps, args.warmup, workers)
-            elif pipeline == "ours":
-                ips = time_ours(name, cache, device, args.steps, args.warmup)
-            else:
-                ips = time_stacked(name, cache, device, args.steps, args.warmup, members)
-            tflops = 3 * fwd * ips / 1000
-            per_step = 16 * members
-            rows.append({"model": name, "pipeline": pipeline, "img_size": size, "img_per_s": round(ips, 1),
-                         "ms_per_step": round(per_step / ips * 1000, 1), "tflops": round(tflops, 3),
-                         "share_of_peak": round(tflops / peak, 4) if peak == peak else float("nan"),
-                         "paper_protocol_s": round(total_steps / ips, 1),
-                         "gpu_peak_gib": gpu_peak_gib(device)})
-            print(f"{name:>28} {pipeline:>14}: {ips:8.1f} img/s, {tflops:7.3f} TFLOP/s", flush=True)
+        try:
+            rows += time_model(name, size, index, rows_df, paths, labels, device, args, workers,
+                               member_counts, peak, total_steps)
+        except (RuntimeError, MemoryError) as exc:
+            if not is_out_of_memory(exc) and not isinstance(exc, MemoryError):
+                raise
+            release_memory(device)
+            raise BenchError(f"--img-size {size}: {name} does not fit in {device} memory at "
+                             f"{size} px ({len(samples)} images, batch 16); give a smaller "
+                             "--img-size or --steps") from None
     naive = {r["model"]: r["img_per_s"] for r in rows if r["pipeline"] == "naive"}
     for r in rows:
         r["speedup_vs_naive"] = round(r["img_per_s"] / naive[r["model"]], 2)

@@ -8,6 +8,7 @@ model that fails is reported and the others go on. Prints the wall time of every
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -71,6 +72,68 @@ def frozen_without_weights(name: str) -> bool:
     return True
 
 
+# TOML settings that are comma-separated lists on the command line: a TOML list (or, for seeds,
+# one integer) is accepted and joined
+LIST_SETTINGS = ("models", "seeds", "experiment_seeds", "external")
+
+
+def config_defaults(path: Path, values: dict, parser: argparse.ArgumentParser) -> dict:
+    """A ``--config`` TOML file's settings as the parser's defaults, each checked against its
+    flag's type (``seeds = 1.5`` or ``models = 3`` is one line naming the file and the key, not a
+    traceback later): strings where the flag takes text, integers or numbers where it takes them,
+    true/false for switches; ``slurm_extra`` as a table, a list of ``KEY=VALUE`` or one string."""
+    actions: dict = {}
+    for a in parser._actions:  # the first flag of a destination (--experiments, not --no-...)
+        actions.setdefault(a.dest, a)
+    out: dict = {}
+    for key, value in values.items():
+        action = actions[key]
+
+        def wrong(expected: str, key: str = key, value: object = value) -> BenchError:
+            shown = json.dumps(value, default=str)
+            return BenchError(f"--config {path}: {key} = {shown} is not {expected}")
+
+        if key == "slurm_extra":
+            if isinstance(value, dict):
+                value = [f"{k}={v}" for k, v in value.items()]
+            elif isinstance(value, str):
+                value = [value]
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise wrong('a table (slurm_extra = { qos = "high" }) or a list of "KEY=VALUE" '
+                            "strings")
+        elif key in LIST_SETTINGS and not isinstance(value, str):
+            ints = key.endswith("seeds")
+            items = value if isinstance(value, list) else [value]
+            kinds = (int,) if ints else (str,)
+            if not items or not all(isinstance(v, kinds) and not isinstance(v, bool)
+                                    for v in items):
+                raise wrong("a list of seeds (e.g. [0, 1, 2]) or a string \"0,1,2\"" if ints
+                            else "a list of names or a comma-separated string")
+            value = ",".join(map(str, items))
+        elif action.nargs == 0:  # a switch (store_true / store_const)
+            if not isinstance(value, bool) and value != action.const:
+                raise wrong("true or false" if action.const is True else repr(action.const))
+            if isinstance(value, bool) and action.const is not True:
+                raise wrong(f"{action.const!r}")
+        elif action.type is int:
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise wrong("an integer")
+        elif action.type is float:
+            if not isinstance(value, (int, float)) or isinstance(value, bool):
+                raise wrong("a number")
+            value = float(value)
+        elif action.type is Path:
+            if not isinstance(value, str):
+                raise wrong("a path string")
+            value = Path(value)
+        elif not isinstance(value, str):
+            raise wrong("a string")
+        if action.choices is not None and value not in action.choices:
+            raise wrong(f"one of {', '.join(map(str, action.choices))}")
+        out[key] = value
+    return out
+
+
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     pre = argparse.ArgumentParser(add_help=False)
@@ -125,11 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         unknown = sorted(set(defaults) - {a.dest for a in p._actions})
         if unknown:
             raise BenchError(f"--config {known.config}: unknown setting(s) {', '.join(unknown)}")
-        if isinstance(defaults.get("slurm_extra"), dict):
-            defaults["slurm_extra"] = [f"{k}={v}" for k, v in defaults["slurm_extra"].items()]
-        if isinstance(defaults.get("seeds"), list):
-            defaults["seeds"] = ",".join(map(str, defaults["seeds"]))
-        p.set_defaults(**defaults)
+        p.set_defaults(**config_defaults(known.config, defaults, p))
     args, passthrough = p.parse_known_args(argv)
     cluster = cluster_config(args)
     device = resolve_device(args.device)
@@ -151,7 +210,15 @@ def main(argv: list[str] | None = None) -> int:
     elif args.models == "all":
         models = list(COMPARISON_MODELS)
     else:
-        models = [m for m in args.models.split(",") if m]
+        models = [m.strip() for m in args.models.split(",") if m.strip()]
+        if not models:
+            raise BenchError(f"--models {args.models!r}: give registered model names, default or "
+                             "all (python -m bench.list)")
+        for m in models:  # every name before any training, not when its job comes up
+            try:
+                get_model_config(m)
+            except UserError as exc:
+                raise BenchError(f"--models: {exc}") from None
     if args.models in ("default", "all"):
         models = [m for m in models if not frozen_without_weights(m)]
 
@@ -184,7 +251,9 @@ def main(argv: list[str] | None = None) -> int:
         grid = [(" ".join([model, *extra]), ["--model", model, *common, *extra, "--no-progress"])
                 for model, extra, _ in jobs]
         print(f"{len(grid)} jobs on the {cluster.executor} executor; logs in {log_dir}")
-        for (_, _, compared), res in zip(jobs, run_grid(grid, cluster, log_dir), strict=True):
+        progress = "--no-progress" not in passthrough
+        for (_, _, compared), res in zip(jobs, run_grid(grid, cluster, log_dir, progress),
+                                         strict=True):
             timings.append((res.label, res.seconds, res.status))
             if res.status != "ok":
                 failures.append(res.label)
@@ -216,11 +285,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label:<48} {seconds:>9.1f}  {status}")
     print(f"{'total':<48} {time.perf_counter() - t_all:>9.1f}")
     for run_dir in explain:  # where each comparison model looks (Grad-CAM vs lesion masks)
-        loaded = load_run(run_dir)
-        if loaded is not None:
-            explain_run(loaded, device=device)
-            if loaded.model == "fus2net":  # the report's preprocessing and augmentation figures
-                illustrate_run(loaded)
+        try:  # a run that cannot be explained is said; the others and the report go on
+            loaded = load_run(run_dir)
+            if loaded is not None:
+                explain_run(loaded, device=device, data=args.data)
+                if loaded.model == "fus2net":  # the report's Fig. 5 and Fig. 6 analogues
+                    illustrate_run(loaded, args.data)
+        except UserError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failures.append(f"explain {run_dir.name}")
     try:
         report.main(["--runs", str(runs_dir), "--out", str(out), "--profile", profile])
     except SystemExit as exc:

@@ -19,7 +19,7 @@ from sklearn.metrics import roc_curve
 from bench.errors import BenchError
 from bench.experiments import BASE, EXPERIMENTS, fus2net_variant_key
 from bench.metrics import THRESHOLD, binary_metrics, degenerate_prediction
-from bench.runs import Run, by_configuration
+from bench.runs import NOT_CONFIG, Run, by_configuration
 from bench.stats import (
     bootstrap_auc_ci,
     calibration_slope_intercept,
@@ -69,12 +69,69 @@ def _pick(configs: list[list[Run]]) -> list[Run]:
     return max(configs, key=lambda rs: (len(rs), max(r.config.get("finished", "") for r in rs)))
 
 
+def _flat(settings: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in settings.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def config_difference(ref: dict, other: dict) -> str:
+    """The settings in which ``other`` differs from ``ref`` (seed and code version aside), e.g.
+    ``img_size 96``: what tells two rows of one model apart."""
+    a, b = _flat(ref), _flat(other)
+    keys = sorted(k for k in set(a) | set(b) if k.split(".")[0] not in NOT_CONFIG
+                  and a.get(k) != b.get(k))
+    text = ", ".join(f"{k} {str(b.get(k, 'unset'))[:12]}" for k in keys) or "another run"
+    return text.replace("|", "/")
+
+
 def comparison_sets(runs: list[Run]) -> list[tuple[str, list[Run]]]:
-    """Per model, the seeds of its paper-recipe configuration; Fus2Net first."""
+    """Per model and paper-recipe configuration, its seeds; Fus2Net first. A model's configuration
+    with the most seeds is labelled by the model's name; every other configuration of it is a row
+    of its own, labelled by what differs (e.g. ``resnet50 (img_size 96)``), never dropped."""
     per_model: dict[str, list[list[Run]]] = {}
     for rs in by_configuration([r for r in runs if _paper_recipe(r)]).values():
         per_model.setdefault(rs[0].model, []).append(rs)
-    return [(m, _pick(per_model[m])) for m in sorted(per_model, key=lambda m: (m != REFERENCE, m))]
+    out = []
+    for m in sorted(per_model, key=lambda m: (m != REFERENCE, m)):
+        main = _pick(per_model[m])
+        out.append((m, main))
+        others = [(f"{m} ({config_difference(main[0].settings, rs[0].settings)})", rs)
+                  for rs in per_model[m] if rs is not main]
+        out += sorted(others, key=lambda x: x[0])
+    return out
+
+
+def set_aside(runs: list[Run]) -> list[tuple[str, str]]:
+    """Runs in no table, each with the reason (the report lists them; nothing is dropped
+    silently): another run of the same configuration and seed finished later; a Fus2Net variant
+    that no experiment lists, or a second configuration of a variant; a baseline not trained with
+    the paper recipe (3 channels, augmentation)."""
+    variants = {v.key() for exp in EXPERIMENTS.values() for v in exp["variants"]}
+    used = {id(r) for r in comparison_runs(runs)}
+    used |= {id(r) for key, rs in _variant_configs(runs).items() if key in variants for r in rs}
+    in_groups = {id(r) for rs in by_configuration(runs).values() for r in rs}
+    out = []
+    for r in runs:
+        if id(r) in used:
+            continue
+        if id(r) not in in_groups:
+            why = ("a later run of the same configuration and seed "
+                   f"{r.settings.get('seed', 0)} is used instead")
+        elif r.model == REFERENCE and fus2net_variant_key(r.settings) not in variants:
+            why = "a Fus2Net variant that no experiment table lists"
+        elif r.model == REFERENCE:
+            why = ("the experiment tables use another configuration of the same variant (with "
+                   "CV folds and the most seeds)")
+        else:
+            why = ("not the paper recipe (3-channel input with augmentation); only Fus2Net's "
+                   "variants have tables")
+        out.append((r.path.name, why))
+    return out
 
 
 def comparison_runs(runs: list[Run]) -> list[Run]:

@@ -106,8 +106,16 @@ def load_index(data: Path | None, kind: str = "auto", synthetic: PhantomSpec | N
         kind = detect_kind(data)
     elif kind != "csv" and not data.is_dir():
         raise BenchError(f"--data {data}: not a directory (--dataset {kind} expects a folder)")
-    if kind == "csv":
-        if not data.is_file():
-            raise BenchError(f"--data {data}: --dataset csv expects a CSV file")
-        return INFO["csv"].reader(data)
-    return INFO[kind].reader(data.resolve())
+    if kind == "csv" and not data.is_file():
+        raise BenchError(f"--data {data}: --dataset csv expects a CSV file")
+    resolved = data if kind == "csv" else data.resolve()
+    try:
+        return INFO[kind].reader(resolved)
+    except BenchError as exc:  # name the data as the user typed it, not as resolved
+        text = str(exc)
+        for full, typed in ((data.resolve(), data), (data.resolve().parent, data.parent)):
+            if str(full) != str(typed) and not str(typed).startswith(str(full)):
+                text = text.replace(str(full), str(typed))
+        if text == str(exc):
+            raise
+        raise BenchError(text) from None

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.data.images import is_image_name
-from bench.errors import BenchError
+from bench.errors import BenchError, plain
 
 CLASSES = ("benign", "malignant")  # label 0, 1 (malignant is the positive class, SPEC §3)
 _MASK = re.compile(r"^(?P<stem>.+)_mask(_\d+)?$")
@@ -64,7 +64,7 @@ def parse_label(value: object, where: str) -> int:
         return 0
     if text in ("malignant", "1"):
         return 1
-    raise BenchError(f"{where}: unknown label {value!r}; use benign/malignant (or 0/1)")
+    raise BenchError(f"{where}: unknown label {plain(value)!r}; use benign/malignant (or 0/1)")
 
 
 def read_class_folders(root: Path, kind: str) -> DataIndex:

@@ -39,7 +39,7 @@ from bench.data.lesion import (
     load_rule,
     pair_links,
 )
-from bench.errors import BenchError
+from bench.errors import BenchError, plain
 
 COLUMNS = ["id", "path", "label", "group", "split", "fold"]
 HASH_SIDE = 16
@@ -309,9 +309,19 @@ def read_manifest(path: Path) -> pd.DataFrame:
             wrong = df[col][~values.isin([0, 1])]
         if len(wrong):
             line = int(wrong.index[0]) + 2
-            raise BenchError(f"--split {path} line {line}: {col} {wrong.iloc[0]!r} is not "
-                             f"{allowed}; rebuild the manifest with python -m bench.split")
+            raise BenchError(f"--split {path} line {line}: {col} {plain(wrong.iloc[0])!r} is "
+                             f"not {allowed}; rebuild the manifest with python -m bench.split")
         df[col] = values.astype(int)
+    # a training row's fold is its CV fold, 0..K-1, or -1 on every training row (no CV folds);
+    # a negative fold would otherwise be taken modulo K into some fold
+    train = df[df.split == "train"]
+    bad_fold = train[(train.fold < -1) | ((train.fold == -1) & (train.fold >= 0).any())] \
+        if len(train) else train
+    if len(bad_fold):
+        line = int(bad_fold.index[0]) + 2
+        raise BenchError(f"--split {path} line {line}: fold {plain(bad_fold.fold.iloc[0])} of a "
+                         "training image is not a CV fold (0, 1, ...; or -1 on every training "
+                         "row for no CV); rebuild the manifest with python -m bench.split")
     return df[COLUMNS]
 
 
