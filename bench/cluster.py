@@ -12,6 +12,13 @@ code 2 on the command line) is not retried; its message and log path are reporte
   any extra ``#SBATCH`` parameter.
 * ``debug``: in this process, one job at a time (submitit's DebugExecutor), for debugging.
 
+Each job uses as many CPU threads as it was given CPUs (``cpus_per_job``, or ``threads`` set by
+hand), never the whole machine: the count is exported (``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``,
+``FUS2BENCH_THREADS``, see :mod:`bench.threads`) before the job's Python starts, and the job sizes
+torch's pools to it. The local executor's defaults come from the machine's cores: one job with
+every core, or ``jobs`` jobs sharing the cores; asking for more than the cores is allowed, with a
+warning.
+
 Ctrl-C cancels the jobs that are queued or running. ``submitit`` is the optional extra
 ``cluster`` (``pip install -e ".[cluster]"``).
 """
@@ -27,6 +34,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from bench.errors import BenchError
+from bench.threads import affinity_cpus, setup_lines
 from models.errors import UserError
 
 EXECUTORS = ("inline", "local", "slurm", "debug")
@@ -39,7 +47,8 @@ class ClusterConfig:
     executor: str = "inline"
     jobs: int = 0  # at most this many at once; 0: local = one per GPU (or 1), slurm = all
     gpus_per_job: int = 0
-    cpus_per_job: int = 2
+    cpus_per_job: int = 0  # 0: local = the cores shared by the jobs at once, slurm = 2, debug = all
+    threads: int | None = None  # each job's threads (default: its CPUs)
     mem_gb: float = 16.0
     timeout_min: int = 240
     partition: str = ""
@@ -63,14 +72,66 @@ class JobOutcome:
     ended: float = 0.0
 
 
-def run_job(argv: list[str]) -> dict:
-    """The job itself (runs on the worker): one ``bench.run`` configuration. Bad input is
-    returned, not raised, so it is reported once and never retried."""
+SLURM_DEFAULT_CPUS = 2
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How the jobs share the CPUs: jobs at once, CPUs per job, and each job's threads."""
+
+    width: int
+    cpus: int
+    threads: int
+    source: str  # where the threads come from, recorded by each run
+    warning: str | None = None
+
+    def describe(self, executor: str, cores: int) -> str:
+        here = f" ({cores} cores here)" if executor in ("local", "debug") else ""
+        return (f"{executor} executor: at most {self.width} job(s) at once, {self.cpus} CPU(s) "
+                f"and {self.threads} thread(s) each{here}")
+
+
+def plan_layout(cfg: ClusterConfig, n_jobs: int, gpu_slots: int = 0,
+                cores: int | None = None) -> Layout:
+    """Jobs at once and CPUs per job for ``cfg`` on a machine of ``cores`` CPUs (default: this
+    process's affinity mask). The local executor never runs more threads than cores unless
+    ``jobs`` × ``cpus_per_job`` asks for it, which gets a warning."""
+    cores = affinity_cpus() if cores is None else cores
+    warning = None
+    if cfg.executor == "slurm":
+        width, cpus = cfg.jobs or max(1, n_jobs), cfg.cpus_per_job or SLURM_DEFAULT_CPUS
+    elif cfg.executor == "debug":
+        width, cpus = 1, cfg.cpus_per_job or cores
+    else:
+        if gpu_slots:
+            width = min(cfg.jobs or gpu_slots, gpu_slots)
+        elif cfg.jobs:
+            width = cfg.jobs
+        else:
+            width = max(1, cores // cfg.cpus_per_job) if cfg.cpus_per_job else 1
+        cpus = cfg.cpus_per_job or max(1, cores // width)
+        if width * cpus > cores:
+            warning = (f"warning: --jobs {width} x --cpus-per-job {cpus} = {width * cpus} CPUs "
+                       f"on {cores} cores: the jobs will compete for the cores and each runs "
+                       "slower than its share (leave --jobs or --cpus-per-job out to fit them)")
+    threads = cfg.threads or cpus
+    return Layout(width, cpus, threads, "--threads" if cfg.threads else "--cpus-per-job",
+                  warning)
+
+
+def run_job(argv: list[str], threads: int | None = None, source: str = "--cpus-per-job") -> dict:
+    """The job itself (runs on the worker): one ``bench.run`` configuration with ``threads`` CPU
+    threads. Bad input is returned, not raised, so it is reported once and never retried."""
+    from dataclasses import replace
+
     from bench import run
 
     t0 = time.time()
     try:
-        result = run.run(run.options_from_argv(argv))
+        options = run.options_from_argv(argv)
+        if threads is not None and options.threads is None:
+            options = replace(options, threads=threads, threads_from=source)
+        result = run.run(options)
     except UserError as exc:
         return {"status": "error", "error": str(exc), "started": t0, "ended": time.time()}
     return {"status": "ok" if result.ok else "failed", "run_dir": str(result.run_dir),
@@ -86,25 +147,29 @@ def _submitit():
     return submitit
 
 
-def make_executor(cfg: ClusterConfig, log_dir: Path):
-    """The submitit executor for ``cfg`` (its logs and job files under ``log_dir``)."""
+def make_executor(cfg: ClusterConfig, log_dir: Path, layout: Layout | None = None):
+    """The submitit executor for ``cfg`` (its logs and job files under ``log_dir``); each job's
+    thread environment is exported before its Python starts."""
     submitit = _submitit()
+    layout = layout or plan_layout(cfg, 1)
+    setup = setup_lines(layout.threads, layout.source)
     if cfg.executor == "debug":
         return submitit.DebugExecutor(folder=log_dir)
     if cfg.executor == "local":
         ex = submitit.LocalExecutor(folder=log_dir)
-        ex.update_parameters(timeout_min=cfg.timeout_min)
+        ex.update_parameters(timeout_min=cfg.timeout_min, setup=setup)
         return ex
     if cfg.executor == "slurm":
         ex = submitit.SlurmExecutor(folder=log_dir)
-        ex.update_parameters(**slurm_parameters(cfg))
+        ex.update_parameters(**slurm_parameters(cfg, layout), setup=setup)
         return ex
     raise BenchError(f"--executor {cfg.executor!r}: choose from {', '.join(EXECUTORS)}")
 
 
-def slurm_parameters(cfg: ClusterConfig) -> dict:
+def slurm_parameters(cfg: ClusterConfig, layout: Layout | None = None) -> dict:
     """submitit's SLURM parameters for one job of ``cfg``."""
-    params = {"time": cfg.timeout_min, "cpus_per_task": cfg.cpus_per_job,
+    cpus = layout.cpus if layout is not None else cfg.cpus_per_job or SLURM_DEFAULT_CPUS
+    params = {"time": cfg.timeout_min, "cpus_per_task": cpus,
               "mem": f"{cfg.mem_gb:g}GB", "job_name": "fus2bench",
               "additional_parameters": dict(cfg.slurm_extra)}
     if cfg.gpus_per_job:
@@ -119,8 +184,10 @@ def slurm_script(cfg: ClusterConfig, log_dir: Path) -> str:
     _submitit()
     from submitit.slurm.slurm import _make_sbatch_string
 
+    layout = plan_layout(cfg, 1)
     return _make_sbatch_string(command="python -u -m submitit.core._submit", folder=log_dir,
-                               **slurm_parameters(cfg))
+                               setup=setup_lines(layout.threads, layout.source),
+                               **slurm_parameters(cfg, layout))
 
 
 def _gpu_slots(cfg: ClusterConfig) -> list[tuple[int, ...]]:
@@ -146,11 +213,14 @@ def run_grid(jobs: list[tuple[str, list[str]]], cfg: ClusterConfig, log_dir: Pat
     """Run ``(label, bench.run argv)`` jobs on ``cfg``'s executor, at most ``cfg.jobs`` at once
     (local: one per GPU slot), resubmitting died jobs; returns one outcome per job, in order.
     ``observe`` is called with every submitted submitit job (e.g. to watch or cancel it)."""
-    executor = make_executor(cfg, log_dir)
     slots = _gpu_slots(cfg)
-    width = cfg.jobs or (len(slots) if slots else (1 if cfg.executor != "slurm" else len(jobs)))
-    if slots:
-        width = min(width, len(slots))
+    layout = plan_layout(cfg, len(jobs), len(slots))
+    width = layout.width
+    if layout.warning:
+        tqdm.write(layout.warning)
+    if progress:
+        tqdm.write(layout.describe(cfg.executor, affinity_cpus()))
+    executor = make_executor(cfg, log_dir, layout)
     outcomes = {label: JobOutcome(label, "FAILED") for label, _ in jobs}
     pending = deque((label, argv) for label, argv in jobs)
     running: dict = {}  # submitit job -> (label, argv, gpu slot)
@@ -168,7 +238,7 @@ def run_grid(jobs: list[tuple[str, list[str]]], cfg: ClusterConfig, log_dir: Pat
                 if slots:
                     slot = next(s for s in slots if s not in {v[2] for v in running.values()})
                     executor.update_parameters(visible_gpus=slot, gpus_per_node=len(slot))
-                job = executor.submit(run_job, argv)
+                job = executor.submit(run_job, argv, layout.threads, layout.source)
                 outcomes[label].attempts += 1
                 running[job] = (label, argv, slot)
                 if observe is not None:

@@ -21,6 +21,7 @@ from bench.explain import explain_run
 from bench.illustrate import illustrate_run
 from bench.profiles import resolve_profile
 from bench.runs import load_run
+from bench.threads import apply_threads, resolve_threads
 from models import create_model, get_model_config
 from models.errors import UserError
 
@@ -41,8 +42,10 @@ def cluster_config(args: argparse.Namespace) -> ClusterConfig:
     for name in ("jobs", "gpus_per_job", "cpus_per_job", "timeout_min", "retries"):
         if getattr(args, name) < 0:
             raise BenchError(f"--{name.replace('_', '-')} must be >= 0")
+    if args.threads is not None and args.threads < 1:
+        raise BenchError(f"--threads must be >= 1, not {args.threads}")
     return ClusterConfig(executor=args.executor, jobs=args.jobs, gpus_per_job=args.gpus_per_job,
-                         cpus_per_job=args.cpus_per_job, mem_gb=args.mem_gb,
+                         cpus_per_job=args.cpus_per_job, threads=args.threads, mem_gb=args.mem_gb,
                          timeout_min=args.timeout_min, partition=args.partition,
                          slurm_extra=tuple(extra), retries=args.retries)
 
@@ -109,7 +112,12 @@ def main(argv: list[str] | None = None) -> int:
                         "sbatch jobs; debug: submitit in this process")
     g.add_argument("--jobs", type=int, default=0, help="at most N jobs at once (0: automatic)")
     g.add_argument("--gpus-per-job", type=int, default=0)
-    g.add_argument("--cpus-per-job", type=int, default=2)
+    g.add_argument("--cpus-per-job", type=int, default=0,
+                   help="CPUs per job, and so its threads (0: local = the cores shared by the "
+                        "jobs at once, e.g. 2 cores and --jobs 2 give 1 each; slurm = 2)")
+    g.add_argument("--threads", type=int, default=None,
+                   help="CPU threads of every run (default: a job's --cpus-per-job; inline: the "
+                        "CPUs of this process's affinity mask or SLURM allocation)")
     g.add_argument("--mem-gb", type=float, default=16.0)
     g.add_argument("--timeout-min", type=int, default=240)
     g.add_argument("--partition", default="")
@@ -132,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         p.set_defaults(**defaults)
     args, passthrough = p.parse_known_args(argv)
     cluster = cluster_config(args)
+    # this process's pools first (the report and explanations run here), before parallel work
+    apply_threads(resolve_threads(args.threads))
     device = resolve_device(args.device)
     prof = resolve_profile(args.profile, device)
     profile = prof.name
@@ -140,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or PROJECT_ROOT / "results" / f"{data_name(args.data)}-{profile}"
     runs_dir = out / "runs"
     common = ["--profile", profile, "--device", device, "--out", str(runs_dir), *passthrough]
+    if args.threads is not None and cluster.executor == "inline":
+        common += ["--threads", str(args.threads)]
     if args.data is not None:
         common += ["--data", str(args.data)]
     if args.models == "default":

@@ -1,5 +1,6 @@
 """The suite's grid on submitit executors (bench.cluster): concurrency, retries, bad input, SLURM."""
 
+import json
 import threading
 import time
 
@@ -10,6 +11,7 @@ pytest.importorskip("submitit")
 
 from bench.cluster import ClusterConfig, run_grid, slurm_script  # noqa: E402
 from bench.suite import main as suite_main  # noqa: E402
+from bench.threads import affinity_cpus  # noqa: E402
 from tests.helpers import SMOKE  # noqa: E402
 
 pytestmark = pytest.mark.slow  # starts worker processes that train
@@ -23,12 +25,19 @@ def _grid(data, out, models=("fus2net", "zeimarani_cnn"), extra=()):
 def test_two_jobs_run_at_once_and_the_report_equals_the_inline_suites(small_synthetic, tmp_path):
     args = ["--data", str(small_synthetic), "--profile", "smoke", "--models",
             "fus2net,zeimarani_cnn", "--no-experiments", "--no-progress", "--test-per-class", "20"]
-    assert suite_main([*args, "--out", str(tmp_path / "inline")]) == 0
+    # the same thread count as each of the two jobs: on a CPU the summation order, and so the
+    # last bits of the weights, depend on it
+    share = max(1, affinity_cpus() // 2)  # two jobs at once share the cores
+    assert suite_main([*args, "--out", str(tmp_path / "inline"), "--threads", str(share)]) == 0
     assert suite_main([*args, "--out", str(tmp_path / "local"), "--executor", "local",
                        "--jobs", "2"]) == 0
     for name in ("table3_comparison.csv", "table3_per_seed.csv", "roc_points.csv"):
         assert (tmp_path / "inline" / "tables" / name).read_bytes() == \
             (tmp_path / "local" / "tables" / name).read_bytes(), name
+    for cfg_path in (tmp_path / "local" / "runs").glob("*/config.json"):
+        device = json.loads(cfg_path.read_text())["device"]
+        assert (device["threads"], device["interop_threads"], device["threads_from"]) == \
+            (share, share, "--cpus-per-job"), cfg_path
     outcomes = run_grid(_grid(small_synthetic, tmp_path / "again"), ClusterConfig(
         executor="local", jobs=2), tmp_path / "logs", progress=False)
     (a, b) = outcomes
