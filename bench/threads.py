@@ -82,8 +82,8 @@ def thread_environment(threads: int, source: str) -> dict[str, str]:
 
 
 def setup_lines(threads: int, source: str) -> list[str]:
-    """``export`` lines setting :func:`thread_environment` (submitit's ``setup`` for the local
-    controller and the sbatch script)."""
+    """``export`` lines setting :func:`thread_environment` (submitit's ``setup`` lines of the
+    sbatch script)."""
     return [f"export {k}={v}" for k, v in thread_environment(threads, source).items()]
 
 
