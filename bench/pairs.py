@@ -144,8 +144,8 @@ def rates(same: np.ndarray, y: np.ndarray) -> dict:
 def validate(ev: Evidence, pairs: np.ndarray, x: np.ndarray, y: np.ndarray, base: LesionRule,
              hash_threshold: int = 40) -> dict:
     """Cross-validated pair- and group-level precision and recall (module docstring)."""
-    is_cand = np.array([tuple(p) in {tuple(c) for c in ev.candidates.tolist()}
-                        for p in pairs.tolist()])
+    candidates = {tuple(c) for c in ev.candidates.tolist()}
+    is_cand = np.array([tuple(p) in candidates for p in pairs.tolist()])
     hard = hard_links(ev.samples, ev.bits, ev.digests, hash_threshold)
     cand_x = ev.features(ev.candidates)
     prob = np.zeros((REPEATS, len(y)))
