@@ -68,8 +68,9 @@ class Picture:
     descriptors: np.ndarray | None
 
 
-def _dhash(grey: Image.Image, side: int = 16) -> np.ndarray:
-    a = np.asarray(grey.resize((side + 1, side), Image.LANCZOS), dtype=np.int16)
+def dhash(img: Image.Image, side: int = 16) -> np.ndarray:
+    """Difference hash: ``side``×``side`` booleans (grey thumbnail, is-right-pixel-brighter)."""
+    a = np.asarray(img.convert("L").resize((side + 1, side), Image.LANCZOS), dtype=np.int16)
     return (a[:, 1:] > a[:, :-1]).ravel()
 
 
@@ -87,7 +88,7 @@ def picture_of(img: Image.Image) -> Picture:
                         Image.BILINEAR) if scale < 1 else grey
     keypoints, desc = cv2.ORB_create(nfeatures=500).detectAndCompute(np.asarray(small), None)
     points = np.array([k.pt for k in keypoints], dtype=np.float32).reshape(-1, 2)
-    return Picture(digest, _dhash(grey), thumbnails(grey, SAME_SCENE), points, desc)
+    return Picture(digest, dhash(grey), thumbnails(grey, SAME_SCENE), points, desc)
 
 
 def pictures(paths: list[Path]) -> list[Picture | BadImageError]:

@@ -28,6 +28,7 @@ from PIL import Image
 from sklearn.model_selection import StratifiedGroupKFold
 
 from bench.atomic import write_csv
+from bench.data.copies import dhash
 from bench.data.images import BadImageError, read_image
 from bench.data.index import CLASSES, DataIndex, Sample, read_table
 from bench.data.lesion import (
@@ -52,12 +53,6 @@ class SplitConfig:
     seed: int = 2021
     hash_threshold: int = 40  # bits of the 256-bit dHash
     rule: LesionRule = field(default_factory=load_rule)
-
-
-def dhash(img: Image.Image, side: int = HASH_SIDE) -> np.ndarray:
-    """Difference hash: ``side``×``side`` booleans (grey thumbnail, is-right-pixel-brighter)."""
-    a = np.asarray(img.convert("L").resize((side + 1, side), Image.LANCZOS), dtype=np.int16)
-    return (a[:, 1:] > a[:, :-1]).ravel()
 
 
 @dataclass
