@@ -119,7 +119,8 @@ def fold_curve(p: Prepared, cache: ImageCache, positions: tuple[np.ndarray, np.n
             # weight and no random draw, so training goes on exactly as without it
             recalibrate_batchnorm(model, cfg, cache, job.train_idx, job.flips, ex.device,
                                   spec.batch_size, ex.channels_last)
-        prob = predict(model, cfg, cache, job.eval_pos, channels_last=ex.channels_last)
+        prob = predict(model, cfg, cache, job.eval_pos, device=ex.device,
+                       channels_last=ex.channels_last)
         rows.append({"epoch": epoch, "val_auc": roc_auc(y, prob),
                      "val_accuracy": float(((prob >= 0.5) == y).mean()),
                      "seconds": round(time.perf_counter() - t0, 1)})

@@ -193,7 +193,7 @@ def train_model(model: nn.Module, cfg: ModelConfig, cache: ImageCache, indices: 
 
 @torch.no_grad()
 def recalibrate_batchnorm(model: nn.Module, cfg: ModelConfig, cache: ImageCache,
-                          indices: np.ndarray, flips: np.ndarray, device: str = "cpu",
+                          indices: np.ndarray, flips: np.ndarray, device: str,
                           batch_size: int = 16, channels_last: bool = True) -> int:
     """Re-estimate the running mean and variance of every BatchNorm layer that trains, from the
     final weights: one pass in training mode over the training images (flipped copies included,
@@ -232,7 +232,7 @@ def recalibrate_batchnorm(model: nn.Module, cfg: ModelConfig, cache: ImageCache,
 
 @torch.no_grad()
 def predict(model: nn.Module, cfg: ModelConfig, cache: ImageCache, indices: np.ndarray,
-            device: str = "cpu", batch_size: int = 64, channels_last: bool = True) -> np.ndarray:
+            *, device: str, batch_size: int = 64, channels_last: bool = True) -> np.ndarray:
     """P(malignant) for ``cache[indices]`` (no augmentation, eval mode)."""
     dev = torch.device(device)
     model = _prepare(model, dev, channels_last).eval()

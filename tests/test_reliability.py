@@ -154,5 +154,5 @@ def test_checkpoints_are_safetensors_and_reload(small_synthetic, tmp_path):
     cfg = json.loads((run_dir / "config.json").read_text())
     index = load_index(small_synthetic)
     cache, _ = build_cache(index.root, test, cfg["settings"]["img_size"], 3)
-    again = predict(model, get_model_config("fus2net"), cache, np.arange(len(test)))
+    again = predict(model, get_model_config("fus2net"), cache, np.arange(len(test)), device="cpu")
     np.testing.assert_allclose(again, test.prob_malignant, rtol=1e-5, atol=1e-6)

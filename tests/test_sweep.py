@@ -36,7 +36,7 @@ def test_the_model_after_epoch_e_is_the_model_of_an_e_epoch_run():
 
     def keep(epoch, model):
         from bench.train import predict
-        predict(model, cfg, cache, idx[:5], channels_last=False)  # what the sweep does
+        predict(model, cfg, cache, idx[:5], device="cpu", channels_last=False)  # as the sweep
         snapshots[epoch] = {k: v.clone() for k, v in model.state_dict().items()}
 
     torch.manual_seed(5)
@@ -116,7 +116,7 @@ def test_batchnorm_recalibration_averages_the_training_pass_and_leaves_frozen_la
     frozen_before = model.frozen_bn.running_mean.clone()
     idx, flips = np.arange(20), np.zeros(20, dtype=np.int64)
     rng = torch.get_rng_state()
-    assert recalibrate_batchnorm(model, cfg, cache, idx, flips, batch_size=10,
+    assert recalibrate_batchnorm(model, cfg, cache, idx, flips, "cpu", batch_size=10,
                                  channels_last=False) == 1
     assert torch.equal(torch.get_rng_state(), rng)
     assert not model.training and model.bn.momentum == 0.01
