@@ -105,7 +105,8 @@ def _read(path: Path) -> pd.DataFrame:
     cols = [str(c).strip() for c in df.columns]
     unknown = [c for c in cols if c not in REQUIRED + OPTIONAL]
     if unknown:
-        close = difflib.get_close_matches(unknown[0], REQUIRED + OPTIONAL, n=1)
+        close = [c for c in REQUIRED + OPTIONAL if c.startswith(unknown[0].lower())] or \
+            difflib.get_close_matches(unknown[0].lower(), REQUIRED + OPTIONAL, n=1)
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise BenchError(f"{where}: unknown column(s) {', '.join(map(repr, unknown))}{hint}; the "
                          f"columns are {', '.join(REQUIRED)} and optionally {', '.join(OPTIONAL)}")
