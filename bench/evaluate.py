@@ -211,6 +211,8 @@ def evaluate(predictions: Path, name: str, runs_dir: Path, out: Path, n_boot: in
     returns the record written as ``evaluation.json``."""
     notes: list[str] = []
     rs = results_set(select_group(load_runs(runs_dir, notes=notes), profile), runs_dir)
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
     name = check_name(name, rs)
     preds = read_predictions(predictions, rs)
     sha = file_sha256(predictions)

@@ -162,3 +162,20 @@ def test_a_bad_local_model_is_one_line_with_exit_2(tmp_path, capsys):
             assert code == 2 and err.count("\n") == 1 and message in err, (spec, err)
     finally:
         forget_outside_models()
+
+
+def test_the_readme_example_model_registers_and_builds(tmp_path, capsys):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    code = readme.split("# mybusnet/models.py\n", 1)[1].split("```", 1)[0]
+    assert len(code.strip().splitlines()) <= 15
+    (tmp_path / "mybusnet_models.py").write_text(code)
+    try:
+        done, out, err = call_main(capsys, list_main, "--models",
+                                   f"{tmp_path / 'mybusnet_models.py'}:mybusnet")
+        assert done == 0, err
+        row = next(line for line in out.splitlines() if line.startswith("| mybusnet |"))
+        assert "| 0.02 |" in row and "| 224 px |" in row  # it builds and runs a 224 px image
+        model = create_model("mybusnet", in_chans=1, pretrained="none")
+        assert model.get_submodule("5").__class__.__name__ == "ReLU"  # its cam_layer exists
+    finally:
+        forget_outside_models()
