@@ -239,7 +239,7 @@ def evaluate(predictions: Path, name: str, runs_dir: Path, out: Path, n_boot: in
     write_table(intervals, intervals_display(intervals), out / "intervals",
                 f"{name}: test AUC with image-level (DeLong, stratified bootstrap) and "
                 "cluster-aware 95% intervals (Obuchowski's clustered variance and a cluster "
-                "bootstrap over the manifest's same-lesion groups), and ΔAUC against Fus2Net on "
+                "bootstrap over the manifest's groups: same picture, patient or lesion), and ΔAUC against Fus2Net on "
                 "the same images, per seed (against Fus2Net's run of that seed) and on the "
                 "seed-averaged probabilities.")
     write_table(board, shown, out / "leaderboard",
@@ -297,7 +297,7 @@ def write_readme(out: Path, name: str, record: dict) -> Path:
              f"per seed" + (f", {p['val_rows']} out-of-fold CV rows" if p["val_rows"] else ""),
              f"* **Results set**: `{rs['runs']}` ({rs['data_kind']}, profile `{rs['profile']}`), "
              f"split manifest SHA-256 `{rs['manifest_sha256'][:16]}…`, {rs['test_images']} test "
-             f"images in {rs['test_groups']} same-lesion groups",
+             f"images in {rs['test_groups']} groups of the manifest (same picture, patient or lesion)",
              f"* **Command**: `{record['command']}`", ""]
     if record["degenerate"]:
         lines += [f"**⚠ Degenerate predictions**: {record['degenerate']}; the tests below are not "
