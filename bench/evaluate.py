@@ -239,9 +239,9 @@ def evaluate(predictions: Path, name: str, runs_dir: Path, out: Path, n_boot: in
     write_table(intervals, intervals_display(intervals), out / "intervals",
                 f"{name}: test AUC with image-level (DeLong, stratified bootstrap) and "
                 "cluster-aware 95% intervals (Obuchowski's clustered variance and a cluster "
-                "bootstrap over the manifest's groups: same picture, patient or lesion), and ΔAUC against Fus2Net on "
-                "the same images, per seed (against Fus2Net's run of that seed) and on the "
-                "seed-averaged probabilities.")
+                "bootstrap over the manifest's groups: same picture, patient or lesion), and ΔAUC "
+                "against Fus2Net on the same images, per seed (against Fus2Net's run of that "
+                "seed) and on the seed-averaged probabilities.")
     write_table(board, shown, out / "leaderboard",
                 "Held-out test set of the results set, ranked by mean test AUC over seeds "
                 "(degenerate rows unranked). Source says which models this suite trained and which "
