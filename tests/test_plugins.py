@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import os
+import shutil
 import site
 import subprocess
 import sys
@@ -71,13 +73,26 @@ def installed_plugins(tmp_path_factory):
         (root / name / name / "__init__.py").write_text(code)
         (root / name / "pyproject.toml").write_text(PYPROJECT.format(name=name))
     target = root / "site"
-    _pip("install", "--no-deps", "--no-build-isolation", "--no-index", "-q", "--target",
-         str(target), "-e", str(root / "tinyplug"), "-e", str(root / "badplug"))
+    built = importlib.util.find_spec("setuptools") is not None
+    if built:  # the way a user installs a plugin
+        _pip("install", "--no-deps", "--no-build-isolation", "--no-index", "-q", "--target",
+             str(target), "-e", str(root / "tinyplug"), "-e", str(root / "badplug"))
+    else:  # no build backend here (a bare Python 3.12 venv): what the install would leave
+        for name in ("tinyplug", "badplug"):
+            info = target / f"{name}-0.1.dist-info"
+            info.mkdir(parents=True)
+            (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+            (info / "entry_points.txt").write_text(f"[fus2bench.models]\n{name} = {name}\n")
+            (target / f"{name}.pth").write_text(f"{root / name}\n")
     forget_outside_models()
     site.addsitedir(str(target))  # runs the editable installs' .pth files, as site-packages would
     yield root
-    _pip("uninstall", "-y", "-q", "tinyplug", "badplug", env={**os.environ, "PYTHONPATH": str(target)})
-    sys.path[:] = [p for p in sys.path if p != str(target)]
+    if built:
+        _pip("uninstall", "-y", "-q", "tinyplug", "badplug",
+             env={**os.environ, "PYTHONPATH": str(target)})
+    shutil.rmtree(target, ignore_errors=True)
+    sys.path[:] = [p for p in sys.path if p not in (str(target), str(root / "tinyplug"),
+                                                     str(root / "badplug"))]
     sys.meta_path[:] = [f for f in sys.meta_path
                         if not str(getattr(f, "__module__", "")).startswith("__editable__")]
     for name in [m for m in sys.modules if m.startswith("__editable__")]:
