@@ -59,6 +59,8 @@ from bench.spec import Execution, RunOptions, RunSpec
 from bench.stages import run_problem
 from models import create_model, get_model_config, list_models
 from models.complexity import count_params, gflops
+from models.errors import UserError
+from models.plugins import model_origin, one_line, resolve_model
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SPLITS = {"busi": PROJECT_ROOT / "datasets" / "splits" / "busi.csv"}
@@ -67,7 +69,9 @@ DEFAULT_SPLITS = {"busi": PROJECT_ROOT / "datasets" / "splits" / "busi.csv"}
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", default="fus2net", help=f"registered model ({', '.join(list_models())})")
+    p.add_argument("--model", default="fus2net",
+                   help=f"registered model ({', '.join(list_models())}), or a model from a local "
+                        "file or module: path/to/file.py:NAME, package.module:NAME")
     p.add_argument("--data", type=Path, default=None,
                    help="data root or CSV manifest; default: the embedded synthetic phantom")
     p.add_argument("--dataset", default="auto", choices=KINDS, help="data layout")
@@ -263,7 +267,7 @@ def options_from_argv(argv: list[str] | None) -> RunOptions:
     args = build_parser().parse_args(argv)
     given = argv if argv is not None else sys.argv[1:]
     return RunOptions(
-        model=args.model, data=args.data, dataset=args.dataset, split=args.split,
+        model=resolve_model(args.model), data=args.data, dataset=args.dataset, split=args.split,
         profile=args.profile, folds=args.folds, epochs=args.epochs, img_size=args.img_size,
         batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, channels=args.channels,
         augment=not args.no_augment, bn_recalibration=args.bn_stats == "recalibrated", l2=args.l2, dropout=args.dropout, pretrained=args.pretrained,
@@ -343,7 +347,14 @@ def prepare(o: RunOptions) -> Prepared:
         raise BenchError(f"--img-size {o.img_size}: {o.model} needs at least "
                          f"{cfg.min_input_size} px")
     img_size = max(profile.img_size, cfg.min_input_size) if profile.img_size else cfg.input_size
-    stats, provenance = model_stats(o.model, model_kwargs, img_size, o.channels)
+    origin = model_origin(o.model)
+    try:
+        stats, provenance = model_stats(o.model, model_kwargs, img_size, o.channels)
+    except Exception as exc:  # noqa: BLE001 - a model from elsewhere that fails to build or run
+        if origin is None or isinstance(exc, (UserError, MemoryError)) or is_out_of_memory(exc):
+            raise
+        raise BenchError(f"--model {o.model}: the model from {origin.describe()} fails to build "
+                         f"or to run a {img_size} px image ({one_line(exc)}); fix it there") from None
     concurrent = resolve_concurrency(o.concurrent_folds, device, profile.folds + 1)
     manifest_csv = manifest.to_csv(index=False, lineterminator="\n")
     spec = RunSpec(
@@ -357,7 +368,7 @@ def prepare(o: RunOptions) -> Prepared:
         skip_bad_images=o.skip_bad_images, code_version=code_version(),
         bn_recalibration=o.bn_recalibration,
         data_sha256=content_sha256(index.root, list(manifest.path[manifest.split != "excluded"])),
-        stacked=concurrent > 1)
+        stacked=concurrent > 1, model_code=origin.sha256[:12] if origin else "")
     execution = Execution(device=device, channels_last=cfg.channels_last(device),
                           save_fold_weights=o.save_fold_weights, concurrent=concurrent,
                           progress=o.progress)
@@ -366,6 +377,17 @@ def prepare(o: RunOptions) -> Prepared:
         check_not_own_images(ext, index, manifest)
     return Prepared(o, spec, execution, profile, index, manifest, report, split_source, stats,
                     check_weights(o.pretrained, o.model, cfg.pretrained, provenance), external)
+
+
+def outside_model_record(name: str) -> dict:
+    """``config.json``'s ``model_origin`` for a model from a plugin or a local file (paths made
+    portable); nothing for the models in ``models/``."""
+    origin = model_origin(name)
+    if origin is None:
+        return {}
+    where = portable(origin.where) if origin.kind == "file" else origin.where
+    return {"model_origin": {**origin.to_dict(), "where": where,
+                             "source": portable(origin.source)}}
 
 
 def check_not_own_images(ext: ExternalSet, index: DataIndex, manifest: pd.DataFrame,
@@ -479,6 +501,7 @@ def train_run(p: Prepared, t_start: float) -> RunResult:
         "command": o.command or f"python -m bench.run --model {o.model}",
         "settings": p.settings(), "profile": p.profile.to_dict(), "overrides": o.overrides(),
         "model_config": get_model_config(o.model).to_dict(), "weights": spec.weights,
+        **outside_model_record(o.model),
         "model_stats": p.model_stats,
         "data": {"kind": p.index.kind, "name": p.index.root.name,
                  "path": None if o.data is None else recorded_location(o.data),

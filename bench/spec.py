@@ -85,12 +85,17 @@ class RunSpec:
     data_sha256: str
     bn_recalibration: bool = True  # BatchNorm statistics re-estimated after training
     stacked: bool = False
+    # SHA-256 (12 hex) of the source file of a model from a plugin or a local file (models.plugins;
+    # the training-code version covers models/ only); empty for the models in models/
+    model_code: str = ""
 
     def to_dict(self) -> dict:
         out = asdict(self)
         del out["stacked"]
         if self.stacked:  # only stacked runs carry the key, so reference runs keep their hashes
             out["engine"] = "stacked"
+        if not self.model_code:  # only models from elsewhere carry it (same reason)
+            del out["model_code"]
         return out
 
     def hash(self) -> str:

@@ -27,17 +27,30 @@ def register_model(cfg: ModelConfig) -> Callable[[Callable[..., nn.Module]], Cal
     return decorator
 
 
+def _ensure_plugins() -> None:
+    """Import the ``fus2bench.models`` entry points of installed packages once (models.plugins)."""
+    from models.plugins import load_plugins  # here: a plugin's import needs this module first
+
+    load_plugins()
+
+
 def list_models() -> list[str]:
-    """Names of all registered models, sorted."""
+    """Names of all registered models (plugins' included), sorted."""
+    _ensure_plugins()
     return sorted(_ENTRYPOINTS)
 
 
 def _check(name: str) -> None:
+    _ensure_plugins()
     if name not in _ENTRYPOINTS:
         close = difflib.get_close_matches(name, list_models(), n=3, cutoff=0.4)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
+        from models.plugins import broken_plugins
+
+        broken = "".join(f"; plugin package {b.package!r} failed to load ({b.error})"
+                         for b in broken_plugins())
         raise UserError(
-            f"unknown model {name!r}{hint} (registered: {', '.join(list_models())})"
+            f"unknown model {name!r}{hint} (registered: {', '.join(list_models())}){broken}"
         )
 
 

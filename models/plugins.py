@@ -1,0 +1,212 @@
+"""Models from outside this repository: other packages' entry points and local files.
+
+* **Plugins**: a package that declares entry points in the group ``fus2bench.models`` (each entry
+  a module whose import registers models with :func:`models.register_model`) is imported the first
+  time the registry is asked for a model (``create_model``, ``get_model_config``, ``list_models``),
+  so ``bench.list``, ``bench.run`` and ``bench.suite`` find its models with no change here. A
+  plugin that fails to import, or registers a name twice, is reported in one line naming its
+  package; whatever it registered is taken back, and every other model stays available.
+* **Local files and modules**: ``--model path/to/file.py:name`` or ``--model pkg.module:name``
+  (:func:`resolve_model`) imports the file or module, which registers ``name`` the same way.
+
+Every model defined outside ``models/`` has a :class:`ModelOrigin`: where it came from and the
+SHA-256 of the source file of its factory, which a run records and hashes (the training-code
+version covers ``models/`` only). See docs/protocol.md, "Models from other packages".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import sys
+from dataclasses import asdict, dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from models import registry
+from models.errors import UserError
+
+GROUP = "fus2bench.models"
+MODELS_DIR = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class ModelOrigin:
+    """Where a model not defined in ``models/`` came from."""
+
+    kind: str  # "plugin" (entry point of an installed package), "file" or "module" (--model X:name)
+    where: str  # "<package> <version> (<entry point>)", the file as given, or the module name
+    source: str  # the file that defines the model's factory
+    sha256: str  # of that file: part of the run's hash
+
+    def describe(self) -> str:
+        return {"plugin": f"plugin {self.where}", "file": f"file {self.where}",
+                "module": f"module {self.where}"}[self.kind]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class BrokenPlugin:
+    """A plugin entry point that could not be imported; its package's models are left out."""
+
+    package: str
+    entry_point: str
+    error: str
+
+    def message(self) -> str:
+        return (f"model plugin package {self.package!r} (entry point {self.entry_point}) failed "
+                f"to load: {self.error}; its models are left out, the others are unaffected — fix "
+                f"it or pip uninstall {self.package}")
+
+
+_ORIGINS: dict[str, ModelOrigin] = {}
+_BROKEN: list[BrokenPlugin] = []
+_LOADED_FILES: dict[Path, str] = {}  # resolved file → the module name it was imported as
+_IMPORTED: set[str] = set()  # top modules imported here (forgotten by forget_outside_models)
+_state = {"loaded": False}
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line: its type and the first line of its message."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _registered_since(before: set[str]) -> list[str]:
+    return sorted(set(registry._ENTRYPOINTS) - before)
+
+
+def _take_back(names: list[str]) -> None:
+    for name in names:
+        registry._ENTRYPOINTS.pop(name, None)
+        registry._CONFIGS.pop(name, None)
+        _ORIGINS.pop(name, None)
+
+
+def _record(names: list[str], kind: str, where: str) -> None:
+    for name in names:
+        source = Path(inspect.getsourcefile(registry._ENTRYPOINTS[name]) or "")
+        sha = _sha256(source) if source.is_file() else ""
+        _ORIGINS[name] = ModelOrigin(kind, where, str(source), sha)
+
+
+def load_plugins() -> None:
+    """Import every ``fus2bench.models`` entry point once per process (the registry calls this
+    before it answers). A failing one is recorded, said on stderr in one line, and rolled back."""
+    if _state["loaded"]:
+        return
+    _state["loaded"] = True
+    seen: set[tuple[str, str]] = set()
+    for ep in sorted(entry_points(group=GROUP), key=lambda e: (e.value, e.name)):
+        package = ep.dist.name if ep.dist is not None else ep.value.split(".")[0]
+        version = ep.dist.version if ep.dist is not None else "?"
+        if (package, ep.value) in seen:  # the same distribution found twice on sys.path
+            continue
+        seen.add((package, ep.value))
+        before = set(registry._ENTRYPOINTS)
+        if ep.module not in sys.modules:  # forgotten again by forget_outside_models
+            _IMPORTED.add(ep.module)
+        try:
+            ep.load()
+        except Exception as exc:  # noqa: BLE001 - any failure of foreign code is reported
+            _take_back(_registered_since(before))
+            broken = BrokenPlugin(package, f"{ep.name} = {ep.value}", one_line(exc))
+            _BROKEN.append(broken)
+            print(f"warning: {broken.message()}", file=sys.stderr)
+            continue
+        _record(_registered_since(before), "plugin", f"{package} {version} ({ep.name} = {ep.value})")
+
+
+def broken_plugins() -> list[BrokenPlugin]:
+    """The plugins that failed to load in this process (after :func:`load_plugins`)."""
+    load_plugins()
+    return list(_BROKEN)
+
+
+def model_origin(name: str) -> ModelOrigin | None:
+    """Where ``name`` came from; ``None`` for the models defined in ``models/``."""
+    registry._ensure_plugins()
+    return _ORIGINS.get(name)
+
+
+def _import_file(path: Path, spec_text: str) -> None:
+    resolved = path.resolve()
+    if resolved in _LOADED_FILES:
+        return
+    module_name = f"fus2bench_local_{hashlib.sha256(str(resolved).encode()).hexdigest()[:12]}"
+    spec = importlib.util.spec_from_file_location(module_name, resolved)
+    if spec is None or spec.loader is None:
+        raise UserError(f"--model {spec_text}: {path} is not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    before = set(registry._ENTRYPOINTS)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # noqa: BLE001 - the user's file: its failure is one line
+        _take_back(_registered_since(before))
+        del sys.modules[module_name]
+        raise UserError(f"--model {spec_text}: importing {path} failed ({one_line(exc)}); fix "
+                        "the file") from None
+    _LOADED_FILES[resolved] = module_name
+    _record(_registered_since(before), "file", str(path))
+
+
+def _import_module(module: str, spec_text: str) -> None:
+    if module in sys.modules:
+        return
+    before = set(registry._ENTRYPOINTS)
+    _IMPORTED.add(module)
+    try:
+        importlib.import_module(module)
+    except Exception as exc:  # noqa: BLE001
+        _take_back(_registered_since(before))
+        raise UserError(f"--model {spec_text}: importing module {module!r} failed "
+                        f"({one_line(exc)}); give an importable module or a file path") from None
+    _record(_registered_since(before), "module", module)
+
+
+def resolve_model(spec: str) -> str:
+    """A ``--model`` value as a registered name: ``name``, ``path/to/file.py:name`` or
+    ``pkg.module:name`` (the file or module is imported; it must register ``name``)."""
+    if ":" not in spec:
+        return spec
+    where, name = spec.rsplit(":", 1)
+    if not where or not name:
+        raise UserError(f"--model {spec}: give NAME, path/to/file.py:NAME or package.module:NAME")
+    registry._ensure_plugins()
+    path = Path(where).expanduser()
+    if where.endswith(".py") or "/" in where or "\\" in where:
+        if not path.is_file():
+            raise UserError(f"--model {spec}: {where} does not exist (a Python file that "
+                            "registers the model with @register_model)")
+        _import_file(path, spec)
+    else:
+        _import_module(where, spec)
+    if name not in registry._ENTRYPOINTS:
+        made = sorted(n for n, o in _ORIGINS.items() if o.where == where) or ["nothing"]
+        raise UserError(f"--model {spec}: {where} registers no model {name!r} (it registers "
+                        f"{', '.join(made)}); decorate the factory with "
+                        f"@register_model(ModelConfig(name={name!r}, ...))")
+    return name
+
+
+def forget_outside_models() -> None:
+    """Unregister every model from a plugin, file or module and forget the plugin scan (tests
+    call this when they uninstall a plugin, so the next question scans again)."""
+    _take_back(list(_ORIGINS))
+    _BROKEN.clear()
+    _IMPORTED.update(_LOADED_FILES.values())
+    _LOADED_FILES.clear()
+    for loaded in list(sys.modules):
+        if any(loaded == m or loaded.startswith(f"{m}.") for m in _IMPORTED):
+            del sys.modules[loaded]
+    _IMPORTED.clear()
+    _state["loaded"] = False
