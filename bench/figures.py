@@ -100,22 +100,32 @@ def roc_figure(points: pd.DataFrame, table: pd.DataFrame, base: Path) -> list[Pa
 
 
 def confusion_grid(table: pd.DataFrame, base: Path) -> list[Path]:
-    """One 2×2 confusion matrix per model of its seed-averaged probabilities (threshold 0.5)."""
-    rows = table.dropna(subset=["mean_prob_tp"])
+    """One 2×2 confusion matrix per model at threshold 0.5: the mean count over its seeds (the
+    counts behind Table 3's sensitivity and specificity), one colour scale for every panel (0 to
+    the largest class size)."""
+    rows = table.dropna(subset=["tp_mean"]) if "tp_mean" in table else table.iloc[0:0]
     n = max(1, len(rows))
     cols = min(4, n)
-    fig, axes = plt.subplots(int(np.ceil(n / cols)), cols, figsize=(3 * cols, 2.8 * np.ceil(n / cols)),
+    grid_rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(grid_rows, cols, figsize=(3.1 * cols, 2.9 * grid_rows),
                              squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
+    vmax = float(max([1.0] + [max(r.tn_mean + r.fp_mean, r.fn_mean + r.tp_mean)
+                              for r in rows.itertuples()]))
     for ax, (_, row) in zip(axes.flat, rows.iterrows(), strict=False):
         ax.axis("on")
-        m = np.array([[row.mean_prob_tn, row.mean_prob_fp], [row.mean_prob_fn, row.mean_prob_tp]],
-                     dtype=int)
-        sns.heatmap(m, annot=True, fmt="d", cbar=False, cmap="Blues", ax=ax,
-                    xticklabels=["benign", "malignant"], yticklabels=["benign", "malignant"])
-        ax.set(title=_label(row), xlabel="predicted", ylabel="true")
-    fig.suptitle("Seed-averaged P(malignant) ≥ 0.5 on the held-out test set", fontsize=9)
+        m = np.array([[row.tn_mean, row.fp_mean], [row.fn_mean, row.tp_mean]], dtype=float)
+        whole = np.allclose(m, np.round(m))
+        sns.heatmap(m, annot=True, fmt=".0f" if whole else ".1f", cbar=False, cmap="Blues",
+                    vmin=0, vmax=vmax, ax=ax, xticklabels=["benign", "malignant"],
+                    yticklabels=["benign", "malignant"])
+        seeds = int(row.n_seeds)
+        ax.set(xlabel="predicted", ylabel="true")
+        what = "1 seed" if seeds == 1 else f"mean of {seeds} seeds"
+        ax.set_title(f"{_label(row)}\n{what}", fontsize=8)
+    fig.suptitle("Held-out test set, P(malignant) ≥ 0.5: images per cell (mean over seeds; one "
+                 f"colour scale, 0–{vmax:.0f})", fontsize=9)
     fig.tight_layout()
     return save(fig, base)
 

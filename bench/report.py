@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench import figures
+from bench import figures, table3
 from bench.atomic import write_csv, write_npz, write_text
 from bench.errors import BenchError, cli_main, ensure_writable, number
 from bench.experiments import EXPERIMENTS
 from bench.localization import frame_band
 from bench.runs import Run, load_runs, provenance_warnings
-from bench.tablefmt import fmt, fmt_p, with_ci, write_table
+from bench.tablefmt import fmt, fmt_p, to_latex, with_ci, write_table
 from bench.tables import (
     PAPER_ROW,
     calibration_bins,
@@ -63,53 +63,6 @@ def select_group(runs: list[Run], profile: str | None) -> list[Run]:
     return runs
 
 
-def _spread(r: dict, k: str, digits: int = 3) -> str:
-    """``mean ± sd [min–max]`` over seeds; one seed: the value, sd said to be undefined."""
-    v = r.get(k)
-    if v is None or pd.isna(v):
-        return "—"
-    if int(r.get("n_seeds", 1)) < 2 or pd.isna(r.get(f"{k}_sd")):
-        return fmt(v, digits) + (" (1 seed: sd undefined)" if r.get(f"{k}_min") is not None
-                                 and not pd.isna(r.get(f"{k}_min")) else "")
-    return (f"{v:.{digits}f} ± {r[f'{k}_sd']:.{digits}f} "
-            f"[{r[f'{k}_min']:.{digits}f}–{r[f'{k}_max']:.{digits}f}]")
-
-
-def table3_display(t: pd.DataFrame) -> pd.DataFrame:
-    rows = []
-    for r in t.to_dict("records"):
-        paper = r["model"] == PAPER_ROW["model"]
-        flagged = isinstance(r.get("flag"), str) and bool(r.get("flag"))
-        evidence = "— (degenerate)" if flagged else None
-        row = {
-            "Model": r["model"] + (" ⚠" if flagged else ""), "Weights": r.get("weights", "—"),
-            "Params (M)": fmt(r.get("params_m"), 2), "GFLOPs": fmt(r.get("gflops"), 2),
-            "Input": "—" if pd.isna(r.get("img_size")) else f"{int(r['img_size'])} px",
-            "Seeds": "—" if paper else str(int(r.get("n_seeds", 0))),
-            **{k: (fmt(r.get(c)) if paper else _spread(r, c))
-               for k, c in (("Accuracy", "accuracy"), ("Sensitivity", "sensitivity"),
-                            ("Specificity", "specificity"), ("PPV", "ppv"), ("NPV", "npv"),
-                            ("AUC", "auc"))},
-            "AUC of seed-mean P [DeLong 95% CI]":
-                with_ci(r.get("mean_prob_auc"), r.get("mean_prob_auc_lo"), r.get("mean_prob_auc_hi"))
-                if not pd.isna(r.get("mean_prob_auc_lo", float("nan"))) else "—",
-            "ΔAUC vs Fus2Net (mean ± sd over seeds)": evidence or (
-                "—" if pd.isna(r.get("delta_auc")) else
-                f"{r['delta_auc']:+.3f}" + ("" if pd.isna(r.get("delta_auc_sd"))
-                                            else f" ± {r['delta_auc_sd']:.3f}")),
-            "Seeds with DeLong p < 0.05 (Holm)": evidence or (
-                r["seeds_significant"] if isinstance(r.get("seeds_significant"), str) else "—"),
-            "DeLong p, seed-mean P (Holm)": evidence or fmt_p(r.get("mean_prob_delong_p_holm")),
-            "McNemar p, seed-mean P": evidence or fmt_p(r.get("mean_prob_mcnemar_p")),
-            "Flag": r.get("flag") if flagged else "",
-        }
-        if not pd.isna(r.get("failed_seeds", float("nan"))) and r["failed_seeds"]:
-            row["Flag"] = (row["Flag"] + "; " if row["Flag"] else "") + \
-                f"{int(r['failed_seeds'])} seed(s) failed"
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
 def experiment_display(t: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for r in t.to_dict("records"):
@@ -121,6 +74,7 @@ def experiment_display(t: pd.DataFrame) -> pd.DataFrame:
             row[k.capitalize() if k != "auc" else "AUC (CV)"] = (
                 f"{v:.3f} ± {sd:.3f}" if v is not None and not pd.isna(v) and sd is not None
                 and not pd.isna(sd) else fmt(v))
+        row.update(table3.experiment_columns(r))
         row["Held-out test AUC (secondary; not used to choose)"] = fmt(r.get("test_auc_secondary"))
         row["Flag"] = r.get("flag") if flagged else ""
         rows.append(row)
@@ -193,21 +147,29 @@ def explanation_notes(t: pd.DataFrame) -> list[str]:
     return notes
 
 
+def _clusters(t3: pd.DataFrame) -> str:
+    """``"100 images in 73 groups"``: the test set's clusters, for the captions."""
+    if "n_clusters" not in t3 or t3.n_clusters.dropna().empty:
+        return "no groups recorded: one image per cluster"
+    return f"{int(t3.n_mean.dropna().iloc[0])} images in {int(t3.n_clusters.dropna().iloc[0])} groups"
+
+
 def write_tables(runs: list[Run], out: Path, n_boot: int, seed: int) -> dict[str, pd.DataFrame]:
     tdir = out / "tables"
     per_seed = per_seed_table(runs, n_boot=n_boot, seed=seed)
     write_csv(tdir / "table3_per_seed.csv", per_seed)
     t3 = comparison_table(runs, n_boot=n_boot, seed=seed, per_seed=per_seed)
     both = pd.concat([t3, pd.DataFrame([PAPER_ROW])], ignore_index=True)
-    write_table(both, table3_display(both), tdir / "table3_comparison",
-                "Held-out test set, per model over its training seeds: mean ± sd [min–max]; the AUC "
-                "of the seed-averaged probabilities with its DeLong 95% CI. Comparisons against "
-                "Fus2Net never treat seeds as independent test sets: ΔAUC is paired by seed, "
-                "DeLong is run per seed with Holm's correction across models (count of seeds "
-                "significant), and once on the seed-averaged probabilities (Holm across models). "
-                "⚠ = degenerate predictions: the row's tests are not evidence. Per-seed rows with "
-                "Wilson and DeLong CIs: table3_per_seed.csv. The last row is the paper's own "
-                "result on different data.")
+    write_table(both, table3.headline_display(both), tdir / "table3_comparison",
+                table3.HEADLINE_CAPTION.format(clusters=_clusters(t3)))
+    write_text(tdir / "table3_comparison.tex", to_latex(table3.full_display(both),
+                                                        table3.FULL_CAPTION))
+    prevalence = t3["prevalence"].dropna() if "prevalence" in t3 else pd.Series(dtype=float)
+    write_table(t3[[c for c in table3.CALIBRATION_COLUMNS if c in t3]],
+                table3.calibration_display(t3), tdir / "table3_calibration",
+                table3.CALIBRATION_CAPTION.format(prevalence=(
+                    f"{prevalence.iloc[0]:.0%} malignant (its manifest, excluded images aside)"
+                    if len(prevalence) else "unknown (the runs record no manifest)")))
     write_csv(tdir / "roc_points.csv", roc_points(runs))
     write_csv(tdir / "calibration_bins.csv", calibration_bins(runs))
     write_csv(tdir / "cv_folds.csv", cv_folds(runs))
@@ -261,9 +223,7 @@ def write_tables(runs: list[Run], out: Path, n_boot: int, seed: int) -> dict[str
     for name, exp in EXPERIMENTS.items():
         t = experiment_table(runs, name)
         write_table(t, experiment_display(t), tdir / name,
-                    f"{exp['title']}. Compared on cross-validation folds only (mean ± sd over every "
-                    "fold of every seed); the held-out test AUC is shown for reference and chose "
-                    "nothing.")
+                    table3.EXPERIMENT_CAPTION.format(title=exp["title"]))
         tables[name] = t
     return tables
 

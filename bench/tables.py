@@ -16,6 +16,9 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_curve
 
+from bench.calibration import reliability_bins
+from bench.clustered import obuchowski_auc, obuchowski_delta
+from bench.contrasts import groups_of
 from bench.errors import BenchError
 from bench.experiments import BASE, EXPERIMENTS, fus2net_variant_key
 from bench.metrics import THRESHOLD, binary_metrics, degenerate_prediction
@@ -25,12 +28,12 @@ from bench.stats import (
     calibration_slope_intercept,
     cluster_bootstrap_auc,
     delong_ci,
-    delong_se,
     delong_test,
     holm,
     mcnemar_exact,
     wilson_ci,
 )
+from bench.table3 import model_columns, paired_to_base, per_seed_columns
 from models.pretrained import RANDOM_FALLBACK
 
 REFERENCE = "fus2net"
@@ -39,7 +42,10 @@ REFERENCE = "fus2net"
 PAPER_ROW = {"model": "Fus2Net — paper (Ma et al. 2021; own private test set, not comparable)",
              "weights": "—", "n": 100, "n_seeds": 1, "accuracy": 0.92, "sensitivity": 0.88,
              "specificity": 0.96, "ppv": 44 / 46, "npv": 48 / 54, "f1": 88 / 96, "auc": 0.97,
-             "tp": 44, "fn": 6, "tn": 48, "fp": 2}
+             "tp": 44, "fn": 6, "tn": 48, "fp": 2, "paper_row": True,
+             "note": "as printed: accuracy, sensitivity, specificity, AUC (0.97 in the abstract, "
+                     "0.96 in the discussion); re-derived here from the printed counts TP 44, FN 6, "
+                     "TN 48, FP 2: PPV, NPV, F1"}
 PROPORTIONS = {"accuracy": ("tp+tn", "n"), "sensitivity": ("tp", "tp+fn"),
                "specificity": ("tn", "tn+fp"), "ppv": ("tp", "tp+fp"), "npv": ("tn", "tn+fn")}
 SUMMARY = ("accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "auc")
@@ -187,20 +193,24 @@ def per_seed_table(runs: list[Run], n_boot: int = 2000, seed: int = 0) -> pd.Dat
                 y, s = t.label.to_numpy(), t.prob_malignant.to_numpy()
                 row.update(_test_row(y, s, n_boot, seed))
                 other = ref.get(row["seed"])
-                if model != REFERENCE and other is not None and not row["flag"]:
+                paired = model != REFERENCE and other is not None and not row["flag"]
+                row.update(per_seed_columns(t, other.test if paired else None, n_boot, seed))
+                if paired:
                     rs_ = other.test.prob_malignant.to_numpy()
                     row["delta_auc"] = row["auc"] - delong_ci(y, rs_)[0]
                     row["delong_p"] = delong_test(y, s, rs_)[1]
                     row["mcnemar_p"] = mcnemar_exact(y, s >= THRESHOLD, rs_ >= THRESHOLD)[2]
             rows.append(row)
     df = pd.DataFrame(rows)
-    for col in ("delta_auc", "delong_p", "mcnemar_p", "flag"):
+    for col in ("delta_auc", "delong_p", "mcnemar_p", "delta_p", "flag"):
         if col not in df:
             df[col] = np.nan if col != "flag" else ""
     df["flag"] = df["flag"].fillna("")
     df["delong_p_holm"] = np.nan
+    df["delta_p_holm"] = np.nan
     for _, idx in df.groupby("seed").groups.items():
         df.loc[idx, "delong_p_holm"] = holm(df.loc[idx, "delong_p"].to_numpy())
+        df.loc[idx, "delta_p_holm"] = holm(df.loc[idx, "delta_p"].to_numpy(dtype=float))
     return df
 
 
@@ -229,27 +239,21 @@ def comparison_table(runs: list[Run], n_boot: int = 2000, seed: int = 0,
                 row[k], row[f"{k}_min"], row[f"{k}_max"] = v.mean(), v.min(), v.max()
                 row[f"{k}_sd"] = v.std(ddof=1) if len(v) > 1 else math.nan
         if len(ok):
-            y, s = _seed_mean([r for r in rs if len(r.test)])
-            pooled = _test_row(y, s, n_boot, seed)
-            row.update({f"mean_prob_{k}": pooled[k] for k in ("auc", "auc_lo", "auc_hi",
-                                                            "tp", "fn", "tn", "fp", "n")})
-            if model != REFERENCE and ref is not None and not row["flag"]:
-                yr, sr = _seed_mean([r for r in ref if len(r.test)])
-                row["mean_prob_delong_p"] = delong_test(y, s, sr)[1]
-                row["mean_prob_mcnemar_p"] = mcnemar_exact(y, s >= THRESHOLD, sr >= THRESHOLD)[2]
+            row.update({f"{k}_mean": float(ok[k].mean()) for k in ("tp", "fn", "tn", "fp", "n")})
+            contrast = model != REFERENCE and ref is not None and not row["flag"]
+            row.update(model_columns(rs, ref, n_boot, seed, contrast))
+            if contrast:
                 d = ok.delta_auc.dropna().to_numpy(dtype=float)
-                if len(d):
-                    row["delta_auc"] = d.mean()
-                    row["delta_auc_sd"] = d.std(ddof=1) if len(d) > 1 else math.nan
-                    holm_p = ok.delong_p_holm.dropna()
+                row["delta_auc_sd"] = d.std(ddof=1) if len(d) > 1 else math.nan
+                holm_p = ok.delta_p_holm.dropna()
+                if len(holm_p):
                     row["seeds_significant"] = f"{int((holm_p < ALPHA).sum())}/{len(holm_p)}"
         out.append(row)
     df = pd.DataFrame(out)
-    for col in ("delta_auc", "delta_auc_sd", "mean_prob_delong_p", "mean_prob_mcnemar_p",
-                "seeds_significant"):
+    for col in ("delta_auc", "delta_auc_sd", "delta_auc_p", "seeds_significant"):
         if col not in df:
             df[col] = np.nan
-    df["mean_prob_delong_p_holm"] = holm(df["mean_prob_delong_p"].to_numpy(dtype=float))
+    df["delta_auc_p_holm"] = holm(df["delta_auc_p"].to_numpy(dtype=float))
     return df
 
 
@@ -276,21 +280,22 @@ def roc_points(runs: list[Run], grid: int = 101) -> pd.DataFrame:
         columns=["model", "seed", "fpr", "tpr"])
 
 
-def calibration_bins(runs: list[Run], bins: int = 10) -> pd.DataFrame:
-    """Reliability-diagram data of the seed-averaged probabilities, per equal-width bin."""
-    rows = []
-    edges = np.linspace(0, 1, bins + 1)
+def calibration_bins(runs: list[Run], min_count: int = 20) -> pd.DataFrame:
+    """Reliability-diagram data per model and seed (each seed is one trained model): equal-count
+    bins of at least ``min_count`` images with their counts and Wilson intervals
+    (:func:`bench.calibration.reliability_bins`)."""
+    parts = []
     for model, rs in comparison_sets(runs):
-        if not any(len(r.test) for r in rs):
-            continue
-        y, s = _seed_mean([r for r in rs if len(r.test)])
-        b = np.clip(np.digitize(s, edges[1:-1]), 0, bins - 1)
-        for k in range(bins):
-            sel = b == k
-            if sel.any():
-                rows.append({"model": model, "bin": k, "mean_pred": float(s[sel].mean()),
-                             "frac_pos": float(y[sel].mean()), "count": int(sel.sum())})
-    return pd.DataFrame(rows, columns=["model", "bin", "mean_pred", "frac_pos", "count"])
+        for r in rs:
+            t = r.test
+            if len(t):
+                b = reliability_bins(t.label.to_numpy(), t.prob_malignant.to_numpy(), min_count)
+                b.insert(0, "seed", int(r.settings.get("seed", 0)))
+                b.insert(0, "model", model)
+                parts.append(b)
+    cols = ["model", "seed", "bin", "p_min", "p_max", "mean_pred", "frac_pos", "frac_lo",
+            "frac_hi", "count"]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
 
 
 def cv_folds(runs: list[Run]) -> pd.DataFrame:
@@ -324,7 +329,7 @@ def experiment_table(runs: list[Run], name: str) -> pd.DataFrame:
     rows = []
     for v in exp["variants"]:
         rs = configs.get(v.key())
-        row: dict = {"variant": v.label}
+        row: dict = {"variant": v.label, "is_base": v.key() == BASE.key()}
         if rs is None:
             row["evaluated_on"] = "not run"
             rows.append(row)
@@ -341,6 +346,10 @@ def experiment_table(runs: list[Run], name: str) -> pd.DataFrame:
                 row[k] = vals.mean()
                 row[f"{k}_sd"] = vals.std(ddof=1) if len(vals) > 1 else math.nan
             row["failed_folds"] = int(len(cv) - len(ok))
+            base = configs.get(BASE.key())
+            if base is not None and v.key() != BASE.key():
+                row.update(paired_to_base(cv, [r.cv.assign(seed=r.settings.get("seed", 0))
+                                               for r in base if len(r.cv)]))
             oof = [r.predictions[r.predictions.split == "val"].prob_malignant for r in rs]
             row["flag"] = "; ".join(f"seed {r.settings.get('seed', 0)} (CV): {f}"
                                     for r, p in zip(rs, oof, strict=True)
@@ -412,15 +421,23 @@ def external_table(runs: list[Run], n_boot: int = 2000, seed: int = 0) -> pd.Dat
                 row[f"external_{k}"] = external[k]
                 row[f"external_{k}_lo"], row[f"external_{k}_hi"] = wilson_ci(
                     _count(num, external), _count(den, external))
-            row["internal_auc"], row["internal_auc_lo"], row["internal_auc_hi"] = delong_ci(yi, si)
-            groups = ext.group.astype(str).to_numpy() if "group" in ext else np.array([""])
-            if (groups != "").all() and len(set(groups)) < len(groups):
-                lo, hi, se = cluster_bootstrap_auc(y, s, groups, n_boot=n_boot, seed=seed)
-                row["external_auc_ci"] = "patient-level bootstrap"
-            else:
-                _, lo, hi = delong_ci(y, s)
-                se = delong_se(y, s)
-                row["external_auc_ci"] = "DeLong"
+            # primary intervals cluster-aware (Obuchowski; groups: same lesion / patient, else
+            # one image each), image-level DeLong kept as secondary columns
+            gi = groups_of(tests[0].test)
+            internal_cl = obuchowski_auc(yi, si, gi)
+            row["internal_auc"], row["internal_auc_lo"], row["internal_auc_hi"] = \
+                internal_cl.auc, internal_cl.lo, internal_cl.hi
+            row["internal_auc_img_lo"], row["internal_auc_img_hi"] = delong_ci(yi, si)[1:]
+            groups = groups_of(ext)
+            external_cl = obuchowski_auc(y, s, groups)
+            lo, hi, se = external_cl.lo, external_cl.hi, external_cl.se
+            row["external_auc_ci"] = ("clustered (Obuchowski), patients as clusters"
+                                      if len(set(groups)) < len(groups) else
+                                      "clustered (Obuchowski), one image per cluster")
+            row["external_n_clusters"] = external_cl.n_clusters
+            row["external_auc_cboot_lo"], row["external_auc_cboot_hi"] = \
+                cluster_bootstrap_auc(y, s, groups, n_boot=n_boot, seed=seed)[:2]
+            row["external_auc_img_lo"], row["external_auc_img_hi"] = delong_ci(y, s)[1:]
             row["external_auc"], row["external_auc_lo"], row["external_auc_hi"] = \
                 external["auc"], lo, hi
             row["external_auc_seed_sd"] = float(np.std(aucs, ddof=1)) if len(aucs) > 1 else math.nan
@@ -429,7 +446,7 @@ def external_table(runs: list[Run], n_boot: int = 2000, seed: int = 0) -> pd.Dat
                 binary_metrics(originals.label, originals.prob_malignant)["auc"]
                 if row["training_copies"] and originals.label.nunique() == 2 else math.nan)
             delta = external["auc"] - internal["auc"]
-            half = 1.959964 * math.sqrt(se ** 2 + delong_se(yi, si) ** 2)
+            half = 1.959964 * math.sqrt(se ** 2 + internal_cl.se ** 2)
             row["delta_auc"], row["delta_auc_lo"], row["delta_auc_hi"] = delta, delta - half, \
                 delta + half
             row["external_brier"] = external["brier"]
@@ -439,16 +456,21 @@ def external_table(runs: list[Run], n_boot: int = 2000, seed: int = 0) -> pd.Dat
                 both = ext.merge(ref[0][["id", "prob_malignant"]], on="id", suffixes=("", "_ref"))
                 row["delta_vs_fus2net"] = external["auc"] - binary_metrics(
                     both.label, both.prob_malignant_ref)["auc"]
+                d = obuchowski_delta(both.label.to_numpy(), both.prob_malignant.to_numpy(),
+                                     both.prob_malignant_ref.to_numpy(), groups_of(both))
+                row["delta_vs_fus2net_lo"], row["delta_vs_fus2net_hi"] = d.lo, d.hi
+                row["clustered_p"] = d.p
                 row["delong_p"] = delong_test(both.label.to_numpy(), both.prob_malignant.to_numpy(),
                                               both.prob_malignant_ref.to_numpy())[1]
             rows.append(row)
     df = pd.DataFrame(rows)
     if len(df):
-        if "delong_p" not in df:
-            df["delong_p"] = np.nan
-        df["delong_p_holm"] = np.nan
-        for _, idx in df.groupby("external_set").groups.items():
-            df.loc[idx, "delong_p_holm"] = holm(df.loc[idx, "delong_p"].to_numpy(dtype=float))
+        for col in ("delong_p", "clustered_p"):
+            if col not in df:
+                df[col] = np.nan
+            df[f"{col}_holm"] = np.nan
+            for _, idx in df.groupby("external_set").groups.items():
+                df.loc[idx, f"{col}_holm"] = holm(df.loc[idx, col].to_numpy(dtype=float))
     return df
 
 
