@@ -151,14 +151,47 @@ def cv_strip(folds: pd.DataFrame, base: Path) -> list[Path]:
 
 
 def calibration_figure(bins: pd.DataFrame, base: Path) -> list[Path]:
-    """Reliability diagram: observed malignant rate against mean predicted probability per bin."""
-    fig, ax = plt.subplots(figsize=(5.5, 5.5))
-    ax.plot([0, 1], [0, 1], ls=":", color="grey")
-    for model, d in bins.groupby("model", sort=False):
-        ax.plot(d.mean_pred, d.frac_pos, marker="o", lw=1.2, label=model)
-    ax.set(xlabel="mean predicted P(malignant)", ylabel="observed fraction malignant",
-           xlim=(0, 1), ylim=(0, 1), title="Calibration on the held-out test set")
-    ax.legend(fontsize=7, loc="upper left")
+    """Reliability diagram, one panel per model (Fus2Net first) for its lowest seed: equal-count
+    bins (each holds enough images to estimate a rate), the observed malignant share with its
+    Wilson 95% interval and the bin's image count; the diagonal is perfect calibration."""
+    models = list(dict.fromkeys(bins.model)) if len(bins) else []
+    models = sorted(models, key=lambda m: m != "fus2net")
+    styles = model_styles(models)
+    cols = min(4, max(1, len(models)))
+    rows = int(np.ceil(len(models) / cols)) if models else 1
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.3 * rows), squeeze=False,
+                             sharex=True, sharey=True)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, model in zip(axes.flat, models, strict=False):
+        ax.axis("on")
+        d = bins[bins.model == model]
+        seed = int(d.seed.min())
+        d = d[d.seed == seed]
+        color = styles[model][0]
+        ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=0.8)
+        ax.errorbar(d.mean_pred, d.frac_pos, yerr=[d.frac_pos - d.frac_lo, d.frac_hi - d.frac_pos],
+                    color=color, marker="o", ms=4, lw=1.2, capsize=2)
+        counts = sorted(set(d["count"].astype(int)))
+        if len(counts) == 1:
+            what = f"{len(d)} bins of {counts[0]} images"
+        else:
+            what = f"{len(d)} bins of {counts[0]}–{counts[-1]} images"
+            for r in d.itertuples():
+                ax.annotate(f"n={int(r.count)}", (r.mean_pred, r.frac_hi), xytext=(0, 3),
+                            textcoords="offset points", ha="center", fontsize=6)
+        n_seeds = bins[bins.model == model].seed.nunique()
+        ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.05),
+               title=f"{model}\nseed {seed} of {n_seeds}; {what}")
+        ax.tick_params(labelbottom=True)
+        ax.title.set_fontsize(8)
+    for ax in axes[-1]:
+        ax.set_xlabel("mean predicted P(malignant) in bin")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("observed share malignant")
+    fig.suptitle("Reliability on the held-out test set: equal-count bins, observed share with "
+                 "its Wilson 95% CI; dotted: perfect calibration", fontsize=9)
+    fig.tight_layout()
     return save(fig, base)
 
 

@@ -165,8 +165,11 @@ def test_seeds_are_aggregated_and_compared_paired_by_seed(tmp_path):
     assert row.n_seeds == 3 and row.auc == pytest.approx(aucs.mean())
     assert row.auc_sd == pytest.approx(aucs.std(ddof=1)) and row.auc_min == aucs.min()
     deltas = per_seed.delta_auc[per_seed.model == "resnet50"]
+    # matched seeds: ΔAUC is the mean of the per-seed differences, one contrast per row
     assert row.delta_auc == pytest.approx(deltas.mean()) and row.seeds_significant.endswith("/3")
-    assert 0 <= row.mean_prob_delong_p_holm <= 1
+    assert row.matched_seeds == "0,1,2" and row.delta_auc_cl_lo < row.delta_auc < row.delta_auc_cl_hi
+    assert 0 <= row.delta_auc_p_holm <= 1
+    assert row.ensemble_seeds == 3 and 0 <= row.ensemble_auc <= 1
     assert main(["--runs", str(runs), "--out", str(tmp_path / "out"), "--n-boot", "100"]) == 0
     roc = pd.read_csv(tmp_path / "out" / "tables" / "roc_points.csv")
     assert set(roc.seed[roc.model == "fus2net"]) == {-1, 0, 1, 2}  # every seed and the mean
@@ -179,7 +182,7 @@ def test_degenerate_and_random_init_rows_are_flagged_not_ranked(fixture_runs, tm
     assert main(["--runs", str(fixture_runs), "--out", str(tmp_path), "--n-boot", "100"]) == 0
     t = pd.read_csv(tmp_path / "tables" / "table3_comparison.csv").set_index("model")
     assert "constant output" in t.flag["inception_v3_tl"]
-    assert np.isnan(t.mean_prob_delong_p["inception_v3_tl"]) and np.isnan(t.delta_auc["inception_v3_tl"])
+    assert np.isnan(t.delta_auc_p["inception_v3_tl"]) and np.isnan(t.delta_auc["inception_v3_tl"])
     md = (tmp_path / "tables" / "table3_comparison.md").read_text()
     line = next(x for x in md.splitlines() if x.startswith("| inception_v3_tl ⚠"))
     assert "— (degenerate)" in line and "ImageNet weights unavailable (not the published method)" in line
