@@ -16,11 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench import figures, table3
+from bench import camtable, figures, table3
 from bench.atomic import write_csv, write_npz, write_text
 from bench.errors import BenchError, cli_main, ensure_writable, number
 from bench.experiments import EXPERIMENTS
-from bench.localization import frame_band
 from bench.runs import Run, load_runs, provenance_warnings
 from bench.tablefmt import fmt, fmt_p, to_latex, with_ci, write_table
 from bench.tables import (
@@ -120,31 +119,13 @@ def external_display(t: pd.DataFrame) -> pd.DataFrame:
 
 
 def explanation_display(t: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame([{
-        "Model": r["model"], "Images": f"{r['set']}: {r['images']}", "n (with mask)":
-            f"{int(r['n'])} ({int(r['with_mask'])})",
-        **{label: "no mask" if col != "frame_energy_ratio" and not r["with_mask"] else with_ci(
-            r[col], r[f"{col}_lo"], r[f"{col}_hi"])
-           for label, col in (("Pointing hit", "pointing_hit"),
-                              ("Lesion energy ratio", "lesion_energy_ratio"),
-                              ("Frame energy ratio", "frame_energy_ratio"))}}
-        for r in t.to_dict("records")])
+    return camtable.display(t)
 
 
 def explanation_notes(t: pd.DataFrame) -> list[str]:
-    """Models whose maps are no better than chance in the lesion, or sit mostly in the frame."""
-    notes = []
-    for r in t[t.images == "all"].to_dict("records"):
-        where = "held-out test" if r["set"] == "test" else f"external set {r['set']}"
-        if r["with_mask"] and r["lesion_energy_ratio_hi"] <= 1:
-            notes.append(f"* **{r['model']}** ({where}): its maps sit no better than chance in "
-                         f"the lesion (lesion energy ratio {r['lesion_energy_ratio']:.2f}, CI "
-                         "upper bound ≤ 1).")
-        share = r["frame_energy_ratio"] * frame_band(100).mean()
-        if share > 0.5:
-            notes.append(f"* **{r['model']}** ({where}): {share:.0%} of its map energy lies in the "
-                         "frame band (the outer 10% of the image): a shortcut suspect.")
-    return notes
+    """Models whose maps cannot be measured, are no better than chance in the lesion, or carry
+    the border-energy flag."""
+    return camtable.notes(t)
 
 
 def _clusters(t3: pd.DataFrame) -> str:
@@ -177,12 +158,7 @@ def write_tables(runs: list[Run], out: Path, n_boot: int, seed: int) -> dict[str
     cams = explanation_table(runs)
     if len(cams):
         write_table(cams, explanation_display(cams), tdir / "explanations",
-                    "Where the models look (Grad-CAM, bench.explain), over images of every seed: "
-                    "pointing-game hit rate (the map's peak in the lesion, 3% tolerance; Wilson "
-                    "95% CI), lesion energy ratio (share of the map's energy in the lesion / the "
-                    "lesion's share of the image; 1 = chance) and frame energy ratio (the same for "
-                    "the outer 10% band of the image, where calipers and labels sit: a shortcut "
-                    "signal), mean [95% CI].")
+                    camtable.caption(runs[0].settings.get("img_size")))
         examples = explanation_examples(runs)
         write_npz(tdir / "explain_examples.npz", examples)
         tables["explanations"] = cams
@@ -347,7 +323,7 @@ def write_readme(runs: list[Run], out: Path, tables: dict[str, pd.DataFrame],
     if "explanations" in tables:
         anchor = lines.index("## The paper's Fus2Net experiments (chosen by cross-validation)")
         notes = explanation_notes(tables["explanations"]) or [
-            "No model's maps are at chance level in the lesion or mostly in the frame band."]
+            "No model's maps are at chance level in the lesion or carry the border-energy flag."]
         lines[anchor:anchor] = ["## Where the models look (Grad-CAM)", "", *notes, "",
                                 (out / "tables" / "explanations.md").read_text(), "",
                                 "![Explanations](figures/explanations.png)", ""]

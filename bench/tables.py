@@ -17,6 +17,7 @@ import pandas as pd
 from sklearn.metrics import roc_curve
 
 from bench.calibration import reliability_bins
+from bench.camtable import explanation_rows
 from bench.clustered import obuchowski_auc, obuchowski_delta
 from bench.contrasts import groups_of
 from bench.errors import BenchError
@@ -513,41 +514,11 @@ def _explained(run: Run, method: str = "gradcam") -> pd.DataFrame | None:
     return pd.read_csv(path, dtype={"id": str}) if path.is_file() else None
 
 
-def _mean_ci(values: np.ndarray, binary: bool) -> tuple[float, float, float]:
-    """Mean and 95% CI over images: Wilson for a hit rate, normal (t-free) for a ratio."""
-    v = values[~np.isnan(values)]
-    if len(v) == 0:
-        return math.nan, math.nan, math.nan
-    if binary:
-        lo, hi = wilson_ci(int(v.sum()), len(v))
-        return float(v.mean()), lo, hi
-    half = 1.959964 * v.std(ddof=1) / math.sqrt(len(v)) if len(v) > 1 else math.nan
-    return float(v.mean()), float(v.mean() - half), float(v.mean() + half)
-
-
 def explanation_table(runs: list[Run]) -> pd.DataFrame:
-    """Where each comparison model looks (bench.explain): per model, image set and subgroup (all,
-    correct, wrong, benign, malignant), the mean and 95% CI over images of the pointing-game hit
-    rate, the lesion energy ratio and the frame energy ratio; images of every seed pooled."""
-    rows = []
-    for model, rs in comparison_sets(runs):
-        frames = [f.assign(seed=r.settings.get("seed", 0)) for r in rs
-                  if (f := _explained(r)) is not None]
-        if not frames:
-            continue
-        cam = pd.concat(frames, ignore_index=True)
-        for name, part in cam.groupby("set", sort=False):
-            groups = {"all": part, "correct": part[part.correct], "wrong": part[~part.correct],
-                      "benign": part[part.label == 0], "malignant": part[part.label == 1]}
-            for group, g in groups.items():
-                row: dict = {"model": model, "set": name, "images": group, "n": len(g),
-                             "n_seeds": len(frames), "with_mask": int(g.has_mask.sum())}
-                for col, binary in (("pointing_hit", True), ("lesion_energy_ratio", False),
-                                    ("frame_energy_ratio", False)):
-                    row[col], row[f"{col}_lo"], row[f"{col}_hi"] = _mean_ci(
-                        g[col].to_numpy(dtype=float), binary)
-                rows.append(row)
-    return pd.DataFrame(rows)
+    """Where each comparison model looks (bench.explain): per model, image set and subgroup, n
+    measured of n and the measures over images, seeds averaged per image first
+    (:func:`bench.camtable.explanation_rows`)."""
+    return explanation_rows(comparison_sets(runs), _explained)
 
 
 def explanation_examples(runs: list[Run]) -> dict[str, np.ndarray]:
