@@ -251,14 +251,16 @@ def external_calibration(bins: pd.DataFrame, base: Path) -> list[Path]:
 
 def explanation_grid(examples: dict[str, np.ndarray], base: Path) -> list[Path]:
     """Rows: models; columns: a true positive, a false negative and a false positive test image
-    with its Grad-CAM map overlaid and the lesion mask outlined (from the saved examples)."""
+    with its Grad-CAM map overlaid (one colour scale, with its bar), the lesion mask outlined, the
+    seed, map size and layer said, and an empty map marked as such."""
     kinds = ["true positive", "false negative", "false positive"]
     keys = sorted({k.rsplit("|", 1)[0] for k in examples})
     models = list(dict.fromkeys(k.split("|")[0] for k in keys))
-    fig, axes = plt.subplots(max(1, len(models)), 3, figsize=(7.5, 2.6 * max(1, len(models))),
-                             squeeze=False)
+    rows = max(1, len(models))
+    fig, axes = plt.subplots(rows, 3, figsize=(8.4, 2.9 * rows + 0.6), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
+    shown = None
     for r, model in enumerate(models):
         for c, kind in enumerate(kinds):
             key = next((k for k in keys if k.startswith(f"{model}|{kind}|")), None)
@@ -266,15 +268,25 @@ def explanation_grid(examples: dict[str, np.ndarray], base: Path) -> list[Path]:
             if key is None:
                 ax.set_title(f"{model}: no {kind}", fontsize=7)
                 continue
-            _, _, image_id, prob = key.split("|")
+            parts = key.split("|")
+            image_id, prob = parts[2], parts[3]
+            seed, status, where = (parts[4:7] + ["?", "?", "?"])[:3]
             ax.imshow(examples[f"{key}|image"], cmap="gray", vmin=0, vmax=255)
-            ax.imshow(examples[f"{key}|map"], cmap="jet", alpha=0.4, vmin=0, vmax=1)
+            if status == "measured":
+                shown = ax.imshow(examples[f"{key}|map"], cmap="jet", alpha=0.4, vmin=0, vmax=1)
+            else:
+                ax.text(0.5, 0.5, status, color="yellow", ha="center", va="center", fontsize=9,
+                        transform=ax.transAxes, bbox={"facecolor": "black", "alpha": 0.6})
             if examples[f"{key}|mask"].any():
                 ax.contour(examples[f"{key}|mask"].astype(float), levels=[0.5], colors="white",
                            linewidths=0.8)
-            ax.set_title(f"{model}: {kind}\n{image_id}, P(malignant) {prob}", fontsize=7)
-    fig.suptitle("Grad-CAM on held-out test images (white: lesion mask)", fontsize=9)
-    fig.tight_layout()
+            ax.set_title(f"{model}, seed {seed}: {kind}\n{image_id}, P(malignant) {prob}\n"
+                         f"map {where}", fontsize=6.5)
+    if shown is not None:
+        bar = fig.colorbar(shown, ax=axes.ravel().tolist(), fraction=0.03, pad=0.02)
+        bar.set_label("Grad-CAM (share of the map's peak)", fontsize=7)
+    fig.suptitle("Grad-CAM for malignancy on held-out test images (white: lesion mask)",
+                 fontsize=9, y=1.0)
     return save(fig, base)
 
 
@@ -314,11 +326,13 @@ def augmentation_figure(arrays: dict[str, np.ndarray], params: pd.DataFrame,
     n = arrays["benign/augmented"].shape[0]
     fig, axes = plt.subplots(2, n + 1, figsize=(1.9 * (n + 1), 4.6), squeeze=False)
     for r, cls in enumerate(("benign", "malignant")):
-        axes[r, 0].imshow(arrays[f"{cls}/display"], cmap="gray", vmin=0, vmax=255)
+        axes[r, 0].imshow(arrays[f"{cls}/display"], cmap="gray", vmin=0, vmax=255,
+                          interpolation="nearest")
         axes[r, 0].set_title(f"{cls}: {arrays['ids'][r]}\n(before)", fontsize=7)
         for v in range(n):
             p = params[(params.image == cls) & (params.view == v + 1)].iloc[0]
-            axes[r, v + 1].imshow(arrays[f"{cls}/augmented"][v], cmap="gray", vmin=0, vmax=255)
+            axes[r, v + 1].imshow(arrays[f"{cls}/augmented"][v], cmap="gray", vmin=0, vmax=255,
+                                  interpolation="nearest")
             axes[r, v + 1].set_title(
                 f"rot {p.rotation_deg:+.1f}°, shear {p.shear_deg:+.1f}°\nshift "
                 f"{p.shift_x:+.2f}/{p.shift_y:+.2f}, ×{p.brightness:.2f}"
@@ -328,8 +342,9 @@ def augmentation_figure(arrays: dict[str, np.ndarray], params: pd.DataFrame,
     lo, hi = ranges["brightness"]
     fig.suptitle(f"Training augmentation (ranges: rotation ±{ranges['rotation_deg']:g}°, shift "
                  f"±{ranges['shift']:.0%} of the side, shear ±{ranges['shear_deg']:g}°, "
-                 f"horizontal flip p=0.5, brightness ×[{lo:g}, {hi:g}]); drawn at "
-                 f"{arrays['benign/display'].shape[0]} px", fontsize=8)
+                 f"horizontal flip p=0.5, brightness ×[{lo:g}, {hi:g}])\nat the training size, "
+                 f"{arrays['benign/display'].shape[0]} px, as the model sees it (shown enlarged)",
+                 fontsize=8)
     fig.tight_layout()
     return save(fig, base)
 

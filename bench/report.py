@@ -324,9 +324,10 @@ def write_readme(runs: list[Run], out: Path, tables: dict[str, pd.DataFrame],
         anchor = lines.index("## The paper's Fus2Net experiments (chosen by cross-validation)")
         notes = explanation_notes(tables["explanations"]) or [
             "No model's maps are at chance level in the lesion or carry the border-energy flag."]
+        figure = ["![Explanations](figures/explanations.png)", ""] \
+            if (tables["explanations"].n_measured > 0).any() else []
         lines[anchor:anchor] = ["## Where the models look (Grad-CAM)", "", *notes, "",
-                                (out / "tables" / "explanations.md").read_text(), "",
-                                "![Explanations](figures/explanations.png)", ""]
+                                (out / "tables" / "explanations.md").read_text(), "", *figure]
     if "external_comparison" in tables:
         lines[lines.index("## The paper's Fus2Net experiments (chosen by cross-validation)"):
               lines.index("## The paper's Fus2Net experiments (chosen by cross-validation)")] = [
@@ -341,7 +342,7 @@ def write_readme(runs: list[Run], out: Path, tables: dict[str, pd.DataFrame],
         f"{n_wrong} held-out images are misclassified by the seed-averaged Fus2Net "
         "(table: `tables/fig3_misclassified.md`).", "",
         "![Misclassified](figures/fig3_misclassified.png)", ""]
-    if (out / "tables" / "pipeline_examples.npz").is_file():
+    if (out / "tables" / "fig5_augmentation.csv").is_file():  # committed, unlike the arrays
         lines[lines.index("## The paper's Fus2Net experiments (chosen by cross-validation)"):
               lines.index("## The paper's Fus2Net experiments (chosen by cross-validation)")] = [
             "## Preprocessing and augmentation (Fig. 5 and Fig. 6 analogues)", "",

@@ -523,11 +523,14 @@ def explanation_table(runs: list[Run]) -> pd.DataFrame:
 
 def explanation_examples(runs: list[Run]) -> dict[str, np.ndarray]:
     """Per comparison model, the most confident true positive, false negative and false positive
-    test image of its first seed: grey thumbnail, map and lesion mask (for the report's figure)."""
+    test image of its first seed: grey thumbnail, map and lesion mask, keyed by model, kind, image,
+    P(malignant), seed, status and map size with layer (for the report's figure)."""
     out: dict[str, np.ndarray] = {}
     for model, rs in comparison_sets(runs):
         run = rs[0]
         cam = _explained(run)
+        if cam is not None and "status" not in cam:
+            continue  # made before maps were checked for resolution: nothing to show
         npz = run.path / "explain" / "gradcam" / "maps.npz"
         if cam is None or not npz.is_file():
             continue
@@ -543,7 +546,9 @@ def explanation_examples(runs: list[Run]) -> dict[str, np.ndarray]:
         for kind, chosen in picks.items():
             if len(chosen):
                 k = ids.index(chosen.id.iloc[0])
-                key = f"{model}|{kind}|{chosen.id.iloc[0]}|{chosen.prob_malignant.iloc[0]:.2f}"
+                key = (f"{model}|{kind}|{chosen.id.iloc[0]}|{chosen.prob_malignant.iloc[0]:.2f}|"
+                       f"{int(run.settings.get('seed', 0))}|{chosen.status.iloc[0]}|"
+                       f"{chosen.map_size.iloc[0]} {chosen.layer.iloc[0]}")
                 out[f"{key}|image"] = arrays["test/images"][k]
                 out[f"{key}|map"] = arrays["test/maps"][k].astype(np.float32)
                 out[f"{key}|mask"] = arrays["test/masks"][k]
