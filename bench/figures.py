@@ -76,7 +76,8 @@ def roc_figure(points: pd.DataFrame, table: pd.DataFrame, base: Path) -> list[Pa
         row = table[table.model == model].iloc[0]
         sd = row.get("auc_sd")
         spread = f" ± {sd:.3f}" if sd == sd and sd is not None else ""
-        return f"{_label(row)}\nAUC {row['auc']:.3f}{spread} ({int(row['n_seeds'])} seeds)"
+        k = int(row["n_seeds"])
+        return f"{_label(row)}\nAUC {row['auc']:.3f}{spread} ({k} seed{'s' if k > 1 else ''})"
 
     order = ([ref] if ref else []) + [m for m in models if m != ref]
     for ax, model in zip(axes.flat, order, strict=False):
@@ -131,21 +132,33 @@ def confusion_grid(table: pd.DataFrame, base: Path) -> list[Path]:
 
 
 def cv_strip(folds: pd.DataFrame, base: Path) -> list[Path]:
-    """Per-fold CV AUC and accuracy of each model (strip plot over a box plot)."""
+    """Per-fold CV AUC and accuracy of every configuration with CV folds (comparison models and
+    Fus2Net's experiment variants): one row each, one point per (seed, fold) coloured by seed, the
+    fold mean as a bar."""
     ok = folds[folds.status == "ok"] if "status" in folds else folds
-    long = ok.melt(id_vars=["model", "fold"], value_vars=["accuracy", "auc"], var_name="metric")
-    # every (seed, fold) is one point
-    fig, axes = plt.subplots(1, 2, figsize=(10, 0.5 + 0.45 * max(1, long.model.nunique())),
-                             squeeze=False)
-    for ax, metric in zip(axes.flat, ("accuracy", "auc"), strict=True):
-        d = long[long.metric == metric]
-        if len(d):
-            sns.boxplot(data=d, y="model", x="value", ax=ax, color="0.9", fliersize=0)
-            state = np.random.get_state()  # seaborn's jitter draws from the global generator
-            np.random.seed(0)
-            sns.stripplot(data=d, y="model", x="value", ax=ax, size=4, color="C0")
-            np.random.set_state(state)
-        ax.set(title=f"CV {metric} per fold", xlabel=metric, ylabel="")
+    order = list(dict.fromkeys(ok.model)) if len(ok) else []
+    seeds = sorted(ok.seed.unique()) if len(ok) else []
+    palette = dict(zip(seeds, sns.color_palette("colorblind", max(1, len(seeds))), strict=False))
+    height = max(3.0, 1.2 + 0.42 * len(order))
+    fig, axes = plt.subplots(1, 2, figsize=(10, height), squeeze=False, sharey=True)
+    for ax, metric in zip(axes.flat, ("auc", "accuracy"), strict=True):
+        for y, model in enumerate(order):
+            d = ok[ok.model == model]
+            jitter = np.linspace(-0.18, 0.18, len(d)) if len(d) > 1 else np.zeros(len(d))
+            ax.scatter(d[metric], y + jitter, s=28, c=[palette[s] for s in d.seed],
+                       edgecolors="black", linewidths=0.4, zorder=3)
+            ax.plot([d[metric].mean()] * 2, [y - 0.3, y + 0.3], color="black", lw=1.5, zorder=2)
+        ax.set_yticks(range(len(order)), [f"{m} ({len(ok[ok.model == m])} folds)"
+                                          for m in order], fontsize=8)
+        ax.set_ylim(len(order) - 0.5, -0.5)
+        ax.set_xlabel(f"validation {metric.upper() if metric == 'auc' else metric} per fold")
+        ax.grid(axis="x", lw=0.3)
+    handles = [plt.Line2D([], [], marker="o", ls="", color=palette[s], markeredgecolor="black",
+                          label=f"seed {s}") for s in seeds]
+    handles.append(plt.Line2D([], [], color="black", lw=1.5, label="mean over folds"))
+    axes[0, 1].legend(handles=handles, fontsize=7, loc="lower left", bbox_to_anchor=(1.01, 0))
+    fig.suptitle("Cross-validation folds (configurations trained with CV; a final fit alone has "
+                 "no folds)", fontsize=9)
     fig.tight_layout()
     return save(fig, base)
 
@@ -196,15 +209,29 @@ def calibration_figure(bins: pd.DataFrame, base: Path) -> list[Path]:
 
 
 def optimizer_bars(table: pd.DataFrame, base: Path) -> list[Path]:
-    """Fig. 1 analogue: accuracy, sensitivity, specificity and AUC per optimizer."""
+    """Fig. 1 analogue: CV accuracy, sensitivity, specificity and AUC per optimizer, mean ± sd
+    over every fold of every seed, each variant's folds and seeds in its legend entry."""
     done = table.dropna(subset=["accuracy"]) if "accuracy" in table else table.iloc[0:0]
-    long = done.melt(id_vars=["variant"], value_vars=["accuracy", "sensitivity", "specificity", "auc"],
-                     var_name="metric") if len(done) else pd.DataFrame(columns=["variant", "metric", "value"])
-    fig, ax = plt.subplots(figsize=(7, 4))
-    if len(long):
-        sns.barplot(data=long, x="metric", y="value", hue="variant", ax=ax)
-    where = done.evaluated_on.iloc[0] if len(done) else "not run"
-    ax.set(ylim=(0, 1), ylabel="", xlabel="", title=f"Fus2Net by optimizer ({where})")
+    metrics = ["accuracy", "sensitivity", "specificity", "auc"]
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    width = 0.8 / max(1, len(done))
+    colours = sns.color_palette("colorblind", max(1, len(done)))
+    for k, r in enumerate(done.to_dict("records")):
+        x = np.arange(len(metrics)) + (k - (len(done) - 1) / 2) * width
+        means = [r[m] for m in metrics]
+        sds = [r.get(f"{m}_sd", np.nan) for m in metrics]
+        where = str(r.get("evaluated_on", "")).replace("CV: ", "").split(" (")[0]
+        ax.bar(x, means, width, yerr=np.nan_to_num(sds), capsize=3, color=colours[k],
+               label=f"{r['variant']} ({where})")
+    ax.set_xticks(range(len(metrics)), ["accuracy", "sensitivity", "specificity", "AUC"])
+    ax.set(ylim=(0, 1), ylabel="CV score (mean ± sd over folds)")
+    if len(done):
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    else:
+        ax.text(0.5, 0.5, "not run", ha="center", va="center", transform=ax.transAxes)
+    ax.set_title("Fus2Net by optimizer, cross-validation folds (the test set chose nothing)",
+                 fontsize=9)
+    fig.tight_layout()
     return save(fig, base)
 
 

@@ -300,14 +300,28 @@ def calibration_bins(runs: list[Run], min_count: int = 20) -> pd.DataFrame:
 
 
 def cv_folds(runs: list[Run]) -> pd.DataFrame:
-    """Per-fold CV metrics of every seed of each comparison model (long format)."""
-    cols = ["model", "seed", "fold", "status", "accuracy", "sensitivity", "specificity", "auc"]
+    """Per-fold CV metrics of every seed of each comparison model and of each Fus2Net experiment
+    variant (labelled ``fus2net: <variant>``; the base recipe is the ``fus2net`` row), long
+    format with ``kind`` comparison / experiment."""
+    cols = ["model", "kind", "seed", "fold", "status", "accuracy", "sensitivity", "specificity",
+            "auc"]
+    sets = [(m, "comparison", rs) for m, rs in comparison_sets(runs)]
+    used = {id(r) for _, _, rs in sets for r in rs}
+    labels = {}
+    for exp in EXPERIMENTS.values():
+        for v in exp["variants"]:
+            if v.key() != BASE.key():
+                labels.setdefault(v.key(), v.label)
+    for key, rs in sorted(_variant_configs(runs).items(), key=lambda kv: str(kv[0])):
+        if key in labels and not any(id(r) in used for r in rs):
+            sets.append((f"{REFERENCE}: {labels[key]}", "experiment", rs))
     parts = []
-    for model, rs in comparison_sets(runs):
+    for model, kind, rs in sets:
         for r in rs:
             if len(r.cv):
                 cv = r.cv.copy()
                 cv.insert(0, "seed", int(r.settings.get("seed", 0)))
+                cv.insert(0, "kind", kind)
                 cv.insert(0, "model", model)
                 parts.append(cv[[c for c in cols if c in cv]])
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
