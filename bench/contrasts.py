@@ -79,22 +79,36 @@ def _check(y, scores, weights, groups) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return y, s, w, g
 
 
+def weighted_aucs(y_true, y_score, weights) -> np.ndarray:
+    """The AUC of ``y_score`` under each row of image weights (B×n; an integer weight is how
+    often the image is repeated): ``Σ w_i w_j ψ(s_i, s_j) / (Σ w_pos Σ w_neg)`` over positive i
+    and negative j, ties counting one half."""
+    y = np.asarray(y_true).astype(int)
+    s = np.asarray(y_score, dtype=float)
+    w = np.atleast_2d(np.asarray(weights, dtype=float))
+    pos, neg = y == 1, y == 0
+    psi = (s[pos][:, None] > s[neg][None, :]) + 0.5 * (s[pos][:, None] == s[neg][None, :])
+    wp, wn = w[:, pos], w[:, neg]
+    return ((wp @ psi) * wn).sum(1) / (wp.sum(1) * wn.sum(1))
+
+
 def _bootstrap(y, s, w, g, n_boot: int, seed: int, level: float) -> tuple[float, float]:
-    """Percentile interval of ``w · AUC`` with whole clusters resampled (all rows on each)."""
+    """Percentile interval of ``w · AUC`` with whole clusters resampled (all rows on each). A
+    replicate is drawn as cluster weights (an image counts as often as its cluster was drawn), so
+    its AUC is ``Σ w_i w_j ψ(s_i, s_j) / (Σ w_pos Σ w_neg)`` over positive i and negative j: the
+    AUC of the resampled images, for all replicates at once."""
     if n_boot < 2:
         return math.nan, math.nan
-    ids, inv = np.unique(g, return_inverse=True)
-    members = [np.nonzero(inv == k)[0] for k in range(len(ids))]
-    rng = np.random.default_rng(seed)
-    values = []
-    for _ in range(n_boot):
-        take = np.concatenate([members[k] for k in rng.integers(0, len(ids), len(ids))])
-        yt = y[take]
-        m = int(yt.sum())
-        if 0 < m < yt.size:
-            r = stats.rankdata(s[:, take], axis=1)
-            aucs = (r[:, yt == 1].sum(axis=1) - m * (m + 1) / 2) / (m * (yt.size - m))
-            values.append(float(w @ aucs))
+    from bench.calibration import cluster_weights
+
+    weights = cluster_weights(g, n_boot, seed)
+    pos, neg = y == 1, y == 0
+    wp, wn = weights[:, pos], weights[:, neg]
+    den = wp.sum(1) * wn.sum(1)
+    ok = den > 0
+    values = np.zeros(int(ok.sum()))
+    for k in range(s.shape[0]):
+        values += w[k] * weighted_aucs(y, s[k], weights[ok])
     if len(values) < 2:
         return math.nan, math.nan
     alpha = (1 - level) / 2

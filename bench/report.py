@@ -288,8 +288,8 @@ def write_readme(runs: list[Run], out: Path, tables: dict[str, pd.DataFrame],
         f"* **Device(s)**: {', '.join(devices)}; torch {cfg['versions'].get('torch')}; training "
         f"engine(s): {', '.join(engines)}",
         f"* **Runs**: {len(runs)}{aside_note}, last finished {finished}; training-code version(s) "
-        f"{', '.join(f'`{v}`' for v in versions)}; git revision of the reference run "
-        f"`{cfg.get('git_revision', 'unknown')}`", "",
+        f"{', '.join(f'`{v}`' for v in versions)}; git revision(s) of the checkout that made "
+        f"them: {_revisions(runs)}", "",
     ]
     warnings = provenance_warnings(runs) + [f"left out (--skip-invalid-runs): {n}"
                                             for n in skipped or []] + list(notes or [])
@@ -370,6 +370,16 @@ def write_readme(runs: list[Run], out: Path, tables: dict[str, pd.DataFrame],
               f"python -m bench.report --runs {_rel(ref.path.parent)} --out {_rel(out)}",
               "```", ""]
     return write_text(out / "README.md", "\n".join(lines))
+
+
+def _revisions(runs: list[Run]) -> str:
+    """Each git revision the runs were made from, with its number of runs (most first)."""
+    counts: dict[str, int] = {}
+    for r in runs:
+        rev = str(r.config.get("git_revision", "unknown"))
+        counts[rev] = counts.get(rev, 0) + 1
+    return ", ".join(f"`{rev}` ({n} run{'s' if n > 1 else ''})"
+                     for rev, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def _rel(p: Path) -> str:

@@ -79,6 +79,19 @@ def test_cluster_bootstrap_of_a_contrast_keeps_clusters_together():
     assert doubled.image_hi - doubled.image_lo < 0.8 * (doubled.hi - doubled.lo)
 
 
+def test_a_weighted_replicate_auc_is_the_auc_of_the_resampled_images():
+    from sklearn.metrics import roc_auc_score
+
+    from bench.contrasts import weighted_aucs
+    y, g, rng = _data(7)
+    s = np.round(rng.normal(y, 1.0), 1)  # ties included
+    w = cluster_weights(g, 4, seed=3)
+    got = weighted_aucs(y, s, w)
+    for k in range(4):
+        idx = np.repeat(np.arange(len(y)), w[k].astype(int))
+        assert got[k] == pytest.approx(roc_auc_score(y[idx], s[idx]))
+
+
 def test_groups_default_to_one_image_each():
     frame = pd.DataFrame({"id": ["a", "b", "c"], "group": ["g1", "", "g1"]})
     assert list(groups_of(frame)) == ["g1", "image:b", "g1"]
