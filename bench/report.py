@@ -111,8 +111,8 @@ def external_display(t: pd.DataFrame) -> pd.DataFrame:
             "Brier": fmt(r["external_brier"]),
             "Cal. slope / intercept": f"{fmt(r['calibration_slope'], 2)} / "
                                       f"{fmt(r['calibration_intercept'], 2)}",
-            "DeLong p vs Fus2Net (Holm)": "— (degenerate)" if flagged else fmt_p(
-                r.get("delong_p_holm")),
+            "p vs Fus2Net, clustered (Holm)": "— (degenerate)" if flagged else fmt_p(
+                r.get("clustered_p_holm")),
             "Flag": r.get("flag") if flagged else "",
         })
     return pd.DataFrame(rows)
@@ -166,12 +166,14 @@ def write_tables(runs: list[Run], out: Path, n_boot: int, seed: int) -> dict[str
     if len(ext):
         write_table(ext, external_display(ext), tdir / "external_comparison",
                     "Internal (held-out test) vs external sets at the unchanged threshold 0.5, "
-                    "seed-averaged probabilities. External AUC 95% CI: patient-level bootstrap "
-                    "where the set has patient IDs, DeLong otherwise; ΔAUC CI from both variances "
-                    "(independent samples). Calibration: Brier score, logistic recalibration "
-                    "slope (1 = ideal) and calibration-in-the-large intercept (0 = ideal). DeLong "
-                    "p vs Fus2Net on the same external images, Holm-corrected across models per "
-                    "set. Every scored image counts; n (copies): how many external images are "
+                    "seed-averaged probabilities (an ensemble of each model's seeds). AUC 95% CIs "
+                    "clustered (Obuchowski; the internal test's same-lesion groups, the external "
+                    "set's patients where it has patient IDs, else one image each), the primary "
+                    "ones; cluster-bootstrap and image-level DeLong CIs are in the CSV. ΔAUC CI "
+                    "from both clustered variances (independent samples). Calibration: Brier "
+                    "score, logistic recalibration slope (1 = ideal) and calibration-in-the-large "
+                    "intercept (0 = ideal). p vs Fus2Net: clustered z test of ΔAUC on the same "
+                    "external images, Holm-corrected across models per set. Every scored image counts; n (copies): how many external images are "
                     "copies of a training image's picture (identical, re-saved, rescaled or "
                     "cropped; look-alike lesions are not copies), with the AUC without them.")
         roc, cal = external_curves(runs)
