@@ -62,7 +62,11 @@ def weighted_slope_intercept(y: np.ndarray, p: np.ndarray, w: np.ndarray,
     """Calibration slope and intercept (as :func:`bench.stats.calibration_slope_intercept`) for
     each row of weights ``w`` (B×n), by batched Newton steps; NaN where a fit does not converge
     (a replicate whose classes separate)."""
-    o = _logit(p)
+    with np.errstate(over="ignore", invalid="ignore"):  # a separating replicate diverges: NaN
+        return _weighted_fit(y, _logit(p), w, iters)
+
+
+def _weighted_fit(y, o, w, iters):
     b = np.zeros((w.shape[0], 2))
     x = np.stack([np.ones_like(o), o], axis=1)  # n×2
     for _ in range(iters):
