@@ -2,10 +2,10 @@
 
 A *configuration* is a run's settings without its seed; each table row is one configuration,
 aggregated over its seeds (mean ± sd, min–max). Seeds are never treated as independent test sets:
-a comparison against Fus2Net is the ΔAUC over seeds paired by seed, paired DeLong per seed with
-Holm's correction across models (how many seeds stay significant), and DeLong on the seed-averaged
-probabilities. A configuration whose predictions are (near-)constant or one class is flagged
-(:func:`bench.metrics.degenerate_prediction`) and its tests are left blank.
+a comparison against Fus2Net is ΔAUC on the seeds both have, paired per seed, with clustered
+intervals and tests (:mod:`bench.table3`, docs/protocol.md "Metrics"); per seed, the same contrast,
+DeLong (image-level, secondary) and McNemar. A configuration whose predictions are (near-)constant
+or one class is flagged (:func:`bench.metrics.degenerate_prediction`) and its tests are left blank.
 """
 
 from __future__ import annotations
@@ -217,7 +217,8 @@ def per_seed_table(runs: list[Run], n_boot: int = 2000, seed: int = 0) -> pd.Dat
 
 def comparison_table(runs: list[Run], n_boot: int = 2000, seed: int = 0,
                      per_seed: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Table 3 analogue: per model, metrics over seeds and the comparison against Fus2Net."""
+    """Table 3 analogue: per model, metrics over seeds, the matched-seed comparison against
+    Fus2Net, the ensemble of its seeds, calibration and prevalence (:func:`bench.table3.model_columns`)."""
     per_seed = per_seed_table(runs, n_boot, seed) if per_seed is None else per_seed
     sets = comparison_sets(runs)
     ref = next((rs for m, rs in sets if m == REFERENCE and any(len(r.test) for r in rs)), None)
