@@ -139,6 +139,13 @@ def cv_strip(folds: pd.DataFrame, base: Path) -> list[Path]:
     order = list(dict.fromkeys(ok.model)) if len(ok) else []
     seeds = sorted(ok.seed.unique()) if len(ok) else []
     palette = dict(zip(seeds, sns.color_palette("colorblind", max(1, len(seeds))), strict=False))
+    if not order:  # no configuration was trained with CV folds: say so instead of empty axes
+        fig, ax = plt.subplots(figsize=(7, 1.6))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "No configuration of these runs was trained with cross-validation "
+                "folds\n(a final fit alone has none), so there is nothing to show here.",
+                ha="center", va="center", fontsize=9, transform=ax.transAxes)
+        return save(fig, base)
     height = max(3.0, 1.2 + 0.42 * len(order))
     fig, axes = plt.subplots(1, 2, figsize=(10, height), squeeze=False, sharey=True)
     for ax, metric in zip(axes.flat, ("auc", "accuracy"), strict=True):
@@ -282,9 +289,10 @@ def explanation_grid(examples: dict[str, np.ndarray], base: Path) -> list[Path]:
     seed, map size and layer said, and an empty map marked as such."""
     kinds = ["true positive", "false negative", "false positive"]
     keys = sorted({k.rsplit("|", 1)[0] for k in examples})
-    models = list(dict.fromkeys(k.split("|")[0] for k in keys))
+    models = sorted(dict.fromkeys(k.split("|")[0] for k in keys), key=lambda m: m != "fus2net")
     rows = max(1, len(models))
-    fig, axes = plt.subplots(rows, 3, figsize=(8.4, 2.9 * rows + 0.6), squeeze=False)
+    fig, axes = plt.subplots(rows, 3, figsize=(8.4, 2.9 * rows + 0.4), squeeze=False,
+                             layout="constrained")
     for ax in axes.flat:
         ax.axis("off")
     shown = None
@@ -310,10 +318,10 @@ def explanation_grid(examples: dict[str, np.ndarray], base: Path) -> list[Path]:
             ax.set_title(f"{model}, seed {seed}: {kind}\n{image_id}, P(malignant) {prob}\n"
                          f"map {where}", fontsize=6.5)
     if shown is not None:
-        bar = fig.colorbar(shown, ax=axes.ravel().tolist(), fraction=0.03, pad=0.02)
+        bar = fig.colorbar(shown, ax=axes.ravel().tolist(), fraction=0.03, shrink=0.6)
         bar.set_label("Grad-CAM (share of the map's peak)", fontsize=7)
     fig.suptitle("Grad-CAM for malignancy on held-out test images (white: lesion mask)",
-                 fontsize=9, y=1.0)
+                 fontsize=9)
     return save(fig, base)
 
 
@@ -351,7 +359,8 @@ def augmentation_figure(arrays: dict[str, np.ndarray], params: pd.DataFrame,
     import json
     ranges = json.loads(str(arrays["ranges"]))
     n = arrays["benign/augmented"].shape[0]
-    fig, axes = plt.subplots(2, n + 1, figsize=(1.9 * (n + 1), 4.6), squeeze=False)
+    fig, axes = plt.subplots(2, n + 1, figsize=(1.9 * (n + 1), 5.2), squeeze=False,
+                             layout="constrained")
     for r, cls in enumerate(("benign", "malignant")):
         axes[r, 0].imshow(arrays[f"{cls}/display"], cmap="gray", vmin=0, vmax=255,
                           interpolation="nearest")
@@ -372,7 +381,6 @@ def augmentation_figure(arrays: dict[str, np.ndarray], params: pd.DataFrame,
                  f"horizontal flip p=0.5, brightness ×[{lo:g}, {hi:g}])\nat the training size, "
                  f"{arrays['benign/display'].shape[0]} px, as the model sees it (shown enlarged)",
                  fontsize=8)
-    fig.tight_layout()
     return save(fig, base)
 
 

@@ -221,7 +221,12 @@ def draw_figures(out: Path) -> list[Path]:
     paths += figures.optimizer_bars(pd.read_csv(tdir / "fig1_optimizers.csv"), fdir / "fig1_optimizers")
     if (tdir / "explain_examples.npz").is_file():
         with np.load(tdir / "explain_examples.npz") as npz:
-            paths += figures.explanation_grid(dict(npz), fdir / "explanations")
+            examples = dict(npz)
+        if examples:
+            paths += figures.explanation_grid(examples, fdir / "explanations")
+        else:  # no measured map to show: an earlier report's figure would mislead
+            for ext in (".png", ".pdf"):
+                (fdir / f"explanations{ext}").unlink(missing_ok=True)
     if (tdir / "fig3_misclassified.csv").is_file():
         with np.load(tdir / "fig3_misclassified.npz") as npz:
             paths += figures.misclassified_grid(pd.read_csv(tdir / "fig3_misclassified.csv",
