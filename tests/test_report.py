@@ -202,7 +202,9 @@ def test_seeds_are_aggregated_and_compared_paired_by_seed(tmp_path):
     roc = pd.read_csv(tmp_path / "out" / "tables" / "roc_points.csv")
     assert set(roc.seed[roc.model == "fus2net"]) == {-1, 0, 1, 2}  # every seed and the mean
     md = (tmp_path / "out" / "tables" / "table3_comparison.md").read_text()
-    assert "±" in md and "[" in md
+    assert "(seeds 0,1,2)" in md and "[" in md  # the compact table: matched seeds, clustered CI
+    tex = (tmp_path / "out" / "tables" / "table3_comparison.tex").read_text()
+    assert r"$\pm$" in tex and "Ensemble" in tex  # the full table: spread over seeds, ensemble
 
 
 def test_degenerate_and_random_init_rows_are_flagged_not_ranked(fixture_runs, tmp_path):
