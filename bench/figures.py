@@ -268,18 +268,26 @@ def external_roc(points: pd.DataFrame, base: Path) -> list[Path]:
 
 
 def external_calibration(bins: pd.DataFrame, base: Path) -> list[Path]:
-    """Reliability diagram per external set: observed malignant rate against the mean predicted
-    probability, one line per model."""
+    """Reliability diagram per external set: observed malignant rate (Wilson 95% CI) against the
+    mean predicted probability in equal-count bins, one line per model."""
     sets = list(dict.fromkeys(bins.set)) or ["(none)"]
     fig, axes = plt.subplots(1, len(sets), figsize=(4.5 * len(sets), 4.5), squeeze=False)
     for ax, name in zip(axes.flat, sets, strict=True):
         ax.plot([0, 1], [0, 1], ls=":", color="grey")
         for model, d in bins[bins.set == name].groupby("model", sort=False):
-            ax.plot(d.mean_pred, d.frac_pos, marker="o", lw=1.2, label=model)
+            if {"frac_lo", "frac_hi"} <= set(d):
+                ax.errorbar(d.mean_pred, d.frac_pos, yerr=[d.frac_pos - d.frac_lo,
+                                                           d.frac_hi - d.frac_pos],
+                            marker="o", lw=1.2, capsize=2, label=model)
+            else:
+                ax.plot(d.mean_pred, d.frac_pos, marker="o", lw=1.2, label=model)
         ax.set(xlabel="mean predicted P(malignant)", ylabel="observed fraction malignant",
-               xlim=(0, 1), ylim=(0, 1), title=f"Calibration on {name}")
+               xlim=(0, 1), ylim=(0, 1))
+        ax.set_title(f"Calibration on {name}\nequal-count bins of ≥ 20 images, Wilson 95% CI",
+                     fontsize=9)
         if len(bins):
             ax.legend(fontsize=6, loc="upper left")
+    fig.tight_layout()
     return save(fig, base)
 
 

@@ -492,9 +492,9 @@ def external_table(runs: list[Run], n_boot: int = 2000, seed: int = 0) -> pd.Dat
 
 def external_curves(runs: list[Run], bins: int = 10) -> tuple[pd.DataFrame, pd.DataFrame]:
     """ROC vertices (internal test and each external set; seed-averaged probabilities) and the
-    reliability-diagram bins of each external set, per comparison model."""
+    reliability-diagram bins of each external set (equal-count bins of at least 20 images with
+    Wilson intervals, :func:`bench.calibration.reliability_bins`), per comparison model."""
     roc, cal = [], []
-    edges = np.linspace(0, 1, bins + 1)
     for model, rs in comparison_sets(runs):
         tests = [r for r in rs if len(r.test)]
         if not tests:
@@ -511,17 +511,12 @@ def external_curves(runs: list[Run], bins: int = 10) -> tuple[pd.DataFrame, pd.D
             roc.append(pd.DataFrame({"model": model, "set": name, "fpr": fpr, "tpr": tpr}))
             if name == "internal test":
                 continue
-            b = np.clip(np.digitize(s, edges[1:-1]), 0, bins - 1)
-            for k in range(bins):
-                sel = b == k
-                if sel.any():
-                    cal.append({"model": model, "set": name, "bin": k,
-                                "mean_pred": float(s[sel].mean()),
-                                "frac_pos": float(y[sel].mean()), "count": int(sel.sum())})
+            for r in reliability_bins(y, s, min_count=20, max_bins=bins).to_dict("records"):
+                cal.append({"model": model, "set": name, **r})
     roc_df = pd.concat(roc, ignore_index=True) if roc else pd.DataFrame(
         columns=["model", "set", "fpr", "tpr"])
-    return roc_df, pd.DataFrame(cal, columns=["model", "set", "bin", "mean_pred", "frac_pos",
-                                              "count"])
+    return roc_df, pd.DataFrame(cal, columns=["model", "set", "bin", "p_min", "p_max", "mean_pred",
+                                              "frac_pos", "frac_lo", "frac_hi", "count"])
 
 
 def _explained(run: Run, method: str = "gradcam") -> pd.DataFrame | None:
