@@ -1,13 +1,14 @@
 """``python -m bench.explain --runs DIR``: where the models look (SPEC §4, shortcut checks).
 
-For each finished run, Grad-CAM maps (captum's ``LayerGradCam`` at the layer the model's registry
-config names, ``cam_layer``; the malignant class, i.e. where the evidence for malignancy lies, so
+For each finished run, Grad-CAM maps (captum's ``LayerGradCam`` at the deepest layer whose map is
+at least 7×7 at the run's input size, :mod:`bench.camlayer`; the malignant class, i.e. where the evidence for malignancy lies, so
 that a shortcut shows whatever the prediction; ReLU on the map) of the final model on every
 held-out test image and on each scored external set, measured against the lesion masks (the union
 of an image's mask files) with :mod:`bench.localization`: pointing game, lesion energy ratio and
 frame energy ratio (tolerance 3% and band 10% of the image side).
 
-An image without a mask gets ``has_mask`` false and no lesion measures, never an error. Results go
+Every image gets a row with its status (measured, empty map, not measurable) and the map size; an
+image without a mask gets ``has_mask`` false and no lesion measures, never an error. Results go
 to ``<run>/explain/<method>/``: ``cam_metrics.csv`` (one row per image) and ``maps.npz`` (maps,
 grey image thumbnails and masks at ``MAP_SIDE`` px, float16 / uint8: compact, for the report's
 figure), and ``info.json``. A run explained with the same method and weights is not redone.
@@ -30,6 +31,7 @@ from PIL import Image
 
 from bench import figures, report, tables
 from bench.atomic import write_atomic, write_csv, write_json
+from bench.camlayer import EMPTY, MEASURED, MIN_SIDE, NOT_MEASURABLE, CamLayer, choose_cam_layer
 from bench.data.cache import build_cache
 from bench.data.content import content_sha256
 from bench.data.datasets import load_index
@@ -43,7 +45,7 @@ from bench.provenance import file_sha256, from_portable
 from bench.runs import load_runs
 from bench.spec import RunSpec
 from bench.train import normalize
-from models import get_model_config
+from models import create_model, get_model_config
 
 METHODS = ("gradcam",)
 MAP_SIDE = 64
@@ -84,9 +86,13 @@ def union_mask(index: DataIndex, masks: tuple[str, ...], side: int) -> np.ndarra
 
 
 def explain_images(spec: RunSpec, model: torch.nn.Module, index: DataIndex, rows: pd.DataFrame,
-                   device: str, batch: int = 16) -> Explained:
-    """Maps and measures of ``rows`` (``id,path,label,prob_malignant``) of data set ``index``."""
+                   device: str, batch: int = 16, layer: CamLayer | None = None) -> Explained:
+    """Maps and measures of ``rows`` (``id,path,label,prob_malignant``) of data set ``index`` at
+    ``layer`` (default: the one :func:`run_cam_layer` chooses). Every image gets a row with its
+    ``status`` (measured, empty map, not measurable; bench.camlayer) and ``map_size``; only a
+    measured map has measures."""
     cfg = get_model_config(spec.model)
+    layer = layer or run_cam_layer(spec)
     cache, _ = build_cache(index.root, rows, spec.img_size, spec.channels)
     model = model.to(device).eval()
     by_id = {s.id: s for s in index.samples}
@@ -96,16 +102,18 @@ def explain_images(spec: RunSpec, model: torch.nn.Module, index: DataIndex, rows
         x = normalize(cache.images[pos].to(device).float(), cfg)
         with torch.no_grad():
             pred = model(x).argmax(dim=1)
-        cams = gradcam(model, cfg.cam_layer, x, torch.ones_like(pred))  # evidence for malignancy
+        cams = gradcam(model, layer.name, x, torch.ones_like(pred))  # evidence for malignancy
         for k, i in enumerate(pos):
             row = cache.rows.iloc[i]
             cam = cams[k]
             mask = union_mask(index, by_id[row.id].masks, cam.shape[0]) if row.id in by_id else None
-            m = cam_measures(cam, mask)
+            status = map_status(cam, layer)
+            m = cam_measures(cam if status == MEASURED else np.zeros_like(cam), mask)
             records.append({"id": row.id, "label": int(row.label),
                             "prob_malignant": float(row.prob_malignant),
                             "predicted": int(pred[k]), "correct": int(pred[k]) == int(row.label),
-                            "has_mask": mask is not None and bool(mask.any()), **m})
+                            "has_mask": mask is not None and bool(mask.any()), **m,
+                            "status": status, "map_size": layer.size, "layer": layer.name})
             small = Image.fromarray(np.asarray(cam * 255, dtype=np.uint8)).resize(
                 (MAP_SIDE, MAP_SIDE), Image.BILINEAR)
             maps.append(np.asarray(small, dtype=np.float16) / 255)
@@ -114,6 +122,23 @@ def explain_images(spec: RunSpec, model: torch.nn.Module, index: DataIndex, rows
             masks.append(np.zeros((MAP_SIDE, MAP_SIDE), bool) if mask is None else np.asarray(
                 Image.fromarray(mask).resize((MAP_SIDE, MAP_SIDE), Image.NEAREST)))
     return Explained(pd.DataFrame(records), np.stack(maps), np.stack(thumbs), np.stack(masks))
+
+
+def run_cam_layer(spec: RunSpec) -> CamLayer:
+    """The layer a run is explained at for its input size (:func:`bench.camlayer.choose_cam_layer`;
+    the architecture alone decides, so no weights are needed)."""
+    cfg = get_model_config(spec.model)
+    model = create_model(spec.model, **{**spec.model_kwargs, "pretrained": "none"})
+    return choose_cam_layer(model, cfg.cam_layer, spec.img_size,
+                            int(spec.model_kwargs.get("in_chans", cfg.in_chans)))
+
+
+def map_status(cam: np.ndarray, layer: CamLayer) -> str:
+    """``not measurable`` (the layer's map is too coarse), ``empty map`` (no energy) or
+    ``measured``."""
+    if not layer.measurable:
+        return NOT_MEASURABLE
+    return MEASURED if float(cam.sum()) > 0 else EMPTY
 
 
 class NotExplained(BenchError):
@@ -178,11 +203,13 @@ def explain_run(run, method: str = "gradcam", device: str = "cpu", data: Path | 
     spec = RunSpec(**{k: v for k, v in run.settings.items() if k in RunSpec.__dataclass_fields__})
     cfg = get_model_config(spec.model)
     recorded_weights = run.config.get("outputs", {}).get("model.safetensors")
+    layer = run_cam_layer(spec)
     info = {"method": method,
             "weights_sha256": file_sha256(weights) if weights.is_file() else recorded_weights,
             "map_side": MAP_SIDE, "tolerance": TOLERANCE, "band": BAND,
             "library": "captum LayerGradCam", "external_sets": sorted(run.external),
-            "cam_layer": cfg.cam_layer}
+            "cam_layer": layer.name, "configured_layer": cfg.cam_layer,
+            "map_size": layer.size, "min_map_side": MIN_SIDE}
     if info["weights_sha256"] is not None and _info_matches(folder, info):
         print(f"{run.path.name}: explanations up to date")
         return folder
@@ -216,7 +243,7 @@ def explain_run(run, method: str = "gradcam", device: str = "cpu", data: Path | 
         parts.append((name, ext, preds))
     frames, arrays = [], {}
     for name, idx, rows in parts:
-        got = explain_images(spec, model, idx, rows.reset_index(drop=True), device)
+        got = explain_images(spec, model, idx, rows.reset_index(drop=True), device, layer=layer)
         frames.append(got.metrics.assign(set=name))
         arrays.update({f"{name}/maps": got.maps, f"{name}/images": got.thumbs,
                        f"{name}/masks": got.masks, f"{name}/ids": got.metrics.id.to_numpy(str)})
@@ -227,7 +254,7 @@ def explain_run(run, method: str = "gradcam", device: str = "cpu", data: Path | 
     write_json(folder / "info.json", {**info, "files": {
         "cam_metrics.csv": file_sha256(folder / "cam_metrics.csv")}})
     print(f"{run.path.name}: explained {sum(len(f) for f in frames)} images ({method}, layer "
-          f"{cfg.cam_layer})")
+          f"{layer.name}, map {layer.size}{'' if layer.measurable else ': not measurable'})")
     return folder
 
 

@@ -76,7 +76,8 @@ def roc_figure(points: pd.DataFrame, table: pd.DataFrame, base: Path) -> list[Pa
         row = table[table.model == model].iloc[0]
         sd = row.get("auc_sd")
         spread = f" ± {sd:.3f}" if sd == sd and sd is not None else ""
-        return f"{_label(row)}\nAUC {row['auc']:.3f}{spread} ({int(row['n_seeds'])} seeds)"
+        k = int(row["n_seeds"])
+        return f"{_label(row)}\nAUC {row['auc']:.3f}{spread} ({k} seed{'s' if k > 1 else ''})"
 
     order = ([ref] if ref else []) + [m for m in models if m != ref]
     for ax, model in zip(axes.flat, order, strict=False):
@@ -100,68 +101,144 @@ def roc_figure(points: pd.DataFrame, table: pd.DataFrame, base: Path) -> list[Pa
 
 
 def confusion_grid(table: pd.DataFrame, base: Path) -> list[Path]:
-    """One 2×2 confusion matrix per model of its seed-averaged probabilities (threshold 0.5)."""
-    rows = table.dropna(subset=["mean_prob_tp"])
+    """One 2×2 confusion matrix per model at threshold 0.5: the mean count over its seeds (the
+    counts behind Table 3's sensitivity and specificity), one colour scale for every panel (0 to
+    the largest class size)."""
+    rows = table.dropna(subset=["tp_mean"]) if "tp_mean" in table else table.iloc[0:0]
     n = max(1, len(rows))
     cols = min(4, n)
-    fig, axes = plt.subplots(int(np.ceil(n / cols)), cols, figsize=(3 * cols, 2.8 * np.ceil(n / cols)),
+    grid_rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(grid_rows, cols, figsize=(3.1 * cols, 2.9 * grid_rows),
                              squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
+    vmax = float(max([1.0] + [max(r.tn_mean + r.fp_mean, r.fn_mean + r.tp_mean)
+                              for r in rows.itertuples()]))
     for ax, (_, row) in zip(axes.flat, rows.iterrows(), strict=False):
         ax.axis("on")
-        m = np.array([[row.mean_prob_tn, row.mean_prob_fp], [row.mean_prob_fn, row.mean_prob_tp]],
-                     dtype=int)
-        sns.heatmap(m, annot=True, fmt="d", cbar=False, cmap="Blues", ax=ax,
-                    xticklabels=["benign", "malignant"], yticklabels=["benign", "malignant"])
-        ax.set(title=_label(row), xlabel="predicted", ylabel="true")
-    fig.suptitle("Seed-averaged P(malignant) ≥ 0.5 on the held-out test set", fontsize=9)
+        m = np.array([[row.tn_mean, row.fp_mean], [row.fn_mean, row.tp_mean]], dtype=float)
+        whole = np.allclose(m, np.round(m))
+        sns.heatmap(m, annot=True, fmt=".0f" if whole else ".1f", cbar=False, cmap="Blues",
+                    vmin=0, vmax=vmax, ax=ax, xticklabels=["benign", "malignant"],
+                    yticklabels=["benign", "malignant"])
+        seeds = int(row.n_seeds)
+        ax.set(xlabel="predicted", ylabel="true")
+        what = "1 seed" if seeds == 1 else f"mean of {seeds} seeds"
+        ax.set_title(f"{_label(row)}\n{what}", fontsize=8)
+    fig.suptitle("Held-out test set, P(malignant) ≥ 0.5: images per cell (mean over seeds; one "
+                 f"colour scale, 0–{vmax:.0f})", fontsize=9)
     fig.tight_layout()
     return save(fig, base)
 
 
 def cv_strip(folds: pd.DataFrame, base: Path) -> list[Path]:
-    """Per-fold CV AUC and accuracy of each model (strip plot over a box plot)."""
+    """Per-fold CV AUC and accuracy of every configuration with CV folds (comparison models and
+    Fus2Net's experiment variants): one row each, one point per (seed, fold) coloured by seed, the
+    fold mean as a bar."""
     ok = folds[folds.status == "ok"] if "status" in folds else folds
-    long = ok.melt(id_vars=["model", "fold"], value_vars=["accuracy", "auc"], var_name="metric")
-    # every (seed, fold) is one point
-    fig, axes = plt.subplots(1, 2, figsize=(10, 0.5 + 0.45 * max(1, long.model.nunique())),
-                             squeeze=False)
-    for ax, metric in zip(axes.flat, ("accuracy", "auc"), strict=True):
-        d = long[long.metric == metric]
-        if len(d):
-            sns.boxplot(data=d, y="model", x="value", ax=ax, color="0.9", fliersize=0)
-            state = np.random.get_state()  # seaborn's jitter draws from the global generator
-            np.random.seed(0)
-            sns.stripplot(data=d, y="model", x="value", ax=ax, size=4, color="C0")
-            np.random.set_state(state)
-        ax.set(title=f"CV {metric} per fold", xlabel=metric, ylabel="")
+    order = list(dict.fromkeys(ok.model)) if len(ok) else []
+    seeds = sorted(ok.seed.unique()) if len(ok) else []
+    palette = dict(zip(seeds, sns.color_palette("colorblind", max(1, len(seeds))), strict=False))
+    if not order:  # no configuration was trained with CV folds: say so instead of empty axes
+        fig, ax = plt.subplots(figsize=(7, 1.6))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "No configuration of these runs was trained with cross-validation "
+                "folds\n(a final fit alone has none), so there is nothing to show here.",
+                ha="center", va="center", fontsize=9, transform=ax.transAxes)
+        return save(fig, base)
+    height = max(3.0, 1.2 + 0.42 * len(order))
+    fig, axes = plt.subplots(1, 2, figsize=(10, height), squeeze=False, sharey=True)
+    for ax, metric in zip(axes.flat, ("auc", "accuracy"), strict=True):
+        for y, model in enumerate(order):
+            d = ok[ok.model == model]
+            jitter = np.linspace(-0.18, 0.18, len(d)) if len(d) > 1 else np.zeros(len(d))
+            ax.scatter(d[metric], y + jitter, s=28, c=[palette[s] for s in d.seed],
+                       edgecolors="black", linewidths=0.4, zorder=3)
+            ax.plot([d[metric].mean()] * 2, [y - 0.3, y + 0.3], color="black", lw=1.5, zorder=2)
+        ax.set_yticks(range(len(order)), [f"{m} ({len(ok[ok.model == m])} folds)"
+                                          for m in order], fontsize=8)
+        ax.set_ylim(len(order) - 0.5, -0.5)
+        ax.set_xlabel(f"validation {metric.upper() if metric == 'auc' else metric} per fold")
+        ax.grid(axis="x", lw=0.3)
+    handles = [plt.Line2D([], [], marker="o", ls="", color=palette[s], markeredgecolor="black",
+                          label=f"seed {s}") for s in seeds]
+    handles.append(plt.Line2D([], [], color="black", lw=1.5, label="mean over folds"))
+    axes[0, 1].legend(handles=handles, fontsize=7, loc="lower left", bbox_to_anchor=(1.01, 0))
+    fig.suptitle("Cross-validation folds (configurations trained with CV; a final fit alone has "
+                 "no folds)", fontsize=9)
     fig.tight_layout()
     return save(fig, base)
 
 
 def calibration_figure(bins: pd.DataFrame, base: Path) -> list[Path]:
-    """Reliability diagram: observed malignant rate against mean predicted probability per bin."""
-    fig, ax = plt.subplots(figsize=(5.5, 5.5))
-    ax.plot([0, 1], [0, 1], ls=":", color="grey")
-    for model, d in bins.groupby("model", sort=False):
-        ax.plot(d.mean_pred, d.frac_pos, marker="o", lw=1.2, label=model)
-    ax.set(xlabel="mean predicted P(malignant)", ylabel="observed fraction malignant",
-           xlim=(0, 1), ylim=(0, 1), title="Calibration on the held-out test set")
-    ax.legend(fontsize=7, loc="upper left")
+    """Reliability diagram, one panel per model (Fus2Net first) for its lowest seed: equal-count
+    bins (each holds enough images to estimate a rate), the observed malignant share with its
+    Wilson 95% interval and the bin's image count; the diagonal is perfect calibration."""
+    models = list(dict.fromkeys(bins.model)) if len(bins) else []
+    models = sorted(models, key=lambda m: m != "fus2net")
+    styles = model_styles(models)
+    cols = min(4, max(1, len(models)))
+    rows = int(np.ceil(len(models) / cols)) if models else 1
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.3 * rows), squeeze=False,
+                             sharex=True, sharey=True)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, model in zip(axes.flat, models, strict=False):
+        ax.axis("on")
+        d = bins[bins.model == model]
+        seed = int(d.seed.min())
+        d = d[d.seed == seed]
+        color = styles[model][0]
+        ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=0.8)
+        ax.errorbar(d.mean_pred, d.frac_pos, yerr=[d.frac_pos - d.frac_lo, d.frac_hi - d.frac_pos],
+                    color=color, marker="o", ms=4, lw=1.2, capsize=2)
+        counts = sorted(set(d["count"].astype(int)))
+        if len(counts) == 1:
+            what = f"{len(d)} bins of {counts[0]} images"
+        else:
+            what = f"{len(d)} bins of {counts[0]}–{counts[-1]} images"
+            for r in d.itertuples():
+                ax.annotate(f"n={int(r.count)}", (r.mean_pred, r.frac_hi), xytext=(0, 3),
+                            textcoords="offset points", ha="center", fontsize=6)
+        n_seeds = bins[bins.model == model].seed.nunique()
+        ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.05),
+               title=f"{model}\nseed {seed} of {n_seeds}; {what}")
+        ax.tick_params(labelbottom=True)
+        ax.title.set_fontsize(8)
+    for ax in axes[-1]:
+        ax.set_xlabel("mean predicted P(malignant) in bin")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("observed share malignant")
+    fig.suptitle("Reliability on the held-out test set: equal-count bins, observed share with "
+                 "its Wilson 95% CI; dotted: perfect calibration", fontsize=9)
+    fig.tight_layout()
     return save(fig, base)
 
 
 def optimizer_bars(table: pd.DataFrame, base: Path) -> list[Path]:
-    """Fig. 1 analogue: accuracy, sensitivity, specificity and AUC per optimizer."""
+    """Fig. 1 analogue: CV accuracy, sensitivity, specificity and AUC per optimizer, mean ± sd
+    over every fold of every seed, each variant's folds and seeds in its legend entry."""
     done = table.dropna(subset=["accuracy"]) if "accuracy" in table else table.iloc[0:0]
-    long = done.melt(id_vars=["variant"], value_vars=["accuracy", "sensitivity", "specificity", "auc"],
-                     var_name="metric") if len(done) else pd.DataFrame(columns=["variant", "metric", "value"])
-    fig, ax = plt.subplots(figsize=(7, 4))
-    if len(long):
-        sns.barplot(data=long, x="metric", y="value", hue="variant", ax=ax)
-    where = done.evaluated_on.iloc[0] if len(done) else "not run"
-    ax.set(ylim=(0, 1), ylabel="", xlabel="", title=f"Fus2Net by optimizer ({where})")
+    metrics = ["accuracy", "sensitivity", "specificity", "auc"]
+    fig, ax = plt.subplots(figsize=(8, 4.2))
+    width = 0.8 / max(1, len(done))
+    colours = sns.color_palette("colorblind", max(1, len(done)))
+    for k, r in enumerate(done.to_dict("records")):
+        x = np.arange(len(metrics)) + (k - (len(done) - 1) / 2) * width
+        means = [r[m] for m in metrics]
+        sds = [r.get(f"{m}_sd", np.nan) for m in metrics]
+        where = str(r.get("evaluated_on", "")).replace("CV: ", "").split(" (")[0]
+        ax.bar(x, means, width, yerr=np.nan_to_num(sds), capsize=3, color=colours[k],
+               label=f"{r['variant']} ({where})")
+    ax.set_xticks(range(len(metrics)), ["accuracy", "sensitivity", "specificity", "AUC"])
+    ax.set(ylim=(0, 1), ylabel="CV score (mean ± sd over folds)")
+    if len(done):
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
+    else:
+        ax.text(0.5, 0.5, "not run", ha="center", va="center", transform=ax.transAxes)
+    ax.set_title("Fus2Net by optimizer, cross-validation folds (the test set chose nothing)",
+                 fontsize=9)
+    fig.tight_layout()
     return save(fig, base)
 
 
@@ -191,31 +268,42 @@ def external_roc(points: pd.DataFrame, base: Path) -> list[Path]:
 
 
 def external_calibration(bins: pd.DataFrame, base: Path) -> list[Path]:
-    """Reliability diagram per external set: observed malignant rate against the mean predicted
-    probability, one line per model."""
+    """Reliability diagram per external set: observed malignant rate (Wilson 95% CI) against the
+    mean predicted probability in equal-count bins, one line per model."""
     sets = list(dict.fromkeys(bins.set)) or ["(none)"]
     fig, axes = plt.subplots(1, len(sets), figsize=(4.5 * len(sets), 4.5), squeeze=False)
     for ax, name in zip(axes.flat, sets, strict=True):
         ax.plot([0, 1], [0, 1], ls=":", color="grey")
         for model, d in bins[bins.set == name].groupby("model", sort=False):
-            ax.plot(d.mean_pred, d.frac_pos, marker="o", lw=1.2, label=model)
+            if {"frac_lo", "frac_hi"} <= set(d):
+                ax.errorbar(d.mean_pred, d.frac_pos, yerr=[d.frac_pos - d.frac_lo,
+                                                           d.frac_hi - d.frac_pos],
+                            marker="o", lw=1.2, capsize=2, label=model)
+            else:
+                ax.plot(d.mean_pred, d.frac_pos, marker="o", lw=1.2, label=model)
         ax.set(xlabel="mean predicted P(malignant)", ylabel="observed fraction malignant",
-               xlim=(0, 1), ylim=(0, 1), title=f"Calibration on {name}")
+               xlim=(0, 1), ylim=(0, 1))
+        ax.set_title(f"Calibration on {name}\nequal-count bins of ≥ 20 images, Wilson 95% CI",
+                     fontsize=9)
         if len(bins):
             ax.legend(fontsize=6, loc="upper left")
+    fig.tight_layout()
     return save(fig, base)
 
 
 def explanation_grid(examples: dict[str, np.ndarray], base: Path) -> list[Path]:
     """Rows: models; columns: a true positive, a false negative and a false positive test image
-    with its Grad-CAM map overlaid and the lesion mask outlined (from the saved examples)."""
+    with its Grad-CAM map overlaid (one colour scale, with its bar), the lesion mask outlined, the
+    seed, map size and layer said, and an empty map marked as such."""
     kinds = ["true positive", "false negative", "false positive"]
     keys = sorted({k.rsplit("|", 1)[0] for k in examples})
-    models = list(dict.fromkeys(k.split("|")[0] for k in keys))
-    fig, axes = plt.subplots(max(1, len(models)), 3, figsize=(7.5, 2.6 * max(1, len(models))),
-                             squeeze=False)
+    models = sorted(dict.fromkeys(k.split("|")[0] for k in keys), key=lambda m: m != "fus2net")
+    rows = max(1, len(models))
+    fig, axes = plt.subplots(rows, 3, figsize=(8.4, 2.9 * rows + 0.4), squeeze=False,
+                             layout="constrained")
     for ax in axes.flat:
         ax.axis("off")
+    shown = None
     for r, model in enumerate(models):
         for c, kind in enumerate(kinds):
             key = next((k for k in keys if k.startswith(f"{model}|{kind}|")), None)
@@ -223,15 +311,25 @@ def explanation_grid(examples: dict[str, np.ndarray], base: Path) -> list[Path]:
             if key is None:
                 ax.set_title(f"{model}: no {kind}", fontsize=7)
                 continue
-            _, _, image_id, prob = key.split("|")
+            parts = key.split("|")
+            image_id, prob = parts[2], parts[3]
+            seed, status, where = (parts[4:7] + ["?", "?", "?"])[:3]
             ax.imshow(examples[f"{key}|image"], cmap="gray", vmin=0, vmax=255)
-            ax.imshow(examples[f"{key}|map"], cmap="jet", alpha=0.4, vmin=0, vmax=1)
+            if status == "measured":
+                shown = ax.imshow(examples[f"{key}|map"], cmap="jet", alpha=0.4, vmin=0, vmax=1)
+            else:
+                ax.text(0.5, 0.5, status, color="yellow", ha="center", va="center", fontsize=9,
+                        transform=ax.transAxes, bbox={"facecolor": "black", "alpha": 0.6})
             if examples[f"{key}|mask"].any():
                 ax.contour(examples[f"{key}|mask"].astype(float), levels=[0.5], colors="white",
                            linewidths=0.8)
-            ax.set_title(f"{model}: {kind}\n{image_id}, P(malignant) {prob}", fontsize=7)
-    fig.suptitle("Grad-CAM on held-out test images (white: lesion mask)", fontsize=9)
-    fig.tight_layout()
+            ax.set_title(f"{model}, seed {seed}: {kind}\n{image_id}, P(malignant) {prob}\n"
+                         f"map {where}", fontsize=6.5)
+    if shown is not None:
+        bar = fig.colorbar(shown, ax=axes.ravel().tolist(), fraction=0.03, shrink=0.6)
+        bar.set_label("Grad-CAM (share of the map's peak)", fontsize=7)
+    fig.suptitle("Grad-CAM for malignancy on held-out test images (white: lesion mask)",
+                 fontsize=9)
     return save(fig, base)
 
 
@@ -269,13 +367,16 @@ def augmentation_figure(arrays: dict[str, np.ndarray], params: pd.DataFrame,
     import json
     ranges = json.loads(str(arrays["ranges"]))
     n = arrays["benign/augmented"].shape[0]
-    fig, axes = plt.subplots(2, n + 1, figsize=(1.9 * (n + 1), 4.6), squeeze=False)
+    fig, axes = plt.subplots(2, n + 1, figsize=(1.9 * (n + 1), 5.2), squeeze=False,
+                             layout="constrained")
     for r, cls in enumerate(("benign", "malignant")):
-        axes[r, 0].imshow(arrays[f"{cls}/display"], cmap="gray", vmin=0, vmax=255)
+        axes[r, 0].imshow(arrays[f"{cls}/display"], cmap="gray", vmin=0, vmax=255,
+                          interpolation="nearest")
         axes[r, 0].set_title(f"{cls}: {arrays['ids'][r]}\n(before)", fontsize=7)
         for v in range(n):
             p = params[(params.image == cls) & (params.view == v + 1)].iloc[0]
-            axes[r, v + 1].imshow(arrays[f"{cls}/augmented"][v], cmap="gray", vmin=0, vmax=255)
+            axes[r, v + 1].imshow(arrays[f"{cls}/augmented"][v], cmap="gray", vmin=0, vmax=255,
+                                  interpolation="nearest")
             axes[r, v + 1].set_title(
                 f"rot {p.rotation_deg:+.1f}°, shear {p.shear_deg:+.1f}°\nshift "
                 f"{p.shift_x:+.2f}/{p.shift_y:+.2f}, ×{p.brightness:.2f}"
@@ -285,9 +386,9 @@ def augmentation_figure(arrays: dict[str, np.ndarray], params: pd.DataFrame,
     lo, hi = ranges["brightness"]
     fig.suptitle(f"Training augmentation (ranges: rotation ±{ranges['rotation_deg']:g}°, shift "
                  f"±{ranges['shift']:.0%} of the side, shear ±{ranges['shear_deg']:g}°, "
-                 f"horizontal flip p=0.5, brightness ×[{lo:g}, {hi:g}]); drawn at "
-                 f"{arrays['benign/display'].shape[0]} px", fontsize=8)
-    fig.tight_layout()
+                 f"horizontal flip p=0.5, brightness ×[{lo:g}, {hi:g}])\nat the training size, "
+                 f"{arrays['benign/display'].shape[0]} px, as the model sees it (shown enlarged)",
+                 fontsize=8)
     return save(fig, base)
 
 

@@ -9,8 +9,8 @@ id, so the choice is reproducible and never a test image), it stores in ``<run>/
 * ``{cls}/normalized``: the model's input after normalisation (per-image standardisation, paper
   Eq. 1, or ImageNet mean/std), float16;
 * ``{cls}/display`` and ``{cls}/augmented``: the training augmentation (:mod:`bench.data.augment`,
-  the same function and ranges the engines use) applied ``N_VIEWS`` times, drawn at
-  ``DISPLAY_SIDE`` px so it can be seen (the transform is resolution-independent);
+  the same function and ranges the engines use) applied ``N_VIEWS`` times at the run's training
+  size (``img_size``), as the model sees it;
   ``{cls}/params``: each view's parameters (rotation °, shear °, shift x, shift y, flip, brightness);
 * ``ranges``: the augmentation ranges as JSON; ``ids``: the two image ids.
 
@@ -42,7 +42,6 @@ from bench.train import normalize
 from models import get_model_config
 
 ORIGINAL_SIDE = 320
-DISPLAY_SIDE = 224
 N_VIEWS = 5
 SEED = 0
 PARAM_NAMES = ("rotation_deg", "shear_deg", "shift_x", "shift_y", "hflip", "brightness")
@@ -87,20 +86,19 @@ def illustrate_run(run: Run, data: Path | None = None) -> Path:
     cfg = get_model_config(run.model)
     size, channels = int(settings["img_size"]), int(settings.get("channels", 3))
     cache, _ = build_cache(index.root, picks, size, channels)
-    big, _ = build_cache(index.root, picks, DISPLAY_SIDE, channels)
     aug = AugmentConfig()
     arrays: dict[str, np.ndarray] = {"ids": picks.id.to_numpy(str),
                                      "ranges": np.array(json.dumps(asdict(aug)))}
     for k, cls in enumerate(CLASSES):
         img = read_image(index.root / picks.path.iloc[k]).convert("L")
         img.thumbnail((ORIGINAL_SIDE, ORIGINAL_SIDE), Image.BILINEAR)
-        views, params = augmentation_views(big.images[k], aug, N_VIEWS, SEED + k)
+        views, params = augmentation_views(cache.images[k], aug, N_VIEWS, SEED + k)
         arrays.update({
             f"{cls}/original": np.asarray(img, dtype=np.uint8),
             f"{cls}/resized": _grey(cache.images[k].numpy()),
             f"{cls}/normalized": normalize(cache.images[k:k + 1].float(), cfg)[0].mean(0).numpy()
             .astype(np.float16),
-            f"{cls}/display": _grey(big.images[k].numpy()),
+            f"{cls}/display": _grey(cache.images[k].numpy()),
             f"{cls}/augmented": np.stack([_grey(v) for v in views]),
             f"{cls}/params": params,
         })

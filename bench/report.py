@@ -16,13 +16,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench import figures
+from bench import camtable, figures, table3
 from bench.atomic import write_csv, write_npz, write_text
 from bench.errors import BenchError, cli_main, ensure_writable, number
 from bench.experiments import EXPERIMENTS
-from bench.localization import frame_band
 from bench.runs import Run, load_runs, provenance_warnings
-from bench.tablefmt import fmt, fmt_p, with_ci, write_table
+from bench.tablefmt import fmt, fmt_p, to_latex, with_ci, write_table
 from bench.tables import (
     PAPER_ROW,
     calibration_bins,
@@ -63,53 +62,6 @@ def select_group(runs: list[Run], profile: str | None) -> list[Run]:
     return runs
 
 
-def _spread(r: dict, k: str, digits: int = 3) -> str:
-    """``mean ± sd [min–max]`` over seeds; one seed: the value, sd said to be undefined."""
-    v = r.get(k)
-    if v is None or pd.isna(v):
-        return "—"
-    if int(r.get("n_seeds", 1)) < 2 or pd.isna(r.get(f"{k}_sd")):
-        return fmt(v, digits) + (" (1 seed: sd undefined)" if r.get(f"{k}_min") is not None
-                                 and not pd.isna(r.get(f"{k}_min")) else "")
-    return (f"{v:.{digits}f} ± {r[f'{k}_sd']:.{digits}f} "
-            f"[{r[f'{k}_min']:.{digits}f}–{r[f'{k}_max']:.{digits}f}]")
-
-
-def table3_display(t: pd.DataFrame) -> pd.DataFrame:
-    rows = []
-    for r in t.to_dict("records"):
-        paper = r["model"] == PAPER_ROW["model"]
-        flagged = isinstance(r.get("flag"), str) and bool(r.get("flag"))
-        evidence = "— (degenerate)" if flagged else None
-        row = {
-            "Model": r["model"] + (" ⚠" if flagged else ""), "Weights": r.get("weights", "—"),
-            "Params (M)": fmt(r.get("params_m"), 2), "GFLOPs": fmt(r.get("gflops"), 2),
-            "Input": "—" if pd.isna(r.get("img_size")) else f"{int(r['img_size'])} px",
-            "Seeds": "—" if paper else str(int(r.get("n_seeds", 0))),
-            **{k: (fmt(r.get(c)) if paper else _spread(r, c))
-               for k, c in (("Accuracy", "accuracy"), ("Sensitivity", "sensitivity"),
-                            ("Specificity", "specificity"), ("PPV", "ppv"), ("NPV", "npv"),
-                            ("AUC", "auc"))},
-            "AUC of seed-mean P [DeLong 95% CI]":
-                with_ci(r.get("mean_prob_auc"), r.get("mean_prob_auc_lo"), r.get("mean_prob_auc_hi"))
-                if not pd.isna(r.get("mean_prob_auc_lo", float("nan"))) else "—",
-            "ΔAUC vs Fus2Net (mean ± sd over seeds)": evidence or (
-                "—" if pd.isna(r.get("delta_auc")) else
-                f"{r['delta_auc']:+.3f}" + ("" if pd.isna(r.get("delta_auc_sd"))
-                                            else f" ± {r['delta_auc_sd']:.3f}")),
-            "Seeds with DeLong p < 0.05 (Holm)": evidence or (
-                r["seeds_significant"] if isinstance(r.get("seeds_significant"), str) else "—"),
-            "DeLong p, seed-mean P (Holm)": evidence or fmt_p(r.get("mean_prob_delong_p_holm")),
-            "McNemar p, seed-mean P": evidence or fmt_p(r.get("mean_prob_mcnemar_p")),
-            "Flag": r.get("flag") if flagged else "",
-        }
-        if not pd.isna(r.get("failed_seeds", float("nan"))) and r["failed_seeds"]:
-            row["Flag"] = (row["Flag"] + "; " if row["Flag"] else "") + \
-                f"{int(r['failed_seeds'])} seed(s) failed"
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
 def experiment_display(t: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for r in t.to_dict("records"):
@@ -121,6 +73,7 @@ def experiment_display(t: pd.DataFrame) -> pd.DataFrame:
             row[k.capitalize() if k != "auc" else "AUC (CV)"] = (
                 f"{v:.3f} ± {sd:.3f}" if v is not None and not pd.isna(v) and sd is not None
                 and not pd.isna(sd) else fmt(v))
+        row.update(table3.experiment_columns(r))
         row["Held-out test AUC (secondary; not used to choose)"] = fmt(r.get("test_auc_secondary"))
         row["Flag"] = r.get("flag") if flagged else ""
         rows.append(row)
@@ -158,39 +111,28 @@ def external_display(t: pd.DataFrame) -> pd.DataFrame:
             "Brier": fmt(r["external_brier"]),
             "Cal. slope / intercept": f"{fmt(r['calibration_slope'], 2)} / "
                                       f"{fmt(r['calibration_intercept'], 2)}",
-            "DeLong p vs Fus2Net (Holm)": "— (degenerate)" if flagged else fmt_p(
-                r.get("delong_p_holm")),
+            "p vs Fus2Net, clustered (Holm)": "— (degenerate)" if flagged else fmt_p(
+                r.get("clustered_p_holm")),
             "Flag": r.get("flag") if flagged else "",
         })
     return pd.DataFrame(rows)
 
 
 def explanation_display(t: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame([{
-        "Model": r["model"], "Images": f"{r['set']}: {r['images']}", "n (with mask)":
-            f"{int(r['n'])} ({int(r['with_mask'])})",
-        **{label: "no mask" if col != "frame_energy_ratio" and not r["with_mask"] else with_ci(
-            r[col], r[f"{col}_lo"], r[f"{col}_hi"])
-           for label, col in (("Pointing hit", "pointing_hit"),
-                              ("Lesion energy ratio", "lesion_energy_ratio"),
-                              ("Frame energy ratio", "frame_energy_ratio"))}}
-        for r in t.to_dict("records")])
+    return camtable.display(t)
 
 
 def explanation_notes(t: pd.DataFrame) -> list[str]:
-    """Models whose maps are no better than chance in the lesion, or sit mostly in the frame."""
-    notes = []
-    for r in t[t.images == "all"].to_dict("records"):
-        where = "held-out test" if r["set"] == "test" else f"external set {r['set']}"
-        if r["with_mask"] and r["lesion_energy_ratio_hi"] <= 1:
-            notes.append(f"* **{r['model']}** ({where}): its maps sit no better than chance in "
-                         f"the lesion (lesion energy ratio {r['lesion_energy_ratio']:.2f}, CI "
-                         "upper bound ≤ 1).")
-        share = r["frame_energy_ratio"] * frame_band(100).mean()
-        if share > 0.5:
-            notes.append(f"* **{r['model']}** ({where}): {share:.0%} of its map energy lies in the "
-                         "frame band (the outer 10% of the image): a shortcut suspect.")
-    return notes
+    """Models whose maps cannot be measured, are no better than chance in the lesion, or carry
+    the border-energy flag."""
+    return camtable.notes(t)
+
+
+def _clusters(t3: pd.DataFrame) -> str:
+    """``"100 images in 73 groups"``: the test set's clusters, for the captions."""
+    if "n_clusters" not in t3 or t3.n_clusters.dropna().empty:
+        return "no groups recorded: one image per cluster"
+    return f"{int(t3.n_mean.dropna().iloc[0])} images in {int(t3.n_clusters.dropna().iloc[0])} groups"
 
 
 def write_tables(runs: list[Run], out: Path, n_boot: int, seed: int) -> dict[str, pd.DataFrame]:
@@ -199,15 +141,16 @@ def write_tables(runs: list[Run], out: Path, n_boot: int, seed: int) -> dict[str
     write_csv(tdir / "table3_per_seed.csv", per_seed)
     t3 = comparison_table(runs, n_boot=n_boot, seed=seed, per_seed=per_seed)
     both = pd.concat([t3, pd.DataFrame([PAPER_ROW])], ignore_index=True)
-    write_table(both, table3_display(both), tdir / "table3_comparison",
-                "Held-out test set, per model over its training seeds: mean ± sd [min–max]; the AUC "
-                "of the seed-averaged probabilities with its DeLong 95% CI. Comparisons against "
-                "Fus2Net never treat seeds as independent test sets: ΔAUC is paired by seed, "
-                "DeLong is run per seed with Holm's correction across models (count of seeds "
-                "significant), and once on the seed-averaged probabilities (Holm across models). "
-                "⚠ = degenerate predictions: the row's tests are not evidence. Per-seed rows with "
-                "Wilson and DeLong CIs: table3_per_seed.csv. The last row is the paper's own "
-                "result on different data.")
+    write_table(both, table3.headline_display(both), tdir / "table3_comparison",
+                table3.HEADLINE_CAPTION.format(clusters=_clusters(t3)))
+    write_text(tdir / "table3_comparison.tex", to_latex(table3.full_display(both),
+                                                        table3.FULL_CAPTION))
+    prevalence = t3["prevalence"].dropna() if "prevalence" in t3 else pd.Series(dtype=float)
+    write_table(t3[[c for c in table3.CALIBRATION_COLUMNS if c in t3]],
+                table3.calibration_display(t3), tdir / "table3_calibration",
+                table3.CALIBRATION_CAPTION.format(prevalence=(
+                    f"{prevalence.iloc[0]:.0%} malignant (its manifest, excluded images aside)"
+                    if len(prevalence) else "unknown (the runs record no manifest)")))
     write_csv(tdir / "roc_points.csv", roc_points(runs))
     write_csv(tdir / "calibration_bins.csv", calibration_bins(runs))
     write_csv(tdir / "cv_folds.csv", cv_folds(runs))
@@ -215,12 +158,7 @@ def write_tables(runs: list[Run], out: Path, n_boot: int, seed: int) -> dict[str
     cams = explanation_table(runs)
     if len(cams):
         write_table(cams, explanation_display(cams), tdir / "explanations",
-                    "Where the models look (Grad-CAM, bench.explain), over images of every seed: "
-                    "pointing-game hit rate (the map's peak in the lesion, 3% tolerance; Wilson "
-                    "95% CI), lesion energy ratio (share of the map's energy in the lesion / the "
-                    "lesion's share of the image; 1 = chance) and frame energy ratio (the same for "
-                    "the outer 10% band of the image, where calipers and labels sit: a shortcut "
-                    "signal), mean [95% CI].")
+                    camtable.caption(runs[0].settings.get("img_size")))
         examples = explanation_examples(runs)
         write_npz(tdir / "explain_examples.npz", examples)
         tables["explanations"] = cams
@@ -228,12 +166,14 @@ def write_tables(runs: list[Run], out: Path, n_boot: int, seed: int) -> dict[str
     if len(ext):
         write_table(ext, external_display(ext), tdir / "external_comparison",
                     "Internal (held-out test) vs external sets at the unchanged threshold 0.5, "
-                    "seed-averaged probabilities. External AUC 95% CI: patient-level bootstrap "
-                    "where the set has patient IDs, DeLong otherwise; ΔAUC CI from both variances "
-                    "(independent samples). Calibration: Brier score, logistic recalibration "
-                    "slope (1 = ideal) and calibration-in-the-large intercept (0 = ideal). DeLong "
-                    "p vs Fus2Net on the same external images, Holm-corrected across models per "
-                    "set. Every scored image counts; n (copies): how many external images are "
+                    "seed-averaged probabilities (an ensemble of each model's seeds). AUC 95% CIs "
+                    "clustered (Obuchowski; the internal test's same-lesion groups, the external "
+                    "set's patients where it has patient IDs, else one image each), the primary "
+                    "ones; cluster-bootstrap and image-level DeLong CIs are in the CSV. ΔAUC CI "
+                    "from both clustered variances (independent samples). Calibration: Brier "
+                    "score, logistic recalibration slope (1 = ideal) and calibration-in-the-large "
+                    "intercept (0 = ideal). p vs Fus2Net: clustered z test of ΔAUC on the same "
+                    "external images, Holm-corrected across models per set. Every scored image counts; n (copies): how many external images are "
                     "copies of a training image's picture (identical, re-saved, rescaled or "
                     "cropped; look-alike lesions are not copies), with the AUC without them.")
         roc, cal = external_curves(runs)
@@ -261,9 +201,7 @@ def write_tables(runs: list[Run], out: Path, n_boot: int, seed: int) -> dict[str
     for name, exp in EXPERIMENTS.items():
         t = experiment_table(runs, name)
         write_table(t, experiment_display(t), tdir / name,
-                    f"{exp['title']}. Compared on cross-validation folds only (mean ± sd over every "
-                    "fold of every seed); the held-out test AUC is shown for reference and chose "
-                    "nothing.")
+                    table3.EXPERIMENT_CAPTION.format(title=exp["title"]))
         tables[name] = t
     return tables
 
@@ -283,7 +221,12 @@ def draw_figures(out: Path) -> list[Path]:
     paths += figures.optimizer_bars(pd.read_csv(tdir / "fig1_optimizers.csv"), fdir / "fig1_optimizers")
     if (tdir / "explain_examples.npz").is_file():
         with np.load(tdir / "explain_examples.npz") as npz:
-            paths += figures.explanation_grid(dict(npz), fdir / "explanations")
+            examples = dict(npz)
+        if examples:
+            paths += figures.explanation_grid(examples, fdir / "explanations")
+        else:  # no measured map to show: an earlier report's figure would mislead
+            for ext in (".png", ".pdf"):
+                (fdir / f"explanations{ext}").unlink(missing_ok=True)
     if (tdir / "fig3_misclassified.csv").is_file():
         with np.load(tdir / "fig3_misclassified.npz") as npz:
             paths += figures.misclassified_grid(pd.read_csv(tdir / "fig3_misclassified.csv",
@@ -352,8 +295,8 @@ def write_readme(runs: list[Run], out: Path, tables: dict[str, pd.DataFrame],
         f"* **Device(s)**: {', '.join(devices)}; torch {cfg['versions'].get('torch')}; training "
         f"engine(s): {', '.join(engines)}",
         f"* **Runs**: {len(runs)}{aside_note}, last finished {finished}; training-code version(s) "
-        f"{', '.join(f'`{v}`' for v in versions)}; git revision of the reference run "
-        f"`{cfg.get('git_revision', 'unknown')}`", "",
+        f"{', '.join(f'`{v}`' for v in versions)}; git revision(s) of the checkout that made "
+        f"them: {_revisions(runs)}", "",
     ]
     warnings = provenance_warnings(runs) + [f"left out (--skip-invalid-runs): {n}"
                                             for n in skipped or []] + list(notes or [])
@@ -378,6 +321,8 @@ def write_readme(runs: list[Run], out: Path, tables: dict[str, pd.DataFrame],
         (out / "tables" / "table3_comparison.md").read_text(), "",
         "![ROC curves](figures/fig2_roc.png)", "",
         "![Confusion matrices](figures/confusion_matrices.png)", "",
+        "### Calibration and prevalence", "",
+        (out / "tables" / "table3_calibration.md").read_text(), "",
         "![Calibration](figures/calibration.png)", "",
         "![CV folds](figures/cv_folds.png)", "",
         "## The paper's Fus2Net experiments (chosen by cross-validation)", "",
@@ -385,10 +330,11 @@ def write_readme(runs: list[Run], out: Path, tables: dict[str, pd.DataFrame],
     if "explanations" in tables:
         anchor = lines.index("## The paper's Fus2Net experiments (chosen by cross-validation)")
         notes = explanation_notes(tables["explanations"]) or [
-            "No model's maps are at chance level in the lesion or mostly in the frame band."]
+            "No model's maps are at chance level in the lesion or carry the border-energy flag."]
+        figure = ["![Explanations](figures/explanations.png)", ""] \
+            if (tables["explanations"].n_measured > 0).any() else []
         lines[anchor:anchor] = ["## Where the models look (Grad-CAM)", "", *notes, "",
-                                (out / "tables" / "explanations.md").read_text(), "",
-                                "![Explanations](figures/explanations.png)", ""]
+                                (out / "tables" / "explanations.md").read_text(), "", *figure]
     if "external_comparison" in tables:
         lines[lines.index("## The paper's Fus2Net experiments (chosen by cross-validation)"):
               lines.index("## The paper's Fus2Net experiments (chosen by cross-validation)")] = [
@@ -403,7 +349,7 @@ def write_readme(runs: list[Run], out: Path, tables: dict[str, pd.DataFrame],
         f"{n_wrong} held-out images are misclassified by the seed-averaged Fus2Net "
         "(table: `tables/fig3_misclassified.md`).", "",
         "![Misclassified](figures/fig3_misclassified.png)", ""]
-    if (out / "tables" / "pipeline_examples.npz").is_file():
+    if (out / "tables" / "fig5_augmentation.csv").is_file():  # committed, unlike the arrays
         lines[lines.index("## The paper's Fus2Net experiments (chosen by cross-validation)"):
               lines.index("## The paper's Fus2Net experiments (chosen by cross-validation)")] = [
             "## Preprocessing and augmentation (Fig. 5 and Fig. 6 analogues)", "",
@@ -431,6 +377,16 @@ def write_readme(runs: list[Run], out: Path, tables: dict[str, pd.DataFrame],
               f"python -m bench.report --runs {_rel(ref.path.parent)} --out {_rel(out)}",
               "```", ""]
     return write_text(out / "README.md", "\n".join(lines))
+
+
+def _revisions(runs: list[Run]) -> str:
+    """Each git revision the runs were made from, with its number of runs (most first)."""
+    counts: dict[str, int] = {}
+    for r in runs:
+        rev = str(r.config.get("git_revision", "unknown"))
+        counts[rev] = counts.get(rev, 0) + 1
+    return ", ".join(f"`{rev}` ({n} run{'s' if n > 1 else ''})"
+                     for rev, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def _rel(p: Path) -> str:

@@ -25,6 +25,8 @@ class Run:
     cv: pd.DataFrame
     # external set name → (its predictions, its metrics.json), see bench.external
     external: dict[str, tuple[pd.DataFrame, dict]] = field(default_factory=dict)
+    # the split manifest the run used (``split.csv``; empty for runs without one)
+    split: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     @property
     def model(self) -> str:
@@ -55,6 +57,15 @@ class Run:
             if word.startswith("--data="):
                 return word.split("=", 1)[1]
         return None
+
+    @property
+    def prevalence(self) -> float:
+        """The malignant share of the run's data set (every image of its manifest that is not
+        excluded); NaN when the run has no manifest."""
+        if not len(self.split) or "label" not in self.split:
+            return float("nan")
+        kept = self.split[self.split.split != "excluded"]
+        return float(kept.label.mean()) if len(kept) else float("nan")
 
     @property
     def test(self) -> pd.DataFrame:
@@ -91,6 +102,8 @@ def load_run(folder: Path) -> Run | None:
                          "sensitivity and specificity are undefined; rerun it on a split with "
                          "both classes, or pass --skip-invalid-runs to leave it out")
     check_predictions(preds, f"{folder.name}/predictions.csv")
+    split = _read_split(folder)
+    preds = attach_groups(preds, split)
     external = {}
     for ext in sorted((folder / "external").glob("*/metrics.json")):
         where = f"{folder.name}/external/{ext.parent.name}"
@@ -113,7 +126,32 @@ def load_run(folder: Path) -> Run | None:
     for info_path in sorted((folder / "explain").glob("*/info.json")):
         verify_recorded(info_path, f"{folder.name}/explain/{info_path.parent.name}",
                         "rerun python -m bench.explain on it")
-    return Run(folder, config, metrics, preds, cv, external)
+    return Run(folder, config, metrics, preds, cv, external, split)
+
+
+def _read_split(folder: Path) -> pd.DataFrame:
+    path = folder / "split.csv"
+    if not path.is_file():
+        return pd.DataFrame()
+    try:
+        return pd.read_csv(path, dtype={"id": str, "path": str, "group": str},
+                           keep_default_na=False)
+    except (OSError, ValueError):
+        raise InvalidRun(f"{folder.name}: cannot read split.csv; rerun that run, or pass "
+                         "--skip-invalid-runs to leave it out") from None
+
+
+def attach_groups(preds: pd.DataFrame, split: pd.DataFrame) -> pd.DataFrame:
+    """Predictions with each image's cluster in ``group`` (docs/protocol.md, "Images that belong
+    together"): the same-lesion or patient group of the run's manifest; ``""`` where the manifest
+    has none (the statistics then treat the image as its own cluster,
+    :func:`bench.contrasts.groups_of`). The one place the report's statistics get their groups."""
+    if "group" in preds:
+        return preds.assign(group=preds.group.fillna("").astype(str))
+    if not len(split) or "group" not in split:
+        return preds.assign(group="")
+    groups = dict(zip(split.id.astype(str), split.group.astype(str), strict=True))
+    return preds.assign(group=preds.id.astype(str).map(groups).fillna(""))
 
 
 WEIGHTS = "model.safetensors"

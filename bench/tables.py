@@ -2,10 +2,10 @@
 
 A *configuration* is a run's settings without its seed; each table row is one configuration,
 aggregated over its seeds (mean ± sd, min–max). Seeds are never treated as independent test sets:
-a comparison against Fus2Net is the ΔAUC over seeds paired by seed, paired DeLong per seed with
-Holm's correction across models (how many seeds stay significant), and DeLong on the seed-averaged
-probabilities. A configuration whose predictions are (near-)constant or one class is flagged
-(:func:`bench.metrics.degenerate_prediction`) and its tests are left blank.
+a comparison against Fus2Net is ΔAUC on the seeds both have, paired per seed, with clustered
+intervals and tests (:mod:`bench.table3`, docs/protocol.md "Metrics"); per seed, the same contrast,
+DeLong (image-level, secondary) and McNemar. A configuration whose predictions are (near-)constant
+or one class is flagged (:func:`bench.metrics.degenerate_prediction`) and its tests are left blank.
 """
 
 from __future__ import annotations
@@ -16,6 +16,10 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_curve
 
+from bench.calibration import reliability_bins
+from bench.camtable import explanation_rows
+from bench.clustered import obuchowski_auc, obuchowski_delta
+from bench.contrasts import groups_of
 from bench.errors import BenchError
 from bench.experiments import BASE, EXPERIMENTS, fus2net_variant_key
 from bench.metrics import THRESHOLD, binary_metrics, degenerate_prediction
@@ -25,12 +29,12 @@ from bench.stats import (
     calibration_slope_intercept,
     cluster_bootstrap_auc,
     delong_ci,
-    delong_se,
     delong_test,
     holm,
     mcnemar_exact,
     wilson_ci,
 )
+from bench.table3 import model_columns, paired_to_base, per_seed_columns
 from models.pretrained import RANDOM_FALLBACK
 
 REFERENCE = "fus2net"
@@ -39,7 +43,10 @@ REFERENCE = "fus2net"
 PAPER_ROW = {"model": "Fus2Net — paper (Ma et al. 2021; own private test set, not comparable)",
              "weights": "—", "n": 100, "n_seeds": 1, "accuracy": 0.92, "sensitivity": 0.88,
              "specificity": 0.96, "ppv": 44 / 46, "npv": 48 / 54, "f1": 88 / 96, "auc": 0.97,
-             "tp": 44, "fn": 6, "tn": 48, "fp": 2}
+             "tp": 44, "fn": 6, "tn": 48, "fp": 2, "paper_row": True,
+             "note": "as printed: accuracy, sensitivity, specificity, AUC (0.97 in the abstract, "
+                     "0.96 in the discussion); re-derived here from the printed counts TP 44, FN 6, "
+                     "TN 48, FP 2: PPV, NPV, F1"}
 PROPORTIONS = {"accuracy": ("tp+tn", "n"), "sensitivity": ("tp", "tp+fn"),
                "specificity": ("tn", "tn+fp"), "ppv": ("tp", "tp+fp"), "npv": ("tn", "tn+fn")}
 SUMMARY = ("accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "auc")
@@ -187,26 +194,31 @@ def per_seed_table(runs: list[Run], n_boot: int = 2000, seed: int = 0) -> pd.Dat
                 y, s = t.label.to_numpy(), t.prob_malignant.to_numpy()
                 row.update(_test_row(y, s, n_boot, seed))
                 other = ref.get(row["seed"])
-                if model != REFERENCE and other is not None and not row["flag"]:
+                paired = model != REFERENCE and other is not None and not row["flag"]
+                row.update(per_seed_columns(t, other.test if paired else None, n_boot, seed))
+                if paired:
                     rs_ = other.test.prob_malignant.to_numpy()
                     row["delta_auc"] = row["auc"] - delong_ci(y, rs_)[0]
                     row["delong_p"] = delong_test(y, s, rs_)[1]
                     row["mcnemar_p"] = mcnemar_exact(y, s >= THRESHOLD, rs_ >= THRESHOLD)[2]
             rows.append(row)
     df = pd.DataFrame(rows)
-    for col in ("delta_auc", "delong_p", "mcnemar_p", "flag"):
+    for col in ("delta_auc", "delong_p", "mcnemar_p", "delta_p", "flag"):
         if col not in df:
             df[col] = np.nan if col != "flag" else ""
     df["flag"] = df["flag"].fillna("")
     df["delong_p_holm"] = np.nan
+    df["delta_p_holm"] = np.nan
     for _, idx in df.groupby("seed").groups.items():
         df.loc[idx, "delong_p_holm"] = holm(df.loc[idx, "delong_p"].to_numpy())
+        df.loc[idx, "delta_p_holm"] = holm(df.loc[idx, "delta_p"].to_numpy(dtype=float))
     return df
 
 
 def comparison_table(runs: list[Run], n_boot: int = 2000, seed: int = 0,
                      per_seed: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Table 3 analogue: per model, metrics over seeds and the comparison against Fus2Net."""
+    """Table 3 analogue: per model, metrics over seeds, the matched-seed comparison against
+    Fus2Net, the ensemble of its seeds, calibration and prevalence (:func:`bench.table3.model_columns`)."""
     per_seed = per_seed_table(runs, n_boot, seed) if per_seed is None else per_seed
     sets = comparison_sets(runs)
     ref = next((rs for m, rs in sets if m == REFERENCE and any(len(r.test) for r in rs)), None)
@@ -229,27 +241,21 @@ def comparison_table(runs: list[Run], n_boot: int = 2000, seed: int = 0,
                 row[k], row[f"{k}_min"], row[f"{k}_max"] = v.mean(), v.min(), v.max()
                 row[f"{k}_sd"] = v.std(ddof=1) if len(v) > 1 else math.nan
         if len(ok):
-            y, s = _seed_mean([r for r in rs if len(r.test)])
-            pooled = _test_row(y, s, n_boot, seed)
-            row.update({f"mean_prob_{k}": pooled[k] for k in ("auc", "auc_lo", "auc_hi",
-                                                            "tp", "fn", "tn", "fp", "n")})
-            if model != REFERENCE and ref is not None and not row["flag"]:
-                yr, sr = _seed_mean([r for r in ref if len(r.test)])
-                row["mean_prob_delong_p"] = delong_test(y, s, sr)[1]
-                row["mean_prob_mcnemar_p"] = mcnemar_exact(y, s >= THRESHOLD, sr >= THRESHOLD)[2]
+            row.update({f"{k}_mean": float(ok[k].mean()) for k in ("tp", "fn", "tn", "fp", "n")})
+            contrast = model != REFERENCE and ref is not None and not row["flag"]
+            row.update(model_columns(rs, ref, n_boot, seed, contrast))
+            if contrast:
                 d = ok.delta_auc.dropna().to_numpy(dtype=float)
-                if len(d):
-                    row["delta_auc"] = d.mean()
-                    row["delta_auc_sd"] = d.std(ddof=1) if len(d) > 1 else math.nan
-                    holm_p = ok.delong_p_holm.dropna()
+                row["delta_auc_sd"] = d.std(ddof=1) if len(d) > 1 else math.nan
+                holm_p = ok.delta_p_holm.dropna()
+                if len(holm_p):
                     row["seeds_significant"] = f"{int((holm_p < ALPHA).sum())}/{len(holm_p)}"
         out.append(row)
     df = pd.DataFrame(out)
-    for col in ("delta_auc", "delta_auc_sd", "mean_prob_delong_p", "mean_prob_mcnemar_p",
-                "seeds_significant"):
+    for col in ("delta_auc", "delta_auc_sd", "delta_auc_p", "seeds_significant"):
         if col not in df:
             df[col] = np.nan
-    df["mean_prob_delong_p_holm"] = holm(df["mean_prob_delong_p"].to_numpy(dtype=float))
+    df["delta_auc_p_holm"] = holm(df["delta_auc_p"].to_numpy(dtype=float))
     return df
 
 
@@ -276,32 +282,47 @@ def roc_points(runs: list[Run], grid: int = 101) -> pd.DataFrame:
         columns=["model", "seed", "fpr", "tpr"])
 
 
-def calibration_bins(runs: list[Run], bins: int = 10) -> pd.DataFrame:
-    """Reliability-diagram data of the seed-averaged probabilities, per equal-width bin."""
-    rows = []
-    edges = np.linspace(0, 1, bins + 1)
+def calibration_bins(runs: list[Run], min_count: int = 20) -> pd.DataFrame:
+    """Reliability-diagram data per model and seed (each seed is one trained model): equal-count
+    bins of at least ``min_count`` images with their counts and Wilson intervals
+    (:func:`bench.calibration.reliability_bins`)."""
+    parts = []
     for model, rs in comparison_sets(runs):
-        if not any(len(r.test) for r in rs):
-            continue
-        y, s = _seed_mean([r for r in rs if len(r.test)])
-        b = np.clip(np.digitize(s, edges[1:-1]), 0, bins - 1)
-        for k in range(bins):
-            sel = b == k
-            if sel.any():
-                rows.append({"model": model, "bin": k, "mean_pred": float(s[sel].mean()),
-                             "frac_pos": float(y[sel].mean()), "count": int(sel.sum())})
-    return pd.DataFrame(rows, columns=["model", "bin", "mean_pred", "frac_pos", "count"])
+        for r in rs:
+            t = r.test
+            if len(t):
+                b = reliability_bins(t.label.to_numpy(), t.prob_malignant.to_numpy(), min_count)
+                b.insert(0, "seed", int(r.settings.get("seed", 0)))
+                b.insert(0, "model", model)
+                parts.append(b)
+    cols = ["model", "seed", "bin", "p_min", "p_max", "mean_pred", "frac_pos", "frac_lo",
+            "frac_hi", "count"]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
 
 
 def cv_folds(runs: list[Run]) -> pd.DataFrame:
-    """Per-fold CV metrics of every seed of each comparison model (long format)."""
-    cols = ["model", "seed", "fold", "status", "accuracy", "sensitivity", "specificity", "auc"]
+    """Per-fold CV metrics of every seed of each comparison model and of each Fus2Net experiment
+    variant (labelled ``fus2net: <variant>``; the base recipe is the ``fus2net`` row), long
+    format with ``kind`` comparison / experiment."""
+    cols = ["model", "kind", "seed", "fold", "status", "accuracy", "sensitivity", "specificity",
+            "auc"]
+    sets = [(m, "comparison", rs) for m, rs in comparison_sets(runs)]
+    used = {id(r) for _, _, rs in sets for r in rs}
+    labels = {}
+    for exp in EXPERIMENTS.values():
+        for v in exp["variants"]:
+            if v.key() != BASE.key():
+                labels.setdefault(v.key(), v.label)
+    for key, rs in sorted(_variant_configs(runs).items(), key=lambda kv: str(kv[0])):
+        if key in labels and not any(id(r) in used for r in rs):
+            sets.append((f"{REFERENCE}: {labels[key]}", "experiment", rs))
     parts = []
-    for model, rs in comparison_sets(runs):
+    for model, kind, rs in sets:
         for r in rs:
             if len(r.cv):
                 cv = r.cv.copy()
                 cv.insert(0, "seed", int(r.settings.get("seed", 0)))
+                cv.insert(0, "kind", kind)
                 cv.insert(0, "model", model)
                 parts.append(cv[[c for c in cols if c in cv]])
     return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
@@ -324,7 +345,7 @@ def experiment_table(runs: list[Run], name: str) -> pd.DataFrame:
     rows = []
     for v in exp["variants"]:
         rs = configs.get(v.key())
-        row: dict = {"variant": v.label}
+        row: dict = {"variant": v.label, "is_base": v.key() == BASE.key()}
         if rs is None:
             row["evaluated_on"] = "not run"
             rows.append(row)
@@ -341,6 +362,10 @@ def experiment_table(runs: list[Run], name: str) -> pd.DataFrame:
                 row[k] = vals.mean()
                 row[f"{k}_sd"] = vals.std(ddof=1) if len(vals) > 1 else math.nan
             row["failed_folds"] = int(len(cv) - len(ok))
+            base = configs.get(BASE.key())
+            if base is not None and v.key() != BASE.key():
+                row.update(paired_to_base(cv, [r.cv.assign(seed=r.settings.get("seed", 0))
+                                               for r in base if len(r.cv)]))
             oof = [r.predictions[r.predictions.split == "val"].prob_malignant for r in rs]
             row["flag"] = "; ".join(f"seed {r.settings.get('seed', 0)} (CV): {f}"
                                     for r, p in zip(rs, oof, strict=True)
@@ -412,15 +437,23 @@ def external_table(runs: list[Run], n_boot: int = 2000, seed: int = 0) -> pd.Dat
                 row[f"external_{k}"] = external[k]
                 row[f"external_{k}_lo"], row[f"external_{k}_hi"] = wilson_ci(
                     _count(num, external), _count(den, external))
-            row["internal_auc"], row["internal_auc_lo"], row["internal_auc_hi"] = delong_ci(yi, si)
-            groups = ext.group.astype(str).to_numpy() if "group" in ext else np.array([""])
-            if (groups != "").all() and len(set(groups)) < len(groups):
-                lo, hi, se = cluster_bootstrap_auc(y, s, groups, n_boot=n_boot, seed=seed)
-                row["external_auc_ci"] = "patient-level bootstrap"
-            else:
-                _, lo, hi = delong_ci(y, s)
-                se = delong_se(y, s)
-                row["external_auc_ci"] = "DeLong"
+            # primary intervals cluster-aware (Obuchowski; groups: same lesion / patient, else
+            # one image each), image-level DeLong kept as secondary columns
+            gi = groups_of(tests[0].test)
+            internal_cl = obuchowski_auc(yi, si, gi)
+            row["internal_auc"], row["internal_auc_lo"], row["internal_auc_hi"] = \
+                internal_cl.auc, internal_cl.lo, internal_cl.hi
+            row["internal_auc_img_lo"], row["internal_auc_img_hi"] = delong_ci(yi, si)[1:]
+            groups = groups_of(ext)
+            external_cl = obuchowski_auc(y, s, groups)
+            lo, hi, se = external_cl.lo, external_cl.hi, external_cl.se
+            row["external_auc_ci"] = ("clustered (Obuchowski), patients as clusters"
+                                      if len(set(groups)) < len(groups) else
+                                      "clustered (Obuchowski), one image per cluster")
+            row["external_n_clusters"] = external_cl.n_clusters
+            row["external_auc_cboot_lo"], row["external_auc_cboot_hi"] = \
+                cluster_bootstrap_auc(y, s, groups, n_boot=n_boot, seed=seed)[:2]
+            row["external_auc_img_lo"], row["external_auc_img_hi"] = delong_ci(y, s)[1:]
             row["external_auc"], row["external_auc_lo"], row["external_auc_hi"] = \
                 external["auc"], lo, hi
             row["external_auc_seed_sd"] = float(np.std(aucs, ddof=1)) if len(aucs) > 1 else math.nan
@@ -429,7 +462,7 @@ def external_table(runs: list[Run], n_boot: int = 2000, seed: int = 0) -> pd.Dat
                 binary_metrics(originals.label, originals.prob_malignant)["auc"]
                 if row["training_copies"] and originals.label.nunique() == 2 else math.nan)
             delta = external["auc"] - internal["auc"]
-            half = 1.959964 * math.sqrt(se ** 2 + delong_se(yi, si) ** 2)
+            half = 1.959964 * math.sqrt(se ** 2 + internal_cl.se ** 2)
             row["delta_auc"], row["delta_auc_lo"], row["delta_auc_hi"] = delta, delta - half, \
                 delta + half
             row["external_brier"] = external["brier"]
@@ -439,24 +472,29 @@ def external_table(runs: list[Run], n_boot: int = 2000, seed: int = 0) -> pd.Dat
                 both = ext.merge(ref[0][["id", "prob_malignant"]], on="id", suffixes=("", "_ref"))
                 row["delta_vs_fus2net"] = external["auc"] - binary_metrics(
                     both.label, both.prob_malignant_ref)["auc"]
+                d = obuchowski_delta(both.label.to_numpy(), both.prob_malignant.to_numpy(),
+                                     both.prob_malignant_ref.to_numpy(), groups_of(both))
+                row["delta_vs_fus2net_lo"], row["delta_vs_fus2net_hi"] = d.lo, d.hi
+                row["clustered_p"] = d.p
                 row["delong_p"] = delong_test(both.label.to_numpy(), both.prob_malignant.to_numpy(),
                                               both.prob_malignant_ref.to_numpy())[1]
             rows.append(row)
     df = pd.DataFrame(rows)
     if len(df):
-        if "delong_p" not in df:
-            df["delong_p"] = np.nan
-        df["delong_p_holm"] = np.nan
-        for _, idx in df.groupby("external_set").groups.items():
-            df.loc[idx, "delong_p_holm"] = holm(df.loc[idx, "delong_p"].to_numpy(dtype=float))
+        for col in ("delong_p", "clustered_p"):
+            if col not in df:
+                df[col] = np.nan
+            df[f"{col}_holm"] = np.nan
+            for _, idx in df.groupby("external_set").groups.items():
+                df.loc[idx, f"{col}_holm"] = holm(df.loc[idx, col].to_numpy(dtype=float))
     return df
 
 
 def external_curves(runs: list[Run], bins: int = 10) -> tuple[pd.DataFrame, pd.DataFrame]:
     """ROC vertices (internal test and each external set; seed-averaged probabilities) and the
-    reliability-diagram bins of each external set, per comparison model."""
+    reliability-diagram bins of each external set (equal-count bins of at least 20 images with
+    Wilson intervals, :func:`bench.calibration.reliability_bins`), per comparison model."""
     roc, cal = [], []
-    edges = np.linspace(0, 1, bins + 1)
     for model, rs in comparison_sets(runs):
         tests = [r for r in rs if len(r.test)]
         if not tests:
@@ -473,17 +511,12 @@ def external_curves(runs: list[Run], bins: int = 10) -> tuple[pd.DataFrame, pd.D
             roc.append(pd.DataFrame({"model": model, "set": name, "fpr": fpr, "tpr": tpr}))
             if name == "internal test":
                 continue
-            b = np.clip(np.digitize(s, edges[1:-1]), 0, bins - 1)
-            for k in range(bins):
-                sel = b == k
-                if sel.any():
-                    cal.append({"model": model, "set": name, "bin": k,
-                                "mean_pred": float(s[sel].mean()),
-                                "frac_pos": float(y[sel].mean()), "count": int(sel.sum())})
+            for r in reliability_bins(y, s, min_count=20, max_bins=bins).to_dict("records"):
+                cal.append({"model": model, "set": name, **r})
     roc_df = pd.concat(roc, ignore_index=True) if roc else pd.DataFrame(
         columns=["model", "set", "fpr", "tpr"])
-    return roc_df, pd.DataFrame(cal, columns=["model", "set", "bin", "mean_pred", "frac_pos",
-                                              "count"])
+    return roc_df, pd.DataFrame(cal, columns=["model", "set", "bin", "p_min", "p_max", "mean_pred",
+                                              "frac_pos", "frac_lo", "frac_hi", "count"])
 
 
 def _explained(run: Run, method: str = "gradcam") -> pd.DataFrame | None:
@@ -491,50 +524,23 @@ def _explained(run: Run, method: str = "gradcam") -> pd.DataFrame | None:
     return pd.read_csv(path, dtype={"id": str}) if path.is_file() else None
 
 
-def _mean_ci(values: np.ndarray, binary: bool) -> tuple[float, float, float]:
-    """Mean and 95% CI over images: Wilson for a hit rate, normal (t-free) for a ratio."""
-    v = values[~np.isnan(values)]
-    if len(v) == 0:
-        return math.nan, math.nan, math.nan
-    if binary:
-        lo, hi = wilson_ci(int(v.sum()), len(v))
-        return float(v.mean()), lo, hi
-    half = 1.959964 * v.std(ddof=1) / math.sqrt(len(v)) if len(v) > 1 else math.nan
-    return float(v.mean()), float(v.mean() - half), float(v.mean() + half)
-
-
 def explanation_table(runs: list[Run]) -> pd.DataFrame:
-    """Where each comparison model looks (bench.explain): per model, image set and subgroup (all,
-    correct, wrong, benign, malignant), the mean and 95% CI over images of the pointing-game hit
-    rate, the lesion energy ratio and the frame energy ratio; images of every seed pooled."""
-    rows = []
-    for model, rs in comparison_sets(runs):
-        frames = [f.assign(seed=r.settings.get("seed", 0)) for r in rs
-                  if (f := _explained(r)) is not None]
-        if not frames:
-            continue
-        cam = pd.concat(frames, ignore_index=True)
-        for name, part in cam.groupby("set", sort=False):
-            groups = {"all": part, "correct": part[part.correct], "wrong": part[~part.correct],
-                      "benign": part[part.label == 0], "malignant": part[part.label == 1]}
-            for group, g in groups.items():
-                row: dict = {"model": model, "set": name, "images": group, "n": len(g),
-                             "n_seeds": len(frames), "with_mask": int(g.has_mask.sum())}
-                for col, binary in (("pointing_hit", True), ("lesion_energy_ratio", False),
-                                    ("frame_energy_ratio", False)):
-                    row[col], row[f"{col}_lo"], row[f"{col}_hi"] = _mean_ci(
-                        g[col].to_numpy(dtype=float), binary)
-                rows.append(row)
-    return pd.DataFrame(rows)
+    """Where each comparison model looks (bench.explain): per model, image set and subgroup, n
+    measured of n and the measures over images, seeds averaged per image first
+    (:func:`bench.camtable.explanation_rows`)."""
+    return explanation_rows(comparison_sets(runs), _explained)
 
 
 def explanation_examples(runs: list[Run]) -> dict[str, np.ndarray]:
     """Per comparison model, the most confident true positive, false negative and false positive
-    test image of its first seed: grey thumbnail, map and lesion mask (for the report's figure)."""
+    test image of its first seed: grey thumbnail, map and lesion mask, keyed by model, kind, image,
+    P(malignant), seed, status and map size with layer (for the report's figure)."""
     out: dict[str, np.ndarray] = {}
     for model, rs in comparison_sets(runs):
         run = rs[0]
         cam = _explained(run)
+        if cam is not None and "status" not in cam:
+            continue  # made before maps were checked for resolution: nothing to show
         npz = run.path / "explain" / "gradcam" / "maps.npz"
         if cam is None or not npz.is_file():
             continue
@@ -550,7 +556,9 @@ def explanation_examples(runs: list[Run]) -> dict[str, np.ndarray]:
         for kind, chosen in picks.items():
             if len(chosen):
                 k = ids.index(chosen.id.iloc[0])
-                key = f"{model}|{kind}|{chosen.id.iloc[0]}|{chosen.prob_malignant.iloc[0]:.2f}"
+                key = (f"{model}|{kind}|{chosen.id.iloc[0]}|{chosen.prob_malignant.iloc[0]:.2f}|"
+                       f"{int(run.settings.get('seed', 0))}|{chosen.status.iloc[0]}|"
+                       f"{chosen.map_size.iloc[0]} {chosen.layer.iloc[0]}")
                 out[f"{key}|image"] = arrays["test/images"][k]
                 out[f"{key}|map"] = arrays["test/maps"][k].astype(np.float32)
                 out[f"{key}|mask"] = arrays["test/masks"][k]

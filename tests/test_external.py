@@ -143,6 +143,6 @@ def test_a_bus_bra_layout_set_keeps_patients_and_the_report_uses_a_patient_boots
     assert preds.group.str.startswith("case:").all() and len(preds) == 25
     assert report_main(["--runs", str(out), "--out", str(tmp_path / "report"), "--n-boot", "200"]) == 0
     table = pd.read_csv(tmp_path / "report" / "tables" / "external_comparison.csv")
-    assert table.external_auc_ci.tolist() == ["patient-level bootstrap"]
+    assert table.external_auc_ci.tolist() == ["clustered (Obuchowski), patients as clusters"]
     assert (tmp_path / "report" / "figures" / "external_roc.png").is_file()
     assert "External validation: internal vs external" in (tmp_path / "report" / "README.md").read_text()

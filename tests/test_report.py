@@ -144,12 +144,40 @@ COMMITTED = Path(__file__).resolve().parents[1] / "results" / "busi-cpu"
 
 
 @pytest.mark.skipif(not (COMMITTED / "runs").is_dir(), reason="no committed results set")
-def test_committed_runs_regenerate_the_committed_tables_exactly(tmp_path):
+def test_committed_runs_regenerate_the_committed_tables_and_readme_exactly(tmp_path):
+    # what a clean clone has: the committed files only (no git-ignored arrays)
     assert main(["--runs", str(COMMITTED / "runs"), "--out", str(tmp_path)]) == 0
-    committed = sorted((COMMITTED / "tables").iterdir())
+    committed = sorted(p for p in (COMMITTED / "tables").iterdir() if p.suffix != ".npz")
     assert committed
     for path in committed:
         assert (tmp_path / "tables" / path.name).read_bytes() == path.read_bytes(), path.name
+    readme = (tmp_path / "README.md").read_text().replace(f"--out {tmp_path}",
+                                                          "--out results/busi-cpu")
+    assert readme == (COMMITTED / "README.md").read_text()
+
+
+def test_intervals_are_clustered_by_the_manifest_groups(tmp_path):
+    runs = tmp_path / "runs"
+    for seed in (0, 1):
+        for model, q in (("fus2net", 0.6), ("resnet50", 0.4)):
+            folder = write_fixture_run(runs, model, q, 30 + seed + (model == "resnet50") * 5,
+                                       seed=seed)
+            preds = pd.read_csv(folder / "predictions.csv", dtype={"id": str})
+            test = preds.split == "test"
+            for col in ("prob_malignant", "label"):  # each test image twice, as one group
+                preds.loc[test, col] = preds[col][test].to_numpy()[::2].repeat(2)
+            preds.to_csv(folder / "predictions.csv", index=False)
+            preds[["id", "path", "label", "split", "fold"]].assign(
+                group=[f"g{i // 2}" for i in range(len(preds))]).to_csv(folder / "split.csv",
+                                                                        index=False)
+    t = comparison_table(load_runs(runs), n_boot=200).set_index("model")
+    row = t.loc["resnet50"]
+    assert row.n_clusters == 50 and row.matched_seeds == "0,1"
+    # pairs of identical images: the clustered interval is wider than the image-level one
+    assert row.auc_cl_hi - row.auc_cl_lo > 1.2 * (row.auc_img_hi - row.auc_img_lo)
+    assert row.delta_auc_cl_hi - row.delta_auc_cl_lo > 1.2 * (row.delta_auc_img_hi
+                                                               - row.delta_auc_img_lo)
+    assert t.loc["fus2net"].prevalence == pytest.approx(0.5, abs=0.1)
 
 
 def test_seeds_are_aggregated_and_compared_paired_by_seed(tmp_path):
@@ -165,13 +193,18 @@ def test_seeds_are_aggregated_and_compared_paired_by_seed(tmp_path):
     assert row.n_seeds == 3 and row.auc == pytest.approx(aucs.mean())
     assert row.auc_sd == pytest.approx(aucs.std(ddof=1)) and row.auc_min == aucs.min()
     deltas = per_seed.delta_auc[per_seed.model == "resnet50"]
+    # matched seeds: ΔAUC is the mean of the per-seed differences, one contrast per row
     assert row.delta_auc == pytest.approx(deltas.mean()) and row.seeds_significant.endswith("/3")
-    assert 0 <= row.mean_prob_delong_p_holm <= 1
+    assert row.matched_seeds == "0,1,2" and row.delta_auc_cl_lo < row.delta_auc < row.delta_auc_cl_hi
+    assert 0 <= row.delta_auc_p_holm <= 1
+    assert row.ensemble_seeds == 3 and 0 <= row.ensemble_auc <= 1
     assert main(["--runs", str(runs), "--out", str(tmp_path / "out"), "--n-boot", "100"]) == 0
     roc = pd.read_csv(tmp_path / "out" / "tables" / "roc_points.csv")
     assert set(roc.seed[roc.model == "fus2net"]) == {-1, 0, 1, 2}  # every seed and the mean
     md = (tmp_path / "out" / "tables" / "table3_comparison.md").read_text()
-    assert "±" in md and "[" in md
+    assert "(seeds 0,1,2)" in md and "[" in md  # the compact table: matched seeds, clustered CI
+    tex = (tmp_path / "out" / "tables" / "table3_comparison.tex").read_text()
+    assert r"$\pm$" in tex and "Ensemble" in tex  # the full table: spread over seeds, ensemble
 
 
 def test_degenerate_and_random_init_rows_are_flagged_not_ranked(fixture_runs, tmp_path):
@@ -179,7 +212,7 @@ def test_degenerate_and_random_init_rows_are_flagged_not_ranked(fixture_runs, tm
     assert main(["--runs", str(fixture_runs), "--out", str(tmp_path), "--n-boot", "100"]) == 0
     t = pd.read_csv(tmp_path / "tables" / "table3_comparison.csv").set_index("model")
     assert "constant output" in t.flag["inception_v3_tl"]
-    assert np.isnan(t.mean_prob_delong_p["inception_v3_tl"]) and np.isnan(t.delta_auc["inception_v3_tl"])
+    assert np.isnan(t.delta_auc_p["inception_v3_tl"]) and np.isnan(t.delta_auc["inception_v3_tl"])
     md = (tmp_path / "tables" / "table3_comparison.md").read_text()
     line = next(x for x in md.splitlines() if x.startswith("| inception_v3_tl ⚠"))
     assert "— (degenerate)" in line and "ImageNet weights unavailable (not the published method)" in line
