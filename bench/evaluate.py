@@ -23,18 +23,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench import figures
+from bench import figures, table3
 from bench.atomic import write_csv, write_json, write_text
 from bench.clustered import cluster_bootstrap_delta, obuchowski_auc, obuchowski_delta
 from bench.errors import BenchError, cli_main, ensure_writable, number
 from bench.metrics import degenerate_prediction
 from bench.outside import OUTSIDE, ResultsSet, outside_runs, read_predictions, results_set, template
 from bench.provenance import file_sha256, git_revision, package_versions, portable
-from bench.report import select_group, table3_display
+from bench.report import select_group
 from bench.runs import Run, load_runs
 from bench.stats import (
     bootstrap_auc_ci,
-    calibration_slope_intercept,
     cluster_bootstrap_auc,
     delong_ci,
     delong_test,
@@ -51,7 +50,7 @@ from bench.tables import (
 )
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-SEED_MEAN = "mean over seeds"
+SEED_MEAN = "ensemble of the seeds"
 
 
 def check_name(name: str, rs: ResultsSet) -> str:
@@ -158,25 +157,18 @@ def leaderboard(t3: pd.DataFrame, name: str) -> tuple[pd.DataFrame, pd.DataFrame
     ranked = ~(t.flag.fillna("").astype(str).str.len() > 0) & t.auc.notna()
     t.insert(0, "rank", [str(k + 1) if ok else "—" for k, ok in enumerate(ranked)])
     t = t.reset_index(drop=True)
-    shown = table3_display(t)
+    shown = table3.headline_display(t)
     shown.insert(0, "Rank", t["rank"])
     shown.insert(2, "Source", t.source)
     return t, shown
 
 
-def calibration_rows(outside: list[Run], reference: list[Run], name: str) -> pd.DataFrame:
-    """Brier score, calibration slope and intercept of the seed-averaged probabilities."""
-    rows = []
-    for model, runs in ((REFERENCE, reference), (name, outside)):
-        got = _labels_scores(runs)
-        if not got:
-            continue
-        y = next(iter(got.values()))[1]
-        s = np.mean([v[2] for v in got.values()], axis=0)
-        slope, intercept = calibration_slope_intercept(y, s)
-        rows.append({"model": model, "n_seeds": len(got), "brier": float(np.mean((s - y) ** 2)),
-                     "calibration_slope": slope, "calibration_intercept": intercept})
-    return pd.DataFrame(rows)
+def calibration_rows(t3: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Fus2Net's and the outside model's calibration and prevalence columns of Table 3
+    (:data:`bench.table3.CALIBRATION_COLUMNS`: Brier, slope, intercept with cluster-bootstrap
+    intervals; PPV/NPV at 50 % and at the data set's prevalence)."""
+    rows = t3[t3.model.isin([REFERENCE, name])]
+    return rows.reindex(columns=table3.CALIBRATION_COLUMNS).reset_index(drop=True)
 
 
 def _record(value):
@@ -228,10 +220,10 @@ def evaluate(predictions: Path, name: str, runs_dir: Path, out: Path, n_boot: in
     groups = rs.manifest.set_index("id").group
     intervals = interval_rows(mine, reference, groups, n_boot, seed)
     board, shown = leaderboard(t3, name)
-    cal = calibration_rows(mine, reference, name)
+    cal = calibration_rows(t3, name)
 
     write_csv(out / "predictions.csv", preds)
-    write_table(row, table3_display(row), out / "row",
+    write_table(row, table3.full_display(row), out / "row",
                 f"{name}: {OUTSIDE}. Table 3 row computed by the report's functions over the set's "
                 "runs and these predictions (ΔAUC, DeLong and McNemar against Fus2Net paired by "
                 "seed; Holm's correction across every model of the leaderboard).")
@@ -241,17 +233,15 @@ def evaluate(predictions: Path, name: str, runs_dir: Path, out: Path, n_boot: in
                 "cluster-aware 95% intervals (Obuchowski's clustered variance and a cluster "
                 "bootstrap over the manifest's groups: same picture, patient or lesion), and ΔAUC "
                 "against Fus2Net on the same images, per seed (against Fus2Net's run of that "
-                "seed) and on the seed-averaged probabilities.")
+                "seed) and on the seed-averaged probabilities (an ensemble of the seeds, labelled so).")
     write_table(board, shown, out / "leaderboard",
                 "Held-out test set of the results set, ranked by mean test AUC over seeds "
                 "(degenerate rows unranked). Source says which models this suite trained and which "
                 f"are {OUTSIDE}. Holm's correction runs across every model listed, so the set's "
                 "own p-values can differ from its committed table. The paper's row (other data) "
                 "is left out.")
-    write_table(cal, pd.DataFrame({c: [fmt(v) if isinstance(v, float) else v for v in cal[c]]
-                                   for c in cal.columns}), out / "calibration",
-                "Calibration of the seed-averaged probabilities on the held-out test set: Brier "
-                "score, logistic recalibration slope (1 = ideal) and intercept (0 = ideal).")
+    write_table(cal, table3.calibration_display(cal), out / "calibration",
+                table3.CALIBRATION_CAPTION.format(prevalence=table3.prevalence_text(t3)))
     pair = [r for r in runs if r.model in (REFERENCE, name)]
     figures.roc_figure(roc_points(pair), t3[t3.model.isin([REFERENCE, name])], out / "roc")
     bins = calibration_bins(pair)

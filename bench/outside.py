@@ -25,7 +25,7 @@ from bench.data.manifest import read_manifest
 from bench.errors import BenchError, plain
 from bench.metrics import binary_metrics
 from bench.provenance import file_sha256
-from bench.runs import Run
+from bench.runs import Run, attach_groups
 from bench.tables import comparison_runs
 
 OUTSIDE = "outside predictions (not trained by this suite)"
@@ -251,6 +251,7 @@ def outside_runs(preds: pd.DataFrame, name: str, rs: ResultsSet) -> list[Run]:
     for s, rows in preds.groupby("seed"):
         p = rows.assign(path=man.path.reindex(rows.id).to_numpy())[
             ["id", "path", "label", "prob_malignant", "split", "fold"]].reset_index(drop=True)
+        p = attach_groups(p, rs.manifest)  # the same clusters as the set's own runs
         val = p[p.split == "val"]
         cv = pd.DataFrame([{"fold": int(k), "status": "ok",
                             **binary_metrics(f.label.to_numpy(), f.prob_malignant.to_numpy())}
@@ -260,5 +261,6 @@ def outside_runs(preds: pd.DataFrame, name: str, rs: ResultsSet) -> list[Run]:
                     "outside": True}
         config = {"settings": settings, "status": "complete", "weights": OUTSIDE,
                   "model_stats": {}, "profile": rs.profile}
-        runs.append(Run(Path(f"outside/{name}/seed-{int(s)}"), config, {}, p, cv))
+        runs.append(Run(Path(f"outside/{name}/seed-{int(s)}"), config, {}, p, cv,
+                        split=rs.manifest))
     return runs

@@ -145,12 +145,9 @@ def write_tables(runs: list[Run], out: Path, n_boot: int, seed: int) -> dict[str
                 table3.HEADLINE_CAPTION.format(clusters=_clusters(t3)))
     write_text(tdir / "table3_comparison.tex", to_latex(table3.full_display(both),
                                                         table3.FULL_CAPTION))
-    prevalence = t3["prevalence"].dropna() if "prevalence" in t3 else pd.Series(dtype=float)
     write_table(t3[[c for c in table3.CALIBRATION_COLUMNS if c in t3]],
                 table3.calibration_display(t3), tdir / "table3_calibration",
-                table3.CALIBRATION_CAPTION.format(prevalence=(
-                    f"{prevalence.iloc[0]:.0%} malignant (its manifest, excluded images aside)"
-                    if len(prevalence) else "unknown (the runs record no manifest)")))
+                table3.CALIBRATION_CAPTION.format(prevalence=table3.prevalence_text(t3)))
     write_csv(tdir / "roc_points.csv", roc_points(runs))
     write_csv(tdir / "calibration_bins.csv", calibration_bins(runs))
     write_csv(tdir / "cv_folds.csv", cv_folds(runs))

@@ -172,7 +172,7 @@ def calibration_slope_intercept(y_true, y_prob, eps: float = 1e-6) -> tuple[floa
     def newton(design: np.ndarray, offset: np.ndarray) -> np.ndarray:
         beta = np.zeros(design.shape[1])
         for _ in range(100):
-            mu = 1 / (1 + np.exp(-(design @ beta + offset)))
+            mu = 1 / (1 + np.exp(-np.clip(design @ beta + offset, -500, 500)))
             grad = design.T @ (y - mu)
             hess = (design * (mu * (1 - mu))[:, None]).T @ design
             try:

@@ -293,6 +293,14 @@ CALIBRATION_CAPTION = (
     "prevalence: the test set holds 50 % malignant images, the data set {prevalence}; the last "
     "column recomputes them there from sensitivity and specificity (Bayes' rule).")
 
+def prevalence_text(t3) -> str:
+    """The data set's prevalence as the calibration caption states it."""
+    prevalence = t3["prevalence"].dropna() if "prevalence" in t3 else []
+    if not len(prevalence):
+        return "unknown (the runs record no manifest)"
+    return f"{prevalence.iloc[0]:.0%} malignant (its manifest, excluded images aside)"
+
+
 CALIBRATION_COLUMNS = ["model", "n_seeds", "seeds", "brier", "brier_lo", "brier_hi", "cal_slope",
                        "cal_slope_lo", "cal_slope_hi", "cal_intercept", "cal_intercept_lo",
                        "cal_intercept_hi", "ppv", "npv", "prevalence", "ppv_at_prevalence",

@@ -113,7 +113,7 @@ def test_outside_predictions_of_a_model_reproduce_its_row_exactly(two_sets, tmp_
     assert board.set_index("model").source["fus2net"] == "trained by this suite"
     assert f"| {OUTSIDE} |" in (tmp_path / "ev" / "leaderboard.md").read_text()
     intervals = pd.read_csv(tmp_path / "ev" / "intervals.csv")
-    assert list(intervals.seed) == ["0", "1", "mean over seeds"]
+    assert list(intervals.seed) == ["0", "1", "ensemble of the seeds"]
     assert (intervals.n_clusters == 50).all()  # the manifest's groups, not images
     for method in ("delong", "boot", "obuchowski", "cluster_boot"):
         assert (intervals[f"auc_{method}_lo"] < intervals.auc).all()
@@ -251,7 +251,7 @@ def test_degenerate_outside_predictions_are_flagged_and_their_tests_left_blank(t
     assert code == 0, err
     row = pd.read_csv(tmp_path / "ev" / "row.csv").iloc[0]
     assert row.flag.startswith("seed 0: constant output")
-    assert pd.isna(row.delta_auc) and pd.isna(row.mean_prob_delong_p)
+    assert pd.isna(row.delta_auc) and pd.isna(row.delta_auc_p)
     intervals = pd.read_csv(tmp_path / "ev" / "intervals.csv")
     assert intervals.delong_p.isna().all() and intervals.delta_obuchowski_p.isna().all()
     board = pd.read_csv(tmp_path / "ev" / "leaderboard.csv", dtype={"rank": str})
