@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -9,6 +10,24 @@ import pytest
 
 from bench.data.synthetic import PhantomSpec, generate
 from tests.helpers import write_image
+
+
+@pytest.fixture(autouse=True)
+def _thread_pools_restored():
+    """Runs size this process's thread pools (bench.threads); each test leaves them as it found
+    them, so one test's ``--threads 1`` never slows the tests after it."""
+    import torch
+
+    threads = torch.get_num_threads()
+    env = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                                          "OPENBLAS_NUM_THREADS")}
+    yield
+    torch.set_num_threads(threads)
+    for key, value in env.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture(scope="session")
