@@ -19,16 +19,22 @@ torch's pools to it. The local executor's defaults come from the machine's cores
 every core, or ``jobs`` jobs sharing the cores; asking for more than the cores is allowed, with a
 warning.
 
-Ctrl-C cancels the jobs that are queued or running. ``submitit`` is the optional extra
-``cluster`` (``pip install -e ".[cluster]"``).
+Ctrl-C (SIGINT) or SIGTERM cancels the jobs that are queued or running, then the suite exits
+(130). While the grid runs, both signals are the suite's own, even where it was started with
+SIGINT ignored (a background job of a script or CI runner): a cancel must never be lost, and the
+local executor's job controllers, which are cancelled with SIGINT, must not inherit the ignore.
+``submitit`` is the optional extra ``cluster`` (``pip install -e ".[cluster]"``).
 """
 
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -319,6 +325,56 @@ def use_squeue_without_accounting() -> bool:
     return True
 
 
+class CancelSignals:
+    """SIGINT and SIGTERM as :class:`KeyboardInterrupt` while a grid runs (main thread only: a
+    grid run from another thread keeps the process's handlers). Inside :meth:`held` (submitting
+    and recording jobs) a signal waits until the jobs are recorded, so every job that was
+    submitted is also cancelled; once cancelling, further signals are ignored until it is done."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.holding = False
+        self.pending = False
+
+    def _handler(self, signum, frame) -> None:
+        if self.holding:
+            self.pending = True
+            return
+        raise KeyboardInterrupt
+
+    @contextmanager
+    def installed(self) -> Iterator[CancelSignals]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        saved = {s: signal.getsignal(s) for s in self.SIGNALS}
+        for s in self.SIGNALS:
+            signal.signal(s, self._handler)
+        try:
+            yield self
+        finally:
+            for s, handler in saved.items():
+                signal.signal(s, signal.SIG_DFL if handler is None else handler)
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        self.holding = True
+        try:
+            yield
+        except Exception:  # e.g. sbatch killed by the same Ctrl-C (the terminal's process group)
+            if self.pending:
+                raise KeyboardInterrupt from None
+            raise
+        finally:
+            self.holding = False
+        if self.pending:
+            raise KeyboardInterrupt
+
+    def cancelling(self) -> None:
+        self.holding = True  # a second Ctrl-C must not stop the cancelling half-way
+
+
 def _submit_group(executor, cfg: ClusterConfig, target, group: list, layout: Layout) -> list:
     """Submit ``(label, argv, slot)`` jobs that share their resources: one SLURM job array when
     there are several, else one by one."""
@@ -388,80 +444,88 @@ def run_grid(jobs: list[tuple[str, list[str]]], cfg: ClusterConfig, log_dir: Pat
                 gone_since.pop(job, None)
         return gone
 
-    try:
-        while pending or running:
-            batch = []
-            while pending and len(running) + len(batch) < width:
-                label, argv = pending.popleft()
-                slot = None
-                if slots:
-                    used = {v[2] for v in running.values()} | {b[2] for b in batch}
-                    slot = next(s for s in slots if s not in used)
-                batch.append((label, argv, slot))
-            groups: dict = {}
-            for item in batch:  # one submission (a job array on SLURM) per resource set
-                if cfg.executor == "slurm" and not cfg.mem_gb:
-                    model = _model_of(item[1])
-                    memory.setdefault(model, job_memory_gb(model))
-                    key: object = memory[model]
-                else:
-                    key = item[2]
-                groups.setdefault(key, []).append(item)
-            for key, group in groups.items():
-                if slots:
-                    executor.update_parameters(visible_gpus=key, gpus_per_node=len(key))
-                elif cfg.executor == "slurm" and not cfg.mem_gb:
-                    executor.update_parameters(mem=f"{key:g}GB")
-                submitted = _submit_group(executor, cfg, target, group, layout)
-                for (label, argv, slot), job in zip(group, submitted, strict=True):
-                    outcomes[label].attempts += 1
-                    outcomes[label].job_id = str(job.job_id)
-                    running[job] = (label, argv, slot)  # all of them before Ctrl-C can come
-                for job in submitted if observe is not None else ():
-                    observe(job)
-            if batch:
-                postfix()
-            finished = list(running) if cfg.executor == "debug" else [j for j in running
-                                                                       if j.done()]
-            for job, state in left_queue():
-                if job not in finished:
+    signals = CancelSignals()
+    with signals.installed():
+        try:
+            while pending or running:
+                batch = []
+                while pending and len(running) + len(batch) < width:
+                    label, argv = pending.popleft()
+                    slot = None
+                    if slots:
+                        used = {v[2] for v in running.values()} | {b[2] for b in batch}
+                        slot = next(s for s in slots if s not in used)
+                    batch.append((label, argv, slot))
+                groups: dict = {}
+                for item in batch:  # one submission (a job array on SLURM) per resource set
+                    if cfg.executor == "slurm" and not cfg.mem_gb:
+                        model = _model_of(item[1])
+                        memory.setdefault(model, job_memory_gb(model))
+                        key: object = memory[model]
+                    else:
+                        key = item[2]
+                    groups.setdefault(key, []).append(item)
+                for key, group in groups.items():
+                    if slots:
+                        executor.update_parameters(visible_gpus=key, gpus_per_node=len(key))
+                    elif cfg.executor == "slurm" and not cfg.mem_gb:
+                        executor.update_parameters(mem=f"{key:g}GB")
+                    with signals.held():  # a Ctrl-C now waits until the jobs are recorded
+                        submitted = _submit_group(executor, cfg, target, group, layout)
+                        for (label, argv, slot), job in zip(group, submitted, strict=True):
+                            if cfg.executor == "local":
+                                # a local job writes its result before its process ends: no
+                                # wait (submitit's 15 s) for a slow shared file system
+                                job._results_timeout_s = 1
+                            outcomes[label].attempts += 1
+                            outcomes[label].job_id = str(job.job_id)
+                            running[job] = (label, argv, slot)
+                    for job in submitted if observe is not None else ():
+                        observe(job)
+                if batch:
+                    postfix()
+                finished = list(running) if cfg.executor == "debug" else [j for j in running
+                                                                           if j.done()]
+                for job, state in left_queue():
+                    if job not in finished:
+                        label, argv, _ = running.pop(job)
+                        outcomes[label].log = str(getattr(job.paths, "stderr", ""))
+                        outcomes[label].stdout = str(getattr(job.paths, "stdout", ""))
+                        died(job, label, argv, f"SLURM job {job.job_id} ended {state} without a "
+                             "result")
+                        postfix()
+                for job in finished:
                     label, argv, _ = running.pop(job)
-                    outcomes[label].log = str(getattr(job.paths, "stderr", ""))
-                    outcomes[label].stdout = str(getattr(job.paths, "stdout", ""))
-                    died(job, label, argv, f"SLURM job {job.job_id} ended {state} without a "
-                         "result")
+                    out = outcomes[label]
+                    out.log = str(getattr(job.paths, "stderr", ""))
+                    out.stdout = str(getattr(job.paths, "stdout", ""))
+                    try:
+                        res = job.result()
+                    except Exception as exc:  # noqa: BLE001 - the job died: resubmit, it resumes
+                        died(job, label, argv, _first_line(exc))
+                        postfix()
+                        continue
+                    out.started, out.ended = res["started"], res["ended"]
+                    out.seconds = res["ended"] - res["started"]
+                    if res["status"] == "error":
+                        out.message = res["error"]
+                    else:
+                        out.status = "ok" if res["status"] == "ok" else "FAILED"
+                        out.run_dir = Path(res["run_dir"])
+                    bar.update(1)
                     postfix()
-            for job in finished:
-                label, argv, _ = running.pop(job)
-                out = outcomes[label]
-                out.log = str(getattr(job.paths, "stderr", ""))
-                out.stdout = str(getattr(job.paths, "stdout", ""))
-                try:
-                    res = job.result()
-                except Exception as exc:  # noqa: BLE001 - the job died: resubmit, it resumes
-                    died(job, label, argv, _first_line(exc))
-                    postfix()
-                    continue
-                out.started, out.ended = res["started"], res["ended"]
-                out.seconds = res["ended"] - res["started"]
-                if res["status"] == "error":
-                    out.message = res["error"]
-                else:
-                    out.status = "ok" if res["status"] == "ok" else "FAILED"
-                    out.run_dir = Path(res["run_dir"])
-                bar.update(1)
-                postfix()
-            if running and cfg.executor != "debug":
-                time.sleep(poll_s)
-    except KeyboardInterrupt:
-        for job in running:
-            job.cancel(check=False)
-        if running:
-            tqdm.write(f"cancelled {len(running)} queued or running job(s): "
-                       + " ".join(str(j.job_id) for j in running))
-        raise
-    finally:
-        bar.close()
+                if running and cfg.executor != "debug":
+                    time.sleep(poll_s)
+        except KeyboardInterrupt:
+            signals.cancelling()
+            for job in running:
+                job.cancel(check=False)
+            if running:
+                tqdm.write(f"cancelled {len(running)} queued or running job(s): "
+                           + " ".join(str(j.job_id) for j in running))
+            raise
+        finally:
+            bar.close()
     return [outcomes[label] for label, _ in jobs]
 
 

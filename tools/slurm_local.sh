@@ -100,7 +100,7 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 ReturnToService=2
 # short waits: tests pre-empt, requeue and cancel jobs
-KillWait=5
+KillWait=2
 MinJobAge=600
 SchedulerParameters=sched_interval=2
 MessageTimeout=20
