@@ -3,8 +3,8 @@
 
 Kept short: the job that waits for SLURM's time-limit signal (which comes on the controller's
 30-second clock) runs in a process of its own from the first test on, beside the other tests'
-jobs; the requeued job and the bad-input job share one grid; the inline suite the tables are
-compared with is shared with tests/test_cluster.py. Every test cancels, when it ends, whatever
+jobs, and its test comes last; the requeued job and the bad-input job share one grid; the inline
+suite the tables are compared with is shared with tests/test_cluster.py. Every test cancels, when it ends, whatever
 jobs it left on the cluster (``_no_job_left``), pass or fail.
 """
 
@@ -66,12 +66,6 @@ def slurm_cluster():
         os.environ["SLURM_CONF"] = old
 
 
-def _queue() -> list[str]:
-    """Jobs queued, running or completing on the cluster."""
-    return subprocess.run(["squeue", "-h", "-o", "%i %T"], capture_output=True, text=True,
-                          timeout=30, check=True).stdout.split("\n")[:-1]
-
-
 def _jobs_under(folder: Path) -> dict[str, str]:
     """The jobs SLURM has not finished with (queued, running, completing) whose stdout is under
     ``folder``: their states by id."""
@@ -98,16 +92,6 @@ def _no_job_left(slurm_cluster, tmp_path):
     yield
     left = {i: s for i, s in _cancel_jobs_under(tmp_path).items() if s != "COMPLETING"}
     assert not left, f"the test left SLURM jobs queued or running (cancelled now): {left}"
-
-
-def _idle(timeout_s: float = 30.0) -> bool:
-    """The queue empties (a finished job may linger a moment after its result is written)."""
-    end = time.time() + timeout_s
-    while _queue():
-        if time.time() > end:
-            return False
-        time.sleep(0.5)
-    return True
 
 
 class ReleaseRequeued(threading.Thread):
@@ -271,32 +255,22 @@ def test_a_bad_input_job_fails_once_with_its_message_and_log(requeue_grid):
     assert "did you mean fus2net" in outcome.message and Path(outcome.log).is_file()
 
 
-def test_a_job_past_its_time_limit_is_checkpointed_requeued_and_finishes(time_limit_grid,
-                                                                         released):
-    (outcome,) = time_limit_grid.result(timeout_s=180)
-    assert time_limit_grid.gate.exists()
-    assert outcome["status"] == "ok" and outcome["attempts"] == 1, outcome["message"]
-    assert outcome["job_id"] in released  # requeued by submitit, not resubmitted by the suite
-    log = Path(outcome["stdout"]).read_text() + Path(outcome["log"]).read_text()
-    assert "checkpoint: requeued" in log and "resumed: reused fold_0" in log
-    (run_dir,) = (time_limit_grid.folder / "runs").iterdir()
-    cfg = json.loads((run_dir / "config.json").read_text())
-    assert cfg["timings"]["stages"]["fold_0"]["status"] == "reused"
-
-
+@pytest.mark.usefixtures("time_limit_grid")
 def test_ctrl_c_of_the_suite_cancels_its_queued_and_running_jobs(small_synthetic, tmp_path):
-    assert _idle(timeout_s=120), f"the cluster must be idle for this test: {_queue()}"
-    cpus = subprocess.run(["sinfo", "-h", "-N", "-o", "%c"], capture_output=True, text=True,
-                          timeout=30, check=True).stdout.split()[0]
-    # every CPU of the node per job: one job runs, the other waits in the queue
+    # more 1-CPU jobs than the node has CPUs (2 models x seeds; 4 on 2 CPUs): some run and the
+    # others wait in the queue, whether or not the time-limit job holds a CPU now
+    cpus = int(subprocess.run(["sinfo", "-h", "-N", "-o", "%c"], capture_output=True, text=True,
+                              timeout=30, check=True).stdout.split()[0])
+    seeds = ",".join(map(str, range(cpus // 2 + 1)))
+    n_jobs = 2 * (cpus // 2 + 1)
     cmd = [sys.executable, "-m", "bench.suite", "--data", str(small_synthetic), *EXECUTOR_SUITE,
-           "--epochs", "500", "--out", str(tmp_path / "res"), "--executor", "slurm",
-           "--cpus-per-job", cpus, "--mem-gb", "1"]
+           "--seeds", seeds, "--epochs", "500", "--out", str(tmp_path / "res"), "--executor",
+           "slurm", "--cpus-per-job", "1", "--mem-gb", "1"]
     suite = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True)
     try:
         end = time.time() + 120
-        while sorted(s.split()[1] for s in _queue()) != ["PENDING", "RUNNING"]:
+        while set(_jobs_under(tmp_path).values()) != {"PENDING", "RUNNING"}:
             assert time.time() < end and suite.poll() is None, "the jobs did not start"
             time.sleep(0.2)
         t0 = time.time()
@@ -309,8 +283,25 @@ def test_ctrl_c_of_the_suite_cancels_its_queued_and_running_jobs(small_synthetic
             suite.communicate(timeout=30)
     assert suite.returncode == 130, output
     assert took < 20, f"the suite took {took:.0f} s to exit"
-    (line,) = [x for x in output.splitlines() if x.startswith("cancelled 2 queued or running")]
+    (line,) = [x for x in output.splitlines()
+               if x.startswith(f"cancelled {n_jobs} queued or running")]
     ids = line.split(": ")[1].split()
-    assert _idle(), _queue()
+    end = time.time() + 30
+    while _jobs_under(tmp_path) and time.time() < end:
+        time.sleep(0.5)
+    assert not _jobs_under(tmp_path)  # squeue: none of them is left
     states = slurm_states() or {}
-    assert [states.get(i) for i in ids] == ["CANCELLED", "CANCELLED"], states
+    assert [states.get(i) for i in ids] == ["CANCELLED"] * n_jobs, states
+
+
+def test_a_job_past_its_time_limit_is_checkpointed_requeued_and_finishes(time_limit_grid,
+                                                                         released):
+    (outcome,) = time_limit_grid.result(timeout_s=180)
+    assert time_limit_grid.gate.exists()
+    assert outcome["status"] == "ok" and outcome["attempts"] == 1, outcome["message"]
+    assert outcome["job_id"] in released  # requeued by submitit, not resubmitted by the suite
+    log = Path(outcome["stdout"]).read_text() + Path(outcome["log"]).read_text()
+    assert "checkpoint: requeued" in log and "resumed: reused fold_0" in log
+    (run_dir,) = (time_limit_grid.folder / "runs").iterdir()
+    cfg = json.loads((run_dir / "config.json").read_text())
+    assert cfg["timings"]["stages"]["fold_0"]["status"] == "reused"
