@@ -57,6 +57,7 @@ from bench.provenance import (
 )
 from bench.spec import Execution, RunOptions, RunSpec
 from bench.stages import run_problem
+from bench.threads import apply_threads, resolve_threads
 from models import create_model, get_model_config, list_models
 from models.complexity import count_params, gflops
 from models.errors import UserError
@@ -112,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "auto = all at once on CUDA, 1 on CPU")
     p.add_argument("--save-fold-weights", action="store_true",
                    help="also keep each CV fold's weights (the final fit's are always kept)")
+    p.add_argument("--threads", type=number("--threads", above=True), default=None,
+                   help="CPU threads (torch intra- and inter-op, OpenMP, MKL); default: the "
+                        "CPUs given to this process (a suite job's --cpus-per-job, SLURM's "
+                        "SLURM_CPUS_PER_TASK, else the affinity mask); recorded in config.json")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--external", default="",
                    help="comma-separated external data sets (paths, or synthetic:B for the "
@@ -274,7 +279,7 @@ def options_from_argv(argv: list[str] | None) -> RunOptions:
         seed=args.seed, device=args.device, out=args.out, test_per_class=args.test_per_class,
         skip_bad_images=args.skip_bad_images, concurrent_folds=args.concurrent_folds,
         save_fold_weights=args.save_fold_weights, progress=not args.no_progress,
-        external=tuple(x for x in args.external.split(",") if x),
+        external=tuple(x for x in args.external.split(",") if x), threads=args.threads,
         command=" ".join(["python -m bench.run", shlex.join(map(portable, given))]).strip())
 
 
@@ -452,6 +457,8 @@ def run(o: RunOptions) -> RunResult:
     ``bench.suite``): reuses a finished run of the same configuration, else trains what is missing.
     Bad input raises :class:`BenchError`."""
     t_start = time.perf_counter()
+    # before any parallel work: torch's inter-op pool can be sized only then
+    threads = apply_threads(resolve_threads(o.threads, source=o.threads_from))
     with memory_errors_said(o):
         p = prepare(o)
     if p.weights_warning:
@@ -467,14 +474,14 @@ def run(o: RunOptions) -> RunResult:
                                json.loads((run_dir / "metrics.json").read_text()),
                                time.perf_counter() - t_start, p.weights_warning)
         else:
-            result = train_run(p, t_start)
+            result = train_run(p, t_start, threads)
         for ext in p.external:  # after training: a bad set stops here with the result kept
             result.external[ext.name] = score_external(run_dir, p.spec, p.execution, ext,
                                                        p.index, p.manifest)
     return result
 
 
-def train_run(p: Prepared, t_start: float) -> RunResult:
+def train_run(p: Prepared, t_start: float, threads: dict | None = None) -> RunResult:
     """Write the record, load the images, run the protocol and write the run's outputs."""
     o, spec, ex, run_dir, run_hash = p.options, p.spec, p.execution, p.run_dir, p.spec.hash()
     older = runs_of_older_code(o.out, run_dir.name, p.settings())
@@ -490,7 +497,8 @@ def train_run(p: Prepared, t_start: float) -> RunResult:
     print(f"model {o.model} | data {p.index.kind} at {p.index.root} | split {p.split_source} | "
           f"device {ex.device} | engine "
           f"{f'stacked, {ex.concurrent} stages at once' if ex.concurrent > 1 else 'reference'} | "
-          f"run {run_dir}")
+          f"{threads['threads'] if threads else '?'} thread(s) "
+          f"({threads['threads_from'] if threads else '?'}) | run {run_dir}")
     used = p.manifest[p.manifest.split != "excluded"]  # refused before anything is written
     check_fits(len(used) * spec.channels * spec.img_size ** 2, ex.device,
                f"--img-size {spec.img_size}", f"the image cache of {len(used)} images at "
@@ -508,7 +516,7 @@ def train_run(p: Prepared, t_start: float) -> RunResult:
                  "counts": p.index.counts(),
                  "split_source": p.split_source, "ignored_files": len(p.index.ignored)},
         "versions": package_versions(), "git_revision": git_revision(),
-        "device": device_info(ex.device),
+        "device": {**device_info(ex.device), **(threads or {})},
     }
     write_json(run_dir / "config.json", record)
     write_csv(run_dir / "split.csv", p.manifest)

@@ -51,6 +51,8 @@ class RunOptions:
     save_fold_weights: bool = False
     progress: bool = True
     external: tuple[str, ...] = ()  # data sets to score the final model on (not part of the hash)
+    threads: int | None = None  # CPU threads (None: bench.threads.resolve_threads; not hashed)
+    threads_from: str = "--threads"  # where ``threads`` came from (an executor: --cpus-per-job)
     command: str = ""  # as typed, for the record (paths made portable)
 
     def overrides(self) -> dict:

@@ -22,6 +22,7 @@ from bench.explain import explain_run
 from bench.illustrate import illustrate_run
 from bench.profiles import resolve_profile
 from bench.runs import load_run
+from bench.threads import apply_threads, resolve_threads
 from models import create_model, get_model_config
 from models.errors import UserError
 
@@ -39,12 +40,18 @@ def cluster_config(args: argparse.Namespace) -> ClusterConfig:
         if not sep or not key:
             raise BenchError(f"--slurm-extra {item!r}: give KEY=VALUE, e.g. qos=high")
         extra.append((key.strip(), value.strip()))
-    for name in ("jobs", "gpus_per_job", "cpus_per_job", "timeout_min", "retries"):
+    for name in ("jobs", "gpus_per_job", "cpus_per_job", "timeout_min", "retries",
+                 "signal_delay_s"):
         if getattr(args, name) < 0:
             raise BenchError(f"--{name.replace('_', '-')} must be >= 0")
+    if args.mem_gb < 0:
+        raise BenchError(f"--mem-gb must be >= 0, not {args.mem_gb:g}")
+    if args.threads is not None and args.threads < 1:
+        raise BenchError(f"--threads must be >= 1, not {args.threads}")
     return ClusterConfig(executor=args.executor, jobs=args.jobs, gpus_per_job=args.gpus_per_job,
-                         cpus_per_job=args.cpus_per_job, mem_gb=args.mem_gb,
-                         timeout_min=args.timeout_min, partition=args.partition,
+                         cpus_per_job=args.cpus_per_job, threads=args.threads, mem_gb=args.mem_gb,
+                         timeout_min=args.timeout_min, signal_delay_s=args.signal_delay_s,
+                         partition=args.partition,
                          slurm_extra=tuple(extra), retries=args.retries)
 
 
@@ -172,9 +179,19 @@ def main(argv: list[str] | None = None) -> int:
                         "sbatch jobs; debug: submitit in this process")
     g.add_argument("--jobs", type=int, default=0, help="at most N jobs at once (0: automatic)")
     g.add_argument("--gpus-per-job", type=int, default=0)
-    g.add_argument("--cpus-per-job", type=int, default=2)
-    g.add_argument("--mem-gb", type=float, default=16.0)
+    g.add_argument("--cpus-per-job", type=int, default=0,
+                   help="CPUs per job, and so its threads (0: local = the cores shared by the "
+                        "jobs at once, e.g. 2 cores and --jobs 2 give 1 each; slurm = 2)")
+    g.add_argument("--threads", type=int, default=None,
+                   help="CPU threads of every run (default: a job's --cpus-per-job; inline: the "
+                        "CPUs of this process's affinity mask or SLURM allocation)")
+    g.add_argument("--mem-gb", type=float, default=0.0,
+                   help="host memory per job (slurm; 0: from the model's size, 5 GB for "
+                        "Fus2Net, 9 GB for VGG19)")
     g.add_argument("--timeout-min", type=int, default=240)
+    g.add_argument("--signal-delay-s", type=int, default=90,
+                   help="slurm: USR2 this many seconds before the time limit; the job is "
+                        "checkpointed and requeued and resumes from its finished stages")
     g.add_argument("--partition", default="")
     g.add_argument("--slurm-extra", action="append", default=[], metavar="KEY=VALUE",
                    help="extra #SBATCH parameter (repeatable), e.g. qos=high")
@@ -191,6 +208,8 @@ def main(argv: list[str] | None = None) -> int:
         p.set_defaults(**config_defaults(known.config, defaults, p))
     args, passthrough = p.parse_known_args(argv)
     cluster = cluster_config(args)
+    # this process's pools first (the report and explanations run here), before parallel work
+    apply_threads(resolve_threads(args.threads))
     device = resolve_device(args.device)
     prof = resolve_profile(args.profile, device)
     profile = prof.name
@@ -199,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or PROJECT_ROOT / "results" / f"{data_name(args.data)}-{profile}"
     runs_dir = out / "runs"
     common = ["--profile", profile, "--device", device, "--out", str(runs_dir), *passthrough]
+    if args.threads is not None and cluster.executor == "inline":
+        common += ["--threads", str(args.threads)]
     if args.data is not None:
         common += ["--data", str(args.data)]
     if args.models == "default":
@@ -244,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     jobs += [(m, [*extra, "--seed", str(seed)], False) for seed in exp_seeds
              for m, extra, compared in planned if not compared]
     run.options_from_argv(common)  # a bad pass-through option stops the suite before any run
-    timings, failures, explain = [], [], []
+    timings, failures, explain, job_logs = [], [], [], []
     t_all = time.perf_counter()
     if cluster.executor != "inline":
         log_dir = args.log_dir or out / "logs"
@@ -255,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         for (_, _, compared), res in zip(jobs, run_grid(grid, cluster, log_dir, progress),
                                          strict=True):
             timings.append((res.label, res.seconds, res.status))
+            job_logs.append((res.label, res.job_id, res.stdout, res.log))
             if res.status != "ok":
                 failures.append(res.label)
                 print(f"FAILED {res.label}: {res.message or 'see the log'} (log: {res.log}; "
@@ -284,6 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     for label, seconds, status in timings:
         print(f"{label:<48} {seconds:>9.1f}  {status}")
     print(f"{'total':<48} {time.perf_counter() - t_all:>9.1f}")
+    for label, job_id, stdout, stderr in job_logs:
+        print(f"job {job_id} ({label}): stdout {stdout}" +
+              (f", stderr {stderr}" if stderr and stderr != stdout else ""))
     for run_dir in explain:  # where each comparison model looks (Grad-CAM vs lesion masks)
         try:  # a run that cannot be explained is said; the others and the report go on
             loaded = load_run(run_dir)

@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 from bench.data.synthetic import PhantomSpec, generate
-from tests.helpers import write_image
+from tests.helpers import EXECUTOR_SUITE, write_image
+
+
+@pytest.fixture(autouse=True)
+def _thread_pools_restored():
+    """Runs size this process's thread pools (bench.threads); each test leaves them as it found
+    them, so one test's ``--threads 1`` never slows the tests after it."""
+    import torch
+
+    threads = torch.get_num_threads()
+    env = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                                          "OPENBLAS_NUM_THREADS")}
+    yield
+    torch.set_num_threads(threads)
+    for key, value in env.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 @pytest.fixture(scope="session")
@@ -17,6 +36,26 @@ def small_synthetic(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("synthetic") / "phantom"
     generate(PhantomSpec(n_benign=60, n_malignant=60, seed=7), root, workers=2)
     return root
+
+
+@pytest.fixture(scope="session")
+def inline_suite(small_synthetic, tmp_path_factory):
+    """``inline_suite(threads)``: the results folder of the inline suite's 2-model smoke grid at
+    that thread count, run once per count in a session: the executor tests compare their tables
+    with it (on a CPU the last bits of the weights depend on the thread count)."""
+    from bench.suite import main as suite_main
+
+    made: dict[int, Path] = {}
+
+    def get(threads: int) -> Path:
+        if threads not in made:
+            out = tmp_path_factory.mktemp(f"inline-{threads}-threads")
+            assert suite_main(["--data", str(small_synthetic), *EXECUTOR_SUITE, "--out",
+                               str(out), "--threads", str(threads)]) == 0
+            made[threads] = out
+        return made[threads]
+
+    return get
 
 
 @pytest.fixture()

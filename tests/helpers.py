@@ -17,6 +17,9 @@ from bench.run import main
 BUSI = Path(__file__).resolve().parents[2] / "shared" / "data" / "BUSI"
 # the smallest run that still goes through every stage: 64 px, 1 epoch, 2 folds of 16 images
 SMOKE = ["--profile", "smoke", "--no-progress", "--test-per-class", "20"]
+# the 2-model smoke suite the executor tests run (tests/test_cluster.py, tests/test_slurm.py)
+EXECUTOR_SUITE = ["--profile", "smoke", "--models", "fus2net,zeimarani_cnn", "--no-experiments",
+                  "--no-progress", "--test-per-class", "20"]
 
 
 def write_image(path: Path, seed: int = 0, size: tuple[int, int] = (80, 64), mode: str = "L") -> Path:
