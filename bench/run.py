@@ -109,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-fold-weights", action="store_true",
                    help="also keep each CV fold's weights (the final fit's are always kept)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--annotations", default="keep", choices=["keep", "clean"],
+                   help="keep the images as they are, or train and score on copies with the "
+                        "burnt-in annotations (calipers, measuring lines, text, overlays) detected "
+                        "and inpainted (bench.annotations; part of the run hash)")
     p.add_argument("--external", default="",
                    help="comma-separated external data sets (paths, or synthetic:B for the "
                         "phantom's second site) to score the final model on, unchanged; a "
@@ -270,7 +274,7 @@ def options_from_argv(argv: list[str] | None) -> RunOptions:
         seed=args.seed, device=args.device, out=args.out, test_per_class=args.test_per_class,
         skip_bad_images=args.skip_bad_images, concurrent_folds=args.concurrent_folds,
         save_fold_weights=args.save_fold_weights, progress=not args.no_progress,
-        external=tuple(x for x in args.external.split(",") if x),
+        external=tuple(x for x in args.external.split(",") if x), annotations=args.annotations,
         command=" ".join(["python -m bench.run", shlex.join(map(portable, given))]).strip())
 
 
@@ -315,6 +319,18 @@ class RunResult:
         return self.status in ("complete", "reused")
 
 
+def cleaned_index(index: DataIndex, paths: list[str]) -> tuple[DataIndex, str]:
+    """``index`` re-rooted on a cached copy of its images with the burnt-in annotations inpainted
+    (bench/data/annotations.py), and the spec's ``annotations`` value naming method and detector."""
+    from bench.data.annotations import CLEAN_METHOD, cleaned_copy, detector_version
+
+    print(f"--annotations clean: detecting and inpainting annotations of {len(paths)} images "
+          "(cached after the first time)", flush=True)
+    root = cleaned_copy(index.root, paths, CLEAN_METHOD)
+    return (DataIndex(index.kind, root, index.samples, index.ignored),
+            f"clean:{CLEAN_METHOD}:{detector_version()}")
+
+
 def prepare(o: RunOptions) -> Prepared:
     """Check the options, read the data and its split (refusing leaky ones) and build the spec."""
     cfg = get_model_config(o.model)
@@ -346,6 +362,9 @@ def prepare(o: RunOptions) -> Prepared:
     stats, provenance = model_stats(o.model, model_kwargs, img_size, o.channels)
     concurrent = resolve_concurrency(o.concurrent_folds, device, profile.folds + 1)
     manifest_csv = manifest.to_csv(index=False, lineterminator="\n")
+    annotations = "keep"
+    if o.annotations == "clean":  # the split stays the one of the original images
+        index, annotations = cleaned_index(index, list(manifest.path[manifest.split != "excluded"]))
     spec = RunSpec(
         model=o.model, model_kwargs=model_kwargs, weights=provenance, img_size=img_size,
         batch_size=profile.batch_size, epochs=profile.epochs or cfg.recipe.epochs,
@@ -357,7 +376,7 @@ def prepare(o: RunOptions) -> Prepared:
         skip_bad_images=o.skip_bad_images, code_version=code_version(),
         bn_recalibration=o.bn_recalibration,
         data_sha256=content_sha256(index.root, list(manifest.path[manifest.split != "excluded"])),
-        stacked=concurrent > 1)
+        stacked=concurrent > 1, annotations=annotations)
     execution = Execution(device=device, channels_last=cfg.channels_last(device),
                           save_fold_weights=o.save_fold_weights, concurrent=concurrent,
                           progress=o.progress)

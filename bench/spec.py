@@ -51,6 +51,7 @@ class RunOptions:
     save_fold_weights: bool = False
     progress: bool = True
     external: tuple[str, ...] = ()  # data sets to score the final model on (not part of the hash)
+    annotations: str = "keep"  # keep | clean: burnt-in annotations inpainted (bench/data/annotations.py)
     command: str = ""  # as typed, for the record (paths made portable)
 
     def overrides(self) -> dict:
@@ -85,12 +86,17 @@ class RunSpec:
     data_sha256: str
     bn_recalibration: bool = True  # BatchNorm statistics re-estimated after training
     stacked: bool = False
+    # "keep", or "clean:<inpainting method>:<detector version>" (docs/protocol.md, "Burnt-in
+    # annotations"); only runs on cleaned images carry the key, so other runs keep their hashes
+    annotations: str = "keep"
 
     def to_dict(self) -> dict:
         out = asdict(self)
         del out["stacked"]
         if self.stacked:  # only stacked runs carry the key, so reference runs keep their hashes
             out["engine"] = "stacked"
+        if self.annotations == "keep":
+            del out["annotations"]
         return out
 
     def hash(self) -> str:
