@@ -12,8 +12,9 @@ into images without annotations: the mean absolute error against the true pixels
 ``sheets/detections_NN.png`` (images with their detections drawn). With ``--labels`` (a CSV of
 images judged by eye: ``id,label,part,caliper,line,text,other``) it also writes
 ``evaluation.csv`` (per part and kind: true/false positives, false negatives, precision and recall
-of "the image has this kind") and ``sheets/labelled_NN.png`` (the labelled images of the
-evaluated part, each captioned with its hits and misses).
+of "the image has this kind"), ``sheets/labelled_errors_NN.png`` (every image of the evaluated
+part with a missed or a false kind, captioned) and ``sheets/labelled_hits_01.png`` (12 of its
+marked images judged right).
 """
 
 from __future__ import annotations
@@ -35,14 +36,14 @@ from bench.errors import BenchError, cli_main
 
 COLOURS = {"caliper": (255, 40, 40), "line": (255, 200, 0), "text": (40, 160, 255),
            "other": (40, 220, 80)}
-TILE_W = 300
+TILE_W = 260
 
 
 def _overlay(img: np.ndarray, kinds: np.ndarray) -> Image.Image:
     rgb = np.stack([img] * 3, -1) if img.ndim == 2 else img.copy()
+    shown = cv2.dilate(kinds, np.ones((3, 3), np.uint8))  # thin strokes stay visible when shrunk
     for kind, colour in COLOURS.items():
-        m = kinds == CODE[kind]
-        rgb[m] = (0.35 * rgb[m] + 0.65 * np.array(colour)).astype(np.uint8)
+        rgb[shown == CODE[kind]] = colour
     return Image.fromarray(rgb)
 
 
@@ -70,6 +71,7 @@ def draw_sheets(items: list[tuple[np.ndarray, np.ndarray, str]], out: Path, stem
         for k, t in enumerate(tiles):
             sheet.paste(t, ((k % cols) * (2 * TILE_W + 14), (k // cols) * (h + 8)))
         path = out / f"{stem}_{start // per_sheet + 1:02d}.png"
+        sheet = sheet.quantize(colors=96, method=Image.Quantize.MEDIANCUT)  # a third of the bytes
         paths.append(write_atomic(path, lambda p, s=sheet: s.save(p, format="PNG", optimize=True)))
     return paths
 
@@ -211,10 +213,13 @@ def evaluate_labels(labels: pd.DataFrame, root: Path, out: Path, part: str) -> p
             caption = f"#{r.number} {r.id}: " + ("ok" if not miss and not extra else
                                                   " ".join([*(f"miss {k}" for k in miss),
                                                             *(f"extra {k}" for k in extra)]))
-            items.append((img, det.kinds, caption))
+            items.append((img, det.kinds, caption, bool(miss or extra), bool(truth)))
     ev = evaluate(labels, found)
     write_csv(out / "evaluation.csv", ev)
-    draw_sheets(items, out / "sheets", "labelled")
+    errors = [(i, k, c) for i, k, c, wrong, _ in items if wrong]
+    hits = [(i, k, c) for i, k, c, wrong, marked in items if not wrong and marked]
+    draw_sheets(errors, out / "sheets", "labelled_errors")  # every miss and false alarm
+    draw_sheets(hits[:12], out / "sheets", "labelled_hits")
     for r in ev[ev.part == part].itertuples():
         p = "n/a" if r.precision is None or pd.isna(r.precision) else f"{r.precision:.2f}"
         q = "n/a" if r.recall is None or pd.isna(r.recall) else f"{r.recall:.2f}"

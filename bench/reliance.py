@@ -84,6 +84,21 @@ def cluster_mean(values: np.ndarray, groups: np.ndarray, n_boot: int = N_BOOT, s
     return float(v.mean()), float(lo), float(hi)
 
 
+_DETECTED: dict[tuple[str, int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _detected(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """An image and its annotation mask, memoised per file (runs of one data set share them)."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _DETECTED:
+        if len(_DETECTED) > 4000:
+            _DETECTED.clear()
+        img = read_array(path)
+        _DETECTED[key] = (img, detect(img).mask)
+    return _DETECTED[key]
+
+
 Scorer = Callable[[list[np.ndarray]], np.ndarray]
 
 
@@ -95,8 +110,7 @@ def reliance_of(score: Scorer, root: Path, rows: pd.DataFrame, seed: int = 0
     rows = rows.reset_index(drop=True)
     originals, cleaned, masks = [], [], []
     for rel in rows.path:
-        img = read_array(root / rel)
-        m = detect(img).mask
+        img, m = _detected(root / rel)
         originals.append(img)
         masks.append(m)
         cleaned.append(clean(img, m, CLEAN_METHOD))
@@ -256,7 +270,7 @@ def reliance_figure(table: pd.DataFrame, base: Path) -> list[Path]:
     ax.axvline(0, color="grey", lw=0.8)
     ax.set_xlabel("mean change of P(malignant) (95% CI)")
     ax.set_title("Pasting another class's annotations")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
     fig.tight_layout()
     return save(fig, base)
 

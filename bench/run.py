@@ -383,6 +383,9 @@ def prepare(o: RunOptions) -> Prepared:
     external = resolve_external(list(o.external))
     for ext in external:
         check_not_own_images(ext, index, manifest)
+    if annotations != "keep":  # a model trained on cleaned images is scored on cleaned images
+        external = [ExternalSet(e.name, e.source, cleaned_index(e.index, [s.path for s in e.index.samples])[0],
+                                e.given) for e in external]
     return Prepared(o, spec, execution, profile, index, manifest, report, split_source, stats,
                     check_weights(o.pretrained, o.model, cfg.pretrained, provenance), external)
 
