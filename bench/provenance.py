@@ -47,7 +47,7 @@ TRAINING_CODE = ("bench/data", "bench/train.py", "bench/stacked.py", "bench/prot
                  "bench/metrics.py", "bench/profiles.py", "models")
 # The annotation detector is not training code: its own version enters the hash of the runs that
 # clean their images (RunSpec.annotations), so runs that keep them do not depend on it.
-NOT_TRAINING_CODE = ("bench/data/annotations.py",)
+NOT_TRAINING_CODE = ("bench/data/annotations.py", "bench/data/planted.py")
 
 
 def code_version() -> str:

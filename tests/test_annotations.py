@@ -13,16 +13,8 @@ import torch
 from PIL import Image
 
 from bench.annotations import main as annotations_main
-from bench.data.annotations import (
-    INPAINT,
-    PlantedShortcut,
-    clean,
-    detect,
-    draw_marks,
-    paste,
-    planted_phantom,
-    read_array,
-)
+from bench.data.annotations import INPAINT, clean, detect, paste, read_array
+from bench.data.planted import PlantedShortcut, draw_marks, planted_phantom
 from bench.provenance import NOT_TRAINING_CODE, code_version
 from bench.reliance import cluster_mean, reliance_of
 from bench.spec import RunSpec
@@ -84,7 +76,7 @@ def test_keep_leaves_the_run_hash_and_code_version_alone():
     assert "annotations" not in spec.to_dict()
     cleaned = dataclasses.replace(spec, annotations="clean:ns:abc")
     assert cleaned.to_dict()["annotations"] == "clean:ns:abc" and cleaned.hash() != spec.hash()
-    assert NOT_TRAINING_CODE == ("bench/data/annotations.py",)
+    assert NOT_TRAINING_CODE == ("bench/data/annotations.py", "bench/data/planted.py")
     assert len(code_version()) == 12
 
 
@@ -118,12 +110,12 @@ def test_annotations_command_writes_masks_cleaned_images_table_and_sheet(tmp_pat
     assert code == 2 and err.startswith("error: --labels")
 
 
-def _tiny_cnn_scorer(root, rows: pd.DataFrame):
+def _tiny_cnn_scorer(root, rows: pd.DataFrame, px: int = 96, steps: int = 60):
     """A small CNN trained on ``rows`` (full batch, Adam); returns a scorer of image arrays."""
     import cv2
 
     def x_of(arrays):
-        x = np.stack([cv2.resize(a, (64, 64), interpolation=cv2.INTER_AREA) for a in arrays])
+        x = np.stack([cv2.resize(a, (px, px), interpolation=cv2.INTER_AREA) for a in arrays])
         x = x.astype(np.float32) / 255
         x = (x - x.mean(axis=(1, 2), keepdims=True)) / (x.std(axis=(1, 2), keepdims=True) + 1e-6)
         return torch.from_numpy(x[:, None])
@@ -137,7 +129,7 @@ def _tiny_cnn_scorer(root, rows: pd.DataFrame):
     x = x_of([read_array(root / p) for p in rows.path])
     y = torch.as_tensor(rows.label.to_numpy())
     opt = torch.optim.Adam(net.parameters(), 1e-2)
-    for _ in range(40):
+    for _ in range(steps):
         opt.zero_grad()
         torch.nn.functional.cross_entropy(net(x), y).backward()
         opt.step()
@@ -155,7 +147,7 @@ def test_planted_shortcut_is_found_and_an_uncorrelated_mark_is_not(tmp_path):
     for name, (rate_m, rate_b) in {"planted": (0.9, 0.1), "uncorrelated": (0.5, 0.5)}.items():
         root = tmp_path / name
         rows = planted_phantom(PlantedShortcut(rate_malignant=rate_m, rate_benign=rate_b,
-                                               n_benign=60, n_malignant=60, overlap=0.2), root)
+                                               n_benign=60, n_malignant=60, overlap=0.35), root)
         test = rows.id.str[-4:].astype(int) >= 40
         score = _tiny_cnn_scorer(root, rows[~test])
         results[name], _ = reliance_of(score, root, rows[test])
