@@ -260,6 +260,7 @@ def reliance_figure(table: pd.DataFrame, base: Path) -> list[Path]:
     ax.axvline(0, color="grey", lw=0.8)
     ax.set_yticks(ypos, labels)
     ax.set_xlabel("ΔAUC = AUC as is − AUC cleaned (95% CI)")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(5))
     ax.set_title("Removing the annotations")
     ax = axes[1]
     for col, colour, name, dy in (("shift_benign_targets", "tab:red", "malignant marks → benign", 0.12),
