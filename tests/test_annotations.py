@@ -160,3 +160,24 @@ def test_planted_shortcut_is_found_and_an_uncorrelated_mark_is_not(tmp_path):
     assert planted["malignant_marks_on_benign"]["mean_shift"] > 0.1
     assert abs(plain["delta_auc"]) < 0.05
     assert plain["malignant_marks_on_benign"]["mean_shift"] < 0.06
+
+
+@pytest.mark.slow
+def test_clean_option_reroots_the_run_on_cleaned_images_with_its_own_hash(small_synthetic, tmp_path,
+                                                                          monkeypatch):
+    from bench.run import options_from_argv, prepare
+
+    monkeypatch.setenv("FUS2BENCH_CACHE", str(tmp_path / "cache"))
+    args = ["--data", str(small_synthetic), "--profile", "smoke", "--test-per-class", "20",
+            "--out", str(tmp_path / "runs")]
+    keep = prepare(options_from_argv(args))
+    cleaned = prepare(options_from_argv([*args, "--annotations", "clean"]))
+    assert keep.spec.annotations == "keep" and cleaned.spec.annotations.startswith("clean:ns:")
+    assert cleaned.spec.hash() != keep.spec.hash()
+    assert cleaned.spec.data_sha256 != keep.spec.data_sha256
+    assert cleaned.manifest.equals(keep.manifest)  # the split of the original images
+    assert (tmp_path / "cache" / "annotations-clean") in cleaned.index.root.parents
+    rel = cleaned.manifest.path[0]
+    original, copy = read_array(keep.index.root / rel), read_array(cleaned.index.root / rel)
+    mask = detect(original).mask
+    assert np.array_equal(original[~mask], copy[~mask])

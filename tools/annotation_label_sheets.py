@@ -52,7 +52,7 @@ def main() -> None:
     for s in range(0, len(rows), per):
         sheet = Image.new("L", (COLS * (TILE + 30), ROWS * (TILE + 40)), 255)
         d = ImageDraw.Draw(sheet)
-        for k, (sid, label, rel) in enumerate(rows[s:s + per]):
+        for k, (_, _, rel) in enumerate(rows[s:s + per]):
             x, y = (k % COLS) * (TILE + 30) + 20, (k // COLS) * (TILE + 40) + 18
             img = read_image(a.data / rel).convert("L")
             sheet.paste(img, (x, y))
