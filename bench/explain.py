@@ -167,6 +167,12 @@ def run_index(run, data: Path | None = None) -> DataIndex:
     if want and split.is_file():
         manifest = pd.read_csv(split, dtype={"id": str, "path": str}, keep_default_na=False)
         paths = list(manifest.path[manifest.split != "excluded"])
+        cleaned = str(settings.get("annotations", "keep"))
+        if cleaned.startswith("clean:"):  # trained on cleaned copies (bench/data/annotations.py)
+            from bench.data.annotations import cleaned_copy
+
+            index = DataIndex(index.kind, cleaned_copy(index.root, paths, cleaned.split(":")[1]),
+                              index.samples, index.ignored)
         missing = next((p for p in paths if not (index.root / p).is_file()), None)
         if missing is not None or content_sha256(index.root, paths) != want:
             what = f"{missing} is missing there" if missing is not None else \

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench import camtable, figures, table3
+from bench import camtable, figures, reliance, table3
 from bench.atomic import write_csv, write_npz, write_text
 from bench.errors import BenchError, cli_main, ensure_writable, number
 from bench.experiments import EXPERIMENTS
@@ -182,6 +182,14 @@ def write_tables(runs: list[Run], out: Path, n_boot: int, seed: int) -> dict[str
                      "external_comparison.tex", "external_roc_points.csv",
                      "external_calibration_bins.csv"):
             (tdir / name).unlink(missing_ok=True)
+    # --- reliance on burnt-in annotations (bench/reliance.py) ---
+    rel = reliance.saved_table(runs)
+    if len(rel):
+        reliance.write_saved(rel, tdir)
+        tables["reliance"] = rel
+    else:
+        reliance.drop_saved(tdir)
+    # --- end reliance ---
     wrong, thumbs = misclassified(runs)
     write_table(wrong, misclassified_display(wrong), tdir / "fig3_misclassified",
                 "Fus2Net's misclassified held-out images: seed-averaged P(malignant) at threshold "
@@ -224,6 +232,8 @@ def draw_figures(out: Path) -> list[Path]:
         else:  # no measured map to show: an earlier report's figure would mislead
             for ext in (".png", ".pdf"):
                 (fdir / f"explanations{ext}").unlink(missing_ok=True)
+    if (tdir / "reliance.csv").is_file():  # bench/reliance.py
+        paths += reliance.reliance_figure(pd.read_csv(tdir / "reliance.csv"), fdir / "reliance")
     if (tdir / "fig3_misclassified.csv").is_file():
         with np.load(tdir / "fig3_misclassified.npz") as npz:
             paths += figures.misclassified_grid(pd.read_csv(tdir / "fig3_misclassified.csv",
@@ -339,6 +349,11 @@ def write_readme(runs: list[Run], out: Path, tables: dict[str, pd.DataFrame],
             (out / "tables" / "external_comparison.md").read_text(), "",
             "![Internal vs external ROC](figures/external_roc.png)", "",
             "![External calibration](figures/external_calibration.png)", ""]
+    if "reliance" in tables:  # bench/reliance.py
+        anchor = lines.index("## The paper's Fus2Net experiments (chosen by cross-validation)")
+        lines[anchor:anchor] = ["## Do the models read the annotations?", "",
+                                (out / "tables" / "reliance.md").read_text(), "",
+                                "![Reliance on annotations](figures/reliance.png)", ""]
     n_wrong = len(_read(out / "tables" / "fig3_misclassified.csv"))
     lines[lines.index("## The paper's Fus2Net experiments (chosen by cross-validation)"):
           lines.index("## The paper's Fus2Net experiments (chosen by cross-validation)")] = [

@@ -118,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "CPUs given to this process (a suite job's --cpus-per-job, SLURM's "
                         "SLURM_CPUS_PER_TASK, else the affinity mask); recorded in config.json")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--annotations", default="keep", choices=["keep", "clean"],
+                   help="keep the images as they are, or train and score on copies with the "
+                        "burnt-in annotations (calipers, measuring lines, text, overlays) detected "
+                        "and inpainted (bench.annotations; part of the run hash)")
     p.add_argument("--external", default="",
                    help="comma-separated external data sets (paths, or synthetic:B for the "
                         "phantom's second site) to score the final model on, unchanged; a "
@@ -280,6 +284,7 @@ def options_from_argv(argv: list[str] | None) -> RunOptions:
         skip_bad_images=args.skip_bad_images, concurrent_folds=args.concurrent_folds,
         save_fold_weights=args.save_fold_weights, progress=not args.no_progress,
         external=tuple(x for x in args.external.split(",") if x), threads=args.threads,
+        annotations=args.annotations,
         command=" ".join(["python -m bench.run", shlex.join(map(portable, given))]).strip())
 
 
@@ -324,6 +329,18 @@ class RunResult:
         return self.status in ("complete", "reused")
 
 
+def cleaned_index(index: DataIndex, paths: list[str]) -> tuple[DataIndex, str]:
+    """``index`` re-rooted on a cached copy of its images with the burnt-in annotations inpainted
+    (bench/data/annotations.py), and the spec's ``annotations`` value naming method and detector."""
+    from bench.data.annotations import CLEAN_METHOD, cleaned_copy, detector_version
+
+    print(f"--annotations clean: detecting and inpainting annotations of {len(paths)} images "
+          "(cached after the first time)", flush=True)
+    root = cleaned_copy(index.root, paths, CLEAN_METHOD)
+    return (DataIndex(index.kind, root, index.samples, index.ignored),
+            f"clean:{CLEAN_METHOD}:{detector_version()}")
+
+
 def prepare(o: RunOptions) -> Prepared:
     """Check the options, read the data and its split (refusing leaky ones) and build the spec."""
     cfg = get_model_config(o.model)
@@ -362,6 +379,9 @@ def prepare(o: RunOptions) -> Prepared:
                          f"or to run a {img_size} px image ({one_line(exc)}); fix it there") from None
     concurrent = resolve_concurrency(o.concurrent_folds, device, profile.folds + 1)
     manifest_csv = manifest.to_csv(index=False, lineterminator="\n")
+    annotations = "keep"
+    if o.annotations == "clean":  # the split stays the one of the original images
+        index, annotations = cleaned_index(index, list(manifest.path[manifest.split != "excluded"]))
     spec = RunSpec(
         model=o.model, model_kwargs=model_kwargs, weights=provenance, img_size=img_size,
         batch_size=profile.batch_size, epochs=profile.epochs or cfg.recipe.epochs,
@@ -373,13 +393,17 @@ def prepare(o: RunOptions) -> Prepared:
         skip_bad_images=o.skip_bad_images, code_version=code_version(),
         bn_recalibration=o.bn_recalibration,
         data_sha256=content_sha256(index.root, list(manifest.path[manifest.split != "excluded"])),
-        stacked=concurrent > 1, model_code=origin.sha256[:12] if origin else "")
+        stacked=concurrent > 1, model_code=origin.sha256[:12] if origin else "",
+        annotations=annotations)
     execution = Execution(device=device, channels_last=cfg.channels_last(device),
                           save_fold_weights=o.save_fold_weights, concurrent=concurrent,
                           progress=o.progress)
     external = resolve_external(list(o.external))
     for ext in external:
         check_not_own_images(ext, index, manifest)
+    if annotations != "keep":  # a model trained on cleaned images is scored on cleaned images
+        external = [ExternalSet(e.name, e.source, cleaned_index(e.index, [s.path for s in e.index.samples])[0],
+                                e.given) for e in external]
     return Prepared(o, spec, execution, profile, index, manifest, report, split_source, stats,
                     check_weights(o.pretrained, o.model, cfg.pretrained, provenance), external)
 

@@ -53,6 +53,7 @@ class RunOptions:
     external: tuple[str, ...] = ()  # data sets to score the final model on (not part of the hash)
     threads: int | None = None  # CPU threads (None: bench.threads.resolve_threads; not hashed)
     threads_from: str = "--threads"  # where ``threads`` came from (an executor: --cpus-per-job)
+    annotations: str = "keep"  # keep | clean: burnt-in annotations inpainted (bench/data/annotations.py)
     command: str = ""  # as typed, for the record (paths made portable)
 
     def overrides(self) -> dict:
@@ -90,6 +91,9 @@ class RunSpec:
     # SHA-256 (12 hex) of the source file of a model from a plugin or a local file (models.plugins;
     # the training-code version covers models/ only); empty for the models in models/
     model_code: str = ""
+    # "keep", or "clean:<inpainting method>:<detector version>" (docs/protocol.md, "Burnt-in
+    # annotations"); only runs on cleaned images carry the key, so other runs keep their hashes
+    annotations: str = "keep"
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -98,6 +102,8 @@ class RunSpec:
             out["engine"] = "stacked"
         if not self.model_code:  # only models from elsewhere carry it (same reason)
             del out["model_code"]
+        if self.annotations == "keep":
+            del out["annotations"]
         return out
 
     def hash(self) -> str:

@@ -21,6 +21,7 @@ from bench.experiments import COMPARISON_MODELS, CPU_LEFT_OUT, default_models, e
 from bench.explain import explain_run
 from bench.illustrate import illustrate_run
 from bench.profiles import resolve_profile
+from bench.reliance import reliance_run
 from bench.runs import load_run
 from bench.threads import apply_threads, resolve_threads
 from models import create_model, get_model_config
@@ -314,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
             loaded = load_run(run_dir)
             if loaded is not None:
                 explain_run(loaded, device=device, data=args.data)
+                reliance_run(loaded, device=device, data=args.data)  # bench/reliance.py
                 if loaded.model == "fus2net":  # the report's Fig. 5 and Fig. 6 analogues
                     illustrate_run(loaded, args.data)
         except UserError as exc:
