@@ -228,8 +228,11 @@ def write_tables(runs: list[Run], out: Path, n_boot: int, seed: int) -> dict[str
     if len(ext):
         write_table(ext, external_display(ext), tdir / "external_comparison",
                     "Internal (held-out test) vs external sets at the unchanged threshold 0.5, "
-                    "seed-averaged probabilities. External AUC 95% CI: patient-level bootstrap "
-                    "where the set has patient IDs, DeLong otherwise; ΔAUC CI from both variances "
+                    "seed-averaged probabilities. Internal AUC 95% CI: Obuchowski's clustered "
+                    "interval over the test set's same-lesion groups (DeLong when the run has "
+                    "none). External AUC 95% CI: patient-level bootstrap where a patient has "
+                    "several images, DeLong otherwise (one image per patient); ΔAUC CI from both "
+                    "variances "
                     "(independent samples). Calibration: Brier score, logistic recalibration "
                     "slope (1 = ideal) and calibration-in-the-large intercept (0 = ideal). DeLong "
                     "p vs Fus2Net on the same external images, Holm-corrected across models per "

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_curve
 
+from bench.clustered import obuchowski_auc
 from bench.errors import BenchError
 from bench.experiments import BASE, EXPERIMENTS, fus2net_variant_key
 from bench.metrics import THRESHOLD, binary_metrics, degenerate_prediction
@@ -382,6 +383,19 @@ def _copies(ext: pd.DataFrame) -> np.ndarray:
     return ext.training_copy.fillna("").astype(str).str.len().to_numpy() > 0
 
 
+def held_out_groups(run: Run) -> np.ndarray | None:
+    """The same-lesion (or patient) group of each held-out test image of ``run``, in the order of
+    its test predictions, from the run's ``split.csv``; ``None`` when unknown."""
+    try:
+        split = pd.read_csv(run.path / "split.csv", dtype={"id": str, "group": str},
+                            keep_default_na=False)
+    except (OSError, ValueError):
+        return None
+    by_id = dict(zip(split.id, split.group, strict=True)) if {"id", "group"} <= set(split) else {}
+    groups = run.test.id.astype(str).map(by_id)
+    return None if groups.isna().any() or (groups == "").any() else groups.to_numpy(str)
+
+
 def external_table(runs: list[Run], n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """Internal vs external (SPEC §3, §4): per model and external set, the held-out test and the
     external set side by side at the unchanged threshold 0.5, ΔAUC with its CI (independent
@@ -412,7 +426,17 @@ def external_table(runs: list[Run], n_boot: int = 2000, seed: int = 0) -> pd.Dat
                 row[f"external_{k}"] = external[k]
                 row[f"external_{k}_lo"], row[f"external_{k}_hi"] = wilson_ci(
                     _count(num, external), _count(den, external))
-            row["internal_auc"], row["internal_auc_lo"], row["internal_auc_hi"] = delong_ci(yi, si)
+            # internal: cluster-aware over the held-out test's same-lesion groups (Obuchowski)
+            gi = held_out_groups(tests[0])
+            if gi is not None:
+                c = obuchowski_auc(yi, si, gi)
+                row["internal_auc"], row["internal_auc_lo"], row["internal_auc_hi"] = \
+                    c.auc, c.lo, c.hi
+                internal_se, row["internal_auc_ci"] = c.se, f"Obuchowski ({c.n_clusters} groups)"
+            else:
+                row["internal_auc"], row["internal_auc_lo"], row["internal_auc_hi"] = \
+                    delong_ci(yi, si)
+                internal_se, row["internal_auc_ci"] = delong_se(yi, si), "DeLong"
             groups = ext.group.astype(str).to_numpy() if "group" in ext else np.array([""])
             if (groups != "").all() and len(set(groups)) < len(groups):
                 lo, hi, se = cluster_bootstrap_auc(y, s, groups, n_boot=n_boot, seed=seed)
@@ -429,7 +453,7 @@ def external_table(runs: list[Run], n_boot: int = 2000, seed: int = 0) -> pd.Dat
                 binary_metrics(originals.label, originals.prob_malignant)["auc"]
                 if row["training_copies"] and originals.label.nunique() == 2 else math.nan)
             delta = external["auc"] - internal["auc"]
-            half = 1.959964 * math.sqrt(se ** 2 + delong_se(yi, si) ** 2)
+            half = 1.959964 * math.sqrt(se ** 2 + internal_se ** 2)
             row["delta_auc"], row["delta_auc_lo"], row["delta_auc_hi"] = delta, delta - half, \
                 delta + half
             row["external_brier"] = external["brier"]

@@ -130,3 +130,52 @@ def test_the_shared_breast_copy_reads_as_published():
     assert sum(len(s.findings) for s in index.samples) == 14
     assert sum(bool(s.masks) for s in index.samples) == 252
     assert sum("normal tissue" in why for _, why in index.ignored) == 4
+
+
+def test_the_suite_scores_real_data_on_the_other_real_sites_present(busi_tree, tmp_path):
+    from bench.sites import default_external, resolve_external_option
+    shared = tmp_path / "shared"
+    busi = shared / "BUSI"
+    shared.mkdir()
+    busi_tree.rename(busi)
+    breast = write_breast(shared / "BrEaST", ["benign", "malignant"])
+    assert default_external([busi], shared) == [str(breast)]
+    assert default_external([breast], shared) == [str(busi)]
+    assert default_external(None, shared) == ["synthetic:B"]  # the built-in phantom: its site B
+    (tmp_path / "phantom").mkdir()
+    (tmp_path / "phantom" / "synthetic.json").write_text("{}")
+    assert default_external([tmp_path / "phantom"], shared) == []
+    assert resolve_external_option("none", [busi]) == []
+    assert resolve_external_option("a,b", [busi]) == ["a", "b"]
+
+
+@pytest.mark.slow
+def test_a_breast_set_is_scored_with_the_copy_check_and_reported_with_clustered_intervals(
+        small_synthetic, tmp_path, capsys):
+    from bench.report import main as report_main
+    from tests.helpers import SMOKE, run_main
+    out = tmp_path / "runs"
+    code, _, err = run_main(capsys, "--data", str(small_synthetic), "--out", str(out), *SMOKE,
+                            "--model", "zeimarani_cnn")
+    assert code == 0, err
+    (run_dir,) = out.iterdir()
+    split = pd.read_csv(run_dir / "split.csv")
+    train = split[(split.split == "train")].iloc[0]
+    # six BrEaST cases, one of them an RGBA re-save of a training image of the run
+    breast = write_breast(tmp_path / "BrEaST", ["benign", "malignant"] * 3)
+    src = Image.open(small_synthetic / train.path).convert("RGBA")
+    src.save(breast / IMAGES / "case003.png")
+    code, _, err = run_main(capsys, "--data", str(small_synthetic), "--out", str(out), *SMOKE,
+                            "--model", "zeimarani_cnn", "--external", str(breast))
+    assert code == 0, err
+    preds = pd.read_csv(run_dir / "external" / "breast" / "predictions.csv",
+                        keep_default_na=False)
+    assert len(preds) == 6 and preds.group.str.startswith("case:").all()
+    assert preds.set_index("id").training_copy.to_dict()["case003"] == train.id
+    assert (preds.training_copy != "").sum() == 1
+    assert report_main(["--runs", str(out), "--out", str(tmp_path / "r"), "--n-boot", "50"]) == 0
+    table = pd.read_csv(tmp_path / "r" / "tables" / "external_comparison.csv")
+    row = table.iloc[0]
+    assert row.external_set == "breast" and row.n_external == 6 and row.training_copies == 1
+    assert row.internal_auc_ci.startswith("Obuchowski") and row.external_auc_ci == "DeLong"
+    assert row.internal_auc_lo <= row.internal_auc <= row.internal_auc_hi

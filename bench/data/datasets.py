@@ -16,6 +16,7 @@ from bench.data.busbra import looks_like_busbra, read_busbra
 from bench.data.busi import looks_like_busi, read_busi
 from bench.data.folders import read_csv_manifest, read_folders
 from bench.data.index import DataIndex, read_class_folders
+from bench.data.multisite import site_name, site_paths, union_index
 from bench.data.synthetic import MARKER, PhantomSpec, ensure_synthetic
 from bench.errors import BenchError
 
@@ -110,6 +111,9 @@ def load_index(data: Path | None, kind: str = "auto", synthetic: PhantomSpec | N
         raise BenchError(f"--dataset {kind!r} is not one of {', '.join(KINDS)}")
     if data is None:
         return INFO["synthetic"].reader(ensure_synthetic(synthetic or PhantomSpec()))
+    sites = site_paths(data)
+    if sites is not None:  # --data A,B: several sites as one (bench/data/multisite.py)
+        return union_index([(site_name(p), load_index(p, kind, synthetic)) for p in sites])
     if not data.exists():
         raise BenchError(f"--data {data}: path does not exist")
     if kind == "auto":
