@@ -22,6 +22,7 @@ from bench.errors import BenchError, cli_main, ensure_writable, number
 from bench.experiments import EXPERIMENTS
 from bench.localization import frame_band
 from bench.runs import Run, load_runs, provenance_warnings
+from bench.sites import MATRIX_CAPTION, matrix_display, site_matrix
 from bench.tablefmt import fmt, fmt_p, with_ci, write_table
 from bench.tables import (
     PAPER_ROW,
@@ -232,8 +233,7 @@ def write_tables(runs: list[Run], out: Path, n_boot: int, seed: int) -> dict[str
                     "interval over the test set's same-lesion groups (DeLong when the run has "
                     "none). External AUC 95% CI: patient-level bootstrap where a patient has "
                     "several images, DeLong otherwise (one image per patient); ΔAUC CI from both "
-                    "variances "
-                    "(independent samples). Calibration: Brier score, logistic recalibration "
+                    "variances (independent samples). Calibration: Brier score, logistic recalibration "
                     "slope (1 = ideal) and calibration-in-the-large intercept (0 = ideal). DeLong "
                     "p vs Fus2Net on the same external images, Holm-corrected across models per "
                     "set. Every scored image counts; n (copies): how many external images are "
@@ -248,6 +248,11 @@ def write_tables(runs: list[Run], out: Path, n_boot: int, seed: int) -> dict[str
                      "external_comparison.tex", "external_roc_points.csv",
                      "external_calibration_bins.csv"):
             (tdir / name).unlink(missing_ok=True)
+    # sites (bench/sites.py): held-out test per site and pooled, and the external sites
+    sites = site_matrix(runs)
+    if len(sites) and ((sites.how == "external") | (sites.scored_on == "pooled")).any():
+        write_table(sites, matrix_display(sites), tdir / "site_matrix", MATRIX_CAPTION)
+        tables["site_matrix"] = sites
     wrong, thumbs = misclassified(runs)
     write_table(wrong, misclassified_display(wrong), tdir / "fig3_misclassified",
                 "Fus2Net's misclassified held-out images: seed-averaged P(malignant) at threshold "

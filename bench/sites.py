@@ -128,6 +128,14 @@ def _clustered(y: np.ndarray, s: np.ndarray, groups: np.ndarray) -> tuple[float,
     return c.auc, c.lo, c.hi, str(c.n_clusters)
 
 
+def _held_out_groups(run: Run) -> np.ndarray:
+    """Groups of the run's test images from its ``split.csv`` ('' where unknown)."""
+    from bench.tables import held_out_groups
+
+    groups = held_out_groups(run)
+    return np.full(len(run.test), "") if groups is None else groups
+
+
 def _seed_averaged(frames: list[pd.DataFrame]) -> pd.DataFrame:
     """Probabilities averaged over seeds on the images every seed scored."""
     merged = frames[0][["id", "label", "group", "prob_malignant"]].rename(
@@ -146,26 +154,29 @@ def site_matrix(runs: list[Run]) -> pd.DataFrame:
     else on every image of the site scored as an external set (``external``). Seed-averaged
     probabilities; groups are the split's same-lesion/patient groups (internal) or the site's
     patient IDs (external)."""
+    from bench.tables import comparison_sets  # the report's rows: one per configuration
+
     by_row: dict[tuple[str, str], list[Run]] = {}
-    for r in runs:
-        if len(r.test):
-            by_row.setdefault((r.model, "+".join(trained_sites(r))), []).append(r)
+    for label, rs in comparison_sets(runs):
+        for r in rs:
+            if len(r.test):
+                by_row.setdefault((label, "+".join(trained_sites(r))), []).append(r)
     records = []
-    for (model, trained), rs in sorted(by_row.items()):
+    for (model, trained), rs in by_row.items():
         sites = trained.split("+")
         several = len(sites) > 1
         cells: dict[str, list[pd.DataFrame]] = {}
         for r in rs:
-            split = pd.read_csv(r.path / "split.csv", dtype={"id": str, "group": str},
-                                keep_default_na=False)
-            test = r.test.merge(split[["id", "group"]], on="id", how="left").fillna({"group": ""})
+            test = r.test.assign(group=_held_out_groups(r))
             where = site_of(test.id) if several else pd.Series(sites[0], index=test.index)
             for site in sites:
                 cells.setdefault(f"internal:{site}", []).append(test[where == site])
+            if several:
+                cells.setdefault("internal:pooled", []).append(test)
             for name, (preds, _) in r.external.items():
                 ext = preds.assign(group=preds.get("group", "")).fillna({"group": ""})
                 cells.setdefault(f"external:{name}", []).append(ext)
-        for key, frames in sorted(cells.items()):
+        for key, frames in cells.items():
             how, site = key.split(":", 1)
             df = _seed_averaged(frames)
             if df.label.nunique() < 2:
@@ -187,7 +198,8 @@ def matrix_display(t: pd.DataFrame) -> pd.DataFrame:
     for (model, trained), g in t.groupby(["model", "trained_on"], sort=False):
         row = {"Model": model, "Trained on": trained}
         for r in g.itertuples():
-            where = "held-out test" if r.how == "internal" else "whole site"
+            where = ("held-out test" if r.how == "internal" else "whole site") + \
+                (", all sites" if r.scored_on == "pooled" else "")
             row[f"→ {r.scored_on}"] = f"{r.auc:.3f} [{r.auc_lo:.3f}, {r.auc_hi:.3f}] ({where}, " \
                                       f"n={r.n})"
         rows.append(row)
@@ -196,16 +208,17 @@ def matrix_display(t: pd.DataFrame) -> pd.DataFrame:
 
 def write_site_matrix(runs_dirs: list[Path], out: Path) -> pd.DataFrame:
     """``<out>/tables/site_matrix.{csv,md,tex}`` from the runs in ``runs_dirs``."""
-    runs = [r for d in runs_dirs if d.is_dir() for r in load_runs(d)]
-    t = site_matrix(runs)
+    t = pd.concat([site_matrix(load_runs(d)) for d in runs_dirs if d.is_dir()], ignore_index=True)
     if len(t):
-        write_table(t, matrix_display(t), out / "tables" / "site_matrix",
-                    "Leave one site out: AUC [95% CI] of each model trained on the row's sites, "
-                    "scored on each site — its held-out test images where the row trained on "
-                    "it, every image of it (unchanged model, threshold 0.5) where it was left "
-                    "out. Seed-averaged probabilities; intervals cluster-aware (Obuchowski) over "
-                    "same-lesion groups and patients.")
+        write_table(t, matrix_display(t), out / "tables" / "site_matrix", MATRIX_CAPTION)
     return t
+
+
+MATRIX_CAPTION = ("AUC [95% CI] of each model trained on the row's sites, scored on each site: "
+                  "its held-out test images where the row trained on it (pooled: all of the "
+                  "row's sites' test images), every image of it (unchanged model, threshold "
+                  "0.5) where the row did not train on it. Seed-averaged probabilities; "
+                  "intervals cluster-aware (Obuchowski) over same-lesion groups and patients.")
 
 
 def _without(argv: list[str], flags: tuple[str, ...], switches: tuple[str, ...]) -> list[str]:

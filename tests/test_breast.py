@@ -173,9 +173,21 @@ def test_a_breast_set_is_scored_with_the_copy_check_and_reported_with_clustered_
     assert len(preds) == 6 and preds.group.str.startswith("case:").all()
     assert preds.set_index("id").training_copy.to_dict()["case003"] == train.id
     assert (preds.training_copy != "").sum() == 1
+    # bench.score: the same scoring path for finished runs of any code version (here: reused)
+    from bench.score import main as score_main
+    assert score_main(["--runs", str(out), "--external", str(breast), "--device", "cpu"]) == 0
+    assert "breast: n=6" in capsys.readouterr().out
     assert report_main(["--runs", str(out), "--out", str(tmp_path / "r"), "--n-boot", "50"]) == 0
     table = pd.read_csv(tmp_path / "r" / "tables" / "external_comparison.csv")
     row = table.iloc[0]
     assert row.external_set == "breast" and row.n_external == 6 and row.training_copies == 1
     assert row.internal_auc_ci.startswith("Obuchowski") and row.external_auc_ci == "DeLong"
     assert row.internal_auc_lo <= row.internal_auc <= row.internal_auc_hi
+
+
+def test_bench_score_without_runs_is_one_line_with_exit_2(tmp_path, capsys):
+    from bench.score import main as score_main
+    with pytest.raises(SystemExit) as exc:
+        score_main(["--runs", str(tmp_path), "--external", "synthetic:B"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "no run folders" in err and "\n" not in err.strip()

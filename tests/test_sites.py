@@ -19,9 +19,9 @@ from tests.helpers import SMOKE, run_main
 
 @pytest.fixture(scope="module")
 def site_b(tmp_path_factory) -> Path:
-    """A small phantom of the second site (another scanner), 40 + 40 images."""
+    """A small phantom of the second site (another scanner), 30 + 30 images."""
     root = tmp_path_factory.mktemp("siteb") / "phantomb"
-    generate(PhantomSpec(n_benign=40, n_malignant=40, seed=3, site="B"), root, workers=2)
+    generate(PhantomSpec(n_benign=30, n_malignant=30, seed=3, site="B"), root, workers=2)
     return root
 
 
@@ -30,7 +30,7 @@ def test_several_sites_read_as_one_index_with_each_image_keeping_its_site(small_
     index = load_index(Path(f"{small_synthetic},{site_b}"))
     assert index.kind == "phantom+phantomb"  # the sites, by name
     sites = site_of(pd.Series([s.id for s in index.samples]))
-    assert sites.value_counts().to_dict() == {"phantom": 120, "phantomb": 80}
+    assert sites.value_counts().to_dict() == {"phantom": 120, "phantomb": 60}
     assert all((index.root / s.path).is_file() for s in index.samples)
     assert all((index.root / m).is_file() for s in index.samples for m in s.masks)
 
@@ -81,7 +81,7 @@ def test_leave_one_site_out_trains_on_each_site_and_writes_the_matrix(small_synt
     out = tmp_path / "loso"
     code = main(["--data", f"{small_synthetic},{site_b}", "--leave-one-site-out", "--profile",
                  "smoke", "--models", "fus2net", "--out", str(out), "--no-progress",
-                 "--test-per-class", "10", "--experiments", "off", "--device", "cpu"])
+                 "--test-per-class", "5", "--experiments", "off", "--device", "cpu"])
     assert code == 0, capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["tables", "trained-on-phantom",
                                                      "trained-on-phantomb"]
@@ -89,9 +89,9 @@ def test_leave_one_site_out_trains_on_each_site_and_writes_the_matrix(small_synt
     cells = {(r.trained_on, r.scored_on): r for r in matrix.itertuples()}
     assert set(cells) == {("phantom", "phantom"), ("phantom", "phantomb"),
                           ("phantomb", "phantomb"), ("phantomb", "phantom")}
-    assert cells["phantom", "phantom"].how == "internal" and cells["phantom", "phantom"].n == 20
+    assert cells["phantom", "phantom"].how == "internal" and cells["phantom", "phantom"].n == 10
     left_out = cells["phantom", "phantomb"]  # the left-out site is scored whole
-    assert left_out.how == "external" and left_out.n == 80
+    assert left_out.how == "external" and left_out.n == 60
     assert cells["phantomb", "phantom"].n == 120
     assert (matrix.auc_lo <= matrix.auc).all() and (matrix.auc <= matrix.auc_hi).all()
     shown = (out / "tables" / "site_matrix.md").read_text()
