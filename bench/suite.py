@@ -78,7 +78,7 @@ def frozen_without_weights(name: str) -> bool:
 
 # TOML settings that are comma-separated lists on the command line: a TOML list (or, for seeds,
 # one integer) is accepted and joined
-LIST_SETTINGS = ("models", "seeds", "experiment_seeds", "external")
+LIST_SETTINGS = ("models", "seeds", "experiment_seeds", "external", "data")  # data: sites
 
 
 def config_defaults(path: Path, values: dict, parser: argparse.ArgumentParser) -> dict:
@@ -114,6 +114,8 @@ def config_defaults(path: Path, values: dict, parser: argparse.ArgumentParser) -
                 raise wrong("a list of seeds (e.g. [0, 1, 2]) or a string \"0,1,2\"" if ints
                             else "a list of names or a comma-separated string")
             value = ",".join(map(str, items))
+            if action.type is Path:  # data = ["../shared/data/BUSI", "../shared/data/BrEaST"]
+                value = Path(value)
         elif action.nargs == 0:  # a switch (store_true / store_const)
             if not isinstance(value, bool) and value != action.const:
                 raise wrong("true or false" if action.const is True else repr(action.const))

@@ -105,3 +105,13 @@ def test_leave_one_site_out_needs_several_sites(small_synthetic, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--data", str(small_synthetic), "--leave-one-site-out", "--profile", "smoke"])
     assert exc.value.code == 2 and "needs two or more sites" in capsys.readouterr().err
+
+
+def test_a_toml_list_of_data_sets_is_several_sites(tmp_path):
+    import argparse
+
+    from bench.suite import config_defaults
+    p = argparse.ArgumentParser()
+    p.add_argument("--data", type=Path)
+    got = config_defaults(tmp_path / "s.toml", {"data": ["../a/BUSI", "../a/BrEaST"]}, p)
+    assert got == {"data": Path("../a/BUSI,../a/BrEaST")}
