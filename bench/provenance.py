@@ -75,12 +75,17 @@ def from_portable(text: str | Path) -> Path:
     """A recorded path (:func:`portable`) as a location: relative to the project when relative,
     never to the current directory (the one rule every reader of a record follows)."""
     path = Path(text)
+    if "," in str(text) and not path.exists() and not (PROJECT_ROOT / path).exists():
+        return Path(",".join(str(from_portable(p)) for p in str(text).split(",")))  # several sites
     return path if path.is_absolute() else PROJECT_ROOT / path
 
 
 def recorded_location(value: str | Path) -> str:
     """A path the user gave, resolved against the current directory now and recorded portably
-    (relative to the project when that holds it), so a later reader finds it from anywhere."""
+    (relative to the project when that holds it), so a later reader finds it from anywhere.
+    Several sites (``A,B``, none of them a path with a comma) are recorded one by one."""
+    if "," in str(value) and not Path(value).exists():
+        return ",".join(recorded_location(p) for p in str(value).split(",") if p.strip())
     return portable(Path(value).expanduser().resolve())
 
 

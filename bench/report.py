@@ -21,6 +21,7 @@ from bench.atomic import write_csv, write_npz, write_text
 from bench.errors import BenchError, cli_main, ensure_writable, number
 from bench.experiments import EXPERIMENTS
 from bench.runs import Run, load_runs, provenance_warnings
+from bench.sites import MATRIX_CAPTION, matrix_display, site_matrix
 from bench.tablefmt import fmt, fmt_p, to_latex, with_ci, write_table
 from bench.tables import (
     PAPER_ROW,
@@ -190,6 +191,11 @@ def write_tables(runs: list[Run], out: Path, n_boot: int, seed: int) -> dict[str
     else:
         reliance.drop_saved(tdir)
     # --- end reliance ---
+    # sites (bench/sites.py): held-out test per site and pooled, and the external sites
+    sites = site_matrix(runs)
+    if len(sites) and ((sites.how == "external") | (sites.scored_on == "pooled")).any():
+        write_table(sites, matrix_display(sites), tdir / "site_matrix", MATRIX_CAPTION)
+        tables["site_matrix"] = sites
     wrong, thumbs = misclassified(runs)
     write_table(wrong, misclassified_display(wrong), tdir / "fig3_misclassified",
                 "Fus2Net's misclassified held-out images: seed-averaged P(malignant) at threshold "

@@ -35,6 +35,7 @@ from bench.data.manifest import (
     match_manifest,
     read_manifest,
 )
+from bench.data.multisite import site_paths
 from bench.device import (
     check_fits,
     gpu_peak_gib,
@@ -55,6 +56,7 @@ from bench.provenance import (
     portable,
     recorded_location,
 )
+from bench.sites import per_site_metrics, site_split
 from bench.spec import Execution, RunOptions, RunSpec
 from bench.stages import run_problem
 from bench.threads import apply_threads, resolve_threads
@@ -350,8 +352,12 @@ def prepare(o: RunOptions) -> Prepared:
     if profile.folds == 1:
         raise BenchError("--folds 1 is not cross-validation; use 0 (no CV) or >= 2")
     ensure_writable(o.out)
-    index = load_index(o.data, o.dataset)
-    manifest, report, split_source = resolve_split(o, index, profile.folds)
+    parts = site_paths(o.data)
+    if parts is not None:  # --data A,B: each site's own split, joined (bench/sites.py)
+        index, manifest, report, split_source = site_split(o, parts, profile.folds, resolve_split)
+    else:
+        index = load_index(o.data, o.dataset)
+        manifest, report, split_source = resolve_split(o, index, profile.folds)
     check_usable(manifest, split_source)
     max_folds = int(manifest.fold.max()) + 1
     if profile.folds > max_folds:
@@ -556,6 +562,8 @@ def train_run(p: Prepared, t_start: float, threads: dict | None = None) -> RunRe
         print(f"skipped {len(skipped)} bad image(s): " + "; ".join(q for q, _ in skipped[:5]))
     results = run_protocol(spec, ex, cache, run_dir, run_hash)
     preds, cv, metrics = summarize(results)
+    if site_paths(o.data) is not None and metrics["test_status"] == "ok":
+        metrics["test_by_site"] = per_site_metrics(preds)  # "test" is pooled over the sites
     write_csv(run_dir / "predictions.csv", preds)
     write_csv(run_dir / "cv_metrics.csv", cv)
     write_json(run_dir / "metrics.json", metrics)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from bench import report, run
 from bench.cluster import EXECUTORS, ClusterConfig, read_config, run_grid
+from bench.data.multisite import site_name, site_paths
 from bench.device import resolve_device
 from bench.errors import BenchError, cli_main
 from bench.experiments import COMPARISON_MODELS, CPU_LEFT_OUT, default_models, experiment_commands
@@ -23,6 +24,7 @@ from bench.illustrate import illustrate_run
 from bench.profiles import resolve_profile
 from bench.reliance import reliance_run
 from bench.runs import load_run
+from bench.sites import leave_one_site_out, resolve_external_option
 from bench.threads import apply_threads, resolve_threads
 from models import create_model, get_model_config
 from models.errors import UserError
@@ -31,6 +33,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 def data_name(data: Path | None) -> str:
+    if data is not None and site_paths(data) is not None:  # several sites: busi+breast
+        return "+".join(site_name(p) for p in site_paths(data))
     return "synthetic" if data is None else (data.stem if data.is_file() else data.resolve().name).lower()
 
 
@@ -82,7 +86,7 @@ def frozen_without_weights(name: str) -> bool:
 
 # TOML settings that are comma-separated lists on the command line: a TOML list (or, for seeds,
 # one integer) is accepted and joined
-LIST_SETTINGS = ("models", "seeds", "experiment_seeds", "external")
+LIST_SETTINGS = ("models", "seeds", "experiment_seeds", "external", "data")  # data: sites
 
 
 def config_defaults(path: Path, values: dict, parser: argparse.ArgumentParser) -> dict:
@@ -118,6 +122,8 @@ def config_defaults(path: Path, values: dict, parser: argparse.ArgumentParser) -
                 raise wrong("a list of seeds (e.g. [0, 1, 2]) or a string \"0,1,2\"" if ints
                             else "a list of names or a comma-separated string")
             value = ",".join(map(str, items))
+            if action.type is Path:  # data = ["../shared/data/BUSI", "../shared/data/BrEaST"]
+                value = Path(value)
         elif action.nargs == 0:  # a switch (store_true / store_const)
             if not isinstance(value, bool) and value != action.const:
                 raise wrong("true or false" if action.const is True else repr(action.const))
@@ -163,9 +169,11 @@ def main(argv: list[str] | None = None) -> int:
                         "min (about 8 Fus2Net runs with CV per seed)")
     p.add_argument("--no-experiments", dest="experiments", action="store_const", const="off",
                    help="same as --experiments off")
-    p.add_argument("--external", default="",
+    p.add_argument("--external", default="auto",
                    help="comma-separated external data sets to score every comparison model on "
-                        "(paths, or synthetic:B); see python -m bench.run --help")
+                        "(paths, or synthetic:B; see python -m bench.run --help); auto: the "
+                        "phantom's site B for the built-in phantom, the other real data sets "
+                        "found in ../shared/data (BUSI, BrEaST) for real data; none: no set")
     p.add_argument("--seeds", default=None,
                    help="comma-separated training seeds, each its own run (default: the "
                         "profile's: 0,1,2 for paper, 0 for cpu and smoke)")
@@ -174,6 +182,12 @@ def main(argv: list[str] | None = None) -> int:
                         "comparison's when CPU time is short")
     p.add_argument("--out", type=Path, default=None,
                    help="results folder (default: results/<data>-<profile>/, runs in its runs/)")
+    p.add_argument("--leave-one-site-out", action="store_true",
+                   help="with --data A,B[,C]: train on all sites but one and score the left-out "
+                        "site whole, for each site in turn; writes the matrix (rows trained on, "
+                        "columns scored on) to <out>/tables/site_matrix.*")
+    p.add_argument("--no-leave-one-site-out", dest="leave_one_site_out", action="store_false",
+                   help=argparse.SUPPRESS)
     g = p.add_argument_group("where the runs execute (bench.cluster)")
     g.add_argument("--executor", default="inline", choices=EXECUTORS,
                    help="inline: one after another in this process; local: subprocesses; slurm: "
@@ -217,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     seeds = parse_seeds(args.seeds) if args.seeds is not None else list(prof.seeds)
     exp_seeds = parse_seeds(args.experiment_seeds) if args.experiment_seeds is not None else seeds
     out = args.out or PROJECT_ROOT / "results" / f"{data_name(args.data)}-{profile}"
+    if args.leave_one_site_out:  # one suite per left-out site, then the matrix (bench/sites.py)
+        return leave_one_site_out(main, list(argv if argv is not None else sys.argv[1:]),
+                                  args.data, args.out or out.with_name(out.name + "-loso"))
     runs_dir = out / "runs"
     common = ["--profile", profile, "--device", device, "--out", str(runs_dir), *passthrough]
     if args.threads is not None and cluster.executor == "inline":
@@ -255,7 +272,11 @@ def main(argv: list[str] | None = None) -> int:
         cv = ["--folds", str(prof.experiment_folds)]
     # (model, arguments, in the comparison): the paper recipe, the comparison, then the ablations;
     # comparison runs are scored on the external sets and explained
-    ext = ["--external", args.external] if args.external else []
+    external = resolve_external_option(
+        args.external, None if args.data is None else site_paths(args.data) or [args.data])
+    if args.external == "auto" and external:
+        print(f"external sets (--external auto; none: --external none): {', '.join(external)}")
+    ext = ["--external", ",".join(external)] if external else []
     planned = [("fus2net", cv + variants[0] + ext, True)]
     planned += [(m, ext, True) for m in models if m != "fus2net"]
     planned += [("fus2net", cv + v, False) for v in variants[1:]]

@@ -407,6 +407,19 @@ def _copies(ext: pd.DataFrame) -> np.ndarray:
     return ext.training_copy.fillna("").astype(str).str.len().to_numpy() > 0
 
 
+def held_out_groups(run: Run) -> np.ndarray | None:
+    """The same-lesion (or patient) group of each held-out test image of ``run``, in the order of
+    its test predictions, from the run's ``split.csv``; ``None`` when unknown."""
+    try:
+        split = pd.read_csv(run.path / "split.csv", dtype={"id": str, "group": str},
+                            keep_default_na=False)
+    except (OSError, ValueError):
+        return None
+    by_id = dict(zip(split.id, split.group, strict=True)) if {"id", "group"} <= set(split) else {}
+    groups = run.test.id.astype(str).map(by_id)
+    return None if groups.isna().any() or (groups == "").any() else groups.to_numpy(str)
+
+
 def external_table(runs: list[Run], n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
     """Internal vs external (SPEC §3, §4): per model and external set, the held-out test and the
     external set side by side at the unchanged threshold 0.5, ΔAUC with its CI (independent
@@ -443,6 +456,7 @@ def external_table(runs: list[Run], n_boot: int = 2000, seed: int = 0) -> pd.Dat
             internal_cl = obuchowski_auc(yi, si, gi)
             row["internal_auc"], row["internal_auc_lo"], row["internal_auc_hi"] = \
                 internal_cl.auc, internal_cl.lo, internal_cl.hi
+            row["internal_auc_ci"] = f"clustered (Obuchowski), {internal_cl.n_clusters} clusters"
             row["internal_auc_img_lo"], row["internal_auc_img_hi"] = delong_ci(yi, si)[1:]
             groups = groups_of(ext)
             external_cl = obuchowski_auc(y, s, groups)

@@ -11,10 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.data.breast import looks_like_breast, read_breast
 from bench.data.busbra import looks_like_busbra, read_busbra
 from bench.data.busi import looks_like_busi, read_busi
 from bench.data.folders import read_csv_manifest, read_folders
 from bench.data.index import DataIndex, read_class_folders
+from bench.data.multisite import site_name, site_paths, union_index
 from bench.data.synthetic import MARKER, PhantomSpec, ensure_synthetic
 from bench.errors import BenchError
 
@@ -56,6 +58,14 @@ INFO: dict[str, DatasetInfo] = {d.kind: d for d in (
         "1,875 images of 1,064 patients: 722 benign and 342 malignant cases",
         "datasets/cards/busbra.md"),
     DatasetInfo(
+        "breast", "BrEaST-Lesions_USG (Pawłowska et al., Scientific Data 2024): 256 patients, "
+                  "Poland, several scanners, no calipers or text",
+        "BrEaST-Lesions_USG-images_and_masks/caseNNN.png (RGBA), caseNNN_tumor.png, "
+        "caseNNN_otherK.png; BrEaST-Lesions-USG-clinical-data-*.xlsx (CaseID, Classification, ...)",
+        read_breast, looks_like_breast, "patient (CaseID; one image per patient)",
+        "CC BY 4.0 (TCIA); cite the Scientific Data article",
+        "154 benign, 98 malignant (4 normal, excluded)", "datasets/cards/breast.md"),
+    DatasetInfo(
         "synthetic", "embedded B-mode phantom (generated, the default data)",
         "benign/ and malignant/ PNGs plus synthetic.json", lambda r: read_class_folders(
             r, kind="synthetic"), _is_synthetic, "pixels (same picture, same-lesion rule)",
@@ -85,12 +95,13 @@ def detect_kind(path: Path) -> str:
         if INFO["csv"].looks_like(path):
             return "csv"
         raise BenchError(f"--data {path}: a file must be a CSV manifest (path,label[,group])")
-    for kind in ("busbra", "synthetic", "busi", "folder"):  # most specific first
+    for kind in ("busbra", "breast", "synthetic", "busi", "folder"):  # most specific first
         if INFO[kind].looks_like(path):
             return kind
     raise BenchError(
         f"--data {path}: unknown layout; expected benign/ and malignant/ folders (BUSI or plain), "
-        "bus_data.csv (BUS-BRA) or a CSV manifest (path,label[,group])"
+        "bus_data.csv (BUS-BRA), BrEaST-Lesions_USG-images_and_masks/ (BrEaST) or a CSV manifest "
+        "(path,label[,group])"
     )
 
 
@@ -100,6 +111,9 @@ def load_index(data: Path | None, kind: str = "auto", synthetic: PhantomSpec | N
         raise BenchError(f"--dataset {kind!r} is not one of {', '.join(KINDS)}")
     if data is None:
         return INFO["synthetic"].reader(ensure_synthetic(synthetic or PhantomSpec()))
+    sites = site_paths(data)
+    if sites is not None:  # --data A,B: several sites as one (bench/data/multisite.py)
+        return union_index([(site_name(p), load_index(p, kind, synthetic)) for p in sites])
     if not data.exists():
         raise BenchError(f"--data {data}: path does not exist")
     if kind == "auto":

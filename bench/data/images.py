@@ -27,7 +27,8 @@ def is_image_name(path: Path) -> bool:
 
 
 def _to_8bit(img: Image.Image) -> Image.Image:
-    """Convert any PIL mode to 'L' or 'RGB' (16-bit scaled, alpha dropped, palette/CMYK mapped)."""
+    """Convert any PIL mode to 'L' or 'RGB' (16-bit scaled, palette/CMYK mapped; RGBA composited
+    over black and made grey: ultrasound is grey, the alpha channel marks the scan area)."""
     mode = img.mode
     if mode in ("L", "RGB"):
         return img
@@ -42,9 +43,12 @@ def _to_8bit(img: Image.Image) -> Image.Image:
         return Image.fromarray(np.nan_to_num(arr).astype(np.uint8), "L")
     if mode in ("1", "LA", "La"):
         return img.convert("L")
+    if mode == "RGBA":  # BrEaST: a transparent frame around the scan, tinted channels → grey
+        black = Image.new("RGBA", img.size, (0, 0, 0, 255))
+        return Image.alpha_composite(black, img).convert("L")
     if mode == "P":
         return img.convert("RGBA").convert("RGB") if "transparency" in img.info else img.convert("RGB")
-    return img.convert("RGB")  # RGBA, RGBa, CMYK, YCbCr, LAB, HSV
+    return img.convert("RGB")  # RGBa, CMYK, YCbCr, LAB, HSV
 
 
 def read_image(path: Path) -> Image.Image:

@@ -17,13 +17,15 @@ _MASK = re.compile(r"^(?P<stem>.+)_mask(_\d+)?$")
 
 @dataclass(frozen=True)
 class Sample:
-    """One image: ``path`` is relative to the data root (POSIX); ``group`` is a patient ID if known."""
+    """One image: ``path`` is relative to the data root (POSIX); ``group`` is a patient ID if known;
+    ``masks`` outline the lesion, ``findings`` other findings in the image (never the lesion)."""
 
     id: str
     path: str
     label: int
     group: str = ""
     masks: tuple[str, ...] = ()
+    findings: tuple[str, ...] = ()
 
 
 @dataclass

@@ -1,0 +1,117 @@
+"""Several sites in one run and leave-one-site-out, on the phantom's sites A and B standing in for
+real data (docs/protocol.md, Several sites)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.data.datasets import load_index
+from bench.data.manifest import SplitConfig, make_split
+from bench.data.multisite import site_of
+from bench.data.synthetic import PhantomSpec, generate
+from bench.errors import BenchError
+from tests.helpers import SMOKE, run_main
+
+
+@pytest.fixture(scope="module")
+def site_b(tmp_path_factory) -> Path:
+    """A small phantom of the second site (another scanner), 30 + 30 images."""
+    root = tmp_path_factory.mktemp("siteb") / "phantomb"
+    generate(PhantomSpec(n_benign=30, n_malignant=30, seed=3, site="B"), root, workers=2)
+    return root
+
+
+def test_several_sites_read_as_one_index_with_each_image_keeping_its_site(small_synthetic,
+                                                                          site_b):
+    index = load_index(Path(f"{small_synthetic},{site_b}"))
+    assert index.kind == "phantom+phantomb"  # the sites, by name
+    sites = site_of(pd.Series([s.id for s in index.samples]))
+    assert sites.value_counts().to_dict() == {"phantom": 120, "phantomb": 60}
+    assert all((index.root / s.path).is_file() for s in index.samples)
+    assert all((index.root / m).is_file() for s in index.samples for m in s.masks)
+
+
+def test_bad_site_lists_are_one_clear_error(small_synthetic, tmp_path):
+    with pytest.raises(BenchError, match="does not exist"):
+        load_index(Path(f"{small_synthetic},{tmp_path / 'nope'}"))
+    twin = tmp_path / "x" / "phantom"
+    twin.mkdir(parents=True)
+    with pytest.raises(BenchError, match="both called 'phantom'"):
+        load_index(Path(f"{small_synthetic},{twin}"))
+
+
+@pytest.mark.slow
+def test_a_two_site_run_splits_per_site_and_reports_each_site_and_the_pool(
+        small_synthetic, site_b, tmp_path, capsys):
+    out = tmp_path / "runs"
+    code, _, err = run_main(capsys, "--data", f"{small_synthetic},{site_b}", "--out", str(out),
+                            *SMOKE[:-1], "10", "--model", "zeimarani_cnn")
+    assert code == 0, err
+    (run_dir,) = out.iterdir()
+    split = pd.read_csv(run_dir / "split.csv", keep_default_na=False)
+    split["site"] = site_of(split.id)
+    test = split[split.split == "test"]
+    # the held-out test is drawn per site, 10 + 10 each, and is each site's own split's test set
+    assert test.groupby(["site", "label"]).size().tolist() == [10, 10, 10, 10]
+    for site, root in (("phantom", small_synthetic), ("phantomb", site_b)):
+        alone, _ = make_split(load_index(root), SplitConfig(test_per_class=10, folds=10))
+        own = set(site + "/" + alone.id[alone.split == "test"])
+        assert own == set(test.id[test.site == site])
+    # no group (patient or lesion, site-prefixed) in train and test; CV folds hold both sites
+    used = split[split.split != "excluded"]
+    assert (used.groupby("group").split.nunique() == 1).all()
+    assert used.group.str.split(":").str[0].eq(used.site).all()
+    train = used[used.split == "train"]
+    assert (train.groupby("fold").site.nunique() == 2).all()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert set(metrics["test_by_site"]) == {"phantom", "phantomb"}
+    assert metrics["test"]["n"] == 40 and metrics["test_by_site"]["phantomb"]["n"] == 20
+    config = json.loads((run_dir / "config.json").read_text())
+    assert "," in config["data"]["path"] and "phantom: generated" in config["data"]["split_source"]
+
+
+@pytest.mark.slow
+def test_leave_one_site_out_trains_on_each_site_and_writes_the_matrix(small_synthetic, site_b,
+                                                                      tmp_path, capsys):
+    from bench.suite import main
+    out = tmp_path / "loso"
+    code = main(["--data", f"{small_synthetic},{site_b}", "--leave-one-site-out", "--profile",
+                 "smoke", "--models", "fus2net", "--out", str(out), "--no-progress",
+                 "--test-per-class", "5", "--experiments", "off", "--device", "cpu"])
+    assert code == 0, capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["tables", "trained-on-phantom",
+                                                     "trained-on-phantomb"]
+    matrix = pd.read_csv(out / "tables" / "site_matrix.csv")
+    cells = {(r.trained_on, r.scored_on): r for r in matrix.itertuples()}
+    assert set(cells) == {("phantom", "phantom"), ("phantom", "phantomb"),
+                          ("phantomb", "phantomb"), ("phantomb", "phantom")}
+    assert cells["phantom", "phantom"].how == "internal" and cells["phantom", "phantom"].n == 10
+    left_out = cells["phantom", "phantomb"]  # the left-out site is scored whole
+    assert left_out.how == "external" and left_out.n == 60
+    assert cells["phantomb", "phantom"].n == 120
+    assert (matrix.auc_lo <= matrix.auc).all() and (matrix.auc <= matrix.auc_hi).all()
+    shown = (out / "tables" / "site_matrix.md").read_text()
+    assert "whole site" in shown and "held-out test" in shown
+    ext = pd.read_csv(out / "trained-on-phantom" / "tables" / "external_comparison.csv")
+    assert ext.external_set.tolist() == ["phantomb"]
+
+
+def test_leave_one_site_out_needs_several_sites(small_synthetic, capsys):
+    from bench.suite import main
+    with pytest.raises(SystemExit) as exc:
+        main(["--data", str(small_synthetic), "--leave-one-site-out", "--profile", "smoke"])
+    assert exc.value.code == 2 and "needs two or more sites" in capsys.readouterr().err
+
+
+def test_a_toml_list_of_data_sets_is_several_sites(tmp_path):
+    import argparse
+
+    from bench.suite import config_defaults
+    p = argparse.ArgumentParser()
+    p.add_argument("--data", type=Path)
+    got = config_defaults(tmp_path / "s.toml", {"data": ["../a/BUSI", "../a/BrEaST"]}, p)
+    assert got == {"data": Path("../a/BUSI,../a/BrEaST")}
