@@ -30,8 +30,11 @@ from models import get_model_config
 
 def run_spec(settings: dict) -> RunSpec:
     """A run's :class:`RunSpec` from its recorded ``settings`` (``config.json``)."""
-    names = [f.name for f in dataclasses.fields(RunSpec)]
-    missing = [n for n in names if n not in settings and n not in ("bn_recalibration", "stacked")]
+    fields = dataclasses.fields(RunSpec)
+    names = [f.name for f in fields]
+    # a field with a default is left out of the record while it has its default (RunSpec.to_dict)
+    optional = {f.name for f in fields if f.default is not dataclasses.MISSING}
+    missing = [n for n in names if n not in settings and n not in optional]
     if missing:
         raise BenchError(f"settings lack {', '.join(missing)} (a run of an older format)")
     values = {n: settings[n] for n in names if n in settings}

@@ -120,6 +120,8 @@ def config_defaults(path: Path, values: dict, parser: argparse.ArgumentParser) -
             if not items or not all(isinstance(v, kinds) and not isinstance(v, bool)
                                     for v in items):
                 raise wrong("a list of seeds (e.g. [0, 1, 2]) or a string \"0,1,2\"" if ints
+                            else "a path string or a list of paths (one per site)"
+                            if action.type is Path
                             else "a list of names or a comma-separated string")
             value = ",".join(map(str, items))
             if action.type is Path:  # data = ["../shared/data/BUSI", "../shared/data/BrEaST"]

@@ -410,7 +410,7 @@ def test_suite_config_values_are_read_by_their_type(toml, expected, tmp_path, mo
     ("jobs = true", "jobs = true is not an integer"),
     ("slurm_extra = 5", "slurm_extra = 5 is not a table"),
     ('executor = "pbs"', 'executor = "pbs" is not one of inline'),
-    ("data = 3", "data = 3 is not a path string"),
+    ("data = 3", "data = 3 is not a path string or a list of paths (one per site)"),
 ])
 def test_suite_config_values_of_the_wrong_type_are_one_line(toml, message, tmp_path, capsys):
     (tmp_path / "s.toml").write_text(toml + "\n")

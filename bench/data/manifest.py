@@ -149,8 +149,15 @@ def hard_links(samples: list[Sample], bits: np.ndarray, digests: list[str], thre
 
 def group_images(fp: Fingerprints, cfg: SplitConfig, margin: float = 0.0,
                  method: str = "average") -> np.ndarray:
-    """Group label of each usable image (same picture, same patient, same lesion)."""
+    """Group label of each usable image (same picture, same patient, same lesion).
+
+    Where every image carries a patient ID, the patient is the group and the same-lesion rule,
+    which stands in for missing patient IDs, is not applied across patients (docs/protocol.md,
+    "Images that belong together"): a rule fitted on one scanner's images links different
+    patients' look-alike lesions on another's. Same pictures still link across patients."""
     hard = hard_links(fp.samples, fp.bits, fp.digests, cfg.hash_threshold, fp.reviewed)
+    if fp.samples and all(s.group for s in fp.samples):
+        return hard  # root = first member's index, as lesion_groups labels
     return lesion_groups(fp.evidence, cfg.rule, hard, method=method, margin=margin,
                          unlinked=fp.different)
 
