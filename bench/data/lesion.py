@@ -43,6 +43,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -199,8 +200,10 @@ def matrices(pictures: list[Picture], images: list[Image.Image], rule: LesionRul
 def pair_features(m: Matrices, pictures: list[Picture], pairs: np.ndarray) -> np.ndarray:
     """``FEATURES`` of the given pairs (k × 2 indices)."""
     i, j = pairs[:, 0], pairs[:, 1]
-    inliers = np.array([geometric_inliers(pictures[a], pictures[b], max_scale=4.0)
-                        for a, b in pairs], dtype=float)
+    with ThreadPoolExecutor(2) as pool:  # OpenCV releases the GIL; RANSAC is seeded per call
+        inliers = np.fromiter(pool.map(lambda ab: geometric_inliers(
+            pictures[ab[0]], pictures[ab[1]], max_scale=4.0), pairs.tolist(), chunksize=256),
+            dtype=float, count=len(pairs))
     feats = np.column_stack([m.nccz[i, j], np.log1p(inliers), m.embz[i, j]]).reshape(
         -1, len(FEATURES))
     return np.nan_to_num(feats, nan=0.0)
@@ -231,7 +234,9 @@ def evidence_for(files: list[Path], images, rule: LesionRule,
         except (OSError, ValueError, KeyError):
             pass
     decoded = images()
-    ev = compute_evidence([picture_of(im) for im in decoded], decoded, rule)
+    with ThreadPoolExecutor(2) as pool:
+        pics = list(pool.map(picture_of, decoded))
+    ev = compute_evidence(pics, decoded, rule)
     if path is not None:
         try:
             write_atomic(path, lambda p: np.savez(p.open("wb"), n=ev.n, pairs=ev.pairs,
