@@ -14,6 +14,7 @@ Paired versions give ΔAUC of two models scored on the same images with its inte
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -119,6 +120,16 @@ def obuchowski_delta(y_true, score_a, score_b, groups, level: float = 0.95) -> C
     return ClusteredDelta(delta, se, delta - z * se, delta + z * se, p, n_cl)
 
 
+def cluster_resamples(groups, n_boot: int, seed: int = 0) -> Iterator[np.ndarray]:
+    """Image indices of ``n_boot`` cluster-bootstrap replicates: whole clusters (``groups``) drawn
+    with replacement, as many as there are, so the images of one cluster stay together."""
+    ids, inv = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+    members = [np.nonzero(inv == k)[0] for k in range(len(ids))]
+    rng = np.random.default_rng(seed)
+    for _ in range(n_boot):
+        yield np.concatenate([members[k] for k in rng.integers(0, len(ids), len(ids))])
+
+
 def _fast_auc(y: np.ndarray, s: np.ndarray) -> float:
     r = stats.rankdata(s)
     m = y.sum()
@@ -133,21 +144,18 @@ def cluster_bootstrap_delta(y_true, score_a, score_b, groups, n_boot: int = 2000
     at least ``1/n_valid``). Replicates that hold one class only are skipped.
     """
     y, s, g = _check(y_true, np.vstack([score_a, score_b]), groups)
-    ids, inv = np.unique(g, return_inverse=True)
-    members = [np.nonzero(inv == k)[0] for k in range(len(ids))]
-    rng = np.random.default_rng(seed)
+    n_clusters = len(np.unique(g))
     deltas = []
-    for _ in range(n_boot):
-        take = np.concatenate([members[k] for k in rng.integers(0, len(ids), len(ids))])
+    for take in cluster_resamples(g, n_boot, seed):
         yt = y[take]
         if 0 < yt.sum() < yt.size:
             deltas.append(_fast_auc(yt, s[0, take]) - _fast_auc(yt, s[1, take]))
     delta = _fast_auc(y, s[0]) - _fast_auc(y, s[1])
     if len(deltas) < 2:
-        return ClusteredDelta(delta, math.nan, math.nan, math.nan, math.nan, len(ids))
+        return ClusteredDelta(delta, math.nan, math.nan, math.nan, math.nan, n_clusters)
     d = np.asarray(deltas)
     alpha = (1 - level) / 2
     lo, hi = np.quantile(d, [alpha, 1 - alpha])
     tail = min((d <= 0).mean(), (d >= 0).mean())
     p = float(min(1.0, max(2 * tail, 1 / d.size)))
-    return ClusteredDelta(delta, float(d.std(ddof=1)), float(lo), float(hi), p, len(ids))
+    return ClusteredDelta(delta, float(d.std(ddof=1)), float(lo), float(hi), p, n_clusters)

@@ -58,6 +58,18 @@ def _roc_curves(ax, pts: pd.DataFrame, color, ls: str, lw: float, label: str) ->
     ax.plot(mean.fpr, mean.tpr, color=color, lw=lw, ls=ls, label=label)
 
 
+def _model_panels(n: int, width: float):
+    """Small multiples, one panel per model, at most four a row, shared axes; every panel starts
+    hidden and is shown when drawn on."""
+    cols = min(4, max(1, n))
+    rows = int(np.ceil(n / cols)) if n else 1
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, 3.3 * rows), squeeze=False,
+                             sharex=True, sharey=True)
+    for ax in axes.flat:
+        ax.axis("off")
+    return fig, axes
+
+
 def roc_figure(points: pd.DataFrame, table: pd.DataFrame, base: Path) -> list[Path]:
     """Fig. 2 analogue as small multiples: one panel per model, each against Fus2Net (black, first
     panel alone); faint lines are single seeds, bold the mean over seeds; the legend gives the
@@ -65,12 +77,7 @@ def roc_figure(points: pd.DataFrame, table: pd.DataFrame, base: Path) -> list[Pa
     models = list(dict.fromkeys(points.model))
     ref = "fus2net" if "fus2net" in models else None
     styles = model_styles(models)
-    cols = min(4, max(1, len(models)))
-    rows = int(np.ceil(len(models) / cols)) if models else 1
-    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 3.3 * rows), squeeze=False,
-                             sharex=True, sharey=True)
-    for ax in axes.flat:
-        ax.axis("off")
+    fig, axes = _model_panels(len(models), 3.3)
 
     def label(model: str) -> str:
         row = table[table.model == model].iloc[0]
@@ -177,12 +184,7 @@ def calibration_figure(bins: pd.DataFrame, base: Path) -> list[Path]:
     models = list(dict.fromkeys(bins.model)) if len(bins) else []
     models = sorted(models, key=lambda m: m != "fus2net")
     styles = model_styles(models)
-    cols = min(4, max(1, len(models)))
-    rows = int(np.ceil(len(models) / cols)) if models else 1
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.3 * rows), squeeze=False,
-                             sharex=True, sharey=True)
-    for ax in axes.flat:
-        ax.axis("off")
+    fig, axes = _model_panels(len(models), 3.2)
     for ax, model in zip(axes.flat, models, strict=False):
         ax.axis("on")
         d = bins[bins.model == model]

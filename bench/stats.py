@@ -17,6 +17,8 @@ import numpy as np
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
+from bench.clustered import cluster_resamples
+
 Z95 = stats.norm.ppf(0.975)
 
 
@@ -145,12 +147,8 @@ def cluster_bootstrap_auc(y_true, y_score, groups, n_boot: int = 2000, seed: int
     class only is skipped."""
     y = np.asarray(y_true).astype(int)
     s = np.asarray(y_score, dtype=float)
-    ids, inverse = np.unique(np.asarray(groups).astype(str), return_inverse=True)
-    members = [np.nonzero(inverse == k)[0] for k in range(len(ids))]
-    rng = np.random.default_rng(seed)
     aucs = []
-    for _ in range(n_boot):
-        take = np.concatenate([members[k] for k in rng.integers(0, len(ids), len(ids))])
+    for take in cluster_resamples(groups, n_boot, seed):
         yt = y[take]
         if 0 < yt.sum() < len(yt):
             aucs.append(roc_auc_score(yt, s[take]))
