@@ -2,6 +2,6 @@
 
 import sys
 
-from bench.run import main
+from bench.engine.runner import main
 
 sys.exit(main())

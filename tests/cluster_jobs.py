@@ -15,7 +15,7 @@ import os
 import time
 from pathlib import Path
 
-from bench.cluster import RunJob
+from bench.jobs.cluster import RunJob
 from models.errors import UserError
 
 
@@ -25,7 +25,7 @@ class PausedRunJob(RunJob):
         self.wait_s = wait_s
 
     def __call__(self, argv, threads=None, source="--cpus-per-job"):
-        import bench.protocol as protocol
+        import bench.engine.protocol as protocol
 
         original = protocol.write_done
 
@@ -91,7 +91,7 @@ def main(spec_path: str) -> None:
     the outcomes as JSON to the spec's ``result`` path."""
     from dataclasses import asdict
 
-    from bench.cluster import ClusterConfig, run_grid
+    from bench.jobs.cluster import ClusterConfig, run_grid
 
     spec = json.loads(Path(spec_path).read_text())
     outcomes = run_grid([(label, argv) for label, argv in spec["jobs"]],

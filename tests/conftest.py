@@ -14,7 +14,7 @@ from tests.helpers import EXECUTOR_SUITE, write_image
 
 @pytest.fixture(autouse=True)
 def _thread_pools_restored():
-    """Runs size this process's thread pools (bench.threads); each test leaves them as it found
+    """Runs size this process's thread pools (bench.engine.threads); each test leaves them as it found
     them, so one test's ``--threads 1`` never slows the tests after it."""
     import torch
 
@@ -43,7 +43,7 @@ def inline_suite(small_synthetic, tmp_path_factory):
     """``inline_suite(threads)``: the results folder of the inline suite's 2-model smoke grid at
     that thread count, run once per count in a session: the executor tests compare their tables
     with it (on a CPU the last bits of the weights depend on the thread count)."""
-    from bench.suite import main as suite_main
+    from bench.jobs.suite import main as suite_main
 
     made: dict[int, Path] = {}
 

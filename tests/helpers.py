@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from bench.metrics import binary_metrics
-from bench.run import main
+from bench.engine.runner import main
+from bench.evaluation.metrics import binary_metrics
 
 BUSI = Path(__file__).resolve().parents[2] / "shared" / "data" / "BUSI"
 # the smallest run that still goes through every stage: 64 px, 1 epoch, 2 folds of 16 images
@@ -42,11 +42,11 @@ def call_main(capsys, entry, *args: str) -> tuple[int, str, str]:
 
 
 def run_main(capsys, *args: str) -> tuple[int, str, str]:
-    """``bench.run.main`` as the command line sees it."""
+    """``bench.engine.runner.main`` as the command line sees it."""
     return call_main(capsys, main, *args)
 
 
-def run_cli(*args: str, module: str = "bench.run") -> subprocess.CompletedProcess:
+def run_cli(*args: str, module: str = "bench.engine.runner") -> subprocess.CompletedProcess:
     """A ``python -m`` command in a fresh process (for exit codes and tracebacks as a shell sees)."""
     return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
                           timeout=300)
@@ -54,7 +54,7 @@ def run_cli(*args: str, module: str = "bench.run") -> subprocess.CompletedProces
 
 def write_fixture_run(root: Path, model: str, quality: float, rng_seed: int,
                       constant: bool = False, **settings) -> Path:
-    """A finished run folder as bench.run writes it, with predictions of a given quality."""
+    """A finished run folder as bench.engine.runner writes it, with predictions of a given quality."""
     rng = np.random.default_rng(rng_seed)
     seed = rng_seed
     folder = root / f"{model}-fixture-{rng_seed}-{settings.get('seed', 0)}"

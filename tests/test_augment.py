@@ -19,7 +19,7 @@ from bench.data.augment import (
 )
 from bench.data.datasets import load_index
 from bench.data.manifest import SplitConfig, make_split
-from bench.protocol import stage_plan
+from bench.engine.protocol import stage_plan
 
 
 def test_flip_balance_equalises_classes_with_h_and_v_flips():

@@ -100,7 +100,7 @@ def test_lite0_package_weights_give_the_reference_implementations_logits():
 
 
 def test_bench_list_prints_size_cost_and_weight_availability(capsys):
-    from bench.list import main
+    from bench.cli.list import main
     assert main(["--models", "fus2net,zeimarani_cnn,efficientnet_lite0,googlenet_fujioka"]) == 0
     out = capsys.readouterr().out
     assert "| fus2net | Fus2Net (custom CNN) | 0.98 | 5.25 | 299 px | n/a (from scratch) |" in out

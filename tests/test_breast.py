@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from bench.core.errors import BenchError
 from bench.data.breast import IMAGES
 from bench.data.datasets import detect_kind, load_index
 from bench.data.images import load_resized
-from bench.errors import BenchError
 
 BREAST = Path(__file__).resolve().parents[2] / "shared" / "data" / "BrEaST"
 SHEET = "BrEaST-Lesions-USG-clinical-data-Dec-15-2023.xlsx"
@@ -114,7 +114,7 @@ def test_a_damaged_breast_layout_is_one_clear_error(breast_tree, damage, message
 
 
 def test_the_breast_command_line_error_is_one_line_with_exit_2(breast_tree, capsys):
-    from bench.split import main
+    from bench.cli.split import main
     (breast_tree / SHEET).write_bytes(b"not a spreadsheet")
     with pytest.raises(SystemExit) as exc:
         main(["--data", str(breast_tree), "--out", str(breast_tree.parent / "s.csv")])
@@ -133,7 +133,7 @@ def test_the_shared_breast_copy_reads_as_published():
 
 
 def test_the_suite_scores_real_data_on_the_other_real_sites_present(busi_tree, tmp_path):
-    from bench.sites import default_external, resolve_external_option
+    from bench.evaluation.sites import default_external, resolve_external_option
     shared = tmp_path / "shared"
     busi = shared / "BUSI"
     shared.mkdir()
@@ -152,7 +152,7 @@ def test_the_suite_scores_real_data_on_the_other_real_sites_present(busi_tree, t
 @pytest.mark.slow
 def test_a_breast_set_is_scored_with_the_copy_check_and_reported_with_clustered_intervals(
         small_synthetic, tmp_path, capsys):
-    from bench.report import main as report_main
+    from bench.reporting.report import main as report_main
     from tests.helpers import SMOKE, run_main
     out = tmp_path / "runs"
     code, _, err = run_main(capsys, "--data", str(small_synthetic), "--out", str(out), *SMOKE,
@@ -173,8 +173,8 @@ def test_a_breast_set_is_scored_with_the_copy_check_and_reported_with_clustered_
     assert len(preds) == 6 and preds.group.str.startswith("case:").all()
     assert preds.set_index("id").training_copy.to_dict()["case003"] == train.id
     assert (preds.training_copy != "").sum() == 1
-    # bench.score: the same scoring path for finished runs of any code version (here: reused)
-    from bench.score import main as score_main
+    # bench.evaluation.score: the same scoring path for finished runs of any code version (here: reused)
+    from bench.evaluation.score import main as score_main
     assert score_main(["--runs", str(out), "--external", str(breast), "--device", "cpu"]) == 0
     assert "breast: n=6" in capsys.readouterr().out
     assert report_main(["--runs", str(out), "--out", str(tmp_path / "r"), "--n-boot", "50"]) == 0
@@ -187,7 +187,7 @@ def test_a_breast_set_is_scored_with_the_copy_check_and_reported_with_clustered_
 
 
 def test_bench_score_without_runs_is_one_line_with_exit_2(tmp_path, capsys):
-    from bench.score import main as score_main
+    from bench.evaluation.score import main as score_main
     with pytest.raises(SystemExit) as exc:
         score_main(["--runs", str(tmp_path), "--external", "synthetic:B"])
     err = capsys.readouterr().err

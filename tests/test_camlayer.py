@@ -1,5 +1,5 @@
-"""Explanations at a resolution that means something (bench.camlayer) and the explanation table
-over images (bench.camtable)."""
+"""Explanations at a resolution that means something (bench.evaluation.camlayer) and the explanation table
+over images (bench.reporting.camtable)."""
 
 import math
 
@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from bench.camlayer import CamLayer, choose_cam_layer
-from bench.camtable import band_text, clustered_mean_ci, explanation_rows, per_image
-from bench.explain import map_status
+from bench.evaluation.camlayer import CamLayer, choose_cam_layer
+from bench.evaluation.explain import map_status
+from bench.reporting.camtable import band_text, clustered_mean_ci, explanation_rows, per_image
 from models import create_model, get_model_config
 
 
@@ -102,7 +102,7 @@ def test_the_table_gives_n_measured_of_n_and_flags_border_energy():
 
 
 def test_gradcam_at_the_chosen_layer_gives_maps_at_the_input_size():
-    from bench.explain import gradcam
+    from bench.evaluation.explain import gradcam
     model = create_model("zeimarani_cnn", pretrained="none").eval()
     layer = choose_cam_layer(model, get_model_config("zeimarani_cnn").cam_layer, 64, 3)
     maps = gradcam(model, layer.name, torch.randn(2, 3, 64, 64), torch.tensor([1, 1]))

@@ -1,4 +1,4 @@
-"""The suite's grid on submitit executors (bench.cluster): concurrency, retries, bad input, SLURM."""
+"""The suite's grid on submitit executors (bench.jobs.cluster): concurrency, retries, bad input, SLURM."""
 
 import json
 import threading
@@ -10,9 +10,9 @@ import pytest
 
 pytest.importorskip("submitit")
 
-from bench.cluster import ClusterConfig, job_memory_gb, run_grid, slurm_script  # noqa: E402
-from bench.suite import main as suite_main  # noqa: E402
-from bench.threads import affinity_cpus  # noqa: E402
+from bench.engine.threads import affinity_cpus  # noqa: E402
+from bench.jobs.cluster import ClusterConfig, job_memory_gb, run_grid, slurm_script  # noqa: E402
+from bench.jobs.suite import main as suite_main  # noqa: E402
 from tests.cluster_jobs import PausedRunJob, pid_alive, wait_for  # noqa: E402
 from tests.helpers import EXECUTOR_SUITE, SMOKE  # noqa: E402
 

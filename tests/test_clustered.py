@@ -1,15 +1,15 @@
-"""Cluster-aware ROC statistics (bench.clustered) against hand computations and DeLong."""
+"""Cluster-aware ROC statistics (bench.evaluation.clustered) against hand computations and DeLong."""
 
 import numpy as np
 import pytest
 
-from bench.clustered import (
+from bench.evaluation.clustered import (
     cluster_bootstrap_delta,
     obuchowski_auc,
     obuchowski_covariance,
     obuchowski_delta,
 )
-from bench.stats import delong_covariance
+from bench.evaluation.stats import delong_covariance
 
 
 def test_obuchowski_matches_a_hand_computation_on_three_clusters():

@@ -1,4 +1,4 @@
-"""Matched seed contrasts (bench.contrasts) and calibration/prevalence (bench.calibration) against
+"""Matched seed contrasts (bench.evaluation.contrasts) and calibration/prevalence (bench.evaluation.calibration) against
 hand computations and the single-model statistics they generalise."""
 
 import math
@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.calibration import (
+from bench.evaluation.calibration import (
     calibration,
     cluster_weights,
     predictive_values,
@@ -15,8 +15,8 @@ from bench.calibration import (
     reliability_bins,
     weighted_slope_intercept,
 )
-from bench.clustered import obuchowski_auc, obuchowski_delta
-from bench.contrasts import (
+from bench.evaluation.clustered import obuchowski_auc, obuchowski_delta
+from bench.evaluation.contrasts import (
     auc_contrast,
     groups_of,
     matched_delta,
@@ -24,7 +24,7 @@ from bench.contrasts import (
     reading,
     seed_mean_auc,
 )
-from bench.stats import calibration_slope_intercept, delong_ci, delong_test, wilson_ci
+from bench.evaluation.stats import calibration_slope_intercept, delong_ci, delong_test, wilson_ci
 
 
 def _data(seed=0, n=80, clusters=30):
@@ -82,7 +82,7 @@ def test_cluster_bootstrap_of_a_contrast_keeps_clusters_together():
 def test_a_weighted_replicate_auc_is_the_auc_of_the_resampled_images():
     from sklearn.metrics import roc_auc_score
 
-    from bench.contrasts import weighted_aucs
+    from bench.evaluation.contrasts import weighted_aucs
     y, g, rng = _data(7)
     s = np.round(rng.normal(y, 1.0), 1)  # ties included
     w = cluster_weights(g, 4, seed=3)

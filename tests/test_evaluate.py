@@ -1,4 +1,4 @@
-"""Outside predictions scored on a results set (bench.evaluate, bench/outside.py)."""
+"""Outside predictions scored on a results set (bench.reporting.evaluate, bench/reporting/outside.py)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.evaluate import main
-from bench.outside import OUTSIDE
-from bench.runs import load_runs
-from bench.tables import comparison_table
+from bench.reporting.evaluate import main
+from bench.reporting.outside import OUTSIDE
+from bench.reporting.runs import load_runs
+from bench.reporting.tables import comparison_table
 from tests.helpers import SMOKE, call_main, run_main, write_fixture_run
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -39,7 +39,7 @@ def write_manifest(path: Path) -> str:
 
 
 def fixture_set(root: Path, models: dict[str, float], seeds=(0, 1)) -> Path:
-    """Finished fixture runs (bench.run's layout) of ``models`` (name → quality) on one manifest."""
+    """Finished fixture runs (bench.engine.runner's layout) of ``models`` (name → quality) on one manifest."""
     root.mkdir(parents=True)
     manifest = root.parent / f"{root.name}-split.csv"
     sha = write_manifest(manifest)
@@ -81,7 +81,7 @@ def row_of(table: pd.DataFrame, model: str) -> dict:
 
 
 def assert_same_row(out: Path, expected: dict) -> dict:
-    """The row ``bench.evaluate`` recorded in ``out`` equals ``expected`` bit for bit (JSON
+    """The row ``bench.reporting.evaluate`` recorded in ``out`` equals ``expected`` bit for bit (JSON
     numbers round-trip exactly; undefined values are null there, NaN here)."""
     got = json.loads((out / "evaluation.json").read_text())["row"]
     got = {k: v for k, v in got.items() if k not in DESCRIBES_MODEL}

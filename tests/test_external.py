@@ -32,7 +32,7 @@ def site_b(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(site_a, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    from bench.run import main
+    from bench.engine.runner import main
     assert main(["--data", str(site_a), "--out", str(out), *TRAINED]) == 0
     (run_dir,) = out.iterdir()
     return run_dir
@@ -126,7 +126,7 @@ def test_a_broken_or_empty_external_set_is_one_line_and_the_training_result_is_k
 
 def test_a_bus_bra_layout_set_keeps_patients_and_the_report_uses_a_patient_bootstrap(
         small_synthetic, busbra_tree, tmp_path, capsys):
-    from bench.report import main as report_main
+    from bench.reporting.report import main as report_main
     for i in range(6, 16):  # more patients, two images each, so the bootstrap has something to do
         for side in ("l", "r"):
             write_image(busbra_tree / "Images" / f"bus_{i:04d}-{side}.png", seed=i)

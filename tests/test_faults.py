@@ -15,11 +15,11 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
-from bench.atomic import UMASK, exclusive, write_json
+from bench.core.atomic import UMASK, exclusive, write_json
+from bench.core.errors import BenchError
 from bench.data.datasets import load_index
 from bench.data.images import BadImageError, read_image
-from bench.errors import BenchError
-from bench.report import main as report_main
+from bench.reporting.report import main as report_main
 from tests.helpers import SMOKE, run_main, write_image
 
 pytestmark = pytest.mark.slow  # end-to-end: trains, or runs a command
@@ -158,7 +158,7 @@ def test_non_finite_learning_rate_is_refused(value, small_synthetic, tmp_path, c
 
 def test_weights_that_turn_non_finite_on_the_last_step_mark_the_stage_failed(
         small_synthetic, tmp_path, capsys, monkeypatch):
-    import bench.protocol as protocol
+    import bench.engine.protocol as protocol
     real = protocol.train_model
 
     def overflowing(model, *args, **kwargs):  # what an overflowing last update leaves behind

@@ -1,5 +1,5 @@
 """Each report figure as a reader sees it: drawn from small saved-table fixtures, its size, panels,
-labels and marks checked (bench.figures)."""
+labels and marks checked (bench.reporting.figures)."""
 
 import json
 
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from bench import figures
+from bench.reporting import figures
 
 MODELS = ["fus2net", "resnet50", "zeimarani_cnn"]
 
@@ -19,7 +19,7 @@ def drawn(monkeypatch):
     """The figure each call drew (captured before it is saved and closed)."""
     seen = []
 
-    def capture(fig, base):  # the PNG as bench.figures.save writes it (the PDF is tested elsewhere)
+    def capture(fig, base):  # the PNG as bench.reporting.figures.save writes it (the PDF is tested elsewhere)
         seen.append(fig)
         fig.savefig(base.with_suffix(".png"), dpi=150, bbox_inches="tight")
         return [base.with_suffix(".png")]

@@ -14,29 +14,29 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import bench.device as device_mod
-from bench.cluster import JobOutcome, failed_count
+import bench.engine.device as device_mod
+from bench.core.errors import BenchError, plain
+from bench.core.provenance import file_sha256
 from bench.data.datasets import load_index
 from bench.data.index import parse_label
 from bench.data.manifest import read_manifest
-from bench.errors import BenchError, plain
-from bench.explain import NotExplained, explain_run, explain_runs, run_index
-from bench.explain import main as explain_main
-from bench.external import (
+from bench.engine.runner import check_not_own_images, write_errors_said
+from bench.engine.spec import RunSpec
+from bench.engine.speed import main as speed_main
+from bench.evaluation.explain import NotExplained, explain_run, explain_runs, run_index
+from bench.evaluation.explain import main as explain_main
+from bench.evaluation.external import (
     ExternalSet,
     check_same_source,
     external_index,
     final_model,
     resolve_external,
 )
-from bench.provenance import file_sha256
-from bench.report import main as report_main
-from bench.run import check_not_own_images, write_errors_said
-from bench.runs import InvalidRun, Run, load_run, load_runs
-from bench.spec import RunSpec
-from bench.speed import main as speed_main
-from bench.suite import main as suite_main
-from bench.tables import comparison_sets, external_table, set_aside
+from bench.jobs.cluster import JobOutcome, failed_count
+from bench.jobs.suite import main as suite_main
+from bench.reporting.report import main as report_main
+from bench.reporting.runs import InvalidRun, Run, load_run, load_runs
+from bench.reporting.tables import comparison_sets, external_table, set_aside
 from tests.helpers import SMOKE, run_main, write_fixture_run, write_image
 
 
@@ -67,7 +67,7 @@ def class_folders(root: Path, n: int = 3, seed: int = 0) -> Path:
 
 def add_external(run_dir: Path, name: str, source: str, quality: float = 0.5, seed: int = 0,
                  checksum: bool = True) -> Path:
-    """An external set's files as bench.external writes them."""
+    """An external set's files as bench.evaluation.external writes them."""
     folder = run_dir / "external" / name
     folder.mkdir(parents=True)
     rng = np.random.default_rng(seed)
@@ -96,7 +96,7 @@ def located(small_synthetic, tmp_path_factory) -> tuple[Path, Path]:
     old = os.getcwd()
     os.chdir(base / "work")
     try:
-        from bench.run import main
+        from bench.engine.runner import main
         code = main(["--data=../my data/phantom", "--out", str(base / "runs"), *SMOKE,
                      "--folds", "0"])
     finally:
@@ -386,7 +386,7 @@ class Stop(Exception):
     ("mem_gb = 8", {"mem_gb": 8.0}),
 ])
 def test_suite_config_values_are_read_by_their_type(toml, expected, tmp_path, monkeypatch):
-    import bench.suite as suite
+    import bench.jobs.suite as suite
     seen = {}
 
     def capture(args):
@@ -425,7 +425,7 @@ def test_job_progress_counts_failed_jobs_and_follows_no_progress(small_synthetic
                 JobOutcome("b", "FAILED", attempts=1, ended=1.8e9 + 5),
                 JobOutcome("c", "ok", attempts=1, ended=1.8e9), JobOutcome("d", "FAILED")]
     assert failed_count(outcomes) == 2
-    import bench.suite as suite
+    import bench.jobs.suite as suite
     seen = []
 
     def grid(jobs, cfg, log_dir, progress=True):
@@ -501,7 +501,7 @@ def test_speed_without_warm_up_and_out_of_memory(small_synthetic, tmp_path, monk
     code, out, err = exit_code(speed_main, [*base, "--warmup", "0"], capsys)
     assert code == 0, err
     assert "after 0 warm-up" in out and len(pd.read_csv(tmp_path / "speed.csv")) == 2
-    import bench.speed as speed
+    import bench.engine.speed as speed
 
     def no_memory(*args, **kwargs):
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't "
@@ -554,7 +554,7 @@ def test_write_failures_during_a_run_are_one_line_that_says_how_to_resume(error,
 
 def test_a_full_disk_mid_run_leaves_it_running_and_says_how_to_resume(small_synthetic, tmp_path,
                                                                       monkeypatch, capsys):
-    import bench.run as run_mod
+    import bench.engine.runner as run_mod
 
     def full(spec, ex, cache, run_dir, run_hash):
         raise OSError(errno.ENOSPC, "No space left on device",
@@ -603,8 +603,8 @@ def test_the_run_s_own_images_are_refused_as_an_external_set(small_synthetic, sy
 
 def test_a_run_the_suite_cannot_explain_is_said_and_the_report_is_still_built(
         small_synthetic, tmp_path, monkeypatch, capsys):
-    import bench.suite as suite
-    from bench.run import RunResult
+    import bench.jobs.suite as suite
+    from bench.engine.runner import RunResult
     out = tmp_path / "s"
     folder = write_fixture_run(out / "runs", "fus2net", 0.6, 1)
     cfg = json.loads((folder / "config.json").read_text())

@@ -1,4 +1,4 @@
-"""``bench.illustrate``: the report's preprocessing and augmentation figures come from a run's own
+"""``bench.evaluation.illustrate``: the report's preprocessing and augmentation figures come from a run's own
 training images and the engines' own augmentation; deterministic ``.npz`` tables."""
 
 import json
@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.atomic import write_npz
+from bench.core.atomic import write_npz
 from bench.data.augment import AugmentConfig
-from bench.illustrate import augmentation_views, illustrate_run, training_examples
-from bench.runs import load_runs
+from bench.evaluation.illustrate import augmentation_views, illustrate_run, training_examples
+from bench.reporting.runs import load_runs
 from tests.helpers import SMOKE, run_main
 
 

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageEnhance
 
+from bench.core.errors import BenchError
 from bench.data.datasets import load_index
 from bench.data.lesion import FEATURES, LesionRule, PairEvidence, lesion_groups, load_rule
 from bench.data.manifest import (
@@ -18,7 +19,6 @@ from bench.data.manifest import (
     read_manifest,
     reviewed_links,
 )
-from bench.errors import BenchError
 from tests.helpers import BUSI
 
 SPLITS = Path(__file__).resolve().parents[1] / "datasets" / "splits"

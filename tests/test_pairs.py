@@ -6,7 +6,7 @@ import json
 import pandas as pd
 from PIL import Image
 
-from bench.pairs import main
+from bench.data.pairs import main
 from tests.helpers import call_main
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.list import main as list_main
+from bench.cli.list import main as list_main
 from models import create_model, list_models
 from models.plugins import forget_outside_models, model_origin, resolve_model
 from tests.helpers import SMOKE, call_main, run_main
@@ -150,7 +150,7 @@ def test_a_local_file_or_module_registers_its_model(tmp_path, monkeypatch, capsy
         assert code == 0, err
         assert f"file {local}" in out and "module mymods.cnn" in out
         first = model_origin("cnn_from_file").sha256
-        # a changed file is a changed model: its run hash changes with it (bench.run)
+        # a changed file is a changed model: its run hash changes with it (bench.engine.runner)
         forget_outside_models()
         local.write_text(local.read_text().replace("8, 3, stride=2", "4, 3, stride=2")
                          .replace("nn.BatchNorm2d(8)", "nn.BatchNorm2d(4)").replace("(8, num", "(4, num"))

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from bench.core.errors import BenchError
 from bench.data.datasets import detect_kind, load_index
 from bench.data.images import BadImageError, load_resized, read_image
-from bench.errors import BenchError
 from tests.helpers import BUSI, write_image
 
 
@@ -142,8 +142,8 @@ def test_real_busi_counts():
 
 
 def test_every_data_set_kind_has_a_reader_detection_and_its_card():
+    from bench.cli.list import dataset_table
     from bench.data.datasets import INFO, KINDS
-    from bench.list import dataset_table
 
     assert set(KINDS) == {"auto", *INFO}
     project = Path(__file__).resolve().parents[1]

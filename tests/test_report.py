@@ -1,4 +1,4 @@
-"""``bench.report``: tables from saved runs, deterministic rebuilds, every figure written."""
+"""``bench.reporting.report``: tables from saved runs, deterministic rebuilds, every figure written."""
 
 import json
 from pathlib import Path
@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from bench import figures
-from bench.report import main
-from bench.runs import load_runs
-from bench.tables import comparison_table, misclassified, per_seed_table
+from bench.reporting import figures
+from bench.reporting.report import main
+from bench.reporting.runs import load_runs
+from bench.reporting.tables import comparison_table, misclassified, per_seed_table
 from tests.helpers import write_fixture_run
 
 
@@ -234,7 +234,7 @@ def test_report_warns_when_runs_mix_code_versions(fixture_runs, tmp_path, capsys
 
 
 def test_a_run_committed_without_its_weights_still_reports_but_altered_weights_do_not(tmp_path):
-    from bench.provenance import file_sha256
+    from bench.core.provenance import file_sha256
     runs = tmp_path / "runs"
     folder = write_fixture_run(runs, "fus2net", 0.6, 1)
     (folder / "model.safetensors").write_bytes(b"weights")

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.run import main
+from bench.engine.runner import main
 from tests.helpers import BUSI, SMOKE, run_cli, run_main, write_image
 
 pytestmark = pytest.mark.slow  # end-to-end: trains, or runs a command
@@ -190,7 +190,7 @@ def test_concurrent_folds_must_be_a_positive_integer(small_synthetic, tmp_path, 
 
 def run_with_stacked_failing(exc: Exception, data, out, capsys, monkeypatch) -> tuple[int, str]:
     """A 2-stages-at-once smoke run whose stacked engine always raises ``exc``."""
-    from bench import protocol
+    from bench.engine import protocol
 
     def fail(*args, **kwargs):
         raise exc
@@ -211,7 +211,7 @@ def test_stacked_engine_failure_is_one_clear_line(small_synthetic, tmp_path, cap
 
 def test_stacked_stages_that_run_out_of_memory_are_retried_in_smaller_groups(
         small_synthetic, tmp_path, capsys, monkeypatch):
-    from bench import protocol
+    from bench.engine import protocol
 
     real = protocol.train_stacked
 
@@ -255,7 +255,7 @@ def test_run_outputs_are_strict_json(smoke_run):
 def test_report_refuses_a_run_whose_predictions_were_truncated(smoke_run, tmp_path, capsys):
     import shutil
 
-    from bench.report import main as report_main
+    from bench.reporting.report import main as report_main
     runs = tmp_path / "runs"
     copy = runs / smoke_run.name
     shutil.copytree(smoke_run, copy)

@@ -22,8 +22,8 @@ import pytest
 
 pytest.importorskip("submitit")
 
-from bench.cluster import ClusterConfig, run_grid, slurm_states  # noqa: E402
-from bench.suite import main as suite_main  # noqa: E402
+from bench.jobs.cluster import ClusterConfig, run_grid, slurm_states  # noqa: E402
+from bench.jobs.suite import main as suite_main  # noqa: E402
 from tests.cluster_jobs import PausedRunJob, wait_for  # noqa: E402
 from tests.helpers import EXECUTOR_SUITE, SMOKE  # noqa: E402
 

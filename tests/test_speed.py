@@ -1,10 +1,10 @@
-"""``bench.speed`` measures both pipelines on one device and writes its table."""
+"""``bench.engine.speed`` measures both pipelines on one device and writes its table."""
 
 import pandas as pd
 import pytest
 
-from bench.errors import BenchError
-from bench.speed import main, paper_image_steps, parse_members
+from bench.core.errors import BenchError
+from bench.engine.speed import main, paper_image_steps, parse_members
 
 
 def test_paper_protocol_is_about_410k_image_steps_on_busi():

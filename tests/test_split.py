@@ -6,6 +6,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from bench.core.errors import BenchError
 from bench.data.datasets import load_index
 from bench.data.manifest import (
     SplitConfig,
@@ -14,7 +15,6 @@ from bench.data.manifest import (
     match_manifest,
     read_manifest,
 )
-from bench.errors import BenchError
 from tests.helpers import BUSI
 
 COMMITTED = Path(__file__).resolve().parents[1] / "datasets" / "splits" / "busi.csv"

@@ -11,8 +11,8 @@ import torch
 
 from bench.data.augment import AugmentConfig
 from bench.data.cache import ImageCache
-from bench.stacked import Member, StackedOptimizer, train_stacked
-from bench.train import TrainSettings, make_optimizer, train_model
+from bench.engine.stacked import Member, StackedOptimizer, train_stacked
+from bench.engine.train import TrainSettings, make_optimizer, train_model
 from models import create_model, get_model_config, list_models
 
 
@@ -141,16 +141,16 @@ def test_bf16_autocast_the_cuda_setting_works_through_vmap_like_the_reference_en
     dispatch (autocast above vmap and functional_call), so it shows here that the stacked engine
     really computes in bf16 (its losses move away from fp32's) and still tracks the reference
     engine under the same autocast to within bf16 rounding."""
-    import bench.stacked
-    import bench.train
+    import bench.engine.stacked
+    import bench.engine.train
 
     cache = tiny_cache(n=40)
     cfg = get_model_config("fus2net")
     settings = TrainSettings(epochs=1, augment=AugmentConfig(), channels_last=False)
 
     def run(engine_autocast):
-        monkeypatch.setattr(bench.train, "autocast", engine_autocast)
-        monkeypatch.setattr(bench.stacked, "autocast", engine_autocast)
+        monkeypatch.setattr(bench.engine.train, "autocast", engine_autocast)
+        monkeypatch.setattr(bench.engine.stacked, "autocast", engine_autocast)
         members = _members(cache, [20, 30])
         refs = [copy.deepcopy(m.model) for m in members]
         stacked = [r.history[0] for r in train_stacked(members, cfg, cache, settings, progress=False)]

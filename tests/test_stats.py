@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from bench.stats import (
+from bench.evaluation.stats import (
     bootstrap_auc_ci,
     delong_ci,
     delong_covariance,
@@ -77,7 +77,7 @@ def test_holm_adjustment():
 
 
 def test_calibration_slope_and_intercept_recover_a_known_miscalibration():
-    from bench.stats import calibration_slope_intercept
+    from bench.evaluation.stats import calibration_slope_intercept
     rng = np.random.default_rng(0)
     p = rng.uniform(0.02, 0.98, 20000)
     y = (rng.uniform(size=p.size) < p).astype(int)
@@ -91,7 +91,7 @@ def test_calibration_slope_and_intercept_recover_a_known_miscalibration():
 
 
 def test_patient_bootstrap_is_wider_when_images_of_a_patient_agree():
-    from bench.stats import cluster_bootstrap_auc
+    from bench.evaluation.stats import cluster_bootstrap_auc
     rng = np.random.default_rng(1)
     patient = rng.integers(0, 2, 40)  # 40 patients, 5 images each, one label per patient
     y = np.repeat(patient, 5)

@@ -1,11 +1,11 @@
-"""``bench.suite`` end to end at smoke size: seeds are separate runs, the report aggregates them,
+"""``bench.jobs.suite`` end to end at smoke size: seeds are separate runs, the report aggregates them,
 and the experiments are compared on CV folds."""
 
 import pandas as pd
 import pytest
 
-from bench.errors import BenchError
-from bench.suite import main, parse_seeds
+from bench.core.errors import BenchError
+from bench.jobs.suite import main, parse_seeds
 
 pytestmark = pytest.mark.slow  # end-to-end: trains, or runs a command
 

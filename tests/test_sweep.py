@@ -1,4 +1,4 @@
-"""``bench.sweep``: learning curves on CV folds (never the test set), the evidence for a profile's
+"""``bench.jobs.sweep``: learning curves on CV folds (never the test set), the evidence for a profile's
 epochs; and the training hook they rest on."""
 
 import numpy as np
@@ -8,9 +8,9 @@ import torch
 
 from bench.data.augment import AugmentConfig
 from bench.data.cache import ImageCache
-from bench.run import options_from_argv, prepare
-from bench.sweep import main, plateau_epoch
-from bench.train import TrainSettings, train_model
+from bench.engine.runner import options_from_argv, prepare
+from bench.engine.train import TrainSettings, train_model
+from bench.jobs.sweep import main, plateau_epoch
 from models import create_model, get_model_config
 
 
@@ -35,7 +35,7 @@ def test_the_model_after_epoch_e_is_the_model_of_an_e_epoch_run():
     snapshots = {}
 
     def keep(epoch, model):
-        from bench.train import predict
+        from bench.engine.train import predict
         predict(model, cfg, cache, idx[:5], device="cpu", channels_last=False)  # as the sweep
         snapshots[epoch] = {k: v.clone() for k, v in model.state_dict().items()}
 
@@ -107,7 +107,7 @@ class _Frozen(torch.nn.Module):
 
 
 def test_batchnorm_recalibration_averages_the_training_pass_and_leaves_frozen_layers():
-    from bench.train import normalize, recalibrate_batchnorm
+    from bench.engine.train import normalize, recalibrate_batchnorm
     g = torch.Generator().manual_seed(0)
     cache = ImageCache(torch.randint(0, 255, (20, 3, 16, 16), generator=g, dtype=torch.uint8),
                        torch.tensor([0, 1] * 10), pd.DataFrame({"id": [str(i) for i in range(20)]}))

@@ -1,4 +1,4 @@
-"""Thread counts (bench.threads, bench.cluster.plan_layout): every run sizes its thread pools to
+"""Thread counts (bench.engine.threads, bench.jobs.cluster.plan_layout): every run sizes its thread pools to
 the CPUs it was given, never to the whole machine, and records what it used."""
 
 import json
@@ -8,21 +8,21 @@ import sys
 
 import pytest
 
-from bench.cluster import ClusterConfig, plan_layout
-from bench.suite import main as suite_main
-from bench.threads import (
+from bench.engine.threads import (
     ENV_FROM,
     ENV_THREADS,
     apply_threads,
     resolve_threads,
     setup_lines,
 )
+from bench.jobs.cluster import ClusterConfig, plan_layout
+from bench.jobs.suite import main as suite_main
 from tests.helpers import SMOKE, run_cli, run_main
 
 
 def test_without_any_setting_a_run_uses_the_cpus_of_its_affinity_mask():
     code = ("import os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
-            "from bench.threads import resolve_threads; t = resolve_threads(environ={}); "
+            "from bench.engine.threads import resolve_threads; t = resolve_threads(environ={}); "
             "print(t.threads, t.source)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          timeout=60).stdout.split()
@@ -55,8 +55,8 @@ def test_a_local_job_starts_with_the_threads_of_its_cpus_per_job(tmp_path):
     """A real local-executor job: its pools and environment as it starts, before it sets
     anything itself (the interop pool has no environment variable; the job sets it first)."""
     pytest.importorskip("submitit")
-    from bench.cluster import make_executor
-    from bench.threads import current_pools
+    from bench.engine.threads import current_pools
+    from bench.jobs.cluster import make_executor
 
     cfg = ClusterConfig(executor="local", jobs=2)
     layout = plan_layout(cfg, 2, cores=2)

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.tablefmt import to_markdown  # noqa: E402
+from bench.core.tablefmt import to_markdown  # noqa: E402
 from models import create_model, get_model_config, list_models  # noqa: E402
 from models.complexity import count_params  # noqa: E402
 

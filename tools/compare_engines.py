@@ -16,9 +16,9 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.atomic import write_text  # noqa: E402
-from bench.runs import load_runs  # noqa: E402
-from bench.tablefmt import to_markdown  # noqa: E402
+from bench.core.atomic import write_text  # noqa: E402
+from bench.core.tablefmt import to_markdown  # noqa: E402
+from bench.reporting.runs import load_runs  # noqa: E402
 
 
 def main(runs: Path, out: Path) -> None:

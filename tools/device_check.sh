@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One prepared GPU check (run through the device tool with BUSI carried in .data/BUSI):
-#   1. bench.speed: naive pipeline vs reference engine vs stacked engine (4 and 11 models at once);
+#   1. bench.engine.speed: naive pipeline vs reference engine vs stacked engine (4 and 11 models at once);
 #   2. the full Fus2Net paper protocol (10 folds x 53 epochs + final fit, 299 px) with the stacked
 #      engine (the CUDA default), timed;
 #   3. the same protocol with the reference engine (--concurrent-folds 1), timed;

@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.data.planted import PlantedShortcut, planted_phantom  # noqa: E402
-from bench.reliance import reliance_of  # noqa: E402
+from bench.evaluation.reliance import reliance_of  # noqa: E402
 from tests.test_annotations import _tiny_cnn_scorer  # noqa: E402
 
 t0 = time.time()

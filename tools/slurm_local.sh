@@ -12,10 +12,10 @@
 # squeue, scancel, scontrol and bench.suite --executor slurm.
 #
 # One node with this machine's CPUs and memory (slurmd -C), one partition (local), no CPU binding
-# (TaskPlugin=task/none: a job's threads come from SLURM_CPUS_PER_TASK, see bench/threads.py),
+# (TaskPlugin=task/none: a job's threads come from SLURM_CPUS_PER_TASK, see bench/engine/threads.py),
 # ProctrackType=proctrack/linuxproc (no cgroups needed), AuthType=auth/munge with a munged of its
 # own (own socket and key). No accounting (no slurmdbd, no database): sacct does not work, and
-# bench.cluster reads job states from squeue instead.
+# bench.jobs.cluster reads job states from squeue instead.
 set -euo pipefail
 
 DIR=${SLURM_LOCAL_DIR:-/tmp/fus2bench-slurm}

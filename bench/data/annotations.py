@@ -32,7 +32,7 @@ Masks come back at the image's own size. :func:`clean` inpaints the masked pixel
 or Navier–Stokes) and leaves every other pixel untouched; :func:`paste` copies one image's
 annotation pixels onto another (the insertion test).
 
-The phantom with planted marks is in :mod:`bench.data.planted`. This module is not training code (``bench/provenance.py``): a run that cleans its images records
+The phantom with planted marks is in :mod:`bench.data.planted`. This module is not training code (``bench/core/provenance.py``): a run that cleans its images records
 the detector's own version in its hash, so runs that keep the images are unaffected by changes here.
 """
 
@@ -307,7 +307,7 @@ def clean_file(src: Path, dst: Path, method: str = "telea") -> Detection:
     lossless, whatever the name's suffix). Returns the detection."""
     from PIL import Image
 
-    from bench.atomic import write_atomic
+    from bench.core.atomic import write_atomic
 
     img = read_array(src)
     det = detect(img)

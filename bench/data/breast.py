@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.core.errors import BenchError, plain
 from bench.data.index import DataIndex, Sample, check_unique_ids
-from bench.errors import BenchError, plain
 
 IMAGES = "BrEaST-Lesions_USG-images_and_masks"
 SHEET_GLOB = "BrEaST-Lesions-USG-clinical-data*.xlsx"

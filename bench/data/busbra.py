@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.core.errors import BenchError
 from bench.data.index import DataIndex, Sample, check_unique_ids, parse_label, read_table
-from bench.errors import BenchError
 
 REQUIRED = ("ID", "Case", "Pathology")
 

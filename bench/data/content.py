@@ -13,10 +13,10 @@ import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.atomic import write_text
-from bench.provenance import file_sha256
+from bench.core.atomic import write_text
+from bench.core.paths import PROJECT_ROOT
+from bench.core.provenance import file_sha256
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CACHE_DIR = PROJECT_ROOT / "datasets" / "cache" / "content"
 
 

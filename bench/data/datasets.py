@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.core.errors import BenchError
 from bench.data.breast import looks_like_breast, read_breast
 from bench.data.busbra import looks_like_busbra, read_busbra
 from bench.data.busi import looks_like_busi, read_busi
@@ -18,7 +19,6 @@ from bench.data.folders import read_csv_manifest, read_folders
 from bench.data.index import DataIndex, read_class_folders
 from bench.data.multisite import site_name, site_paths, union_index
 from bench.data.synthetic import MARKER, PhantomSpec, ensure_synthetic
-from bench.errors import BenchError
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
+from bench.core.errors import BenchError
 from bench.data.images import is_image_name
 from bench.data.index import (
     DataIndex,
@@ -13,7 +14,6 @@ from bench.data.index import (
     read_class_folders,
     read_table,
 )
-from bench.errors import BenchError
 
 
 def read_folders(root: Path) -> DataIndex:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.core.errors import BenchError, plain
 from bench.data.images import is_image_name
-from bench.errors import BenchError, plain
 
 CLASSES = ("benign", "malignant")  # label 0, 1 (malignant is the positive class, SPEC §3)
 _MASK = re.compile(r"^(?P<stem>.+)_mask(_\d+)?$")

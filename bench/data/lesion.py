@@ -53,14 +53,15 @@ from PIL import Image
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 
-from bench.atomic import write_atomic
+from bench.core.atomic import write_atomic
+from bench.core.errors import BenchError
+from bench.core.paths import CACHE_DIR, SPLITS_DIR
 from bench.data.copies import Picture, geometric_inliers, picture_of
 from bench.data.similarity import SAME_SCENE, contrast_scores, similarity_matrix
-from bench.errors import BenchError
 
 FEATURES = ("nccz", "log_inliers", "embz")
-RULE_FILE = Path(__file__).resolve().parents[2] / "datasets" / "splits" / "same_lesion_rule.json"
-CACHE_DIR = Path(__file__).resolve().parents[2] / "datasets" / "cache" / "lesion"
+RULE_FILE = SPLITS_DIR / "same_lesion_rule.json"
+CACHE_DIR = CACHE_DIR / "lesion"
 
 
 @dataclass(frozen=True)

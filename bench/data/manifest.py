@@ -27,7 +27,9 @@ import pandas as pd
 from PIL import Image
 from sklearn.model_selection import StratifiedGroupKFold
 
-from bench.atomic import write_csv
+from bench.core.atomic import write_csv
+from bench.core.errors import BenchError, plain
+from bench.core.paths import SPLITS_DIR
 from bench.data.copies import dhash
 from bench.data.images import BadImageError, read_image
 from bench.data.index import CLASSES, DataIndex, Sample, read_table
@@ -40,7 +42,6 @@ from bench.data.lesion import (
     load_rule,
     pair_links,
 )
-from bench.errors import BenchError, plain
 
 COLUMNS = ["id", "path", "label", "group", "split", "fold"]
 HASH_SIDE = 16
@@ -108,7 +109,7 @@ def fingerprints(index: DataIndex, skip_bad: bool, rule: LesionRule | None = Non
                         *reviewed_links(index.kind, kept))
 
 
-REVIEWED = Path(__file__).resolve().parents[2] / "datasets" / "splits"
+REVIEWED = SPLITS_DIR
 
 
 def reviewed_links(kind: str, samples: list[Sample], folder: Path = REVIEWED
@@ -409,7 +410,7 @@ def check_same_lesion(manifest: pd.DataFrame, index: DataIndex, where: str, cfg:
         raise BenchError(
             f"{where}: {a.id!r} and {b.id!r} belong to one same-lesion group but are {what} "
             f"(leakage; {len(leaks)} such split group(s)); rebuild the split with python -m "
-            "bench.split")
+            "bench.cli.split")
 
 
 def match_manifest(manifest: pd.DataFrame, index: DataIndex, where: str) -> pd.DataFrame:

@@ -20,8 +20,8 @@ from pathlib import Path, PurePosixPath
 
 import pandas as pd
 
+from bench.core.errors import BenchError
 from bench.data.index import DataIndex, Sample
-from bench.errors import BenchError
 
 SEP = "/"  # between the site and the image's own ID
 

@@ -4,7 +4,7 @@ reliance measures find a shortcut (docs/protocol.md, "Burnt-in annotations").
 The images are the synthetic phantom's (:func:`bench.data.synthetic.render`, unchanged); on a
 share of each class the marks a scanner burns in are drawn: four caliper crosses around the lesion,
 the dotted measuring lines between them, and a line of text. Not training code
-(``bench/provenance.py``).
+(``bench/core/provenance.py``).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageOps
 
-from bench.atomic import write_atomic
+from bench.core.atomic import write_atomic
 from bench.data.images import BadImageError, read_image
 from bench.data.index import DataIndex, Sample
 

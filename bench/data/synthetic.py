@@ -52,6 +52,8 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import gaussian_filter, gaussian_filter1d
 
+from bench.core.paths import CACHE_DIR
+
 GENERATOR_VERSION = 1
 HEIGHT, WIDTH = 240, 320
 DESCRIPTORS = ("shape", "margin", "echo", "halo", "posterior")
@@ -105,7 +107,7 @@ def default_cache_root() -> Path:
     env = os.environ.get("FUS2BENCH_CACHE")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "datasets" / "cache"
+    return CACHE_DIR
 
 
 def _smooth_noise(rng: np.random.Generator, sigma: tuple[float, float]) -> np.ndarray:

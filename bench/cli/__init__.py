@@ -1,0 +1,1 @@
+"""Command-line front ends: parse arguments, call the library, translate errors."""

@@ -1,0 +1,97 @@
+"""``python -m bench.split``: build a split manifest and its report (SPEC §3).
+
+Writes ``<out>.csv`` (``id,path,label,group,split,fold``; paths relative to the data root),
+``<out>_report.json`` (counts, duplicate and same-lesion groups, the rule and its validation,
+excluded label conflicts, skipped/ignored files; with ``--force``, how many same-lesion groups the
+replaced manifest split and how many test images changed) and ``<out>_review.png`` (the candidate
+pairs just above and just below the rule's threshold, to check it by eye). An existing manifest is
+never overwritten unless ``--force`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bench.core.atomic import write_json
+from bench.core.errors import BenchError, cli_main
+from bench.core.paths import SPLITS_DIR
+from bench.data.datasets import KINDS, load_index
+from bench.data.manifest import (
+    SplitConfig,
+    check_leakage,
+    group_images,
+    lesion_leaks,
+    make_split,
+    manifest_fingerprints,
+    read_manifest,
+    write_manifest,
+)
+from bench.data.review import review_sheet
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.split", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", type=Path, default=None, help="data root (default: synthetic phantom)")
+    p.add_argument("--dataset", default="auto", choices=KINDS)
+    p.add_argument("--out", type=Path, default=None,
+                   help="manifest path (default: datasets/splits/<kind>.csv)")
+    p.add_argument("--test-per-class", type=int, default=SplitConfig.test_per_class)
+    p.add_argument("--folds", type=int, default=SplitConfig.folds)
+    p.add_argument("--seed", type=int, default=SplitConfig.seed)
+    p.add_argument("--hash-threshold", type=int, default=SplitConfig.hash_threshold,
+                   help="max differing bits of the 256-bit dHash for near-duplicates")
+    p.add_argument("--skip-bad-images", action="store_true")
+    p.add_argument("--force", action="store_true", help="overwrite an existing manifest")
+    args = p.parse_args(argv)
+    if args.folds < 2:
+        raise BenchError("--folds must be >= 2")
+    if args.test_per_class < 1:
+        raise BenchError("--test-per-class must be >= 1")
+    index = load_index(args.data, args.dataset)
+    out = args.out or SPLITS_DIR / f"{index.kind}.csv"
+    if out.exists() and not args.force:
+        raise BenchError(f"--out {out}: manifest exists; pass --force to replace it or choose --out")
+    cfg = SplitConfig(test_per_class=args.test_per_class, folds=args.folds, seed=args.seed,
+                      hash_threshold=args.hash_threshold)
+    manifest, report = make_split(index, cfg, skip_bad=args.skip_bad_images)
+    check_leakage(manifest, "generated split")
+    if out.exists():
+        report["replaced_manifest"] = replaced(read_manifest(out), manifest, index, cfg)
+    write_manifest(manifest, out)
+    report_path = out.with_name(out.stem + "_report.json")
+    write_json(report_path, report)
+    lesion = report["same_lesion"]
+    review_sheet(index, lesion["just_above_threshold"], lesion["just_below_threshold"],
+                 out.with_name(out.stem + "_review.png"), cfg.rule.threshold)
+    c = report["counts"]
+    print(f"wrote {out} and {report_path.name}: train {c['train']}, test {c['test']}, "
+          f"excluded {c['excluded']}; {len(report['duplicate_groups'])} duplicate groups, "
+          f"{len(report['excluded_label_conflicts'])} label conflicts, largest group "
+          f"{lesion['average_linkage']['largest_group']} images, "
+          f"{len(report['skipped_bad_images'])} bad images skipped, "
+          f"{len(report['ignored_files'])} files ignored")
+    return 0
+
+
+def replaced(old, new, index, cfg: SplitConfig) -> dict:
+    """What the new rule finds wrong with the manifest it replaces, and how the test set moved."""
+    fp = manifest_fingerprints(old, index, cfg)
+    if fp is None:
+        return {"note": "the replaced manifest lists images that are not in the data"}
+    leaks = lesion_leaks(old, group_images(fp, cfg))
+    cross = [(i, j) for i, j, where in leaks if where == "in train and test"]
+    old_test, new_test = set(old.id[old.split == "test"]), set(new.id[new.split == "test"])
+    return {"groups_split_train_test": len(cross),
+            "test_images_with_a_training_image_of_their_group": sorted(
+                {old.id.iloc[i] if old.split.iloc[i] == "test" else old.id.iloc[j]
+                 for i, j in cross}),
+            "groups_split_across_folds": len(leaks) - len(cross),
+            "test_images_changed": len(new_test - old_test),
+            "test_images_kept": len(new_test & old_test)}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

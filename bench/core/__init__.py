@@ -1,0 +1,1 @@
+"""Shared foundations every layer uses: errors, atomic writes, provenance, paths, table files."""

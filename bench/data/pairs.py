@@ -1,0 +1,262 @@
+"""``python -m bench.pairs``: the reviewed pairs behind the same-lesion rule (docs/protocol.md).
+
+* ``sample``: draw image pairs of a data set across the whole range of every measure of
+  :mod:`bench.data.lesion` (quantile bins of each measure over the candidate pairs, weighted
+  towards the top where same-lesion pairs live, plus random pairs), and draw numbered contact
+  sheets without scores (``<out>/pairs_NN.png``) and a CSV to fill in (``<out>.csv``: one row per
+  pair, ``verdict`` = same / different / unsure, judged by eye from the sheets).
+* ``fit``: fit the logistic rule on a judged CSV, measure it and write it
+  (``datasets/splits/same_lesion_rule.json``): pair-level precision and recall by repeated 5-fold
+  cross-validation (a pair that is not a candidate counts as "different", as when the rule is
+  applied), and group-level precision and recall by the same folds (the rule fitted without a
+  fold groups the whole data set; a held-out "same" pair is found when both images end in one
+  group, a held-out "different" pair is wrongly merged when they do), for average and single
+  linkage; the largest group; and how often consecutive file numbers mean the same lesion.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+
+from bench.core.atomic import write_csv, write_json
+from bench.core.errors import BenchError, cli_main
+from bench.data.copies import picture_of
+from bench.data.datasets import KINDS, load_index
+from bench.data.lesion import (
+    FEATURES,
+    RULE_FILE,
+    LesionRule,
+    PairEvidence,
+    candidate_pairs,
+    lesion_groups,
+    matrices,
+    pair_features,
+)
+from bench.data.manifest import decode, hard_links
+from bench.data.review import pair_sheets
+
+VERDICTS = ("same", "different", "unsure")
+REPEATS, FOLDS = 5, 5
+QUANTILES = (0, 0.5, 0.75, 0.9, 0.95, 0.98, 0.99, 0.995, 1.0)
+BOOTSTRAP_RULE = LesionRule(coef=(0.0,) * len(FEATURES), intercept=0.0,
+                            mean=(0.0,) * len(FEATURES), scale=(1.0,) * len(FEATURES))
+
+
+class Evidence:
+    """Every image of a data set decoded once, with its whole-set similarity matrices."""
+
+    def __init__(self, data: Path | None, kind: str, rule: LesionRule):
+        self.index = load_index(data, kind)
+        decoded = decode([self.index.abspath(s) for s in self.index.samples], skip_bad=True)
+        keep = [k for k, d in enumerate(decoded) if not isinstance(d, str)]
+        self.samples = [self.index.samples[k] for k in keep]
+        images = [decoded[k][0] for k in keep]
+        self.bits = np.array([decoded[k][1] for k in keep], dtype=bool)
+        self.digests = [decoded[k][2] for k in keep]
+        self.pictures = [picture_of(im) for im in images]
+        self.m = matrices(self.pictures, images, rule)
+        self.pos = {s.id: k for k, s in enumerate(self.samples)}
+        self.candidates = candidate_pairs([self.m.nccz, self.m.embz], rule.neighbours)
+
+    def features(self, pairs: np.ndarray) -> np.ndarray:
+        return pair_features(self.m, self.pictures, pairs)
+
+    def indices(self, a: pd.Series, b: pd.Series) -> np.ndarray:
+        missing = [x for x in [*a, *b] if x not in self.pos]
+        if missing:
+            raise BenchError(f"--reviewed: image {missing[0]!r} is not a usable image of --data")
+        i, j = a.map(self.pos).to_numpy(), b.map(self.pos).to_numpy()
+        return np.column_stack([np.minimum(i, j), np.maximum(i, j)])
+
+
+def sample_pairs(ev: Evidence, per_bin: int, n_random: int, seed: int) -> pd.DataFrame:
+    """Pairs drawn across the range of every measure (module docstring)."""
+    rng = np.random.default_rng(seed)
+    feats = ev.features(ev.candidates)
+    chosen: dict[int, str] = {}
+    for col, name in enumerate(FEATURES):
+        v = feats[:, col]
+        edges = np.quantile(v, QUANTILES)
+        for b in range(len(QUANTILES) - 1):
+            pool = [k for k in np.nonzero((v >= edges[b]) & (v <= edges[b + 1]))[0]
+                    if k not in chosen]
+            for k in rng.choice(pool, size=min(per_bin, len(pool)), replace=False):
+                chosen[int(k)] = f"{name} bin {b}"
+    rows = [(*ev.candidates[k], why) for k, why in chosen.items()]
+    cand = {tuple(p) for p in ev.candidates.tolist()}
+    while sum(r[2] == "random pair" for r in rows) < n_random:
+        i, j = sorted(rng.choice(len(ev.samples), 2, replace=False).tolist())
+        if (i, j) not in cand:
+            rows.append((i, j, "random pair"))
+            cand.add((i, j))
+    order = rng.permutation(len(rows))
+    return pd.DataFrame({
+        "pair": np.arange(1, len(rows) + 1),
+        "a": [ev.samples[rows[k][0]].id for k in order],
+        "b": [ev.samples[rows[k][1]].id for k in order],
+        "drawn_by": [rows[k][2] for k in order],
+        "verdict": "", "confidence": "", "reason": "",
+    })
+
+
+def read_reviewed(path: Path) -> pd.DataFrame:
+    try:
+        df = pd.read_csv(path, dtype={"a": str, "b": str, "verdict": str}, keep_default_na=False)
+    except (OSError, ValueError) as exc:
+        raise BenchError(f"--reviewed {path}: cannot read it ({exc})") from None
+    need = {"a", "b", "verdict"} - set(df.columns)
+    if need:
+        raise BenchError(f"--reviewed {path}: columns {sorted(need)} are missing")
+    bad = df[~df.verdict.isin(VERDICTS)]
+    if len(bad):
+        raise BenchError(f"--reviewed {path} line {int(bad.index[0]) + 2}: verdict "
+                         f"{bad.verdict.iloc[0]!r} is not one of {', '.join(VERDICTS)}")
+    return df
+
+
+def fit_rule(x: np.ndarray, y: np.ndarray, base: LesionRule) -> LesionRule:
+    """Standardise, then an L2 logistic regression with balanced class weights."""
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale = np.where(scale > 1e-9, scale, 1.0)
+    model = LogisticRegression(C=1.0, class_weight="balanced", max_iter=1000)
+    model.fit((x - mean) / scale, y)
+    return replace(base, coef=tuple(float(c) for c in model.coef_[0]),
+                   intercept=float(model.intercept_[0]), mean=tuple(float(v) for v in mean),
+                   scale=tuple(float(v) for v in scale))
+
+
+def rates(same: np.ndarray, y: np.ndarray) -> dict:
+    tp, fp = int((same & (y == 1)).sum()), int((same & (y == 0)).sum())
+    fn = int((~same & (y == 1)).sum())
+    return {"precision": round(tp / max(tp + fp, 1), 3), "recall": round(tp / max(tp + fn, 1), 3),
+            "true_positive": tp, "false_positive": fp, "false_negative": fn}
+
+
+def validate(ev: Evidence, pairs: np.ndarray, x: np.ndarray, y: np.ndarray, base: LesionRule,
+             hash_threshold: int = 40) -> dict:
+    """Cross-validated pair- and group-level precision and recall (module docstring)."""
+    candidates = {tuple(c) for c in ev.candidates.tolist()}
+    is_cand = np.array([tuple(p) in candidates for p in pairs.tolist()])
+    hard = hard_links(ev.samples, ev.bits, ev.digests, hash_threshold)
+    cand_x = ev.features(ev.candidates)
+    prob = np.zeros((REPEATS, len(y)))
+    grouped = {m: np.zeros((REPEATS, len(y)), bool) for m in ("average", "single")}
+    largest = {m: [] for m in grouped}
+    for r in range(REPEATS):
+        for train, held in StratifiedKFold(FOLDS, shuffle=True, random_state=r).split(x, y):
+            rule = fit_rule(x[train], y[train], base)
+            prob[r, held] = rule.probability(x[held]) * is_cand[held]
+            evidence = PairEvidence(len(ev.samples), ev.candidates, cand_x)
+            for method in grouped:
+                labels = lesion_groups(evidence, rule, hard, method=method)
+                grouped[method][r, held] = labels[pairs[held, 0]] == labels[pairs[held, 1]]
+                largest[method].append(int(np.bincount(np.unique(
+                    labels, return_inverse=True)[1]).max()))
+    out = {"pairs": {f"threshold {t:g}": rates(prob.mean(0) >= t, y) for t in (0.3, 0.5, 0.7)}}
+    for method, g in grouped.items():
+        out[f"groups_{method}_linkage"] = {**rates(g.mean(0) >= 0.5, y),
+                                          "largest_group_over_folds": [min(largest[method]),
+                                                                       max(largest[method])]}
+    i, j = pairs[:, 0], pairs[:, 1]
+    previous = (ev.m.nccz[i, j] >= 3.2) & (ev.m.ncc[i, j] >= 0.5)
+    out["previous_rule_ncc_contrast_z_3.2"] = rates(previous & is_cand, y)
+    out["same_pairs_that_are_candidates"] = f"{int(is_cand[y == 1].sum())} of {int((y == 1).sum())}"
+    return out
+
+
+def consecutive_numbers(ev: Evidence, reviewed: pd.DataFrame) -> dict:
+    """How often two images of one class with file numbers at most 2 apart were judged the same."""
+    def number(i: str) -> int | None:
+        m = re.search(r"(\d+)\D*$", i)
+        return int(m.group(1)) if m else None
+
+    labels = {s.id: s.label for s in ev.samples}
+    near = reviewed[[labels[a] == labels[b] and None not in (number(a), number(b))
+                     and abs(number(a) - number(b)) <= 2 for a, b in zip(reviewed.a, reviewed.b,
+                                                                        strict=True)]]
+    judged = near[near.verdict != "unsure"]
+    return {"reviewed_pairs_with_numbers_at_most_2_apart": len(near),
+            "judged_same": int((judged.verdict == "same").sum()),
+            "judged_different": int((judged.verdict == "different").sum()),
+            "used_by_the_rule": False}
+
+
+def cmd_fit(args) -> int:
+    reviewed = read_reviewed(args.reviewed)
+    base = replace(BOOTSTRAP_RULE, neighbours=args.neighbours, embed_side=args.embed_side,
+                   threshold=args.threshold, linkage=args.threshold)
+    ev = Evidence(args.data, args.dataset, base)
+    judged = reviewed[reviewed.verdict != "unsure"].reset_index(drop=True)
+    pairs = ev.indices(judged.a, judged.b)
+    x, y = ev.features(pairs), (judged.verdict == "same").to_numpy().astype(int)
+    validation = {
+        "reviewed_pairs": len(reviewed),
+        "verdicts": {v: int((reviewed.verdict == v).sum()) for v in VERDICTS},
+        "cross_validation": f"{REPEATS} x stratified {FOLDS}-fold over the judged pairs "
+                            "(unsure pairs left out)",
+        **validate(ev, pairs, x, y, base),
+        "consecutive_file_numbers": consecutive_numbers(ev, reviewed),
+    }
+    rule = replace(fit_rule(x, y, base), fitted_on=f"{args.reviewed.name} ({len(judged)} judged "
+                   f"pairs of {ev.index.kind})", validation=validation)
+    if args.out.exists() and not args.force:
+        raise BenchError(f"--out {args.out}: exists; pass --force to replace it")
+    write_json(args.out, asdict(rule))
+    p, g = validation["pairs"][f"threshold {rule.threshold:g}"], validation[
+        "groups_average_linkage"]
+    print(f"wrote {args.out}: pairs precision {p['precision']} recall {p['recall']}; groups "
+          f"(average linkage) precision {g['precision']} recall {g['recall']}, largest group "
+          f"{g['largest_group_over_folds']}")
+    return 0
+
+
+def cmd_sample(args) -> int:
+    ev = Evidence(args.data, args.dataset, replace(BOOTSTRAP_RULE, neighbours=args.neighbours))
+    csv = args.out.with_suffix(".csv")
+    if csv.exists() and not args.force:
+        raise BenchError(f"--out {csv}: exists; pass --force to replace it")
+    pairs = sample_pairs(ev, args.per_bin, args.random, args.seed)
+    write_csv(csv, pairs)
+    sheets = pair_sheets(ev.index, list(pairs[["pair", "a", "b"]].itertuples(index=False,
+                                                                           name=None)), args.out)
+    print(f"wrote {csv} ({len(pairs)} pairs) and {len(sheets)} contact sheets in {args.out}/; "
+          "fill in the verdict column, then run python -m bench.pairs fit")
+    return 0
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.pairs", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    for name in ("sample", "fit"):
+        q = sub.add_parser(name)
+        q.add_argument("--data", type=Path, default=None, help="data root (default: phantom)")
+        q.add_argument("--dataset", default="auto", choices=KINDS)
+        q.add_argument("--neighbours", type=int, default=10)
+        q.add_argument("--force", action="store_true")
+    s, f = sub.choices["sample"], sub.choices["fit"]
+    s.add_argument("--out", type=Path, required=True, help="folder of sheets; CSV beside it")
+    s.add_argument("--per-bin", type=int, default=5)
+    s.add_argument("--random", type=int, default=20)
+    s.add_argument("--seed", type=int, default=7)
+    f.add_argument("--reviewed", type=Path, required=True)
+    f.add_argument("--out", type=Path, default=RULE_FILE)
+    f.add_argument("--embed-side", type=int, default=128)
+    f.add_argument("--threshold", type=float, default=0.5)
+    args = p.parse_args(argv)
+    if args.neighbours < 1:
+        raise BenchError("--neighbours must be >= 1")
+    return cmd_fit(args) if args.command == "fit" else cmd_sample(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

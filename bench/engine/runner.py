@@ -1,0 +1,602 @@
+"""``python -m bench.run --model fus2net``: one model through the benchmark protocol (SPEC §3).
+
+Resolves the profile, reads the data and its split manifest (refusing leaky ones), trains the CV
+folds and the final fit, evaluates once on the held-out test set and writes, in
+``<out>/<model>-<data>-<config hash>/``: ``config.json``, ``predictions.csv``, ``metrics.json``,
+``cv_metrics.csv``, ``model.safetensors`` and per-stage folders that make reruns resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import hashlib
+import json
+import shlex
+import shutil
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from bench.core.atomic import exclusive, write_atomic, write_csv, write_json
+from bench.core.errors import BenchError, cli_main, ensure_writable, number
+from bench.core.paths import PROJECT_ROOT
+from bench.core.provenance import (
+    code_version,
+    device_info,
+    file_sha256,
+    git_revision,
+    package_versions,
+    portable,
+    recorded_location,
+)
+from bench.data.cache import build_cache
+from bench.data.content import content_sha256
+from bench.data.datasets import KINDS, load_index
+from bench.data.index import DataIndex
+from bench.data.manifest import (
+    SplitConfig,
+    check_leakage,
+    make_split,
+    match_manifest,
+    read_manifest,
+)
+from bench.data.multisite import site_paths
+from bench.engine.device import (
+    check_fits,
+    gpu_peak_gib,
+    is_out_of_memory,
+    release_memory,
+    resolve_device,
+)
+from bench.engine.profiles import PROFILES, Profile, resolve_profile
+from bench.engine.protocol import run_protocol, summarize
+from bench.engine.spec import Execution, RunOptions, RunSpec
+from bench.engine.stages import run_problem
+from bench.engine.threads import apply_threads, resolve_threads
+from bench.evaluation.external import ExternalSet, resolve_external, score_external
+from bench.evaluation.sites import per_site_metrics, site_split
+from models import create_model, get_model_config, list_models
+from models.complexity import count_params, gflops
+from models.errors import UserError
+from models.plugins import model_origin, one_line, resolve_model
+
+DEFAULT_SPLITS = {"busi": PROJECT_ROOT / "datasets" / "splits" / "busi.csv"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", default="fus2net",
+                   help=f"registered model ({', '.join(list_models())}), or a model from a local "
+                        "file or module: path/to/file.py:NAME, package.module:NAME")
+    p.add_argument("--data", type=Path, default=None,
+                   help="data root or CSV manifest; default: the embedded synthetic phantom")
+    p.add_argument("--dataset", default="auto", choices=KINDS, help="data layout")
+    p.add_argument("--split", type=Path, default=None,
+                   help="split manifest CSV (default: datasets/splits/busi.csv for BUSI, else built "
+                        "on the fly and saved in the run folder)")
+    p.add_argument("--profile", default="auto", choices=["auto", *PROFILES],
+                   help="auto = paper on CUDA, cpu on CPU")
+    p.add_argument("--folds", type=number("--folds"), default=None,
+                   help="CV folds (0 = no CV, only the final fit)")
+    p.add_argument("--epochs", type=number("--epochs", above=True), default=None)
+    p.add_argument("--img-size", type=number("--img-size", above=True), default=None)
+    p.add_argument("--batch-size", type=number("--batch-size", above=True), default=None)
+    p.add_argument("--optimizer", choices=["adam", "rmsprop", "sgd"], default=None,
+                   help="default: the model recipe's (Adam for Fus2Net)")
+    p.add_argument("--lr", type=number("--lr", float), default=None, help="default: Keras default of the optimizer")
+    p.add_argument("--channels", type=int, choices=[3, 1], default=3)
+    p.add_argument("--no-augment", action="store_true", help="disable augmentation (Table 2)")
+    p.add_argument("--bn-stats", default="recalibrated", choices=["recalibrated", "running"],
+                   help="BatchNorm statistics of the trained model: re-estimated on the training "
+                        "images after the last epoch (default; README, Protocol) or the running "
+                        "averages of training as they are")
+    p.add_argument("--l2", type=number("--l2", float), default=None, help="Fus2Net FC L2 factor (0 disables)")
+    p.add_argument("--dropout", type=number("--dropout", float, below=1), default=None, help="Fus2Net dropout rate (0 disables)")
+    p.add_argument("--pretrained", default="auto",
+                   help="auto | require | hub | none | PATH: where ImageNet weights come from "
+                        "(recorded); require = auto, but stop if they are unavailable")
+    p.add_argument("--seed", type=number("--seed"), default=0)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--out", type=Path, default=PROJECT_ROOT / "results" / "runs")
+    p.add_argument("--test-per-class", type=number("--test-per-class", above=True), default=50,
+                   help="held-out test images per class when the split is built on the fly")
+    p.add_argument("--skip-bad-images", action="store_true",
+                   help="exclude unreadable/too-small images (listed in the split report)")
+    p.add_argument("--concurrent-folds", default="auto",
+                   help="train up to N stages (CV folds + final fit) at once with the stacked "
+                        "engine (bench.engine.stacked); 1 = one at a time with the reference engine; "
+                        "auto = all at once on CUDA, 1 on CPU")
+    p.add_argument("--save-fold-weights", action="store_true",
+                   help="also keep each CV fold's weights (the final fit's are always kept)")
+    p.add_argument("--threads", type=number("--threads", above=True), default=None,
+                   help="CPU threads (torch intra- and inter-op, OpenMP, MKL); default: the "
+                        "CPUs given to this process (a suite job's --cpus-per-job, SLURM's "
+                        "SLURM_CPUS_PER_TASK, else the affinity mask); recorded in config.json")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--annotations", default="keep", choices=["keep", "clean"],
+                   help="keep the images as they are, or train and score on copies with the "
+                        "burnt-in annotations (calipers, measuring lines, text, overlays) detected "
+                        "and inpainted (bench.data.annotate; part of the run hash)")
+    p.add_argument("--external", default="",
+                   help="comma-separated external data sets (paths, or synthetic:B for the "
+                        "phantom's second site) to score the final model on, unchanged; a "
+                        "finished run only scores them")
+    return p
+
+
+def resolve_concurrency(value: str, device: str, stages: int) -> int:
+    """``--concurrent-folds``: how many stages train at once (1 = reference engine)."""
+    if value == "auto":
+        return stages if device == "cuda" else 1
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise BenchError(f"--concurrent-folds {value!r}: give a positive integer or auto")
+    return min(n, stages)
+
+
+def resolve_split(o: RunOptions, index: DataIndex, folds: int
+                  ) -> tuple[pd.DataFrame, dict | None, str]:
+    """The manifest to use: given, committed default for the data set, or built now."""
+    path = o.split if o.split is not None else DEFAULT_SPLITS.get(index.kind)
+    if path is not None and (o.split is not None or path.is_file()):
+        manifest = read_manifest(path)
+        match_manifest(manifest, index, f"--split {path}")
+        check_leakage(manifest, f"--split {path}", index)
+        return manifest, None, portable(path)
+    # 10 manifest folds serve every K-fold run with K dividing 10 (stage_plan takes fold % K), so
+    # the runs of one suite share one manifest; other K get a manifest of their own
+    split_folds = folds if folds > 10 or (folds >= 2 and 10 % folds) else 10
+    cfg = SplitConfig(test_per_class=o.test_per_class, folds=split_folds)
+    manifest, report = make_split(index, cfg, skip_bad=o.skip_bad_images)
+    check_leakage(manifest, "generated split")
+    return manifest, report, "generated"
+
+
+def runs_of_older_code(out: Path, name: str, spec: dict) -> str | None:
+    """A finished run in ``out`` whose settings equal ``spec`` except for the code version."""
+    def same(settings: dict) -> bool:
+        return all(settings.get(k) == v for k, v in spec.items() if k != "code_version") and \
+            settings.get("code_version") != spec.get("code_version")
+
+    for cfg_path in sorted(out.glob(f"{name.rsplit('-', 1)[0]}-*/config.json")):
+        try:
+            cfg = json.loads(cfg_path.read_text())
+        except (OSError, ValueError):
+            continue
+        if cfg.get("status") == "complete" and same(cfg.get("settings", {})):
+            return cfg_path.parent.name
+    return None
+
+
+def check_usable(manifest: pd.DataFrame, source: str) -> None:
+    """A run needs training images and a held-out test set with both classes (SPEC §3)."""
+    where = f"--split {source}" if source != "generated" else "the generated split"
+    for part in ("train", "test"):
+        labels = set(manifest.label[manifest.split == part].astype(int))
+        if labels != {0, 1}:
+            have = "no images" if not labels else f"only {'malignant' if 1 in labels else 'benign'}"
+            raise BenchError(f"{where}: the {part} set has {have}; a run needs benign and "
+                             f"malignant {part} images — rebuild the split with python -m bench.split")
+
+
+# Every file a finished run promises, checksummed in config.json and verified on reuse and by
+# the report (stage files are checksummed in each stage's done.json).
+RUN_OUTPUTS = ("predictions.csv", "metrics.json", "cv_metrics.csv", "model.safetensors",
+               "split.csv", "split_report.json")
+
+
+def finished_run(run_dir: Path, run_hash: str) -> bool:
+    """True when ``run_dir`` holds a complete run of this config whose outputs, stage files
+    included, all match their recorded checksums; says what is wrong otherwise."""
+    try:
+        cfg = json.loads((run_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    if cfg.get("status") != "complete" or cfg.get("config_hash") != run_hash:
+        return False
+    problem = run_problem(run_dir, cfg, run_hash)
+    if problem:
+        print(f"note: {run_dir.name}: {problem}; not reusing it as it is (intact stages are "
+              "kept, the rest is retrained)")
+    return problem is None
+
+
+def pretrained_request(value: str, name: str, published: str) -> str:
+    """What the model factory gets for ``--pretrained value``; a missing file is always an error."""
+    if value == "require":
+        if published != "imagenet":
+            raise BenchError(f"--pretrained require: {name} has no ImageNet weights (it trains from "
+                             "scratch); leave --pretrained out")
+        return "auto"
+    if value not in ("auto", "hub", "none") and not Path(value).is_file():
+        raise BenchError(f"--pretrained {value}: weights file does not exist")
+    return value
+
+
+def check_weights(value: str, name: str, published: str, provenance: str) -> str | None:
+    """A warning when a transfer-learning model falls back to random init (``require``: an error)."""
+    if published != "imagenet" or provenance != "random" or value == "none":
+        return None
+    if value == "require":
+        raise BenchError(
+            f"--pretrained require: no ImageNet weights for {name} here (timm's hub is not cached "
+            "and not reachable); fetch them once where there is network (they land in the Hugging "
+            "Face cache, HF_HOME) or pass --pretrained PATH (.safetensors or a PyTorch state dict)")
+    return (f"warning: {name} is a transfer-learning baseline but no ImageNet weights are "
+            f"available here: it trains from random init, which is not the published method "
+            f"(--pretrained PATH or a hub cache provides them; --pretrained require stops instead)")
+
+
+def model_stats(name: str, kwargs: dict, img_size: int, channels: int) -> tuple[dict, str]:
+    """Parameter count, forward GFLOPs (2 × multiply-adds) at the run's input size, and the
+    weights' provenance (``random``, ``imagenet:hub:…``, ``imagenet:file:…``, ``imagenet:package:…``)."""
+    model = create_model(name, **kwargs).eval()
+    return ({"params": count_params(model), "gflops": round(gflops(model, channels, img_size), 4),
+             "at_img_size": img_size}, model.weights_provenance)
+
+
+def print_summary(model: str, metrics: dict, run_dir: Path, seconds: float,
+                  note: str | None = None, external: dict | None = None) -> None:
+    t = metrics.get("test")
+    print(f"\n{model}: held-out test set (n={t['n'] if t else '?'}) — {run_dir}")
+    if t is None:
+        print(f"  FAILED: {metrics.get('test_message')}")
+    else:
+        names = ("accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "auc")
+        print("  " + "  ".join(f"{n:>11}" for n in names))
+        print("  " + "  ".join(f"{t[n]:>11.3f}" if t[n] is not None else f"{'undefined':>11}"
+                               for n in names))
+        print(f"  confusion: TP={t['tp']} FN={t['fn']} TN={t['tn']} FP={t['fp']}")
+    cv = metrics.get("cv")
+    if cv and cv["mean"]:
+        print(f"  {cv['folds']}-fold CV (mean ± sd): " + ", ".join(
+            f"{k} {cv['mean'][k]:.3f} ± " + (f"{cv['sd'][k]:.3f}" if cv["sd"][k] is not None
+                                             else "undefined") for k in ("accuracy", "auc")) +
+            (f"; {cv['failed_folds']} failed" if cv["failed_folds"] else ""))
+    for name, ext in (external or {}).items():
+        e = ext["test"]
+        print(f"  external {name} (n={e['n']}, {ext.get('training_copies', 0)} of them copies of "
+              f"training images): accuracy {e['accuracy']:.3f}, sensitivity "
+              f"{e['sensitivity']:.3f}, specificity {e['specificity']:.3f}, AUC {e['auc']:.3f}")
+    if note:
+        print(f"  {note}")
+    print(f"  wall time {seconds:.1f} s")
+
+
+def options_from_argv(argv: list[str] | None) -> RunOptions:
+    """The command line as :class:`RunOptions` (paths in the recorded command made portable)."""
+    args = build_parser().parse_args(argv)
+    given = argv if argv is not None else sys.argv[1:]
+    return RunOptions(
+        model=resolve_model(args.model), data=args.data, dataset=args.dataset, split=args.split,
+        profile=args.profile, folds=args.folds, epochs=args.epochs, img_size=args.img_size,
+        batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, channels=args.channels,
+        augment=not args.no_augment, bn_recalibration=args.bn_stats == "recalibrated", l2=args.l2, dropout=args.dropout, pretrained=args.pretrained,
+        seed=args.seed, device=args.device, out=args.out, test_per_class=args.test_per_class,
+        skip_bad_images=args.skip_bad_images, concurrent_folds=args.concurrent_folds,
+        save_fold_weights=args.save_fold_weights, progress=not args.no_progress,
+        external=tuple(x for x in args.external.split(",") if x), threads=args.threads,
+        annotations=args.annotations,
+        command=" ".join(["python -m bench.run", shlex.join(map(portable, given))]).strip())
+
+
+@dataclass
+class Prepared:
+    """Everything a run needs once its options are resolved: the data, the split and the spec."""
+
+    options: RunOptions
+    spec: RunSpec
+    execution: Execution
+    profile: Profile
+    index: DataIndex
+    manifest: pd.DataFrame
+    split_report: dict | None
+    split_source: str
+    model_stats: dict
+    weights_warning: str | None
+    external: list[ExternalSet] = field(default_factory=list)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.options.out / f"{self.spec.model}-{self.index.kind}-{self.spec.hash()}"
+
+    def settings(self) -> dict:
+        """``config.json``'s flat ``settings``: the spec's fields, then the execution's."""
+        return {**self.spec.to_dict(), **self.execution.to_dict()}
+
+
+@dataclass
+class RunResult:
+    """What :func:`run` returns: where the run is, how it ended, its metrics and wall time."""
+
+    run_dir: Path
+    status: str  # "complete" | "failed" | "reused"
+    metrics: dict
+    seconds: float
+    note: str | None = None
+    external: dict[str, dict] = field(default_factory=dict)  # external set name → its metrics
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("complete", "reused")
+
+
+def cleaned_index(index: DataIndex, paths: list[str]) -> tuple[DataIndex, str]:
+    """``index`` re-rooted on a cached copy of its images with the burnt-in annotations inpainted
+    (bench/data/annotations.py), and the spec's ``annotations`` value naming method and detector."""
+    from bench.data.annotations import CLEAN_METHOD, cleaned_copy, detector_version
+
+    print(f"--annotations clean: detecting and inpainting annotations of {len(paths)} images "
+          "(cached after the first time)", flush=True)
+    root = cleaned_copy(index.root, paths, CLEAN_METHOD)
+    return (DataIndex(index.kind, root, index.samples, index.ignored),
+            f"clean:{CLEAN_METHOD}:{detector_version()}")
+
+
+def prepare(o: RunOptions) -> Prepared:
+    """Check the options, read the data and its split (refusing leaky ones) and build the spec."""
+    cfg = get_model_config(o.model)
+    device = resolve_device(o.device)
+    profile = resolve_profile(o.profile, device, folds=o.folds, epochs=o.epochs,
+                              img_size=o.img_size, batch_size=o.batch_size)
+    if profile.folds == 1:
+        raise BenchError("--folds 1 is not cross-validation; use 0 (no CV) or >= 2")
+    ensure_writable(o.out)
+    parts = site_paths(o.data)
+    if parts is not None:  # --data A,B: each site's own split, joined (bench/evaluation/sites.py)
+        index, manifest, report, split_source = site_split(o, parts, profile.folds, resolve_split)
+    else:
+        index = load_index(o.data, o.dataset)
+        manifest, report, split_source = resolve_split(o, index, profile.folds)
+    check_usable(manifest, split_source)
+    max_folds = int(manifest.fold.max()) + 1
+    if profile.folds > max_folds:
+        raise BenchError(f"--folds {profile.folds}: the split manifest has only {max_folds} folds; "
+                         "rebuild it with python -m bench.split --folds N")
+    pretrained = pretrained_request(o.pretrained, o.model, cfg.pretrained)
+    model_kwargs: dict = {"in_chans": o.channels, "pretrained": pretrained}
+    if o.l2 is not None:
+        if o.model != "fus2net":
+            raise BenchError(f"--l2 applies to fus2net's FC layer only, not to {o.model}")
+        model_kwargs["l2"] = o.l2
+    if o.dropout is not None:
+        model_kwargs["dropout"] = o.dropout
+    if o.img_size is not None and o.img_size < cfg.min_input_size:
+        raise BenchError(f"--img-size {o.img_size}: {o.model} needs at least "
+                         f"{cfg.min_input_size} px")
+    img_size = max(profile.img_size, cfg.min_input_size) if profile.img_size else cfg.input_size
+    origin = model_origin(o.model)
+    try:
+        stats, provenance = model_stats(o.model, model_kwargs, img_size, o.channels)
+    except Exception as exc:  # noqa: BLE001 - a model from elsewhere that fails to build or run
+        if origin is None or isinstance(exc, (UserError, MemoryError)) or is_out_of_memory(exc):
+            raise
+        raise BenchError(f"--model {o.model}: the model from {origin.describe()} fails to build "
+                         f"or to run a {img_size} px image ({one_line(exc)}); fix it there") from None
+    concurrent = resolve_concurrency(o.concurrent_folds, device, profile.folds + 1)
+    manifest_csv = manifest.to_csv(index=False, lineterminator="\n")
+    annotations = "keep"
+    if o.annotations == "clean":  # the split stays the one of the original images
+        index, annotations = cleaned_index(index, list(manifest.path[manifest.split != "excluded"]))
+    spec = RunSpec(
+        model=o.model, model_kwargs=model_kwargs, weights=provenance, img_size=img_size,
+        batch_size=profile.batch_size, epochs=profile.epochs or cfg.recipe.epochs,
+        folds=profile.folds, train_limit=profile.train_limit, val_limit=profile.val_limit,
+        optimizer=o.optimizer or cfg.recipe.optimizer,
+        lr=o.lr if o.lr is not None else cfg.recipe.lr, augment=o.augment, channels=o.channels,
+        seed=o.seed, data_kind=index.kind,
+        manifest_sha256=hashlib.sha256(manifest_csv.encode()).hexdigest(),
+        skip_bad_images=o.skip_bad_images, code_version=code_version(),
+        bn_recalibration=o.bn_recalibration,
+        data_sha256=content_sha256(index.root, list(manifest.path[manifest.split != "excluded"])),
+        stacked=concurrent > 1, model_code=origin.sha256[:12] if origin else "",
+        annotations=annotations)
+    execution = Execution(device=device, channels_last=cfg.channels_last(device),
+                          save_fold_weights=o.save_fold_weights, concurrent=concurrent,
+                          progress=o.progress)
+    external = resolve_external(list(o.external))
+    for ext in external:
+        check_not_own_images(ext, index, manifest)
+    if annotations != "keep":  # a model trained on cleaned images is scored on cleaned images
+        external = [ExternalSet(e.name, e.source, cleaned_index(e.index, [s.path for s in e.index.samples])[0],
+                                e.given) for e in external]
+    return Prepared(o, spec, execution, profile, index, manifest, report, split_source, stats,
+                    check_weights(o.pretrained, o.model, cfg.pretrained, provenance), external)
+
+
+def outside_model_record(name: str) -> dict:
+    """``config.json``'s ``model_origin`` for a model from a plugin or a local file (paths made
+    portable); nothing for the models in ``models/``."""
+    origin = model_origin(name)
+    if origin is None:
+        return {}
+    where = portable(origin.where) if origin.kind == "file" else origin.where
+    return {"model_origin": {**origin.to_dict(), "where": where,
+                             "source": portable(origin.source)}}
+
+
+def check_not_own_images(ext: ExternalSet, index: DataIndex, manifest: pd.DataFrame,
+                         most: float = 0.5) -> None:
+    """External validation scores images from elsewhere (SPEC §3): a set whose images are mostly
+    the run's own (the same files, or files with the same bytes as the manifest's training and
+    test images) is refused; it would report the leftover internal images as "external"."""
+    own_paths = {(index.root / p).resolve() for p in manifest.path[manifest.split != "excluded"]}
+    ext_paths = [(ext.index.root / s.path).resolve() for s in ext.index.samples]
+    same = sum(p in own_paths for p in ext_paths)
+    if same <= most * len(ext_paths):
+        own = {file_sha256(p) for p in own_paths if p.is_file()}
+        same = sum(file_sha256(p) in own for p in ext_paths if p not in own_paths) + same
+    if same > most * len(ext_paths):
+        raise BenchError(f"--external {ext.shown}: {same} of its {len(ext_paths)} images are the "
+                         "run's own training or test images (same files or same bytes); an "
+                         "external set must come from elsewhere (another hospital, scanner or "
+                         "data set)")
+
+
+@contextmanager
+def write_errors_said(run_dir: Path):
+    """A file that cannot be written while a run trains or scores (disk full, quota, a file where
+    the run keeps a folder) is one line naming it and how to resume, not a traceback; what was
+    finished stays (stages are atomic), and ``config.json`` keeps status ``running``."""
+    try:
+        yield
+    except OSError as exc:
+        where = exc.filename or run_dir
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise BenchError(f"{where}: no space left on the device ({exc.strerror}); the run "
+                             f"{run_dir.name} is unfinished (status running in its config.json) "
+                             "— free some space and rerun the same command: finished stages are "
+                             "reused") from None
+        if exc.errno in (errno.ENOTDIR, errno.EEXIST):
+            raise BenchError(f"{where}: a file stands where the run keeps a folder (e.g. "
+                             f"{run_dir.name}/stages); move it away and rerun the same command"
+                             ) from None
+        raise BenchError(f"{where}: cannot write it ({exc.strerror or type(exc).__name__}); the "
+                         f"run {run_dir.name} is unfinished — fix that and rerun the same "
+                         "command: finished stages are reused") from None
+
+
+@contextmanager
+def memory_errors_said(o: RunOptions):
+    """An allocation that fails (an image size or batch too large for the device) is one line
+    naming the options to lower, not a traceback; finished stages stay."""
+    try:
+        yield
+    except (RuntimeError, MemoryError) as exc:
+        if not isinstance(exc, MemoryError) and not is_out_of_memory(exc):
+            raise
+        release_memory(o.device if o.device != "auto" else "cpu")
+        size = f"--img-size {o.img_size}" if o.img_size is not None else "the profile's image size"
+        raise BenchError(f"{size}: {o.model} does not fit in memory at this size and batch "
+                         "(an allocation failed); give a smaller --img-size or --batch-size "
+                         "(finished stages are kept)") from None
+
+
+def run(o: RunOptions) -> RunResult:
+    """One model through the protocol (the library call behind ``python -m bench.run``, used by
+    ``bench.jobs.suite``): reuses a finished run of the same configuration, else trains what is missing.
+    Bad input raises :class:`BenchError`."""
+    t_start = time.perf_counter()
+    # before any parallel work: torch's inter-op pool can be sized only then
+    threads = apply_threads(resolve_threads(o.threads, source=o.threads_from))
+    with memory_errors_said(o):
+        p = prepare(o)
+    if p.weights_warning:
+        print(p.weights_warning, file=sys.stderr)
+    run_dir, run_hash = p.run_dir, p.spec.hash()
+    ensure_writable(run_dir)
+    with exclusive(run_dir / ".lock", f"waiting: another process is training {run_dir.name}; "
+                   "this one goes on when it ends"), write_errors_said(run_dir), \
+            memory_errors_said(o):
+        if finished_run(run_dir, run_hash):
+            print(f"{o.model}: reusing the finished run {run_dir} (same configuration)")
+            result = RunResult(run_dir, "reused",
+                               json.loads((run_dir / "metrics.json").read_text()),
+                               time.perf_counter() - t_start, p.weights_warning)
+        else:
+            result = train_run(p, t_start, threads)
+        for ext in p.external:  # after training: a bad set stops here with the result kept
+            result.external[ext.name] = score_external(run_dir, p.spec, p.execution, ext,
+                                                       p.index, p.manifest)
+    return result
+
+
+def train_run(p: Prepared, t_start: float, threads: dict | None = None) -> RunResult:
+    """Write the record, load the images, run the protocol and write the run's outputs."""
+    o, spec, ex, run_dir, run_hash = p.options, p.spec, p.execution, p.run_dir, p.spec.hash()
+    older = runs_of_older_code(o.out, run_dir.name, p.settings())
+    if older:
+        print(f"note: {older} is a finished run of this configuration made by other training "
+              "code (its code_version differs); it is not reused, this run trains anew")
+    print(f"profile {p.profile.name}: {p.profile.description}")
+    if o.overrides():
+        print(f"overrides: {o.overrides()}")
+    if ex.concurrent > 1 and ex.device == "cpu":
+        print("note: on a CPU the stacked engine measured 1.2-1.4x slower than the reference "
+              "engine (--concurrent-folds 1); it is meant for GPUs")
+    print(f"model {o.model} | data {p.index.kind} at {p.index.root} | split {p.split_source} | "
+          f"device {ex.device} | engine "
+          f"{f'stacked, {ex.concurrent} stages at once' if ex.concurrent > 1 else 'reference'} | "
+          f"{threads['threads'] if threads else '?'} thread(s) "
+          f"({threads['threads_from'] if threads else '?'}) | run {run_dir}")
+    used = p.manifest[p.manifest.split != "excluded"]  # refused before anything is written
+    check_fits(len(used) * spec.channels * spec.img_size ** 2, ex.device,
+               f"--img-size {spec.img_size}", f"the image cache of {len(used)} images at "
+               f"{spec.img_size} px")
+    record = {
+        "run_id": run_dir.name, "config_hash": run_hash, "status": "running",
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": o.command or f"python -m bench.run --model {o.model}",
+        "settings": p.settings(), "profile": p.profile.to_dict(), "overrides": o.overrides(),
+        "model_config": get_model_config(o.model).to_dict(), "weights": spec.weights,
+        **outside_model_record(o.model),
+        "model_stats": p.model_stats,
+        "data": {"kind": p.index.kind, "name": p.index.root.name,
+                 "path": None if o.data is None else recorded_location(o.data),
+                 "counts": p.index.counts(),
+                 "split_source": p.split_source, "ignored_files": len(p.index.ignored)},
+        "versions": package_versions(), "git_revision": git_revision(),
+        "device": {**device_info(ex.device), **(threads or {})},
+    }
+    write_json(run_dir / "config.json", record)
+    write_csv(run_dir / "split.csv", p.manifest)
+    if p.split_report is not None:
+        write_json(run_dir / "split_report.json", p.split_report)
+    t0 = time.perf_counter()
+    cache, skipped = build_cache(p.index.root, used, spec.img_size, spec.channels,
+                                 skip_bad=spec.skip_bad_images)
+    if ex.device == "cuda":  # resident on the GPU as uint8: batches never cross PCIe in training
+        cache = cache.to(ex.device)
+    load_s = time.perf_counter() - t0
+    if skipped:
+        print(f"skipped {len(skipped)} bad image(s): " + "; ".join(q for q, _ in skipped[:5]))
+    results = run_protocol(spec, ex, cache, run_dir, run_hash)
+    preds, cv, metrics = summarize(results)
+    if site_paths(o.data) is not None and metrics["test_status"] == "ok":
+        metrics["test_by_site"] = per_site_metrics(preds)  # "test" is pooled over the sites
+    write_csv(run_dir / "predictions.csv", preds)
+    write_csv(run_dir / "cv_metrics.csv", cv)
+    write_json(run_dir / "metrics.json", metrics)
+    final_weights = run_dir / "stages" / "final" / "model.safetensors"
+    if final_weights.is_file():
+        write_atomic(run_dir / "model.safetensors", lambda q: shutil.copyfile(final_weights, q))
+    reused = [r.name for r in results if r.status == "reused"]
+    if reused:
+        trained = [r.name for r in results if r.status != "reused"]
+        print(f"resumed: reused {', '.join(reused)} (checksums verified); trained "
+              f"{', '.join(trained) or 'nothing'}")
+    total = time.perf_counter() - t_start
+    record.update(
+        status="failed" if metrics["test_status"] == "failed" else "complete",
+        finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        skipped_bad_images=[{"path": q, "reason": r} for q, r in skipped],
+        timings={"total_s": round(total, 2), "image_loading_s": round(load_s, 2),
+                 "gpu_peak_gib": gpu_peak_gib(ex.device),
+                 "stages": {r.name: {"status": r.status, "seconds": round(r.seconds, 2)}
+                            for r in results}},
+        outputs={n: file_sha256(run_dir / n) for n in RUN_OUTPUTS if (run_dir / n).is_file()},
+    )
+    write_json(run_dir / "config.json", record)
+    return RunResult(run_dir, record["status"], metrics, total, p.weights_warning)
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    options = options_from_argv(argv)
+    result = run(options)
+    print_summary(options.model, result.metrics, result.run_dir, result.seconds, result.note,
+                  result.external)
+    return 0 if result.ok else 1
+
+if __name__ == "__main__":
+    sys.exit(main())

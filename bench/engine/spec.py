@@ -1,0 +1,124 @@
+"""A run's settings as typed values (SPEC §3 protocol, §1 recipe).
+
+* :class:`RunOptions`: what a user asks for (``python -m bench.run`` flags, or a suite/cluster job);
+  unresolved (``None`` = the profile's or the model recipe's default).
+* :class:`RunSpec`: everything that defines the result, resolved; its hash names the run folder,
+  so two runs with one hash are interchangeable.
+* :class:`Execution`: how the run is carried out (device, engine width, progress bars), which does
+  not change what the result means and is not hashed, except the engine choice (the stacked engine
+  draws dropout masks from another stream: its numbers are equally valid but not identical).
+
+``config.json`` stores ``settings`` = the spec's fields plus the execution's, flat.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bench.core.paths import PROJECT_ROOT
+from bench.core.provenance import config_hash
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """One ``bench.engine.runner`` request, as on the command line."""
+
+    model: str = "fus2net"
+    data: Path | None = None
+    dataset: str = "auto"
+    split: Path | None = None
+    profile: str = "auto"
+    folds: int | None = None
+    epochs: int | None = None
+    img_size: int | None = None
+    batch_size: int | None = None
+    optimizer: str | None = None
+    lr: float | None = None
+    channels: int = 3
+    augment: bool = True
+    bn_recalibration: bool = True
+    l2: float | None = None
+    dropout: float | None = None
+    pretrained: str = "auto"
+    seed: int = 0
+    device: str = "auto"
+    out: Path = PROJECT_ROOT / "results" / "runs"
+    test_per_class: int = 50
+    skip_bad_images: bool = False
+    concurrent_folds: str = "auto"
+    save_fold_weights: bool = False
+    progress: bool = True
+    external: tuple[str, ...] = ()  # data sets to score the final model on (not part of the hash)
+    threads: int | None = None  # CPU threads (None: bench.engine.threads.resolve_threads; not hashed)
+    threads_from: str = "--threads"  # where ``threads`` came from (an executor: --cpus-per-job)
+    annotations: str = "keep"  # keep | clean: burnt-in annotations inpainted (bench/data/annotations.py)
+    command: str = ""  # as typed, for the record (paths made portable)
+
+    def overrides(self) -> dict:
+        """The profile and recipe settings this request overrides (recorded and printed)."""
+        return {k: v for k, v in asdict(self).items() if k in (
+            "folds", "epochs", "img_size", "batch_size", "optimizer", "lr", "l2", "dropout")
+            and v is not None}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """The settings that define a run's result (hashed)."""
+
+    model: str
+    model_kwargs: dict
+    weights: str  # provenance of the initial weights (random, imagenet:...)
+    img_size: int
+    batch_size: int
+    epochs: int
+    folds: int
+    train_limit: int | None
+    val_limit: int | None
+    optimizer: str
+    lr: float | None
+    augment: bool
+    channels: int
+    seed: int
+    data_kind: str
+    manifest_sha256: str
+    skip_bad_images: bool
+    code_version: str
+    data_sha256: str
+    bn_recalibration: bool = True  # BatchNorm statistics re-estimated after training
+    stacked: bool = False
+    # SHA-256 (12 hex) of the source file of a model from a plugin or a local file (models.plugins;
+    # the training-code version covers models/ only); empty for the models in models/
+    model_code: str = ""
+    # "keep", or "clean:<inpainting method>:<detector version>" (docs/protocol.md, "Burnt-in
+    # annotations"); only runs on cleaned images carry the key, so other runs keep their hashes
+    annotations: str = "keep"
+
+    def to_dict(self) -> dict:
+        out = asdict(self)
+        del out["stacked"]
+        if self.stacked:  # only stacked runs carry the key, so reference runs keep their hashes
+            out["engine"] = "stacked"
+        if not self.model_code:  # only models from elsewhere carry it (same reason)
+            del out["model_code"]
+        if self.annotations == "keep":
+            del out["annotations"]
+        return out
+
+    def hash(self) -> str:
+        return config_hash(self.to_dict())
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How a run is carried out; not part of its hash."""
+
+    device: str = "cpu"
+    channels_last: bool = False
+    save_fold_weights: bool = False
+    concurrent: int = 1  # stages trained at once (> 1: the stacked engine)
+    progress: bool = field(default=True, compare=False)
+
+    def to_dict(self) -> dict:
+        return {"device": self.device, "channels_last": self.channels_last,
+                "save_fold_weights": self.save_fold_weights, "concurrent": self.concurrent}

@@ -1,0 +1,1 @@
+"""Measuring finished runs: metrics, intervals, explanations, external sets, annotation reliance."""

@@ -1,0 +1,325 @@
+"""``python -m bench.explain --runs DIR``: where the models look (SPEC §4, shortcut checks).
+
+For each finished run, Grad-CAM maps (captum's ``LayerGradCam`` at the deepest layer whose map is
+at least 7×7 at the run's input size, :mod:`bench.evaluation.camlayer`; the malignant class, i.e. where the evidence for malignancy lies, so
+that a shortcut shows whatever the prediction; ReLU on the map) of the final model on every
+held-out test image and on each scored external set, measured against the lesion masks (the union
+of an image's mask files) with :mod:`bench.evaluation.localization`: pointing game, lesion energy ratio and
+frame energy ratio (tolerance 3% and band 10% of the image side).
+
+Every image gets a row with its status (measured, empty map, not measurable) and the map size; an
+image without a mask gets ``has_mask`` false and no lesion measures, never an error. Results go
+to ``<run>/explain/<method>/``: ``cam_metrics.csv`` (one row per image) and ``maps.npz`` (maps,
+grey image thumbnails and masks at ``MAP_SIDE`` px, float16 / uint8: compact, for the report's
+figure), and ``info.json``. A run explained with the same method and weights is not redone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from captum.attr import LayerGradCam
+from PIL import Image
+
+from bench.core.atomic import write_atomic, write_csv, write_json
+from bench.core.errors import BenchError, cli_main
+from bench.core.provenance import file_sha256, from_portable
+from bench.data.cache import build_cache
+from bench.data.content import content_sha256
+from bench.data.datasets import load_index
+from bench.data.images import BadImageError, read_image
+from bench.data.index import DataIndex
+from bench.engine.device import resolve_device
+from bench.engine.spec import RunSpec
+from bench.engine.train import normalize
+from bench.evaluation.camlayer import (
+    EMPTY,
+    MEASURED,
+    MIN_SIDE,
+    NOT_MEASURABLE,
+    CamLayer,
+    choose_cam_layer,
+)
+from bench.evaluation.external import RESERVED_NAMES, external_index, final_model
+from bench.evaluation.localization import BAND, TOLERANCE, cam_measures
+from bench.reporting import figures, report, tables
+from bench.reporting.runs import load_runs
+from models import create_model, get_model_config
+
+METHODS = ("gradcam",)
+MAP_SIDE = 64
+def gradcam(model: torch.nn.Module, layer_name: str, x: torch.Tensor,
+            target: torch.Tensor) -> np.ndarray:
+    """Grad-CAM maps (N×H×W, input size, each scaled to max 1) for the given target classes. A model
+    that runs its layer on several views per image (the multiview model) gives the first view's."""
+    layer = model.get_submodule(layer_name)
+    attr = LayerGradCam(model, layer).attribute(x, target=target, relu_attributions=True)
+    attr = attr.detach()[: len(x)].float()  # views are stacked after the images: keep view 1
+    maps = F.interpolate(attr, size=x.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+    peak = maps.flatten(1).amax(dim=1).clamp_min(1e-12)[:, None, None]
+    return (maps / peak).clamp(0, 1).cpu().numpy()
+
+
+@dataclass
+class Explained:
+    """One run's explanations of one image set."""
+
+    metrics: pd.DataFrame
+    maps: np.ndarray
+    thumbs: np.ndarray
+    masks: np.ndarray
+
+
+def union_mask(index: DataIndex, masks: tuple[str, ...], side: int) -> np.ndarray | None:
+    """The union of an image's mask files at ``side``×``side`` (nearest), or ``None``."""
+    if not masks:
+        return None
+    out = np.zeros((side, side), dtype=bool)
+    for rel in masks:
+        try:
+            m = read_image(index.root / rel).convert("L").resize((side, side), Image.NEAREST)
+        except BadImageError:
+            continue
+        out |= np.asarray(m) > 127
+    return out
+
+
+def explain_images(spec: RunSpec, model: torch.nn.Module, index: DataIndex, rows: pd.DataFrame,
+                   device: str, batch: int = 16, layer: CamLayer | None = None) -> Explained:
+    """Maps and measures of ``rows`` (``id,path,label,prob_malignant``) of data set ``index`` at
+    ``layer`` (default: the one :func:`run_cam_layer` chooses). Every image gets a row with its
+    ``status`` (measured, empty map, not measurable; bench.evaluation.camlayer) and ``map_size``; only a
+    measured map has measures."""
+    cfg = get_model_config(spec.model)
+    layer = layer or run_cam_layer(spec)
+    cache, _ = build_cache(index.root, rows, spec.img_size, spec.channels)
+    model = model.to(device).eval()
+    by_id = {s.id: s for s in index.samples}
+    records, maps, thumbs, masks = [], [], [], []
+    for start in range(0, len(cache), batch):
+        pos = np.arange(start, min(start + batch, len(cache)))
+        x = normalize(cache.images[pos].to(device).float(), cfg)
+        with torch.no_grad():
+            pred = model(x).argmax(dim=1)
+        cams = gradcam(model, layer.name, x, torch.ones_like(pred))  # evidence for malignancy
+        for k, i in enumerate(pos):
+            row = cache.rows.iloc[i]
+            cam = cams[k]
+            mask = union_mask(index, by_id[row.id].masks, cam.shape[0]) if row.id in by_id else None
+            status = map_status(cam, layer)
+            m = cam_measures(cam if status == MEASURED else np.zeros_like(cam), mask)
+            records.append({"id": row.id, "label": int(row.label),
+                            "prob_malignant": float(row.prob_malignant),
+                            "predicted": int(pred[k]), "correct": int(pred[k]) == int(row.label),
+                            "has_mask": mask is not None and bool(mask.any()), **m,
+                            "status": status, "map_size": layer.size, "layer": layer.name})
+            small = Image.fromarray(np.asarray(cam * 255, dtype=np.uint8)).resize(
+                (MAP_SIDE, MAP_SIDE), Image.BILINEAR)
+            maps.append(np.asarray(small, dtype=np.float16) / 255)
+            thumbs.append(np.asarray(Image.fromarray(cache.images[i].numpy().mean(0).astype(
+                np.uint8)).resize((MAP_SIDE, MAP_SIDE), Image.BILINEAR)))
+            masks.append(np.zeros((MAP_SIDE, MAP_SIDE), bool) if mask is None else np.asarray(
+                Image.fromarray(mask).resize((MAP_SIDE, MAP_SIDE), Image.NEAREST)))
+    return Explained(pd.DataFrame(records), np.stack(maps), np.stack(thumbs), np.stack(masks))
+
+
+def run_cam_layer(spec: RunSpec) -> CamLayer:
+    """The layer a run is explained at for its input size (:func:`bench.evaluation.camlayer.choose_cam_layer`;
+    the architecture alone decides, so no weights are needed)."""
+    cfg = get_model_config(spec.model)
+    model = create_model(spec.model, **{**spec.model_kwargs, "pretrained": "none"})
+    return choose_cam_layer(model, cfg.cam_layer, spec.img_size,
+                            int(spec.model_kwargs.get("in_chans", cfg.in_chans)))
+
+
+def map_status(cam: np.ndarray, layer: CamLayer) -> str:
+    """``not measurable`` (the layer's map is too coarse), ``empty map`` (no energy) or
+    ``measured``."""
+    if not layer.measurable:
+        return NOT_MEASURABLE
+    return MEASURED if float(cam.sum()) > 0 else EMPTY
+
+
+class NotExplained(BenchError):
+    """A run that cannot be explained here (said, and the other runs go on)."""
+
+
+def run_index(run, data: Path | None = None) -> DataIndex:
+    """The data set a run was trained on: ``data`` when given, else the location the run recorded
+    (:attr:`bench.reporting.runs.Run.data_arg`, relative to the project), checked against the run's content
+    hash, so another data set under that path is never explained in its place."""
+    settings = run.settings
+    given = data is not None
+    recorded = run.data_arg
+    where = f"--data {data}" if given else (
+        f"its recorded data {recorded}" if recorded is not None else "the built-in phantom")
+    path = data if given else (None if recorded is None else from_portable(recorded))
+    if path is not None and not path.exists():
+        raise NotExplained(f"{run.path.name}: {where}: path does not exist; pass --data with the "
+                           "data set the run was trained on")
+    try:
+        index = load_index(path, settings["data_kind"])
+    except BenchError as exc:
+        raise NotExplained(f"{run.path.name}: {where}: {exc}") from None
+    want = settings.get("data_sha256")
+    split = run.path / "split.csv"
+    if want and split.is_file():
+        manifest = pd.read_csv(split, dtype={"id": str, "path": str}, keep_default_na=False)
+        paths = list(manifest.path[manifest.split != "excluded"])
+        cleaned = str(settings.get("annotations", "keep"))
+        if cleaned.startswith("clean:"):  # trained on cleaned copies (bench/data/annotations.py)
+            from bench.data.annotations import cleaned_copy
+
+            index = DataIndex(index.kind, cleaned_copy(index.root, paths, cleaned.split(":")[1]),
+                              index.samples, index.ignored)
+        missing = next((p for p in paths if not (index.root / p).is_file()), None)
+        if missing is not None or content_sha256(index.root, paths) != want:
+            what = f"{missing} is missing there" if missing is not None else \
+                "its images differ from the ones the run was trained on (content SHA-256)"
+            raise NotExplained(f"{run.path.name}: {where}: {what}; pass --data with the data set "
+                               "the run was trained on")
+    return index
+
+
+def _info_matches(folder: Path, info: dict) -> bool:
+    """Explanations written with ``info`` (files aside) whose recorded files are intact."""
+    path = folder / "info.json"
+    if not path.is_file():
+        return False
+    try:
+        old = json.loads(path.read_text())
+    except ValueError:
+        return False
+    files = old.pop("files", {})
+    return old == info and all((folder / n).is_file() and file_sha256(folder / n) == sha
+                               for n, sha in files.items())
+
+
+def explain_run(run, method: str = "gradcam", device: str = "cpu", data: Path | None = None
+                ) -> Path | None:
+    """Explain one finished run (test set and scored external sets); returns its folder, or
+    ``None`` when the run has no weights here (results sets commit none; said in a note).
+    A run that cannot be explained (its data not found or not the same images, weights that do
+    not fit) raises :class:`NotExplained`."""
+    if method not in METHODS:
+        raise BenchError(f"--method {method!r}: choose from {', '.join(METHODS)}")
+    weights = run.path / "model.safetensors"
+    folder = run.path / "explain" / method
+    spec = RunSpec(**{k: v for k, v in run.settings.items() if k in RunSpec.__dataclass_fields__})
+    cfg = get_model_config(spec.model)
+    recorded_weights = run.config.get("outputs", {}).get("model.safetensors")
+    layer = run_cam_layer(spec)
+    info = {"method": method,
+            "weights_sha256": file_sha256(weights) if weights.is_file() else recorded_weights,
+            "map_side": MAP_SIDE, "tolerance": TOLERANCE, "band": BAND,
+            "library": "captum LayerGradCam", "external_sets": sorted(run.external),
+            "cam_layer": layer.name, "configured_layer": cfg.cam_layer,
+            "map_size": layer.size, "min_map_side": MIN_SIDE}
+    if info["weights_sha256"] is not None and _info_matches(folder, info):
+        print(f"{run.path.name}: explanations up to date")
+        return folder
+    if not weights.is_file():
+        print(f"note: {run.path.name}: not explained: model.safetensors is not in the run folder "
+              "(results sets commit no weights; the final fit "
+              f"{'did not finish' if recorded_weights is None else 'wrote them'}); rerun the "
+              "run to recreate them")
+        return None
+    for name in run.external:
+        if name in RESERVED_NAMES:
+            raise NotExplained(f"{run.path.name}: its external set is named {name!r}, as one of "
+                               "the run's own splits; score it again under another name with "
+                               f"--external NAME=PATH and delete external/{name}")
+    index = run_index(run, data)
+    try:
+        model = final_model(spec, weights)
+    except BenchError as exc:
+        raise NotExplained(str(exc)) from None
+    parts = [("test", index, run.test)]
+    for name, (preds, meta) in sorted(run.external.items()):
+        try:
+            ext = external_index(meta["source"])
+        except BenchError as exc:
+            raise NotExplained(f"{run.path.name}: {exc}; score it again with --external") from None
+        got = content_sha256(ext.root, [s.path for s in ext.samples])
+        if meta.get("content_sha256") not in (None, got):
+            raise NotExplained(f"{run.path.name}: external set {name}: the images at "
+                               f"{meta['source']} are not the ones it was scored on (content "
+                               "SHA-256); score it again with --external")
+        parts.append((name, ext, preds))
+    frames, arrays = [], {}
+    for name, idx, rows in parts:
+        got = explain_images(spec, model, idx, rows.reset_index(drop=True), device, layer=layer)
+        frames.append(got.metrics.assign(set=name))
+        arrays.update({f"{name}/maps": got.maps, f"{name}/images": got.thumbs,
+                       f"{name}/masks": got.masks, f"{name}/ids": got.metrics.id.to_numpy(str)})
+    write_csv(folder / "cam_metrics.csv", pd.concat(frames, ignore_index=True))
+    write_atomic(folder / "maps.npz", lambda p: np.savez_compressed(p.open("wb"), **arrays))
+    # the measures' checksum: bench.reporting.runs verifies it before the report reads them (maps.npz holds
+    # figures only and is not committed with results sets)
+    write_json(folder / "info.json", {**info, "files": {
+        "cam_metrics.csv": file_sha256(folder / "cam_metrics.csv")}})
+    print(f"{run.path.name}: explained {sum(len(f) for f in frames)} images ({method}, layer "
+          f"{layer.name}, map {layer.size}{'' if layer.measurable else ': not measurable'})")
+    return folder
+
+
+def data_of(run) -> Path | None:
+    """The data a run was trained on, as recorded (``None``: the phantom); see :func:`run_index`
+    for the checked version."""
+    return None if run.data_arg is None else from_portable(run.data_arg)
+
+
+def explain_runs(runs: list, method: str = "gradcam", device: str = "cpu",
+                 data: Path | None = None) -> list[str]:
+    """Explain every complete run of ``runs``; a run that cannot be explained is said in one line
+    and the others go on. Returns those lines."""
+    problems = []
+    for run in runs:
+        if run.config.get("status") != "complete":
+            continue
+        try:
+            explain_run(run, method, device, data)
+        except NotExplained as exc:
+            print(f"not explained: {exc}", file=sys.stderr)
+            problems.append(str(exc))
+    return problems
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.explain", description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", type=Path, required=True, help="a folder of run folders")
+    p.add_argument("--method", default="gradcam", choices=METHODS)
+    p.add_argument("--data", type=Path, default=None,
+                   help="the runs' data set, when it moved since they were trained")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--out", type=Path, default=None,
+                   help="also write the explanation table and figure of these runs here "
+                        "(bench.reporting.report does so for a whole results set)")
+    args = p.parse_args(argv)
+    device = resolve_device(args.device)
+    runs = load_runs(args.runs)
+    problems = explain_runs(runs, args.method, device, args.data)
+    if args.out is not None:
+        runs = load_runs(args.runs)
+        cams = tables.explanation_table(runs)
+        report.write_table(cams, report.explanation_display(cams), args.out / "explanations",
+                           "Where the models look (Grad-CAM): see bench.evaluation.explain")
+        figures.explanation_grid(tables.explanation_examples(runs), args.out / "explanations")
+        print(f"wrote {args.out / 'explanations.md'} and its figure")
+    if problems:
+        raise BenchError(f"{len(problems)} run(s) not explained (said above); the first: "
+                         f"{problems[0]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,260 @@
+"""External validation (SPEC §3): a model trained on data set A, scored unchanged on data set B.
+
+After a run's final fit, every usable image of each external set is scored once with the final
+weights, the run's preprocessing (input size, channels, the model's normalisation) and the
+threshold 0.5; nothing of B touches training, flip-balancing or any choice of settings. Across
+data sets only the same picture counts as a duplicate (:mod:`bench.data.copies`: identical pixels,
+a re-saved, rescaled or cropped copy): look-alike lesions of another site are not duplicates, and
+leaving them out would remove the easy cases and bias the external AUC. The headline metrics use
+every scored image; copies of training images are listed with their evidence, shown beside their
+training image on ``copies_01.png``, and the metrics without them are given as well.
+
+Each set gets ``<run>/external/<name>/predictions.csv`` (the run's prediction columns, the patient
+``group`` where the set has one and ``training_copy``, the training image an image copies) and
+``metrics.json`` (metrics on all images and without the copies, counts, the copies, the content
+hash of B's images and the SHA-256 of the weights that scored it). A run
+that already scored a set with the same weights and the same images reuses it; adding
+``--external`` to a finished run only scores.
+
+External sets are given as data paths (any layout :func:`bench.data.datasets.load_index` reads) or
+as ``synthetic:B``, the phantom's second site (another scanner; :mod:`bench.data.synthetic`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from bench.core.atomic import write_csv, write_json
+from bench.core.errors import BenchError
+from bench.core.provenance import file_sha256, from_portable, recorded_location
+from bench.data.cache import build_cache
+from bench.data.content import content_sha256
+from bench.data.copies import find_copies, pictures
+from bench.data.datasets import load_index
+from bench.data.images import BadImageError
+from bench.data.index import DataIndex
+from bench.data.review import tile_pairs
+from bench.data.synthetic import SITES, PhantomSpec
+from bench.engine.protocol import load_weights
+from bench.engine.spec import Execution, RunSpec
+from bench.engine.stages import PRED_COLUMNS
+from bench.engine.train import predict
+from bench.evaluation.metrics import binary_metrics
+from models import create_model, get_model_config
+
+# the phantom's second site as an external set: another scanner and population (not the seed,
+# size or class mix of the training phantom)
+EXTERNAL_PHANTOM = {"n_benign": 200, "n_malignant": 200, "seed": 1}
+
+
+@dataclass
+class ExternalSet:
+    """An external data set to score: its name (the folder under ``external/``) and its index."""
+
+    name: str
+    source: str  # synthetic:B, or the path resolved and made portable (relative to the project)
+    index: DataIndex
+    given: str = ""  # as the user typed it (for messages)
+
+    @property
+    def shown(self) -> str:
+        return self.given or self.source
+
+
+# names an external set cannot take: the run's own splits (explanations and tables key image sets
+# by name, so an external "test" would merge with the held-out test set)
+RESERVED_NAMES = ("test", "train", "val", "excluded", "internal test")
+
+
+def phantom_site(value: str) -> DataIndex:
+    """``synthetic:B``: the phantom's second site as an external set."""
+    site = value.split(":", 1)[1]
+    if site not in SITES:
+        raise BenchError(f"--external {value}: unknown phantom site {site!r}; sites are "
+                         f"{', '.join(SITES)}")
+    return load_index(None, synthetic=PhantomSpec(**EXTERNAL_PHANTOM, site=site))
+
+
+def external_index(source: str) -> DataIndex:
+    """The images of a recorded external ``source`` (``synthetic:B``, or a path recorded
+    relative to the project: :func:`bench.core.provenance.from_portable`, never the current folder)."""
+    if source.startswith("synthetic:"):
+        return phantom_site(source)
+    path = from_portable(source)
+    try:
+        return load_index(path)
+    except BenchError as exc:
+        raise BenchError(f"external set {source}: {exc}") from None
+
+
+def split_name(value: str) -> tuple[str | None, str]:
+    """``NAME=PATH`` → (name, path); a plain path (or one that exists as given) → (None, path)."""
+    name, sep, rest = value.partition("=")
+    if sep and rest and re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name) and \
+            not Path(value).exists():
+        return name.lower(), rest
+    return None, value
+
+
+def resolve_external(values: list[str]) -> list[ExternalSet]:
+    """Read every external set now (before any training), so a bad one stops the run early.
+    A set is named after its folder (or ``NAME=PATH``); names are unique and never one of the
+    run's own splits (:data:`RESERVED_NAMES`). Paths are recorded resolved (relative to the
+    project when inside it), so later readers find them from any working directory."""
+    sets: list[ExternalSet] = []
+    for given in values:
+        name, value = split_name(given)
+        if value.startswith("synthetic:"):
+            index = phantom_site(value)
+            name = name or f"synthetic-site{value.split(':', 1)[1]}"
+            source = value
+        else:
+            path = Path(value)
+            try:
+                index = load_index(path)
+            except BenchError as exc:
+                raise BenchError(f"--external {given}: {exc}") from None
+            name = name or (path.stem if path.is_file() else path.resolve().name).lower()
+            source = recorded_location(path)
+        if not index.samples:
+            raise BenchError(f"--external {given}: the data set has no benign or malignant images")
+        if name in RESERVED_NAMES:
+            raise BenchError(f"--external {given}: the name {name!r} is one of the run's own "
+                             f"splits; name the set with --external NAME={value}")
+        if any(s.name == name for s in sets):
+            raise BenchError(f"--external: two sets are both called {name!r}; name one with "
+                             f"--external NAME={value}")
+        sets.append(ExternalSet(name, source, index, given))
+    return sets
+
+
+def check_same_source(run_dir: Path, ext: ExternalSet, data_sha: str) -> None:
+    """An external set name is scored from one source only: another set of the same name (e.g.
+    ``a/ext`` and then ``b/ext``) would replace the first one's scores. The same images under
+    another recorded path (an older record) are the same set."""
+    done = run_dir / "external" / ext.name / "metrics.json"
+    if not done.is_file():
+        return
+    try:
+        old = json.loads(done.read_text())
+    except (OSError, ValueError):
+        return
+    source = old.get("source")
+    if source is not None and source != ext.source and old.get("content_sha256") != data_sha:
+        raise BenchError(f"--external {ext.shown}: {run_dir.name} already has an external set "
+                         f"named {ext.name!r}, scored from {source}; name this one with "
+                         f"--external NAME={ext.shown}")
+
+
+def training_copies(ext: ExternalSet, train: DataIndex, skip_bad: bool
+                    ) -> tuple[dict[str, tuple[str, str]], list[tuple[str, str]]]:
+    """External IDs that are a copy of a training image's picture (→ that image's ID and the
+    evidence), and the external images that could not be decoded. Only the same picture counts
+    across data sets (:mod:`bench.data.copies`), never a look-alike lesion."""
+    ref = pictures([train.abspath(s) for s in train.samples])
+    if any(isinstance(p, BadImageError) for p in ref):
+        raise BenchError("training images could not be decoded while scoring --external")
+    new = pictures([ext.index.abspath(s) for s in ext.index.samples])
+    bad = [(s.path, str(p)) for s, p in zip(ext.index.samples, new, strict=True)
+           if isinstance(p, BadImageError)]
+    if bad and not skip_bad:
+        raise BenchError(f"--external {ext.source}: {bad[0][1]}")
+    usable = [(s, p) for s, p in zip(ext.index.samples, new, strict=True)
+              if not isinstance(p, BadImageError)]
+    found = find_copies([p for _, p in usable], ref)
+    return {usable[c.new][0].id: (train.samples[c.ref].id, c.evidence) for c in found}, bad
+
+
+def copies_sheet(folder: Path, ext: ExternalSet, train: DataIndex,
+                 copies: dict[str, tuple[str, str]]) -> Path | None:
+    """Contact sheet of the external images left out as copies, beside their training image."""
+    if not copies:
+        return None
+    ext_by, train_by = ({s.id: s for s in ix.samples} for ix in (ext.index, train))
+    rows = [((ext.index, ext_by[e], f"external {e}"), (train, train_by[t], f"training {t}: {why}"))
+            for e, (t, why) in sorted(copies.items())]
+    return tile_pairs(rows, folder, stem="copies")[0]
+
+
+def score_external(run_dir: Path, spec: RunSpec, ex: Execution, ext: ExternalSet,
+                   train_index: DataIndex, manifest: pd.DataFrame) -> dict:
+    """Score one external set with the run's final weights; returns its ``metrics.json``."""
+    folder = run_dir / "external" / ext.name
+    weights = run_dir / "model.safetensors"
+    if not weights.is_file():
+        raise BenchError(f"{run_dir.name}: no final weights to score --external {ext.shown} "
+                         "with (the final fit failed)")
+    paths = [s.path for s in ext.index.samples]
+    data_sha = content_sha256(ext.index.root, paths)
+    check_same_source(run_dir, ext, data_sha)
+    weights_sha = file_sha256(weights)
+    done = folder / "metrics.json"
+    if done.is_file() and (folder / "predictions.csv").is_file():
+        old = json.loads(done.read_text())
+        if old.get("content_sha256") == data_sha and old.get("weights_sha256") == weights_sha \
+                and old.get("predictions_sha256") == file_sha256(folder / "predictions.csv"):
+            print(f"external {ext.name}: reusing its scores (same weights, same images)")
+            return old
+    train_rows = manifest[manifest.split == "train"]
+    by_path = {s.path: s for s in train_index.samples}
+    train = DataIndex(train_index.kind, train_index.root,
+                      [by_path[p] for p in train_rows.path if p in by_path])
+    copies, bad = training_copies(ext, train, spec.skip_bad_images)
+    unreadable = {p for p, _ in bad}
+    keep = [s for s in ext.index.samples if s.path not in unreadable]
+    labels = {s.label for s in keep}
+    if labels != {0, 1}:
+        raise BenchError(f"--external {ext.source}: after leaving out {len(bad)} unreadable "
+                         f"image(s), {'no images are' if not keep else 'only one class is'} left; "
+                         "an external set needs benign and malignant images")
+    rows = pd.DataFrame({"id": [s.id for s in keep], "path": [s.path for s in keep],
+                         "label": [s.label for s in keep], "group": [s.group for s in keep]})
+    cache, skipped = build_cache(ext.index.root, rows, spec.img_size, spec.channels,
+                                 skip_bad=spec.skip_bad_images)
+    model = final_model(spec, weights)
+    probs = predict(model, get_model_config(spec.model), cache, np.arange(len(cache)),
+                    device=ex.device, channels_last=ex.channels_last)
+    preds = cache.rows.assign(prob_malignant=probs, split="external", fold=-1)
+    preds["training_copy"] = preds.id.map(lambda i: copies.get(i, ("", ""))[0])
+    preds = preds[[*PRED_COLUMNS, "group", "training_copy"]]
+    originals = preds[preds.training_copy == ""]
+    metrics = {
+        "external_set": ext.name, "source": ext.source, "data_kind": ext.index.kind,
+        "content_sha256": data_sha, "weights_sha256": weights_sha,
+        "images": len(ext.index.samples), "scored": int(len(preds)),
+        "training_copies": len(copies),
+        "copies": [{"id": k, "copy_of_training_image": t, "evidence": why}
+                   for k, (t, why) in sorted(copies.items())],
+        "skipped_bad_images": [{"path": p, "reason": r} for p, r in [*bad, *skipped]],
+        "has_patient_ids": bool(any(s.group for s in keep)),
+        "test": binary_metrics(preds.label, preds.prob_malignant),
+        "test_without_copies": (binary_metrics(originals.label, originals.prob_malignant)
+                                if copies and originals.label.nunique() == 2 else None),
+    }
+    write_csv(folder / "predictions.csv", preds)
+    metrics["predictions_sha256"] = file_sha256(folder / "predictions.csv")  # the report verifies it
+    copies_sheet(folder, ext, train, copies)
+    write_json(done, metrics)
+    print(f"external {ext.name}: scored {len(preds)} images ({len(copies)} of them copies of "
+          f"training images, kept in the headline metrics); AUC {metrics['test']['auc']:.3f}, "
+          f"accuracy {metrics['test']['accuracy']:.3f}")
+    return metrics
+
+
+def final_model(spec: RunSpec, weights: Path) -> torch.nn.Module:
+    """The run's final model: its architecture (no download) with the saved weights. Weights that
+    do not fit the architecture (another model's, or damaged) are a one-line error."""
+    model = create_model(spec.model, **{**spec.model_kwargs, "pretrained": "none"})
+    try:
+        return load_weights(model, weights)
+    except (RuntimeError, KeyError, ValueError, OSError) as exc:
+        first = " ".join(str(exc).split())[:160] or type(exc).__name__
+        raise BenchError(f"{weights}: these weights do not fit {spec.model} ({first}); rerun "
+                         "the run to recreate them") from None

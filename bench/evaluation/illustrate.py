@@ -1,0 +1,132 @@
+"""``python -m bench.illustrate --runs DIR``: what the data pipeline does to an image, saved with a
+run for the report's Fig. 5 and Fig. 6 analogues (SPEC §1: preprocessing and augmentation).
+
+For one benign and one malignant *training* image of the run's split (the first of each class by
+id, so the choice is reproducible and never a test image), it stores in ``<run>/illustrations.npz``:
+
+* ``{cls}/original``: the decoded image (grey, at most ``ORIGINAL_SIDE`` px on its long side);
+* ``{cls}/resized``: the image as the run's cache holds it (``img_size`` px, uint8);
+* ``{cls}/normalized``: the model's input after normalisation (per-image standardisation, paper
+  Eq. 1, or ImageNet mean/std), float16;
+* ``{cls}/display`` and ``{cls}/augmented``: the training augmentation (:mod:`bench.data.augment`,
+  the same function and ranges the engines use) applied ``N_VIEWS`` times at the run's training
+  size (``img_size``), as the model sees it;
+  ``{cls}/params``: each view's parameters (rotation °, shear °, shift x, shift y, flip, brightness);
+* ``ranges``: the augmentation ranges as JSON; ``ids``: the two image ids.
+
+The views' parameters are also written to ``<run>/illustrations.csv``: results sets commit it, but
+not the arrays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from bench.core.atomic import write_csv, write_npz
+from bench.core.errors import BenchError, cli_main
+from bench.data.augment import AugmentConfig, augment, sample_params
+from bench.data.cache import build_cache
+from bench.data.images import read_image
+from bench.engine.train import normalize
+from bench.reporting.runs import Run, load_runs
+from models import get_model_config
+
+ORIGINAL_SIDE = 320
+N_VIEWS = 5
+SEED = 0
+PARAM_NAMES = ("rotation_deg", "shear_deg", "shift_x", "shift_y", "hflip", "brightness")
+CLASSES = ("benign", "malignant")
+
+
+def training_examples(split: pd.DataFrame) -> pd.DataFrame:
+    """The first training image of each class by id (never a test or excluded image)."""
+    train = split[split.split == "train"].sort_values("id")
+    picks = [train[train.label == c].head(1) for c in (0, 1)]
+    if any(len(p) == 0 for p in picks):
+        raise BenchError("the split has no training image of one class to illustrate")
+    return pd.concat(picks, ignore_index=True)
+
+
+def augmentation_views(image: torch.Tensor, cfg: AugmentConfig, n: int, seed: int
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` augmented copies of one C×H×W uint8 image and their parameters (n×6)."""
+    params = sample_params(n, cfg, torch.Generator().manual_seed(seed))
+    x = image.float().unsqueeze(0).expand(n, -1, -1, -1).contiguous()
+    views = augment(x, params).round().to(torch.uint8).numpy()
+    table = np.stack([params["angle"] * 180 / math.pi, params["shear"] * 180 / math.pi,
+                      params["tx"], params["ty"], params["flip"].float(), params["brightness"]],
+                     axis=1).astype(np.float32)
+    return views, table
+
+
+def _grey(arr: np.ndarray) -> np.ndarray:
+    """C×H×W uint8 → H×W uint8 (mean over channels)."""
+    return arr.mean(0).round().astype(np.uint8)
+
+
+def illustrate_run(run: Run, data: Path | None = None) -> Path:
+    """Write ``<run>/illustrations.npz`` (see the module docstring); returns its path."""
+    from bench.evaluation.explain import run_index
+
+    out = run.path / "illustrations.npz"
+    settings = run.settings
+    split = pd.read_csv(run.path / "split.csv")
+    picks = training_examples(split)
+    index = run_index(run, data)
+    cfg = get_model_config(run.model)
+    size, channels = int(settings["img_size"]), int(settings.get("channels", 3))
+    cache, _ = build_cache(index.root, picks, size, channels)
+    aug = AugmentConfig()
+    arrays: dict[str, np.ndarray] = {"ids": picks.id.to_numpy(str),
+                                     "ranges": np.array(json.dumps(asdict(aug)))}
+    for k, cls in enumerate(CLASSES):
+        img = read_image(index.root / picks.path.iloc[k]).convert("L")
+        img.thumbnail((ORIGINAL_SIDE, ORIGINAL_SIDE), Image.BILINEAR)
+        views, params = augmentation_views(cache.images[k], aug, N_VIEWS, SEED + k)
+        arrays.update({
+            f"{cls}/original": np.asarray(img, dtype=np.uint8),
+            f"{cls}/resized": _grey(cache.images[k].numpy()),
+            f"{cls}/normalized": normalize(cache.images[k:k + 1].float(), cfg)[0].mean(0).numpy()
+            .astype(np.float16),
+            f"{cls}/display": _grey(cache.images[k].numpy()),
+            f"{cls}/augmented": np.stack([_grey(v) for v in views]),
+            f"{cls}/params": params,
+        })
+    write_npz(out, arrays)
+    rows = [{"image": cls, "id": arrays["ids"][k], "view": v + 1,
+             **dict(zip(PARAM_NAMES, map(float, p), strict=True))}
+            for k, cls in enumerate(CLASSES) for v, p in enumerate(arrays[f"{cls}/params"])]
+    write_csv(out.with_suffix(".csv"), pd.DataFrame(rows))  # the parameters, without the arrays
+    print(f"{run.path.name}: pipeline illustrations written ({', '.join(picks.id)})")
+    return out
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.illustrate",
+                                description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", type=Path, required=True, help="a folder of run folders")
+    p.add_argument("--model", default="fus2net", help="illustrate the runs of this model")
+    p.add_argument("--data", type=Path, default=None,
+                   help="the runs' data set, when it moved since they were trained")
+    args = p.parse_args(argv)
+    runs = [r for r in load_runs(args.runs) if r.model == args.model]
+    if not runs:
+        raise BenchError(f"--runs {args.runs}: no finished {args.model} run")
+    for run in runs:
+        illustrate_run(run, args.data)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,347 @@
+"""How much a finished model relies on burnt-in annotations (docs/protocol.md, "Burnt-in
+annotations").
+
+For every finished run with weights, on its held-out test set and on every external set it was
+scored on:
+
+* **Cleaning**: each image is scored as it is and with its annotations inpainted
+  (:mod:`bench.data.annotations`); ``ΔAUC = AUC(original) − AUC(cleaned)`` on the same images
+  with Obuchowski's clustered interval (groups: the split's same-lesion groups, or the external
+  set's patient IDs). A model that reads the marks loses AUC when they are gone.
+* **Insertion**: the annotation pixels of a malignant image are pasted onto a cleaned benign image
+  (and the reverse), and the change of P(malignant) against the cleaned image alone is averaged
+  over the targets; the interval resamples the targets' groups (cluster bootstrap). A model that
+  reads the marks moves towards the class the marks came from.
+
+    python -m bench.reliance --runs results/busi-cpu/runs [--out DIR] [--device cpu]
+
+Writes ``reliance/reliance.json`` and ``reliance/images.csv`` into each run folder (reused while
+the weights and the detector are unchanged), and ``reliance.csv``/``.md`` and ``reliance.png`` into
+``--out`` (default: the runs folder's parent's ``tables``/``figures``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image
+
+from bench.core.atomic import write_csv, write_json
+from bench.core.errors import BenchError, cli_main
+from bench.core.provenance import file_sha256, from_portable
+from bench.data.annotations import CLEAN_METHOD, clean, detect, detector_version, paste, read_array
+from bench.data.cache import ImageCache
+from bench.data.datasets import load_index
+from bench.engine.spec import RunSpec
+from bench.engine.train import predict
+from bench.evaluation.clustered import obuchowski_delta
+from bench.evaluation.external import external_index, final_model
+from bench.evaluation.metrics import roc_auc
+from bench.reporting.runs import load_runs
+from models import get_model_config
+
+N_BOOT = 2000
+
+
+def to_input(arr: np.ndarray, size: int, channels: int) -> np.ndarray:
+    """An image array as the model input the cache makes of a file (bench/data/images.py)."""
+    img = Image.fromarray(arr).convert("RGB" if channels == 3 else "L")
+    out = np.asarray(img.resize((size, size), Image.BILINEAR), dtype=np.uint8)
+    return out[None] if out.ndim == 2 else out.transpose(2, 0, 1).copy()
+
+
+def score_arrays(model: torch.nn.Module, spec: RunSpec, arrays: list[np.ndarray],
+                 device: str = "cpu") -> np.ndarray:
+    """P(malignant) of images given as arrays, preprocessed as for training."""
+    if not arrays:
+        return np.zeros(0)
+    x = torch.from_numpy(np.stack([to_input(a, spec.img_size, spec.channels) for a in arrays]))
+    cache = ImageCache(x, torch.zeros(len(arrays), dtype=torch.long), pd.DataFrame())
+    return predict(model, get_model_config(spec.model), cache, np.arange(len(arrays)),
+                   device=device, channels_last=False)
+
+
+def cluster_mean(values: np.ndarray, groups: np.ndarray, n_boot: int = N_BOOT, seed: int = 0,
+                 level: float = 0.95) -> tuple[float, float, float]:
+    """Mean of ``values`` with a cluster-bootstrap percentile interval (whole groups resampled)."""
+    v = np.asarray(values, float)
+    if v.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    ids, inv = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+    sums = np.bincount(inv, weights=v, minlength=len(ids))
+    counts = np.bincount(inv, minlength=len(ids))
+    rng = np.random.default_rng(seed)
+    draw = rng.integers(0, len(ids), (n_boot, len(ids)))
+    boots = sums[draw].sum(1) / counts[draw].sum(1)
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(boots, [alpha, 1 - alpha])
+    return float(v.mean()), float(lo), float(hi)
+
+
+_DETECTED: dict[tuple[str, int, int], tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _detected(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """An image and its annotation mask, memoised per file (runs of one data set share them)."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _DETECTED:
+        if len(_DETECTED) > 4000:
+            _DETECTED.clear()
+        img = read_array(path)
+        _DETECTED[key] = (img, detect(img).mask)
+    return _DETECTED[key]
+
+
+Scorer = Callable[[list[np.ndarray]], np.ndarray]
+
+
+def reliance_of(score: Scorer, root: Path, rows: pd.DataFrame, seed: int = 0
+                ) -> tuple[dict, pd.DataFrame]:
+    """The cleaning and insertion measures of a classifier ``score`` (image arrays → P(malignant))
+    on ``rows`` (``id, path, label, group``; paths relative to ``root``). Returns the summary and
+    the per-image table."""
+    rows = rows.reset_index(drop=True)
+    originals, cleaned, masks = [], [], []
+    for rel in rows.path:
+        img, m = _detected(root / rel)
+        originals.append(img)
+        masks.append(m)
+        cleaned.append(clean(img, m, CLEAN_METHOD))
+    y = rows.label.to_numpy(int)
+    groups = rows.group.astype(str).to_numpy()
+    p_orig = score(originals)
+    p_clean = score(cleaned)
+    marked = np.array([m.any() for m in masks])
+    rng = np.random.default_rng(seed)
+    shift = np.full(len(rows), np.nan)
+    source = np.full(len(rows), "", dtype=object)
+    inserted = []
+    for target, donor in ((0, 1), (1, 0)):  # benign targets get malignant marks, and the reverse
+        donors = np.nonzero((y == donor) & marked)[0]
+        targets = np.nonzero(y == target)[0]
+        if donors.size == 0:
+            continue
+        picks = donors[rng.integers(0, donors.size, targets.size)]
+        arrays = [paste(originals[d], masks[d], cleaned[t]) for t, d in zip(targets, picks, strict=True)]
+        p_ins = score(arrays)
+        shift[targets] = p_ins - p_clean[targets]
+        source[targets] = rows.id.to_numpy()[picks]
+        inserted.append(targets)
+    per = rows.assign(prob_original=p_orig, prob_cleaned=p_clean, marked=marked.astype(int),
+                      mask_fraction=[float(m.mean()) for m in masks], inserted_from=source,
+                      insertion_shift=shift)
+    out: dict = {"images": len(rows), "marked_benign": int(marked[y == 0].sum()),
+                 "marked_malignant": int(marked[y == 1].sum()),
+                 "benign": int((y == 0).sum()), "malignant": int((y == 1).sum())}
+    if 0 < y.sum() < y.size:
+        d = obuchowski_delta(y, p_orig, p_clean, groups)
+        out.update(auc_original=roc_auc(y, p_orig), auc_cleaned=roc_auc(y, p_clean),
+                   delta_auc=d.delta, delta_lo=d.lo, delta_hi=d.hi, delta_p=d.p,
+                   clusters=d.n_clusters)
+    for name, target in (("malignant_marks_on_benign", 0), ("benign_marks_on_malignant", 1)):
+        sel = (y == target) & ~np.isnan(shift)
+        mean, lo, hi = cluster_mean(shift[sel], groups[sel])
+        out[name] = {"n": int(sel.sum()), "mean_shift": mean, "lo": lo, "hi": hi}
+    return out, per
+
+
+def _run_index(run, data: Path | None):
+    recorded = run.data_arg
+    path = data if data is not None else (None if recorded is None else from_portable(recorded))
+    if path is not None and not path.exists():
+        raise BenchError(f"{run.path.name}: its data {path} do not exist; pass --data")
+    return load_index(path, run.settings["data_kind"])
+
+
+def reliance_run(run, device: str = "cpu", data: Path | None = None) -> dict | None:
+    """Measure one run (test set and scored external sets); ``None`` when it has no weights."""
+    weights = run.path / "model.safetensors"
+    folder = run.path / "reliance"
+    if not weights.is_file():
+        print(f"note: {run.path.name}: reliance not measured: no model.safetensors in the run folder")
+        return None
+    info = {"weights_sha256": file_sha256(weights), "detector": detector_version(),
+            "method": CLEAN_METHOD, "external_sets": sorted(run.external)}
+    done = folder / "reliance.json"
+    if done.is_file():
+        old = json.loads(done.read_text())
+        if old.get("info") == info:
+            return old
+    spec = RunSpec(**{k: v for k, v in run.settings.items() if k in RunSpec.__dataclass_fields__})
+    model = final_model(spec, weights)
+    index = _run_index(run, data)
+    split = pd.read_csv(run.path / "split.csv", dtype={"id": str, "path": str, "group": str},
+                        keep_default_na=False)
+    test = split[split.split == "test"][["id", "path", "label", "group"]]
+    result = {"info": {**info}, "run": run.path.name, "model": spec.model, "seed": spec.seed,
+              "annotations": spec.annotations, "sets": {}}
+    frames = []
+    parts = [("test", index.root, test)]
+    for name, (preds, meta) in sorted(run.external.items()):
+        ext = external_index(meta["source"])
+        rows = preds[["id", "path", "label"]].assign(
+            group=[g if g else i for g, i in zip(preds.get("group", preds.id).astype(str).replace("nan", ""),
+                                                  preds.id, strict=True)])
+        parts.append((name, ext.root, rows))
+    for name, root, rows in parts:
+        summary, per = reliance_of(lambda a: score_arrays(model, spec, a, device), root, rows)
+        result["sets"][name] = summary
+        frames.append(per.assign(set=name))
+    write_csv(folder / "images.csv", pd.concat(frames, ignore_index=True))
+    write_json(done, result)
+    t = result["sets"]["test"]
+    if "delta_auc" in t:
+        print(f"{run.path.name}: test AUC {t['auc_original']:.3f} as is, {t['auc_cleaned']:.3f} "
+              f"cleaned (ΔAUC {t['delta_auc']:+.3f}, 95% CI {t['delta_lo']:+.3f} to "
+              f"{t['delta_hi']:+.3f}); malignant marks on benign images shift P(malignant) by "
+              f"{t['malignant_marks_on_benign']['mean_shift']:+.3f}")
+    return result
+
+
+def reliance_table(results: list[dict]) -> pd.DataFrame:
+    """One row per run and image set."""
+    rows = []
+    for r in results:
+        for name, s in r["sets"].items():
+            a, b = s["malignant_marks_on_benign"], s["benign_marks_on_malignant"]
+            rows.append({
+                "model": r["model"], "seed": r["seed"],
+                "trained_on": "cleaned" if str(r["annotations"]).startswith("clean") else "original",
+                "set": name, "images": s["images"],
+                "marked_benign": f"{s['marked_benign']}/{s['benign']}",
+                "marked_malignant": f"{s['marked_malignant']}/{s['malignant']}",
+                "auc_original": s.get("auc_original"), "auc_cleaned": s.get("auc_cleaned"),
+                "delta_auc": s.get("delta_auc"), "delta_lo": s.get("delta_lo"),
+                "delta_hi": s.get("delta_hi"), "delta_p": s.get("delta_p"),
+                "shift_benign_targets": a["mean_shift"], "shift_benign_lo": a["lo"],
+                "shift_benign_hi": a["hi"], "shift_malignant_targets": b["mean_shift"],
+                "shift_malignant_lo": b["lo"], "shift_malignant_hi": b["hi"], "run": r["run"]})
+    return pd.DataFrame(rows)
+
+
+def display_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The table as the report shows it."""
+    from bench.core.tablefmt import fmt, fmt_p, with_ci
+
+    return pd.DataFrame({
+        "model": table.model, "seed": table.seed, "trained on": table.trained_on, "set": table.set,
+        "marked (benign, malignant)": table.marked_benign + ", " + table.marked_malignant,
+        "AUC as is": table.auc_original.map(fmt), "AUC cleaned": table.auc_cleaned.map(fmt),
+        "ΔAUC (95% CI, clustered)": [with_ci(d, lo, hi) for d, lo, hi in
+                                     zip(table.delta_auc, table.delta_lo, table.delta_hi, strict=True)],
+        "p": table.delta_p.map(fmt_p),
+        "malignant marks on benign: ΔP (95% CI)": [
+            with_ci(d, lo, hi) for d, lo, hi in zip(table.shift_benign_targets, table.shift_benign_lo,
+                                                    table.shift_benign_hi, strict=True)],
+        "benign marks on malignant: ΔP (95% CI)": [
+            with_ci(d, lo, hi) for d, lo, hi in zip(table.shift_malignant_targets,
+                                                    table.shift_malignant_lo,
+                                                    table.shift_malignant_hi, strict=True)]})
+
+
+def reliance_figure(table: pd.DataFrame, base: Path) -> list[Path]:
+    """ΔAUC from cleaning and the insertion shifts, one row per run and set, with intervals."""
+    from bench.reporting.figures import plt, save
+
+    t = table.reset_index(drop=True)
+    labels = [f"{r.model} s{r.seed} ({r.trained_on}) · {r.set}" for r in t.itertuples()]
+    ypos = np.arange(len(t))[::-1]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 1.2 + 0.38 * len(t)), sharey=True)
+    ax = axes[0]
+    ax.errorbar(t.delta_auc, ypos, xerr=[t.delta_auc - t.delta_lo, t.delta_hi - t.delta_auc],
+                fmt="o", color="k", capsize=3)
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_yticks(ypos, labels)
+    ax.set_xlabel("ΔAUC = AUC as is − AUC cleaned (95% CI)")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(5))
+    ax.set_title("Removing the annotations")
+    ax = axes[1]
+    for col, colour, name, dy in (("shift_benign_targets", "tab:red", "malignant marks → benign", 0.12),
+                                  ("shift_malignant_targets", "tab:blue", "benign marks → malignant", -0.12)):
+        lo, hi = t[col.replace("targets", "lo")], t[col.replace("targets", "hi")]
+        ax.errorbar(t[col], ypos + dy, xerr=[t[col] - lo, hi - t[col]], fmt="o", color=colour,
+                    capsize=3, label=name)
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_xlabel("mean change of P(malignant) (95% CI)")
+    ax.set_title("Pasting another class's annotations")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
+    fig.tight_layout()
+    return save(fig, base)
+
+
+CAPTION = ("Reliance on burnt-in annotations (bench.evaluation.reliance). ΔAUC = AUC on the images as they "
+           "are − AUC with their detected annotations inpainted, on the same images, with "
+           "Obuchowski's clustered 95% CI (same-lesion groups; patient IDs on external sets). "
+           "Insertion: the annotation pixels of a random annotated image of the other class "
+           "pasted onto each cleaned image; mean change of P(malignant) against the cleaned "
+           "image, cluster-bootstrap 95% CI. Marked: images in which the detector found marks. "
+           "A model that reads the marks loses AUC when they are removed and moves towards the "
+           "class the pasted marks came from.")
+
+
+def saved_table(runs: list) -> pd.DataFrame:
+    """The table of the runs' saved measures (``reliance/reliance.json``; the report never
+    measures)."""
+    results = []
+    for run in runs:
+        f = run.path / "reliance" / "reliance.json"
+        if f.is_file():
+            results.append(json.loads(f.read_text()))
+    t = reliance_table(results)
+    return t.sort_values(["set", "model", "trained_on", "seed"]).reset_index(drop=True) if len(t) else t
+
+
+def write_saved(table: pd.DataFrame, tdir: Path) -> list[Path]:
+    from bench.core.tablefmt import write_table
+
+    return write_table(table, display_table(table), tdir / "reliance", CAPTION)
+
+
+def drop_saved(tdir: Path) -> None:
+    for ext in (".csv", ".md", ".tex"):
+        (tdir / f"reliance{ext}").unlink(missing_ok=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m bench.reliance", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=Path, required=True, help="folder of run folders")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="where the table and figure go (default: next to --runs: tables/, figures/)")
+    ap.add_argument("--data", type=Path, default=None, help="the runs' data set, if moved")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    return ap
+
+
+def write_reliance(runs_dir: Path, out: Path | None = None, device: str = "cpu",
+                   data: Path | None = None) -> pd.DataFrame:
+    """Measure every finished run in ``runs_dir`` and write the table and figure."""
+    runs = load_runs(runs_dir, skip_invalid=True)
+    for run in runs:
+        reliance_run(run, device, data)
+    table = saved_table(runs)
+    if table.empty:
+        print("reliance: no run with weights to measure")
+        return table
+    write_saved(table, out or runs_dir.parent / "tables")
+    reliance_figure(table, (out or runs_dir.parent / "figures") / "reliance")
+    return table
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    if not a.runs.is_dir():
+        raise BenchError(f"--runs {a.runs}: not a folder of run folders")
+    write_reliance(a.runs, a.out, a.device, a.data)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,546 @@
+"""The suite's grid of runs on a cluster or several local processes, through submitit.
+
+Each job is one ``bench.engine.runner`` configuration, i.e. one run folder, and the run folder is the unit of
+truth: a job whose run is finished does nothing, and a job that died (pre-emption, time limit, a
+killed process, a lost node) is submitted again, up to ``retries`` times, and resumes from its
+finished stages. A job that fails on bad input (a :class:`models.errors.UserError`: one line, exit
+code 2 on the command line) is not retried; its message and log path are reported. Executors:
+
+* ``local``: subprocesses on this machine (submitit's LocalExecutor); with ``gpus_per_job`` each
+  job gets its own GPUs (``CUDA_VISIBLE_DEVICES``), so ``--jobs`` defaults to one job per GPU.
+* ``slurm``: sbatch jobs (submitit's SlurmExecutor) with partition, GPUs, CPUs, memory, time and
+  any extra ``#SBATCH`` parameter.
+* ``debug``: in this process, one job at a time (submitit's DebugExecutor), for debugging.
+
+Each job uses as many CPU threads as it was given CPUs (``cpus_per_job``, or ``threads`` set by
+hand), never the whole machine: the count is exported (``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``,
+``FUS2BENCH_THREADS``, see :mod:`bench.engine.threads`) before the job's Python starts, and the job sizes
+torch's pools to it. The local executor's defaults come from the machine's cores: one job with
+every core, or ``jobs`` jobs sharing the cores; asking for more than the cores is allowed, with a
+warning.
+
+Ctrl-C (SIGINT) or SIGTERM cancels the jobs that are queued or running, then the suite exits
+(130). While the grid runs, both signals are the suite's own, even where it was started with
+SIGINT ignored (a background job of a script or CI runner): a cancel must never be lost, and the
+local executor's job controllers, which are cancelled with SIGINT, must not inherit the ignore.
+``submitit`` is the optional extra ``cluster`` (``pip install -e ".[cluster]"``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from bench.core.errors import BenchError
+from bench.engine.threads import affinity_cpus, setup_lines, thread_environment
+from models.errors import UserError
+
+EXECUTORS = ("inline", "local", "slurm", "debug")
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Where and how the suite's jobs run (``bench.jobs.suite`` flags or its TOML ``--config``)."""
+
+    executor: str = "inline"
+    jobs: int = 0  # at most this many at once; 0: local = one per GPU (or 1), slurm = all
+    gpus_per_job: int = 0
+    cpus_per_job: int = 0  # 0: local = the cores shared by the jobs at once, slurm = 2, debug = all
+    threads: int | None = None  # each job's threads (default: its CPUs)
+    mem_gb: float = 0.0  # 0: from the model's size (job_memory_gb)
+    timeout_min: int = 240
+    signal_delay_s: int = 90  # slurm: USR2 this long before the time limit (checkpoint, requeue)
+    partition: str = ""
+    slurm_extra: tuple[tuple[str, str], ...] = ()
+    retries: int = 2
+    gpus: tuple[int, ...] = ()  # local: the GPUs to place jobs on (default: all visible)
+
+
+@dataclass
+class JobOutcome:
+    """How one job ended."""
+
+    label: str
+    status: str  # "ok" | "FAILED"
+    seconds: float = 0.0
+    run_dir: Path | None = None
+    message: str = ""
+    log: str = ""  # the job's stderr
+    stdout: str = ""
+    job_id: str = ""
+    attempts: int = 0
+    started: float = 0.0
+    ended: float = 0.0
+
+
+SLURM_DEFAULT_CPUS = 2
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How the jobs share the CPUs: jobs at once, CPUs per job, and each job's threads."""
+
+    width: int
+    cpus: int
+    threads: int
+    source: str  # where the threads come from, recorded by each run
+    warning: str | None = None
+
+    def describe(self, executor: str, cores: int) -> str:
+        here = f" ({cores} cores here)" if executor in ("local", "debug") else ""
+        return (f"{executor} executor: at most {self.width} job(s) at once, {self.cpus} CPU(s) "
+                f"and {self.threads} thread(s) each{here}")
+
+
+def plan_layout(cfg: ClusterConfig, n_jobs: int, gpu_slots: int = 0,
+                cores: int | None = None) -> Layout:
+    """Jobs at once and CPUs per job for ``cfg`` on a machine of ``cores`` CPUs (default: this
+    process's affinity mask). The local executor never runs more threads than cores unless
+    ``jobs`` × ``cpus_per_job`` asks for it, which gets a warning."""
+    cores = affinity_cpus() if cores is None else cores
+    warning = None
+    if cfg.executor == "slurm":
+        width, cpus = cfg.jobs or max(1, n_jobs), cfg.cpus_per_job or SLURM_DEFAULT_CPUS
+    elif cfg.executor == "debug":
+        width, cpus = 1, cfg.cpus_per_job or cores
+    else:
+        if gpu_slots:
+            width = min(cfg.jobs or gpu_slots, gpu_slots)
+        elif cfg.jobs:
+            width = cfg.jobs
+        else:
+            width = max(1, cores // cfg.cpus_per_job) if cfg.cpus_per_job else 1
+        cpus = cfg.cpus_per_job or max(1, cores // width)
+        if width * cpus > cores:
+            warning = (f"warning: --jobs {width} x --cpus-per-job {cpus} = {width * cpus} CPUs "
+                       f"on {cores} cores: the jobs will compete for the cores and each runs "
+                       "slower than its share (leave --jobs or --cpus-per-job out to fit them)")
+    threads = cfg.threads or cpus
+    return Layout(width, cpus, threads, "--threads" if cfg.threads else "--cpus-per-job",
+                  warning)
+
+
+class RunJob:
+    """The job itself (runs on the worker): one ``bench.engine.runner`` configuration with ``threads`` CPU
+    threads. Bad input is returned, not raised, so it is reported once and never retried.
+    Checkpointable (submitit calls :meth:`checkpoint` on the time-limit or pre-emption signal):
+    the job's checkpoint is its run folder's finished stages, so it is requeued as it was
+    submitted and resumes from them."""
+
+    def __call__(self, argv: list[str], threads: int | None = None,
+                 source: str = "--cpus-per-job") -> dict:
+        from dataclasses import replace
+
+        from bench.engine import runner as run
+
+        t0 = time.time()
+        try:
+            options = run.options_from_argv(argv)
+            if threads is not None and options.threads is None:
+                options = replace(options, threads=threads, threads_from=source)
+            result = run.run(options)
+        except UserError as exc:
+            return {"status": "error", "error": str(exc), "started": t0, "ended": time.time()}
+        return {"status": "ok" if result.ok else "failed", "run_dir": str(result.run_dir),
+                "started": t0, "ended": time.time()}
+
+    def checkpoint(self, *args, **kwargs):
+        from submitit.helpers import DelayedSubmission
+
+        print("checkpoint: requeued; the run resumes from its finished stages", flush=True)
+        return DelayedSubmission(self, *args, **kwargs)
+
+
+run_job = RunJob()
+
+
+def job_memory_gb(model: str) -> float:
+    """Host memory a job of ``model`` asks for when ``--mem-gb`` is not given: 4 GiB (Python,
+    torch, the image cache) plus 32 bytes per parameter (fp32 weights, gradients and Adam's two
+    moments, and as much again for activations), rounded up to whole GiB: 5 for Fus2Net, 9 for
+    VGG19. A rule of thumb; ``--mem-gb`` overrides it for every job."""
+    import math
+
+    from models import create_model
+    from models.complexity import count_params
+
+    try:
+        params = count_params(create_model(model, pretrained="none"))
+    except UserError:  # the job itself says what is wrong with it, once
+        return 16.0
+    return float(4 + math.ceil(params * 32 / 2**30))
+
+
+def _model_of(argv: list[str]) -> str:
+    return argv[argv.index("--model") + 1] if "--model" in argv else "fus2net"
+
+
+def _submitit():
+    try:
+        import submitit
+    except ImportError:
+        raise BenchError("--executor local/slurm/debug needs submitit: pip install -e "
+                         "\".[cluster]\"") from None
+    return submitit
+
+
+def make_executor(cfg: ClusterConfig, log_dir: Path, layout: Layout | None = None):
+    """The submitit executor for ``cfg`` (its logs and job files under ``log_dir``); each job's
+    thread environment is exported before its Python starts."""
+    submitit = _submitit()
+    layout = layout or plan_layout(cfg, 1)
+    setup = setup_lines(layout.threads, layout.source)
+    if cfg.executor == "debug":
+        return submitit.DebugExecutor(folder=log_dir)
+    if cfg.executor == "local":
+        # the environment, not setup lines: with setup, submitit starts the job's controller
+        # through a shell, and a cancel (SIGINT) would reach that shell instead of the job
+        ex = _local_executor(submitit, log_dir, thread_environment(layout.threads, layout.source))
+        ex.update_parameters(timeout_min=cfg.timeout_min)
+        return ex
+    if cfg.executor == "slurm":
+        ex = submitit.SlurmExecutor(folder=log_dir)
+        ex.update_parameters(**slurm_parameters(cfg, layout), setup=setup)
+        return ex
+    raise BenchError(f"--executor {cfg.executor!r}: choose from {', '.join(EXECUTORS)}")
+
+
+def _local_executor(submitit, folder: Path, env: dict[str, str]):
+    """submitit's LocalExecutor whose jobs start with ``env`` added to this process's
+    environment (set only while a job's controller process is started)."""
+
+    class LocalExecutor(submitit.LocalExecutor):
+        def _submit_command(self, command: str):
+            saved = {k: os.environ.get(k) for k in env}
+            os.environ.update(env)
+            try:
+                return super()._submit_command(command)
+            finally:
+                for key, value in saved.items():
+                    if value is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = value
+
+    return LocalExecutor(folder=folder)
+
+
+def slurm_parameters(cfg: ClusterConfig, layout: Layout | None = None) -> dict:
+    """submitit's SLURM parameters for one job of ``cfg``."""
+    cpus = layout.cpus if layout is not None else cfg.cpus_per_job or SLURM_DEFAULT_CPUS
+    params = {"time": cfg.timeout_min, "cpus_per_task": cpus,
+              "mem": f"{cfg.mem_gb or 16:g}GB", "job_name": "fus2bench",
+              "signal_delay_s": cfg.signal_delay_s,
+              "additional_parameters": dict(cfg.slurm_extra)}
+    if cfg.gpus_per_job:
+        params["gpus_per_node"] = cfg.gpus_per_job
+    if cfg.partition:
+        params["partition"] = cfg.partition
+    return params
+
+
+def slurm_script(cfg: ClusterConfig, log_dir: Path) -> str:
+    """The sbatch script submitit writes for one job of ``cfg`` (no cluster needed)."""
+    _submitit()
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    layout = plan_layout(cfg, 1)
+    return _make_sbatch_string(command="python -u -m submitit.core._submit", folder=log_dir,
+                               setup=setup_lines(layout.threads, layout.source),
+                               **slurm_parameters(cfg, layout))
+
+
+def _gpu_slots(cfg: ClusterConfig) -> list[tuple[int, ...]]:
+    if cfg.executor != "local" or not cfg.gpus_per_job:
+        return []
+    import torch
+
+    gpus = list(cfg.gpus) or list(range(torch.cuda.device_count()))
+    if len(gpus) < cfg.gpus_per_job:
+        raise BenchError(f"--gpus-per-job {cfg.gpus_per_job}: only {len(gpus)} GPU(s) visible here")
+    k = cfg.gpus_per_job
+    return [tuple(gpus[i:i + k]) for i in range(0, len(gpus) - k + 1, k)]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[-1] if text else type(exc).__name__)[:300]
+
+
+def failed_count(outcomes) -> int:
+    """Jobs that ended without a result (the progress bar's ``failed``): a count, never a sum of
+    their end times."""
+    return sum(1 for o in outcomes if o.status == "FAILED" and o.attempts and o.ended)
+
+
+_GONE = ("BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL",
+         "OUT_OF_MEMORY", "PREEMPTED", "TIMEOUT", "SPECIAL_EXIT")
+
+
+def slurm_states() -> dict[str, str] | None:
+    """Every job SLURM still knows, by id (array tasks as ``<id>_<task>``): its state, from
+    squeue (which works without accounting, unlike submitit's sacct); None when squeue fails."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["squeue", "-h", "-r", "-t", "all", "-o", "%i %T"],
+                             capture_output=True, text=True, timeout=30, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return dict(line.split()[:2] for line in out.splitlines() if len(line.split()) >= 2)
+
+
+def use_squeue_without_accounting() -> bool:
+    """Where SLURM accounting is off (no slurmdbd: ``sacct`` fails), point submitit's job-state
+    watcher at squeue, which answers from the controller (finished jobs for ``MinJobAge``), in
+    the same format; returns True when it did. Without it, submitit warns at every poll and
+    cannot see a job that was cancelled or killed before writing its result."""
+    import subprocess
+
+    from submitit.slurm.slurm import SlurmJob
+
+    watcher = SlurmJob.watcher
+    if getattr(watcher, "_fus2bench_squeue", False):
+        return True
+    try:
+        ok = subprocess.run(["sacct", "-n", "-X", "-j", "1"], capture_output=True,
+                            timeout=30).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        ok = False
+    if ok:
+        return False
+    query = "echo 'JobID|State|NodeList'; squeue -h -r -t all -o '%i|%T|%N' 2>/dev/null"
+    watcher._make_command = lambda: (["sh", "-c", query]
+                                     if watcher._registered - watcher._finished else None)
+    watcher._fus2bench_squeue = True
+    return True
+
+
+class CancelSignals:
+    """SIGINT and SIGTERM as :class:`KeyboardInterrupt` while a grid runs (main thread only: a
+    grid run from another thread keeps the process's handlers). Inside :meth:`held` (submitting
+    and recording jobs) a signal waits until the jobs are recorded, so every job that was
+    submitted is also cancelled; once cancelling, further signals are ignored until it is done."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.holding = False
+        self.pending = False
+
+    def _handler(self, signum, frame) -> None:
+        if self.holding:
+            self.pending = True
+            return
+        raise KeyboardInterrupt
+
+    @contextmanager
+    def installed(self) -> Iterator[CancelSignals]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        saved = {s: signal.getsignal(s) for s in self.SIGNALS}
+        for s in self.SIGNALS:
+            signal.signal(s, self._handler)
+        try:
+            yield self
+        finally:
+            for s, handler in saved.items():
+                signal.signal(s, signal.SIG_DFL if handler is None else handler)
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        self.holding = True
+        try:
+            yield
+        except Exception:  # e.g. sbatch killed by the same Ctrl-C (the terminal's process group)
+            if self.pending:
+                raise KeyboardInterrupt from None
+            raise
+        finally:
+            self.holding = False
+        if self.pending:
+            raise KeyboardInterrupt
+
+    def cancelling(self) -> None:
+        self.holding = True  # a second Ctrl-C must not stop the cancelling half-way
+
+
+def _submit_group(executor, cfg: ClusterConfig, target, group: list, layout: Layout) -> list:
+    """Submit ``(label, argv, slot)`` jobs that share their resources: one SLURM job array when
+    there are several, else one by one."""
+    if cfg.executor == "slurm" and len(group) > 1:
+        with executor.batch():
+            jobs = [executor.submit(target, argv, layout.threads, layout.source)
+                    for _, argv, _ in group]
+        return jobs
+    return [executor.submit(target, argv, layout.threads, layout.source) for _, argv, _ in group]
+
+
+def run_grid(jobs: list[tuple[str, list[str]]], cfg: ClusterConfig, log_dir: Path,
+             progress: bool = True, observe: Callable[[object], None] | None = None,
+             poll_s: float = 0.5, target: Callable[..., dict] = run_job) -> list[JobOutcome]:
+    """Run ``(label, bench.engine.runner argv)`` jobs on ``cfg``'s executor, at most ``cfg.jobs`` at once
+    (local: one per GPU slot), resubmitting died jobs; returns one outcome per job, in order.
+    ``observe`` is called with every submitted submitit job (e.g. to watch or cancel it);
+    ``target`` is what each job runs (``run_job``; tests wrap it). On SLURM the jobs submitted
+    together with the same resources form one job array, each asks for memory by its model's
+    size unless ``mem_gb`` is set, and a job that leaves the queue without a result (cancelled,
+    killed) counts as died even where accounting (sacct) is off."""
+    slots = _gpu_slots(cfg)
+    layout = plan_layout(cfg, len(jobs), len(slots))
+    width = layout.width
+    if layout.warning:
+        tqdm.write(layout.warning)
+    if progress:
+        tqdm.write(layout.describe(cfg.executor, affinity_cpus()))
+    executor = make_executor(cfg, log_dir, layout)
+    memory: dict[str, float] = {}
+    if cfg.executor == "slurm" and use_squeue_without_accounting() and progress:
+        tqdm.write("note: SLURM accounting is off here (sacct fails): job states come from "
+                   "squeue")
+    outcomes = {label: JobOutcome(label, "FAILED") for label, _ in jobs}
+    pending = deque((label, argv) for label, argv in jobs)
+    running: dict = {}  # submitit job -> (label, argv, gpu slot)
+    gone_since: dict = {}  # slurm job -> when squeue first showed it ended without a result
+    bar = tqdm(total=len(jobs), desc="jobs", unit="job", disable=not progress)
+
+    def postfix() -> None:
+        bar.set_postfix(running=len(running), failed=failed_count(outcomes.values()))
+
+    def died(job, label: str, argv: list[str], why: str) -> None:
+        out = outcomes[label]
+        if out.attempts <= cfg.retries:
+            tqdm.write(f"{label}: the job died ({why}); resubmitting (attempt "
+                       f"{out.attempts + 1} of {cfg.retries + 1}), it resumes from its "
+                       "finished stages")
+            pending.appendleft((label, argv))
+            return
+        out.message, out.ended = why, time.time()
+        bar.update(1)
+
+    def left_queue() -> list:
+        """SLURM jobs that ended without writing a result (seen twice: the result may lag)."""
+        states = slurm_states() if cfg.executor == "slurm" and running else None
+        if states is None:
+            return []
+        gone = []
+        for job in running:
+            state = states.get(str(job.job_id), "gone")
+            if (state in _GONE or state == "gone") and not job.paths.result_pickle.exists():
+                if job in gone_since and time.time() - gone_since[job] > 3:
+                    gone.append((job, state))
+                gone_since.setdefault(job, time.time())
+            else:
+                gone_since.pop(job, None)
+        return gone
+
+    signals = CancelSignals()
+    with signals.installed():
+        try:
+            while pending or running:
+                batch = []
+                while pending and len(running) + len(batch) < width:
+                    label, argv = pending.popleft()
+                    slot = None
+                    if slots:
+                        used = {v[2] for v in running.values()} | {b[2] for b in batch}
+                        slot = next(s for s in slots if s not in used)
+                    batch.append((label, argv, slot))
+                groups: dict = {}
+                for item in batch:  # one submission (a job array on SLURM) per resource set
+                    if cfg.executor == "slurm" and not cfg.mem_gb:
+                        model = _model_of(item[1])
+                        memory.setdefault(model, job_memory_gb(model))
+                        key: object = memory[model]
+                    else:
+                        key = item[2]
+                    groups.setdefault(key, []).append(item)
+                for key, group in groups.items():
+                    if slots:
+                        executor.update_parameters(visible_gpus=key, gpus_per_node=len(key))
+                    elif cfg.executor == "slurm" and not cfg.mem_gb:
+                        executor.update_parameters(mem=f"{key:g}GB")
+                    with signals.held():  # a Ctrl-C now waits until the jobs are recorded
+                        submitted = _submit_group(executor, cfg, target, group, layout)
+                        for (label, argv, slot), job in zip(group, submitted, strict=True):
+                            if cfg.executor == "local":
+                                # a local job writes its result before its process ends: no
+                                # wait (submitit's 15 s) for a slow shared file system
+                                job._results_timeout_s = 1
+                            outcomes[label].attempts += 1
+                            outcomes[label].job_id = str(job.job_id)
+                            running[job] = (label, argv, slot)
+                    for job in submitted if observe is not None else ():
+                        observe(job)
+                if batch:
+                    postfix()
+                finished = list(running) if cfg.executor == "debug" else [j for j in running
+                                                                           if j.done()]
+                for job, state in left_queue():
+                    if job not in finished:
+                        label, argv, _ = running.pop(job)
+                        outcomes[label].log = str(getattr(job.paths, "stderr", ""))
+                        outcomes[label].stdout = str(getattr(job.paths, "stdout", ""))
+                        died(job, label, argv, f"SLURM job {job.job_id} ended {state} without a "
+                             "result")
+                        postfix()
+                for job in finished:
+                    label, argv, _ = running.pop(job)
+                    out = outcomes[label]
+                    out.log = str(getattr(job.paths, "stderr", ""))
+                    out.stdout = str(getattr(job.paths, "stdout", ""))
+                    try:
+                        res = job.result()
+                    except Exception as exc:  # noqa: BLE001 - the job died: resubmit, it resumes
+                        died(job, label, argv, _first_line(exc))
+                        postfix()
+                        continue
+                    out.started, out.ended = res["started"], res["ended"]
+                    out.seconds = res["ended"] - res["started"]
+                    if res["status"] == "error":
+                        out.message = res["error"]
+                    else:
+                        out.status = "ok" if res["status"] == "ok" else "FAILED"
+                        out.run_dir = Path(res["run_dir"])
+                    bar.update(1)
+                    postfix()
+                if running and cfg.executor != "debug":
+                    time.sleep(poll_s)
+        except KeyboardInterrupt:
+            signals.cancelling()
+            for job in running:
+                job.cancel(check=False)
+            if running:
+                tqdm.write(f"cancelled {len(running)} queued or running job(s): "
+                           + " ".join(str(j.job_id) for j in running))
+            raise
+        finally:
+            bar.close()
+    return [outcomes[label] for label, _ in jobs]
+
+
+def read_config(path: Path) -> dict:
+    """A TOML file of ``bench.jobs.suite`` settings: keys are the flags' names without dashes
+    (``executor = "slurm"``, ``partition = "gpu"``, ``slurm_extra = {qos = "high"}``, ...)."""
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise BenchError(f"--config {path}: cannot read it ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise BenchError(f"--config {path}: not valid TOML ({exc})") from None
+    return {k.replace("-", "_"): v for k, v in data.items()}

@@ -1,0 +1,1 @@
+"""Tables, figures and READMEs from finished run folders only."""

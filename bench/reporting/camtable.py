@@ -1,0 +1,224 @@
+"""The explanation table: where each model looks, per image and then over images
+(docs/protocol.md, "Where the models look").
+
+Each run's ``cam_metrics.csv`` (bench.evaluation.explain) has one row per image with its status. Per model,
+an image's measure is the mean over the seeds whose map was measured (seeds are averaged per
+image first, so three seeds of 100 images are 100 images, not 300); an image counts as measured
+when at least one seed's map was. Intervals are over images with the images' clusters (same lesion
+or patient) as the units: a cluster-robust standard error of the mean. Files written before the
+status existed say so: their maps' resolution was never checked, so nothing in them is measured.
+
+The border-energy flag: the frame energy ratio's interval lies above 1, i.e. the map puts more
+energy in the frame band (the outer ``BAND`` of the image side on each edge, where calipers and
+labels sit) than the band's share of the image.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from bench.evaluation.camlayer import EMPTY, MEASURED, NOT_MEASURABLE
+from bench.evaluation.contrasts import groups_of
+from bench.evaluation.localization import BAND, frame_band
+from bench.evaluation.metrics import THRESHOLD
+
+UNRECORDED = "not measurable (resolution unrecorded)"
+MEASURES = (("pointing_hit", True), ("lesion_energy_ratio", False), ("frame_energy_ratio", False))
+
+
+def clustered_mean_ci(values, groups, level: float = 0.95, bounds: tuple | None = None
+                      ) -> tuple[float, float, float]:
+    """Mean of ``values`` (NaNs left out) and its normal interval with the cluster-robust
+    standard error ``sqrt(G/(G-1) · Σ_g (Σ_{i∈g} (x_i − x̄))²) / n`` over the G clusters of
+    ``groups``; ``bounds`` clips the interval (e.g. (0, 1) for a rate)."""
+    from scipy import stats
+
+    v = np.asarray(values, dtype=float)
+    g = np.asarray(groups).astype(str)
+    keep = ~np.isnan(v)
+    v, g = v[keep], g[keep]
+    if len(v) == 0:
+        return math.nan, math.nan, math.nan
+    mean = float(v.mean())
+    _, inv = np.unique(g, return_inverse=True)
+    n_cl = int(inv.max()) + 1
+    if n_cl < 2:
+        return mean, math.nan, math.nan
+    sums = np.bincount(inv, weights=v - mean)
+    se = math.sqrt(n_cl / (n_cl - 1) * float((sums ** 2).sum())) / len(v)
+    z = stats.norm.ppf(0.5 + level / 2)
+    lo, hi = mean - z * se, mean + z * se
+    if bounds is not None:
+        lo, hi = max(bounds[0], lo), min(bounds[1], hi)
+    return mean, lo, hi
+
+
+def _status(frame: pd.DataFrame) -> pd.Series:
+    if "status" in frame:
+        return frame["status"].fillna(UNRECORDED).astype(str)
+    return pd.Series(UNRECORDED, index=frame.index)
+
+
+def per_image(frames: list[pd.DataFrame], groups: dict[str, dict[str, str]]) -> pd.DataFrame:
+    """One row per (set, image) over the seeds' ``frames``: label, seed-mean P(malignant), status
+    (measured when any seed's map was; else empty map when any was; else not measurable), the
+    measures averaged over the measured seeds, map size(s), layer(s) and the image's cluster."""
+    cam = pd.concat([f.assign(status=_status(f)) for f in frames], ignore_index=True)
+    for col, _ in MEASURES:
+        if col not in cam:
+            cam[col] = np.nan
+        cam.loc[cam.status != MEASURED, col] = np.nan
+    for col in ("map_size", "layer"):
+        if col not in cam:
+            cam[col] = "unrecorded"
+    cam["has_mask"] = cam.has_mask.astype(bool)
+    rank = {MEASURED: 0, EMPTY: 1, NOT_MEASURABLE: 2, UNRECORDED: 3}
+    cam["rank"] = cam.status.map(rank).fillna(3)
+    out = cam.groupby(["set", "id"], sort=False).agg(
+        label=("label", "first"), prob_malignant=("prob_malignant", "mean"),
+        has_mask=("has_mask", "max"), rank=("rank", "min"),
+        n_seeds=("status", "size"),
+        map_size=("map_size", lambda s: ",".join(sorted(set(map(str, s))))),
+        layer=("layer", lambda s: ",".join(sorted(set(map(str, s))))),
+        **{col: (col, "mean") for col, _ in MEASURES}).reset_index()
+    out["status"] = out["rank"].map({v: k for k, v in rank.items()})
+    out["correct"] = (out.prob_malignant >= THRESHOLD).astype(int) == out.label
+    out["group"] = [groups.get(s, {}).get(str(i), "") for s, i in zip(out.set, out.id,
+                                                                        strict=True)]
+    out["group"] = groups_of(out)
+    return out.drop(columns="rank")
+
+
+def explanation_rows(sets: list[tuple[str, list]], read) -> pd.DataFrame:
+    """Per model of ``sets`` (``(label, runs)``), image set and subgroup (all, correct, wrong by
+    the seed-mean prediction, benign, malignant): n images, n measured, n empty, n not measurable,
+    map size and layer, and the mean [clustered 95% CI] over measured images of the pointing-game
+    hit rate and the lesion and frame energy ratios, with the border-energy flag. ``read(run)``
+    gives a run's ``cam_metrics.csv`` frame or ``None``."""
+    rows = []
+    for model, rs in sets:
+        frames, groups = [], {}
+        for r in rs:
+            f = read(r)
+            if f is None:
+                continue
+            frames.append(f)
+            groups.setdefault("test", {}).update(
+                dict(zip(r.test.id.astype(str), r.test.group.astype(str), strict=True))
+                if "group" in r.test else {})
+            for name, (ext, _) in r.external.items():
+                if "group" in ext:
+                    groups.setdefault(name, {}).update(
+                        dict(zip(ext.id.astype(str), ext.group.astype(str), strict=True)))
+        if not frames:
+            continue
+        images = per_image(frames, groups)
+        for name, part in images.groupby("set", sort=False):
+            subsets = {"all": part, "correct": part[part.correct], "wrong": part[~part.correct],
+                       "benign": part[part.label == 0], "malignant": part[part.label == 1]}
+            if not (part.status == MEASURED).any():  # nothing measured: one row says so
+                subsets = {"all": part}
+            for subset, g in subsets.items():
+                measured = g[g.status == MEASURED]
+                row: dict = {"model": model, "set": name, "images": subset, "n": len(g),
+                             "n_measured": len(measured),
+                             "n_empty": int((g.status == EMPTY).sum()),
+                             "n_not_measurable": int(g.status.isin(
+                                 [NOT_MEASURABLE, UNRECORDED]).sum()),
+                             "unrecorded": bool((g.status == UNRECORDED).any()),
+                             "n_seeds": len(frames),
+                             "with_mask": int(measured.has_mask.sum()),
+                             "map_size": ",".join(sorted(set(",".join(g.map_size).split(","))))
+                             if len(g) else "",
+                             "layer": ",".join(sorted(set(",".join(g.layer).split(","))))
+                             if len(g) else ""}
+                for col, binary in MEASURES:
+                    row[col], row[f"{col}_lo"], row[f"{col}_hi"] = clustered_mean_ci(
+                        measured[col], measured.group, bounds=(0, 1) if binary else None)
+                row["border_flag"] = bool(row["frame_energy_ratio_lo"] > 1) \
+                    if not math.isnan(row["frame_energy_ratio_lo"]) else False
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def band_text(img_size: int | None) -> str:
+    """What the frame band is, for captions: the outer share of each side and of the area."""
+    if not img_size:
+        return f"the outer {BAND:.0%} of the image side on each edge"
+    k = max(1, round(img_size * BAND))
+    return (f"the outer {BAND:.0%} of the image side on each edge ({k} px at {img_size} px input, "
+            f"{frame_band(img_size).mean():.0%} of the image area)")
+
+
+def _cell(r: dict, col: str) -> str:
+    v = r.get(col)
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "—"
+    lo, hi = r.get(f"{col}_lo"), r.get(f"{col}_hi")
+    if lo is None or (isinstance(lo, float) and math.isnan(lo)):
+        return f"{v:.3f}"
+    return f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def display(t: pd.DataFrame) -> pd.DataFrame:
+    """Markdown/LaTeX cells: n measured of n with the other statuses, map size and layer, and the
+    measures over measured images (no mask: no lesion measures); ⚑ marks the border flag."""
+    rows = []
+    for r in t.to_dict("records"):
+        others = [f"{int(r['n_empty'])} empty" if r["n_empty"] else "",
+                  f"{int(r['n_not_measurable'])} not measurable" if r["n_not_measurable"] else ""]
+        others = ", ".join(x for x in others if x)
+        none = "not measurable" if not r["n_measured"] else None
+        rows.append({
+            "Model": r["model"], "Images": f"{r['set']}: {r['images']}",
+            "Measured of n (seeds averaged per image)":
+                f"{int(r['n_measured'])} of {int(r['n'])}" + (f" ({others})" if others else ""),
+            "Map (layer)": ("unrecorded" if r.get("unrecorded") and not r["n_measured"] else
+                            f"{r['map_size']} ({r['layer']})"),
+            "Pointing hit": none or ("no mask" if not r["with_mask"] else _cell(r, "pointing_hit")),
+            "Lesion energy ratio": none or ("no mask" if not r["with_mask"]
+                                            else _cell(r, "lesion_energy_ratio")),
+            "Frame energy ratio": none or (_cell(r, "frame_energy_ratio")
+                                           + (" ⚑" if r.get("border_flag") else "")),
+        })
+    return pd.DataFrame(rows)
+
+
+def notes(t: pd.DataFrame) -> list[str]:
+    """README lines: models whose maps cannot be measured, sit no better than chance in the
+    lesion, or carry the border-energy flag (all images of a set)."""
+    out = []
+    for r in t[t.images == "all"].to_dict("records"):
+        where = "held-out test" if r["set"] == "test" else f"external set {r['set']}"
+        if not r["n_measured"]:
+            why = ("its explanations predate the resolution check (rerun python -m bench.explain)"
+                   if r.get("unrecorded") else f"its map is {r['map_size']} at this input size")
+            out.append(f"* **{r['model']}** ({where}): not measurable: {why}.")
+            continue
+        if r["with_mask"] and r["lesion_energy_ratio_hi"] <= 1:
+            out.append(f"* **{r['model']}** ({where}): its maps sit no better than chance in the "
+                       f"lesion (lesion energy ratio {r['lesion_energy_ratio']:.2f}, CI upper "
+                       "bound ≤ 1).")
+        if r.get("border_flag"):
+            out.append(f"* **{r['model']}** ({where}) ⚑: more map energy in the frame band than "
+                       f"its share of the image (frame energy ratio {r['frame_energy_ratio']:.2f} "
+                       f"[{r['frame_energy_ratio_lo']:.2f}, {r['frame_energy_ratio_hi']:.2f}], "
+                       f"{int(r['n_measured'])} of {int(r['n'])} images measured): a border-energy "
+                       "shortcut suspect (calipers, labels or the image edge).")
+    return out
+
+
+def caption(img_size: int | None) -> str:
+    return ("Where the models look (Grad-CAM at the deepest layer whose map is at least 7×7 at the "
+            "run's input size; map size and layer given). Every held-out image has a status: "
+            "measured, empty map (no evidence for malignancy anywhere) or not measurable (too "
+            "coarse a map); seeds are averaged per image first, then mean [95% CI] over the "
+            "measured images, with a cluster-robust interval over same-lesion groups. Pointing-game "
+            "hit rate (the map's peak in the lesion, 3% tolerance), lesion energy ratio (share of "
+            "the map's energy in the lesion / the lesion's share of the image; 1 = chance) and "
+            f"frame energy ratio (the same for the frame band: {band_text(img_size)}, where "
+            "calipers and labels sit). ⚑ = border-energy shortcut suspect: the frame energy ratio's "
+            "interval lies above 1. Correct/wrong: by the seed-mean prediction.")

@@ -1,0 +1,371 @@
+"""``python -m bench.evaluate``: score outside predictions on a results set's held-out test set.
+
+``--predictions FILE.csv --name NAME [--runs RUNS_DIR] [--out DIR]`` checks the file strictly
+against the set's split manifest (:mod:`bench.reporting.outside`), then writes to ``--out`` (never into the
+set unless ``--out`` points there): the model's Table 3 row computed by the report's own functions
+(:func:`bench.reporting.tables.comparison_table` over the set's runs plus the outside ones), its AUC and
+ΔAUC vs Fus2Net with image-level and cluster-aware intervals (same-lesion groups of the manifest:
+Obuchowski and a paired cluster bootstrap), the degenerate-prediction flag, its ROC against
+Fus2Net's, its calibration, and ``leaderboard.md/csv``: the set's models and this one, marked
+"outside predictions (not trained by this suite)". ``--template`` writes the ids to predict.
+See docs/protocol.md, "Outside predictions".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.core.atomic import write_csv, write_json, write_text
+from bench.core.errors import BenchError, cli_main, ensure_writable, number
+from bench.core.paths import PROJECT_ROOT
+from bench.core.provenance import file_sha256, git_revision, package_versions, portable
+from bench.core.tablefmt import fmt, fmt_p, with_ci, write_table
+from bench.evaluation.clustered import cluster_bootstrap_delta, obuchowski_auc, obuchowski_delta
+from bench.evaluation.metrics import degenerate_prediction
+from bench.evaluation.stats import (
+    bootstrap_auc_ci,
+    cluster_bootstrap_auc,
+    delong_ci,
+    delong_test,
+)
+from bench.reporting import figures, table3
+from bench.reporting.outside import (
+    OUTSIDE,
+    ResultsSet,
+    outside_runs,
+    read_predictions,
+    results_set,
+    template,
+)
+from bench.reporting.report import select_group
+from bench.reporting.runs import Run, load_runs
+from bench.reporting.tables import (
+    PAPER_ROW,
+    REFERENCE,
+    calibration_bins,
+    comparison_sets,
+    comparison_table,
+    per_seed_table,
+    roc_points,
+)
+
+SEED_MEAN = "ensemble of the seeds"
+
+
+def check_name(name: str, rs: ResultsSet) -> str:
+    name = name.strip()
+    if not name or any(c in name for c in "\n\r|/\\"):
+        raise BenchError(f"--name {name!r}: give a short model name (no newline, |, / or \\)")
+    taken = {r.model for r in rs.runs} | {REFERENCE}
+    if name in taken or name == PAPER_ROW["model"]:
+        raise BenchError(f"--name {name}: the set already has a model of that name; choose "
+                         "another name for the outside predictions (e.g. mymodel-outside)")
+    return name
+
+
+def _labels_scores(runs: list[Run]) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per seed: test ids, labels and P(malignant), sorted by id."""
+    return {int(r.settings.get("seed", 0)): (r.test.id.to_numpy(), r.test.label.to_numpy(),
+                                             r.test.prob_malignant.to_numpy(dtype=float))
+            for r in runs if len(r.test)}
+
+
+def interval_rows(outside: list[Run], reference: list[Run], groups: pd.Series, n_boot: int,
+                  seed: int) -> pd.DataFrame:
+    """The outside model's AUC with image-level (DeLong, stratified bootstrap) and cluster-aware
+    (Obuchowski, cluster bootstrap) 95% intervals, and its paired ΔAUC against Fus2Net on the
+    same images: per seed against Fus2Net's run of that seed, and on the seed-averaged
+    probabilities of both. Tests are left blank for degenerate predictions (bench.evaluation.metrics)."""
+    mine, ref = _labels_scores(outside), _labels_scores(reference)
+    cases: list[tuple[str, tuple, tuple | None]] = []
+    for s, v in sorted(mine.items()):
+        cases.append((str(s), v, ref.get(s)))
+    if len(mine) > 1 or len(ref) > 1:
+        ids, y, _ = next(iter(mine.values()))
+        mean = np.mean([v[2] for v in mine.values()], axis=0)
+        ref_mean = (ids, y, np.mean([v[2] for v in ref.values()], axis=0)) if ref else None
+        cases.append((SEED_MEAN, (ids, y, mean), ref_mean))
+    rows = []
+    for label, (ids, y, s), other in cases:
+        g = groups.reindex(ids).astype(str).to_numpy()
+        flag = degenerate_prediction(s)
+        row: dict = {"seed": label, "n": len(y), "n_clusters": len(set(g)), "flag": flag}
+        row["auc"], row["auc_delong_lo"], row["auc_delong_hi"] = delong_ci(y, s)
+        row["auc_boot_lo"], row["auc_boot_hi"] = bootstrap_auc_ci(y, s, n_boot=n_boot, seed=seed)
+        ob = obuchowski_auc(y, s, g)
+        row["auc_obuchowski_lo"], row["auc_obuchowski_hi"] = ob.lo, ob.hi
+        row["auc_cluster_boot_lo"], row["auc_cluster_boot_hi"], _ = cluster_bootstrap_auc(
+            y, s, g, n_boot=n_boot, seed=seed)
+        if other is not None:
+            assert (other[0] == ids).all()  # the same test set (checked by per_seed_table)
+            r_s = other[2]
+            row["fus2net_auc"] = delong_ci(y, r_s)[0]
+            row["delta_auc"] = row["auc"] - row["fus2net_auc"]
+            if not flag:
+                row["delong_p"] = delong_test(y, s, r_s)[1]
+                d = obuchowski_delta(y, s, r_s, g)
+                row["delta_obuchowski_lo"], row["delta_obuchowski_hi"] = d.lo, d.hi
+                row["delta_obuchowski_p"] = d.p
+                b = cluster_bootstrap_delta(y, s, r_s, g, n_boot=n_boot, seed=seed)
+                row["delta_cluster_boot_lo"], row["delta_cluster_boot_hi"] = b.lo, b.hi
+                row["delta_cluster_boot_p"] = b.p
+        rows.append(row)
+    cols = ["seed", "n", "n_clusters", "auc", "auc_delong_lo", "auc_delong_hi", "auc_boot_lo",
+            "auc_boot_hi", "auc_obuchowski_lo", "auc_obuchowski_hi", "auc_cluster_boot_lo",
+            "auc_cluster_boot_hi", "fus2net_auc", "delta_auc", "delong_p", "delta_obuchowski_lo",
+            "delta_obuchowski_hi", "delta_obuchowski_p", "delta_cluster_boot_lo",
+            "delta_cluster_boot_hi", "delta_cluster_boot_p", "flag"]
+    return pd.DataFrame(rows).reindex(columns=cols)
+
+
+def intervals_display(t: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for r in t.to_dict("records"):
+        flagged = isinstance(r.get("flag"), str) and bool(r["flag"])
+        blank = "— (degenerate)" if flagged else "—"
+        rows.append({
+            "Seed": r["seed"], "n (clusters)": f"{int(r['n'])} ({int(r['n_clusters'])})",
+            "AUC [DeLong]": with_ci(r["auc"], r["auc_delong_lo"], r["auc_delong_hi"]),
+            "[bootstrap]": f"[{fmt(r['auc_boot_lo'])}, {fmt(r['auc_boot_hi'])}]",
+            "[Obuchowski, clustered]":
+                f"[{fmt(r['auc_obuchowski_lo'])}, {fmt(r['auc_obuchowski_hi'])}]",
+            "[cluster bootstrap]":
+                f"[{fmt(r['auc_cluster_boot_lo'])}, {fmt(r['auc_cluster_boot_hi'])}]",
+            "Fus2Net AUC": fmt(r["fus2net_auc"]),
+            "ΔAUC vs Fus2Net": "—" if pd.isna(r["delta_auc"]) else f"{r['delta_auc']:+.3f}",
+            "DeLong p": blank if pd.isna(r["delong_p"]) else fmt_p(r["delong_p"]),
+            "ΔAUC [Obuchowski] p": blank if pd.isna(r["delta_obuchowski_p"]) else
+                f"[{r['delta_obuchowski_lo']:+.3f}, {r['delta_obuchowski_hi']:+.3f}] "
+                f"p {fmt_p(r['delta_obuchowski_p'])}",
+            "ΔAUC [cluster bootstrap] p": blank if pd.isna(r["delta_cluster_boot_p"]) else
+                f"[{r['delta_cluster_boot_lo']:+.3f}, {r['delta_cluster_boot_hi']:+.3f}] "
+                f"p {fmt_p(r['delta_cluster_boot_p'])}",
+            "Flag": r["flag"] if flagged else "",
+        })
+    return pd.DataFrame(rows)
+
+
+def leaderboard(t3: pd.DataFrame, name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The set's Table 3 rows and the outside one, ranked by mean test AUC over seeds (degenerate
+    rows unranked, last); raw and display, each with its source."""
+    t = t3.copy()
+    t["source"] = np.where(t.model == name, OUTSIDE, "trained by this suite")
+    flagged = t.flag.fillna("").astype(str).str.len() > 0
+    t["_key"] = np.where(flagged | t.auc.isna(), -np.inf, t.auc.fillna(-np.inf))
+    t = t.sort_values(["_key", "model"], ascending=[False, True], kind="stable").drop(columns="_key")
+    ranked = ~(t.flag.fillna("").astype(str).str.len() > 0) & t.auc.notna()
+    t.insert(0, "rank", [str(k + 1) if ok else "—" for k, ok in enumerate(ranked)])
+    t = t.reset_index(drop=True)
+    shown = table3.headline_display(t)
+    shown.insert(0, "Rank", t["rank"])
+    shown.insert(2, "Source", t.source)
+    return t, shown
+
+
+def calibration_rows(t3: pd.DataFrame, name: str) -> pd.DataFrame:
+    """Fus2Net's and the outside model's calibration and prevalence columns of Table 3
+    (:data:`bench.reporting.table3.CALIBRATION_COLUMNS`: Brier, slope, intercept with cluster-bootstrap
+    intervals; PPV/NPV at 50 % and at the data set's prevalence)."""
+    rows = t3[t3.model.isin([REFERENCE, name])]
+    return rows.reindex(columns=table3.CALIBRATION_COLUMNS).reset_index(drop=True)
+
+
+def _record(value):
+    if isinstance(value, float | np.floating):
+        return None if not math.isfinite(value) else float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def refuse_foreign_out(out: Path, runs_dir: Path, name: str, sha: str) -> None:
+    """``--out`` inside ``--runs`` would be read as a run folder; an evaluation of other
+    predictions there is never overwritten."""
+    if out.resolve() == runs_dir.resolve() or runs_dir.resolve() in out.resolve().parents:
+        raise BenchError(f"--out {out}: inside --runs {runs_dir}, where it would be read as a run "
+                         "folder; choose a folder outside it")
+    record = out / "evaluation.json"
+    if record.is_file():
+        try:
+            old = json.loads(record.read_text())
+        except ValueError:
+            old = {}
+        if old.get("name") != name or old.get("predictions", {}).get("sha256") != sha:
+            raise BenchError(f"--out {out}: holds the evaluation of other predictions "
+                             f"({old.get('name', 'unreadable record')}); choose another --out or "
+                             "remove that folder")
+
+
+def evaluate(predictions: Path, name: str, runs_dir: Path, out: Path, n_boot: int = 2000,
+             seed: int = 0, profile: str | None = None, command: str = "") -> dict:
+    """Check ``predictions`` against the set in ``runs_dir`` and write every output to ``out``;
+    returns the record written as ``evaluation.json``."""
+    notes: list[str] = []
+    rs = results_set(select_group(load_runs(runs_dir, notes=notes), profile), runs_dir)
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
+    name = check_name(name, rs)
+    preds = read_predictions(predictions, rs)
+    sha = file_sha256(predictions)
+    refuse_foreign_out(out, runs_dir, name, sha)
+    ensure_writable(out)
+    mine = outside_runs(preds, name, rs)
+    runs = rs.runs + mine
+    per_seed = per_seed_table(runs, n_boot=n_boot, seed=seed)
+    t3 = comparison_table(runs, n_boot=n_boot, seed=seed, per_seed=per_seed)
+    row = t3[t3.model == name]
+    sets = dict(comparison_sets(runs))
+    reference = sets.get(REFERENCE, [])
+    groups = rs.manifest.set_index("id").group
+    intervals = interval_rows(mine, reference, groups, n_boot, seed)
+    board, shown = leaderboard(t3, name)
+    cal = calibration_rows(t3, name)
+
+    write_csv(out / "predictions.csv", preds)
+    write_table(row, table3.full_display(row), out / "row",
+                f"{name}: {OUTSIDE}. Table 3 row computed by the report's functions over the set's "
+                "runs and these predictions (ΔAUC, DeLong and McNemar against Fus2Net paired by "
+                "seed; Holm's correction across every model of the leaderboard).")
+    write_csv(out / "row_per_seed.csv", per_seed[per_seed.model == name])
+    write_table(intervals, intervals_display(intervals), out / "intervals",
+                f"{name}: test AUC with image-level (DeLong, stratified bootstrap) and "
+                "cluster-aware 95% intervals (Obuchowski's clustered variance and a cluster "
+                "bootstrap over the manifest's groups: same picture, patient or lesion), and ΔAUC "
+                "against Fus2Net on the same images, per seed (against Fus2Net's run of that "
+                "seed) and on the seed-averaged probabilities (an ensemble of the seeds, labelled so).")
+    write_table(board, shown, out / "leaderboard",
+                "Held-out test set of the results set, ranked by mean test AUC over seeds "
+                "(degenerate rows unranked). Source says which models this suite trained and which "
+                f"are {OUTSIDE}. Holm's correction runs across every model listed, so the set's "
+                "own p-values can differ from its committed table. The paper's row (other data) "
+                "is left out.")
+    write_table(cal, table3.calibration_display(cal), out / "calibration",
+                table3.CALIBRATION_CAPTION.format(prevalence=table3.prevalence_text(t3)))
+    pair = [r for r in runs if r.model in (REFERENCE, name)]
+    figures.roc_figure(roc_points(pair), t3[t3.model.isin([REFERENCE, name])], out / "roc")
+    bins = calibration_bins(pair)
+    write_csv(out / "calibration_bins.csv", bins)
+    figures.calibration_figure(bins, out / "calibration")
+
+    raw = {k: _record(v) for k, v in row.iloc[0].to_dict().items()}
+    val = preds[preds.split == "val"]
+    record = {
+        "name": name, "source": OUTSIDE, "command": command,
+        "predictions": {"file": portable(predictions.resolve()), "sha256": sha,
+                        "rows": len(preds), "seeds": sorted(int(s) for s in preds.seed.unique()),
+                        "test_rows_per_seed": int((preds.split == "test").sum()
+                                                  // preds.seed.nunique()),
+                        "val_rows": len(val)},
+        "results_set": {"runs": portable(runs_dir.resolve()), "data_kind": rs.data_kind,
+                        "profile": rs.profile.get("name"), "manifest_sha256": rs.manifest_sha256,
+                        "manifest_file": portable(rs.manifest_file.resolve()),
+                        "test_images": len(rs.test_ids),
+                        "test_groups": int(groups.reindex(list(rs.test_ids)).nunique()),
+                        "reference_seeds": sorted(int(r.settings.get("seed", 0))
+                                                  for r in reference)},
+        "row": raw, "degenerate": raw.get("flag") or "",
+        "intervals": [{k: _record(v) for k, v in r.items()} for r in intervals.to_dict("records")],
+        "calibration": [{k: _record(v) for k, v in r.items()} for r in cal.to_dict("records")],
+        "cv": None if not len(val) else {
+            "folds": int(val.fold.nunique()),
+            "auc_per_fold": [_record(x) for x in mine[0].cv.auc]},
+        "statistics": {"n_boot": n_boot, "bootstrap_seed": seed},
+        "versions": package_versions(), "git_revision": git_revision(), "notes": notes,
+    }
+    write_json(out / "evaluation.json", record)
+    write_readme(out, name, record)
+    return record
+
+
+def write_readme(out: Path, name: str, record: dict) -> Path:
+    rs, p = record["results_set"], record["predictions"]
+    lines = [f"# {name}: {OUTSIDE}", "",
+             "Generated by `python -m bench.evaluate`; do not edit by hand.", "",
+             f"* **Predictions**: `{p['file']}` (SHA-256 `{p['sha256'][:16]}…`), seeds "
+             f"{', '.join(map(str, p['seeds']))}, {p['test_rows_per_seed']} held-out test images "
+             f"per seed" + (f", {p['val_rows']} out-of-fold CV rows" if p["val_rows"] else ""),
+             f"* **Results set**: `{rs['runs']}` ({rs['data_kind']}, profile `{rs['profile']}`), "
+             f"split manifest SHA-256 `{rs['manifest_sha256'][:16]}…`, {rs['test_images']} test "
+             f"images in {rs['test_groups']} groups of the manifest (same picture, patient or lesion)",
+             f"* **Command**: `{record['command']}`", ""]
+    if record["degenerate"]:
+        lines += [f"**⚠ Degenerate predictions**: {record['degenerate']}; the tests below are not "
+                  "evidence.", ""]
+    for part in ("row", "intervals", "leaderboard", "calibration"):
+        lines += [(out / f"{part}.md").read_text(), ""]
+    lines += ["![ROC against Fus2Net](roc.png)", "", "![Calibration](calibration.png)", ""]
+    return write_text(out / "README.md", "\n".join(lines))
+
+
+def write_template(runs_dir: Path, out: Path, profile: str | None) -> Path:
+    rs = results_set(select_group(load_runs(runs_dir), profile), runs_dir)
+    ensure_writable(out)
+    path = write_csv(out / "predictions_template.csv", template(rs))
+    print(f"wrote {path}: the {len(rs.test_ids)} held-out test ids of {runs_dir} (split manifest "
+          f"SHA-256 {rs.manifest_sha256[:16]}…). Fill prob_malignant with P(malignant) in [0, 1] "
+          "for every row; add a seed column for several training seeds (rows repeated per seed)")
+    return path
+
+
+def summary(record: dict) -> str:
+    r, name = record["row"], record["name"]
+    mean = next((i for i in reversed(record["intervals"])), {})
+    text = (f"{name} ({OUTSIDE}; {record['predictions']['test_rows_per_seed']} test images, "
+            f"seeds {','.join(map(str, record['predictions']['seeds']))}): AUC "
+            f"{fmt(r.get('auc'))}, accuracy {fmt(r.get('accuracy'))}, sensitivity "
+            f"{fmt(r.get('sensitivity'))}, specificity {fmt(r.get('specificity'))}")
+    if mean.get("auc_obuchowski_lo") is not None:
+        text += (f"; AUC [{mean['seed'] if mean['seed'] == SEED_MEAN else 'seed ' + mean['seed']}]"
+                 f" DeLong [{fmt(mean['auc_delong_lo'])}, {fmt(mean['auc_delong_hi'])}], "
+                 f"clustered [{fmt(mean['auc_obuchowski_lo'])}, {fmt(mean['auc_obuchowski_hi'])}]")
+    if r.get("delta_auc") is not None:
+        text += f"; ΔAUC vs Fus2Net {r['delta_auc']:+.3f}"
+    if record["degenerate"]:
+        text += f"; ⚠ degenerate: {record['degenerate']}"
+    return text
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.evaluate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--predictions", type=Path, help="CSV of id,prob_malignant (optional label, "
+                   "seed, split, fold, path)")
+    p.add_argument("--name", help="the outside model's name in the tables")
+    p.add_argument("--runs", type=Path, default=PROJECT_ROOT / "results" / "runs",
+                   help="run folders of the results set to compare against")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output folder (default: results/outside/NAME; --template: results/outside)")
+    p.add_argument("--template", action="store_true",
+                   help="write predictions_template.csv with the ids to predict, then stop")
+    p.add_argument("--profile", default=None, help="only runs of this profile")
+    p.add_argument("--n-boot", type=number("--n-boot", above=True), default=2000,
+                   help="bootstrap resamples for the intervals")
+    p.add_argument("--seed", type=number("--seed"), default=0, help="bootstrap seed")
+    args = p.parse_args(argv)
+    if args.template:
+        write_template(args.runs, args.out or PROJECT_ROOT / "results" / "outside", args.profile)
+        return 0
+    for opt, value in (("--predictions", args.predictions), ("--name", args.name)):
+        if value is None:
+            raise BenchError(f"{opt} is required (or --template to get the ids to predict)")
+    out = args.out or PROJECT_ROOT / "results" / "outside" / args.name.strip()
+    given = argv if argv is not None else sys.argv[1:]
+    command = " ".join(["python -m bench.evaluate", shlex.join(map(portable, given))])
+    record = evaluate(args.predictions, args.name, args.runs, out, args.n_boot, args.seed,
+                      args.profile, command)
+    print(summary(record))
+    print(f"wrote {out}: README.md, row, intervals, leaderboard, calibration (.csv/.md/.tex), "
+          "roc.png, calibration.png, evaluation.json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
