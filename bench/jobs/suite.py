@@ -31,7 +31,7 @@ from bench.jobs.experiments import (
     default_models,
     experiment_commands,
 )
-from bench.reporting import report
+from bench.reporting.report import ReportOptions, build_report
 from bench.reporting.runs import load_run
 from models import create_model, get_model_config
 from models.errors import UserError
@@ -349,11 +349,9 @@ def main(argv: list[str] | None = None) -> int:
         except UserError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failures.append(f"explain {run_dir.name}")
-    try:
-        report.main(["--runs", str(runs_dir), "--out", str(out), "--profile", profile])
-    except SystemExit as exc:
-        if exc.code:
-            raise BenchError(f"the report could not be built from {runs_dir}") from None
+    result = build_report(runs_dir, out, ReportOptions(profile=profile))
+    for note in result.warnings:
+        print(f"warning: {note}", file=sys.stderr)
     if failures:
         print(f"failed: {', '.join(failures)}", file=sys.stderr)
         return 1

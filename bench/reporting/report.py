@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -427,28 +428,49 @@ def main(argv: list[str] | None = None) -> int:
                    help="leave out runs whose outputs fail their recorded checksums (listed in "
                         "the README) instead of stopping")
     args = p.parse_args(argv)
-    ensure_writable(args.out)
-    if not args.figures_only:
-        skipped: list[str] = []
-        notes: list[str] = []
-        runs = select_group(load_runs(args.runs, args.skip_invalid_runs, skipped, notes),
-                            args.profile)
-        for note in skipped:
-            print(f"warning: left out: {note}", file=sys.stderr)
-        for note in notes:
-            print(f"warning: {note}", file=sys.stderr)
-        for name, why in set_aside(runs):
-            print(f"warning: {name} is in no table: {why}", file=sys.stderr)
-        tables = write_tables(runs, args.out, args.n_boot, args.seed)
-        for note in provenance_warnings(runs):
-            print(f"warning: {note}", file=sys.stderr)
-    paths = draw_figures(args.out)
-    if not args.figures_only:
-        write_readme(runs, args.out, tables, skipped, notes)
-    print(f"wrote tables to {args.out / 'tables'}, {len(paths)} figure files to "
+    result = build_report(args.runs, args.out, ReportOptions(
+        profile=args.profile, n_boot=args.n_boot, seed=args.seed, figures_only=args.figures_only,
+        skip_invalid_runs=args.skip_invalid_runs))
+    for note in result.warnings:
+        print(f"warning: {note}", file=sys.stderr)
+    print(f"wrote tables to {args.out / 'tables'}, {len(result.figures)} figure files to "
           f"{args.out / 'figures'} and {args.out / 'README.md'}")
     return 0
 
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """How a report is built: which runs (one profile), bootstrap size and seed, figures only."""
+    profile: str | None = None
+    n_boot: int = 2000
+    seed: int = 0
+    figures_only: bool = False
+    skip_invalid_runs: bool = False
+
+
+@dataclass(frozen=True)
+class ReportResult:
+    readme: Path | None
+    figures: list[Path]
+    warnings: list[str] = field(default_factory=list)
+
+
+def build_report(runs_dir: Path, out: Path, options: ReportOptions = ReportOptions()) -> ReportResult:
+    """Tables, figures and README of the finished runs in ``runs_dir``, written to ``out`` (the
+    library call behind ``python -m bench.report``; the suite calls it after its runs)."""
+    ensure_writable(out)
+    if options.figures_only:
+        return ReportResult(None, draw_figures(out))
+    skipped: list[str] = []
+    notes: list[str] = []
+    runs = select_group(load_runs(runs_dir, options.skip_invalid_runs, skipped, notes),
+                        options.profile)
+    warnings = [f"left out: {n}" for n in skipped] + list(notes)
+    warnings += [f"{name} is in no table: {why}" for name, why in set_aside(runs)]
+    tables = write_tables(runs, out, options.n_boot, options.seed)
+    warnings += provenance_warnings(runs)
+    figures = draw_figures(out)
+    return ReportResult(write_readme(runs, out, tables, skipped, notes), figures, warnings)
 
 if __name__ == "__main__":
     sys.exit(main())
