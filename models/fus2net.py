@@ -144,13 +144,16 @@ FUS2NET_CFG = ModelConfig(
     in_chans=3,
     normalization="per_image",
     recipe=Recipe(),
-    cam_layer="block2",
+    cam_layer="block2", classifier="fc2",
     reference="Ma et al., Fus2Net, BioMed Eng OnLine 20:112 (2021), doi:10.1186/s12938-021-00950-z",
     notes="Architecture reconstructed from the text (SPEC §2); Table 4 of the paper is unavailable.",
 )
 
 
-@register_model(FUS2NET_CFG)
+OWN_WEIGHTS = WeightSource(files="own")  # no ImageNet weights; a file of Fus2Net weights loads
+
+
+@register_model(FUS2NET_CFG, weights=OWN_WEIGHTS)
 def fus2net(pretrained: str = "none", **kwargs) -> Fus2Net:
     """Fus2Net with the paper's defaults (3-channel 299×299 input, FC 256, dropout 0.5, L2 0.05).
 
@@ -158,5 +161,3 @@ def fus2net(pretrained: str = "none", **kwargs) -> Fus2Net:
     """
     return create_pretrained(lambda: Fus2Net(**kwargs), pretrained, OWN_WEIGHTS, "fus2net")
 
-
-OWN_WEIGHTS = WeightSource(files="own")  # no ImageNet weights; a file of Fus2Net weights loads

@@ -36,8 +36,8 @@ def _fetch() -> tuple[dict[str, torch.Tensor], str]:
     try:
         state = torchvision.models.GoogLeNet_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
     except Exception as exc:  # noqa: BLE001 - network failures of any kind
-        raise UserError(f"--pretrained hub: cannot fetch torchvision {TV_WEIGHTS} "
-                        f"({exc.__class__.__name__}); use --pretrained PATH or none") from None
+        raise UserError(f"`pretrained`=hub: cannot fetch torchvision {TV_WEIGHTS} "
+                        f"({exc.__class__.__name__}); use `pretrained`=PATH or none") from None
     return ({k: v for k, v in state.items() if not k.startswith("aux")},
             f"imagenet:torchvision:{TV_WEIGHTS}")
 
@@ -49,13 +49,13 @@ WEIGHTS = WeightSource(
 
 @register_model(ModelConfig(
     name="googlenet_fujioka", family="GoogLeNet", input_size=224, normalization="imagenet",
-    recipe=Recipe(lr=1e-4, source="fine-tuning as in Fujioka et al. 2019"), cam_layer="inception5b",
+    recipe=Recipe(lr=1e-4, source="fine-tuning as in Fujioka et al. 2019"), cam_layer="inception5b", classifier="fc",
     reference="Fujioka et al., Jpn J Radiol 37:466-72 (2019); Han et al., Phys Med Biol 62:7714 (2017)",
-    pretrained="imagenet"))
+    pretrained="imagenet"), weights=WEIGHTS)
 def googlenet_fujioka(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.2,
                       pretrained: str = "none") -> nn.Module:
     if in_chans != 3:
-        raise UserError("googlenet_fujioka takes 3-channel input; use --channels 3")
+        raise UserError("googlenet_fujioka takes 3-channel input; use `in_chans`=3")
     model = create_pretrained(
         lambda: torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=True,
                                              num_classes=num_classes, dropout=dropout),

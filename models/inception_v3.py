@@ -32,14 +32,14 @@ def inception_v3_backbone(in_chans: int) -> nn.Module:
 @register_model(ModelConfig(
     name="inception_v3_tl", family="InceptionV3 (frozen features)", input_size=299, min_input_size=75,
     normalization="imagenet", mean=INCEPTION_MEAN_STD, std=INCEPTION_MEAN_STD,
-    cam_layer="backbone.Mixed_7c",
+    cam_layer="backbone.Mixed_7c", classifier="head",
     recipe=Recipe(lr=None, frozen="backbone (all epochs)",
                   source="Ma et al. 2021 introduction: pretrained CNN as feature extractor + custom classifier"),
-    reference=REFERENCE, pretrained="imagenet"))
+    reference=REFERENCE, pretrained="imagenet"), weights=WEIGHTS)
 def inception_v3_tl(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.5,
                     pretrained: str = "none") -> nn.Module:
     backbone = create_pretrained(lambda: inception_v3_backbone(in_chans), pretrained, WEIGHTS,
-                                 "inception_v3_tl")
+                                 "inception_v3_tl", classifier="")  # no classifier: features
     model = BackboneClassifier(backbone, CustomClassifier(backbone.num_features, 256, num_classes,
                                                           dropout), freeze=True)
     model.weights_provenance = backbone.weights_provenance
@@ -50,7 +50,7 @@ def inception_v3_tl(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.
     name="inception_v3_ft", family="InceptionV3 (fine-tuned)", input_size=299, min_input_size=75,
     normalization="imagenet", mean=INCEPTION_MEAN_STD, std=INCEPTION_MEAN_STD,
     recipe=Recipe(lr=1e-4, source="standard full fine-tuning"), cam_layer="Mixed_7c",
-    reference=REFERENCE, pretrained="imagenet"))
+    classifier="fc", reference=REFERENCE, pretrained="imagenet"), weights=WEIGHTS)
 def inception_v3_ft(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.2,
                     pretrained: str = "none") -> nn.Module:
     return create_pretrained(lambda: timm.create_model("inception_v3", num_classes=num_classes,

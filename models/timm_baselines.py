@@ -19,27 +19,31 @@ FINETUNE = Recipe(lr=1e-4,
                   source="common ImageNet fine-tuning practice (not in Ma et al. 2021)")
 
 
+SOURCES = {arch: timm_source(arch) for arch in ("resnet50", "efficientnet_b0", "convnext_tiny")}
+
+
 def _timm(arch: str, in_chans: int, num_classes: int, dropout: float, pretrained: str) -> nn.Module:
     return create_pretrained(lambda: timm.create_model(arch, num_classes=num_classes,
                                                        in_chans=in_chans, drop_rate=dropout),
-                             pretrained, timm_source(arch), arch)
+                             pretrained, SOURCES[arch], arch)
 
 
 def _cfg(name: str, family: str, reference: str, cam_layer: str,
          cpu_channels_last: bool = True) -> ModelConfig:
     return ModelConfig(name=name, family=family, input_size=224, normalization="imagenet",
                        recipe=FINETUNE, reference=reference, pretrained="imagenet",
-                       cpu_channels_last=cpu_channels_last, cam_layer=cam_layer)
+                       cpu_channels_last=cpu_channels_last, cam_layer=cam_layer,
+                       classifier=timm.get_pretrained_cfg(name).classifier)
 
 
-@register_model(_cfg("resnet50", "ResNet", "He et al., CVPR 2016; timm resnet50", "layer4"))
+@register_model(_cfg("resnet50", "ResNet", "He et al., CVPR 2016; timm resnet50", "layer4"), weights=SOURCES["resnet50"])
 def resnet50(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.2,
              pretrained: str = "none") -> nn.Module:
     return _timm("resnet50", in_chans, num_classes, dropout, pretrained)
 
 
 @register_model(_cfg("efficientnet_b0", "EfficientNet", "Tan & Le, ICML 2019; timm efficientnet_b0",
-                     "bn2"))
+                     "bn2"), weights=SOURCES["efficientnet_b0"])
 def efficientnet_b0(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.2,
                     pretrained: str = "none") -> nn.Module:
     return _timm("efficientnet_b0", in_chans, num_classes, dropout, pretrained)
@@ -48,7 +52,7 @@ def efficientnet_b0(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.
 # channels_last is no faster for it on the 2-core CPU (training step at 64 px, interleaved medians
 # 693 vs 691 ms), so it stays contiguous there (Fus2Net, by contrast: 121 vs 141 ms)
 @register_model(_cfg("convnext_tiny", "ConvNeXt", "Liu et al., CVPR 2022; timm convnext_tiny",
-                     "stages.3", cpu_channels_last=False))
+                     "stages.3", cpu_channels_last=False), weights=SOURCES["convnext_tiny"])
 def convnext_tiny(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.2,
                   pretrained: str = "none") -> nn.Module:
     return _timm("convnext_tiny", in_chans, num_classes, dropout, pretrained)

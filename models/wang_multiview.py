@@ -54,13 +54,14 @@ class MultiviewInceptionV3(nn.Module):
     normalization="imagenet", mean=INCEPTION_MEAN_STD, std=INCEPTION_MEAN_STD,
     recipe=Recipe(lr=1e-4, source="adapted from Wang et al. 2020 (2-D views)"),
     cam_layer="backbone.Mixed_7c",  # the map of the first view, the whole image
+    classifier="fc",
     reference="Wang et al., Ultrasound Med Biol 46(5):1119-32 (2020), doi:10.1016/j.ultrasmedbio.2020.01.001",
     notes="3-D views replaced by whole / central zoom / flipped views of the 2-D image",
-    pretrained="imagenet"))
+    pretrained="imagenet"), weights=WEIGHTS)
 def wang_multiview_inception_v3(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.5,
                                 pretrained: str = "none") -> nn.Module:
     backbone = create_pretrained(lambda: inception_v3_backbone(in_chans), pretrained, WEIGHTS,
-                                 "wang_multiview_inception_v3")
+                                 "wang_multiview_inception_v3", classifier="")  # features only
     model = MultiviewInceptionV3(backbone, num_classes, dropout)
     model.weights_provenance = backbone.weights_provenance
     return model

@@ -41,7 +41,9 @@ class SmallCNN(nn.Module):
     name="zeimarani_cnn", family="small CNN (from scratch)", input_size=224,
     normalization="per_image",
     recipe=Recipe(source="our configuration after Zeimarani et al. 2020"), cam_layer="features.18",
-    reference="Zeimarani et al., IEEE Access 8:133349-59 (2020), doi:10.1109/ACCESS.2020.3010863"))
+    classifier="fc",
+    reference="Zeimarani et al., IEEE Access 8:133349-59 (2020), doi:10.1109/ACCESS.2020.3010863"),
+    weights=SCRATCH)
 def zeimarani_cnn(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.5,
                   pretrained: str = "none") -> nn.Module:
     return create_pretrained(lambda: SmallCNN(in_chans, num_classes, dropout), pretrained, SCRATCH,

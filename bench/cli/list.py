@@ -14,6 +14,7 @@ from bench.data.datasets import INFO
 from models import create_model, get_model_config, list_models
 from models.complexity import count_params, gflops
 from models.plugins import model_origin, one_line, resolve_model
+from models.registry import resolve_weights
 
 
 def offline_weights(name: str) -> str:
@@ -21,7 +22,7 @@ def offline_weights(name: str) -> str:
     cfg = get_model_config(name)
     if cfg.pretrained == "none":
         return "n/a (from scratch)"
-    provenance = create_model(name, pretrained="auto").weights_provenance
+    provenance = resolve_weights(name, "auto").provenance
     return f"yes ({provenance})" if provenance != "random" else "no"
 
 

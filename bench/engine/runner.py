@@ -65,6 +65,7 @@ from models import create_model, get_model_config, list_models
 from models.complexity import count_params, gflops
 from models.errors import UserError
 from models.plugins import model_origin, one_line, resolve_model
+from models.registry import resolve_weights
 
 DEFAULT_SPLITS = {"busi": PROJECT_ROOT / "datasets" / "splits" / "busi.csv"}
 
@@ -239,10 +240,12 @@ def check_weights(value: str, name: str, published: str, provenance: str) -> str
 
 def model_stats(name: str, kwargs: dict, img_size: int, channels: int) -> tuple[dict, str]:
     """Parameter count, forward GFLOPs (2 × multiply-adds) at the run's input size, and the
-    weights' provenance (``random``, ``imagenet:hub:…``, ``imagenet:file:…``, ``imagenet:package:…``)."""
-    model = create_model(name, **kwargs).eval()
+    weights' provenance (``random``, ``imagenet:hub:…``, ``imagenet:file:…``, ``imagenet:package:…``),
+    decided from the model's registered weight source (no weights are loaded into this model)."""
+    provenance = resolve_weights(name, kwargs["pretrained"]).provenance
+    model = create_model(name, **{**kwargs, "pretrained": "none"}).eval()
     return ({"params": count_params(model), "gflops": round(gflops(model, channels, img_size), 4),
-             "at_img_size": img_size}, model.weights_provenance)
+             "at_img_size": img_size}, provenance)
 
 
 def print_summary(model: str, metrics: dict, run_dir: Path, seconds: float,

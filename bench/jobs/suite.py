@@ -33,8 +33,9 @@ from bench.jobs.experiments import (
 )
 from bench.reporting.report import ReportOptions, build_report
 from bench.reporting.runs import load_run
-from models import create_model, get_model_config
+from models import get_model_config
 from models.errors import UserError
+from models.registry import resolve_weights
 
 
 def data_name(data: Path | None) -> str:
@@ -81,7 +82,7 @@ def frozen_without_weights(name: str) -> bool:
     cfg = get_model_config(name)
     if cfg.recipe.frozen == "none" or cfg.pretrained != "imagenet":
         return False
-    if create_model(name, pretrained="auto").weights_provenance != "random":
+    if resolve_weights(name, "auto").provenance != "random":
         return False
     print(f"note: {name} is left out: its backbone is frozen and no ImageNet weights are "
           "available here, so it would train a classifier on random features; ask for it with "
