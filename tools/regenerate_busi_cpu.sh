@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Regenerate the committed BUSI results set (results/busi-cpu) from scratch at the cpu profile:
+# every comparison model at seeds 0,1,2 (byra_vgg19_ml, about 75 min per seed on 2 cores,
+# included), the paper's Fus2Net experiments at seeds 0,1, explanations, annotation reliance and
+# the Fig. 5/6 illustrations (the suite runs them), the default CPU models trained on cleaned
+# images too, external scores on BrEaST (found beside the project) and on the phantom's site B,
+# then the report. Every step reuses finished runs, so rerunning the script resumes it.
+#
+#   tools/regenerate_busi_cpu.sh [DATA]      DATA: the BUSI root (default ../shared/data/BUSI)
+#
+# Run it from a clean checkout (the report warns about runs from a dirty tree), on one machine
+# at a time; it prints each step's start time and keeps going past a failed step, then says which
+# failed. Weights are never committed (.gitignore keeps *.safetensors under results/ out).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+DATA=${1:-../shared/data/BUSI}
+OUT=results/busi-cpu
+PY=${PYTHON:-python}
+failed=()
+step() {
+  echo "== $(date -u +%FT%TZ) $*"
+  "$@" || failed+=("$*")
+}
+if [ -n "$(git status --porcelain --untracked-files=no)" ]; then
+  echo "regenerate_busi_cpu.sh: the checkout has uncommitted changes; commit or stash them first" >&2
+  exit 2
+fi
+step "$PY" -m bench.suite --data "$DATA" --profile cpu --seeds 0,1,2 --experiments on \
+  --experiment-seeds 0,1 --models all --out "$OUT"
+for model in fus2net zeimarani_cnn efficientnet_lite0 googlenet_fujioka; do
+  for seed in 0 1 2; do
+    step "$PY" -m bench.run --model "$model" --data "$DATA" --profile cpu --seed "$seed" \
+      --annotations clean --out "$OUT/runs" --no-progress
+  done
+done
+step "$PY" -m bench.reliance --runs "$OUT/runs"
+step "$PY" -m bench.score --runs "$OUT/runs" --external synthetic:B
+step "$PY" -m bench.report --runs "$OUT/runs" --out "$OUT"
+if [ ${#failed[@]} -gt 0 ]; then
+  printf 'failed step: %s\n' "${failed[@]}" >&2
+  exit 1
+fi
+echo "== $(date -u +%FT%TZ) done: $OUT"
