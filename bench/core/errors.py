@@ -36,17 +36,16 @@ class BenchError(UserError):
     """A problem with the user's input or environment, reported as one line without traceback."""
 
 
-# The library names parameters in backticks (`pretrained`=hub); a command says its flags instead.
-FLAGS = {"pretrained": "--pretrained", "in_chans": "--channels", "model": "--model"}
+# The library names parameters in backticks (`pretrained`=hub, `img_size`); a command says its
+# flags instead: --pretrained hub, --img-size (a parameter whose flag has another name is listed).
+FLAGS = {"in_chans": "--channels"}
 _PARAM = re.compile(r"`(\w+)`(?:=('?)([^'\s;,)]*)\2)?")
 
 
 def in_flag_words(message: str, flags: dict[str, str] = FLAGS) -> str:
     """``message`` with each `parameter` (and `parameter`=value) said as the command's flag."""
     def say(m: re.Match) -> str:
-        flag = flags.get(m.group(1))
-        if flag is None:
-            return m.group(0)
+        flag = flags.get(m.group(1), "--" + m.group(1).replace("_", "-"))
         return f"{flag} {m.group(3)}" if m.group(3) else flag
     return _PARAM.sub(say, message)
 
