@@ -14,10 +14,10 @@ import torch
 from safetensors.torch import load_file
 
 import bench.engine.protocol as protocol
+from bench.cli.run import main
 from bench.data.cache import build_cache
 from bench.data.datasets import load_index
 from bench.data.manifest import SplitConfig, make_split
-from bench.engine.runner import main
 from bench.engine.train import TrainingDiverged, TrainOutcome, TrainSettings, predict, train_model
 from models import create_model, get_model_config
 from tests.helpers import SMOKE, run_main, write_image

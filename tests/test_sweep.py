@@ -6,9 +6,10 @@ import pandas as pd
 import pytest
 import torch
 
+from bench.cli.run import options_from_argv
 from bench.data.augment import AugmentConfig
 from bench.data.cache import ImageCache
-from bench.engine.runner import options_from_argv, prepare
+from bench.engine.runner import prepare
 from bench.engine.train import TrainSettings, train_model
 from bench.jobs.sweep import main, plateau_epoch
 from models import create_model, get_model_config
