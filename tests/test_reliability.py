@@ -82,7 +82,7 @@ def test_nan_loss_stops_training_and_says_where(small_synthetic):
     cache, _ = build_cache(index.root, rows, 48, 3)
     model = create_model("fus2net", l2=float("nan"))
     outcome = train_model(model, get_model_config("fus2net"), cache, np.arange(8),
-                          np.zeros(8, int), TrainSettings(epochs=1, batch_size=4), seed=0,
+                          np.zeros(8, int), TrainSettings(epochs=1, batch_size=4, device="cpu"), seed=0,
                           progress=False)
     assert isinstance(outcome.diverged, TrainingDiverged) and outcome.history == []
     assert (outcome.diverged.epoch, outcome.diverged.step) == (1, 1)

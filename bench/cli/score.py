@@ -8,12 +8,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from bench.cli.flags import translated
 from bench.core.errors import BenchError, cli_main
 from bench.engine.device import resolve_device
 from bench.evaluation.score import run_folders, score_run
 
 
 @cli_main
+@translated(("runs",))
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.score", description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=Path, required=True, help="a run folder or a folder of runs")
@@ -21,10 +23,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="comma-separated external data sets (paths, NAME=PATH or synthetic:B)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     args = p.parse_args(argv)
-    try:
-        folders = run_folders(args.runs)
-    except BenchError as exc:
-        raise BenchError(str(exc).replace("runs=", "--runs ", 1)) from None
+    folders = run_folders(args.runs)
     device = resolve_device(args.device)
     sets = [x for x in args.external.split(",") if x]
     failed = 0

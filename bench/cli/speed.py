@@ -4,17 +4,14 @@
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 
-from bench.core.errors import BenchError, cli_main, number
+from bench.cli.flags import translated
+from bench.core.errors import cli_main, number
 from bench.core.paths import RESULTS_DIR
 from bench.engine.device import resolve_device
 from bench.engine.speed import SpeedOptions, measure, write_speed
-
-# library parameter → flag, in the library's messages
-FLAGS = {"img_size": "--img-size", "members": "--members", "steps": "--steps"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,21 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def flag_words(message: str) -> str:
-    """A library message with its parameter names (``img_size=96``) as flags (``--img-size 96``)."""
-    return re.sub(r"\b(" + "|".join(FLAGS) + r")=", lambda m: FLAGS[m.group(1)] + " ", message)
-
-
 @cli_main
+@translated(("img_size", "members", "steps"))
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     options = SpeedOptions(device=resolve_device(args.device), models=tuple(args.models.split(",")),
                            data=args.data, img_size=args.img_size, steps=args.steps,
                            warmup=args.warmup, workers=args.workers, members=args.members)
-    try:
-        table, header = measure(options)
-    except BenchError as exc:
-        raise BenchError(flag_words(str(exc))) from None
+    table, header = measure(options)
     write_speed(args.out, table, header)
     print(header)
     return 0

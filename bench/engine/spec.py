@@ -113,7 +113,7 @@ class RunSpec:
 class Execution:
     """How a run is carried out; not part of its hash."""
 
-    device: str = "cpu"
+    device: str  # cpu | cuda (resolved; no default)
     channels_last: bool = False
     save_fold_weights: bool = False
     concurrent: int = 1  # stages trained at once (> 1: the stacked engine)
