@@ -170,9 +170,8 @@ def run_index(run, data: Path | None = None) -> DataIndex:
     except BenchError as exc:
         raise NotExplained(f"{run.path.name}: {where}: {exc}") from None
     want = settings.get("data_sha256")
-    split = run.path / "split.csv"
-    if want and split.is_file():
-        manifest = pd.read_csv(split, dtype={"id": str, "path": str}, keep_default_na=False)
+    manifest = RunFolder(run.path).read_split()
+    if want and len(manifest):
         paths = list(manifest.path[manifest.split != "excluded"])
         cleaned = str(settings.get("annotations", "keep"))
         if cleaned.startswith("clean:"):  # trained on cleaned copies (bench/data/annotations.py)
