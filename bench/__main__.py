@@ -2,6 +2,6 @@
 
 import sys
 
-from bench.engine.runner import main
+from bench.cli.run import main
 
 sys.exit(main())

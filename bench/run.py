@@ -1,6 +1,6 @@
-"""``python -m bench.run``: the command; its code is :mod:`bench.engine.runner`."""
+"""``python -m bench.run``: the command; its code is :mod:`bench.cli.run`."""
 
-from bench.engine.runner import main
+from bench.cli.run import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -1,6 +1,6 @@
-"""``python -m bench.score``: the command; its code is :mod:`bench.evaluation.score`."""
+"""``python -m bench.score``: the command; its code is :mod:`bench.cli.score`."""
 
-from bench.evaluation.score import main
+from bench.cli.score import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -1,6 +1,6 @@
-"""``python -m bench.speed``: the command; its code is :mod:`bench.engine.speed`."""
+"""``python -m bench.speed``: the command; its code is :mod:`bench.cli.speed`."""
 
-from bench.engine.speed import main
+from bench.cli.speed import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

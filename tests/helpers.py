@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from bench.engine.runner import main
+from bench.cli.run import main
 from bench.evaluation.metrics import binary_metrics
 
 BUSI = Path(__file__).resolve().parents[2] / "shared" / "data" / "BUSI"
@@ -42,11 +42,11 @@ def call_main(capsys, entry, *args: str) -> tuple[int, str, str]:
 
 
 def run_main(capsys, *args: str) -> tuple[int, str, str]:
-    """``bench.engine.runner.main`` as the command line sees it."""
+    """``bench.cli.run.main`` as the command line sees it."""
     return call_main(capsys, main, *args)
 
 
-def run_cli(*args: str, module: str = "bench.engine.runner") -> subprocess.CompletedProcess:
+def run_cli(*args: str, module: str = "bench.run") -> subprocess.CompletedProcess:
     """A ``python -m`` command in a fresh process (for exit codes and tracebacks as a shell sees)."""
     return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
                           timeout=300)

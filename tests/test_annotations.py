@@ -165,7 +165,8 @@ def test_planted_shortcut_is_found_and_an_uncorrelated_mark_is_not(tmp_path):
 @pytest.mark.slow
 def test_clean_option_reroots_the_run_on_cleaned_images_with_its_own_hash(small_synthetic, tmp_path,
                                                                           monkeypatch):
-    from bench.engine.runner import options_from_argv, prepare
+    from bench.cli.run import options_from_argv
+    from bench.engine.runner import prepare
 
     monkeypatch.setenv("FUS2BENCH_CACHE", str(tmp_path / "cache"))
     args = ["--data", str(small_synthetic), "--profile", "smoke", "--test-per-class", "20",

@@ -174,7 +174,7 @@ def test_a_breast_set_is_scored_with_the_copy_check_and_reported_with_clustered_
     assert preds.set_index("id").training_copy.to_dict()["case003"] == train.id
     assert (preds.training_copy != "").sum() == 1
     # bench.evaluation.score: the same scoring path for finished runs of any code version (here: reused)
-    from bench.evaluation.score import main as score_main
+    from bench.cli.score import main as score_main
     assert score_main(["--runs", str(out), "--external", str(breast), "--device", "cpu"]) == 0
     assert "breast: n=6" in capsys.readouterr().out
     assert report_main(["--runs", str(out), "--out", str(tmp_path / "r"), "--n-boot", "50"]) == 0
@@ -187,7 +187,7 @@ def test_a_breast_set_is_scored_with_the_copy_check_and_reported_with_clustered_
 
 
 def test_bench_score_without_runs_is_one_line_with_exit_2(tmp_path, capsys):
-    from bench.evaluation.score import main as score_main
+    from bench.cli.score import main as score_main
     with pytest.raises(SystemExit) as exc:
         score_main(["--runs", str(tmp_path), "--external", "synthetic:B"])
     err = capsys.readouterr().err

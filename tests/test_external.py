@@ -32,7 +32,7 @@ def site_b(tmp_path_factory):
 @pytest.fixture(scope="module")
 def trained(site_a, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    from bench.engine.runner import main
+    from bench.cli.run import main
     assert main(["--data", str(site_a), "--out", str(out), *TRAINED]) == 0
     (run_dir,) = out.iterdir()
     return run_dir

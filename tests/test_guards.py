@@ -15,14 +15,15 @@ import pandas as pd
 import pytest
 
 import bench.engine.device as device_mod
+from bench.cli.speed import main as speed_main
 from bench.core.errors import BenchError, plain
 from bench.core.provenance import file_sha256
 from bench.data.datasets import load_index
 from bench.data.index import parse_label
 from bench.data.manifest import read_manifest
+from bench.engine.runfolder import RunFolder
 from bench.engine.runner import check_not_own_images, write_errors_said
 from bench.engine.spec import RunSpec
-from bench.engine.speed import main as speed_main
 from bench.evaluation.explain import NotExplained, explain_run, explain_runs, run_index
 from bench.evaluation.explain import main as explain_main
 from bench.evaluation.external import (
@@ -96,7 +97,7 @@ def located(small_synthetic, tmp_path_factory) -> tuple[Path, Path]:
     old = os.getcwd()
     os.chdir(base / "work")
     try:
-        from bench.engine.runner import main
+        from bench.cli.run import main
         code = main(["--data=../my data/phantom", "--out", str(base / "runs"), *SMOKE,
                      "--folds", "0"])
     finally:
@@ -123,7 +124,7 @@ def test_explain_finds_a_run_s_data_from_any_working_directory(located, run_copy
     assert Path(config["data"]["path"]).name == "phantom" and "my data" in config["data"]["path"]
     assert "'--data=../my data/phantom'" in config["command"]  # the command as a shell takes it
     monkeypatch.chdir(tmp_path)  # neither the project nor the folder the run was started from
-    assert explain_run(load_run(run_copy)) is not None
+    assert explain_run(load_run(run_copy), device="cpu") is not None
     info = json.loads((run_copy / "explain" / "gradcam" / "info.json").read_text())
     assert info["files"]["cam_metrics.csv"] == file_sha256(
         run_copy / "explain" / "gradcam" / "cam_metrics.csv")
@@ -249,9 +250,9 @@ def test_a_second_set_of_the_same_name_does_not_replace_the_first_one_s_scores(t
     with pytest.raises(BenchError, match=r"--external b/ext: run already has an external set "
                                          r"named 'ext', scored from .*a/ext; name this one with "
                                          r"--external NAME=b/ext"):
-        check_same_source(run_dir, second, "d" * 64)
-    check_same_source(run_dir, first, "d" * 64)  # the same set again: rescored, fine
-    check_same_source(run_dir, ExternalSet("ext", "elsewhere/ext", first.index), "c" * 64)
+        check_same_source(RunFolder(run_dir), second, "d" * 64)
+    check_same_source(RunFolder(run_dir), first, "d" * 64)  # the same set again: rescored, fine
+    check_same_source(RunFolder(run_dir), ExternalSet("ext", "elsewhere/ext", first.index), "c" * 64)
 
 
 # --- external predictions and explanation measures are verified ----------------------------------
@@ -332,7 +333,7 @@ def test_explain_skips_runs_without_weights_with_a_note_and_goes_on(run_copy, tm
     assert f"note: {run_copy.name}: not explained: model.safetensors is not in the run folder" \
         in out and "zz-copy: explained" in out
     (other / "model.safetensors").unlink()  # explained before its weights went: up to date
-    assert explain_run(load_run(other)) is not None
+    assert explain_run(load_run(other), device="cpu") is not None
     assert "zz-copy: explanations up to date" in capsys.readouterr().out
 
 
@@ -350,7 +351,7 @@ def test_weights_of_another_model_are_one_line(run_copy, tmp_path, capsys):
     cfg = json.loads((run_copy / "config.json").read_text())
     cfg["outputs"]["model.safetensors"] = file_sha256(run_copy / "model.safetensors")
     (run_copy / "config.json").write_text(json.dumps(cfg))  # checksums re-recorded
-    problems = explain_runs(load_runs(run_copy.parent))
+    problems = explain_runs(load_runs(run_copy.parent), device="cpu")
     assert len(problems) == 1 and "these weights do not fit fus2net" in problems[0]
     code, _, err = exit_code(explain_main, ["--runs", str(run_copy.parent), "--device", "cpu"],
                              capsys)
@@ -556,9 +557,9 @@ def test_a_full_disk_mid_run_leaves_it_running_and_says_how_to_resume(small_synt
                                                                       monkeypatch, capsys):
     import bench.engine.runner as run_mod
 
-    def full(spec, ex, cache, run_dir, run_hash):
+    def full(ctx):
         raise OSError(errno.ENOSPC, "No space left on device",
-                      str(run_dir / "stages" / "final" / "model.safetensors"))
+                      str(ctx.folder / "stages" / "final" / "model.safetensors"))
 
     monkeypatch.setattr(run_mod, "run_protocol", full)
     code, _, err = run_main(capsys, "--data", str(small_synthetic), "--out", str(tmp_path), *SMOKE,
@@ -586,7 +587,7 @@ def test_the_run_s_own_images_are_refused_as_an_external_set(small_synthetic, sy
                                        for k in range(len(index.samples))]})
     for given in (str(small_synthetic), str(synthetic_copy)):  # the same files; a byte copy
         (ext,) = resolve_external([given])
-        with pytest.raises(BenchError, match=rf"--external {given}: 120 of its 120 images are the "
+        with pytest.raises(BenchError, match=rf"external={given}: 120 of its 120 images are the "
                                              "run's own training or test images"):
             check_not_own_images(ext, index, manifest)
     half = tmp_path / "half"
@@ -628,10 +629,10 @@ def test_a_run_the_suite_cannot_explain_is_said_and_the_report_is_still_built(
 
 def test_external_sets_explain_cannot_find_or_that_take_a_split_name_are_said(run_copy):
     add_external(run_copy, "site-b", "nowhere/site-b")
-    (problem,) = explain_runs(load_runs(run_copy.parent))
+    (problem,) = explain_runs(load_runs(run_copy.parent), device="cpu")
     assert "external set nowhere/site-b: --data" in problem and "path does not exist" in problem
     shutil.rmtree(run_copy / "external" / "site-b")
     add_external(run_copy, "test", "data/test")  # scored by an older version under a split name
-    (problem,) = explain_runs(load_runs(run_copy.parent))
+    (problem,) = explain_runs(load_runs(run_copy.parent), device="cpu")
     assert "its external set is named 'test', as one of the run's own splits" in problem
     assert not (run_copy / "explain").exists()

@@ -14,10 +14,10 @@ import torch
 from safetensors.torch import load_file
 
 import bench.engine.protocol as protocol
+from bench.cli.run import main
 from bench.data.cache import build_cache
 from bench.data.datasets import load_index
 from bench.data.manifest import SplitConfig, make_split
-from bench.engine.runner import main
 from bench.engine.train import TrainingDiverged, TrainOutcome, TrainSettings, predict, train_model
 from models import create_model, get_model_config
 from tests.helpers import SMOKE, run_main, write_image
@@ -82,7 +82,7 @@ def test_nan_loss_stops_training_and_says_where(small_synthetic):
     cache, _ = build_cache(index.root, rows, 48, 3)
     model = create_model("fus2net", l2=float("nan"))
     outcome = train_model(model, get_model_config("fus2net"), cache, np.arange(8),
-                          np.zeros(8, int), TrainSettings(epochs=1, batch_size=4), seed=0,
+                          np.zeros(8, int), TrainSettings(epochs=1, batch_size=4, device="cpu"), seed=0,
                           progress=False)
     assert isinstance(outcome.diverged, TrainingDiverged) and outcome.history == []
     assert (outcome.diverged.epoch, outcome.diverged.step) == (1, 1)

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.engine.runner import main
+from bench.cli.run import main
 from tests.helpers import BUSI, SMOKE, run_cli, run_main, write_image
 
 pytestmark = pytest.mark.slow  # end-to-end: trains, or runs a command

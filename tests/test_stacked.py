@@ -65,7 +65,8 @@ def test_stacked_training_equals_sequential_training_of_each_member():
     that Adam amplifies (up to about 6e-3 in a weight after 8 steps), which is why this runs in float64."""
     cache = tiny_cache()
     cfg = get_model_config("fus2net")
-    settings = TrainSettings(epochs=2, augment=AugmentConfig(), channels_last=False)
+    settings = TrainSettings(epochs=2, augment=AugmentConfig(), channels_last=False,
+                             device="cpu")
     members = _members(cache, [37, 50], torch.float64)
     refs = [copy.deepcopy(m.model) for m in members]
     results = train_stacked(members, cfg, cache, settings, progress=False)
@@ -82,7 +83,7 @@ def test_stacked_training_equals_sequential_training_of_each_member():
 def test_a_diverging_member_fails_alone_and_the_others_train_normally():
     cache = tiny_cache()
     cfg = get_model_config("fus2net")
-    settings = TrainSettings(epochs=2, augment=None, channels_last=False)
+    settings = TrainSettings(epochs=2, augment=None, channels_last=False, device="cpu")
     members = _members(cache, [40, 40])
     with torch.no_grad():
         members[1].model.fc2.weight.fill_(float("inf"))
@@ -123,7 +124,7 @@ def test_every_registered_model_trains_in_the_stacked_engine(name):
     before = [{k: (v.clone() if k in keep else float(v.double().sum()))
                for k, v in m.model.state_dict().items()} for m, keep in zip(members, fixed, strict=True)]
     settings = TrainSettings(epochs=1, batch_size=4, augment=AugmentConfig(), channels_last=False,
-                             optimizer=OPTIMIZER.get(name, "adam"))
+                             optimizer=OPTIMIZER.get(name, "adam"), device="cpu")
     results = train_stacked(members, cfg, cache, settings, progress=False)
     for m, res, old, keep in zip(members, results, before, fixed, strict=True):
         assert res.diverged is None and np.isfinite(res.history).all()
@@ -146,7 +147,8 @@ def test_bf16_autocast_the_cuda_setting_works_through_vmap_like_the_reference_en
 
     cache = tiny_cache(n=40)
     cfg = get_model_config("fus2net")
-    settings = TrainSettings(epochs=1, augment=AugmentConfig(), channels_last=False)
+    settings = TrainSettings(epochs=1, augment=AugmentConfig(), channels_last=False,
+                             device="cpu")
 
     def run(engine_autocast):
         monkeypatch.setattr(bench.engine.train, "autocast", engine_autocast)

@@ -6,9 +6,10 @@ import pandas as pd
 import pytest
 import torch
 
+from bench.cli.run import options_from_argv
 from bench.data.augment import AugmentConfig
 from bench.data.cache import ImageCache
-from bench.engine.runner import options_from_argv, prepare
+from bench.engine.runner import prepare
 from bench.engine.train import TrainSettings, train_model
 from bench.jobs.sweep import main, plateau_epoch
 from models import create_model, get_model_config
@@ -31,7 +32,8 @@ def test_the_model_after_epoch_e_is_the_model_of_an_e_epoch_run():
                        torch.tensor([0, 1] * 12), pd.DataFrame({"id": [str(i) for i in range(24)]}))
     cfg = get_model_config("zeimarani_cnn")
     idx, flips = np.arange(24), np.zeros(24, dtype=np.int64)
-    settings = TrainSettings(epochs=3, batch_size=8, augment=AugmentConfig(), channels_last=False)
+    settings = TrainSettings(epochs=3, batch_size=8, augment=AugmentConfig(), channels_last=False,
+                             device="cpu")
     snapshots = {}
 
     def keep(epoch, model):
@@ -45,7 +47,8 @@ def test_the_model_after_epoch_e_is_the_model_of_an_e_epoch_run():
     torch.manual_seed(5)
     short = create_model("zeimarani_cnn", in_chans=3, pretrained="none")
     train_model(short, cfg, cache, idx, flips, TrainSettings(
-        epochs=2, batch_size=8, augment=AugmentConfig(), channels_last=False), seed=7,
+        epochs=2, batch_size=8, augment=AugmentConfig(), channels_last=False, device="cpu"),
+        seed=7,
         progress=False)
     for k, v in short.state_dict().items():
         assert torch.equal(v, snapshots[2][k]), k

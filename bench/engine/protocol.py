@@ -24,16 +24,16 @@ from tqdm.auto import tqdm
 
 from bench.core.errors import BenchError
 from bench.data.augment import AugmentConfig, flip_balance
-from bench.data.cache import ImageCache
 from bench.engine.device import is_out_of_memory, release_memory
 from bench.engine.spec import Execution, RunSpec
 from bench.engine.stacked import Member, train_stacked
 from bench.engine.stages import (
     PRED_COLUMNS,
+    StageContext,
     StageResult,
+    StageStatus,
     fold_number,
     reuse_stage,
-    stage_valid,
     write_done,
     write_failed,
 )
@@ -83,7 +83,6 @@ class StageJob:
     """A stage ready to train: its data, seed and freshly initialised model."""
 
     name: str
-    stage_dir: Path
     seed: int
     train_idx: np.ndarray
     flips: np.ndarray
@@ -92,12 +91,13 @@ class StageJob:
     t0: float
 
 
-def prepare_stage(name: str, train_pos: np.ndarray, eval_pos: np.ndarray, cache: ImageCache,
-                  spec: RunSpec, stage_dir: Path) -> StageJob:
+def prepare_stage(name: str, train_pos: np.ndarray, eval_pos: np.ndarray,
+                  ctx: StageContext) -> StageJob:
     """Seeded subsetting, flip-balancing and model initialisation of one stage (both engines)."""
     t0 = time.perf_counter()
-    (stage_dir / "done.json").unlink(missing_ok=True)
-    labels = cache.labels.cpu().numpy()
+    spec = ctx.spec
+    ctx.stage(name).start()
+    labels = ctx.cache.labels.cpu().numpy()
     seed = spec.seed * 100 + (99 if name == "final" else fold_number(name))
     rng = np.random.default_rng(seed)
     train_pos = limit_stratified(train_pos, labels, spec.train_limit, rng)
@@ -106,7 +106,7 @@ def prepare_stage(name: str, train_pos: np.ndarray, eval_pos: np.ndarray, cache:
     idx, flips = flip_balance(train_pos, labels[train_pos], rng)
     torch.manual_seed(seed)
     model = create_model(spec.model, **spec.model_kwargs)
-    return StageJob(name, stage_dir, seed, idx, flips, eval_pos, model, t0)
+    return StageJob(name, seed, idx, flips, eval_pos, model, t0)
 
 
 def train_settings(spec: RunSpec, ex: Execution) -> TrainSettings:
@@ -115,14 +115,14 @@ def train_settings(spec: RunSpec, ex: Execution) -> TrainSettings:
                          device=ex.device, channels_last=ex.channels_last)
 
 
-def finish_stage(job: StageJob, outcome: TrainOutcome, cache: ImageCache, spec: RunSpec,
-                 ex: Execution, run_hash: str, train_s: float,
+def finish_stage(job: StageJob, outcome: TrainOutcome, ctx: StageContext, train_s: float,
                  trained_with: list[str] | None = None) -> StageResult:
     """Evaluate a trained stage and write its files; a diverged stage, or one whose weights or
     predictions are not finite, is recorded as failed."""
+    spec, ex, cache = ctx.spec, ctx.ex, ctx.cache
     d = outcome.diverged
     if d is not None:
-        return write_failed(job.name, job.stage_dir, run_hash,
+        return write_failed(job.name, ctx,
                             f"{job.name}: training stopped, {d} (epoch {d.epoch}, step {d.step})",
                             d.epoch, d.step, job.t0)
     t_eval = time.perf_counter()
@@ -137,7 +137,7 @@ def finish_stage(job: StageJob, outcome: TrainOutcome, cache: ImageCache, spec: 
     if broken or not np.isfinite(probs).all():
         what = f"weights became non-finite (e.g. {broken[0]})" if broken else \
             "predictions are not finite numbers"
-        return write_failed(job.name, job.stage_dir, run_hash,
+        return write_failed(job.name, ctx,
                             f"{job.name}: training failed, {what} after the last step; lower "
                             "--lr or check the data", spec.epochs, 0, job.t0)
     info = {"train_images": int(len(job.train_idx)), "flipped_copies": int((job.flips > 0).sum()),
@@ -147,38 +147,37 @@ def finish_stage(job: StageJob, outcome: TrainOutcome, cache: ImageCache, spec: 
     if trained_with:
         info["trained_concurrently_with"] = trained_with
     keep = job.name == "final" or ex.save_fold_weights
-    return write_done(job.name, job.stage_dir, run_hash, cache.rows.iloc[job.eval_pos], probs,
+    return write_done(job.name, ctx, cache.rows.iloc[job.eval_pos], probs,
                       job.model if keep else None, info,
                       train_s + time.perf_counter() - t_eval)
 
 
-def train_stage(job: StageJob, cache: ImageCache, spec: RunSpec, ex: Execution,
-                run_hash: str) -> StageResult:
+def train_stage(job: StageJob, ctx: StageContext) -> StageResult:
     """Train one prepared stage with the reference engine, evaluate it, write its files."""
-    outcome = train_model(job.model, get_model_config(spec.model), cache, job.train_idx, job.flips,
-                          train_settings(spec, ex), seed=job.seed,
-                          desc=f"{spec.model} {job.name}", progress=ex.progress)
-    return finish_stage(job, outcome, cache, spec, ex, run_hash, time.perf_counter() - job.t0)
+    spec = ctx.spec
+    outcome = train_model(job.model, get_model_config(spec.model), ctx.cache, job.train_idx,
+                          job.flips, train_settings(spec, ctx.ex), seed=job.seed,
+                          desc=f"{spec.model} {job.name}", progress=ctx.ex.progress)
+    return finish_stage(job, outcome, ctx, time.perf_counter() - job.t0)
 
 
 class StackedOutOfMemory(Exception):
     """A group of stages did not fit in memory together; carries the first line of the error."""
 
 
-def run_stages_stacked(plan: list[tuple[str, np.ndarray, np.ndarray]], cache: ImageCache,
-                       spec: RunSpec, ex: Execution, run_hash: str,
-                       run_dir: Path) -> list[StageResult]:
+def run_stages_stacked(plan: list[tuple[str, np.ndarray, np.ndarray]],
+                       ctx: StageContext) -> list[StageResult]:
     """Train the given stages concurrently (:mod:`bench.engine.stacked`), then evaluate each.
 
     Raises :class:`StackedOutOfMemory` when they do not fit in memory together (the stages'
     models are left as initialised: nothing is written), :class:`BenchError` for other failures.
     """
-    jobs = [prepare_stage(name, tr, ev, cache, spec, run_dir / "stages" / name)
-            for name, tr, ev in plan]
+    spec, ex = ctx.spec, ctx.ex
+    jobs = [prepare_stage(name, tr, ev, ctx) for name, tr, ev in plan]
     t0 = time.perf_counter()
     members = [Member(j.model, j.train_idx, j.flips, j.seed) for j in jobs]
     try:
-        outcomes = train_stacked(members, get_model_config(spec.model), cache,
+        outcomes = train_stacked(members, get_model_config(spec.model), ctx.cache,
                                  train_settings(spec, ex), progress=ex.progress,
                                  desc=f"{spec.model} {len(jobs)} stages at once")
     except (RuntimeError, NotImplementedError) as exc:  # e.g. out of memory, an op vmap lacks
@@ -191,20 +190,20 @@ def run_stages_stacked(plan: list[tuple[str, np.ndarray, np.ndarray]], cache: Im
             "--concurrent-folds 1 (reference engine) or a smaller N") from None
     train_s = time.perf_counter() - t0
     names = [j.name for j in jobs]
-    return [finish_stage(job, out, cache, spec, ex, run_hash, train_s,
+    return [finish_stage(job, out, ctx, train_s,
                          [n for n in names if n != job.name])
             for job, out in zip(jobs, outcomes, strict=True)]
 
 
-def _run_all_stacked(pending: list, width: int, cache: ImageCache, spec: RunSpec, ex: Execution,
-                     run_hash: str, run_dir: Path) -> list[StageResult]:
+def _run_all_stacked(pending: list, width: int, ctx: StageContext) -> list[StageResult]:
     """``pending`` stages in groups of ``width``; a group that runs out of memory is retried in
     halves (11 → 6 → 3 → 2 → 1), and a lone stage that does not fit stops the run."""
+    spec, ex = ctx.spec, ctx.ex
     done: list[StageResult] = []
     while pending:
         group = pending[:width]
         try:
-            done += run_stages_stacked(group, cache, spec, ex, run_hash, run_dir)
+            done += run_stages_stacked(group, ctx)
             pending = pending[len(group):]
             continue
         except StackedOutOfMemory as exc:
@@ -227,32 +226,31 @@ def load_weights(model: torch.nn.Module, path: Path) -> torch.nn.Module:
     return model
 
 
-def run_protocol(spec: RunSpec, ex: Execution, cache: ImageCache, run_dir: Path,
-                 run_hash: str) -> list[StageResult]:
+def run_protocol(ctx: StageContext) -> list[StageResult]:
     """All stages of the protocol; returns their results (reused, done or failed) in plan order.
 
-    ``ex.concurrent`` > 1 trains up to that many unfinished stages at once (stacked engine);
+    ``ctx.ex.concurrent`` > 1 trains up to that many unfinished stages at once (stacked engine);
     otherwise stages train one after another with the reference engine.
     """
-    plan = stage_plan(cache.rows, spec.folds)
+    spec, ex = ctx.spec, ctx.ex
+    plan = stage_plan(ctx.cache.rows, spec.folds)
     results: dict[str, StageResult] = {}
     pending = []
     for name, train_pos, eval_pos in plan:
-        if stage_valid(run_dir / "stages" / name, run_hash):
-            results[name] = reuse_stage(name, run_dir / "stages" / name)
+        if ctx.stage(name).valid(ctx.run_hash):
+            results[name] = reuse_stage(name, ctx)
         else:
             pending.append((name, train_pos, eval_pos))
     if ex.concurrent > 1:  # a stacked run trains every stage, even a lone resumed one, stacked
-        for res in _run_all_stacked(pending, ex.concurrent, cache, spec, ex, run_hash, run_dir):
+        for res in _run_all_stacked(pending, ex.concurrent, ctx):
             results[res.name] = res
     else:
         bar = tqdm(pending, desc=f"{spec.model} stages", unit="stage", disable=not ex.progress)
         for name, train_pos, eval_pos in bar:
             bar.set_postfix(stage=name)
-            job = prepare_stage(name, train_pos, eval_pos, cache, spec, run_dir / "stages" / name)
-            results[name] = train_stage(job, cache, spec, ex, run_hash)
+            results[name] = train_stage(prepare_stage(name, train_pos, eval_pos, ctx), ctx)
     for res in results.values():
-        if res.status == "failed":
+        if res.status == StageStatus.FAILED:
             tqdm.write(f"warning: {res.message}")
     return [results[name] for name, _, _ in plan]
 
@@ -265,15 +263,17 @@ def summarize(results: list[StageResult]) -> tuple[pd.DataFrame, pd.DataFrame, d
     for r in results:
         if r.name == "final":
             continue
-        row = {"fold": fold_number(r.name), "status": "failed" if r.status == "failed" else "ok"}
+        failed = r.status == StageStatus.FAILED
+        row = {"fold": fold_number(r.name), "status": "failed" if failed else "ok"}
         row.update(r.metrics or {k: float("nan") for k in METRIC_NAMES})
-        if r.status == "failed":
+        if failed:
             row["message"] = r.message
         cv_rows.append(row)
     cv = pd.DataFrame(cv_rows)
     final = next(r for r in results if r.name == "final")
-    metrics: dict = {"test": final.metrics, "test_status": "failed" if final.status == "failed" else "ok"}
-    if final.status == "failed":
+    final_failed = final.status == StageStatus.FAILED
+    metrics: dict = {"test": final.metrics, "test_status": "failed" if final_failed else "ok"}
+    if final_failed:
         metrics["test_message"] = final.message
     if len(cv):
         ok = cv[cv.status == "ok"]

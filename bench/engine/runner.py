@@ -1,19 +1,19 @@
-"""``python -m bench.run --model fus2net``: one model through the benchmark protocol (SPEC §3).
+"""One model through the benchmark protocol (SPEC §3): the library behind ``python -m bench.run``
+(its command line is :mod:`bench.cli.run`).
 
-Resolves the profile, reads the data and its split manifest (refusing leaky ones), trains the CV
+:func:`prepare` resolves the profile, reads the data and its split manifest (refusing leaky ones), trains the CV
 folds and the final fit, evaluates once on the held-out test set and writes, in
 ``<out>/<model>-<data>-<config hash>/``: ``config.json``, ``predictions.csv``, ``metrics.json``,
-``cv_metrics.csv``, ``model.safetensors`` and per-stage folders that make reruns resume.
+``cv_metrics.csv``, ``model.safetensors`` and per-stage folders that make reruns resume (the
+format is :mod:`bench.engine.runfolder`'s); :func:`train_run` trains what is missing and
+:func:`run` does both, reusing a finished run of the same configuration.
 """
 
 from __future__ import annotations
 
-import argparse
 import errno
 import hashlib
 import json
-import shlex
-import shutil
 import sys
 import time
 from contextlib import contextmanager
@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.core.atomic import exclusive, write_atomic, write_csv, write_json
-from bench.core.errors import BenchError, cli_main, ensure_writable, number
-from bench.core.paths import PROJECT_ROOT
+from bench.core.atomic import exclusive
+from bench.core.errors import BenchError, ensure_writable
+from bench.core.paths import SPLITS_DIR
 from bench.core.provenance import (
     code_version,
     device_info,
@@ -35,9 +35,9 @@ from bench.core.provenance import (
     portable,
     recorded_location,
 )
-from bench.data.cache import build_cache
+from bench.data.cache import ImageCache, build_cache
 from bench.data.content import content_sha256
-from bench.data.datasets import KINDS, load_index
+from bench.data.datasets import load_index
 from bench.data.index import DataIndex
 from bench.data.manifest import (
     SplitConfig,
@@ -54,82 +54,22 @@ from bench.engine.device import (
     release_memory,
     resolve_device,
 )
-from bench.engine.profiles import PROFILES, Profile, resolve_profile
+from bench.engine.profiles import Profile, resolve_profile
 from bench.engine.protocol import run_protocol, summarize
+from bench.engine.runfolder import RunFolder, RunStatus
 from bench.engine.spec import Execution, RunOptions, RunSpec
-from bench.engine.stages import run_problem
+from bench.engine.stages import StageContext, StageResult, StageStatus
 from bench.engine.threads import apply_threads, resolve_threads
 from bench.evaluation.external import ExternalSet, resolve_external, score_external
 from bench.evaluation.sites import per_site_metrics, site_split
-from models import create_model, get_model_config, list_models
+from models import create_model, get_model_config
 from models.complexity import count_params, gflops
+from models.config import ModelConfig
 from models.errors import UserError
-from models.plugins import model_origin, one_line, resolve_model
+from models.plugins import model_origin, one_line
 from models.registry import resolve_weights
 
-DEFAULT_SPLITS = {"busi": PROJECT_ROOT / "datasets" / "splits" / "busi.csv"}
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", default="fus2net",
-                   help=f"registered model ({', '.join(list_models())}), or a model from a local "
-                        "file or module: path/to/file.py:NAME, package.module:NAME")
-    p.add_argument("--data", type=Path, default=None,
-                   help="data root or CSV manifest; default: the embedded synthetic phantom")
-    p.add_argument("--dataset", default="auto", choices=KINDS, help="data layout")
-    p.add_argument("--split", type=Path, default=None,
-                   help="split manifest CSV (default: datasets/splits/busi.csv for BUSI, else built "
-                        "on the fly and saved in the run folder)")
-    p.add_argument("--profile", default="auto", choices=["auto", *PROFILES],
-                   help="auto = paper on CUDA, cpu on CPU")
-    p.add_argument("--folds", type=number("--folds"), default=None,
-                   help="CV folds (0 = no CV, only the final fit)")
-    p.add_argument("--epochs", type=number("--epochs", above=True), default=None)
-    p.add_argument("--img-size", type=number("--img-size", above=True), default=None)
-    p.add_argument("--batch-size", type=number("--batch-size", above=True), default=None)
-    p.add_argument("--optimizer", choices=["adam", "rmsprop", "sgd"], default=None,
-                   help="default: the model recipe's (Adam for Fus2Net)")
-    p.add_argument("--lr", type=number("--lr", float), default=None, help="default: Keras default of the optimizer")
-    p.add_argument("--channels", type=int, choices=[3, 1], default=3)
-    p.add_argument("--no-augment", action="store_true", help="disable augmentation (Table 2)")
-    p.add_argument("--bn-stats", default="recalibrated", choices=["recalibrated", "running"],
-                   help="BatchNorm statistics of the trained model: re-estimated on the training "
-                        "images after the last epoch (default; README, Protocol) or the running "
-                        "averages of training as they are")
-    p.add_argument("--l2", type=number("--l2", float), default=None, help="Fus2Net FC L2 factor (0 disables)")
-    p.add_argument("--dropout", type=number("--dropout", float, below=1), default=None, help="Fus2Net dropout rate (0 disables)")
-    p.add_argument("--pretrained", default="auto",
-                   help="auto | require | hub | none | PATH: where ImageNet weights come from "
-                        "(recorded); require = auto, but stop if they are unavailable")
-    p.add_argument("--seed", type=number("--seed"), default=0)
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--out", type=Path, default=PROJECT_ROOT / "results" / "runs")
-    p.add_argument("--test-per-class", type=number("--test-per-class", above=True), default=50,
-                   help="held-out test images per class when the split is built on the fly")
-    p.add_argument("--skip-bad-images", action="store_true",
-                   help="exclude unreadable/too-small images (listed in the split report)")
-    p.add_argument("--concurrent-folds", default="auto",
-                   help="train up to N stages (CV folds + final fit) at once with the stacked "
-                        "engine (bench.engine.stacked); 1 = one at a time with the reference engine; "
-                        "auto = all at once on CUDA, 1 on CPU")
-    p.add_argument("--save-fold-weights", action="store_true",
-                   help="also keep each CV fold's weights (the final fit's are always kept)")
-    p.add_argument("--threads", type=number("--threads", above=True), default=None,
-                   help="CPU threads (torch intra- and inter-op, OpenMP, MKL); default: the "
-                        "CPUs given to this process (a suite job's --cpus-per-job, SLURM's "
-                        "SLURM_CPUS_PER_TASK, else the affinity mask); recorded in config.json")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    p.add_argument("--annotations", default="keep", choices=["keep", "clean"],
-                   help="keep the images as they are, or train and score on copies with the "
-                        "burnt-in annotations (calipers, measuring lines, text, overlays) detected "
-                        "and inpainted (bench.data.annotate; part of the run hash)")
-    p.add_argument("--external", default="",
-                   help="comma-separated external data sets (paths, or synthetic:B for the "
-                        "phantom's second site) to score the final model on, unchanged; a "
-                        "finished run only scores them")
-    return p
+DEFAULT_SPLITS = {"busi": SPLITS_DIR / "busi.csv"}
 
 
 def resolve_concurrency(value: str, device: str, stages: int) -> int:
@@ -141,7 +81,7 @@ def resolve_concurrency(value: str, device: str, stages: int) -> int:
     except ValueError:
         n = 0
     if n < 1:
-        raise BenchError(f"--concurrent-folds {value!r}: give a positive integer or auto")
+        raise BenchError(f"concurrent_folds={value!r}: give a positive integer or auto")
     return min(n, stages)
 
 
@@ -151,8 +91,8 @@ def resolve_split(o: RunOptions, index: DataIndex, folds: int
     path = o.split if o.split is not None else DEFAULT_SPLITS.get(index.kind)
     if path is not None and (o.split is not None or path.is_file()):
         manifest = read_manifest(path)
-        match_manifest(manifest, index, f"--split {path}")
-        check_leakage(manifest, f"--split {path}", index)
+        match_manifest(manifest, index, f"split={path}")
+        check_leakage(manifest, f"split={path}", index)
         return manifest, None, portable(path)
     # 10 manifest folds serve every K-fold run with K dividing 10 (stage_plan takes fold % K), so
     # the runs of one suite share one manifest; other K get a manifest of their own
@@ -181,7 +121,7 @@ def runs_of_older_code(out: Path, name: str, spec: dict) -> str | None:
 
 def check_usable(manifest: pd.DataFrame, source: str) -> None:
     """A run needs training images and a held-out test set with both classes (SPEC §3)."""
-    where = f"--split {source}" if source != "generated" else "the generated split"
+    where = f"split={source}" if source != "generated" else "the generated split"
     for part in ("train", "test"):
         labels = set(manifest.label[manifest.split == part].astype(int))
         if labels != {0, 1}:
@@ -190,37 +130,25 @@ def check_usable(manifest: pd.DataFrame, source: str) -> None:
                              f"malignant {part} images — rebuild the split with python -m bench.split")
 
 
-# Every file a finished run promises, checksummed in config.json and verified on reuse and by
-# the report (stage files are checksummed in each stage's done.json).
-RUN_OUTPUTS = ("predictions.csv", "metrics.json", "cv_metrics.csv", "model.safetensors",
-               "split.csv", "split_report.json")
-
-
-def finished_run(run_dir: Path, run_hash: str) -> bool:
-    """True when ``run_dir`` holds a complete run of this config whose outputs, stage files
+def finished_run(folder: RunFolder, run_hash: str) -> bool:
+    """True when ``folder`` holds a complete run of this config whose outputs, stage files
     included, all match their recorded checksums; says what is wrong otherwise."""
-    try:
-        cfg = json.loads((run_dir / "config.json").read_text())
-    except (OSError, ValueError):
-        return False
-    if cfg.get("status") != "complete" or cfg.get("config_hash") != run_hash:
-        return False
-    problem = run_problem(run_dir, cfg, run_hash)
+    ok, problem = folder.reusable(run_hash)
     if problem:
-        print(f"note: {run_dir.name}: {problem}; not reusing it as it is (intact stages are "
+        print(f"note: {folder.name}: {problem}; not reusing it as it is (intact stages are "
               "kept, the rest is retrained)")
-    return problem is None
+    return ok
 
 
 def pretrained_request(value: str, name: str, published: str) -> str:
     """What the model factory gets for ``--pretrained value``; a missing file is always an error."""
     if value == "require":
         if published != "imagenet":
-            raise BenchError(f"--pretrained require: {name} has no ImageNet weights (it trains from "
-                             "scratch); leave --pretrained out")
+            raise BenchError(f"pretrained=require: {name} has no ImageNet weights (it trains from "
+                             "scratch); leave pretrained= out")
         return "auto"
     if value not in ("auto", "hub", "none") and not Path(value).is_file():
-        raise BenchError(f"--pretrained {value}: weights file does not exist")
+        raise BenchError(f"pretrained={value}: weights file does not exist")
     return value
 
 
@@ -230,9 +158,9 @@ def check_weights(value: str, name: str, published: str, provenance: str) -> str
         return None
     if value == "require":
         raise BenchError(
-            f"--pretrained require: no ImageNet weights for {name} here (timm's hub is not cached "
+            f"pretrained=require: no ImageNet weights for {name} here (timm's hub is not cached "
             "and not reachable); fetch them once where there is network (they land in the Hugging "
-            "Face cache, HF_HOME) or pass --pretrained PATH (.safetensors or a PyTorch state dict)")
+            "Face cache, HF_HOME) or pass pretrained=PATH (.safetensors or a PyTorch state dict)")
     return (f"warning: {name} is a transfer-learning baseline but no ImageNet weights are "
             f"available here: it trains from random init, which is not the published method "
             f"(--pretrained PATH or a hub cache provides them; --pretrained require stops instead)")
@@ -246,51 +174,6 @@ def model_stats(name: str, kwargs: dict, img_size: int, channels: int) -> tuple[
     model = create_model(name, **{**kwargs, "pretrained": "none"}).eval()
     return ({"params": count_params(model), "gflops": round(gflops(model, channels, img_size), 4),
              "at_img_size": img_size}, provenance)
-
-
-def print_summary(model: str, metrics: dict, run_dir: Path, seconds: float,
-                  note: str | None = None, external: dict | None = None) -> None:
-    t = metrics.get("test")
-    print(f"\n{model}: held-out test set (n={t['n'] if t else '?'}) — {run_dir}")
-    if t is None:
-        print(f"  FAILED: {metrics.get('test_message')}")
-    else:
-        names = ("accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "auc")
-        print("  " + "  ".join(f"{n:>11}" for n in names))
-        print("  " + "  ".join(f"{t[n]:>11.3f}" if t[n] is not None else f"{'undefined':>11}"
-                               for n in names))
-        print(f"  confusion: TP={t['tp']} FN={t['fn']} TN={t['tn']} FP={t['fp']}")
-    cv = metrics.get("cv")
-    if cv and cv["mean"]:
-        print(f"  {cv['folds']}-fold CV (mean ± sd): " + ", ".join(
-            f"{k} {cv['mean'][k]:.3f} ± " + (f"{cv['sd'][k]:.3f}" if cv["sd"][k] is not None
-                                             else "undefined") for k in ("accuracy", "auc")) +
-            (f"; {cv['failed_folds']} failed" if cv["failed_folds"] else ""))
-    for name, ext in (external or {}).items():
-        e = ext["test"]
-        print(f"  external {name} (n={e['n']}, {ext.get('training_copies', 0)} of them copies of "
-              f"training images): accuracy {e['accuracy']:.3f}, sensitivity "
-              f"{e['sensitivity']:.3f}, specificity {e['specificity']:.3f}, AUC {e['auc']:.3f}")
-    if note:
-        print(f"  {note}")
-    print(f"  wall time {seconds:.1f} s")
-
-
-def options_from_argv(argv: list[str] | None) -> RunOptions:
-    """The command line as :class:`RunOptions` (paths in the recorded command made portable)."""
-    args = build_parser().parse_args(argv)
-    given = argv if argv is not None else sys.argv[1:]
-    return RunOptions(
-        model=resolve_model(args.model), data=args.data, dataset=args.dataset, split=args.split,
-        profile=args.profile, folds=args.folds, epochs=args.epochs, img_size=args.img_size,
-        batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, channels=args.channels,
-        augment=not args.no_augment, bn_recalibration=args.bn_stats == "recalibrated", l2=args.l2, dropout=args.dropout, pretrained=args.pretrained,
-        seed=args.seed, device=args.device, out=args.out, test_per_class=args.test_per_class,
-        skip_bad_images=args.skip_bad_images, concurrent_folds=args.concurrent_folds,
-        save_fold_weights=args.save_fold_weights, progress=not args.no_progress,
-        external=tuple(x for x in args.external.split(",") if x), threads=args.threads,
-        annotations=args.annotations,
-        command=" ".join(["python -m bench.run", shlex.join(map(portable, given))]).strip())
 
 
 @dataclass
@@ -323,7 +206,7 @@ class RunResult:
     """What :func:`run` returns: where the run is, how it ended, its metrics and wall time."""
 
     run_dir: Path
-    status: str  # "complete" | "failed" | "reused"
+    status: RunStatus  # complete | failed | reused
     metrics: dict
     seconds: float
     note: str | None = None
@@ -331,7 +214,7 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        return self.status in ("complete", "reused")
+        return self.status in (RunStatus.COMPLETE, RunStatus.REUSED)
 
 
 def cleaned_index(index: DataIndex, paths: list[str]) -> tuple[DataIndex, str]:
@@ -346,51 +229,96 @@ def cleaned_index(index: DataIndex, paths: list[str]) -> tuple[DataIndex, str]:
             f"clean:{CLEAN_METHOD}:{detector_version()}")
 
 
-def prepare(o: RunOptions) -> Prepared:
-    """Check the options, read the data and its split (refusing leaky ones) and build the spec."""
-    cfg = get_model_config(o.model)
-    device = resolve_device(o.device)
-    profile = resolve_profile(o.profile, device, folds=o.folds, epochs=o.epochs,
-                              img_size=o.img_size, batch_size=o.batch_size)
-    if profile.folds == 1:
-        raise BenchError("--folds 1 is not cross-validation; use 0 (no CV) or >= 2")
-    ensure_writable(o.out)
+def read_data(o: RunOptions, folds: int) -> tuple[DataIndex, pd.DataFrame, dict | None, str]:
+    """The data set, its split manifest (checked usable, with enough folds), the split report
+    (generated splits) and where the split came from."""
     parts = site_paths(o.data)
     if parts is not None:  # --data A,B: each site's own split, joined (bench/evaluation/sites.py)
-        index, manifest, report, split_source = site_split(o, parts, profile.folds, resolve_split)
+        index, manifest, report, split_source = site_split(o, parts, folds, resolve_split)
     else:
         index = load_index(o.data, o.dataset)
-        manifest, report, split_source = resolve_split(o, index, profile.folds)
+        manifest, report, split_source = resolve_split(o, index, folds)
     check_usable(manifest, split_source)
     max_folds = int(manifest.fold.max()) + 1
-    if profile.folds > max_folds:
-        raise BenchError(f"--folds {profile.folds}: the split manifest has only {max_folds} folds; "
+    if folds > max_folds:
+        raise BenchError(f"folds={folds}: the split manifest has only {max_folds} folds; "
                          "rebuild it with python -m bench.split --folds N")
-    pretrained = pretrained_request(o.pretrained, o.model, cfg.pretrained)
-    model_kwargs: dict = {"in_chans": o.channels, "pretrained": pretrained}
+    return index, manifest, report, split_source
+
+
+def model_options(o: RunOptions) -> dict:
+    """The model factory's keyword arguments the options set besides channels and weights."""
+    extra: dict = {}
     if o.l2 is not None:
         if o.model != "fus2net":
-            raise BenchError(f"--l2 applies to fus2net's FC layer only, not to {o.model}")
-        model_kwargs["l2"] = o.l2
+            raise BenchError(f"l2= applies to fus2net's FC layer only, not to {o.model}")
+        extra["l2"] = o.l2
     if o.dropout is not None:
-        model_kwargs["dropout"] = o.dropout
+        extra["dropout"] = o.dropout
+    return extra
+
+
+def input_size(o: RunOptions, cfg: ModelConfig, profile: Profile) -> int:
     if o.img_size is not None and o.img_size < cfg.min_input_size:
-        raise BenchError(f"--img-size {o.img_size}: {o.model} needs at least "
+        raise BenchError(f"img_size={o.img_size}: {o.model} needs at least "
                          f"{cfg.min_input_size} px")
-    img_size = max(profile.img_size, cfg.min_input_size) if profile.img_size else cfg.input_size
+    return max(profile.img_size, cfg.min_input_size) if profile.img_size else cfg.input_size
+
+
+def run_weights(o: RunOptions, cfg: ModelConfig, extra: dict, img_size: int
+                    ) -> tuple[dict, dict, str, str | None]:
+    """The weights a run starts from: the model's keyword arguments (``pretrained`` as the
+    factory gets it), its stats, the weights' provenance (part of the run hash) and a warning
+    when a transfer-learning model falls back to random init."""
+    model_kwargs = {"in_chans": o.channels,
+                    "pretrained": pretrained_request(o.pretrained, o.model, cfg.pretrained), **extra}
     origin = model_origin(o.model)
     try:
         stats, provenance = model_stats(o.model, model_kwargs, img_size, o.channels)
     except Exception as exc:  # noqa: BLE001 - a model from elsewhere that fails to build or run
         if origin is None or isinstance(exc, (UserError, MemoryError)) or is_out_of_memory(exc):
             raise
-        raise BenchError(f"--model {o.model}: the model from {origin.describe()} fails to build "
+        raise BenchError(f"model={o.model}: the model from {origin.describe()} fails to build "
                          f"or to run a {img_size} px image ({one_line(exc)}); fix it there") from None
+    return model_kwargs, stats, provenance, check_weights(o.pretrained, o.model, cfg.pretrained,
+                                                          provenance)
+
+
+def prepared_external(o: RunOptions, index: DataIndex, manifest: pd.DataFrame,
+                      annotations: str) -> list[ExternalSet]:
+    """The external sets to score, read now (a bad one stops the run before training)."""
+    external = resolve_external(list(o.external))
+    for ext in external:
+        check_not_own_images(ext, index, manifest)
+    if annotations != "keep":  # a model trained on cleaned images is scored on cleaned images
+        external = [ExternalSet(e.name, e.source,
+                                cleaned_index(e.index, [s.path for s in e.index.samples])[0],
+                                e.given) for e in external]
+    return external
+
+
+def prepare(o: RunOptions) -> Prepared:
+    """Check the options, read the data and its split (refusing leaky ones) and build the spec."""
+    if o.out is None:
+        raise BenchError("out=None: give the folder the run folders go in (RunOptions.out)")
+    cfg = get_model_config(o.model)
+    device = resolve_device(o.device)
+    profile = resolve_profile(o.profile, device, folds=o.folds, epochs=o.epochs,
+                              img_size=o.img_size, batch_size=o.batch_size)
+    if profile.folds == 1:
+        raise BenchError("folds=1 is not cross-validation; use 0 (no CV) or >= 2")
+    ensure_writable(o.out)
+    index, manifest, report, split_source = read_data(o, profile.folds)
+    extra = model_options(o)
+    img_size = input_size(o, cfg, profile)
+    model_kwargs, stats, provenance, warning = run_weights(o, cfg, extra, img_size)
     concurrent = resolve_concurrency(o.concurrent_folds, device, profile.folds + 1)
     manifest_csv = manifest.to_csv(index=False, lineterminator="\n")
+    used = list(manifest.path[manifest.split != "excluded"])
     annotations = "keep"
     if o.annotations == "clean":  # the split stays the one of the original images
-        index, annotations = cleaned_index(index, list(manifest.path[manifest.split != "excluded"]))
+        index, annotations = cleaned_index(index, used)
+    origin = model_origin(o.model)
     spec = RunSpec(
         model=o.model, model_kwargs=model_kwargs, weights=provenance, img_size=img_size,
         batch_size=profile.batch_size, epochs=profile.epochs or cfg.recipe.epochs,
@@ -400,21 +328,14 @@ def prepare(o: RunOptions) -> Prepared:
         seed=o.seed, data_kind=index.kind,
         manifest_sha256=hashlib.sha256(manifest_csv.encode()).hexdigest(),
         skip_bad_images=o.skip_bad_images, code_version=code_version(),
-        bn_recalibration=o.bn_recalibration,
-        data_sha256=content_sha256(index.root, list(manifest.path[manifest.split != "excluded"])),
+        bn_recalibration=o.bn_recalibration, data_sha256=content_sha256(index.root, used),
         stacked=concurrent > 1, model_code=origin.sha256[:12] if origin else "",
         annotations=annotations)
     execution = Execution(device=device, channels_last=cfg.channels_last(device),
                           save_fold_weights=o.save_fold_weights, concurrent=concurrent,
                           progress=o.progress)
-    external = resolve_external(list(o.external))
-    for ext in external:
-        check_not_own_images(ext, index, manifest)
-    if annotations != "keep":  # a model trained on cleaned images is scored on cleaned images
-        external = [ExternalSet(e.name, e.source, cleaned_index(e.index, [s.path for s in e.index.samples])[0],
-                                e.given) for e in external]
     return Prepared(o, spec, execution, profile, index, manifest, report, split_source, stats,
-                    check_weights(o.pretrained, o.model, cfg.pretrained, provenance), external)
+                    warning, prepared_external(o, index, manifest, annotations))
 
 
 def outside_model_record(name: str) -> dict:
@@ -440,7 +361,7 @@ def check_not_own_images(ext: ExternalSet, index: DataIndex, manifest: pd.DataFr
         own = {file_sha256(p) for p in own_paths if p.is_file()}
         same = sum(file_sha256(p) in own for p in ext_paths if p not in own_paths) + same
     if same > most * len(ext_paths):
-        raise BenchError(f"--external {ext.shown}: {same} of its {len(ext_paths)} images are the "
+        raise BenchError(f"external={ext.shown}: {same} of its {len(ext_paths)} images are the "
                          "run's own training or test images (same files or same bytes); an "
                          "external set must come from elsewhere (another hospital, scanner or "
                          "data set)")
@@ -478,10 +399,10 @@ def memory_errors_said(o: RunOptions):
     except (RuntimeError, MemoryError) as exc:
         if not isinstance(exc, MemoryError) and not is_out_of_memory(exc):
             raise
-        release_memory(o.device if o.device != "auto" else "cpu")
-        size = f"--img-size {o.img_size}" if o.img_size is not None else "the profile's image size"
+        release_memory(resolve_device(o.device))
+        size = f"img_size={o.img_size}" if o.img_size is not None else "the profile's image size"
         raise BenchError(f"{size}: {o.model} does not fit in memory at this size and batch "
-                         "(an allocation failed); give a smaller --img-size or --batch-size "
+                         "(an allocation failed); give a smaller img_size= or batch_size= "
                          "(finished stages are kept)") from None
 
 
@@ -496,28 +417,27 @@ def run(o: RunOptions) -> RunResult:
         p = prepare(o)
     if p.weights_warning:
         print(p.weights_warning, file=sys.stderr)
-    run_dir, run_hash = p.run_dir, p.spec.hash()
-    ensure_writable(run_dir)
-    with exclusive(run_dir / ".lock", f"waiting: another process is training {run_dir.name}; "
-                   "this one goes on when it ends"), write_errors_said(run_dir), \
+    folder = RunFolder(p.run_dir)
+    ensure_writable(folder.path)
+    with exclusive(folder / ".lock", f"waiting: another process is training {folder.name}; "
+                   "this one goes on when it ends"), write_errors_said(folder.path), \
             memory_errors_said(o):
-        if finished_run(run_dir, run_hash):
-            print(f"{o.model}: reusing the finished run {run_dir} (same configuration)")
-            result = RunResult(run_dir, "reused",
-                               json.loads((run_dir / "metrics.json").read_text()),
+        if finished_run(folder, p.spec.hash()):
+            print(f"{o.model}: reusing the finished run {folder.path} (same configuration)")
+            result = RunResult(folder.path, RunStatus.REUSED, folder.read_metrics(),
                                time.perf_counter() - t_start, p.weights_warning)
         else:
             result = train_run(p, t_start, threads)
         for ext in p.external:  # after training: a bad set stops here with the result kept
-            result.external[ext.name] = score_external(run_dir, p.spec, p.execution, ext,
+            result.external[ext.name] = score_external(folder, p.spec, p.execution, ext,
                                                        p.index, p.manifest)
     return result
 
 
-def train_run(p: Prepared, t_start: float, threads: dict | None = None) -> RunResult:
-    """Write the record, load the images, run the protocol and write the run's outputs."""
-    o, spec, ex, run_dir, run_hash = p.options, p.spec, p.execution, p.run_dir, p.spec.hash()
-    older = runs_of_older_code(o.out, run_dir.name, p.settings())
+def announce(p: Prepared, threads: dict | None) -> None:
+    """What is about to train, where and how (printed)."""
+    o, ex = p.options, p.execution
+    older = runs_of_older_code(o.out, p.run_dir.name, p.settings())
     if older:
         print(f"note: {older} is a finished run of this configuration made by other training "
               "code (its code_version differs); it is not reused, this run trains anew")
@@ -531,13 +451,14 @@ def train_run(p: Prepared, t_start: float, threads: dict | None = None) -> RunRe
           f"device {ex.device} | engine "
           f"{f'stacked, {ex.concurrent} stages at once' if ex.concurrent > 1 else 'reference'} | "
           f"{threads['threads'] if threads else '?'} thread(s) "
-          f"({threads['threads_from'] if threads else '?'}) | run {run_dir}")
-    used = p.manifest[p.manifest.split != "excluded"]  # refused before anything is written
-    check_fits(len(used) * spec.channels * spec.img_size ** 2, ex.device,
-               f"--img-size {spec.img_size}", f"the image cache of {len(used)} images at "
-               f"{spec.img_size} px")
-    record = {
-        "run_id": run_dir.name, "config_hash": run_hash, "status": "running",
+          f"({threads['threads_from'] if threads else '?'}) | run {p.run_dir}")
+
+
+def start_record(p: Prepared, threads: dict | None) -> dict:
+    """``config.json`` of a run that starts (status running)."""
+    o, spec = p.options, p.spec
+    return {
+        "run_id": p.run_dir.name, "config_hash": spec.hash(), "status": RunStatus.RUNNING,
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": o.command or f"python -m bench.run --model {o.model}",
         "settings": p.settings(), "profile": p.profile.to_dict(), "overrides": o.overrides(),
@@ -549,57 +470,65 @@ def train_run(p: Prepared, t_start: float, threads: dict | None = None) -> RunRe
                  "counts": p.index.counts(),
                  "split_source": p.split_source, "ignored_files": len(p.index.ignored)},
         "versions": package_versions(), "git_revision": git_revision(),
-        "device": {**device_info(ex.device), **(threads or {})},
+        "device": {**device_info(p.execution.device), **(threads or {})},
     }
-    write_json(run_dir / "config.json", record)
-    write_csv(run_dir / "split.csv", p.manifest)
-    if p.split_report is not None:
-        write_json(run_dir / "split_report.json", p.split_report)
+
+
+def load_images(p: Prepared, used: pd.DataFrame) -> tuple[ImageCache, list, float]:
+    """The run's image cache (on the GPU for CUDA runs), the images skipped and the seconds."""
     t0 = time.perf_counter()
-    cache, skipped = build_cache(p.index.root, used, spec.img_size, spec.channels,
-                                 skip_bad=spec.skip_bad_images)
-    if ex.device == "cuda":  # resident on the GPU as uint8: batches never cross PCIe in training
-        cache = cache.to(ex.device)
-    load_s = time.perf_counter() - t0
+    cache, skipped = build_cache(p.index.root, used, p.spec.img_size, p.spec.channels,
+                                 skip_bad=p.spec.skip_bad_images)
+    if p.execution.device == "cuda":  # resident on the GPU as uint8: batches never cross PCIe
+        cache = cache.to(p.execution.device)
     if skipped:
         print(f"skipped {len(skipped)} bad image(s): " + "; ".join(q for q, _ in skipped[:5]))
-    results = run_protocol(spec, ex, cache, run_dir, run_hash)
+    return cache, skipped, time.perf_counter() - t0
+
+
+def write_results(folder: RunFolder, results: list[StageResult], by_site: bool) -> dict:
+    """The run-level predictions, CV table, metrics and weights from the stages' results."""
     preds, cv, metrics = summarize(results)
-    if site_paths(o.data) is not None and metrics["test_status"] == "ok":
+    if by_site and metrics["test_status"] == "ok":
         metrics["test_by_site"] = per_site_metrics(preds)  # "test" is pooled over the sites
-    write_csv(run_dir / "predictions.csv", preds)
-    write_csv(run_dir / "cv_metrics.csv", cv)
-    write_json(run_dir / "metrics.json", metrics)
-    final_weights = run_dir / "stages" / "final" / "model.safetensors"
-    if final_weights.is_file():
-        write_atomic(run_dir / "model.safetensors", lambda q: shutil.copyfile(final_weights, q))
-    reused = [r.name for r in results if r.status == "reused"]
+    folder.write_table("predictions.csv", preds)
+    folder.write_table("cv_metrics.csv", cv)
+    folder.write_json("metrics.json", metrics)
+    folder.keep_final_weights()
+    reused = [r.name for r in results if r.status == StageStatus.REUSED]
     if reused:
-        trained = [r.name for r in results if r.status != "reused"]
+        trained = [r.name for r in results if r.status != StageStatus.REUSED]
         print(f"resumed: reused {', '.join(reused)} (checksums verified); trained "
               f"{', '.join(trained) or 'nothing'}")
+    return metrics
+
+
+def train_run(p: Prepared, t_start: float, threads: dict | None = None) -> RunResult:
+    """Write the record, load the images, run the protocol and write the run's outputs."""
+    spec, ex, folder = p.spec, p.execution, RunFolder(p.run_dir)
+    announce(p, threads)
+    used = p.manifest[p.manifest.split != "excluded"]  # refused before anything is written
+    check_fits(len(used) * spec.channels * spec.img_size ** 2, ex.device,
+               f"img_size={spec.img_size}", f"the image cache of {len(used)} images at "
+               f"{spec.img_size} px")
+    record = start_record(p, threads)
+    folder.write_config(record)
+    folder.write_table("split.csv", p.manifest)
+    if p.split_report is not None:
+        folder.write_json("split_report.json", p.split_report)
+    cache, skipped, load_s = load_images(p, used)
+    results = run_protocol(StageContext(spec, ex, cache, folder))
+    metrics = write_results(folder, results, site_paths(p.options.data) is not None)
     total = time.perf_counter() - t_start
     record.update(
-        status="failed" if metrics["test_status"] == "failed" else "complete",
+        status=RunStatus.FAILED if metrics["test_status"] == "failed" else RunStatus.COMPLETE,
         finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         skipped_bad_images=[{"path": q, "reason": r} for q, r in skipped],
         timings={"total_s": round(total, 2), "image_loading_s": round(load_s, 2),
                  "gpu_peak_gib": gpu_peak_gib(ex.device),
                  "stages": {r.name: {"status": r.status, "seconds": round(r.seconds, 2)}
                             for r in results}},
-        outputs={n: file_sha256(run_dir / n) for n in RUN_OUTPUTS if (run_dir / n).is_file()},
+        outputs=folder.record_outputs(),
     )
-    write_json(run_dir / "config.json", record)
-    return RunResult(run_dir, record["status"], metrics, total, p.weights_warning)
-
-
-@cli_main
-def main(argv: list[str] | None = None) -> int:
-    options = options_from_argv(argv)
-    result = run(options)
-    print_summary(options.model, result.metrics, result.run_dir, result.seconds, result.note,
-                  result.external)
-    return 0 if result.ok else 1
-
-if __name__ == "__main__":
-    sys.exit(main())
+    folder.write_config(record)
+    return RunResult(folder.path, record["status"], metrics, total, p.weights_warning)

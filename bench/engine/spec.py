@@ -16,7 +16,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bench.core.paths import PROJECT_ROOT
 from bench.core.provenance import config_hash
 
 
@@ -43,7 +42,7 @@ class RunOptions:
     pretrained: str = "auto"
     seed: int = 0
     device: str = "auto"
-    out: Path = PROJECT_ROOT / "results" / "runs"
+    out: Path | None = None  # where run folders go: always given (the CLI defaults to results/runs)
     test_per_class: int = 50
     skip_bad_images: bool = False
     concurrent_folds: str = "auto"
@@ -113,7 +112,7 @@ class RunSpec:
 class Execution:
     """How a run is carried out; not part of its hash."""
 
-    device: str = "cpu"
+    device: str  # cpu | cuda (resolved; no default)
     channels_last: bool = False
     save_fold_weights: bool = False
     concurrent: int = 1  # stages trained at once (> 1: the stacked engine)

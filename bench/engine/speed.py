@@ -1,4 +1,5 @@
-"""``python -m bench.speed``: training throughput of the common naive pipeline and of ours.
+"""Training throughput of the common naive pipeline and of ours (the library behind
+``python -m bench.speed``, whose command line is :mod:`bench.cli.speed`).
 
 In one run on one device, for each model, side by side:
 
@@ -15,14 +16,13 @@ forward FLOPs per trained image), its share of the device's peak (CUDA: the bf16
 known cards; CPU: a measured fp32 matmul peak), the speed-up over the naive pipeline, and the
 projected wall time of the full paper protocol (10 folds × 53 epochs + final fit on BUSI's training
 set) and, on CUDA, the peak GPU memory PyTorch allocated (GiB, image cache included). Written to
-``results/speed.csv`` and ``results/speed.md`` with the device, versions and images used.
+``speed.csv`` and ``speed.md`` in the given folder with the device, versions and images used.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -35,8 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
 from bench.core.atomic import write_csv, write_text
-from bench.core.errors import BenchError, cli_main, number
-from bench.core.paths import PROJECT_ROOT
+from bench.core.errors import BenchError
 from bench.core.provenance import device_info, package_versions
 from bench.core.tablefmt import to_markdown
 from bench.data.augment import AugmentConfig
@@ -47,7 +46,6 @@ from bench.engine.device import (
     gpu_peak_gib,
     is_out_of_memory,
     release_memory,
-    resolve_device,
     synchronize,
 )
 from bench.engine.stacked import Member, train_stacked
@@ -193,29 +191,54 @@ def parse_members(value: str | None, device: str) -> list[int]:
     except ValueError:
         counts = [-1]
     if any(c < 0 for c in counts):
-        raise BenchError(f"--members {value!r}: give non-negative integers, e.g. 4,11 (0 skips "
+        raise BenchError(f"members={value!r}: give non-negative integers, e.g. 4,11 (0 skips "
                          "the stacked engine)")
     return sorted({c for c in counts if c > 1})
 
 
-def time_model(name: str, size: int, index, rows_df, paths, labels, device: str, args,
-               workers: int, member_counts: list[int], peak: float, total_steps: int) -> list[dict]:
+@dataclass(frozen=True)
+class SpeedOptions:
+    """What to time (``python -m bench.speed`` flags)."""
+
+    device: str  # cpu | cuda (resolved)
+    models: tuple[str, ...] = ("fus2net",)
+    data: Path | None = None  # images to time on (None: the synthetic phantom)
+    img_size: int | None = None  # None: each model's input size
+    steps: int = 30
+    warmup: int = 5
+    workers: int | None = None  # naive DataLoader workers (None: min(8, torch threads))
+    members: str | None = None  # stacked-engine widths, e.g. "4,11" (parse_members)
+
+
+@dataclass
+class Images:
+    """The images timed on: their index, manifest rows, absolute paths and labels."""
+
+    index: object
+    rows: pd.DataFrame
+    paths: list[Path]
+    labels: list[int]
+
+
+def time_model(name: str, size: int, images: Images, o: SpeedOptions, workers: int,
+               member_counts: list[int], peak: float, total_steps: int) -> list[dict]:
     """The timing rows of one model at ``size`` px: naive, ours and each stacked width."""
-    rows = []
-    check_fits(len(rows_df) * 3 * size * size, device, f"--img-size {size}",
-               f"the image cache of {len(rows_df)} images at {size} px")
+    rows, device = [], o.device
+    check_fits(len(images.rows) * 3 * size * size, device, f"img_size={size}",
+               f"the image cache of {len(images.rows)} images at {size} px")
     fwd = gflops(create_model(name), 3, size)
-    cache = build_cache(index.root, rows_df, size, 3)[0].to(device)
+    cache = build_cache(images.index.root, images.rows, size, 3)[0].to(device)
     pipelines = [("naive", 1), ("ours", 1)] + [(f"ours, {k} stacked", k) for k in member_counts]
     for pipeline, members in pipelines:
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
         if pipeline == "naive":
-            ips = time_naive(name, paths, labels, size, device, args.steps, args.warmup, workers)
+            ips = time_naive(name, images.paths, images.labels, size, device, o.steps, o.warmup,
+                             workers)
         elif pipeline == "ours":
-            ips = time_ours(name, cache, device, args.steps, args.warmup)
+            ips = time_ours(name, cache, device, o.steps, o.warmup)
         else:
-            ips = time_stacked(name, cache, device, args.steps, args.warmup, members)
+            ips = time_stacked(name, cache, device, o.steps, o.warmup, members)
         tflops = 3 * fwd * ips / 1000
         per_step = 16 * members
         rows.append({"model": name, "pipeline": pipeline, "img_size": size, "img_per_s": round(ips, 1),
@@ -227,67 +250,55 @@ def time_model(name: str, size: int, index, rows_df, paths, labels, device: str,
     return rows
 
 
-@cli_main
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.speed", description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", default="fus2net")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--data", type=Path, default=None, help="images to time on (default: synthetic)")
-    p.add_argument("--img-size", type=number("--img-size", above=True), default=None,
-                   help="default: each model's input size")
-    p.add_argument("--steps", type=number("--steps", above=True), default=30)
-    p.add_argument("--warmup", type=number("--warmup"), default=5)
-    p.add_argument("--workers", type=number("--workers"), default=None,
-                   help="naive DataLoader workers")
-    p.add_argument("--members", default=None,
-                   help="models trained at once by the stacked engine, one row each (e.g. 4,11; "
-                        "default: 11 = 10 folds + final fit on CUDA, 2 on CPU; 0 skips it)")
-    p.add_argument("--out", type=Path, default=PROJECT_ROOT / "results")
-    args = p.parse_args(argv)
-    device = resolve_device(args.device)
-    member_counts = parse_members(args.members, device)
-    index = load_index(args.data)
-    n = min(len(index.samples), (args.steps + args.warmup) * 16)
-    samples = index.samples[:n]
-    rows_df = pd.DataFrame({"path": [s.path for s in samples], "label": [s.label for s in samples]})
-    paths = [index.abspath(s) for s in samples]
-    labels = [s.label for s in samples]
-    workers = args.workers if args.workers is not None else min(8, max(1, (torch.get_num_threads())))
-    peak, peak_source = peak_tflops(device)
+def timing_images(o: SpeedOptions) -> Images:
+    index = load_index(o.data)
+    samples = index.samples[:min(len(index.samples), (o.steps + o.warmup) * 16)]
+    rows = pd.DataFrame({"path": [s.path for s in samples], "label": [s.label for s in samples]})
+    return Images(index, rows, [index.abspath(s) for s in samples], [s.label for s in samples])
+
+
+def time_one(name: str, images: Images, o: SpeedOptions, workers: int, member_counts: list[int],
+             peak: float, total_steps: int) -> list[dict]:
+    """:func:`time_model` at the model's size; out of memory is one line naming the size."""
+    cfg = get_model_config(name)
+    size = max(o.img_size, cfg.min_input_size) if o.img_size is not None else cfg.input_size
+    if o.img_size is not None and size != o.img_size:
+        print(f"note: {name} needs at least {cfg.min_input_size} px; timed at {size} px")
+    try:
+        return time_model(name, size, images, o, workers, member_counts, peak, total_steps)
+    except (RuntimeError, MemoryError) as exc:
+        if not is_out_of_memory(exc) and not isinstance(exc, MemoryError):
+            raise
+        release_memory(o.device)
+        raise BenchError(f"img_size={size}: {name} does not fit in {o.device} memory at "
+                         f"{size} px ({len(images.rows)} images, batch 16); give a smaller "
+                         "img_size or steps") from None
+
+
+def measure(o: SpeedOptions) -> tuple[pd.DataFrame, str]:
+    """The timing table of every model and its header line (device, versions, images)."""
+    member_counts = parse_members(o.members, o.device)
+    images = timing_images(o)
+    workers = o.workers if o.workers is not None else min(8, max(1, (torch.get_num_threads())))
+    peak, peak_source = peak_tflops(o.device)
     total_steps = paper_image_steps()
     rows = []
-    for name in args.models.split(","):
-        cfg = get_model_config(name)
-        size = max(args.img_size, cfg.min_input_size) if args.img_size is not None \
-            else cfg.input_size
-        if args.img_size is not None and size != args.img_size:
-            print(f"note: {name} needs at least {cfg.min_input_size} px; timed at {size} px")
-        try:
-            rows += time_model(name, size, index, rows_df, paths, labels, device, args, workers,
-                               member_counts, peak, total_steps)
-        except (RuntimeError, MemoryError) as exc:
-            if not is_out_of_memory(exc) and not isinstance(exc, MemoryError):
-                raise
-            release_memory(device)
-            raise BenchError(f"--img-size {size}: {name} does not fit in {device} memory at "
-                             f"{size} px ({len(samples)} images, batch 16); give a smaller "
-                             "--img-size or --steps") from None
+    for name in o.models:
+        rows += time_one(name, images, o, workers, member_counts, peak, total_steps)
     naive = {r["model"]: r["img_per_s"] for r in rows if r["pipeline"] == "naive"}
     for r in rows:
         r["speedup_vs_naive"] = round(r["img_per_s"] / naive[r["model"]], 2)
-    df = pd.DataFrame(rows)
-    info = device_info(device)
+    info = device_info(o.device)
     versions = package_versions()
-    header = (f"Device: {info.get('gpu', info.get('cpu'))} ({device}, {info['threads']} threads); "
+    header = (f"Device: {info.get('gpu', info.get('cpu'))} ({o.device}, {info['threads']} threads); "
               f"torch {versions['torch']}; peak {peak:.2f} TFLOP/s ({peak_source}); "
-              f"images: {index.kind} ({len(samples)} from {index.root.name}); "
-              f"{args.steps} timed steps of batch 16 after {args.warmup} warm-up; paper protocol = "
+              f"images: {images.index.kind} ({len(images.rows)} from {images.index.root.name}); "
+              f"{o.steps} timed steps of batch 16 after {o.warmup} warm-up; paper protocol = "
               f"{total_steps:,} image-steps; {datetime.now(timezone.utc).date()}")
-    write_csv(args.out / "speed.csv", df)
-    write_text(args.out / "speed.md", f"# Training speed\n\n{header}\n\n{to_markdown(df)}")
-    print(header)
-    return 0
+    return pd.DataFrame(rows), header
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def write_speed(out: Path, table: pd.DataFrame, header: str) -> None:
+    """``speed.csv`` and ``speed.md`` in ``out``."""
+    write_csv(out / "speed.csv", table)
+    write_text(out / "speed.md", f"# Training speed\n\n{header}\n\n{to_markdown(table)}")

@@ -166,6 +166,103 @@ def unstack_into(models: list[nn.Module], params: dict[str, torch.Tensor],
                 t.copy_(src[j].to(t.device))
 
 
+class _Stack:
+    """The members' stacked state on the training device, their optimizer and the vmapped loss."""
+
+    def __init__(self, members: list[Member], cfg: ModelConfig, cache: ImageCache,
+                 settings: TrainSettings) -> None:
+        self.device = device = torch.device(settings.device)
+        self.k, self.cfg, self.cache, self.settings = len(members), cfg, cache, settings
+        structure = _WithRegularizer(copy.deepcopy(members[0].model)).to("meta").train()
+        self.params, self.buffers = stack_state([m.model for m in members], device)
+        trainable = [p for p in self.params.values() if p.requires_grad]
+        self.dtype = trainable[0].dtype if trainable else torch.float32
+        self.opt = StackedOptimizer(trainable, settings.optimizer, settings.lr, self.k)
+
+        def member_loss(p: dict, b: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            with autocast(device):
+                logits, reg = functional_call(structure, (p, b), (x,))
+            return recipe_loss(logits, y, reg)
+
+        self.stacked_loss = vmap(member_loss, randomness="different")
+        self.position_cache: dict[tuple[int, ...], torch.Tensor] = {}
+
+    def positions(self, who: list[int]) -> torch.Tensor:
+        """Member indices as a device tensor, copied once per distinct group."""
+        key = tuple(who)
+        if key not in self.position_cache:
+            self.position_cache[key] = torch.tensor(who, device=self.device)
+        return self.position_cache[key]
+
+    def train_group(self, size: int, group: list, step: int, loss_sum: torch.Tensor,
+                    bad_step: torch.Tensor) -> None:
+        """Forward and backward of the members in ``group`` (same batch ``size``) at ``step``;
+        adds their losses to ``loss_sum`` and marks a first non-finite loss in ``bad_step``."""
+        aug, params, buffers = self.settings.augment, self.params, self.buffers
+        who = [j for j, _, _, _ in group]
+        src = torch.cat([s for _, s, _, _ in group])
+        codes = torch.cat([c for _, _, c, _ in group])
+        p_aug = None if aug is None else {key: torch.cat([pa[key] for _, _, _, pa in group])
+                                          for key in group[0][3]}
+        x, y = training_batch(self.cache, src, codes, p_aug, self.cfg, self.device, self.dtype)
+        if self.settings.channels_last:  # kept through the view: each member's slice is NHWC
+            x = x.contiguous(memory_format=torch.channels_last)
+        x, y = x.view(len(who), size, *x.shape[1:]), y.view(len(who), size)
+        at = self.positions(who)
+        if len(who) == self.k:
+            p_in, b_in = params, buffers
+        else:
+            p_in = {name: t[at] for name, t in params.items()}
+            b_in = {name: t[at].clone() for name, t in buffers.items()}
+        losses = self.stacked_loss(p_in, b_in, x, y)
+        finite = torch.isfinite(losses.detach())
+        kept = torch.where(finite, losses, 0.0)  # a diverged member gets no gradient
+        kept.sum().backward()
+        with torch.no_grad():
+            if len(who) != self.k:
+                for name, t in buffers.items():
+                    t[at] = b_in[name]
+            loss_sum[at] += kept.detach() * size
+            first = (bad_step[at] < 0) & ~finite
+            bad_step[at] = torch.where(first, step, bad_step[at])
+
+    def epoch(self, schedules: list[BatchSchedule], alive: list[bool]
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One epoch of every live member: summed losses, and the first bad step (-1: none)."""
+        k, steps = self.k, [s.steps for s in schedules]
+        for schedule, ok in zip(schedules, alive, strict=True):
+            if ok:
+                schedule.start_epoch()
+        loss_sum = torch.zeros(k, device=self.device)
+        bad_step = torch.full((k,), -1, dtype=torch.long, device=self.device)
+        for step in range(max((s for s, ok in zip(steps, alive, strict=True) if ok), default=0)):
+            active = [alive[j] and step < steps[j] for j in range(k)]
+            groups: dict[int, list[tuple[int, torch.Tensor, torch.Tensor, dict | None]]] = {}
+            for j in (j for j in range(k) if active[j]):
+                src, codes, p_aug = schedules[j].batch(step)
+                groups.setdefault(len(src), []).append((j, src, codes, p_aug))
+            self.opt.zero_grad()
+            for size, group in groups.items():
+                self.train_group(size, group, step, loss_sum, bad_step)
+            self.opt.step(active)
+        return loss_sum, bad_step
+
+
+def _record_epoch(results: list[TrainOutcome], alive: list[bool], loss_sum: torch.Tensor,
+                  bad_step: torch.Tensor, n: list[int], epoch: int) -> None:
+    """Each live member's epoch loss, or where it diverged (it then stops training)."""
+    bad = bad_step.tolist()
+    epoch_loss = (loss_sum.cpu() / torch.tensor(n, dtype=torch.float32)).tolist()
+    for j in range(len(results)):
+        if not alive[j]:
+            continue
+        if bad[j] >= 0:
+            alive[j] = False
+            results[j].diverged = TrainingDiverged(epoch + 1, bad[j] + 1, float("nan"))
+        else:
+            results[j].history.append(epoch_loss[j])
+
+
 def train_stacked(members: list[Member], cfg: ModelConfig, cache: ImageCache,
                   settings: TrainSettings, desc: str = "stacked", progress: bool = True
                   ) -> list[TrainOutcome]:
@@ -174,89 +271,18 @@ def train_stacked(members: list[Member], cfg: ModelConfig, cache: ImageCache,
     The members' models are only read at the start and written at the end (on their own devices):
     during training the stacked copy on ``settings.device`` is the only one in use.
     """
-    device = torch.device(settings.device)
-    k, bs = len(members), settings.batch_size
-    aug = settings.augment
-    structure = _WithRegularizer(copy.deepcopy(members[0].model)).to("meta").train()
-    params, buffers = stack_state([m.model for m in members], device)
-    trainable = [p for p in params.values() if p.requires_grad]
-    dtype = trainable[0].dtype if trainable else torch.float32
-    opt = StackedOptimizer(trainable, settings.optimizer, settings.lr, k)
-
-    def member_loss(p: dict, b: dict, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        with autocast(device):
-            logits, reg = functional_call(structure, (p, b), (x,))
-        return recipe_loss(logits, y, reg)
-
-    stacked_loss = vmap(member_loss, randomness="different")
-    position_cache: dict[tuple[int, ...], torch.Tensor] = {}
-
-    def positions(who: list[int]) -> torch.Tensor:
-        """Member indices as a device tensor, copied once per distinct group."""
-        key = tuple(who)
-        if key not in position_cache:
-            position_cache[key] = torch.tensor(who, device=device)
-        return position_cache[key]
-
-    schedules = [BatchSchedule(m.indices, m.flips, m.seed, bs, aug) for m in members]
+    stack = _Stack(members, cfg, cache, settings)
+    schedules = [BatchSchedule(m.indices, m.flips, m.seed, settings.batch_size, settings.augment)
+                 for m in members]
     n = [s.n for s in schedules]
-    steps = [s.steps for s in schedules]
     results = [TrainOutcome() for _ in members]
-    alive = [True] * k
+    alive = [True] * len(members)
     bar = tqdm(range(settings.epochs), desc=desc, unit="epoch", leave=False, disable=not progress)
     for epoch in bar:
-        for schedule, ok in zip(schedules, alive, strict=True):
-            if ok:
-                schedule.start_epoch()
-        loss_sum = torch.zeros(k, device=device)
-        bad_step = torch.full((k,), -1, dtype=torch.long, device=device)
-        for step in range(max((s for s, ok in zip(steps, alive, strict=True) if ok), default=0)):
-            active = [alive[j] and step < steps[j] for j in range(k)]
-            groups: dict[int, list[tuple[int, torch.Tensor, torch.Tensor, dict | None]]] = {}
-            for j in (j for j in range(k) if active[j]):
-                src, codes, p_aug = schedules[j].batch(step)
-                groups.setdefault(len(src), []).append((j, src, codes, p_aug))
-            opt.zero_grad()
-            for size, group in groups.items():
-                who = [j for j, _, _, _ in group]
-                src = torch.cat([s for _, s, _, _ in group])
-                codes = torch.cat([c for _, _, c, _ in group])
-                p_aug = None if aug is None else {key: torch.cat([pa[key] for _, _, _, pa in group])
-                                                  for key in group[0][3]}
-                x, y = training_batch(cache, src, codes, p_aug, cfg, device, dtype)
-                if settings.channels_last:  # kept through the view: each member's slice is NHWC
-                    x = x.contiguous(memory_format=torch.channels_last)
-                x, y = x.view(len(who), size, *x.shape[1:]), y.view(len(who), size)
-                at = positions(who)
-                if len(who) == k:
-                    p_in, b_in = params, buffers
-                else:
-                    p_in = {name: t[at] for name, t in params.items()}
-                    b_in = {name: t[at].clone() for name, t in buffers.items()}
-                losses = stacked_loss(p_in, b_in, x, y)
-                finite = torch.isfinite(losses.detach())
-                kept = torch.where(finite, losses, 0.0)  # a diverged member gets no gradient
-                kept.sum().backward()
-                with torch.no_grad():
-                    if len(who) != k:
-                        for name, t in buffers.items():
-                            t[at] = b_in[name]
-                    loss_sum[at] += kept.detach() * size
-                    first = (bad_step[at] < 0) & ~finite
-                    bad_step[at] = torch.where(first, step, bad_step[at])
-            opt.step(active)
-        bad = bad_step.tolist()
-        epoch_loss = (loss_sum.cpu() / torch.tensor(n, dtype=torch.float32)).tolist()
-        for j in range(k):
-            if not alive[j]:
-                continue
-            if bad[j] >= 0:
-                alive[j] = False
-                results[j].diverged = TrainingDiverged(epoch + 1, bad[j] + 1, float("nan"))
-            else:
-                results[j].history.append(epoch_loss[j])
+        loss_sum, bad_step = stack.epoch(schedules, alive)
+        _record_epoch(results, alive, loss_sum, bad_step, n, epoch)
         last = [r.history[-1] for r in results if len(r.history) == epoch + 1]
         if progress and last:
             bar.set_postfix(loss=f"{np.mean(last):.4f}")
-    unstack_into([m.model for m in members], params, buffers)
+    unstack_into([m.model for m in members], stack.params, stack.buffers)
     return results

@@ -5,32 +5,57 @@ final fit, or every stage with ``--save-fold-weights``) weights atomically into
 ``<run>/stages/<stage>/`` as soon as it ends, then a ``done.json`` holding the run's config hash and
 the files' SHA-256: a rerun reuses every stage whose ``done.json`` matches. A stage that failed
 (loss NaN/inf, non-finite weights or predictions) writes ``failed.json`` instead.
-:func:`run_problem` is the one check of a finished run's files, used before a run is reused.
+The files' layout and checksums are :class:`bench.engine.runfolder.StageFolder`'s.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
+from enum import StrEnum
 
 import numpy as np
 import pandas as pd
 import torch
-from safetensors.torch import save_file
 
-from bench.core.atomic import write_atomic, write_csv, write_json
-from bench.core.provenance import file_sha256
+from bench.data.cache import ImageCache
+from bench.engine.runfolder import RunFolder, StageFolder
+from bench.engine.spec import Execution, RunSpec
 from bench.evaluation.metrics import binary_metrics
 
 PRED_COLUMNS = ["id", "path", "label", "prob_malignant", "split", "fold"]
 
 
+class StageStatus(StrEnum):
+    """How a stage ended (``config.json``'s ``timings.stages.<stage>.status``)."""
+
+    DONE = "done"
+    REUSED = "reused"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """What every stage of one run shares: its spec (``run_hash`` is its hash), how it is carried
+    out, the image cache and the run folder."""
+
+    spec: RunSpec
+    ex: Execution
+    cache: ImageCache
+    folder: RunFolder
+    run_hash: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "run_hash", self.spec.hash())
+
+    def stage(self, name: str) -> StageFolder:
+        return self.folder.stage(name)
+
+
 @dataclass
 class StageResult:
     name: str
-    status: str  # "done" | "reused" | "failed"
+    status: StageStatus
     predictions: pd.DataFrame | None
     metrics: dict | None
     seconds: float
@@ -42,48 +67,19 @@ def fold_number(stage: str) -> int:
     return -1 if stage == "final" else int(stage.split("_")[1])
 
 
-def stage_valid(folder: Path, run_hash: str) -> bool:
-    """A stage folder whose ``done.json`` matches the run and every file its checksum."""
-    done = folder / "done.json"
-    if not done.is_file():
-        return False
-    try:
-        info = json.loads(done.read_text())
-        return info.get("config_hash") == run_hash and all(
-            (folder / name).is_file() and file_sha256(folder / name) == sha
-            for name, sha in info["files"].items())
-    except (OSError, ValueError, KeyError):
-        return False
+def reuse_stage(name: str, ctx: StageContext) -> StageResult:
+    preds, metrics = ctx.stage(name).read()
+    return StageResult(name, StageStatus.REUSED, preds, metrics, 0.0)
 
 
-def run_problem(run_dir: Path, cfg: dict, run_hash: str) -> str | None:
-    """What is wrong with a finished run's files (``None``: every recorded checksum matches)."""
-    for name, sha in cfg.get("outputs", {}).items():
-        path = run_dir / name
-        if not path.is_file():
-            return f"{name} is missing"
-        if file_sha256(path) != sha:
-            return f"{name} does not match its recorded checksum"
-    for stage in cfg.get("timings", {}).get("stages", {}):
-        if not stage_valid(run_dir / "stages" / stage, run_hash):
-            return f"stage {stage}'s files are missing or do not match their checksums"
-    return None
-
-
-def reuse_stage(name: str, stage_dir: Path) -> StageResult:
-    preds = pd.read_csv(stage_dir / "predictions.csv", dtype={"id": str, "path": str})
-    metrics = json.loads((stage_dir / "metrics.json").read_text())
-    return StageResult(name, "reused", preds, metrics, 0.0)
-
-
-def write_failed(name: str, folder: Path, run_hash: str, message: str, epoch: int, step: int,
+def write_failed(name: str, ctx: StageContext, message: str, epoch: int, step: int,
                  t0: float) -> StageResult:
-    write_json(folder / "failed.json", {"config_hash": run_hash, "stage": name, "epoch": epoch,
-                                        "step": step, "message": message})
-    return StageResult(name, "failed", None, None, time.perf_counter() - t0, message)
+    ctx.stage(name).write_failed({"config_hash": ctx.run_hash, "stage": name, "epoch": epoch,
+                                  "step": step, "message": message})
+    return StageResult(name, StageStatus.FAILED, None, None, time.perf_counter() - t0, message)
 
 
-def write_done(name: str, folder: Path, run_hash: str, rows: pd.DataFrame, probs: np.ndarray,
+def write_done(name: str, ctx: StageContext, rows: pd.DataFrame, probs: np.ndarray,
                model: torch.nn.Module | None, info: dict, seconds: float) -> StageResult:
     """A finished stage's files, written atomically, ``done.json`` last."""
     final = name == "final"
@@ -92,15 +88,8 @@ def write_done(name: str, folder: Path, run_hash: str, rows: pd.DataFrame, probs
         "prob_malignant": probs, "split": "test" if final else "val", "fold": fold_number(name),
     })[PRED_COLUMNS]
     metrics = binary_metrics(preds.label, preds.prob_malignant)
-    write_csv(folder / "predictions.csv", preds)
-    write_json(folder / "metrics.json", metrics)
-    files = ["predictions.csv", "metrics.json"]
-    if model is not None:
-        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        write_atomic(folder / "model.safetensors", lambda p: save_file(state, str(p)))
-        files.append("model.safetensors")
-    (folder / "failed.json").unlink(missing_ok=True)
-    write_json(folder / "done.json", {"config_hash": run_hash, "stage": name, **info,
-                                      "seconds": round(seconds, 2),
-                                      "files": {n: file_sha256(folder / n) for n in files}})
-    return StageResult(name, "done", preds, metrics, seconds)
+    state = None if model is None else \
+        {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    ctx.stage(name).write_done(ctx.run_hash, preds, metrics, state,
+                               {**info, "seconds": round(seconds, 2)})
+    return StageResult(name, StageStatus.DONE, preds, metrics, seconds)

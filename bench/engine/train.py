@@ -107,8 +107,8 @@ class TrainSettings:
     optimizer: str = "adam"
     lr: float | None = None
     augment: AugmentConfig | None = field(default_factory=AugmentConfig)
-    device: str = "cpu"
     channels_last: bool = True
+    device: str = field(kw_only=True)  # always given: a default would hide a wrong device
 
 
 def make_optimizer(name: str, params, lr: float | None, fused: bool = False) -> torch.optim.Optimizer:

@@ -17,7 +17,6 @@ figure), and ``info.json``. A run explained with the same method and weights is 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +28,7 @@ import torch.nn.functional as F
 from captum.attr import LayerGradCam
 from PIL import Image
 
-from bench.core.atomic import write_atomic, write_csv, write_json
+from bench.core.atomic import write_atomic, write_csv
 from bench.core.errors import BenchError, cli_main
 from bench.core.provenance import file_sha256, from_portable
 from bench.data.cache import build_cache
@@ -38,6 +37,7 @@ from bench.data.datasets import load_index
 from bench.data.images import BadImageError, read_image
 from bench.data.index import DataIndex
 from bench.engine.device import resolve_device
+from bench.engine.runfolder import WEIGHTS, RunFolder
 from bench.engine.spec import RunSpec
 from bench.engine.train import normalize
 from bench.evaluation.camlayer import (
@@ -170,9 +170,8 @@ def run_index(run, data: Path | None = None) -> DataIndex:
     except BenchError as exc:
         raise NotExplained(f"{run.path.name}: {where}: {exc}") from None
     want = settings.get("data_sha256")
-    split = run.path / "split.csv"
-    if want and split.is_file():
-        manifest = pd.read_csv(split, dtype={"id": str, "path": str}, keep_default_na=False)
+    manifest = RunFolder(run.path).read_split()
+    if want and len(manifest):
         paths = list(manifest.path[manifest.split != "excluded"])
         cleaned = str(settings.get("annotations", "keep"))
         if cleaned.startswith("clean:"):  # trained on cleaned copies (bench/data/annotations.py)
@@ -189,59 +188,21 @@ def run_index(run, data: Path | None = None) -> DataIndex:
     return index
 
 
-def _info_matches(folder: Path, info: dict) -> bool:
-    """Explanations written with ``info`` (files aside) whose recorded files are intact."""
-    path = folder / "info.json"
-    if not path.is_file():
-        return False
-    try:
-        old = json.loads(path.read_text())
-    except ValueError:
-        return False
-    files = old.pop("files", {})
-    return old == info and all((folder / n).is_file() and file_sha256(folder / n) == sha
-                               for n, sha in files.items())
-
-
-def explain_run(run, method: str = "gradcam", device: str = "cpu", data: Path | None = None
-                ) -> Path | None:
-    """Explain one finished run (test set and scored external sets); returns its folder, or
-    ``None`` when the run has no weights here (results sets commit none; said in a note).
-    A run that cannot be explained (its data not found or not the same images, weights that do
-    not fit) raises :class:`NotExplained`."""
-    if method not in METHODS:
-        raise BenchError(f"--method {method!r}: choose from {', '.join(METHODS)}")
-    weights = run.path / "model.safetensors"
-    folder = run.path / "explain" / method
-    spec = RunSpec(**{k: v for k, v in run.settings.items() if k in RunSpec.__dataclass_fields__})
-    cfg = get_model_config(spec.model)
-    recorded_weights = run.config.get("outputs", {}).get("model.safetensors")
-    layer = run_cam_layer(spec)
-    info = {"method": method,
-            "weights_sha256": file_sha256(weights) if weights.is_file() else recorded_weights,
+def explain_info(run, method: str, spec: RunSpec, layer: CamLayer) -> dict:
+    """``info.json`` of a run's explanations (its ``files`` aside): what they depend on."""
+    weights = run.path / WEIGHTS
+    return {"method": method,
+            "weights_sha256": file_sha256(weights) if weights.is_file()
+            else run.config.get("outputs", {}).get(WEIGHTS),
             "map_side": MAP_SIDE, "tolerance": TOLERANCE, "band": BAND,
             "library": "captum LayerGradCam", "external_sets": sorted(run.external),
-            "cam_layer": layer.name, "configured_layer": cfg.cam_layer,
+            "cam_layer": layer.name, "configured_layer": get_model_config(spec.model).cam_layer,
             "map_size": layer.size, "min_map_side": MIN_SIDE}
-    if info["weights_sha256"] is not None and _info_matches(folder, info):
-        print(f"{run.path.name}: explanations up to date")
-        return folder
-    if not weights.is_file():
-        print(f"note: {run.path.name}: not explained: model.safetensors is not in the run folder "
-              "(results sets commit no weights; the final fit "
-              f"{'did not finish' if recorded_weights is None else 'wrote them'}); rerun the "
-              "run to recreate them")
-        return None
-    for name in run.external:
-        if name in RESERVED_NAMES:
-            raise NotExplained(f"{run.path.name}: its external set is named {name!r}, as one of "
-                               "the run's own splits; score it again under another name with "
-                               f"--external NAME=PATH and delete external/{name}")
-    index = run_index(run, data)
-    try:
-        model = final_model(spec, weights)
-    except BenchError as exc:
-        raise NotExplained(str(exc)) from None
+
+
+def image_sets(run, index: DataIndex) -> list[tuple[str, DataIndex, pd.DataFrame]]:
+    """The sets to explain: the held-out test set and each scored external set (its images
+    checked to be the ones it was scored on)."""
     parts = [("test", index, run.test)]
     for name, (preds, meta) in sorted(run.external.items()):
         try:
@@ -254,21 +215,58 @@ def explain_run(run, method: str = "gradcam", device: str = "cpu", data: Path | 
                                f"{meta['source']} are not the ones it was scored on (content "
                                "SHA-256); score it again with --external")
         parts.append((name, ext, preds))
+    return parts
+
+
+def explain_run(run, method: str = "gradcam", *, device: str, data: Path | None = None
+                ) -> Path | None:
+    """Explain one finished run (test set and scored external sets) on ``device``; returns its
+    folder, or ``None`` when the run has no weights here (results sets commit none; said in a
+    note). A run that cannot be explained (its data not found or not the same images, weights
+    that do not fit) raises :class:`NotExplained`."""
+    if method not in METHODS:
+        raise BenchError(f"method={method!r}: choose from {', '.join(METHODS)}")
+    weights = run.path / WEIGHTS
+    out = RunFolder(run.path).explain(method)
+    spec = RunSpec(**{k: v for k, v in run.settings.items() if k in RunSpec.__dataclass_fields__})
+    layer = run_cam_layer(spec)
+    info = explain_info(run, method, spec, layer)
+    if info["weights_sha256"] is not None and out.matches(info):
+        print(f"{run.path.name}: explanations up to date")
+        return out.path
+    if not weights.is_file():
+        recorded = run.config.get("outputs", {}).get(WEIGHTS)
+        print(f"note: {run.path.name}: not explained: model.safetensors is not in the run folder "
+              "(results sets commit no weights; the final fit "
+              f"{'did not finish' if recorded is None else 'wrote them'}); rerun the "
+              "run to recreate them")
+        return None
+    for name in run.external:
+        if name in RESERVED_NAMES:
+            raise NotExplained(f"{run.path.name}: its external set is named {name!r}, as one of "
+                               "the run's own splits; score it again under another name with "
+                               f"--external NAME=PATH and delete external/{name}")
+    index = run_index(run, data)
+    try:
+        model = final_model(spec, weights)
+    except BenchError as exc:
+        raise NotExplained(str(exc)) from None
+    parts = image_sets(run, index)
     frames, arrays = [], {}
     for name, idx, rows in parts:
         got = explain_images(spec, model, idx, rows.reset_index(drop=True), device, layer=layer)
         frames.append(got.metrics.assign(set=name))
         arrays.update({f"{name}/maps": got.maps, f"{name}/images": got.thumbs,
                        f"{name}/masks": got.masks, f"{name}/ids": got.metrics.id.to_numpy(str)})
-    write_csv(folder / "cam_metrics.csv", pd.concat(frames, ignore_index=True))
-    write_atomic(folder / "maps.npz", lambda p: np.savez_compressed(p.open("wb"), **arrays))
-    # the measures' checksum: bench.reporting.runs verifies it before the report reads them (maps.npz holds
-    # figures only and is not committed with results sets)
-    write_json(folder / "info.json", {**info, "files": {
-        "cam_metrics.csv": file_sha256(folder / "cam_metrics.csv")}})
+    # the measures' checksum is verified before the report reads them (maps.npz holds figures
+    # only and is not committed with results sets)
+    out.write(info, {"cam_metrics.csv": lambda p: write_csv(p, pd.concat(frames, ignore_index=True)),
+                     "maps.npz": lambda p: write_atomic(
+                         p, lambda q: np.savez_compressed(q.open("wb"), **arrays))},
+              checksummed=("cam_metrics.csv",))
     print(f"{run.path.name}: explained {sum(len(f) for f in frames)} images ({method}, layer "
           f"{layer.name}, map {layer.size}{'' if layer.measurable else ': not measurable'})")
-    return folder
+    return out.path
 
 
 def data_of(run) -> Path | None:
@@ -277,7 +275,7 @@ def data_of(run) -> Path | None:
     return None if run.data_arg is None else from_portable(run.data_arg)
 
 
-def explain_runs(runs: list, method: str = "gradcam", device: str = "cpu",
+def explain_runs(runs: list, method: str = "gradcam", *, device: str,
                  data: Path | None = None) -> list[str]:
     """Explain every complete run of ``runs``; a run that cannot be explained is said in one line
     and the others go on. Returns those lines."""
@@ -286,7 +284,7 @@ def explain_runs(runs: list, method: str = "gradcam", device: str = "cpu",
         if run.config.get("status") != "complete":
             continue
         try:
-            explain_run(run, method, device, data)
+            explain_run(run, method, device=device, data=data)
         except NotExplained as exc:
             print(f"not explained: {exc}", file=sys.stderr)
             problems.append(str(exc))
@@ -307,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     device = resolve_device(args.device)
     runs = load_runs(args.runs)
-    problems = explain_runs(runs, args.method, device, args.data)
+    problems = explain_runs(runs, args.method, device=device, data=args.data)
     if args.out is not None:
         runs = load_runs(args.runs)
         cams = tables.explanation_table(runs)

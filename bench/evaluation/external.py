@@ -22,7 +22,6 @@ as ``synthetic:B``, the phantom's second site (another scanner; :mod:`bench.data
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bench.core.atomic import write_csv, write_json
 from bench.core.errors import BenchError
 from bench.core.provenance import file_sha256, from_portable, recorded_location
 from bench.data.cache import build_cache
@@ -43,6 +41,7 @@ from bench.data.index import DataIndex
 from bench.data.review import tile_pairs
 from bench.data.synthetic import SITES, PhantomSpec
 from bench.engine.protocol import load_weights
+from bench.engine.runfolder import WEIGHTS, RunFolder
 from bench.engine.spec import Execution, RunSpec
 from bench.engine.stages import PRED_COLUMNS
 from bench.engine.train import predict
@@ -135,20 +134,16 @@ def resolve_external(values: list[str]) -> list[ExternalSet]:
     return sets
 
 
-def check_same_source(run_dir: Path, ext: ExternalSet, data_sha: str) -> None:
+def check_same_source(folder: RunFolder, ext: ExternalSet, data_sha: str) -> None:
     """An external set name is scored from one source only: another set of the same name (e.g.
     ``a/ext`` and then ``b/ext``) would replace the first one's scores. The same images under
     another recorded path (an older record) are the same set."""
-    done = run_dir / "external" / ext.name / "metrics.json"
-    if not done.is_file():
-        return
-    try:
-        old = json.loads(done.read_text())
-    except (OSError, ValueError):
+    old = folder.external(ext.name).record()
+    if old is None:
         return
     source = old.get("source")
     if source is not None and source != ext.source and old.get("content_sha256") != data_sha:
-        raise BenchError(f"--external {ext.shown}: {run_dir.name} already has an external set "
+        raise BenchError(f"--external {ext.shown}: {folder.name} already has an external set "
                          f"named {ext.name!r}, scored from {source}; name this one with "
                          f"--external NAME={ext.shown}")
 
@@ -183,37 +178,18 @@ def copies_sheet(folder: Path, ext: ExternalSet, train: DataIndex,
     return tile_pairs(rows, folder, stem="copies")[0]
 
 
-def score_external(run_dir: Path, spec: RunSpec, ex: Execution, ext: ExternalSet,
-                   train_index: DataIndex, manifest: pd.DataFrame) -> dict:
-    """Score one external set with the run's final weights; returns its ``metrics.json``."""
-    folder = run_dir / "external" / ext.name
-    weights = run_dir / "model.safetensors"
-    if not weights.is_file():
-        raise BenchError(f"{run_dir.name}: no final weights to score --external {ext.shown} "
-                         "with (the final fit failed)")
-    paths = [s.path for s in ext.index.samples]
-    data_sha = content_sha256(ext.index.root, paths)
-    check_same_source(run_dir, ext, data_sha)
-    weights_sha = file_sha256(weights)
-    done = folder / "metrics.json"
-    if done.is_file() and (folder / "predictions.csv").is_file():
-        old = json.loads(done.read_text())
-        if old.get("content_sha256") == data_sha and old.get("weights_sha256") == weights_sha \
-                and old.get("predictions_sha256") == file_sha256(folder / "predictions.csv"):
-            print(f"external {ext.name}: reusing its scores (same weights, same images)")
-            return old
-    train_rows = manifest[manifest.split == "train"]
+def training_subset(train_index: DataIndex, manifest: pd.DataFrame) -> DataIndex:
+    """The run's training images (the manifest's ``train`` rows) as an index."""
     by_path = {s.path: s for s in train_index.samples}
-    train = DataIndex(train_index.kind, train_index.root,
-                      [by_path[p] for p in train_rows.path if p in by_path])
-    copies, bad = training_copies(ext, train, spec.skip_bad_images)
-    unreadable = {p for p, _ in bad}
-    keep = [s for s in ext.index.samples if s.path not in unreadable]
-    labels = {s.label for s in keep}
-    if labels != {0, 1}:
-        raise BenchError(f"--external {ext.source}: after leaving out {len(bad)} unreadable "
-                         f"image(s), {'no images are' if not keep else 'only one class is'} left; "
-                         "an external set needs benign and malignant images")
+    return DataIndex(train_index.kind, train_index.root,
+                     [by_path[p] for p in manifest.path[manifest.split == "train"] if p in by_path])
+
+
+def scored_predictions(spec: RunSpec, ex: Execution, weights: Path, ext: ExternalSet,
+                       keep: list, copies: dict[str, tuple[str, str]]
+                       ) -> tuple[pd.DataFrame, list]:
+    """P(malignant) of the usable external images with the final weights, in the run's
+    prediction columns plus ``group`` and ``training_copy``; and the images the cache skipped."""
     rows = pd.DataFrame({"id": [s.id for s in keep], "path": [s.path for s in keep],
                          "label": [s.label for s in keep], "group": [s.group for s in keep]})
     cache, skipped = build_cache(ext.index.root, rows, spec.img_size, spec.channels,
@@ -223,7 +199,33 @@ def score_external(run_dir: Path, spec: RunSpec, ex: Execution, ext: ExternalSet
                     device=ex.device, channels_last=ex.channels_last)
     preds = cache.rows.assign(prob_malignant=probs, split="external", fold=-1)
     preds["training_copy"] = preds.id.map(lambda i: copies.get(i, ("", ""))[0])
-    preds = preds[[*PRED_COLUMNS, "group", "training_copy"]]
+    return preds[[*PRED_COLUMNS, "group", "training_copy"]], skipped
+
+
+def score_external(folder: RunFolder, spec: RunSpec, ex: Execution, ext: ExternalSet,
+                   train_index: DataIndex, manifest: pd.DataFrame) -> dict:
+    """Score one external set with the run's final weights; returns its ``metrics.json``."""
+    weights = folder / WEIGHTS
+    if not weights.is_file():
+        raise BenchError(f"{folder.name}: no final weights to score --external {ext.shown} "
+                         "with (the final fit failed)")
+    data_sha = content_sha256(ext.index.root, [s.path for s in ext.index.samples])
+    check_same_source(folder, ext, data_sha)
+    weights_sha = file_sha256(weights)
+    out = folder.external(ext.name)
+    old = out.reusable(data_sha, weights_sha)
+    if old is not None:
+        print(f"external {ext.name}: reusing its scores (same weights, same images)")
+        return old
+    train = training_subset(train_index, manifest)
+    copies, bad = training_copies(ext, train, spec.skip_bad_images)
+    unreadable = {p for p, _ in bad}
+    keep = [s for s in ext.index.samples if s.path not in unreadable]
+    if {s.label for s in keep} != {0, 1}:
+        raise BenchError(f"--external {ext.source}: after leaving out {len(bad)} unreadable "
+                         f"image(s), {'no images are' if not keep else 'only one class is'} left; "
+                         "an external set needs benign and malignant images")
+    preds, skipped = scored_predictions(spec, ex, weights, ext, keep, copies)
     originals = preds[preds.training_copy == ""]
     metrics = {
         "external_set": ext.name, "source": ext.source, "data_kind": ext.index.kind,
@@ -238,10 +240,8 @@ def score_external(run_dir: Path, spec: RunSpec, ex: Execution, ext: ExternalSet
         "test_without_copies": (binary_metrics(originals.label, originals.prob_malignant)
                                 if copies and originals.label.nunique() == 2 else None),
     }
-    write_csv(folder / "predictions.csv", preds)
-    metrics["predictions_sha256"] = file_sha256(folder / "predictions.csv")  # the report verifies it
-    copies_sheet(folder, ext, train, copies)
-    write_json(done, metrics)
+    copies_sheet(out.path, ext, train, copies)
+    out.write(preds, metrics)
     print(f"external {ext.name}: scored {len(preds)} images ({len(copies)} of them copies of "
           f"training images, kept in the headline metrics); AUC {metrics['test']['auc']:.3f}, "
           f"accuracy {metrics['test']['accuracy']:.3f}")

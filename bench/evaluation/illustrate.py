@@ -32,13 +32,13 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from bench.core.atomic import write_csv, write_npz
 from bench.core.errors import BenchError, cli_main
 from bench.data.augment import AugmentConfig, augment, sample_params
 from bench.data.cache import build_cache
 from bench.data.images import read_image
+from bench.engine.runfolder import Run, RunFolder
 from bench.engine.train import normalize
-from bench.reporting.runs import Run, load_runs
+from bench.reporting.runs import load_runs
 from models import get_model_config
 
 ORIGINAL_SIDE = 320
@@ -78,7 +78,7 @@ def illustrate_run(run: Run, data: Path | None = None) -> Path:
     """Write ``<run>/illustrations.npz`` (see the module docstring); returns its path."""
     from bench.evaluation.explain import run_index
 
-    out = run.path / "illustrations.npz"
+    folder = RunFolder(run.path)
     settings = run.settings
     split = pd.read_csv(run.path / "split.csv")
     picks = training_examples(split)
@@ -102,11 +102,10 @@ def illustrate_run(run: Run, data: Path | None = None) -> Path:
             f"{cls}/augmented": np.stack([_grey(v) for v in views]),
             f"{cls}/params": params,
         })
-    write_npz(out, arrays)
     rows = [{"image": cls, "id": arrays["ids"][k], "view": v + 1,
              **dict(zip(PARAM_NAMES, map(float, p), strict=True))}
             for k, cls in enumerate(CLASSES) for v, p in enumerate(arrays[f"{cls}/params"])]
-    write_csv(out.with_suffix(".csv"), pd.DataFrame(rows))  # the parameters, without the arrays
+    out = folder.write_illustrations(arrays, pd.DataFrame(rows))  # results sets commit the .csv
     print(f"{run.path.name}: pipeline illustrations written ({', '.join(picks.id)})")
     return out
 

@@ -32,12 +32,12 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from bench.core.atomic import write_csv, write_json
 from bench.core.errors import BenchError, cli_main
 from bench.core.provenance import file_sha256, from_portable
 from bench.data.annotations import CLEAN_METHOD, clean, detect, detector_version, paste, read_array
 from bench.data.cache import ImageCache
 from bench.data.datasets import load_index
+from bench.engine.runfolder import WEIGHTS, RunFolder
 from bench.engine.spec import RunSpec
 from bench.engine.train import predict
 from bench.evaluation.clustered import obuchowski_delta
@@ -57,7 +57,7 @@ def to_input(arr: np.ndarray, size: int, channels: int) -> np.ndarray:
 
 
 def score_arrays(model: torch.nn.Module, spec: RunSpec, arrays: list[np.ndarray],
-                 device: str = "cpu") -> np.ndarray:
+                 device: str) -> np.ndarray:
     """P(malignant) of images given as arrays, preprocessed as for training."""
     if not arrays:
         return np.zeros(0)
@@ -160,25 +160,22 @@ def _run_index(run, data: Path | None):
     return load_index(path, run.settings["data_kind"])
 
 
-def reliance_run(run, device: str = "cpu", data: Path | None = None) -> dict | None:
+def reliance_run(run, device: str, data: Path | None = None) -> dict | None:
     """Measure one run (test set and scored external sets); ``None`` when it has no weights."""
-    weights = run.path / "model.safetensors"
-    folder = run.path / "reliance"
+    folder = RunFolder(run.path)
+    weights = folder / WEIGHTS
     if not weights.is_file():
         print(f"note: {run.path.name}: reliance not measured: no model.safetensors in the run folder")
         return None
     info = {"weights_sha256": file_sha256(weights), "detector": detector_version(),
             "method": CLEAN_METHOD, "external_sets": sorted(run.external)}
-    done = folder / "reliance.json"
-    if done.is_file():
-        old = json.loads(done.read_text())
-        if old.get("info") == info:
-            return old
+    old = folder.reliance_record()
+    if old is not None and old.get("info") == info:
+        return old
     spec = RunSpec(**{k: v for k, v in run.settings.items() if k in RunSpec.__dataclass_fields__})
     model = final_model(spec, weights)
     index = _run_index(run, data)
-    split = pd.read_csv(run.path / "split.csv", dtype={"id": str, "path": str, "group": str},
-                        keep_default_na=False)
+    split = folder.read_split()
     test = split[split.split == "test"][["id", "path", "label", "group"]]
     result = {"info": {**info}, "run": run.path.name, "model": spec.model, "seed": spec.seed,
               "annotations": spec.annotations, "sets": {}}
@@ -194,8 +191,7 @@ def reliance_run(run, device: str = "cpu", data: Path | None = None) -> dict | N
         summary, per = reliance_of(lambda a: score_arrays(model, spec, a, device), root, rows)
         result["sets"][name] = summary
         frames.append(per.assign(set=name))
-    write_csv(folder / "images.csv", pd.concat(frames, ignore_index=True))
-    write_json(done, result)
+    folder.write_reliance(result, pd.concat(frames, ignore_index=True))
     t = result["sets"]["test"]
     if "delta_auc" in t:
         print(f"{run.path.name}: test AUC {t['auc_original']:.3f} as is, {t['auc_cleaned']:.3f} "
@@ -319,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def write_reliance(runs_dir: Path, out: Path | None = None, device: str = "cpu",
+def write_reliance(runs_dir: Path, out: Path | None, device: str,
                    data: Path | None = None) -> pd.DataFrame:
     """Measure every finished run in ``runs_dir`` and write the table and figure."""
     runs = load_runs(runs_dir, skip_invalid=True)

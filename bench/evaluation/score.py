@@ -1,5 +1,5 @@
-"""``python -m bench.score --runs DIR --external B[,C...]``: score finished runs on external sets
-without retraining (docs/protocol.md, External validation).
+"""Score finished runs on external sets without retraining (docs/protocol.md, External
+validation); the library behind ``python -m bench.score`` (:mod:`bench.cli.score`).
 
 ``bench.run --external`` scores a finished run only when the run's configuration hash matches,
 which includes the training-code version: after any change to that code the same command trains
@@ -12,19 +12,17 @@ A run whose data or weights are not here is one line and the others go on.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import sys
 from pathlib import Path
 
-from bench.core.errors import BenchError, cli_main
+from bench.core.errors import BenchError
 from bench.core.provenance import from_portable
 from bench.data.datasets import load_index
 from bench.data.manifest import read_manifest
-from bench.engine.device import resolve_device
+from bench.engine.runfolder import RunFolder, RunStatus
+from bench.engine.runner import check_not_own_images
 from bench.engine.spec import Execution, RunSpec
 from bench.evaluation.external import resolve_external, score_external
-from bench.reporting.runs import load_run
 from models import get_model_config
 
 
@@ -44,8 +42,9 @@ def run_spec(settings: dict) -> RunSpec:
 
 def score_run(run_dir: Path, external: list[str], device: str) -> dict[str, dict]:
     """Score one finished run folder on each external set; returns name → its metrics."""
-    run = load_run(run_dir)
-    if run is None or run.config.get("status") != "complete":
+    folder = RunFolder(run_dir)
+    run = folder.load()
+    if run is None or run.config.get("status") != RunStatus.COMPLETE:
         raise BenchError(f"{run_dir}: not a finished run")
     spec = run_spec(run.settings)
     data = run.data_arg
@@ -53,45 +52,19 @@ def score_run(run_dir: Path, external: list[str], device: str) -> dict[str, dict
     manifest = read_manifest(run_dir / "split.csv")
     ex = Execution(device=device, channels_last=get_model_config(spec.model).channels_last(device),
                    progress=False)
-    from bench.engine.runner import (
-        check_not_own_images,  # the run module imports this one's neighbours
-    )
-
     out = {}
     for ext in resolve_external(external):
         check_not_own_images(ext, index, manifest)
-        out[ext.name] = score_external(run_dir, spec, ex, ext, index, manifest)
+        out[ext.name] = score_external(folder, spec, ex, ext, index, manifest)
     return out
 
 
-@cli_main
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.score", description=__doc__.split("\n\n")[0])
-    p.add_argument("--runs", type=Path, required=True, help="a run folder or a folder of runs")
-    p.add_argument("--external", required=True,
-                   help="comma-separated external data sets (paths, NAME=PATH or synthetic:B)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    args = p.parse_args(argv)
-    if not args.runs.is_dir():
-        raise BenchError(f"--runs {args.runs}: not a folder")
-    folders = [args.runs] if (args.runs / "config.json").is_file() else sorted(
-        d for d in args.runs.iterdir() if (d / "config.json").is_file())
+def run_folders(runs: Path) -> list[Path]:
+    """``runs`` itself when it is a run folder, else the run folders in it."""
+    if not runs.is_dir():
+        raise BenchError(f"runs={runs}: not a folder")
+    folders = [runs] if (runs / "config.json").is_file() else sorted(
+        d for d in runs.iterdir() if (d / "config.json").is_file())
     if not folders:
-        raise BenchError(f"--runs {args.runs}: no run folders (config.json) in it")
-    device = resolve_device(args.device)
-    sets = [x for x in args.external.split(",") if x]
-    failed = 0
-    for folder in folders:
-        try:
-            for name, m in score_run(folder, sets, device).items():
-                t = m["test"]
-                print(f"{folder.name} → {name}: n={t['n']}, AUC {t['auc']:.3f}, accuracy "
-                      f"{t['accuracy']:.3f}, {m['training_copies']} training copies")
-        except BenchError as exc:
-            print(f"error: {folder.name}: {exc}", file=sys.stderr)
-            failed += 1
-    return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        raise BenchError(f"runs={runs}: no run folders (config.json) in it")
+    return folders

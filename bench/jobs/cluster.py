@@ -140,11 +140,12 @@ class RunJob:
                  source: str = "--cpus-per-job") -> dict:
         from dataclasses import replace
 
+        from bench.cli.run import options_from_argv  # the jobs carry argv (until typed plans)
         from bench.engine import runner as run
 
         t0 = time.time()
         try:
-            options = run.options_from_argv(argv)
+            options = options_from_argv(argv)
             if threads is not None and options.threads is None:
                 options = replace(options, threads=threads, threads_from=source)
             result = run.run(options)

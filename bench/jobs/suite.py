@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from bench.cli import run as run_cli  # argv pass-through (until typed plans)
 from bench.core.errors import BenchError, cli_main
 from bench.core.paths import PROJECT_ROOT
 from bench.data.multisite import site_name, site_paths
@@ -294,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
             for m, extra, compared in planned if compared]
     jobs += [(m, [*extra, "--seed", str(seed)], False) for seed in exp_seeds
              for m, extra, compared in planned if not compared]
-    run.options_from_argv(common)  # a bad pass-through option stops the suite before any run
+    run_cli.options_from_argv(common)  # a bad pass-through option stops the suite before any run
     timings, failures, explain, job_logs = [], [], [], []
     t_all = time.perf_counter()
     if cluster.executor != "inline":
@@ -318,10 +319,10 @@ def main(argv: list[str] | None = None) -> int:
         label = " ".join([model, *extra])
         print(f"\n=== {label} ({profile}) ===", flush=True)
         t0 = time.perf_counter()
-        options = run.options_from_argv(["--model", model, *common, *extra])
+        options = run_cli.options_from_argv(["--model", model, *common, *extra])
         try:
             result = run.run(options)
-            run.print_summary(model, result.metrics, result.run_dir, result.seconds, result.note,
+            run_cli.print_summary(model, result.metrics, result.run_dir, result.seconds, result.note,
                               result.external)
             status = "ok" if result.ok else "FAILED"
             if result.ok and compared:

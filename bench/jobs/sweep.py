@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from bench.cli.run import options_from_argv  # argv pass-through (until typed plans)
 from bench.core.atomic import write_csv, write_json
 from bench.core.errors import BenchError, cli_main
 from bench.core.paths import PROJECT_ROOT
@@ -32,7 +33,9 @@ from bench.core.provenance import portable
 from bench.core.tablefmt import to_markdown
 from bench.data.cache import ImageCache, build_cache
 from bench.engine.protocol import prepare_stage, stage_plan, train_settings
-from bench.engine.runner import Prepared, options_from_argv, prepare
+from bench.engine.runfolder import RunFolder
+from bench.engine.runner import Prepared, prepare
+from bench.engine.stages import StageContext
 from bench.engine.train import predict, recalibrate_batchnorm, train_model
 from bench.evaluation.metrics import roc_auc
 from models import get_model_config
@@ -107,7 +110,7 @@ def fold_curve(p: Prepared, cache: ImageCache, positions: tuple[np.ndarray, np.n
     """Train one CV stage of ``p`` and score its validation fold after every epoch: the curve
     (epoch, val AUC, val accuracy, seconds, training loss) and the validation predictions."""
     spec, ex = p.spec, p.execution
-    job = prepare_stage(name, *positions, cache, spec, stage_dir)
+    job = prepare_stage(name, *positions, StageContext(spec, ex, cache, RunFolder(stage_dir)))
     y = cache.labels.numpy()[job.eval_pos]
     ids = cache.rows.id.to_numpy(str)[job.eval_pos]
     cfg = get_model_config(spec.model)

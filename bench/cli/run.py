@@ -1,0 +1,151 @@
+"""``python -m bench.run --model fus2net``: one model through the benchmark protocol (SPEC §3).
+
+Resolves the profile, reads the data and its split manifest (refusing leaky ones), trains the CV
+folds and the final fit, evaluates once on the held-out test set and writes, in
+``<out>/<model>-<data>-<config hash>/``: ``config.json``, ``predictions.csv``, ``metrics.json``,
+``cv_metrics.csv``, ``model.safetensors`` and per-stage folders that make reruns resume
+(:mod:`bench.engine.runfolder`). The command line only: the library call is
+:func:`bench.engine.runner.run`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from bench.cli.flags import translated
+from bench.core.errors import cli_main, number
+from bench.core.paths import RESULTS_DIR
+from bench.core.provenance import portable
+from bench.data.datasets import KINDS
+from bench.engine.profiles import PROFILES
+from bench.engine.runner import run
+from bench.engine.spec import RunOptions
+from models import list_models
+from models.plugins import resolve_model
+
+DEFAULT_OUT = RESULTS_DIR / "runs"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--model", default="fus2net",
+                   help=f"registered model ({', '.join(list_models())}), or a model from a local "
+                        "file or module: path/to/file.py:NAME, package.module:NAME")
+    p.add_argument("--data", type=Path, default=None,
+                   help="data root or CSV manifest; default: the embedded synthetic phantom")
+    p.add_argument("--dataset", default="auto", choices=KINDS, help="data layout")
+    p.add_argument("--split", type=Path, default=None,
+                   help="split manifest CSV (default: datasets/splits/busi.csv for BUSI, else built "
+                        "on the fly and saved in the run folder)")
+    p.add_argument("--profile", default="auto", choices=["auto", *PROFILES],
+                   help="auto = paper on CUDA, cpu on CPU")
+    p.add_argument("--folds", type=number("--folds"), default=None,
+                   help="CV folds (0 = no CV, only the final fit)")
+    p.add_argument("--epochs", type=number("--epochs", above=True), default=None)
+    p.add_argument("--img-size", type=number("--img-size", above=True), default=None)
+    p.add_argument("--batch-size", type=number("--batch-size", above=True), default=None)
+    p.add_argument("--optimizer", choices=["adam", "rmsprop", "sgd"], default=None,
+                   help="default: the model recipe's (Adam for Fus2Net)")
+    p.add_argument("--lr", type=number("--lr", float), default=None, help="default: Keras default of the optimizer")
+    p.add_argument("--channels", type=int, choices=[3, 1], default=3)
+    p.add_argument("--no-augment", action="store_true", help="disable augmentation (Table 2)")
+    p.add_argument("--bn-stats", default="recalibrated", choices=["recalibrated", "running"],
+                   help="BatchNorm statistics of the trained model: re-estimated on the training "
+                        "images after the last epoch (default; README, Protocol) or the running "
+                        "averages of training as they are")
+    p.add_argument("--l2", type=number("--l2", float), default=None, help="Fus2Net FC L2 factor (0 disables)")
+    p.add_argument("--dropout", type=number("--dropout", float, below=1), default=None, help="Fus2Net dropout rate (0 disables)")
+    p.add_argument("--pretrained", default="auto",
+                   help="auto | require | hub | none | PATH: where ImageNet weights come from "
+                        "(recorded); require = auto, but stop if they are unavailable")
+    p.add_argument("--seed", type=number("--seed"), default=0)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument("--test-per-class", type=number("--test-per-class", above=True), default=50,
+                   help="held-out test images per class when the split is built on the fly")
+    p.add_argument("--skip-bad-images", action="store_true",
+                   help="exclude unreadable/too-small images (listed in the split report)")
+    p.add_argument("--concurrent-folds", default="auto",
+                   help="train up to N stages (CV folds + final fit) at once with the stacked "
+                        "engine (bench.engine.stacked); 1 = one at a time with the reference engine; "
+                        "auto = all at once on CUDA, 1 on CPU")
+    p.add_argument("--save-fold-weights", action="store_true",
+                   help="also keep each CV fold's weights (the final fit's are always kept)")
+    p.add_argument("--threads", type=number("--threads", above=True), default=None,
+                   help="CPU threads (torch intra- and inter-op, OpenMP, MKL); default: the "
+                        "CPUs given to this process (a suite job's --cpus-per-job, SLURM's "
+                        "SLURM_CPUS_PER_TASK, else the affinity mask); recorded in config.json")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--annotations", default="keep", choices=["keep", "clean"],
+                   help="keep the images as they are, or train and score on copies with the "
+                        "burnt-in annotations (calipers, measuring lines, text, overlays) detected "
+                        "and inpainted (bench.data.annotate; part of the run hash)")
+    p.add_argument("--external", default="",
+                   help="comma-separated external data sets (paths, or synthetic:B for the "
+                        "phantom's second site) to score the final model on, unchanged; a "
+                        "finished run only scores them")
+    return p
+
+
+def print_summary(model: str, metrics: dict, run_dir: Path, seconds: float,
+                  note: str | None = None, external: dict | None = None) -> None:
+    t = metrics.get("test")
+    print(f"\n{model}: held-out test set (n={t['n'] if t else '?'}) — {run_dir}")
+    if t is None:
+        print(f"  FAILED: {metrics.get('test_message')}")
+    else:
+        names = ("accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "auc")
+        print("  " + "  ".join(f"{n:>11}" for n in names))
+        print("  " + "  ".join(f"{t[n]:>11.3f}" if t[n] is not None else f"{'undefined':>11}"
+                               for n in names))
+        print(f"  confusion: TP={t['tp']} FN={t['fn']} TN={t['tn']} FP={t['fp']}")
+    cv = metrics.get("cv")
+    if cv and cv["mean"]:
+        print(f"  {cv['folds']}-fold CV (mean ± sd): " + ", ".join(
+            f"{k} {cv['mean'][k]:.3f} ± " + (f"{cv['sd'][k]:.3f}" if cv["sd"][k] is not None
+                                             else "undefined") for k in ("accuracy", "auc")) +
+            (f"; {cv['failed_folds']} failed" if cv["failed_folds"] else ""))
+    for name, ext in (external or {}).items():
+        e = ext["test"]
+        print(f"  external {name} (n={e['n']}, {ext.get('training_copies', 0)} of them copies of "
+              f"training images): accuracy {e['accuracy']:.3f}, sensitivity "
+              f"{e['sensitivity']:.3f}, specificity {e['specificity']:.3f}, AUC {e['auc']:.3f}")
+    if note:
+        print(f"  {note}")
+    print(f"  wall time {seconds:.1f} s")
+
+
+def options_from_argv(argv: list[str] | None) -> RunOptions:
+    """The command line as :class:`RunOptions` (paths in the recorded command made portable)."""
+    args = build_parser().parse_args(argv)
+    given = argv if argv is not None else sys.argv[1:]
+    return RunOptions(
+        model=resolve_model(args.model), data=args.data, dataset=args.dataset, split=args.split,
+        profile=args.profile, folds=args.folds, epochs=args.epochs, img_size=args.img_size,
+        batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, channels=args.channels,
+        augment=not args.no_augment, bn_recalibration=args.bn_stats == "recalibrated", l2=args.l2, dropout=args.dropout, pretrained=args.pretrained,
+        seed=args.seed, device=args.device, out=args.out, test_per_class=args.test_per_class,
+        skip_bad_images=args.skip_bad_images, concurrent_folds=args.concurrent_folds,
+        save_fold_weights=args.save_fold_weights, progress=not args.no_progress,
+        external=tuple(x for x in args.external.split(",") if x), threads=args.threads,
+        annotations=args.annotations,
+        command=" ".join(["python -m bench.run", shlex.join(map(portable, given))]).strip())
+
+
+@cli_main
+@translated(field.name for field in fields(RunOptions))
+def main(argv: list[str] | None = None) -> int:
+    options = options_from_argv(argv)
+    result = run(options)
+    print_summary(options.model, result.metrics, result.run_dir, result.seconds, result.note,
+                  result.external)
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

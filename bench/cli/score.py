@@ -1,0 +1,43 @@
+"""``python -m bench.score --runs DIR --external B[,C...]``: score finished runs on external sets
+without retraining (docs/protocol.md, External validation); the library is
+:mod:`bench.evaluation.score`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bench.cli.flags import translated
+from bench.core.errors import BenchError, cli_main
+from bench.engine.device import resolve_device
+from bench.evaluation.score import run_folders, score_run
+
+
+@cli_main
+@translated(("runs",))
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.score", description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", type=Path, required=True, help="a run folder or a folder of runs")
+    p.add_argument("--external", required=True,
+                   help="comma-separated external data sets (paths, NAME=PATH or synthetic:B)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    args = p.parse_args(argv)
+    folders = run_folders(args.runs)
+    device = resolve_device(args.device)
+    sets = [x for x in args.external.split(",") if x]
+    failed = 0
+    for folder in folders:
+        try:
+            for name, m in score_run(folder, sets, device).items():
+                t = m["test"]
+                print(f"{folder.name} → {name}: n={t['n']}, AUC {t['auc']:.3f}, accuracy "
+                      f"{t['accuracy']:.3f}, {m['training_copies']} training copies")
+        except BenchError as exc:
+            print(f"error: {folder.name}: {exc}", file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

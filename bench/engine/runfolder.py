@@ -1,0 +1,494 @@
+"""The run folder: the one module that writes, records, verifies and reads it (docs/protocol.md,
+"The protocol").
+
+A run folder ``<out>/<model>-<data>-<config hash>/`` holds:
+
+* ``config.json``: the record (settings, versions, device, timings, ``status`` running → complete
+  or failed) and, once finished, ``outputs``: the SHA-256 of every file in :data:`RUN_OUTPUTS`
+  the run wrote;
+* ``predictions.csv``, ``metrics.json``, ``cv_metrics.csv``, ``model.safetensors``, ``split.csv``
+  and (generated splits) ``split_report.json``;
+* ``stages/<stage>/``: each stage's files and ``done.json`` (the run's config hash and the files'
+  SHA-256) or ``failed.json`` (:class:`StageFolder`);
+* add-ons written later by other commands: ``external/<set>/`` (predictions, ``metrics.json`` with
+  ``predictions_sha256``), ``explain/<method>/`` (``info.json`` with ``files`` checksums),
+  ``reliance/`` and ``illustrations.npz``/``.csv``.
+
+Every file is written atomically (:mod:`bench.core.atomic`). :meth:`RunFolder.problem` is the one
+rule set for recorded checksums, used before a run is reused and when it is read
+(:meth:`RunFolder.load`, the :class:`Run` the report and the evaluations use).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.core.atomic import write_atomic, write_csv, write_json, write_npz
+from bench.core.errors import BenchError, plain
+from bench.core.provenance import file_sha256
+
+CONFIG = "config.json"
+WEIGHTS = "model.safetensors"
+# Every file a finished run promises, checksummed in config.json's ``outputs`` (stage files are
+# checksummed in each stage's done.json).
+RUN_OUTPUTS = ("predictions.csv", "metrics.json", "cv_metrics.csv", WEIGHTS, "split.csv",
+               "split_report.json")
+SKIP_HINT = "or pass --skip-invalid-runs to leave it out"
+
+
+class RunStatus(StrEnum):
+    """``config.json``'s ``status`` (and what :func:`bench.engine.runner.run` reports)."""
+
+    RUNNING = "running"
+    COMPLETE = "complete"
+    FAILED = "failed"
+    REUSED = "reused"  # a run result only: an earlier finished run of the same configuration
+
+
+class InvalidRun(BenchError):
+    """A run folder whose recorded outputs were changed after the run."""
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _checksum_state(path: Path, sha: str) -> str | None:
+    """``None`` when ``path`` has checksum ``sha``; else how it fails."""
+    if not path.is_file():
+        return "is missing"
+    return None if file_sha256(path) == sha else "does not match its checksum"
+
+
+class StageFolder:
+    """``stages/<name>/``: one stage's predictions, metrics, weights and ``done.json``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.name = path.name
+
+    def valid(self, run_hash: str) -> bool:
+        """``done.json`` matches the run and every file its checksum."""
+        info = _read_json(self.path / "done.json")
+        try:
+            return info is not None and info.get("config_hash") == run_hash and all(
+                _checksum_state(self.path / n, sha) is None for n, sha in info["files"].items())
+        except (KeyError, AttributeError):
+            return False
+
+    def read(self) -> tuple[pd.DataFrame, dict]:
+        preds = pd.read_csv(self.path / "predictions.csv", dtype={"id": str, "path": str})
+        return preds, json.loads((self.path / "metrics.json").read_text())
+
+    def start(self) -> None:
+        """A stage about to train is no longer done."""
+        (self.path / "done.json").unlink(missing_ok=True)
+
+    def write_failed(self, record: dict) -> None:
+        write_json(self.path / "failed.json", record)
+
+    def write_done(self, run_hash: str, preds: pd.DataFrame, metrics: dict, state: dict | None,
+                   info: dict) -> None:
+        """The stage's files, ``done.json`` last (with their checksums)."""
+        from safetensors.torch import save_file
+
+        write_csv(self.path / "predictions.csv", preds)
+        write_json(self.path / "metrics.json", metrics)
+        files = ["predictions.csv", "metrics.json"]
+        if state is not None:
+            write_atomic(self.path / WEIGHTS, lambda p: save_file(state, str(p)))
+            files.append(WEIGHTS)
+        (self.path / "failed.json").unlink(missing_ok=True)
+        write_json(self.path / "done.json", {"config_hash": run_hash, "stage": self.name, **info,
+                                             "files": {n: file_sha256(self.path / n)
+                                                       for n in files}})
+
+
+class RecordedFolder:
+    """An add-on folder whose record (``info.json``) lists its files' SHA-256 under ``files``."""
+
+    def __init__(self, path: Path, record: str = "info.json") -> None:
+        self.path, self.record = path, record
+
+    def matches(self, info: dict) -> bool:
+        """Written with ``info`` (files aside) and its recorded files intact."""
+        old = _read_json(self.path / self.record)
+        if old is None:
+            return False
+        files = old.pop("files", {})
+        return old == info and all(_checksum_state(self.path / n, sha) is None
+                                   for n, sha in files.items())
+
+    def write(self, info: dict, writers: dict[str, Callable[[Path], object]],
+              checksummed: tuple[str, ...]) -> None:
+        """Each ``writers[name](path)``, then the record with the ``checksummed`` files' SHA-256."""
+        for name, writer in writers.items():
+            writer(self.path / name)
+        write_json(self.path / self.record,
+                   {**info, "files": {n: file_sha256(self.path / n) for n in checksummed}})
+
+    def verify(self, where: str, remedy: str) -> None:
+        """The files the record lists must still have their SHA-256 (records without the list,
+        made by older versions, are not checked)."""
+        try:
+            files = json.loads((self.path / self.record).read_text()).get("files", {})
+        except (OSError, ValueError):
+            raise InvalidRun(f"{where}/{self.record}: not valid JSON; {remedy}") from None
+        for name, sha in files.items():
+            state = _checksum_state(self.path / name, sha)
+            if state is not None:
+                raise InvalidRun(f"{where}/{name} {state} in {self.record} (changed after it was "
+                                 f"written); {remedy}, or pass --skip-invalid-runs to leave the "
+                                 "run out")
+
+
+class ExternalFolder:
+    """``external/<set>/``: an external set's ``predictions.csv`` and ``metrics.json`` (which
+    records the predictions' SHA-256), and the contact sheet of its training copies."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.name = path, path.name
+        self.metrics_path = path / "metrics.json"
+        self.predictions_path = path / "predictions.csv"
+
+    def record(self) -> dict | None:
+        return _read_json(self.metrics_path) if self.metrics_path.is_file() else None
+
+    def reusable(self, content_sha: str, weights_sha: str) -> dict | None:
+        """The record, when it scored these images with these weights and is intact."""
+        old = self.record()
+        if old is None or not self.predictions_path.is_file():
+            return None
+        same = old.get("content_sha256") == content_sha and \
+            old.get("weights_sha256") == weights_sha and \
+            old.get("predictions_sha256") == file_sha256(self.predictions_path)
+        return old if same else None
+
+    def write(self, preds: pd.DataFrame, metrics: dict) -> dict:
+        """Predictions, then ``metrics.json`` with their SHA-256 (the readers verify it)."""
+        write_csv(self.predictions_path, preds)
+        metrics["predictions_sha256"] = file_sha256(self.predictions_path)
+        write_json(self.metrics_path, metrics)
+        return metrics
+
+    def load(self, where: str) -> tuple[pd.DataFrame, dict]:
+        """Verified predictions and record."""
+        try:
+            meta = json.loads(self.metrics_path.read_text())
+            if meta.get("predictions_sha256") != file_sha256(self.predictions_path):
+                state = "has no recorded checksum (scored by an older version)" \
+                    if "predictions_sha256" not in meta else "does not match its checksum"
+                raise InvalidRun(f"{where}/predictions.csv {state} in metrics.json (changed "
+                                 "after it was scored?); score it again with --external, or pass "
+                                 "--skip-invalid-runs to leave the run out")
+            preds = pd.read_csv(self.predictions_path,
+                                dtype={"id": str, "path": str, "group": str},
+                                keep_default_na=False)
+        except (OSError, ValueError) as exc:
+            raise InvalidRun(f"{where}: cannot read it ({type(exc).__name__}); score it again "
+                             "with --external") from None
+        check_predictions(preds, f"{where}/predictions.csv")
+        return preds, meta
+
+
+class RunFolder:
+    """One run folder: every producer and consumer of its files goes through it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.name = self.path.name
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    # --- the record and the run's own outputs ---------------------------------------------------
+
+    def read_config(self) -> dict | None:
+        """``config.json``, or ``None`` when it is absent or not JSON."""
+        return _read_json(self.path / CONFIG)
+
+    def write_config(self, record: dict) -> None:
+        write_json(self.path / CONFIG, record)
+
+    def write_table(self, name: str, frame: pd.DataFrame) -> None:
+        write_csv(self.path / name, frame)
+
+    def write_json(self, name: str, obj: object) -> None:
+        write_json(self.path / name, obj)
+
+    def read_metrics(self) -> dict:
+        return json.loads((self.path / "metrics.json").read_text())
+
+    def keep_final_weights(self) -> None:
+        """The final fit's weights as the run's ``model.safetensors`` (when it has them)."""
+        final = self.stage("final").path / WEIGHTS
+        if final.is_file():
+            write_atomic(self.path / WEIGHTS, lambda q: shutil.copyfile(final, q))
+
+    def record_outputs(self) -> dict[str, str]:
+        """``outputs`` for ``config.json``: SHA-256 of each of :data:`RUN_OUTPUTS` present."""
+        return {n: file_sha256(self.path / n) for n in RUN_OUTPUTS if (self.path / n).is_file()}
+
+    def stage(self, name: str) -> StageFolder:
+        return StageFolder(self.path / "stages" / name)
+
+    # --- verification: one rule set -------------------------------------------------------------
+
+    def problem(self, config: dict, run_hash: str | None = None) -> tuple[str, str] | None:
+        """The first recorded file that is wrong, as ``(file, how)`` (how: ``is missing`` or
+        ``does not match its checksum``; a stage: ``stages/<name>``); ``None``: all intact.
+
+        Every output in ``outputs`` must have its SHA-256. The weights may be absent when the run
+        is only read (``run_hash`` None: results sets commit none, and readers that need them say
+        so); a run to be reused (``run_hash`` given) needs them, and every stage it timed must be
+        intact for that hash."""
+        for name, sha in config.get("outputs", {}).items():
+            if name == WEIGHTS and run_hash is None and not (self.path / name).exists():
+                continue
+            state = _checksum_state(self.path / name, sha)
+            if state is not None:
+                return name, state
+        if run_hash is not None:
+            for stage in config.get("timings", {}).get("stages", {}):
+                if not self.stage(stage).valid(run_hash):
+                    return f"stages/{stage}", "does not match its checksums"
+        return None
+
+    def reusable(self, run_hash: str) -> tuple[bool, str | None]:
+        """Whether this folder holds a complete run of ``run_hash`` with every output, stage
+        files included, intact; and what is wrong with a complete run that is not."""
+        cfg = self.read_config()
+        if cfg is None or cfg.get("status") != RunStatus.COMPLETE or \
+                cfg.get("config_hash") != run_hash:
+            return False, None
+        problem = self.problem(cfg, run_hash)
+        if problem is None:
+            return True, None
+        name, state = problem
+        if name.startswith("stages/"):
+            return False, (f"stage {name.split('/', 1)[1]}'s files are missing or do not match "
+                           "their checksums")
+        return False, f"{name} {state.replace('its checksum', 'its recorded checksum')}"
+
+    def verify(self, config: dict) -> None:
+        """Raise :class:`InvalidRun` when a recorded output was changed after the run."""
+        problem = self.problem(config)
+        if problem is not None:
+            name, state = problem
+            raise InvalidRun(f"{self.name}/{name} {state} in config.json (changed, truncated "
+                             "or deleted after the run); rerun that run, or pass "
+                             "--skip-invalid-runs to leave it out of the report")
+
+    # --- add-ons --------------------------------------------------------------------------------
+
+    def external(self, name: str) -> ExternalFolder:
+        return ExternalFolder(self.path / "external" / name)
+
+    def external_sets(self) -> list[ExternalFolder]:
+        """The scored external sets (those with a ``metrics.json``), by name."""
+        return [ExternalFolder(p.parent) for p in sorted(self.path.glob("external/*/metrics.json"))]
+
+    def explain(self, method: str) -> RecordedFolder:
+        return RecordedFolder(self.path / "explain" / method)
+
+    def explanations(self) -> list[RecordedFolder]:
+        return [RecordedFolder(p.parent) for p in sorted(self.path.glob("explain/*/info.json"))]
+
+    @property
+    def reliance_dir(self) -> Path:
+        return self.path / "reliance"
+
+    def reliance_record(self) -> dict | None:
+        path = self.reliance_dir / "reliance.json"
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    def write_reliance(self, result: dict, images: pd.DataFrame) -> None:
+        write_csv(self.reliance_dir / "images.csv", images)
+        write_json(self.reliance_dir / "reliance.json", result)
+
+    @property
+    def illustrations(self) -> Path:
+        return self.path / "illustrations.npz"
+
+    def write_illustrations(self, arrays: dict[str, np.ndarray], params: pd.DataFrame) -> Path:
+        write_npz(self.illustrations, arrays)
+        write_csv(self.illustrations.with_suffix(".csv"), params)  # committed; the arrays are not
+        return self.illustrations
+
+    def read_split(self) -> pd.DataFrame:
+        """``split.csv`` (empty for runs without one)."""
+        path = self.path / "split.csv"
+        if not path.is_file():
+            return pd.DataFrame()
+        try:
+            return pd.read_csv(path, dtype={"id": str, "path": str, "group": str},
+                               keep_default_na=False)
+        except (OSError, ValueError):
+            raise InvalidRun(f"{self.name}: cannot read split.csv; rerun that run, or pass "
+                             "--skip-invalid-runs to leave it out") from None
+
+    # --- reading --------------------------------------------------------------------------------
+
+    def load(self) -> Run | None:
+        """A finished run (complete or failed), verified; ``None`` when there is none here."""
+        cfg_path = self.path / CONFIG
+        if not cfg_path.is_file():
+            return None
+        try:
+            config = json.loads(cfg_path.read_text())
+        except ValueError:
+            raise BenchError(f"{cfg_path}: not valid JSON; delete the run folder or rerun it") from None
+        if config.get("status") not in (RunStatus.COMPLETE, RunStatus.FAILED):
+            return None
+        self.verify(config)
+        metrics, preds, cv = self._read_results()
+        test = preds[preds.split == "test"]
+        if len(test) and test.label.nunique() < 2:
+            raise InvalidRun(f"{self.name}: its test set has only "
+                             f"{'malignant' if test.label.iloc[0] == 1 else 'benign'} images, so "
+                             "AUC, sensitivity and specificity are undefined; rerun it on a split "
+                             "with both classes, or pass --skip-invalid-runs to leave it out")
+        check_predictions(preds, f"{self.name}/predictions.csv")
+        split = self.read_split()
+        external = {e.name: e.load(f"{self.name}/external/{e.name}") for e in self.external_sets()}
+        for folder in self.explanations():
+            folder.verify(f"{self.name}/explain/{folder.path.name}",
+                          "rerun python -m bench.explain on it")
+        return Run(self.path, config, metrics, attach_groups(preds, split), cv, external, split)
+
+    def _read_results(self) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+        try:
+            metrics = self.read_metrics()
+            preds = pd.read_csv(self.path / "predictions.csv", dtype={"id": str, "path": str})
+            cv_path = self.path / "cv_metrics.csv"
+            cv = pd.read_csv(cv_path) if cv_path.is_file() and cv_path.stat().st_size > 1 \
+                else pd.DataFrame()
+        except (OSError, ValueError) as exc:
+            name = getattr(exc, "filename", None) or "a result file"
+            raise InvalidRun(f"{self.name}: cannot read {Path(name).name} "
+                             f"({type(exc).__name__}); rerun that run, or pass "
+                             "--skip-invalid-runs to leave it out of the report") from None
+        return metrics, preds, cv
+
+    def unloaded_reason(self) -> str:
+        """Why :meth:`load` gave ``None`` (said by the report, never silent)."""
+        cfg = self.read_config()
+        if cfg is None:
+            return (f"{self.name}: no config.json (not a run folder, or a run that never started "
+                    "or whose record was deleted); left out")
+        return (f"{self.name}: not finished (status {cfg.get('status')!r}: interrupted, or still "
+                "running); left out — rerun its command to finish it")
+
+
+@dataclass
+class Run:
+    """One finished run folder, as read by :meth:`RunFolder.load`."""
+
+    path: Path
+    config: dict
+    metrics: dict
+    predictions: pd.DataFrame
+    cv: pd.DataFrame
+    # external set name → (its predictions, its metrics.json), see bench.evaluation.external
+    external: dict[str, tuple[pd.DataFrame, dict]] = field(default_factory=dict)
+    # the split manifest the run used (``split.csv``; empty for runs without one)
+    split: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    @property
+    def folder(self) -> RunFolder:
+        return RunFolder(self.path)
+
+    @property
+    def model(self) -> str:
+        return self.config["settings"]["model"]
+
+    @property
+    def settings(self) -> dict:
+        return self.config["settings"]
+
+    @property
+    def data_arg(self) -> str | None:
+        """Where the run's data are, as recorded (portable: relative to the project, see
+        :func:`bench.core.provenance.from_portable`); ``None``: the built-in phantom.
+
+        Runs record the resolved location in ``config.json``'s ``data.path``; for older runs it is
+        the ``--data`` of the recorded command, read as the shell would (``--data=PATH`` and
+        quoted paths included)."""
+        data = self.config.get("data", {})
+        if "path" in data:
+            return data["path"]
+        try:
+            words = shlex.split(str(self.config.get("command", "")))
+        except ValueError:
+            words = str(self.config.get("command", "")).split()
+        for k, word in enumerate(words):
+            if word == "--data" and k + 1 < len(words):
+                return words[k + 1]
+            if word.startswith("--data="):
+                return word.split("=", 1)[1]
+        return None
+
+    @property
+    def prevalence(self) -> float:
+        """The malignant share of the run's data set (every image of its manifest that is not
+        excluded); NaN when the run has no manifest."""
+        if not len(self.split) or "label" not in self.split:
+            return float("nan")
+        kept = self.split[self.split.split != "excluded"]
+        return float(kept.label.mean()) if len(kept) else float("nan")
+
+    @property
+    def test(self) -> pd.DataFrame:
+        return self.predictions[self.predictions.split == "test"].sort_values("id").reset_index(drop=True)
+
+
+def load_run(folder: Path) -> Run | None:
+    """:meth:`RunFolder.load` of ``folder``."""
+    return RunFolder(folder).load()
+
+
+def attach_groups(preds: pd.DataFrame, split: pd.DataFrame) -> pd.DataFrame:
+    """Predictions with each image's cluster in ``group`` (docs/protocol.md, "Images that belong
+    together"): the same-lesion or patient group of the run's manifest; ``""`` where the manifest
+    has none (the statistics then treat the image as its own cluster,
+    :func:`bench.evaluation.contrasts.groups_of`). The one place the report's statistics get their groups."""
+    if "group" in preds:
+        return preds.assign(group=preds.group.fillna("").astype(str))
+    if not len(split) or "group" not in split:
+        return preds.assign(group="")
+    groups = dict(zip(split.id.astype(str), split.group.astype(str), strict=True))
+    return preds.assign(group=preds.id.astype(str).map(groups).fillna(""))
+
+
+def check_predictions(preds: pd.DataFrame, where: str) -> None:
+    """Predictions the tables can use: labels 0/1 and probabilities finite in [0, 1] (a file
+    whose checksum was re-recorded after an edit is still refused here)."""
+    try:
+        prob = pd.to_numeric(preds["prob_malignant"], errors="coerce").to_numpy(dtype=float)
+        label = pd.to_numeric(preds["label"], errors="coerce").to_numpy(dtype=float)
+    except KeyError as exc:
+        raise InvalidRun(f"{where}: no column {exc.args[0]!r}; rerun that run, or pass "
+                         "--skip-invalid-runs to leave it out") from None
+    bad = ~np.isfinite(prob) | (prob < 0) | (prob > 1)
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise InvalidRun(f"{where} line {k + 2}: prob_malignant {plain(prob[k])} is not a "
+                         "probability in [0, 1] ({int(bad.sum())} such row(s)); rerun that run, "
+                         "or pass --skip-invalid-runs to leave it out")
+    wrong = ~np.isin(label, (0, 1))
+    if wrong.any():
+        k = int(np.flatnonzero(wrong)[0])
+        raise InvalidRun(f"{where} line {k + 2}: label {plain(label[k])} is not 0 or 1; rerun "
+                         "that run, or pass --skip-invalid-runs to leave it out")
