@@ -328,8 +328,7 @@ def base_options(args: argparse.Namespace, passthrough: list[str], prof: Profile
 
 
 def settings_from_args(args: argparse.Namespace, passthrough: list[str], command: str,
-                       out: Path) -> SuiteSettings:
-    cluster = cluster_config(args)
+                       out: Path, cluster: ClusterConfig) -> SuiteSettings:
     device = resolve_device(args.device)
     prof = resolve_profile(args.profile, device)
     seeds = parse_seeds(args.seeds) if args.seeds is not None else list(prof.seeds)
@@ -369,13 +368,15 @@ def main(argv: list[str] | None = None) -> int:
     args, passthrough = parse_args(argv)
     given = argv if argv is not None else sys.argv[1:]
     command = " ".join(["python -m bench.suite", shlex.join(map(portable, given))]).strip()
+    cluster = cluster_config(args)  # checked first: --threads 0 is said, not set
     # this process's pools first (the report and explanations run here), before parallel work
     apply_threads(resolve_threads(args.threads))
     sites = site_paths(args.data)
     if args.leave_one_site_out and sites is None:
         raise BenchError("--leave-one-site-out needs two or more sites: --data A,B[,C]")
     try:
-        settings = settings_from_args(args, passthrough, command, args.out or default_out(args))
+        settings = settings_from_args(args, passthrough, command, args.out or default_out(args),
+                                      cluster)
         if args.leave_one_site_out:  # one suite per left-out site, then the matrix
             results = leave_one_site_out(settings, sites, show_result)
         else:
