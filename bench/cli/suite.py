@@ -38,7 +38,13 @@ from bench.jobs.experiments import (
     experiment_variants,
 )
 from bench.jobs.plan import Job, SettingError
-from bench.jobs.suite import SuiteSettings, frozen_without_weights, leave_one_site_out, run_suite
+from bench.jobs.suite import (
+    SuiteObserver,
+    SuiteSettings,
+    frozen_without_weights,
+    leave_one_site_out,
+    run_suite,
+)
 from models import get_model_config
 from models.errors import UserError
 from models.plugins import resolve_model
@@ -351,9 +357,13 @@ def settings_from_args(args: argparse.Namespace, passthrough: list[str], command
         external=tuple(external), experiment_folds=cv, cluster=cluster, log_dir=args.log_dir)
 
 
-def show_result(job: Job, result: RunResult) -> None:
-    print_summary(job.options.model, result.metrics, result.run_dir, result.seconds, result.note,
-                  result.external)
+class CommandLine(SuiteObserver):
+    """The suite as the command line shows it: each run's summary as ``python -m bench.run``
+    prints it."""
+
+    def finished(self, job: Job, result: RunResult) -> None:
+        print_summary(job.options.model, result.metrics, result.run_dir, result.seconds,
+                      result.note, result.external)
 
 
 def default_out(args: argparse.Namespace) -> Path:
@@ -378,9 +388,9 @@ def main(argv: list[str] | None = None) -> int:
         settings = settings_from_args(args, passthrough, command, args.out or default_out(args),
                                       cluster)
         if args.leave_one_site_out:  # one suite per left-out site, then the matrix
-            results = leave_one_site_out(settings, sites, show_result)
+            results = leave_one_site_out(settings, sites, CommandLine())
         else:
-            results = [run_suite(settings, show_result)]
+            results = [run_suite(settings, CommandLine())]
     except SettingError as exc:
         raise BenchError(f"{flag(exc.setting)}: {exc.problem}") from None
     for result in results:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -68,6 +67,26 @@ class SuiteResult:
         return not self.failures
 
 
+class SuiteObserver:
+    """What the suite says while it runs: each finished run, and each run that failed (the
+    command line prints summaries and names its flags in the library's messages)."""
+
+    def words(self, message: str) -> str:
+        """A library message as the user should read it (here: as it is)."""
+        return message
+
+    def finished(self, job: Job, result: RunResult) -> None:
+        """A run that ended (complete, failed or reused)."""
+
+    def failed(self, outcome: JobOutcome) -> None:
+        """A job without a result: bad input, or a job that died on an executor."""
+        if outcome.job_id:  # on an executor: where its log is
+            print(f"FAILED {outcome.label}: {self.words(outcome.message) or 'see the log'} "
+                  f"(log: {outcome.log}; {outcome.attempts} attempt(s))", file=sys.stderr)
+        else:
+            print(f"error: {self.words(outcome.message)}", file=sys.stderr)
+
+
 def frozen_without_weights(name: str) -> bool:
     """A frozen-backbone baseline with no ImageNet weights here is no baseline (it would train a
     classifier on random features): the suite leaves it out unless it is asked for by name."""
@@ -77,10 +96,9 @@ def frozen_without_weights(name: str) -> bool:
     return create_model(name, pretrained="auto").weights_provenance == "random"
 
 
-def run_inline(jobs: list[Job], on_result: Callable[[Job, RunResult], None] | None = None
-               ) -> list[JobOutcome]:
+def run_inline(jobs: list[Job], observer: SuiteObserver) -> list[JobOutcome]:
     """The jobs one after another in this process; bad input of one run is said and the others
-    go on. ``on_result`` sees every finished run (e.g. to print its summary)."""
+    go on."""
     outcomes = []
     for job in jobs:
         print(f"\n=== {job.label} ({job.options.profile}) ===", flush=True)
@@ -89,11 +107,10 @@ def run_inline(jobs: list[Job], on_result: Callable[[Job, RunResult], None] | No
         try:
             result = run(job.options)
         except UserError as exc:  # bad input for this run: said, and the others go on
-            print(f"error: {exc}", file=sys.stderr)
             out.message = str(exc)
+            observer.failed(out)
         else:
-            if on_result is not None:
-                on_result(job, result)
+            observer.finished(job, result)
             out.status = JobStatus.OK if result.ok else JobStatus.FAILED
             out.run_dir = result.run_dir
         out.seconds, out.ended = time.perf_counter() - t0, time.time()
@@ -101,7 +118,7 @@ def run_inline(jobs: list[Job], on_result: Callable[[Job, RunResult], None] | No
     return outcomes
 
 
-def run_on_executor(jobs: list[Job], cluster: ClusterConfig, log_dir: Path,
+def run_on_executor(jobs: list[Job], cluster: ClusterConfig, log_dir: Path, observer: SuiteObserver,
                     progress: bool = True) -> list[JobOutcome]:
     """The jobs on ``cluster``'s executor (``progress``: the grid's bar; the jobs' own bars are
     off, their output goes to their logs); a job that failed is said with its log."""
@@ -110,8 +127,7 @@ def run_on_executor(jobs: list[Job], cluster: ClusterConfig, log_dir: Path,
     outcomes = run_grid(jobs, cluster, log_dir, progress)
     for res in outcomes:
         if res.status is not JobStatus.OK:
-            print(f"FAILED {res.label}: {res.message or 'see the log'} (log: {res.log}; "
-                  f"{res.attempts} attempt(s))", file=sys.stderr)
+            observer.failed(res)
     return outcomes
 
 
@@ -127,7 +143,8 @@ def print_timings(outcomes: list[JobOutcome], seconds: float) -> None:
                   (f", stderr {o.log}" if o.log and o.log != o.stdout else ""))
 
 
-def explain_runs(run_dirs: list[Path], device: str, data: Path | None) -> list[str]:
+def explain_runs(run_dirs: list[Path], device: str, data: Path | None,
+                 observer: SuiteObserver) -> list[str]:
     """Where each comparison model looks (Grad-CAM vs lesion masks), how much it relies on the
     lesion, and Fus2Net's illustrations; a run that cannot be explained is said and the others
     go on. Returns the failures."""
@@ -141,36 +158,35 @@ def explain_runs(run_dirs: list[Path], device: str, data: Path | None) -> list[s
                 if loaded.model == "fus2net":  # the report's Fig. 5 and Fig. 6 analogues
                     illustrate_run(loaded, data)
         except UserError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {observer.words(str(exc))}", file=sys.stderr)
             failures.append(f"explain {run_dir.name}")
     return failures
 
 
-def run_suite(settings: SuiteSettings,
-              on_result: Callable[[Job, RunResult], None] | None = None) -> SuiteResult:
+def run_suite(settings: SuiteSettings, observer: SuiteObserver | None = None) -> SuiteResult:
     """Every run of ``settings`` (inline or on its executor), then the explanations of the
     comparison runs and the report in ``settings.out``."""
+    observer = observer or SuiteObserver()
     jobs = settings.jobs()
     t_all = time.perf_counter()
     if settings.cluster.executor == "inline":
-        outcomes = run_inline(jobs, on_result)
+        outcomes = run_inline(jobs, observer)
     else:
         outcomes = run_on_executor(jobs, settings.cluster,
-                                   settings.log_dir or settings.out / "logs",
+                                   settings.log_dir or settings.out / "logs", observer,
                                    settings.base.progress)
     print_timings(outcomes, time.perf_counter() - t_all)
     failures = [o.label for o in outcomes if o.status is not JobStatus.OK]
     explained = [o.run_dir for j, o in zip(jobs, outcomes, strict=True)
                  if j.compared and o.status is JobStatus.OK and o.run_dir is not None]
-    failures += explain_runs(explained, settings.base.device, settings.base.data)
+    failures += explain_runs(explained, settings.base.device, settings.base.data, observer)
     report = build_report(settings.base.out, settings.out,
                           ReportOptions(profile=settings.base.profile))
     return SuiteResult(outcomes, failures, list(report.warnings), time.perf_counter() - t_all)
 
 
 def leave_one_site_out(settings: SuiteSettings, sites: list[Path],
-                       on_result: Callable[[Job, RunResult], None] | None = None
-                       ) -> list[SuiteResult]:
+                       observer: SuiteObserver | None = None) -> list[SuiteResult]:
     """For each of ``sites`` in turn, the suite on all the other sites (joined as one training
     set), scoring the left-out site whole as an external set (docs/protocol.md, Several sites);
     each training set's runs and report in ``<settings.out>/trained-on-<sites>/``; then the
@@ -183,7 +199,7 @@ def leave_one_site_out(settings: SuiteSettings, sites: list[Path],
               f"{left} whole", flush=True)
         base = replace(settings.base, data=Path(",".join(map(str, train))), out=folder / "runs")
         results.append(run_suite(replace(settings, base=base, out=folder,
-                                         external=(str(left),)), on_result))
+                                         external=(str(left),)), observer))
         folders.append(folder / "runs")
     t = write_site_matrix(folders, settings.out)
     print(f"\nwrote the leave-one-site-out matrix ({len(t)} cells) to {settings.out / 'tables'}")
