@@ -1,6 +1,6 @@
-"""``python -m bench.suite``: the command; its code is :mod:`bench.jobs.suite`."""
+"""``python -m bench.suite``: the command; its code is :mod:`bench.cli.suite`."""
 
-from bench.jobs.suite import main
+from bench.cli.suite import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -1,6 +1,6 @@
-"""``python -m bench.sweep``: the command; its code is :mod:`bench.jobs.sweep`."""
+"""``python -m bench.sweep``: the command; its code is :mod:`bench.cli.sweep`."""
 
-from bench.jobs.sweep import main
+from bench.cli.sweep import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

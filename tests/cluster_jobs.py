@@ -13,9 +13,12 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 
+from bench.engine.spec import RunOptions
 from bench.jobs.cluster import RunJob
+from bench.jobs.plan import Job
 from models.errors import UserError
 
 
@@ -24,7 +27,7 @@ class PausedRunJob(RunJob):
         self.gate = str(gate)  # written once the first attempt pauses; later attempts go on
         self.wait_s = wait_s
 
-    def __call__(self, argv, threads=None, source="--cpus-per-job"):
+    def __call__(self, options: RunOptions):
         import bench.engine.protocol as protocol
 
         original = protocol.write_done
@@ -49,9 +52,17 @@ class PausedRunJob(RunJob):
 
         protocol.write_done = write_done
         try:
-            return super().__call__(argv, threads, source)
+            return super().__call__(options)
         finally:
             protocol.write_done = original
+
+
+def smoke_jobs(data: Path, out: Path, models=("fus2net", "zeimarani_cnn")) -> list[Job]:
+    """One smoke-profile job per model on ``data``, writing its run into ``out`` (labelled by the
+    model's name)."""
+    base = RunOptions(data=Path(data), out=Path(out), profile="smoke", progress=False,
+                      test_per_class=20)
+    return [Job(m, replace(base, model=m)) for m in models]
 
 
 def wait_for(gate: Path, timeout_s: float = 120.0, alive=None) -> dict:
@@ -94,7 +105,7 @@ def main(spec_path: str) -> None:
     from bench.jobs.cluster import ClusterConfig, run_grid
 
     spec = json.loads(Path(spec_path).read_text())
-    outcomes = run_grid([(label, argv) for label, argv in spec["jobs"]],
+    outcomes = run_grid(smoke_jobs(Path(spec["data"]), Path(spec["out"]), spec["models"]),
                         ClusterConfig(**spec["cluster"]), Path(spec["log_dir"]), progress=False,
                         target=PausedRunJob(Path(spec["gate"]), spec["wait_s"]), poll_s=1)
     result = Path(spec["result"])

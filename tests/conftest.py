@@ -43,7 +43,7 @@ def inline_suite(small_synthetic, tmp_path_factory):
     """``inline_suite(threads)``: the results folder of the inline suite's 2-model smoke grid at
     that thread count, run once per count in a session: the executor tests compare their tables
     with it (on a CPU the last bits of the weights depend on the thread count)."""
-    from bench.jobs.suite import main as suite_main
+    from bench.cli.suite import main as suite_main
 
     made: dict[int, Path] = {}
 

@@ -10,18 +10,18 @@ import pytest
 
 pytest.importorskip("submitit")
 
+from bench.cli.suite import main as suite_main  # noqa: E402
 from bench.engine.threads import affinity_cpus  # noqa: E402
 from bench.jobs.cluster import ClusterConfig, job_memory_gb, run_grid, slurm_script  # noqa: E402
-from bench.jobs.suite import main as suite_main  # noqa: E402
-from tests.cluster_jobs import PausedRunJob, pid_alive, wait_for  # noqa: E402
-from tests.helpers import EXECUTOR_SUITE, SMOKE  # noqa: E402
+from bench.jobs.plan import JobStatus  # noqa: E402
+from tests.cluster_jobs import PausedRunJob, pid_alive, smoke_jobs, wait_for  # noqa: E402
+from tests.helpers import EXECUTOR_SUITE  # noqa: E402
 
 pytestmark = pytest.mark.slow  # starts worker processes that train
 
 
-def _grid(data, out, models=("fus2net", "zeimarani_cnn"), extra=()):
-    return [(m, ["--model", m, "--data", str(data), "--out", str(out), *SMOKE, *extra])
-            for m in models]
+def _grid(data, out, models=("fus2net", "zeimarani_cnn")):
+    return smoke_jobs(data, out, models)
 
 
 def _job_span(stdout: Path) -> tuple[datetime, datetime]:
@@ -87,7 +87,7 @@ def test_a_job_killed_mid_run_is_resubmitted_and_resumes(small_synthetic, tmp_pa
         grid_running.clear()
         killer.join(timeout=10)
     assert not killer.is_alive() and not errors, errors
-    assert outcome.status == "ok" and outcome.attempts == 2, outcome.message
+    assert outcome.status is JobStatus.OK and outcome.attempts == 2, outcome.message
     assert not pid_alive(json.loads(gate.read_text())["pid"])  # the first attempt is gone
     (run_dir,) = out.iterdir()
     cfg = pd.read_json(run_dir / "config.json", typ="series")
@@ -99,14 +99,14 @@ def test_a_bad_input_job_fails_once_with_its_message(small_synthetic, tmp_path):
     jobs = _grid(small_synthetic, tmp_path / "runs", models=("fus2nett",))
     (outcome,) = run_grid(jobs, ClusterConfig(executor="local", retries=2), tmp_path / "logs",
                           progress=False)
-    assert outcome.status == "FAILED" and outcome.attempts == 1
+    assert outcome.status is JobStatus.FAILED and outcome.attempts == 1
     assert "did you mean fus2net" in outcome.message and outcome.log
 
 
 def test_debug_executor_runs_in_process(small_synthetic, tmp_path):
     (outcome,) = run_grid(_grid(small_synthetic, tmp_path / "runs", models=("zeimarani_cnn",)),
                           ClusterConfig(executor="debug"), tmp_path / "logs", progress=False)
-    assert outcome.status == "ok" and outcome.run_dir.is_dir()
+    assert outcome.status is JobStatus.OK and outcome.run_dir.is_dir()
 
 
 def test_the_slurm_script_carries_partition_gpus_time_and_extra_parameters(tmp_path):

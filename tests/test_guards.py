@@ -16,6 +16,7 @@ import pytest
 
 import bench.engine.device as device_mod
 from bench.cli.speed import main as speed_main
+from bench.cli.suite import main as suite_main
 from bench.core.errors import BenchError, plain
 from bench.core.provenance import file_sha256
 from bench.data.datasets import load_index
@@ -34,7 +35,7 @@ from bench.evaluation.external import (
     resolve_external,
 )
 from bench.jobs.cluster import JobOutcome, failed_count
-from bench.jobs.suite import main as suite_main
+from bench.jobs.plan import JobStatus
 from bench.reporting.report import main as report_main
 from bench.reporting.runs import InvalidRun, Run, load_run, load_runs
 from bench.reporting.tables import comparison_sets, external_table, set_aside
@@ -387,7 +388,7 @@ class Stop(Exception):
     ("mem_gb = 8", {"mem_gb": 8.0}),
 ])
 def test_suite_config_values_are_read_by_their_type(toml, expected, tmp_path, monkeypatch):
-    import bench.jobs.suite as suite
+    import bench.cli.suite as suite
     seen = {}
 
     def capture(args):
@@ -422,16 +423,17 @@ def test_suite_config_values_of_the_wrong_type_are_one_line(toml, message, tmp_p
 
 def test_job_progress_counts_failed_jobs_and_follows_no_progress(small_synthetic, tmp_path,
                                                                  monkeypatch, capsys):
-    outcomes = [JobOutcome("a", "FAILED", attempts=1, ended=1.8e9),
-                JobOutcome("b", "FAILED", attempts=1, ended=1.8e9 + 5),
-                JobOutcome("c", "ok", attempts=1, ended=1.8e9), JobOutcome("d", "FAILED")]
+    outcomes = [JobOutcome("a", JobStatus.FAILED, attempts=1, ended=1.8e9),
+                JobOutcome("b", JobStatus.FAILED, attempts=1, ended=1.8e9 + 5),
+                JobOutcome("c", JobStatus.OK, attempts=1, ended=1.8e9),
+                JobOutcome("d", JobStatus.FAILED)]
     assert failed_count(outcomes) == 2
     import bench.jobs.suite as suite
     seen = []
 
     def grid(jobs, cfg, log_dir, progress=True):
         seen.append(progress)
-        return [JobOutcome(label, "FAILED", message="stand-in") for label, _ in jobs]
+        return [JobOutcome(job.label, JobStatus.FAILED, message="stand-in") for job in jobs]
 
     monkeypatch.setattr(suite, "run_grid", grid)
     for flags, progress in (([], True), (["--no-progress"], False)):
@@ -612,8 +614,7 @@ def test_a_run_the_suite_cannot_explain_is_said_and_the_report_is_still_built(
     cfg["profile"]["name"] = "smoke"
     (folder / "config.json").write_text(json.dumps(cfg))
     metrics = json.loads((folder / "metrics.json").read_text())
-    monkeypatch.setattr(suite.run, "run", lambda options: RunResult(folder, "complete", metrics,
-                                                                     0.0))
+    monkeypatch.setattr(suite, "run", lambda options: RunResult(folder, "complete", metrics, 0.0))
 
     def cannot(run, **kwargs):
         raise NotExplained(f"{run.path.name}: its recorded data x: path does not exist; pass "

@@ -77,7 +77,7 @@ def test_a_two_site_run_splits_per_site_and_reports_each_site_and_the_pool(
 @pytest.mark.slow
 def test_leave_one_site_out_trains_on_each_site_and_writes_the_matrix(small_synthetic, site_b,
                                                                       tmp_path, capsys):
-    from bench.jobs.suite import main
+    from bench.cli.suite import main
     out = tmp_path / "loso"
     code = main(["--data", f"{small_synthetic},{site_b}", "--leave-one-site-out", "--profile",
                  "smoke", "--models", "fus2net", "--out", str(out), "--no-progress",
@@ -101,7 +101,7 @@ def test_leave_one_site_out_trains_on_each_site_and_writes_the_matrix(small_synt
 
 
 def test_leave_one_site_out_needs_several_sites(small_synthetic, capsys):
-    from bench.jobs.suite import main
+    from bench.cli.suite import main
     with pytest.raises(SystemExit) as exc:
         main(["--data", str(small_synthetic), "--leave-one-site-out", "--profile", "smoke"])
     assert exc.value.code == 2 and "needs two or more sites" in capsys.readouterr().err
@@ -110,7 +110,7 @@ def test_leave_one_site_out_needs_several_sites(small_synthetic, capsys):
 def test_a_toml_list_of_data_sets_is_several_sites(tmp_path):
     import argparse
 
-    from bench.jobs.suite import config_defaults
+    from bench.cli.suite import config_defaults
     p = argparse.ArgumentParser()
     p.add_argument("--data", type=Path)
     got = config_defaults(tmp_path / "s.toml", {"data": ["../a/BUSI", "../a/BrEaST"]}, p)

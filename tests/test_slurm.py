@@ -22,10 +22,10 @@ import pytest
 
 pytest.importorskip("submitit")
 
+from bench.cli.suite import main as suite_main  # noqa: E402
 from bench.jobs.cluster import ClusterConfig, run_grid, slurm_states  # noqa: E402
-from bench.jobs.suite import main as suite_main  # noqa: E402
-from tests.cluster_jobs import PausedRunJob, wait_for  # noqa: E402
-from tests.helpers import EXECUTOR_SUITE, SMOKE  # noqa: E402
+from tests.cluster_jobs import PausedRunJob, smoke_jobs, wait_for  # noqa: E402
+from tests.helpers import EXECUTOR_SUITE  # noqa: E402
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -130,15 +130,16 @@ def released(slurm_cluster):
 
 
 def _grid(data, out, models=("fus2net",)):
-    return [(m, ["--model", m, "--data", str(data), "--out", str(out), *SMOKE]) for m in models]
+    """Smoke jobs as a background grid's spec describes them (tests/cluster_jobs.py)."""
+    return {"data": str(data), "out": str(out), "models": list(models)}
 
 
 class BackgroundGrid:
     """A grid of paused jobs run by ``python -m tests.cluster_jobs`` in a process of its own."""
 
-    def __init__(self, folder: Path, jobs, cluster: dict, wait_s: float):
+    def __init__(self, folder: Path, grid: dict, cluster: dict, wait_s: float):
         self.folder, self.gate = folder, folder / "paused"
-        spec = {"jobs": jobs, "cluster": cluster, "log_dir": str(folder / "logs"),
+        spec = {**grid, "cluster": cluster, "log_dir": str(folder / "logs"),
                 "gate": str(self.gate), "wait_s": wait_s, "result": str(folder / "result.json")}
         (folder / "spec.json").write_text(json.dumps(spec))
         self.log = open(folder / "grid.log", "w")  # noqa: SIM115 - closed in stop()
@@ -226,7 +227,7 @@ def requeue_grid(slurm_cluster, released, small_synthetic, tmp_path_factory):
     grid_running.set()
     thread.start()
     try:
-        outcomes = run_grid(_grid(small_synthetic, folder / "runs", ("fus2net", "fus2nett")),
+        outcomes = run_grid(smoke_jobs(small_synthetic, folder / "runs", ("fus2net", "fus2nett")),
                             ClusterConfig(executor="slurm", cpus_per_job=1, mem_gb=1, retries=2),
                             folder / "logs", progress=False,
                             target=PausedRunJob(gate, wait_s=60), poll_s=0.5)

@@ -1,11 +1,11 @@
-"""``bench.jobs.suite`` end to end at smoke size: seeds are separate runs, the report aggregates them,
+"""``bench.cli.suite`` (the library: ``bench.jobs.suite``) end to end at smoke size: seeds are separate runs, the report aggregates them,
 and the experiments are compared on CV folds."""
 
 import pandas as pd
 import pytest
 
+from bench.cli.suite import main, parse_seeds
 from bench.core.errors import BenchError
-from bench.jobs.suite import main, parse_seeds
 
 pytestmark = pytest.mark.slow  # end-to-end: trains, or runs a command
 
@@ -18,11 +18,10 @@ def test_suite_with_two_seeds_gives_per_seed_and_aggregated_rows(small_synthetic
                  "--test-per-class", "20", "--experiments", "on"])
     assert code == 0
     started = [line for line in capsys.readouterr().out.splitlines() if line.startswith("=== ")]
-    # every seed of the comparison runs before any experiment variant
-    compared = [k for k, line in enumerate(started) if "--optimizer" not in line
-                and "--channels" not in line and "--no-augment" not in line
-                and "--l2" not in line and "--dropout" not in line]
+    # every seed of the comparison runs before any experiment variant ("fus2net [SGD] seed 0")
+    compared = [k for k, line in enumerate(started) if "[" not in line]
     assert compared == list(range(4))
+    assert sum("fus2net [" in line for line in started) == 2 * 7
     runs = sorted(p.name for p in (out / "runs").iterdir())
     assert len(runs) == 2 * (2 + 7)  # 2 seeds × (2 models + 7 more Fus2Net variants)
     per_seed = pd.read_csv(out / "tables" / "table3_per_seed.csv")

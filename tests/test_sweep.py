@@ -1,4 +1,4 @@
-"""``bench.jobs.sweep``: learning curves on CV folds (never the test set), the evidence for a profile's
+"""``bench.jobs.sweep`` (command: ``bench.cli.sweep``): learning curves on CV folds (never the test set), the evidence for a profile's
 epochs; and the training hook they rest on."""
 
 import numpy as np
@@ -7,11 +7,12 @@ import pytest
 import torch
 
 from bench.cli.run import options_from_argv
+from bench.cli.sweep import main
 from bench.data.augment import AugmentConfig
 from bench.data.cache import ImageCache
 from bench.engine.runner import prepare
 from bench.engine.train import TrainSettings, train_model
-from bench.jobs.sweep import main, plateau_epoch
+from bench.jobs.sweep import plateau_epoch
 from models import create_model, get_model_config
 
 

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from bench.cli.suite import main as suite_main
 from bench.engine.threads import (
     ENV_FROM,
     ENV_THREADS,
@@ -16,7 +17,6 @@ from bench.engine.threads import (
     setup_lines,
 )
 from bench.jobs.cluster import ClusterConfig, plan_layout
-from bench.jobs.suite import main as suite_main
 from tests.helpers import SMOKE, run_cli, run_main
 
 

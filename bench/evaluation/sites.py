@@ -27,7 +27,7 @@ from bench.core.provenance import from_portable
 from bench.core.tablefmt import write_table
 from bench.data.datasets import detect_kind, load_index
 from bench.data.index import DataIndex
-from bench.data.multisite import site_name, site_of, site_paths, union_index, union_manifest
+from bench.data.multisite import site_name, site_of, union_index, union_manifest
 from bench.evaluation.clustered import obuchowski_auc
 from bench.evaluation.metrics import binary_metrics
 from bench.reporting.runs import Run, load_runs
@@ -219,42 +219,3 @@ MATRIX_CAPTION = ("AUC [95% CI] of each model trained on the row's sites, scored
                   "row's sites' test images), every image of it (unchanged model, threshold "
                   "0.5) where the row did not train on it. Seed-averaged probabilities; "
                   "intervals cluster-aware (Obuchowski) over same-lesion groups and patients.")
-
-
-def _without(argv: list[str], flags: tuple[str, ...], switches: tuple[str, ...]) -> list[str]:
-    """``argv`` less ``flags`` (with their values, also as ``--flag=value``) and ``switches``."""
-    out, skip = [], False
-    for word in argv:
-        if skip:
-            skip = False
-        elif word in switches or any(word.startswith(f + "=") for f in flags):
-            continue
-        elif word in flags:
-            skip = True
-        else:
-            out.append(word)
-    return out
-
-
-def leave_one_site_out(suite_main, argv: list[str], data: Path | None, out: Path) -> int:
-    """``bench.suite --leave-one-site-out --data A,B[,C]``: for each site in turn, the suite on
-    all the other sites (joined as one training set), scoring the left-out site whole as an
-    external set; each training set's runs and report in ``<out>/trained-on-<sites>/``; then the
-    matrix (:func:`site_matrix`) in ``<out>/tables/site_matrix.*``."""
-    parts = site_paths(data)
-    if parts is None:
-        raise BenchError("--leave-one-site-out needs two or more sites: --data A,B[,C]")
-    base = _without(argv, ("--data", "--out", "--external"), ("--leave-one-site-out",))
-    folders, failed = [], 0
-    for left in parts:
-        train = [p for p in parts if p != left]
-        folder = out / ("trained-on-" + "+".join(site_name(p) for p in train))
-        print(f"\n##### leave one site out: train on {', '.join(map(str, train))}; score "
-              f"{left} whole", flush=True)
-        code = suite_main([*base, "--no-leave-one-site-out", "--data", ",".join(map(str, train)),
-                           "--out", str(folder), "--external", str(left)])
-        failed += code != 0
-        folders.append(folder / "runs")
-    t = write_site_matrix(folders, out)
-    print(f"\nwrote the leave-one-site-out matrix ({len(t)} cells) to {out / 'tables'}")
-    return 1 if failed else 0

@@ -35,13 +35,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from bench.core.errors import BenchError
+from bench.engine.spec import RunOptions
 from bench.engine.threads import affinity_cpus, setup_lines, thread_environment
+from bench.jobs.plan import Job, JobStatus, SettingError
 from models.errors import UserError
 
 EXECUTORS = ("inline", "local", "slurm", "debug")
@@ -70,7 +71,7 @@ class JobOutcome:
     """How one job ended."""
 
     label: str
-    status: str  # "ok" | "FAILED"
+    status: JobStatus = JobStatus.FAILED
     seconds: float = 0.0
     run_dir: Path | None = None
     message: str = ""
@@ -129,30 +130,35 @@ def plan_layout(cfg: ClusterConfig, n_jobs: int, gpu_slots: int = 0,
                   warning)
 
 
+@dataclass(frozen=True)
+class JobResult:
+    """What a job returns to the grid (pickled by submitit): how its run ended, its folder, and
+    for bad input the one-line message (never retried)."""
+
+    status: JobStatus
+    started: float
+    ended: float
+    run_dir: Path | None = None
+    error: str = ""
+
+
 class RunJob:
-    """The job itself (runs on the worker): one ``bench.engine.runner`` configuration with ``threads`` CPU
-    threads. Bad input is returned, not raised, so it is reported once and never retried.
-    Checkpointable (submitit calls :meth:`checkpoint` on the time-limit or pre-emption signal):
-    the job's checkpoint is its run folder's finished stages, so it is requeued as it was
-    submitted and resumes from them."""
+    """The job itself (runs on the worker): one run, :func:`bench.engine.runner.run` of the
+    job's :class:`RunOptions`, which carry its thread count. Bad input is returned, not raised,
+    so it is reported once and never retried. Checkpointable (submitit calls :meth:`checkpoint`
+    on the time-limit or pre-emption signal): the job's checkpoint is its run folder's finished
+    stages, so it is requeued as it was submitted and resumes from them."""
 
-    def __call__(self, argv: list[str], threads: int | None = None,
-                 source: str = "--cpus-per-job") -> dict:
-        from dataclasses import replace
-
-        from bench.cli.run import options_from_argv  # the jobs carry argv (until typed plans)
-        from bench.engine import runner as run
+    def __call__(self, options: RunOptions) -> JobResult:
+        from bench.engine.runner import run
 
         t0 = time.time()
         try:
-            options = options_from_argv(argv)
-            if threads is not None and options.threads is None:
-                options = replace(options, threads=threads, threads_from=source)
-            result = run.run(options)
+            result = run(options)
         except UserError as exc:
-            return {"status": "error", "error": str(exc), "started": t0, "ended": time.time()}
-        return {"status": "ok" if result.ok else "failed", "run_dir": str(result.run_dir),
-                "started": t0, "ended": time.time()}
+            return JobResult(JobStatus.FAILED, t0, time.time(), error=str(exc))
+        status = JobStatus.OK if result.ok else JobStatus.FAILED
+        return JobResult(status, t0, time.time(), run_dir=Path(result.run_dir))
 
     def checkpoint(self, *args, **kwargs):
         from submitit.helpers import DelayedSubmission
@@ -181,16 +187,12 @@ def job_memory_gb(model: str) -> float:
     return float(4 + math.ceil(params * 32 / 2**30))
 
 
-def _model_of(argv: list[str]) -> str:
-    return argv[argv.index("--model") + 1] if "--model" in argv else "fus2net"
-
-
 def _submitit():
     try:
         import submitit
     except ImportError:
-        raise BenchError("--executor local/slurm/debug needs submitit: pip install -e "
-                         "\".[cluster]\"") from None
+        raise SettingError("executor", "the local, slurm and debug executors need submitit: "
+                           "pip install -e \".[cluster]\"") from None
     return submitit
 
 
@@ -212,7 +214,7 @@ def make_executor(cfg: ClusterConfig, log_dir: Path, layout: Layout | None = Non
         ex = submitit.SlurmExecutor(folder=log_dir)
         ex.update_parameters(**slurm_parameters(cfg, layout), setup=setup)
         return ex
-    raise BenchError(f"--executor {cfg.executor!r}: choose from {', '.join(EXECUTORS)}")
+    raise SettingError("executor", f"{cfg.executor!r} is not one of {', '.join(EXECUTORS)}")
 
 
 def _local_executor(submitit, folder: Path, env: dict[str, str]):
@@ -267,7 +269,8 @@ def _gpu_slots(cfg: ClusterConfig) -> list[tuple[int, ...]]:
 
     gpus = list(cfg.gpus) or list(range(torch.cuda.device_count()))
     if len(gpus) < cfg.gpus_per_job:
-        raise BenchError(f"--gpus-per-job {cfg.gpus_per_job}: only {len(gpus)} GPU(s) visible here")
+        raise SettingError("gpus_per_job", f"{cfg.gpus_per_job} GPUs per job, but only {len(gpus)} "
+                           "GPU(s) are visible here")
     k = cfg.gpus_per_job
     return [tuple(gpus[i:i + k]) for i in range(0, len(gpus) - k + 1, k)]
 
@@ -280,7 +283,7 @@ def _first_line(exc: BaseException) -> str:
 def failed_count(outcomes) -> int:
     """Jobs that ended without a result (the progress bar's ``failed``): a count, never a sum of
     their end times."""
-    return sum(1 for o in outcomes if o.status == "FAILED" and o.attempts and o.ended)
+    return sum(1 for o in outcomes if o.status is JobStatus.FAILED and o.attempts and o.ended)
 
 
 _GONE = ("BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL",
@@ -376,172 +379,193 @@ class CancelSignals:
         self.holding = True  # a second Ctrl-C must not stop the cancelling half-way
 
 
-def _submit_group(executor, cfg: ClusterConfig, target, group: list, layout: Layout) -> list:
-    """Submit ``(label, argv, slot)`` jobs that share their resources: one SLURM job array when
-    there are several, else one by one."""
-    if cfg.executor == "slurm" and len(group) > 1:
-        with executor.batch():
-            jobs = [executor.submit(target, argv, layout.threads, layout.source)
-                    for _, argv, _ in group]
-        return jobs
-    return [executor.submit(target, argv, layout.threads, layout.source) for _, argv, _ in group]
+def with_threads(options: RunOptions, layout: Layout) -> RunOptions:
+    """A job's options with the thread count its executor gives it (unless set by hand)."""
+    if options.threads is not None:
+        return options
+    return replace(options, threads=layout.threads, threads_from=layout.source)
 
 
-def run_grid(jobs: list[tuple[str, list[str]]], cfg: ClusterConfig, log_dir: Path,
-             progress: bool = True, observe: Callable[[object], None] | None = None,
-             poll_s: float = 0.5, target: Callable[..., dict] = run_job) -> list[JobOutcome]:
-    """Run ``(label, bench.engine.runner argv)`` jobs on ``cfg``'s executor, at most ``cfg.jobs`` at once
-    (local: one per GPU slot), resubmitting died jobs; returns one outcome per job, in order.
+@dataclass
+class _Running:
+    """A submitted job: which grid job it runs and on which GPU slot."""
+
+    job: Job
+    slot: tuple[int, ...] | None
+
+
+class _Grid:
+    """The state of one :func:`run_grid`: jobs waiting, running and ended, and the progress bar."""
+
+    def __init__(self, jobs: list[Job], cfg: ClusterConfig, log_dir: Path, progress: bool,
+                 observe: Callable[[object], None] | None, target: Callable[..., JobResult]):
+        self.cfg, self.observe, self.target = cfg, observe, target
+        self.slots = _gpu_slots(cfg)
+        self.layout = plan_layout(cfg, len(jobs), len(self.slots))
+        if self.layout.warning:
+            tqdm.write(self.layout.warning)
+        if progress:
+            tqdm.write(self.layout.describe(cfg.executor, affinity_cpus()))
+        self.executor = make_executor(cfg, log_dir, self.layout)
+        if cfg.executor == "slurm" and use_squeue_without_accounting() and progress:
+            tqdm.write("note: SLURM accounting is off here (sacct fails): job states come from "
+                       "squeue")
+        self.memory: dict[str, float] = {}
+        self.outcomes = {j.label: JobOutcome(j.label) for j in jobs}
+        self.pending: deque[Job] = deque(jobs)
+        self.running: dict = {}  # submitit job -> _Running
+        self.gone_since: dict = {}  # slurm job -> when squeue first showed it ended, no result
+        self.signals = CancelSignals()
+        self.bar = tqdm(total=len(jobs), desc="jobs", unit="job", disable=not progress)
+
+    def postfix(self) -> None:
+        self.bar.set_postfix(running=len(self.running),
+                             failed=failed_count(self.outcomes.values()))
+
+    def next_batch(self) -> list[_Running]:
+        """Jobs to submit now: as many as fit beside the running ones, each on a free GPU slot."""
+        batch: list[_Running] = []
+        while self.pending and len(self.running) + len(batch) < self.layout.width:
+            slot = None
+            if self.slots:
+                used = {r.slot for r in self.running.values()} | {b.slot for b in batch}
+                slot = next(s for s in self.slots if s not in used)
+            batch.append(_Running(self.pending.popleft(), slot))
+        return batch
+
+    def resource_key(self, item: _Running) -> object:
+        """Jobs with one key share their resources (one submission, a job array on SLURM)."""
+        if self.cfg.executor == "slurm" and not self.cfg.mem_gb:
+            model = item.job.options.model
+            return self.memory.setdefault(model, job_memory_gb(model))
+        return item.slot
+
+    def submit(self, batch: list[_Running]) -> None:
+        groups: dict = {}
+        for item in batch:
+            groups.setdefault(self.resource_key(item), []).append(item)
+        for key, group in groups.items():
+            if self.slots:
+                self.executor.update_parameters(visible_gpus=key, gpus_per_node=len(key))
+            elif self.cfg.executor == "slurm" and not self.cfg.mem_gb:
+                self.executor.update_parameters(mem=f"{key:g}GB")
+            with self.signals.held():  # a Ctrl-C now waits until the jobs are recorded
+                submitted = self.submit_group(group)
+                for item, job in zip(group, submitted, strict=True):
+                    if self.cfg.executor == "local":
+                        # a local job writes its result before its process ends: no wait
+                        # (submitit's 15 s) for a slow shared file system
+                        job._results_timeout_s = 1
+                    outcome = self.outcomes[item.job.label]
+                    outcome.attempts += 1
+                    outcome.job_id = str(job.job_id)
+                    self.running[job] = item
+            for job in submitted if self.observe is not None else ():
+                self.observe(job)
+        if batch:
+            self.postfix()
+
+    def submit_group(self, group: list[_Running]) -> list:
+        """Submit jobs that share their resources: one SLURM job array when there are several,
+        else one by one."""
+        args = [(self.target, with_threads(item.job.options, self.layout)) for item in group]
+        if self.cfg.executor == "slurm" and len(group) > 1:
+            with self.executor.batch():
+                return [self.executor.submit(*a) for a in args]
+        return [self.executor.submit(*a) for a in args]
+
+    def died(self, job, why: str) -> None:
+        """A job that ended without a result: submitted again (it resumes) while retries last."""
+        item = self.running.pop(job)
+        out = self.outcomes[item.job.label]
+        self.record_logs(job, out)
+        if out.attempts <= self.cfg.retries:
+            tqdm.write(f"{out.label}: the job died ({why}); resubmitting (attempt "
+                       f"{out.attempts + 1} of {self.cfg.retries + 1}), it resumes from its "
+                       "finished stages")
+            self.pending.appendleft(item.job)
+        else:
+            out.message, out.ended = why, time.time()
+            self.bar.update(1)
+        self.postfix()
+
+    @staticmethod
+    def record_logs(job, out: JobOutcome) -> None:
+        out.log = str(getattr(job.paths, "stderr", ""))
+        out.stdout = str(getattr(job.paths, "stdout", ""))
+
+    def left_queue(self) -> list:
+        """SLURM jobs that ended without writing a result (seen twice: the result may lag)."""
+        states = slurm_states() if self.cfg.executor == "slurm" and self.running else None
+        if states is None:
+            return []
+        gone = []
+        for job in self.running:
+            state = states.get(str(job.job_id), "gone")
+            if (state in _GONE or state == "gone") and not job.paths.result_pickle.exists():
+                if job in self.gone_since and time.time() - self.gone_since[job] > 3:
+                    gone.append((job, state))
+                self.gone_since.setdefault(job, time.time())
+            else:
+                self.gone_since.pop(job, None)
+        return gone
+
+    def finish(self, job) -> None:
+        """Record a job that ended: its result, or a death (resubmitted)."""
+        try:
+            res = job.result()
+        except Exception as exc:  # noqa: BLE001 - the job died: resubmit, it resumes
+            self.died(job, _first_line(exc))
+            return
+        item = self.running.pop(job)
+        out = self.outcomes[item.job.label]
+        self.record_logs(job, out)
+        out.started, out.ended, out.seconds = res.started, res.ended, res.ended - res.started
+        out.status, out.message, out.run_dir = res.status, res.error, res.run_dir
+        self.bar.update(1)
+        self.postfix()
+
+    def poll(self) -> None:
+        """One round: what ended is recorded, what left the SLURM queue without a result died."""
+        finished = list(self.running) if self.cfg.executor == "debug" else [
+            j for j in self.running if j.done()]
+        for job, state in self.left_queue():
+            if job not in finished:
+                self.died(job, f"SLURM job {job.job_id} ended {state} without a result")
+        for job in finished:
+            self.finish(job)
+
+    def cancel(self) -> None:
+        self.signals.cancelling()
+        for job in self.running:
+            job.cancel(check=False)
+        if self.running:
+            tqdm.write(f"cancelled {len(self.running)} queued or running job(s): "
+                       + " ".join(str(j.job_id) for j in self.running))
+
+
+def run_grid(jobs: list[Job], cfg: ClusterConfig, log_dir: Path, progress: bool = True,
+             observe: Callable[[object], None] | None = None, poll_s: float = 0.5,
+             target: Callable[..., JobResult] = run_job) -> list[JobOutcome]:
+    """Run ``jobs`` on ``cfg``'s executor, at most ``cfg.jobs`` at once (local: one per GPU
+    slot), resubmitting died jobs; returns one outcome per job, in order. Each job is submitted
+    as its :class:`RunOptions` object (with the executor's thread count unless it sets one).
     ``observe`` is called with every submitted submitit job (e.g. to watch or cancel it);
     ``target`` is what each job runs (``run_job``; tests wrap it). On SLURM the jobs submitted
     together with the same resources form one job array, each asks for memory by its model's
     size unless ``mem_gb`` is set, and a job that leaves the queue without a result (cancelled,
     killed) counts as died even where accounting (sacct) is off."""
-    slots = _gpu_slots(cfg)
-    layout = plan_layout(cfg, len(jobs), len(slots))
-    width = layout.width
-    if layout.warning:
-        tqdm.write(layout.warning)
-    if progress:
-        tqdm.write(layout.describe(cfg.executor, affinity_cpus()))
-    executor = make_executor(cfg, log_dir, layout)
-    memory: dict[str, float] = {}
-    if cfg.executor == "slurm" and use_squeue_without_accounting() and progress:
-        tqdm.write("note: SLURM accounting is off here (sacct fails): job states come from "
-                   "squeue")
-    outcomes = {label: JobOutcome(label, "FAILED") for label, _ in jobs}
-    pending = deque((label, argv) for label, argv in jobs)
-    running: dict = {}  # submitit job -> (label, argv, gpu slot)
-    gone_since: dict = {}  # slurm job -> when squeue first showed it ended without a result
-    bar = tqdm(total=len(jobs), desc="jobs", unit="job", disable=not progress)
-
-    def postfix() -> None:
-        bar.set_postfix(running=len(running), failed=failed_count(outcomes.values()))
-
-    def died(job, label: str, argv: list[str], why: str) -> None:
-        out = outcomes[label]
-        if out.attempts <= cfg.retries:
-            tqdm.write(f"{label}: the job died ({why}); resubmitting (attempt "
-                       f"{out.attempts + 1} of {cfg.retries + 1}), it resumes from its "
-                       "finished stages")
-            pending.appendleft((label, argv))
-            return
-        out.message, out.ended = why, time.time()
-        bar.update(1)
-
-    def left_queue() -> list:
-        """SLURM jobs that ended without writing a result (seen twice: the result may lag)."""
-        states = slurm_states() if cfg.executor == "slurm" and running else None
-        if states is None:
-            return []
-        gone = []
-        for job in running:
-            state = states.get(str(job.job_id), "gone")
-            if (state in _GONE or state == "gone") and not job.paths.result_pickle.exists():
-                if job in gone_since and time.time() - gone_since[job] > 3:
-                    gone.append((job, state))
-                gone_since.setdefault(job, time.time())
-            else:
-                gone_since.pop(job, None)
-        return gone
-
-    signals = CancelSignals()
-    with signals.installed():
+    grid = _Grid(list(jobs), cfg, log_dir, progress, observe, target)
+    with grid.signals.installed():
         try:
-            while pending or running:
-                batch = []
-                while pending and len(running) + len(batch) < width:
-                    label, argv = pending.popleft()
-                    slot = None
-                    if slots:
-                        used = {v[2] for v in running.values()} | {b[2] for b in batch}
-                        slot = next(s for s in slots if s not in used)
-                    batch.append((label, argv, slot))
-                groups: dict = {}
-                for item in batch:  # one submission (a job array on SLURM) per resource set
-                    if cfg.executor == "slurm" and not cfg.mem_gb:
-                        model = _model_of(item[1])
-                        memory.setdefault(model, job_memory_gb(model))
-                        key: object = memory[model]
-                    else:
-                        key = item[2]
-                    groups.setdefault(key, []).append(item)
-                for key, group in groups.items():
-                    if slots:
-                        executor.update_parameters(visible_gpus=key, gpus_per_node=len(key))
-                    elif cfg.executor == "slurm" and not cfg.mem_gb:
-                        executor.update_parameters(mem=f"{key:g}GB")
-                    with signals.held():  # a Ctrl-C now waits until the jobs are recorded
-                        submitted = _submit_group(executor, cfg, target, group, layout)
-                        for (label, argv, slot), job in zip(group, submitted, strict=True):
-                            if cfg.executor == "local":
-                                # a local job writes its result before its process ends: no
-                                # wait (submitit's 15 s) for a slow shared file system
-                                job._results_timeout_s = 1
-                            outcomes[label].attempts += 1
-                            outcomes[label].job_id = str(job.job_id)
-                            running[job] = (label, argv, slot)
-                    for job in submitted if observe is not None else ():
-                        observe(job)
-                if batch:
-                    postfix()
-                finished = list(running) if cfg.executor == "debug" else [j for j in running
-                                                                           if j.done()]
-                for job, state in left_queue():
-                    if job not in finished:
-                        label, argv, _ = running.pop(job)
-                        outcomes[label].log = str(getattr(job.paths, "stderr", ""))
-                        outcomes[label].stdout = str(getattr(job.paths, "stdout", ""))
-                        died(job, label, argv, f"SLURM job {job.job_id} ended {state} without a "
-                             "result")
-                        postfix()
-                for job in finished:
-                    label, argv, _ = running.pop(job)
-                    out = outcomes[label]
-                    out.log = str(getattr(job.paths, "stderr", ""))
-                    out.stdout = str(getattr(job.paths, "stdout", ""))
-                    try:
-                        res = job.result()
-                    except Exception as exc:  # noqa: BLE001 - the job died: resubmit, it resumes
-                        died(job, label, argv, _first_line(exc))
-                        postfix()
-                        continue
-                    out.started, out.ended = res["started"], res["ended"]
-                    out.seconds = res["ended"] - res["started"]
-                    if res["status"] == "error":
-                        out.message = res["error"]
-                    else:
-                        out.status = "ok" if res["status"] == "ok" else "FAILED"
-                        out.run_dir = Path(res["run_dir"])
-                    bar.update(1)
-                    postfix()
-                if running and cfg.executor != "debug":
+            while grid.pending or grid.running:
+                grid.submit(grid.next_batch())
+                grid.poll()
+                if grid.running and cfg.executor != "debug":
                     time.sleep(poll_s)
         except KeyboardInterrupt:
-            signals.cancelling()
-            for job in running:
-                job.cancel(check=False)
-            if running:
-                tqdm.write(f"cancelled {len(running)} queued or running job(s): "
-                           + " ".join(str(j.job_id) for j in running))
+            grid.cancel()
             raise
         finally:
-            bar.close()
-    return [outcomes[label] for label, _ in jobs]
-
-
-def read_config(path: Path) -> dict:
-    """A TOML file of ``bench.jobs.suite`` settings: keys are the flags' names without dashes
-    (``executor = "slurm"``, ``partition = "gpu"``, ``slurm_extra = {qos = "high"}``, ...)."""
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except OSError as exc:
-        raise BenchError(f"--config {path}: cannot read it ({exc.strerror})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise BenchError(f"--config {path}: not valid TOML ({exc})") from None
-    return {k.replace("-", "_"): v for k, v in data.items()}
+            grid.bar.close()
+    return [grid.outcomes[j.label] for j in jobs]

@@ -6,8 +6,10 @@ A run belongs to an experiment by its settings, not by a tag: the report derives
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 
+from bench.engine.spec import RunOptions
 from models.fus2net import DROPOUT, FC_L2
 
 # Table 3 / Fig. 2: Fus2Net, the paper's four comparison methods (InceptionV3 transfer learning in
@@ -41,38 +43,50 @@ def default_models(device: str) -> list[str]:
 
 @dataclass(frozen=True)
 class Variant:
+    """One setting of a Fus2Net experiment: a label and the :class:`RunOptions` fields it changes
+    (``{}``: the paper recipe). Its :meth:`key` is derived from those fields, so the report finds
+    its runs by their recorded settings (:func:`fus2net_variant_key`)."""
+
     label: str
-    args: tuple[str, ...]
-    channels: int = 3
-    optimizer: str = "adam"
-    augment: bool = True
-    l2: float = FC_L2
-    dropout: float = DROPOUT
+    overrides: Mapping[str, object] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        unknown = set(self.overrides) - {f.name for f in fields(RunOptions)}
+        if unknown:
+            raise TypeError(f"Variant {self.label!r}: not RunOptions fields: {sorted(unknown)}")
+
+    def apply(self, options: RunOptions) -> RunOptions:
+        """``options`` with this variant's settings."""
+        return replace(options, **self.overrides)
 
     def key(self) -> tuple:
-        return (self.channels, self.optimizer, self.augment, self.l2, self.dropout)
+        """(channels, optimizer, augment, L2, dropout) as a Fus2Net run of this variant records
+        them; the same tuple :func:`fus2net_variant_key` reads from a run's settings."""
+        o = self.apply(RunOptions(model="fus2net"))
+        return (o.channels, o.optimizer or "adam", bool(o.augment),
+                float(FC_L2 if o.l2 is None else o.l2),
+                float(DROPOUT if o.dropout is None else o.dropout))
 
 
-BASE = Variant("Fus2Net (paper recipe)", ())
+BASE = Variant("Fus2Net (paper recipe)")
 EXPERIMENTS: dict[str, dict] = {
     "table1_channels": {
         "title": "Table 1 — three-channel vs single-channel input",
-        "variants": [Variant("3-channel", ()), Variant("1-channel", ("--channels", "1"), channels=1)],
+        "variants": [Variant("3-channel"), Variant("1-channel", {"channels": 1})],
     },
     "fig1_optimizers": {
         "title": "Fig. 1 — Adam vs RMSprop vs SGD",
-        "variants": [Variant("Adam", ()),
-                     Variant("RMSprop", ("--optimizer", "rmsprop"), optimizer="rmsprop"),
-                     Variant("SGD", ("--optimizer", "sgd"), optimizer="sgd")],
+        "variants": [Variant("Adam"),
+                     Variant("RMSprop", {"optimizer": "rmsprop"}),
+                     Variant("SGD", {"optimizer": "sgd"})],
     },
     "table2_regularization": {
         "title": "Table 2 — augmentation, L2 and dropout",
-        "variants": [Variant("augmentation + L2 + dropout", ()),
-                     Variant("no augmentation", ("--no-augment",), augment=False),
-                     Variant("no L2", ("--l2", "0"), l2=0.0),
-                     Variant("no dropout", ("--dropout", "0"), dropout=0.0),
-                     Variant("none of the three", ("--no-augment", "--l2", "0", "--dropout", "0"),
-                             augment=False, l2=0.0, dropout=0.0)],
+        "variants": [Variant("augmentation + L2 + dropout"),
+                     Variant("no augmentation", {"augment": False}),
+                     Variant("no L2", {"l2": 0.0}),
+                     Variant("no dropout", {"dropout": 0.0}),
+                     Variant("none of the three", {"augment": False, "l2": 0.0, "dropout": 0.0})],
     },
 }
 
@@ -85,10 +99,11 @@ def fus2net_variant_key(settings: dict) -> tuple:
             float(kw.get("dropout", DROPOUT)))
 
 
-def experiment_commands() -> list[tuple[str, ...]]:
-    """Distinct Fus2Net argument sets needed by all experiments (the base run first)."""
-    seen: dict[tuple, tuple[str, ...]] = {BASE.key(): ()}
+def experiment_variants() -> list[Variant]:
+    """The distinct Fus2Net variants all experiments need (one per key), the base first: the
+    typed plan of the experiments (:func:`bench.jobs.plan.suite_jobs` turns it into runs)."""
+    seen: dict[tuple, Variant] = {BASE.key(): BASE}
     for exp in EXPERIMENTS.values():
         for v in exp["variants"]:
-            seen.setdefault(v.key(), v.args)
+            seen.setdefault(v.key(), v)
     return list(seen.values())

@@ -15,9 +15,7 @@ first epoch whose running mean over ``--window`` epochs (default 5) of the poole
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -25,19 +23,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bench.cli.run import options_from_argv  # argv pass-through (until typed plans)
 from bench.core.atomic import write_csv, write_json
-from bench.core.errors import BenchError, cli_main
-from bench.core.paths import PROJECT_ROOT
+from bench.core.errors import BenchError
 from bench.core.provenance import portable
-from bench.core.tablefmt import to_markdown
 from bench.data.cache import ImageCache, build_cache
 from bench.engine.protocol import prepare_stage, stage_plan, train_settings
 from bench.engine.runfolder import RunFolder
 from bench.engine.runner import Prepared, prepare
+from bench.engine.spec import RunOptions
 from bench.engine.stages import StageContext
 from bench.engine.train import predict, recalibrate_batchnorm, train_model
 from bench.evaluation.metrics import roc_auc
+from bench.jobs.plan import SettingError
 from models import get_model_config
 
 
@@ -140,20 +137,20 @@ def fold_curve(p: Prepared, cache: ImageCache, positions: tuple[np.ndarray, np.n
     return curve, pd.concat(scores, ignore_index=True)
 
 
-def sweep_model(argv: list[str], folds: list[int], out: Path) -> None:
-    """Learning curves of one model (``bench.engine.runner`` options in ``argv``) on CV ``folds``."""
-    options = options_from_argv(argv)
+def sweep_model(options: RunOptions, folds: list[int], out: Path) -> None:
+    """Learning curves of one model (``options``: one run's, whose ``folds`` is the K of the
+    K-fold CV) on the CV ``folds``; each curve is written under ``out/curves``."""
     p = prepare(options)
     spec = p.spec
     if spec.folds < 2:
-        raise BenchError("--cv-folds must be >= 2: the curves are measured on CV folds")
+        raise SettingError("folds", "must be >= 2: the curves are measured on CV folds")
     used = p.manifest[p.manifest.split != "excluded"].reset_index(drop=True)
     plan = {name: (tr, ev) for name, tr, ev in stage_plan(used, spec.folds) if name != "final"}
     cache = None
     for k in folds:
         name = f"fold_{k}"
         if name not in plan:
-            raise BenchError(f"--use-folds: fold {k} does not exist in {spec.folds}-fold CV")
+            raise SettingError("use_folds", f"fold {k} does not exist in {spec.folds}-fold CV")
         tag = f"{spec.model}-{spec.hash()}-{name}"
         meta_path, curve_path, pred_path = (out / "curves" / f"{tag}{ext}"
                                             for ext in (".json", ".csv", "_pred.csv"))
@@ -164,6 +161,8 @@ def sweep_model(argv: list[str], folds: list[int], out: Path) -> None:
             continue
         if cache is None:
             cache = build_cache(p.index.root, used, spec.img_size, spec.channels)[0]
+            if p.execution.device == "cuda":  # resident on the GPU, as a run keeps it
+                cache = cache.to(p.execution.device)
         curve, scores = fold_curve(p, cache, plan[name], name, out / "curves" / tag)
         write_csv(pred_path, scores)
         write_csv(curve_path, curve)
@@ -181,7 +180,7 @@ def collect(out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         key = tag.rsplit("-", 1)[0]
         if seen.setdefault(model, key) != key:
             raise BenchError(f"{out}: {model} has curves of two settings ({seen[model]}, {key}); "
-                             "use one --out per setting")
+                             "use one output folder per setting")
         curves.append(pd.read_csv(meta_path.with_suffix(".csv")).assign(model=model,
                                                                         fold=meta["fold"]))
         preds.append(pd.read_csv(meta_path.with_name(f"{tag}_pred.csv")).assign(
@@ -191,38 +190,18 @@ def collect(out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.concat(curves, ignore_index=True), pd.concat(preds, ignore_index=True)
 
 
-@cli_main
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench.sweep", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--models", default="fus2net,resnet50")
-    ap.add_argument("--epochs", type=int, default=40, help="longest curve (epochs)")
-    ap.add_argument("--cv-folds", type=int, default=5, help="K of the K-fold CV (default 5)")
-    ap.add_argument("--use-folds", default="0,1", help="which CV folds to train (default 0,1)")
-    ap.add_argument("--tolerance", type=float, default=0.02,
-                    help="plateau: within this much of the best running-mean AUC (default 0.02, "
-                         "about the epoch-to-epoch noise of a 100-image validation fold)")
-    ap.add_argument("--window", type=int, default=5, help="running-mean window in epochs")
-    ap.add_argument("--out", type=Path, default=PROJECT_ROOT / "results" / "sweep")
-    args, passthrough = ap.parse_known_args(argv)
-    if args.epochs < 1 or args.window < 1:
-        raise BenchError("--epochs and --window must be >= 1")
-    try:
-        folds = [int(x) for x in args.use_folds.split(",") if x.strip()]
-    except ValueError:
-        raise BenchError(f"--use-folds {args.use_folds!r}: give fold numbers, e.g. 0,1") from None
-    for model in [m for m in args.models.split(",") if m]:
-        sweep_model(["--model", model, "--folds", str(args.cv_folds), "--epochs",
-                     str(args.epochs), "--out", str(args.out), *passthrough], folds, args.out)
-    curves_df, preds_df = collect(args.out)
+def sweep(runs: list[RunOptions], folds: list[int], out: Path, tolerance: float = 0.02,
+          window: int = 5) -> pd.DataFrame:
+    """Learning curves of every run of ``runs`` (one per model) on the CV ``folds``, then, over
+    every finished curve in ``out``, the pooled curves, the plateau table and the figure; returns
+    the plateau table."""
+    for options in runs:
+        sweep_model(options, folds, out)
+    curves_df, preds_df = collect(out)
     pooled = pooled_curves(curves_df, preds_df)
-    plateau = plateau_table(pooled, args.tolerance, args.window)
-    write_csv(args.out / "curves.csv", curves_df)
-    write_csv(args.out / "curves_pooled.csv", pooled)
-    write_csv(args.out / "plateau.csv", plateau)
-    curve_figure(pooled, plateau, args.out / "learning_curves")
-    print(to_markdown(plateau))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    plateau = plateau_table(pooled, tolerance, window)
+    write_csv(out / "curves.csv", curves_df)
+    write_csv(out / "curves_pooled.csv", pooled)
+    write_csv(out / "plateau.csv", plateau)
+    curve_figure(pooled, plateau, out / "learning_curves")
+    return plateau

@@ -1,0 +1,80 @@
+"""The suite's plan as typed objects: every job is one run's :class:`RunOptions`, built with
+:func:`dataclasses.replace` from one base (docs/protocol.md, Protocol: every model trains under the
+same protocol; the paper's experiments are Fus2Net variants compared on CV folds).
+
+Nothing here reads or writes a command line: the command (``bench.cli.suite``) builds the base
+options from its flags, and executors (:mod:`bench.jobs.cluster`) carry the jobs as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from enum import Enum
+
+from bench.core.errors import BenchError
+from bench.engine.spec import RunOptions
+from bench.jobs.experiments import BASE, Variant
+
+REFERENCE = "fus2net"  # always trained: the paper's model, and the experiments' base
+
+
+class JobStatus(str, Enum):
+    """How a job of the suite ended; the value is what the suite's timings table prints."""
+
+    OK = "ok"
+    FAILED = "FAILED"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Job:
+    """One run of the suite: its label (for people), its options, and whether it belongs to the
+    model comparison (scored on the external sets, explained) or to an experiment."""
+
+    label: str
+    options: RunOptions
+    compared: bool = True
+
+
+def job_label(options: RunOptions, variant: Variant | None = None) -> str:
+    """``fus2net seed 0``, ``fus2net [SGD] seed 1``: the model, the experiment variant, the seed."""
+    shown = f" [{variant.label}]" if variant is not None and variant is not BASE else ""
+    return f"{options.model}{shown} seed {options.seed}"
+
+
+def suite_jobs(base: RunOptions, models: Sequence[str], seeds: Sequence[int],
+               experiment_seeds: Sequence[int] = (), variants: Sequence[Variant] = (BASE,),
+               external: Sequence[str] = (), experiment_folds: int | None = None) -> list[Job]:
+    """The suite's runs, in the order they run: every seed of the comparison (the reference
+    model in its base variant first, then ``models``), then every seed of the experiments'
+    other ``variants``. Comparison runs score ``external``; Fus2Net runs use
+    ``experiment_folds`` CV folds when given (the experiments are compared on CV folds only, and
+    the base run serves both)."""
+    fus2net = replace(base, model=REFERENCE)
+    if experiment_folds is not None:
+        fus2net = replace(fus2net, folds=experiment_folds)
+    compared = [variants[0].apply(fus2net)] + [replace(base, model=m) for m in models
+                                               if m != REFERENCE]
+    jobs = []
+    for seed in seeds:
+        for o in compared:
+            o = replace(o, seed=seed, external=tuple(external))
+            jobs.append(Job(job_label(o), o))
+    for seed in experiment_seeds:
+        for v in variants[1:]:
+            o = replace(v.apply(fus2net), seed=seed)
+            jobs.append(Job(job_label(o, v), o, compared=False))
+    return jobs
+
+
+class SettingError(BenchError):
+    """A setting of a plan or an executor that cannot work, naming the setting by its field name
+    (``gpus_per_job``); the command (``bench.cli.suite``) names its flag instead."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(f"{setting}: {problem}")
+        self.setting = setting
+        self.problem = problem
