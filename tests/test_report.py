@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from bench.cli.report import main
 from bench.reporting import figures
-from bench.reporting.report import main
 from bench.reporting.runs import load_runs
-from bench.reporting.tables import comparison_table, misclassified, per_seed_table
+from bench.reporting.sections.errors import misclassified
+from bench.reporting.sections.heldout import comparison_table, per_seed_table
 from tests.helpers import write_fixture_run
 
 
