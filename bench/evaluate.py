@@ -1,6 +1,6 @@
-"""``python -m bench.evaluate``: the command; its code is :mod:`bench.reporting.evaluate`."""
+"""``python -m bench.evaluate``: the command; its code is :mod:`bench.cli.evaluate`."""
 
-from bench.reporting.evaluate import main
+from bench.cli.evaluate import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -1,6 +1,6 @@
-"""``python -m bench.explain``: the command; its code is :mod:`bench.evaluation.explain`."""
+"""``python -m bench.explain``: the command; its code is :mod:`bench.cli.explain`."""
 
-from bench.evaluation.explain import main
+from bench.cli.explain import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

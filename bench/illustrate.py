@@ -1,6 +1,6 @@
-"""``python -m bench.illustrate``: the command; its code is :mod:`bench.evaluation.illustrate`."""
+"""``python -m bench.illustrate``: the command; its code is :mod:`bench.cli.illustrate`."""
 
-from bench.evaluation.illustrate import main
+from bench.cli.illustrate import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -1,6 +1,6 @@
-"""``python -m bench.reliance``: the command; its code is :mod:`bench.evaluation.reliance`."""
+"""``python -m bench.reliance``: the command; its code is :mod:`bench.cli.reliance`."""
 
-from bench.evaluation.reliance import main
+from bench.cli.reliance import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

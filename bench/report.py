@@ -1,6 +1,6 @@
-"""``python -m bench.report``: the command; its code is :mod:`bench.reporting.report`."""
+"""``python -m bench.report``: the command; its code is :mod:`bench.cli.report`."""
 
-from bench.reporting.report import main
+from bench.cli.report import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -152,7 +152,7 @@ def test_the_suite_scores_real_data_on_the_other_real_sites_present(busi_tree, t
 @pytest.mark.slow
 def test_a_breast_set_is_scored_with_the_copy_check_and_reported_with_clustered_intervals(
         small_synthetic, tmp_path, capsys):
-    from bench.reporting.report import main as report_main
+    from bench.cli.report import main as report_main
     from tests.helpers import SMOKE, run_main
     out = tmp_path / "runs"
     code, _, err = run_main(capsys, "--data", str(small_synthetic), "--out", str(out), *SMOKE,

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.reporting.evaluate import main
+from bench.cli.evaluate import main
 from bench.reporting.outside import OUTSIDE
 from bench.reporting.runs import load_runs
-from bench.reporting.tables import comparison_table
+from bench.reporting.sections.heldout import comparison_table
 from tests.helpers import SMOKE, call_main, run_main, write_fixture_run
 
 PROJECT = Path(__file__).resolve().parents[1]

@@ -126,7 +126,7 @@ def test_a_broken_or_empty_external_set_is_one_line_and_the_training_result_is_k
 
 def test_a_bus_bra_layout_set_keeps_patients_and_the_report_uses_a_patient_bootstrap(
         small_synthetic, busbra_tree, tmp_path, capsys):
-    from bench.reporting.report import main as report_main
+    from bench.cli.report import main as report_main
     for i in range(6, 16):  # more patients, two images each, so the bootstrap has something to do
         for side in ("l", "r"):
             write_image(busbra_tree / "Images" / f"bus_{i:04d}-{side}.png", seed=i)

@@ -15,11 +15,11 @@ import torch
 from PIL import Image
 from safetensors.torch import save_file
 
+from bench.cli.report import main as report_main
 from bench.core.atomic import UMASK, exclusive, write_json
 from bench.core.errors import BenchError
 from bench.data.datasets import load_index
 from bench.data.images import BadImageError, read_image
-from bench.reporting.report import main as report_main
 from tests.helpers import SMOKE, run_main, write_image
 
 pytestmark = pytest.mark.slow  # end-to-end: trains, or runs a command

@@ -1,5 +1,5 @@
 """Each report figure as a reader sees it: drawn from small saved-table fixtures, its size, panels,
-labels and marks checked (bench.reporting.figures)."""
+labels and marks checked (each section's figure, bench.reporting.sections)."""
 
 import json
 
@@ -10,6 +10,16 @@ import pytest
 from PIL import Image
 
 from bench.reporting import figures
+from bench.reporting.sections import (
+    calibration,
+    cvfolds,
+    errors,
+    experiments,
+    explanations,
+    external,
+    heldout,
+    illustrations,
+)
 
 MODELS = ["fus2net", "resnet50", "zeimarani_cnn"]
 
@@ -63,7 +73,7 @@ def test_roc_figure_has_a_panel_per_model_and_the_table_auc_in_its_legend(drawn,
         for seed in (-1, 0):
             rows += [{"model": m, "seed": seed, "fpr": f, "tpr": min(1, 2 * f)}
                      for f in np.linspace(0, 1, 11)]
-    figures.roc_figure(pd.DataFrame(rows), _t3(), tmp_path / "roc")
+    heldout.roc_figure(pd.DataFrame(rows), _t3(), tmp_path / "roc")
     fig = drawn[0]
     assert len(_panels(fig)) == 3 and "AUC 0.880 (1 seed)" in _texts(fig)
     assert "sensitivity" in _texts(fig) and "1 − specificity" in _texts(fig)
@@ -71,7 +81,7 @@ def test_roc_figure_has_a_panel_per_model_and_the_table_auc_in_its_legend(drawn,
 
 
 def test_confusion_matrices_share_one_colour_scale_and_agree_with_the_table(drawn, tmp_path):
-    figures.confusion_grid(_t3(), tmp_path / "cm")
+    heldout.confusion_grid(_t3(), tmp_path / "cm")
     fig = drawn[0]
     panels = _panels(fig)
     assert len(panels) == 3
@@ -86,7 +96,7 @@ def test_cv_folds_show_every_configuration_with_visible_points(drawn, tmp_path):
     folds = pd.DataFrame([{"model": m, "seed": s, "fold": f, "status": "ok", "auc": 0.8 + 0.01 * f,
                            "accuracy": 0.75} for m in ("fus2net", "fus2net: SGD")
                           for s in (0, 1) for f in (0, 1)])
-    figures.cv_strip(folds, tmp_path / "cv")
+    cvfolds.cv_strip(folds, tmp_path / "cv")
     fig = drawn[0]
     text = _texts(fig)
     assert "fus2net: SGD (4 folds)" in text and "seed 1" in text
@@ -99,7 +109,7 @@ def test_reliability_diagram_has_bins_with_counts_and_intervals_per_model(drawn,
                           "mean_pred": (k + 0.5) / 5, "frac_pos": (k + 0.5) / 5, "frac_lo": k / 5,
                           "frac_hi": (k + 1) / 5, "count": 20}
                          for m in MODELS for s in (0, 1) for k in range(5)])
-    figures.calibration_figure(bins, tmp_path / "cal")
+    calibration.calibration_figure(bins, tmp_path / "cal")
     fig = drawn[0]
     assert len(_panels(fig)) == 3
     assert "5 bins of 20 images" in _texts(fig) and "seed 0 of 2" in _texts(fig)
@@ -114,7 +124,7 @@ def test_optimizer_bars_have_error_bars_a_y_label_and_each_variant_in_the_legend
                        **{f"{k}_sd": 0.05 for k in ("accuracy", "sensitivity", "specificity",
                                                     "auc")}}
                       for v, n in (("Adam", 6), ("RMSprop", 4), ("SGD", 4))])
-    figures.optimizer_bars(t, tmp_path / "opt")
+    experiments.optimizer_bars(t, tmp_path / "opt")
     fig = drawn[0]
     ax = _panels(fig)[0]
     assert "mean ± sd" in ax.get_ylabel()
@@ -135,7 +145,7 @@ def test_explanation_grid_states_seed_and_map_and_marks_empty_maps(drawn, tmp_pa
     for kind, status in (("true positive", "measured"), ("false negative", "empty map")):
         key = f"fus2net|{kind}|img1|0.90|0|{status}|12x12 block1.1"
         ex.update({f"{key}|image": img, f"{key}|map": m, f"{key}|mask": mask})
-    figures.explanation_grid(ex, tmp_path / "ex")
+    explanations.explanation_grid(ex, tmp_path / "ex")
     fig = drawn[0]
     text = _texts(fig)
     assert "fus2net, seed 0: true positive" in text and "map 12x12 block1.1" in text
@@ -147,7 +157,7 @@ def test_explanation_grid_states_seed_and_map_and_marks_empty_maps(drawn, tmp_pa
 def test_misclassified_grid_labels_every_image(drawn, tmp_path):
     t = pd.DataFrame({"id": ["a", "b"], "label": [0, 1], "prob_malignant": [0.9, 0.1],
                       "seeds_wrong": [3, 2], "n_seeds": [3, 3]})
-    figures.misclassified_grid(t, {"a": np.full((64, 64), 90, np.uint8)}, tmp_path / "mis")
+    errors.misclassified_grid(t, {"a": np.full((64, 64), 90, np.uint8)}, tmp_path / "mis")
     text = _texts(drawn[0])
     assert "true benign, P(mal) 0.90" in text and "wrong in 2/3 seeds" in text
     assert "no thumbnail" in text
@@ -172,7 +182,7 @@ def _pipeline(side=64):
 
 def test_augmentation_figure_is_drawn_at_the_training_size(drawn, tmp_path):
     arrays, params = _pipeline(64)
-    figures.augmentation_figure(arrays, params, tmp_path / "aug")
+    illustrations.augmentation_figure(arrays, params, tmp_path / "aug")
     fig = drawn[0]
     assert "at the training size, 64 px" in _texts(fig)
     assert len(fig.axes) == 8 and "h-flip" in _texts(fig)
@@ -181,7 +191,7 @@ def test_augmentation_figure_is_drawn_at_the_training_size(drawn, tmp_path):
 
 def test_preprocessing_figure_has_three_steps_per_class(drawn, tmp_path):
     arrays, _ = _pipeline(64)
-    figures.preprocessing_figure(arrays, tmp_path / "pre")
+    illustrations.preprocessing_figure(arrays, tmp_path / "pre")
     text = _texts(drawn[0])
     assert "resized to the model input (64×64)" in text and "normalised (mean" in text
     _png(tmp_path / "pre")
@@ -190,11 +200,11 @@ def test_preprocessing_figure_has_three_steps_per_class(drawn, tmp_path):
 def test_external_figures_have_a_panel_per_model_and_per_set(drawn, tmp_path):
     roc = pd.DataFrame([{"model": m, "set": s, "fpr": f, "tpr": f} for m in MODELS[:2]
                         for s in ("internal test", "siteB") for f in (0.0, 0.5, 1.0)])
-    figures.external_roc(roc, tmp_path / "eroc")
+    external.external_roc(roc, tmp_path / "eroc")
     assert len(_panels(drawn[0])) == 2 and "siteB" in _texts(drawn[0])
     cal = pd.DataFrame([{"model": m, "set": "siteB", "bin": 0, "mean_pred": 0.3, "frac_pos": 0.4,
                          "count": 30} for m in MODELS[:2]])
-    figures.external_calibration(cal, tmp_path / "ecal")
+    external.external_calibration(cal, tmp_path / "ecal")
     assert "Calibration on siteB" in _texts(drawn[1])
     _png(tmp_path / "eroc")
     plt.close("all")

@@ -15,6 +15,8 @@ import pandas as pd
 import pytest
 
 import bench.engine.device as device_mod
+from bench.cli.explain import main as explain_main
+from bench.cli.report import main as report_main
 from bench.cli.speed import main as speed_main
 from bench.cli.suite import main as suite_main
 from bench.core.errors import BenchError, plain
@@ -26,7 +28,6 @@ from bench.engine.runfolder import RunFolder
 from bench.engine.runner import check_not_own_images, write_errors_said
 from bench.engine.spec import RunSpec
 from bench.evaluation.explain import NotExplained, explain_run, explain_runs, run_index
-from bench.evaluation.explain import main as explain_main
 from bench.evaluation.external import (
     ExternalSet,
     check_same_source,
@@ -36,9 +37,9 @@ from bench.evaluation.external import (
 )
 from bench.jobs.cluster import JobOutcome, failed_count
 from bench.jobs.plan import JobStatus
-from bench.reporting.report import main as report_main
 from bench.reporting.runs import InvalidRun, Run, load_run, load_runs
-from bench.reporting.tables import comparison_sets, external_table, set_aside
+from bench.reporting.sections.external import external_table
+from bench.reporting.tables import comparison_sets, set_aside
 from tests.helpers import SMOKE, run_main, write_fixture_run, write_image
 
 

@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from bench.cli.report import main
 from bench.reporting import figures
-from bench.reporting.report import main
 from bench.reporting.runs import load_runs
-from bench.reporting.tables import comparison_table, misclassified, per_seed_table
+from bench.reporting.sections.errors import misclassified
+from bench.reporting.sections.heldout import comparison_table, per_seed_table
 from tests.helpers import write_fixture_run
 
 
@@ -247,3 +248,49 @@ def test_a_run_committed_without_its_weights_still_reports_but_altered_weights_d
     (folder / "model.safetensors").write_bytes(b"other weights")
     with pytest.raises(SystemExit):
         main(["--runs", str(runs), "--out", str(tmp_path / "out"), "--n-boot", "50"])
+
+
+def _reliance_record(folder: Path) -> None:
+    """A run's saved reliance measures, as bench.evaluation.reliance.reliance_run writes them."""
+    shift = {"mean_shift": 0.05, "lo": 0.01, "hi": 0.09}
+    test = {"images": 100, "benign": 50, "malignant": 50, "marked_benign": 7,
+            "marked_malignant": 9, "auc_original": 0.81, "auc_cleaned": 0.78, "delta_auc": 0.03,
+            "delta_lo": -0.01, "delta_hi": 0.07, "delta_p": 0.2,
+            "malignant_marks_on_benign": shift, "benign_marks_on_malignant": shift}
+    (folder / "reliance").mkdir()
+    (folder / "reliance" / "reliance.json").write_text(json.dumps(
+        {"info": {}, "run": folder.name, "model": "fus2net", "seed": 0, "annotations": "keep",
+         "sets": {"test": test}}))
+
+
+@pytest.mark.slow
+def test_sections_appear_in_order_and_a_section_without_data_leaves_no_stale_files(fixture_runs,
+                                                                                   tmp_path):
+    folder = next(fixture_runs.glob("fus2net-fixture-1-*"))
+    _reliance_record(folder)
+    assert main(["--runs", str(fixture_runs), "--out", str(tmp_path), "--n-boot", "50"]) == 0
+    readme = (tmp_path / "README.md").read_text()
+    headings = [line for line in readme.splitlines() if line.startswith("## ")]
+    assert headings == ["## Held-out comparison (Table 3 analogue)",
+                        "## Do the models read the annotations?",
+                        "## Fus2Net's errors (Fig. 3 analogue)",
+                        "## The paper's Fus2Net experiments (chosen by cross-validation)",
+                        "## Reproduce"]
+    assert "| fus2net | 0 | original | test | 7/50, 9/50 | 0.810 | 0.780 |" in readme
+    assert (tmp_path / "figures" / "reliance.png").is_file()
+    (folder / "reliance" / "reliance.json").unlink()
+    assert main(["--runs", str(fixture_runs), "--out", str(tmp_path), "--n-boot", "50"]) == 0
+    assert not (tmp_path / "tables" / "reliance.csv").exists()
+    assert "read the annotations" not in (tmp_path / "README.md").read_text()
+
+
+def test_library_errors_are_said_in_the_command_s_flags(tmp_path, capsys):
+    from bench.cli.flags import flag_words
+
+    assert flag_words("`profile`=cpu: no runs; give `n_boot` or `runs`") == \
+        "--profile cpu: no runs; give --n-boot or --runs"
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit) as exc:
+        main(["--runs", str(tmp_path), "--out", str(tmp_path / "file")])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.startswith(f"error: --out {tmp_path / 'file'}: is a file")

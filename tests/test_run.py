@@ -255,7 +255,7 @@ def test_run_outputs_are_strict_json(smoke_run):
 def test_report_refuses_a_run_whose_predictions_were_truncated(smoke_run, tmp_path, capsys):
     import shutil
 
-    from bench.reporting.report import main as report_main
+    from bench.cli.report import main as report_main
     runs = tmp_path / "runs"
     copy = runs / smoke_run.name
     shutil.copytree(smoke_run, copy)

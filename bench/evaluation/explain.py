@@ -1,4 +1,4 @@
-"""``python -m bench.explain --runs DIR``: where the models look (SPEC §4, shortcut checks).
+"""Where the models look (SPEC §4, shortcut checks); the command is ``python -m bench.explain``.
 
 For each finished run, Grad-CAM maps (captum's ``LayerGradCam`` at the deepest layer whose map is
 at least 7×7 at the run's input size, :mod:`bench.evaluation.camlayer`; the malignant class, i.e. where the evidence for malignancy lies, so
@@ -16,7 +16,6 @@ figure), and ``info.json``. A run explained with the same method and weights is 
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,14 +28,13 @@ from captum.attr import LayerGradCam
 from PIL import Image
 
 from bench.core.atomic import write_atomic, write_csv
-from bench.core.errors import BenchError, cli_main
+from bench.core.errors import BenchError
 from bench.core.provenance import file_sha256, from_portable
 from bench.data.cache import build_cache
 from bench.data.content import content_sha256
 from bench.data.datasets import load_index
 from bench.data.images import BadImageError, read_image
 from bench.data.index import DataIndex
-from bench.engine.device import resolve_device
 from bench.engine.runfolder import WEIGHTS, RunFolder
 from bench.engine.spec import RunSpec
 from bench.engine.train import normalize
@@ -50,8 +48,6 @@ from bench.evaluation.camlayer import (
 )
 from bench.evaluation.external import RESERVED_NAMES, external_index, final_model
 from bench.evaluation.localization import BAND, TOLERANCE, cam_measures
-from bench.reporting import figures, report, tables
-from bench.reporting.runs import load_runs
 from models import create_model, get_model_config
 
 METHODS = ("gradcam",)
@@ -289,35 +285,3 @@ def explain_runs(runs: list, method: str = "gradcam", *, device: str,
             print(f"not explained: {exc}", file=sys.stderr)
             problems.append(str(exc))
     return problems
-
-
-@cli_main
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.explain", description=__doc__.split("\n\n")[0])
-    p.add_argument("--runs", type=Path, required=True, help="a folder of run folders")
-    p.add_argument("--method", default="gradcam", choices=METHODS)
-    p.add_argument("--data", type=Path, default=None,
-                   help="the runs' data set, when it moved since they were trained")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--out", type=Path, default=None,
-                   help="also write the explanation table and figure of these runs here "
-                        "(bench.reporting.report does so for a whole results set)")
-    args = p.parse_args(argv)
-    device = resolve_device(args.device)
-    runs = load_runs(args.runs)
-    problems = explain_runs(runs, args.method, device=device, data=args.data)
-    if args.out is not None:
-        runs = load_runs(args.runs)
-        cams = tables.explanation_table(runs)
-        report.write_table(cams, report.explanation_display(cams), args.out / "explanations",
-                           "Where the models look (Grad-CAM): see bench.evaluation.explain")
-        figures.explanation_grid(tables.explanation_examples(runs), args.out / "explanations")
-        print(f"wrote {args.out / 'explanations.md'} and its figure")
-    if problems:
-        raise BenchError(f"{len(problems)} run(s) not explained (said above); the first: "
-                         f"{problems[0]}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,5 +1,5 @@
-"""``python -m bench.illustrate --runs DIR``: what the data pipeline does to an image, saved with a
-run for the report's Fig. 5 and Fig. 6 analogues (SPEC §1: preprocessing and augmentation).
+"""What the data pipeline does to an image (the command: ``python -m bench.illustrate``), saved
+with a run for the report's Fig. 5 and Fig. 6 analogues (SPEC §1: preprocessing and augmentation).
 
 For one benign and one malignant *training* image of the run's split (the first of each class by
 id, so the choice is reproducible and never a test image), it stores in ``<run>/illustrations.npz``:
@@ -20,10 +20,8 @@ not the arrays.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
@@ -32,13 +30,12 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from bench.core.errors import BenchError, cli_main
+from bench.core.errors import BenchError
 from bench.data.augment import AugmentConfig, augment, sample_params
 from bench.data.cache import build_cache
 from bench.data.images import read_image
 from bench.engine.runfolder import Run, RunFolder
 from bench.engine.train import normalize
-from bench.reporting.runs import load_runs
 from models import get_model_config
 
 ORIGINAL_SIDE = 320
@@ -108,24 +105,3 @@ def illustrate_run(run: Run, data: Path | None = None) -> Path:
     out = folder.write_illustrations(arrays, pd.DataFrame(rows))  # results sets commit the .csv
     print(f"{run.path.name}: pipeline illustrations written ({', '.join(picks.id)})")
     return out
-
-
-@cli_main
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.illustrate",
-                                description=__doc__.split("\n\n")[0])
-    p.add_argument("--runs", type=Path, required=True, help="a folder of run folders")
-    p.add_argument("--model", default="fus2net", help="illustrate the runs of this model")
-    p.add_argument("--data", type=Path, default=None,
-                   help="the runs' data set, when it moved since they were trained")
-    args = p.parse_args(argv)
-    runs = [r for r in load_runs(args.runs) if r.model == args.model]
-    if not runs:
-        raise BenchError(f"--runs {args.runs}: no finished {args.model} run")
-    for run in runs:
-        illustrate_run(run, args.data)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

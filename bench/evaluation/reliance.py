@@ -22,8 +22,6 @@ the weights and the detector are unchanged), and ``reliance.csv``/``.md`` and ``
 
 from __future__ import annotations
 
-import argparse
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,7 +30,7 @@ import pandas as pd
 import torch
 from PIL import Image
 
-from bench.core.errors import BenchError, cli_main
+from bench.core.errors import BenchError
 from bench.core.provenance import file_sha256, from_portable
 from bench.data.annotations import CLEAN_METHOD, clean, detect, detector_version, paste, read_array
 from bench.data.cache import ImageCache
@@ -43,7 +41,6 @@ from bench.engine.train import predict
 from bench.evaluation.clustered import obuchowski_delta
 from bench.evaluation.external import external_index, final_model
 from bench.evaluation.metrics import roc_auc
-from bench.reporting.runs import load_runs
 from models import get_model_config
 
 N_BOOT = 2000
@@ -201,77 +198,6 @@ def reliance_run(run, device: str, data: Path | None = None) -> dict | None:
     return result
 
 
-def reliance_table(results: list[dict]) -> pd.DataFrame:
-    """One row per run and image set."""
-    rows = []
-    for r in results:
-        for name, s in r["sets"].items():
-            a, b = s["malignant_marks_on_benign"], s["benign_marks_on_malignant"]
-            rows.append({
-                "model": r["model"], "seed": r["seed"],
-                "trained_on": "cleaned" if str(r["annotations"]).startswith("clean") else "original",
-                "set": name, "images": s["images"],
-                "marked_benign": f"{s['marked_benign']}/{s['benign']}",
-                "marked_malignant": f"{s['marked_malignant']}/{s['malignant']}",
-                "auc_original": s.get("auc_original"), "auc_cleaned": s.get("auc_cleaned"),
-                "delta_auc": s.get("delta_auc"), "delta_lo": s.get("delta_lo"),
-                "delta_hi": s.get("delta_hi"), "delta_p": s.get("delta_p"),
-                "shift_benign_targets": a["mean_shift"], "shift_benign_lo": a["lo"],
-                "shift_benign_hi": a["hi"], "shift_malignant_targets": b["mean_shift"],
-                "shift_malignant_lo": b["lo"], "shift_malignant_hi": b["hi"], "run": r["run"]})
-    return pd.DataFrame(rows)
-
-
-def display_table(table: pd.DataFrame) -> pd.DataFrame:
-    """The table as the report shows it."""
-    from bench.core.tablefmt import fmt, fmt_p, with_ci
-
-    return pd.DataFrame({
-        "model": table.model, "seed": table.seed, "trained on": table.trained_on, "set": table.set,
-        "marked (benign, malignant)": table.marked_benign + ", " + table.marked_malignant,
-        "AUC as is": table.auc_original.map(fmt), "AUC cleaned": table.auc_cleaned.map(fmt),
-        "ΔAUC (95% CI, clustered)": [with_ci(d, lo, hi) for d, lo, hi in
-                                     zip(table.delta_auc, table.delta_lo, table.delta_hi, strict=True)],
-        "p": table.delta_p.map(fmt_p),
-        "malignant marks on benign: ΔP (95% CI)": [
-            with_ci(d, lo, hi) for d, lo, hi in zip(table.shift_benign_targets, table.shift_benign_lo,
-                                                    table.shift_benign_hi, strict=True)],
-        "benign marks on malignant: ΔP (95% CI)": [
-            with_ci(d, lo, hi) for d, lo, hi in zip(table.shift_malignant_targets,
-                                                    table.shift_malignant_lo,
-                                                    table.shift_malignant_hi, strict=True)]})
-
-
-def reliance_figure(table: pd.DataFrame, base: Path) -> list[Path]:
-    """ΔAUC from cleaning and the insertion shifts, one row per run and set, with intervals."""
-    from bench.reporting.figures import plt, save
-
-    t = table.reset_index(drop=True)
-    labels = [f"{r.model} s{r.seed} ({r.trained_on}) · {r.set}" for r in t.itertuples()]
-    ypos = np.arange(len(t))[::-1]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 1.2 + 0.38 * len(t)), sharey=True)
-    ax = axes[0]
-    ax.errorbar(t.delta_auc, ypos, xerr=[t.delta_auc - t.delta_lo, t.delta_hi - t.delta_auc],
-                fmt="o", color="k", capsize=3)
-    ax.axvline(0, color="grey", lw=0.8)
-    ax.set_yticks(ypos, labels)
-    ax.set_xlabel("ΔAUC = AUC as is − AUC cleaned (95% CI)")
-    ax.xaxis.set_major_locator(plt.MaxNLocator(5))
-    ax.set_title("Removing the annotations")
-    ax = axes[1]
-    for col, colour, name, dy in (("shift_benign_targets", "tab:red", "malignant marks → benign", 0.12),
-                                  ("shift_malignant_targets", "tab:blue", "benign marks → malignant", -0.12)):
-        lo, hi = t[col.replace("targets", "lo")], t[col.replace("targets", "hi")]
-        ax.errorbar(t[col], ypos + dy, xerr=[t[col] - lo, hi - t[col]], fmt="o", color=colour,
-                    capsize=3, label=name)
-    ax.axvline(0, color="grey", lw=0.8)
-    ax.set_xlabel("mean change of P(malignant) (95% CI)")
-    ax.set_title("Pasting another class's annotations")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
-    fig.tight_layout()
-    return save(fig, base)
-
-
 CAPTION = ("Reliance on burnt-in annotations (bench.evaluation.reliance). ΔAUC = AUC on the images as they "
            "are − AUC with their detected annotations inpainted, on the same images, with "
            "Obuchowski's clustered 95% CI (same-lesion groups; patient IDs on external sets). "
@@ -280,64 +206,3 @@ CAPTION = ("Reliance on burnt-in annotations (bench.evaluation.reliance). ΔAUC 
            "image, cluster-bootstrap 95% CI. Marked: images in which the detector found marks. "
            "A model that reads the marks loses AUC when they are removed and moves towards the "
            "class the pasted marks came from.")
-
-
-def saved_table(runs: list) -> pd.DataFrame:
-    """The table of the runs' saved measures (``reliance/reliance.json``; the report never
-    measures)."""
-    results = []
-    for run in runs:
-        f = run.path / "reliance" / "reliance.json"
-        if f.is_file():
-            results.append(json.loads(f.read_text()))
-    t = reliance_table(results)
-    return t.sort_values(["set", "model", "trained_on", "seed"]).reset_index(drop=True) if len(t) else t
-
-
-def write_saved(table: pd.DataFrame, tdir: Path) -> list[Path]:
-    from bench.core.tablefmt import write_table
-
-    return write_table(table, display_table(table), tdir / "reliance", CAPTION)
-
-
-def drop_saved(tdir: Path) -> None:
-    for ext in (".csv", ".md", ".tex"):
-        (tdir / f"reliance{ext}").unlink(missing_ok=True)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m bench.reliance", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--runs", type=Path, required=True, help="folder of run folders")
-    ap.add_argument("--out", type=Path, default=None,
-                    help="where the table and figure go (default: next to --runs: tables/, figures/)")
-    ap.add_argument("--data", type=Path, default=None, help="the runs' data set, if moved")
-    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    return ap
-
-
-def write_reliance(runs_dir: Path, out: Path | None, device: str,
-                   data: Path | None = None) -> pd.DataFrame:
-    """Measure every finished run in ``runs_dir`` and write the table and figure."""
-    runs = load_runs(runs_dir, skip_invalid=True)
-    for run in runs:
-        reliance_run(run, device, data)
-    table = saved_table(runs)
-    if table.empty:
-        print("reliance: no run with weights to measure")
-        return table
-    write_saved(table, out or runs_dir.parent / "tables")
-    reliance_figure(table, (out or runs_dir.parent / "figures") / "reliance")
-    return table
-
-
-@cli_main
-def main(argv: list[str] | None = None) -> int:
-    a = build_parser().parse_args(argv)
-    if not a.runs.is_dir():
-        raise BenchError(f"--runs {a.runs}: not a folder of run folders")
-    write_reliance(a.runs, a.out, a.device, a.data)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -21,12 +21,12 @@ from bench.engine.spec import RunOptions
 from bench.evaluation.explain import explain_run
 from bench.evaluation.illustrate import illustrate_run
 from bench.evaluation.reliance import reliance_run
-from bench.evaluation.sites import write_site_matrix
 from bench.jobs.cluster import ClusterConfig, JobOutcome, run_grid
 from bench.jobs.experiments import BASE, Variant
 from bench.jobs.plan import Job, JobStatus, suite_jobs
 from bench.reporting.report import ReportOptions, build_report
 from bench.reporting.runs import load_run
+from bench.reporting.sections.sites import write_site_matrix
 from models import get_model_config
 from models.errors import UserError
 from models.registry import resolve_weights

@@ -1,31 +1,30 @@
-"""``python -m bench.evaluate``: score outside predictions on a results set's held-out test set.
+"""Score outside predictions on a results set's held-out test set (docs/protocol.md, "Outside
+predictions"; the command is ``python -m bench.evaluate``, :mod:`bench.cli.evaluate`).
 
-``--predictions FILE.csv --name NAME [--runs RUNS_DIR] [--out DIR]`` checks the file strictly
-against the set's split manifest (:mod:`bench.reporting.outside`), then writes to ``--out`` (never into the
-set unless ``--out`` points there): the model's Table 3 row computed by the report's own functions
-(:func:`bench.reporting.tables.comparison_table` over the set's runs plus the outside ones), its AUC and
-ΔAUC vs Fus2Net with image-level and cluster-aware intervals (same-lesion groups of the manifest:
-Obuchowski and a paired cluster bootstrap), the degenerate-prediction flag, its ROC against
-Fus2Net's, its calibration, and ``leaderboard.md/csv``: the set's models and this one, marked
-"outside predictions (not trained by this suite)". ``--template`` writes the ids to predict.
-See docs/protocol.md, "Outside predictions".
+:func:`evaluate` checks a predictions file strictly against the set's split manifest
+(:mod:`bench.reporting.outside`), then writes to ``out`` (never into the set unless ``out``
+points there): the model's Table 3 row computed by the report's own functions
+(:func:`bench.reporting.sections.heldout.comparison_table` over the set's runs plus the outside
+ones), its AUC and ΔAUC vs Fus2Net with image-level and cluster-aware intervals (same-lesion
+groups of the manifest: Obuchowski and a paired cluster bootstrap), the degenerate-prediction
+flag, its ROC against Fus2Net's, its calibration, and ``leaderboard.md/csv``: the set's models and
+this one, marked "outside predictions (not trained by this suite)". :func:`write_template` writes
+the ids to predict.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from bench.core.atomic import write_csv, write_json, write_text
-from bench.core.errors import BenchError, cli_main, ensure_writable, number
-from bench.core.paths import PROJECT_ROOT
+from bench.core.errors import BenchError, ensure_writable
 from bench.core.provenance import file_sha256, git_revision, package_versions, portable
 from bench.core.tablefmt import fmt, fmt_p, with_ci, write_table
 from bench.evaluation.clustered import cluster_bootstrap_delta, obuchowski_auc, obuchowski_delta
@@ -36,7 +35,7 @@ from bench.evaluation.stats import (
     delong_ci,
     delong_test,
 )
-from bench.reporting import figures, table3
+from bench.reporting import table3
 from bench.reporting.outside import (
     OUTSIDE,
     ResultsSet,
@@ -47,15 +46,10 @@ from bench.reporting.outside import (
 )
 from bench.reporting.report import select_group
 from bench.reporting.runs import Run, load_runs
-from bench.reporting.tables import (
-    PAPER_ROW,
-    REFERENCE,
-    calibration_bins,
-    comparison_sets,
-    comparison_table,
-    per_seed_table,
-    roc_points,
-)
+from bench.reporting.sections import calibration, heldout
+from bench.reporting.sections.calibration import calibration_bins
+from bench.reporting.sections.heldout import PAPER_ROW, comparison_table, per_seed_table, roc_points
+from bench.reporting.tables import REFERENCE, comparison_sets
 
 SEED_MEAN = "ensemble of the seeds"
 
@@ -63,10 +57,10 @@ SEED_MEAN = "ensemble of the seeds"
 def check_name(name: str, rs: ResultsSet) -> str:
     name = name.strip()
     if not name or any(c in name for c in "\n\r|/\\"):
-        raise BenchError(f"--name {name!r}: give a short model name (no newline, |, / or \\)")
+        raise BenchError(f"`name`={name!r}: give a short model name (no newline, |, / or \\)")
     taken = {r.model for r in rs.runs} | {REFERENCE}
     if name in taken or name == PAPER_ROW["model"]:
-        raise BenchError(f"--name {name}: the set already has a model of that name; choose "
+        raise BenchError(f"`name`={name}: the set already has a model of that name; choose "
                          "another name for the outside predictions (e.g. mymodel-outside)")
     return name
 
@@ -187,10 +181,10 @@ def _record(value):
 
 
 def refuse_foreign_out(out: Path, runs_dir: Path, name: str, sha: str) -> None:
-    """``--out`` inside ``--runs`` would be read as a run folder; an evaluation of other
+    """``out`` inside ``runs_dir`` would be read as a run folder; an evaluation of other
     predictions there is never overwritten."""
     if out.resolve() == runs_dir.resolve() or runs_dir.resolve() in out.resolve().parents:
-        raise BenchError(f"--out {out}: inside --runs {runs_dir}, where it would be read as a run "
+        raise BenchError(f"`out`={out}: inside `runs`={runs_dir}, where it would be read as a run "
                          "folder; choose a folder outside it")
     record = out / "evaluation.json"
     if record.is_file():
@@ -199,9 +193,107 @@ def refuse_foreign_out(out: Path, runs_dir: Path, name: str, sha: str) -> None:
         except ValueError:
             old = {}
         if old.get("name") != name or old.get("predictions", {}).get("sha256") != sha:
-            raise BenchError(f"--out {out}: holds the evaluation of other predictions "
-                             f"({old.get('name', 'unreadable record')}); choose another --out or "
+            raise BenchError(f"`out`={out}: holds the evaluation of other predictions "
+                             f"({old.get('name', 'unreadable record')}); choose another `out` or "
                              "remove that folder")
+
+
+@dataclass(frozen=True)
+class Scored:
+    """The outside model's numbers among the set's: every run, the per-seed and Table 3 rows,
+    Fus2Net's runs and the manifest's groups, the intervals, leaderboard and calibration rows."""
+    runs: list[Run]
+    per_seed: pd.DataFrame
+    t3: pd.DataFrame
+    reference: list[Run]
+    groups: pd.Series
+    intervals: pd.DataFrame
+    board: pd.DataFrame
+    shown: pd.DataFrame
+    cal: pd.DataFrame
+
+    def row(self, name: str) -> pd.DataFrame:
+        return self.t3[self.t3.model == name]
+
+
+def score(rs: ResultsSet, mine: list[Run], name: str, n_boot: int, seed: int) -> Scored:
+    """Table 3 over the set's runs and the outside ones (the report's own functions), with the
+    outside model's intervals, the leaderboard and the calibration rows."""
+    runs = rs.runs + mine
+    per_seed = per_seed_table(runs, n_boot=n_boot, seed=seed)
+    t3 = comparison_table(runs, n_boot=n_boot, seed=seed, per_seed=per_seed)
+    reference = dict(comparison_sets(runs)).get(REFERENCE, [])
+    groups = rs.manifest.set_index("id").group
+    intervals = interval_rows(mine, reference, groups, n_boot, seed)
+    board, shown = leaderboard(t3, name)
+    return Scored(runs, per_seed, t3, reference, groups, intervals, board, shown,
+                  calibration_rows(t3, name))
+
+
+def write_outputs(out: Path, name: str, preds: pd.DataFrame, sc: Scored) -> None:
+    """The predictions, the row, the intervals, the leaderboard, the calibration (tables) and the
+    ROC and calibration figures against Fus2Net."""
+    row = sc.row(name)
+    write_csv(out / "predictions.csv", preds)
+    write_table(row, table3.full_display(row), out / "row",
+                f"{name}: {OUTSIDE}. Table 3 row computed by the report's functions over the set's "
+                "runs and these predictions (ΔAUC, DeLong and McNemar against Fus2Net paired by "
+                "seed; Holm's correction across every model of the leaderboard).")
+    write_csv(out / "row_per_seed.csv", sc.per_seed[sc.per_seed.model == name])
+    write_table(sc.intervals, intervals_display(sc.intervals), out / "intervals",
+                f"{name}: test AUC with image-level (DeLong, stratified bootstrap) and "
+                "cluster-aware 95% intervals (Obuchowski's clustered variance and a cluster "
+                "bootstrap over the manifest's groups: same picture, patient or lesion), and ΔAUC "
+                "against Fus2Net on the same images, per seed (against Fus2Net's run of that "
+                "seed) and on the seed-averaged probabilities (an ensemble of the seeds, labelled so).")
+    write_table(sc.board, sc.shown, out / "leaderboard",
+                "Held-out test set of the results set, ranked by mean test AUC over seeds "
+                "(degenerate rows unranked). Source says which models this suite trained and which "
+                f"are {OUTSIDE}. Holm's correction runs across every model listed, so the set's "
+                "own p-values can differ from its committed table. The paper's row (other data) "
+                "is left out.")
+    write_table(sc.cal, table3.calibration_display(sc.cal), out / "calibration",
+                table3.CALIBRATION_CAPTION.format(prevalence=table3.prevalence_text(sc.t3)))
+    pair = [r for r in sc.runs if r.model in (REFERENCE, name)]
+    heldout.roc_figure(roc_points(pair), sc.t3[sc.t3.model.isin([REFERENCE, name])], out / "roc")
+    bins = calibration_bins(pair)
+    write_csv(out / "calibration_bins.csv", bins)
+    calibration.calibration_figure(bins, out / "calibration")
+
+
+def _records(t: pd.DataFrame) -> list[dict]:
+    return [{k: _record(v) for k, v in r.items()} for r in t.to_dict("records")]
+
+
+def evaluation_record(name: str, command: str, predictions: Path, preds: pd.DataFrame, sha: str,
+                      rs: ResultsSet, runs_dir: Path, sc: Scored, mine: list[Run],
+                      statistics: dict, notes: list[str]) -> dict:
+    """What ``evaluation.json`` records: the file, the results set, the row, the intervals, the
+    calibration, the CV folds, the statistics' settings and the versions."""
+    raw = {k: _record(v) for k, v in sc.row(name).iloc[0].to_dict().items()}
+    val = preds[preds.split == "val"]
+    return {
+        "name": name, "source": OUTSIDE, "command": command,
+        "predictions": {"file": portable(predictions.resolve()), "sha256": sha,
+                        "rows": len(preds), "seeds": sorted(int(s) for s in preds.seed.unique()),
+                        "test_rows_per_seed": int((preds.split == "test").sum()
+                                                  // preds.seed.nunique()),
+                        "val_rows": len(val)},
+        "results_set": {"runs": portable(runs_dir.resolve()), "data_kind": rs.data_kind,
+                        "profile": rs.profile.get("name"), "manifest_sha256": rs.manifest_sha256,
+                        "manifest_file": portable(rs.manifest_file.resolve()),
+                        "test_images": len(rs.test_ids),
+                        "test_groups": int(sc.groups.reindex(list(rs.test_ids)).nunique()),
+                        "reference_seeds": sorted(int(r.settings.get("seed", 0))
+                                                  for r in sc.reference)},
+        "row": raw, "degenerate": raw.get("flag") or "",
+        "intervals": _records(sc.intervals), "calibration": _records(sc.cal),
+        "cv": None if not len(val) else {
+            "folds": int(val.fold.nunique()),
+            "auc_per_fold": [_record(x) for x in mine[0].cv.auc]},
+        "statistics": statistics,
+        "versions": package_versions(), "git_revision": git_revision(), "notes": notes,
+    }
 
 
 def evaluate(predictions: Path, name: str, runs_dir: Path, out: Path, n_boot: int = 2000,
@@ -216,70 +308,12 @@ def evaluate(predictions: Path, name: str, runs_dir: Path, out: Path, n_boot: in
     preds = read_predictions(predictions, rs)
     sha = file_sha256(predictions)
     refuse_foreign_out(out, runs_dir, name, sha)
-    ensure_writable(out)
+    ensure_writable(out, "`out`")
     mine = outside_runs(preds, name, rs)
-    runs = rs.runs + mine
-    per_seed = per_seed_table(runs, n_boot=n_boot, seed=seed)
-    t3 = comparison_table(runs, n_boot=n_boot, seed=seed, per_seed=per_seed)
-    row = t3[t3.model == name]
-    sets = dict(comparison_sets(runs))
-    reference = sets.get(REFERENCE, [])
-    groups = rs.manifest.set_index("id").group
-    intervals = interval_rows(mine, reference, groups, n_boot, seed)
-    board, shown = leaderboard(t3, name)
-    cal = calibration_rows(t3, name)
-
-    write_csv(out / "predictions.csv", preds)
-    write_table(row, table3.full_display(row), out / "row",
-                f"{name}: {OUTSIDE}. Table 3 row computed by the report's functions over the set's "
-                "runs and these predictions (ΔAUC, DeLong and McNemar against Fus2Net paired by "
-                "seed; Holm's correction across every model of the leaderboard).")
-    write_csv(out / "row_per_seed.csv", per_seed[per_seed.model == name])
-    write_table(intervals, intervals_display(intervals), out / "intervals",
-                f"{name}: test AUC with image-level (DeLong, stratified bootstrap) and "
-                "cluster-aware 95% intervals (Obuchowski's clustered variance and a cluster "
-                "bootstrap over the manifest's groups: same picture, patient or lesion), and ΔAUC "
-                "against Fus2Net on the same images, per seed (against Fus2Net's run of that "
-                "seed) and on the seed-averaged probabilities (an ensemble of the seeds, labelled so).")
-    write_table(board, shown, out / "leaderboard",
-                "Held-out test set of the results set, ranked by mean test AUC over seeds "
-                "(degenerate rows unranked). Source says which models this suite trained and which "
-                f"are {OUTSIDE}. Holm's correction runs across every model listed, so the set's "
-                "own p-values can differ from its committed table. The paper's row (other data) "
-                "is left out.")
-    write_table(cal, table3.calibration_display(cal), out / "calibration",
-                table3.CALIBRATION_CAPTION.format(prevalence=table3.prevalence_text(t3)))
-    pair = [r for r in runs if r.model in (REFERENCE, name)]
-    figures.roc_figure(roc_points(pair), t3[t3.model.isin([REFERENCE, name])], out / "roc")
-    bins = calibration_bins(pair)
-    write_csv(out / "calibration_bins.csv", bins)
-    figures.calibration_figure(bins, out / "calibration")
-
-    raw = {k: _record(v) for k, v in row.iloc[0].to_dict().items()}
-    val = preds[preds.split == "val"]
-    record = {
-        "name": name, "source": OUTSIDE, "command": command,
-        "predictions": {"file": portable(predictions.resolve()), "sha256": sha,
-                        "rows": len(preds), "seeds": sorted(int(s) for s in preds.seed.unique()),
-                        "test_rows_per_seed": int((preds.split == "test").sum()
-                                                  // preds.seed.nunique()),
-                        "val_rows": len(val)},
-        "results_set": {"runs": portable(runs_dir.resolve()), "data_kind": rs.data_kind,
-                        "profile": rs.profile.get("name"), "manifest_sha256": rs.manifest_sha256,
-                        "manifest_file": portable(rs.manifest_file.resolve()),
-                        "test_images": len(rs.test_ids),
-                        "test_groups": int(groups.reindex(list(rs.test_ids)).nunique()),
-                        "reference_seeds": sorted(int(r.settings.get("seed", 0))
-                                                  for r in reference)},
-        "row": raw, "degenerate": raw.get("flag") or "",
-        "intervals": [{k: _record(v) for k, v in r.items()} for r in intervals.to_dict("records")],
-        "calibration": [{k: _record(v) for k, v in r.items()} for r in cal.to_dict("records")],
-        "cv": None if not len(val) else {
-            "folds": int(val.fold.nunique()),
-            "auc_per_fold": [_record(x) for x in mine[0].cv.auc]},
-        "statistics": {"n_boot": n_boot, "bootstrap_seed": seed},
-        "versions": package_versions(), "git_revision": git_revision(), "notes": notes,
-    }
+    sc = score(rs, mine, name, n_boot, seed)
+    write_outputs(out, name, preds, sc)
+    record = evaluation_record(name, command, predictions, preds, sha, rs, runs_dir, sc, mine,
+                               {"n_boot": n_boot, "bootstrap_seed": seed}, notes)
     write_json(out / "evaluation.json", record)
     write_readme(out, name, record)
     return record
@@ -305,14 +339,11 @@ def write_readme(out: Path, name: str, record: dict) -> Path:
     return write_text(out / "README.md", "\n".join(lines))
 
 
-def write_template(runs_dir: Path, out: Path, profile: str | None) -> Path:
+def write_template(runs_dir: Path, out: Path, profile: str | None) -> tuple[Path, ResultsSet]:
+    """``<out>/predictions_template.csv``: the set's held-out test ids to predict."""
     rs = results_set(select_group(load_runs(runs_dir), profile), runs_dir)
-    ensure_writable(out)
-    path = write_csv(out / "predictions_template.csv", template(rs))
-    print(f"wrote {path}: the {len(rs.test_ids)} held-out test ids of {runs_dir} (split manifest "
-          f"SHA-256 {rs.manifest_sha256[:16]}…). Fill prob_malignant with P(malignant) in [0, 1] "
-          "for every row; add a seed column for several training seeds (rows repeated per seed)")
-    return path
+    ensure_writable(out, "`out`")
+    return write_csv(out / "predictions_template.csv", template(rs)), rs
 
 
 def summary(record: dict) -> str:
@@ -331,41 +362,3 @@ def summary(record: dict) -> str:
     if record["degenerate"]:
         text += f"; ⚠ degenerate: {record['degenerate']}"
     return text
-
-
-@cli_main
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.evaluate", description=__doc__.split("\n\n")[0])
-    p.add_argument("--predictions", type=Path, help="CSV of id,prob_malignant (optional label, "
-                   "seed, split, fold, path)")
-    p.add_argument("--name", help="the outside model's name in the tables")
-    p.add_argument("--runs", type=Path, default=PROJECT_ROOT / "results" / "runs",
-                   help="run folders of the results set to compare against")
-    p.add_argument("--out", type=Path, default=None,
-                   help="output folder (default: results/outside/NAME; --template: results/outside)")
-    p.add_argument("--template", action="store_true",
-                   help="write predictions_template.csv with the ids to predict, then stop")
-    p.add_argument("--profile", default=None, help="only runs of this profile")
-    p.add_argument("--n-boot", type=number("--n-boot", above=True), default=2000,
-                   help="bootstrap resamples for the intervals")
-    p.add_argument("--seed", type=number("--seed"), default=0, help="bootstrap seed")
-    args = p.parse_args(argv)
-    if args.template:
-        write_template(args.runs, args.out or PROJECT_ROOT / "results" / "outside", args.profile)
-        return 0
-    for opt, value in (("--predictions", args.predictions), ("--name", args.name)):
-        if value is None:
-            raise BenchError(f"{opt} is required (or --template to get the ids to predict)")
-    out = args.out or PROJECT_ROOT / "results" / "outside" / args.name.strip()
-    given = argv if argv is not None else sys.argv[1:]
-    command = " ".join(["python -m bench.evaluate", shlex.join(map(portable, given))])
-    record = evaluate(args.predictions, args.name, args.runs, out, args.n_boot, args.seed,
-                      args.profile, command)
-    print(summary(record))
-    print(f"wrote {out}: README.md, row, intervals, leaderboard, calibration (.csv/.md/.tex), "
-          "roc.png, calibration.png, evaluation.json")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -59,8 +59,8 @@ def results_set(runs: list[Run], runs_dir: Path) -> ResultsSet:
     read from a run's ``split.csv`` whose SHA-256 is the one the runs recorded."""
     shas = {r.settings.get("manifest_sha256") for r in runs}
     if len(shas) != 1:
-        raise BenchError(f"--runs {runs_dir}: the runs were made on {len(shas)} split manifests; "
-                         "give --runs a folder of one results set")
+        raise BenchError(f"`runs`={runs_dir}: the runs were made on {len(shas)} split manifests; "
+                         "give `runs` a folder of one results set")
     sha = shas.pop()
     for r in runs:
         path = r.path / "split.csv"
@@ -68,12 +68,12 @@ def results_set(runs: list[Run], runs_dir: Path) -> ResultsSet:
             manifest = read_manifest(path)
             break
     else:
-        raise BenchError(f"--runs {runs_dir}: no run holds the split manifest its config.json "
+        raise BenchError(f"`runs`={runs_dir}: no run holds the split manifest its config.json "
                          f"records (split.csv with SHA-256 {str(sha)[:16]}…); the ids to predict "
                          "are unknown — rerun one of its runs")
     compared = [r for r in comparison_runs(runs) if len(r.test)] or [r for r in runs if len(r.test)]
     if not compared:
-        raise BenchError(f"--runs {runs_dir}: no run has held-out test predictions")
+        raise BenchError(f"`runs`={runs_dir}: no run has held-out test predictions")
     return ResultsSet(runs, manifest, str(sha), path, tuple(sorted(compared[0].test.id)))
 
 
@@ -91,14 +91,14 @@ def _ids(values, total: int | None = None) -> str:
 
 
 def _read(path: Path) -> pd.DataFrame:
-    where = f"--predictions {path}"
+    where = f"`predictions`={path}"
     if not path.is_file():
         raise BenchError(f"{where}: file does not exist")
     try:
         df = pd.read_csv(path, dtype=str, keep_default_na=False)
     except pd.errors.EmptyDataError:
-        raise BenchError(f"{where}: the file is empty; start from the template (python -m "
-                         "bench.evaluate --template)") from None
+        raise BenchError(f"{where}: the file is empty; start from the template (written "
+                         "with `template`)") from None
     except (OSError, ValueError) as exc:  # ParserError, UnicodeDecodeError
         raise BenchError(f"{where}: cannot read it as CSV ({type(exc).__name__}: "
                          f"{str(exc).strip().splitlines()[0]})") from None
@@ -116,8 +116,8 @@ def _read(path: Path) -> pd.DataFrame:
                          "id,prob_malignant (one row per held-out test image)")
     df.columns = cols
     if not len(df):
-        raise BenchError(f"{where}: no rows; predict every id of the template (python -m "
-                         "bench.evaluate --template)")
+        raise BenchError(f"{where}: no rows; predict every id of the template (written "
+                         "with `template`)")
     return df
 
 
@@ -138,7 +138,7 @@ def _integers(df: pd.DataFrame, col: str, where: str, rule: str, ok=lambda v: Tr
 def read_predictions(path: Path, rs: ResultsSet) -> pd.DataFrame:
     """``path`` checked against ``rs`` (each failure one line): ``id, label, prob_malignant, seed,
     split, fold`` with the manifest's labels, sorted by seed, split and id."""
-    where = f"--predictions {path}"
+    where = f"`predictions`={path}"
     df = _read(path)
     df["id"] = df["id"].str.strip()
     text = df.prob_malignant.str.strip()
@@ -168,8 +168,8 @@ def read_predictions(path: Path, rs: ResultsSet) -> pd.DataFrame:
     if not known.all():
         unknown = sorted(set(out.id[~known]))
         raise BenchError(f"{where}: {len(unknown)} unknown id(s), in no split of the manifest "
-                         f"({_ids(unknown)}); use the ids of the template (python -m "
-                         "bench.evaluate --template)")
+                         f"({_ids(unknown)}); use the ids of the template (written "
+                         "with `template`)")
     out["label"] = man.label.reindex(out.id).to_numpy(dtype=int)
     if "label" in df:
         given = _integers(df, "label", where, "0 (benign) or 1 (malignant)", lambda v: v in (0, 1))
@@ -190,7 +190,7 @@ def _check_test_rows(test: pd.DataFrame, rs: ResultsSet, where: str) -> None:
     """Per seed, exactly the set's held-out test ids, each once."""
     if not len(test):
         raise BenchError(f"{where}: no held-out test rows (split test); predict every id of the "
-                         "template (python -m bench.evaluate --template)")
+                         "template (written with `template`)")
     expected = set(rs.test_ids)
     bad_fold = test[test.fold != -1]
     if len(bad_fold):
@@ -211,7 +211,7 @@ def _check_test_rows(test: pd.DataFrame, rs: ResultsSet, where: str) -> None:
             problems.append(f"{len(missing)} missing held-out test id(s) ({_ids(missing)})")
         if problems:
             raise BenchError(f"{where}{seeds}: " + "; ".join(problems) + f" — the {len(expected)} "
-                             "ids are in the template (python -m bench.evaluate --template)")
+                             "ids are in the template (written with `template`)")
 
 
 def _check_val_rows(val: pd.DataFrame, man: pd.DataFrame, where: str) -> None:

@@ -13,7 +13,8 @@ clusters (same lesion or patient, :func:`bench.reporting.runs.attach_groups`):
 * Brier, calibration slope and intercept (seed means, cluster-bootstrap intervals);
 * PPV and NPV at the data set's own prevalence (the test set holds 50 % malignant images).
 
-These are pure functions of the runs; :mod:`bench.reporting.tables` adds them to its rows.
+These are pure functions of the runs; the report's sections (:mod:`bench.reporting.sections.heldout`,
+:mod:`bench.reporting.sections.experiments`) add them to their rows.
 """
 
 from __future__ import annotations

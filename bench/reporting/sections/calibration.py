@@ -1,0 +1,95 @@
+"""Calibration and prevalence (docs/protocol.md "Metrics"): Table 3's calibration columns
+(Brier, recalibration slope and intercept, PPV/NPV at the data set's prevalence) and the
+reliability diagram of each model on the held-out test set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from bench.core.atomic import write_csv
+from bench.core.tablefmt import write_table
+from bench.evaluation.calibration import reliability_bins
+from bench.reporting import figures, table3
+from bench.reporting.runs import Run
+from bench.reporting.sections.context import ReportContext, read_table
+from bench.reporting.tables import comparison_sets
+
+
+def calibration_bins(runs: list[Run], min_count: int = 20) -> pd.DataFrame:
+    """Reliability-diagram data per model and seed (each seed is one trained model): equal-count
+    bins of at least ``min_count`` images with their counts and Wilson intervals
+    (:func:`bench.evaluation.calibration.reliability_bins`)."""
+    parts = []
+    for model, rs in comparison_sets(runs):
+        for r in rs:
+            t = r.test
+            if len(t):
+                b = reliability_bins(t.label.to_numpy(), t.prob_malignant.to_numpy(), min_count)
+                b.insert(0, "seed", int(r.settings.get("seed", 0)))
+                b.insert(0, "model", model)
+                parts.append(b)
+    cols = ["model", "seed", "bin", "p_min", "p_max", "mean_pred", "frac_pos", "frac_lo",
+            "frac_hi", "count"]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
+
+
+def calibration_figure(bins: pd.DataFrame, base: Path) -> list[Path]:
+    """Reliability diagram, one panel per model (Fus2Net first) for its lowest seed: equal-count
+    bins (each holds enough images to estimate a rate), the observed malignant share with its
+    Wilson 95% interval and the bin's image count; the diagonal is perfect calibration."""
+    models = list(dict.fromkeys(bins.model)) if len(bins) else []
+    models = sorted(models, key=lambda m: m != "fus2net")
+    styles = figures.model_styles(models)
+    fig, axes = figures.model_panels(len(models), 3.2)
+    for ax, model in zip(axes.flat, models, strict=False):
+        ax.axis("on")
+        d = bins[bins.model == model]
+        seed = int(d.seed.min())
+        d = d[d.seed == seed]
+        color = styles[model][0]
+        ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=0.8)
+        ax.errorbar(d.mean_pred, d.frac_pos, yerr=[d.frac_pos - d.frac_lo, d.frac_hi - d.frac_pos],
+                    color=color, marker="o", ms=4, lw=1.2, capsize=2)
+        counts = sorted(set(d["count"].astype(int)))
+        if len(counts) == 1:
+            what = f"{len(d)} bins of {counts[0]} images"
+        else:
+            what = f"{len(d)} bins of {counts[0]}–{counts[-1]} images"
+            for r in d.itertuples():
+                ax.annotate(f"n={int(r.count)}", (r.mean_pred, r.frac_hi), xytext=(0, 3),
+                            textcoords="offset points", ha="center", fontsize=6)
+        n_seeds = bins[bins.model == model].seed.nunique()
+        ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.05),
+               title=f"{model}\nseed {seed} of {n_seeds}; {what}")
+        ax.tick_params(labelbottom=True)
+        ax.title.set_fontsize(8)
+    for ax in axes[-1]:
+        ax.set_xlabel("mean predicted P(malignant) in bin")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("observed share malignant")
+    fig.suptitle("Reliability on the held-out test set: equal-count bins, observed share with "
+                 "its Wilson 95% CI; dotted: perfect calibration", fontsize=9)
+    fig.tight_layout()
+    return figures.save(fig, base)
+
+
+def write_tables(ctx: ReportContext) -> None:
+    """``table3_calibration.{csv,md,tex}`` (from the held-out section's Table 3) and
+    ``calibration_bins.csv``."""
+    t3 = ctx.tables["table3_comparison"]
+    write_table(t3[[c for c in table3.CALIBRATION_COLUMNS if c in t3]],
+                table3.calibration_display(t3), ctx.tdir / "table3_calibration",
+                table3.CALIBRATION_CAPTION.format(prevalence=table3.prevalence_text(t3)))
+    write_csv(ctx.tdir / "calibration_bins.csv", calibration_bins(ctx.runs))
+
+
+def draw_figures(tdir: Path, fdir: Path) -> list[Path]:
+    return calibration_figure(read_table(tdir / "calibration_bins.csv"), fdir / "calibration")
+
+
+def readme(ctx: ReportContext) -> list[str]:
+    return ["### Calibration and prevalence", "",
+            ctx.table_md("table3_calibration"), "",
+            "![Calibration](figures/calibration.png)", ""]

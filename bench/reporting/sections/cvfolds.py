@@ -1,0 +1,96 @@
+"""Cross-validation folds (docs/protocol.md "Protocol"): every fold of every seed of each
+comparison model and of each Fus2Net experiment variant, and the strip plot of them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.core.atomic import write_csv
+from bench.jobs.experiments import BASE, EXPERIMENTS
+from bench.reporting import figures
+from bench.reporting.figures import plt, sns
+from bench.reporting.runs import Run
+from bench.reporting.sections.context import ReportContext, read_table
+from bench.reporting.tables import REFERENCE, comparison_sets, variant_configs
+
+
+def cv_folds(runs: list[Run]) -> pd.DataFrame:
+    """Per-fold CV metrics of every seed of each comparison model and of each Fus2Net experiment
+    variant (labelled ``fus2net: <variant>``; the base recipe is the ``fus2net`` row), long
+    format with ``kind`` comparison / experiment."""
+    cols = ["model", "kind", "seed", "fold", "status", "accuracy", "sensitivity", "specificity",
+            "auc"]
+    sets = [(m, "comparison", rs) for m, rs in comparison_sets(runs)]
+    used = {id(r) for _, _, rs in sets for r in rs}
+    labels = {}
+    for exp in EXPERIMENTS.values():
+        for v in exp["variants"]:
+            if v.key() != BASE.key():
+                labels.setdefault(v.key(), v.label)
+    for key, rs in sorted(variant_configs(runs).items(), key=lambda kv: str(kv[0])):
+        if key in labels and not any(id(r) in used for r in rs):
+            sets.append((f"{REFERENCE}: {labels[key]}", "experiment", rs))
+    parts = []
+    for model, kind, rs in sets:
+        for r in rs:
+            if len(r.cv):
+                cv = r.cv.copy()
+                cv.insert(0, "seed", int(r.settings.get("seed", 0)))
+                cv.insert(0, "kind", kind)
+                cv.insert(0, "model", model)
+                parts.append(cv[[c for c in cols if c in cv]])
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=cols)
+
+
+def cv_strip(folds: pd.DataFrame, base: Path) -> list[Path]:
+    """Per-fold CV AUC and accuracy of every configuration with CV folds (comparison models and
+    Fus2Net's experiment variants): one row each, one point per (seed, fold) coloured by seed, the
+    fold mean as a bar."""
+    ok = folds[folds.status == "ok"] if "status" in folds else folds
+    order = list(dict.fromkeys(ok.model)) if len(ok) else []
+    seeds = sorted(ok.seed.unique()) if len(ok) else []
+    palette = dict(zip(seeds, sns.color_palette("colorblind", max(1, len(seeds))), strict=False))
+    if not order:  # no configuration was trained with CV folds: say so instead of empty axes
+        fig, ax = plt.subplots(figsize=(7, 1.6))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "No configuration of these runs was trained with cross-validation "
+                "folds\n(a final fit alone has none), so there is nothing to show here.",
+                ha="center", va="center", fontsize=9, transform=ax.transAxes)
+        return figures.save(fig, base)
+    height = max(3.0, 1.2 + 0.42 * len(order))
+    fig, axes = plt.subplots(1, 2, figsize=(10, height), squeeze=False, sharey=True)
+    for ax, metric in zip(axes.flat, ("auc", "accuracy"), strict=True):
+        for y, model in enumerate(order):
+            d = ok[ok.model == model]
+            jitter = np.linspace(-0.18, 0.18, len(d)) if len(d) > 1 else np.zeros(len(d))
+            ax.scatter(d[metric], y + jitter, s=28, c=[palette[s] for s in d.seed],
+                       edgecolors="black", linewidths=0.4, zorder=3)
+            ax.plot([d[metric].mean()] * 2, [y - 0.3, y + 0.3], color="black", lw=1.5, zorder=2)
+        ax.set_yticks(range(len(order)), [f"{m} ({len(ok[ok.model == m])} folds)"
+                                          for m in order], fontsize=8)
+        ax.set_ylim(len(order) - 0.5, -0.5)
+        ax.set_xlabel(f"validation {metric.upper() if metric == 'auc' else metric} per fold")
+        ax.grid(axis="x", lw=0.3)
+    handles = [plt.Line2D([], [], marker="o", ls="", color=palette[s], markeredgecolor="black",
+                          label=f"seed {s}") for s in seeds]
+    handles.append(plt.Line2D([], [], color="black", lw=1.5, label="mean over folds"))
+    axes[0, 1].legend(handles=handles, fontsize=7, loc="lower left", bbox_to_anchor=(1.01, 0))
+    fig.suptitle("Cross-validation folds (configurations trained with CV; a final fit alone has "
+                 "no folds)", fontsize=9)
+    fig.tight_layout()
+    return figures.save(fig, base)
+
+
+def write_tables(ctx: ReportContext) -> None:
+    write_csv(ctx.tdir / "cv_folds.csv", cv_folds(ctx.runs))
+
+
+def draw_figures(tdir: Path, fdir: Path) -> list[Path]:
+    return cv_strip(read_table(tdir / "cv_folds.csv"), fdir / "cv_folds")
+
+
+def readme(ctx: ReportContext) -> list[str]:
+    return ["![CV folds](figures/cv_folds.png)", ""]

@@ -1,0 +1,143 @@
+"""Where the models look (Grad-CAM; docs/protocol.md "Explanations"): the measures of each
+comparison model's saved maps (:mod:`bench.reporting.camtable`) and a grid of example maps. The
+report reads the maps ``python -m bench.explain`` saved in each run; it never computes one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.core.atomic import write_npz
+from bench.core.tablefmt import write_table
+from bench.reporting import camtable, figures
+from bench.reporting.camtable import explanation_rows
+from bench.reporting.figures import plt
+from bench.reporting.runs import Run
+from bench.reporting.sections.context import ReportContext
+from bench.reporting.tables import comparison_sets
+
+EXAMPLES = "explain_examples.npz"
+
+
+def _explained(run: Run, method: str = "gradcam") -> pd.DataFrame | None:
+    path = run.path / "explain" / method / "cam_metrics.csv"
+    return pd.read_csv(path, dtype={"id": str}) if path.is_file() else None
+
+
+def explanation_table(runs: list[Run]) -> pd.DataFrame:
+    """Where each comparison model looks (bench.evaluation.explain): per model, image set and subgroup, n
+    measured of n and the measures over images, seeds averaged per image first
+    (:func:`bench.reporting.camtable.explanation_rows`)."""
+    return explanation_rows(comparison_sets(runs), _explained)
+
+
+def explanation_examples(runs: list[Run]) -> dict[str, np.ndarray]:
+    """Per comparison model, the most confident true positive, false negative and false positive
+    test image of its first seed: grey thumbnail, map and lesion mask, keyed by model, kind, image,
+    P(malignant), seed, status and map size with layer (for the report's figure)."""
+    out: dict[str, np.ndarray] = {}
+    for model, rs in comparison_sets(runs):
+        run = rs[0]
+        cam = _explained(run)
+        if cam is not None and "status" not in cam:
+            continue  # made before maps were checked for resolution: nothing to show
+        npz = run.path / "explain" / "gradcam" / "maps.npz"
+        if cam is None or not npz.is_file():
+            continue
+        arrays = np.load(npz)
+        ids = list(arrays["test/ids"])
+        test = cam[cam.set == "test"]
+        picks = {"true positive": test[(test.label == 1) & test.correct].sort_values(
+                     "prob_malignant", ascending=False),
+                 "false negative": test[(test.label == 1) & ~test.correct].sort_values(
+                     "prob_malignant"),
+                 "false positive": test[(test.label == 0) & ~test.correct].sort_values(
+                     "prob_malignant", ascending=False)}
+        for kind, chosen in picks.items():
+            if len(chosen):
+                k = ids.index(chosen.id.iloc[0])
+                key = (f"{model}|{kind}|{chosen.id.iloc[0]}|{chosen.prob_malignant.iloc[0]:.2f}|"
+                       f"{int(run.settings.get('seed', 0))}|{chosen.status.iloc[0]}|"
+                       f"{chosen.map_size.iloc[0]} {chosen.layer.iloc[0]}")
+                out[f"{key}|image"] = arrays["test/images"][k]
+                out[f"{key}|map"] = arrays["test/maps"][k].astype(np.float32)
+                out[f"{key}|mask"] = arrays["test/masks"][k]
+    return out
+
+
+def explanation_grid(examples: dict[str, np.ndarray], base: Path) -> list[Path]:
+    """Rows: models; columns: a true positive, a false negative and a false positive test image
+    with its Grad-CAM map overlaid (one colour scale, with its bar), the lesion mask outlined, the
+    seed, map size and layer said, and an empty map marked as such."""
+    kinds = ["true positive", "false negative", "false positive"]
+    keys = sorted({k.rsplit("|", 1)[0] for k in examples})
+    models = sorted(dict.fromkeys(k.split("|")[0] for k in keys), key=lambda m: m != "fus2net")
+    rows = max(1, len(models))
+    fig, axes = plt.subplots(rows, 3, figsize=(8.4, 2.9 * rows + 0.4), squeeze=False,
+                             layout="constrained")
+    for ax in axes.flat:
+        ax.axis("off")
+    shown = None
+    for r, model in enumerate(models):
+        for c, kind in enumerate(kinds):
+            key = next((k for k in keys if k.startswith(f"{model}|{kind}|")), None)
+            ax = axes[r, c]
+            if key is None:
+                ax.set_title(f"{model}: no {kind}", fontsize=7)
+                continue
+            parts = key.split("|")
+            image_id, prob = parts[2], parts[3]
+            seed, status, where = (parts[4:7] + ["?", "?", "?"])[:3]
+            ax.imshow(examples[f"{key}|image"], cmap="gray", vmin=0, vmax=255)
+            if status == "measured":
+                shown = ax.imshow(examples[f"{key}|map"], cmap="jet", alpha=0.4, vmin=0, vmax=1)
+            else:
+                ax.text(0.5, 0.5, status, color="yellow", ha="center", va="center", fontsize=9,
+                        transform=ax.transAxes, bbox={"facecolor": "black", "alpha": 0.6})
+            if examples[f"{key}|mask"].any():
+                ax.contour(examples[f"{key}|mask"].astype(float), levels=[0.5], colors="white",
+                           linewidths=0.8)
+            ax.set_title(f"{model}, seed {seed}: {kind}\n{image_id}, P(malignant) {prob}\n"
+                         f"map {where}", fontsize=6.5)
+    if shown is not None:
+        bar = fig.colorbar(shown, ax=axes.ravel().tolist(), fraction=0.03, shrink=0.6)
+        bar.set_label("Grad-CAM (share of the map's peak)", fontsize=7)
+    fig.suptitle("Grad-CAM for malignancy on held-out test images (white: lesion mask)",
+                 fontsize=9)
+    return figures.save(fig, base)
+
+
+def write_tables(ctx: ReportContext) -> None:
+    """``explanations.{csv,md,tex}`` and the example maps, when any run was explained."""
+    cams = explanation_table(ctx.runs)
+    if not len(cams):
+        return
+    write_table(cams, camtable.display(cams), ctx.tdir / "explanations",
+                camtable.caption(ctx.runs[0].settings.get("img_size")))
+    write_npz(ctx.tdir / EXAMPLES, explanation_examples(ctx.runs))
+    ctx.tables["explanations"] = cams
+
+
+def draw_figures(tdir: Path, fdir: Path) -> list[Path]:
+    if not (tdir / EXAMPLES).is_file():
+        return []
+    with np.load(tdir / EXAMPLES) as npz:
+        examples = dict(npz)
+    if examples:
+        return explanation_grid(examples, fdir / "explanations")
+    for ext in (".png", ".pdf"):  # no measured map to show: an earlier report's figure would mislead
+        (fdir / f"explanations{ext}").unlink(missing_ok=True)
+    return []
+
+
+def readme(ctx: ReportContext) -> list[str]:
+    if "explanations" not in ctx.tables:
+        return []
+    cams = ctx.tables["explanations"]
+    notes = camtable.notes(cams) or [
+        "No model's maps are at chance level in the lesion or carry the border-energy flag."]
+    figure = ["![Explanations](figures/explanations.png)", ""] if (cams.n_measured > 0).any() else []
+    return ["## Where the models look (Grad-CAM)", "", *notes, "",
+            ctx.table_md("explanations"), "", *figure]

@@ -1,0 +1,297 @@
+"""Held-out comparison (Table 3 analogue, docs/protocol.md "Metrics"): per model, the test metrics
+over seeds with the matched-seed comparison against Fus2Net; its ROC curves (Fig. 2 analogue) and
+confusion matrices.
+
+A *configuration* is a run's settings without its seed; each row is one configuration,
+aggregated over its seeds (mean ± sd, min–max). Seeds are never treated as independent test sets:
+a comparison against Fus2Net is ΔAUC on the seeds both have, paired per seed, with clustered
+intervals and tests (:mod:`bench.reporting.table3`); per seed, the same contrast, DeLong
+(image-level, secondary) and McNemar. A configuration whose predictions are (near-)constant or one
+class is flagged (:func:`bench.evaluation.metrics.degenerate_prediction`) and its tests are left
+blank.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_curve
+
+from bench.core.atomic import write_csv, write_text
+from bench.core.tablefmt import to_latex, write_table
+from bench.evaluation.metrics import THRESHOLD, binary_metrics, degenerate_prediction
+from bench.evaluation.stats import (
+    bootstrap_auc_ci,
+    delong_ci,
+    delong_test,
+    holm,
+    mcnemar_exact,
+    wilson_ci,
+)
+from bench.reporting import figures, table3
+from bench.reporting.figures import plt, sns
+from bench.reporting.runs import Run
+from bench.reporting.sections.context import ReportContext
+from bench.reporting.table3 import model_columns, per_seed_columns
+from bench.reporting.tables import (
+    PROPORTIONS,
+    REFERENCE,
+    check_same_test_set,
+    comparison_sets,
+    count_of,
+    weights_label,
+)
+
+# SPEC §1: the paper's own result on its private 100-image test set. "95.65% / 88.89%" are PPV/NPV
+# of TP=44, FN=6, TN=48, FP=2; AUC is 0.97 in the abstract and 0.96 in the discussion.
+PAPER_ROW = {"model": "Fus2Net — paper (Ma et al. 2021; own private test set, not comparable)",
+             "weights": "—", "n": 100, "n_seeds": 1, "accuracy": 0.92, "sensitivity": 0.88,
+             "specificity": 0.96, "ppv": 44 / 46, "npv": 48 / 54, "f1": 88 / 96, "auc": 0.97,
+             "tp": 44, "fn": 6, "tn": 48, "fp": 2, "paper_row": True,
+             "note": "as printed: accuracy, sensitivity, specificity, AUC (0.97 in the abstract, "
+                     "0.96 in the discussion); re-derived here from the printed counts TP 44, FN 6, "
+                     "TN 48, FP 2: PPV, NPV, F1"}
+
+
+SUMMARY = ("accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "auc")
+
+
+ALPHA = 0.05
+
+
+def _test_row(y: np.ndarray, s: np.ndarray, n_boot: int, seed: int) -> dict:
+    """Metrics of one set of test predictions with Wilson and DeLong/bootstrap 95% CIs."""
+    m = binary_metrics(y, s)
+    row = {k: m[k] for k in ("n", "tp", "fn", "tn", "fp", "f1", "brier")}
+    for name, (num, den) in PROPORTIONS.items():
+        row[name] = m[name]
+        row[f"{name}_lo"], row[f"{name}_hi"] = wilson_ci(count_of(num, m), count_of(den, m))
+    row["auc"], row["auc_lo"], row["auc_hi"] = delong_ci(y, s)
+    row["auc_boot_lo"], row["auc_boot_hi"] = bootstrap_auc_ci(y, s, n_boot=n_boot, seed=seed)
+    row["flag"] = degenerate_prediction(s)
+    return row
+
+
+def per_seed_table(runs: list[Run], n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """One row per (model, seed): test metrics with CIs, and paired tests against Fus2Net's run of
+    the same seed (DeLong Holm-corrected across models within the seed; exact McNemar)."""
+    sets = comparison_sets(runs)
+    check_same_test_set([r for _, rs in sets for r in rs])
+    ref = {int(r.settings.get("seed", 0)): r for m, rs in sets if m == REFERENCE for r in rs
+           if len(r.test)}
+    rows = []
+    for model, rs in sets:
+        for r in rs:
+            row: dict = {"model": model, "seed": int(r.settings.get("seed", 0)),
+                         "weights": weights_label(r), "status": r.config.get("status"),
+                         "run": r.path.name}
+            t = r.test
+            if len(t):
+                y, s = t.label.to_numpy(), t.prob_malignant.to_numpy()
+                row.update(_test_row(y, s, n_boot, seed))
+                other = ref.get(row["seed"])
+                paired = model != REFERENCE and other is not None and not row["flag"]
+                row.update(per_seed_columns(t, other.test if paired else None, n_boot, seed))
+                if paired:
+                    rs_ = other.test.prob_malignant.to_numpy()
+                    row["delta_auc"] = row["auc"] - delong_ci(y, rs_)[0]
+                    row["delong_p"] = delong_test(y, s, rs_)[1]
+                    row["mcnemar_p"] = mcnemar_exact(y, s >= THRESHOLD, rs_ >= THRESHOLD)[2]
+            rows.append(row)
+    df = pd.DataFrame(rows)
+    for col in ("delta_auc", "delong_p", "mcnemar_p", "delta_p", "flag"):
+        if col not in df:
+            df[col] = np.nan if col != "flag" else ""
+    df["flag"] = df["flag"].fillna("")
+    df["delong_p_holm"] = np.nan
+    df["delta_p_holm"] = np.nan
+    for _, idx in df.groupby("seed").groups.items():
+        df.loc[idx, "delong_p_holm"] = holm(df.loc[idx, "delong_p"].to_numpy())
+        df.loc[idx, "delta_p_holm"] = holm(df.loc[idx, "delta_p"].to_numpy(dtype=float))
+    return df
+
+
+def comparison_table(runs: list[Run], n_boot: int = 2000, seed: int = 0,
+                     per_seed: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Table 3 analogue: per model, metrics over seeds, the matched-seed comparison against
+    Fus2Net, the ensemble of its seeds, calibration and prevalence (:func:`bench.reporting.table3.model_columns`)."""
+    per_seed = per_seed_table(runs, n_boot, seed) if per_seed is None else per_seed
+    sets = comparison_sets(runs)
+    ref = next((rs for m, rs in sets if m == REFERENCE and any(len(r.test) for r in rs)), None)
+    out = []
+    for model, rs in sets:
+        first = rs[0]
+        seeds = per_seed[per_seed.model == model]
+        ok = seeds.dropna(subset=["auc"]) if "auc" in seeds else seeds.iloc[:0]
+        row: dict = {"model": model, "weights": weights_label(first),
+                     "params_m": first.config.get("model_stats", {}).get("params", math.nan) / 1e6,
+                     "gflops": first.config.get("model_stats", {}).get("gflops", math.nan),
+                     "img_size": first.settings.get("img_size"), "n_seeds": len(rs),
+                     "seeds": ",".join(str(s) for s in seeds.seed),
+                     "failed_seeds": int(len(seeds) - len(ok))}
+        flags = [f"seed {s}: {f}" for s, f in zip(seeds.seed, seeds.flag, strict=True) if f]
+        row["flag"] = "; ".join(flags)
+        for k in SUMMARY:
+            if len(ok):
+                v = ok[k].to_numpy(dtype=float)
+                row[k], row[f"{k}_min"], row[f"{k}_max"] = v.mean(), v.min(), v.max()
+                row[f"{k}_sd"] = v.std(ddof=1) if len(v) > 1 else math.nan
+        if len(ok):
+            row.update({f"{k}_mean": float(ok[k].mean()) for k in ("tp", "fn", "tn", "fp", "n")})
+            contrast = model != REFERENCE and ref is not None and not row["flag"]
+            row.update(model_columns(rs, ref, n_boot, seed, contrast))
+            if contrast:
+                d = ok.delta_auc.dropna().to_numpy(dtype=float)
+                row["delta_auc_sd"] = d.std(ddof=1) if len(d) > 1 else math.nan
+                holm_p = ok.delta_p_holm.dropna()
+                if len(holm_p):
+                    row["seeds_significant"] = f"{int((holm_p < ALPHA).sum())}/{len(holm_p)}"
+        out.append(row)
+    df = pd.DataFrame(out)
+    for col in ("delta_auc", "delta_auc_sd", "delta_auc_p", "seeds_significant"):
+        if col not in df:
+            df[col] = np.nan
+    df["delta_auc_p_holm"] = holm(df["delta_auc_p"].to_numpy(dtype=float))
+    return df
+
+
+def roc_points(runs: list[Run], grid: int = 101) -> pd.DataFrame:
+    """ROC vertices of every seed of each comparison model, plus the mean curve (``seed`` -1:
+    true-positive rate averaged over seeds at fixed false-positive rates)."""
+    parts = []
+    fpr_grid = np.linspace(0, 1, grid)
+    for model, rs in comparison_sets(runs):
+        curves = []
+        for r in rs:
+            t = r.test
+            if len(t) == 0 or t.label.nunique() < 2:
+                continue
+            fpr, tpr, _ = roc_curve(t.label, t.prob_malignant, drop_intermediate=False)
+            parts.append(pd.DataFrame({"model": model, "seed": int(r.settings.get("seed", 0)),
+                                       "fpr": fpr, "tpr": tpr}))
+            curves.append(np.interp(fpr_grid, fpr, tpr))
+        if curves:
+            mean = np.mean(curves, axis=0)
+            mean[0] = 0.0
+            parts.append(pd.DataFrame({"model": model, "seed": -1, "fpr": fpr_grid, "tpr": mean}))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+        columns=["model", "seed", "fpr", "tpr"])
+
+
+def _clusters(t3: pd.DataFrame) -> str:
+    """``"100 images in 73 groups"``: the test set's clusters, for the captions."""
+    if "n_clusters" not in t3 or t3.n_clusters.dropna().empty:
+        return "no groups recorded: one image per cluster"
+    return f"{int(t3.n_mean.dropna().iloc[0])} images in {int(t3.n_clusters.dropna().iloc[0])} groups"
+
+
+def _roc_curves(ax, pts: pd.DataFrame, color, ls: str, lw: float, label: str) -> None:
+    for _, seed in pts[pts.seed >= 0].groupby("seed"):
+        ax.step(seed.fpr, seed.tpr, where="post", color=color, lw=0.6, alpha=0.25)
+    mean = pts[pts.seed == -1]
+    ax.plot(mean.fpr, mean.tpr, color=color, lw=lw, ls=ls, label=label)
+
+
+def roc_figure(points: pd.DataFrame, table: pd.DataFrame, base: Path) -> list[Path]:
+    """Fig. 2 analogue as small multiples: one panel per model, each against Fus2Net (black, first
+    panel alone); faint lines are single seeds, bold the mean over seeds; the legend gives the
+    mean test AUC ± sd over seeds. Every model keeps one distinct colour and line style."""
+    models = list(dict.fromkeys(points.model))
+    ref = "fus2net" if "fus2net" in models else None
+    styles = figures.model_styles(models)
+    fig, axes = figures.model_panels(len(models), 3.3)
+
+    def label(model: str) -> str:
+        row = table[table.model == model].iloc[0]
+        sd = row.get("auc_sd")
+        spread = f" ± {sd:.3f}" if sd == sd and sd is not None else ""
+        k = int(row["n_seeds"])
+        return f"{figures.model_label(row)}\nAUC {row['auc']:.3f}{spread} ({k} seed{'s' if k > 1 else ''})"
+
+    order = ([ref] if ref else []) + [m for m in models if m != ref]
+    for ax, model in zip(axes.flat, order, strict=False):
+        ax.axis("on")
+        if ref and model != ref:
+            _roc_curves(ax, points[points.model == ref], figures.REFERENCE_COLOR, "-", 1.2, label(ref))
+        color, ls = styles[model]
+        _roc_curves(ax, points[points.model == model], color, ls, 2.0, label(model))
+        ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=0.8)
+        ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), title=model)
+        ax.title.set_fontsize(9)
+        ax.legend(loc="lower right", fontsize=6)
+    for ax in axes[-1]:
+        ax.set_xlabel("1 − specificity")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("sensitivity")
+    fig.suptitle("ROC on the held-out test set, each model against Fus2Net (black); faint: "
+                 "single seeds, bold: mean over seeds", fontsize=9)
+    fig.tight_layout()
+    return figures.save(fig, base)
+
+
+def confusion_grid(table: pd.DataFrame, base: Path) -> list[Path]:
+    """One 2×2 confusion matrix per model at threshold 0.5: the mean count over its seeds (the
+    counts behind Table 3's sensitivity and specificity), one colour scale for every panel (0 to
+    the largest class size)."""
+    rows = table.dropna(subset=["tp_mean"]) if "tp_mean" in table else table.iloc[0:0]
+    n = max(1, len(rows))
+    cols = min(4, n)
+    grid_rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(grid_rows, cols, figsize=(3.1 * cols, 2.9 * grid_rows),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    vmax = float(max([1.0] + [max(r.tn_mean + r.fp_mean, r.fn_mean + r.tp_mean)
+                              for r in rows.itertuples()]))
+    for ax, (_, row) in zip(axes.flat, rows.iterrows(), strict=False):
+        ax.axis("on")
+        m = np.array([[row.tn_mean, row.fp_mean], [row.fn_mean, row.tp_mean]], dtype=float)
+        whole = np.allclose(m, np.round(m))
+        sns.heatmap(m, annot=True, fmt=".0f" if whole else ".1f", cbar=False, cmap="Blues",
+                    vmin=0, vmax=vmax, ax=ax, xticklabels=["benign", "malignant"],
+                    yticklabels=["benign", "malignant"])
+        seeds = int(row.n_seeds)
+        ax.set(xlabel="predicted", ylabel="true")
+        what = "1 seed" if seeds == 1 else f"mean of {seeds} seeds"
+        ax.set_title(f"{figures.model_label(row)}\n{what}", fontsize=8)
+    fig.suptitle("Held-out test set, P(malignant) ≥ 0.5: images per cell (mean over seeds; one "
+                 f"colour scale, 0–{vmax:.0f})", fontsize=9)
+    fig.tight_layout()
+    return figures.save(fig, base)
+
+
+def write_tables(ctx: ReportContext) -> None:
+    """``table3_per_seed.csv``, ``table3_comparison.{csv,md,tex}`` (with the paper's row) and
+    ``roc_points.csv``."""
+    per_seed = per_seed_table(ctx.runs, n_boot=ctx.n_boot, seed=ctx.seed)
+    write_csv(ctx.tdir / "table3_per_seed.csv", per_seed)
+    t3 = comparison_table(ctx.runs, n_boot=ctx.n_boot, seed=ctx.seed, per_seed=per_seed)
+    both = pd.concat([t3, pd.DataFrame([PAPER_ROW])], ignore_index=True)
+    write_table(both, table3.headline_display(both), ctx.tdir / "table3_comparison",
+                table3.HEADLINE_CAPTION.format(clusters=_clusters(t3)))
+    write_text(ctx.tdir / "table3_comparison.tex", to_latex(table3.full_display(both),
+                                                            table3.FULL_CAPTION))
+    write_csv(ctx.tdir / "roc_points.csv", roc_points(ctx.runs))
+    ctx.tables["table3_comparison"] = t3
+
+
+def saved_comparison(tdir: Path) -> pd.DataFrame:
+    """The saved Table 3 rows without the paper's."""
+    t3 = pd.read_csv(tdir / "table3_comparison.csv")
+    return t3[~t3.model.str.startswith("Fus2Net —")]
+
+
+def draw_figures(tdir: Path, fdir: Path) -> list[Path]:
+    t3 = saved_comparison(tdir)
+    return (roc_figure(pd.read_csv(tdir / "roc_points.csv"), t3, fdir / "fig2_roc")
+            + confusion_grid(t3, fdir / "confusion_matrices"))
+
+
+def readme(ctx: ReportContext) -> list[str]:
+    return ["## Held-out comparison (Table 3 analogue)", "",
+            ctx.table_md("table3_comparison"), "",
+            "![ROC curves](figures/fig2_roc.png)", "",
+            "![Confusion matrices](figures/confusion_matrices.png)", ""]

@@ -1,0 +1,137 @@
+"""Do the models read the burnt-in annotations? (docs/protocol.md "Burnt-in annotations"): the
+table and figure of the measures ``python -m bench.reliance`` saved in each run
+(``reliance/reliance.json``, :mod:`bench.evaluation.reliance`); the report never measures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.core.tablefmt import fmt, fmt_p, with_ci, write_table
+from bench.reporting import figures
+from bench.reporting.figures import plt
+from bench.reporting.sections.context import ReportContext
+
+
+def reliance_table(results: list[dict]) -> pd.DataFrame:
+    """One row per run and image set."""
+    rows = []
+    for r in results:
+        for name, s in r["sets"].items():
+            a, b = s["malignant_marks_on_benign"], s["benign_marks_on_malignant"]
+            rows.append({
+                "model": r["model"], "seed": r["seed"],
+                "trained_on": "cleaned" if str(r["annotations"]).startswith("clean") else "original",
+                "set": name, "images": s["images"],
+                "marked_benign": f"{s['marked_benign']}/{s['benign']}",
+                "marked_malignant": f"{s['marked_malignant']}/{s['malignant']}",
+                "auc_original": s.get("auc_original"), "auc_cleaned": s.get("auc_cleaned"),
+                "delta_auc": s.get("delta_auc"), "delta_lo": s.get("delta_lo"),
+                "delta_hi": s.get("delta_hi"), "delta_p": s.get("delta_p"),
+                "shift_benign_targets": a["mean_shift"], "shift_benign_lo": a["lo"],
+                "shift_benign_hi": a["hi"], "shift_malignant_targets": b["mean_shift"],
+                "shift_malignant_lo": b["lo"], "shift_malignant_hi": b["hi"], "run": r["run"]})
+    return pd.DataFrame(rows)
+
+
+def display_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The table as the report shows it."""
+    return pd.DataFrame({
+        "model": table.model, "seed": table.seed, "trained on": table.trained_on, "set": table.set,
+        "marked (benign, malignant)": table.marked_benign + ", " + table.marked_malignant,
+        "AUC as is": table.auc_original.map(fmt), "AUC cleaned": table.auc_cleaned.map(fmt),
+        "ΔAUC (95% CI, clustered)": [with_ci(d, lo, hi) for d, lo, hi in
+                                     zip(table.delta_auc, table.delta_lo, table.delta_hi, strict=True)],
+        "p": table.delta_p.map(fmt_p),
+        "malignant marks on benign: ΔP (95% CI)": [
+            with_ci(d, lo, hi) for d, lo, hi in zip(table.shift_benign_targets, table.shift_benign_lo,
+                                                    table.shift_benign_hi, strict=True)],
+        "benign marks on malignant: ΔP (95% CI)": [
+            with_ci(d, lo, hi) for d, lo, hi in zip(table.shift_malignant_targets,
+                                                    table.shift_malignant_lo,
+                                                    table.shift_malignant_hi, strict=True)]})
+
+
+def reliance_figure(table: pd.DataFrame, base: Path) -> list[Path]:
+    """ΔAUC from cleaning and the insertion shifts, one row per run and set, with intervals."""
+    t = table.reset_index(drop=True)
+    labels = [f"{r.model} s{r.seed} ({r.trained_on}) · {r.set}" for r in t.itertuples()]
+    ypos = np.arange(len(t))[::-1]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 1.2 + 0.38 * len(t)), sharey=True)
+    ax = axes[0]
+    ax.errorbar(t.delta_auc, ypos, xerr=[t.delta_auc - t.delta_lo, t.delta_hi - t.delta_auc],
+                fmt="o", color="k", capsize=3)
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_yticks(ypos, labels)
+    ax.set_xlabel("ΔAUC = AUC as is − AUC cleaned (95% CI)")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(5))
+    ax.set_title("Removing the annotations")
+    ax = axes[1]
+    for col, colour, name, dy in (("shift_benign_targets", "tab:red", "malignant marks → benign", 0.12),
+                                  ("shift_malignant_targets", "tab:blue", "benign marks → malignant", -0.12)):
+        lo, hi = t[col.replace("targets", "lo")], t[col.replace("targets", "hi")]
+        ax.errorbar(t[col], ypos + dy, xerr=[t[col] - lo, hi - t[col]], fmt="o", color=colour,
+                    capsize=3, label=name)
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_xlabel("mean change of P(malignant) (95% CI)")
+    ax.set_title("Pasting another class's annotations")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
+    fig.tight_layout()
+    return figures.save(fig, base)
+
+
+CAPTION = ("Reliance on burnt-in annotations (bench.evaluation.reliance). ΔAUC = AUC on the images as they "
+           "are − AUC with their detected annotations inpainted, on the same images, with "
+           "Obuchowski's clustered 95% CI (same-lesion groups; patient IDs on external sets). "
+           "Insertion: the annotation pixels of a random annotated image of the other class "
+           "pasted onto each cleaned image; mean change of P(malignant) against the cleaned "
+           "image, cluster-bootstrap 95% CI. Marked: images in which the detector found marks. "
+           "A model that reads the marks loses AUC when they are removed and moves towards the "
+           "class the pasted marks came from.")
+
+
+def saved_table(runs: list) -> pd.DataFrame:
+    """The table of the runs' saved measures (``reliance/reliance.json``; the report never
+    measures)."""
+    results = []
+    for run in runs:
+        f = run.path / "reliance" / "reliance.json"
+        if f.is_file():
+            results.append(json.loads(f.read_text()))
+    t = reliance_table(results)
+    return t.sort_values(["set", "model", "trained_on", "seed"]).reset_index(drop=True) if len(t) else t
+
+
+def write_saved(table: pd.DataFrame, tdir: Path) -> list[Path]:
+    return write_table(table, display_table(table), tdir / "reliance", CAPTION)
+
+
+def drop_saved(tdir: Path) -> None:
+    for ext in (".csv", ".md", ".tex"):
+        (tdir / f"reliance{ext}").unlink(missing_ok=True)
+
+
+def write_tables(ctx: ReportContext) -> None:
+    """``reliance.{csv,md,tex}`` when any run was measured; else an earlier report's are dropped."""
+    rel = saved_table(ctx.runs)
+    if len(rel):
+        write_saved(rel, ctx.tdir)
+        ctx.tables["reliance"] = rel
+    else:
+        drop_saved(ctx.tdir)
+
+
+def draw_figures(tdir: Path, fdir: Path) -> list[Path]:
+    if not (tdir / "reliance.csv").is_file():
+        return []
+    return reliance_figure(pd.read_csv(tdir / "reliance.csv"), fdir / "reliance")
+
+
+def readme(ctx: ReportContext) -> list[str]:
+    if "reliance" not in ctx.tables:
+        return []
+    return ["## Do the models read the annotations?", "", ctx.table_md("reliance"), "",
+            "![Reliance on annotations](figures/reliance.png)", ""]

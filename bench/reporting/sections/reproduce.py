@@ -1,0 +1,55 @@
+"""How to reproduce the report: one ``run_all.sh`` command per group of models that ran with the
+same seeds (with the experiments when their variant runs are here), then ``bench.report``."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from bench.core.paths import PROJECT_ROOT
+from bench.reporting.runs import Run
+from bench.reporting.sections.context import ReportContext
+from bench.reporting.tables import comparison_runs, comparison_sets
+
+
+def _seeds_of(rs: list[Run]) -> str:
+    return ",".join(map(str, sorted({int(r.settings.get("seed", 0)) for r in rs})))
+
+
+def _rel(p: Path) -> str:
+    """``p`` relative to the project root when that is shorter (e.g. ``../shared/data/BUSI``)."""
+    rel = os.path.relpath(p.resolve(), PROJECT_ROOT)
+    return rel if len(rel) < len(str(p)) else str(p)
+
+
+def commands(runs: list[Run], out: Path) -> list[str]:
+    """The shell commands that remake ``runs`` and this report in ``out``."""
+    used = comparison_runs(runs)
+    ref = used[0] if used else runs[0]
+    data_arg = f" --data {ref.data_arg}" if ref.data_arg else ""
+    profile = ref.config["profile"]["name"]
+    compared = {id(r) for r in used}
+    variants = [r for r in runs if id(r) not in compared]
+    exp_arg = ""
+    if variants:  # the experiments ran (their variant runs are not comparison runs)
+        exp_arg = f" --experiments on --experiment-seeds {_seeds_of(variants)}"
+    groups: dict[str, list[str]] = {}  # models by the seeds they ran with: one command per group
+    for model, rs in comparison_sets(runs):
+        groups.setdefault(_seeds_of(rs), []).append(model)
+    return [*(f"./run_all.sh{data_arg} --profile {profile} --seeds {s_}{exp_arg} --models "
+              f"{','.join(ms)}" for s_, ms in groups.items()),
+            f"python -m bench.report --runs {_rel(ref.path.parent)} --out {_rel(out)}"]
+
+
+def write_tables(ctx: ReportContext) -> None:
+    pass
+
+
+def draw_figures(tdir: Path, fdir: Path) -> list[Path]:
+    return []
+
+
+def readme(ctx: ReportContext) -> list[str]:
+    return ["## Reproduce", "",
+            "Each command trains what is missing (finished runs are reused), then reports:", "",
+            "```bash", *commands(ctx.runs, ctx.out), "```", ""]
