@@ -231,7 +231,7 @@ def test_external_sets_with_one_folder_name_or_a_split_name_are_refused(tmp_path
     with pytest.raises(BenchError, match=r"two sets are both called 'ext'; name one with "
                                          r"--external NAME=b/ext"):
         resolve_external(["a/ext", "b/ext"])
-    with pytest.raises(BenchError, match=r"--external c/test: the name 'test' is one of the run's "
+    with pytest.raises(BenchError, match=r"`external` c/test: the name 'test' is one of the run's "
                                          r"own splits; name the set with --external NAME=c/test"):
         resolve_external(["c/test"])
     named = resolve_external(["a/ext", "ext-b=b/ext", "busi-test=c/test"])
@@ -249,7 +249,7 @@ def test_a_second_set_of_the_same_name_does_not_replace_the_first_one_s_scores(t
     (first,) = resolve_external(["a/ext"])
     add_external(run_dir, "ext", first.source)
     (second,) = resolve_external(["b/ext"])
-    with pytest.raises(BenchError, match=r"--external b/ext: run already has an external set "
+    with pytest.raises(BenchError, match=r"`external` b/ext: run already has an external set "
                                          r"named 'ext', scored from .*a/ext; name this one with "
                                          r"--external NAME=b/ext"):
         check_same_source(RunFolder(run_dir), second, "d" * 64)
@@ -632,7 +632,7 @@ def test_a_run_the_suite_cannot_explain_is_said_and_the_report_is_still_built(
 def test_external_sets_explain_cannot_find_or_that_take_a_split_name_are_said(run_copy):
     add_external(run_copy, "site-b", "nowhere/site-b")
     (problem,) = explain_runs(load_runs(run_copy.parent), device="cpu")
-    assert "external set nowhere/site-b: --data" in problem and "path does not exist" in problem
+    assert "external set nowhere/site-b: `data`" in problem and "path does not exist" in problem
     shutil.rmtree(run_copy / "external" / "site-b")
     add_external(run_copy, "test", "data/test")  # scored by an older version under a split name
     (problem,) = explain_runs(load_runs(run_copy.parent), device="cpu")

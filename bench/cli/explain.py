@@ -8,7 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.cli.flags import flag_errors
+from bench.cli.flags import flag_errors, flag_words
 from bench.core.errors import BenchError, cli_main
 from bench.core.tablefmt import write_table
 from bench.engine.device import resolve_device
@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     device = resolve_device(args.device)
     problems = explain_runs(load_runs(args.runs), args.method, device=device, data=args.data)
+    for line in problems:
+        print(f"not explained: {flag_words(line)}", file=sys.stderr)
     if args.out is not None:
         write_explanations(args.runs, args.out)
     if problems:

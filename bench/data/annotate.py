@@ -123,10 +123,10 @@ def _read_labels(path: Path) -> pd.DataFrame:
     try:
         labels = pd.read_csv(path, dtype={"id": str})
     except (OSError, ValueError) as exc:
-        raise BenchError(f"--labels {path}: cannot read it ({exc}); give a CSV of judged images") from None
+        raise BenchError(f"`labels` {path}: cannot read it ({exc}); give a CSV of judged images") from None
     missing = {"id", "label", "part", *KINDS} - set(labels.columns)
     if missing:
-        raise BenchError(f"--labels {path}: missing column(s) {', '.join(sorted(missing))}")
+        raise BenchError(f"`labels` {path}: missing column(s) {', '.join(sorted(missing))}")
     return labels
 
 
@@ -201,7 +201,7 @@ def evaluate_labels(labels: pd.DataFrame, root: Path, out: Path, part: str) -> p
     for r in labels.itertuples():
         path = root / str(r.label) / f"{r.id}.png"
         if not path.is_file():
-            raise BenchError(f"--labels: {path} not found; label ids must name <label>/<id>.png "
+            raise BenchError(f"`labels`: {path} not found; label ids must name <label>/<id>.png "
                              "under --data")
         img = read_array(path)
         det = detect(img)

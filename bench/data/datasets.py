@@ -94,7 +94,7 @@ def detect_kind(path: Path) -> str:
     if path.is_file():
         if INFO["csv"].looks_like(path):
             return "csv"
-        raise BenchError(f"--data {path}: a file must be a CSV manifest (path,label[,group])")
+        raise BenchError(f"`data` {path}: a file must be a CSV manifest (path,label[,group])")
     for kind in ("busbra", "breast", "synthetic", "busi", "folder"):  # most specific first
         if INFO[kind].looks_like(path):
             return kind
@@ -108,20 +108,20 @@ def detect_kind(path: Path) -> str:
 def load_index(data: Path | None, kind: str = "auto", synthetic: PhantomSpec | None = None) -> DataIndex:
     """Read the data set at ``data`` (``None``: the embedded synthetic phantom, generated once)."""
     if kind not in KINDS:
-        raise BenchError(f"--dataset {kind!r} is not one of {', '.join(KINDS)}")
+        raise BenchError(f"`dataset` {kind!r} is not one of {', '.join(KINDS)}")
     if data is None:
         return INFO["synthetic"].reader(ensure_synthetic(synthetic or PhantomSpec()))
     sites = site_paths(data)
     if sites is not None:  # --data A,B: several sites as one (bench/data/multisite.py)
         return union_index([(site_name(p), load_index(p, kind, synthetic)) for p in sites])
     if not data.exists():
-        raise BenchError(f"--data {data}: path does not exist")
+        raise BenchError(f"`data` {data}: path does not exist")
     if kind == "auto":
         kind = detect_kind(data)
     elif kind != "csv" and not data.is_dir():
-        raise BenchError(f"--data {data}: not a directory (--dataset {kind} expects a folder)")
+        raise BenchError(f"`data` {data}: not a directory (--dataset {kind} expects a folder)")
     if kind == "csv" and not data.is_file():
-        raise BenchError(f"--data {data}: --dataset csv expects a CSV file")
+        raise BenchError(f"`data` {data}: --dataset csv expects a CSV file")
     resolved = data if kind == "csv" else data.resolve()
     try:
         return INFO[kind].reader(resolved)

@@ -298,13 +298,13 @@ def write_manifest(manifest: pd.DataFrame, path: Path) -> Path:
 def read_manifest(path: Path) -> pd.DataFrame:
     """Read and validate a split manifest CSV."""
     if not path.is_file():
-        raise BenchError(f"--split {path}: manifest file does not exist")
+        raise BenchError(f"`split` {path}: manifest file does not exist")
     df = read_table(path, tuple(COLUMNS), f"a manifest has {','.join(COLUMNS)}", "--split",
                     dtype={"id": str, "path": str, "group": str, "split": str},
                     keep_default_na=False)
     bad = set(df.split) - {"train", "test", "excluded"}
     if bad:
-        raise BenchError(f"--split {path}: unknown split value(s) {sorted(bad)}")
+        raise BenchError(f"`split` {path}: unknown split value(s) {sorted(bad)}")
     for col, allowed in (("label", "0 (benign) or 1 (malignant)"), ("fold", "an integer")):
         values = pd.to_numeric(df[col], errors="coerce")
         wrong = df[col][values.isna() | (values != values.round())]
@@ -312,7 +312,7 @@ def read_manifest(path: Path) -> pd.DataFrame:
             wrong = df[col][~values.isin([0, 1])]
         if len(wrong):
             line = int(wrong.index[0]) + 2
-            raise BenchError(f"--split {path} line {line}: {col} {plain(wrong.iloc[0])!r} is "
+            raise BenchError(f"`split` {path} line {line}: {col} {plain(wrong.iloc[0])!r} is "
                              f"not {allowed}; rebuild the manifest with python -m bench.split")
         df[col] = values.astype(int)
     # a training row's fold is its CV fold, 0..K-1, or -1 on every training row (no CV folds);
@@ -322,7 +322,7 @@ def read_manifest(path: Path) -> pd.DataFrame:
         if len(train) else train
     if len(bad_fold):
         line = int(bad_fold.index[0]) + 2
-        raise BenchError(f"--split {path} line {line}: fold {plain(bad_fold.fold.iloc[0])} of a "
+        raise BenchError(f"`split` {path} line {line}: fold {plain(bad_fold.fold.iloc[0])} of a "
                          "training image is not a CV fold (0, 1, ...; or -1 on every training "
                          "row for no CV); rebuild the manifest with python -m bench.split")
     return df[COLUMNS]

@@ -38,17 +38,17 @@ def site_paths(data: Path | None) -> list[Path] | None:
         return None
     parts = [Path(p.strip()) for p in str(data).split(",") if p.strip()]
     if len(parts) < 2:
-        raise BenchError(f"--data {data}: give two or more data sets separated by commas")
+        raise BenchError(f"`data` {data}: give two or more data sets separated by commas")
     names = [site_name(p) for p in parts]
     for p in parts:
         if not p.exists():
-            raise BenchError(f"--data {data}: {p}: path does not exist")
+            raise BenchError(f"`data` {data}: {p}: path does not exist")
     dup = next((n for n in names if names.count(n) > 1), None)
     if dup is not None:
-        raise BenchError(f"--data {data}: two sites are both called {dup!r} (a site is named "
+        raise BenchError(f"`data` {data}: two sites are both called {dup!r} (a site is named "
                          "after its folder); give each site its own folder name")
     if len({p.resolve() for p in parts}) < len(parts):
-        raise BenchError(f"--data {data}: one data set is given twice")
+        raise BenchError(f"`data` {data}: one data set is given twice")
     return parts
 
 
@@ -89,7 +89,7 @@ def union_manifest(sites: list[tuple[str, DataIndex, pd.DataFrame]], common: Pat
     union = pd.concat(frames, ignore_index=True)
     train = union[union.split == "train"]
     if (train.fold == -1).any() and (train.fold >= 0).any():
-        raise BenchError("--data: one site's split has CV folds and another's has none; build "
+        raise BenchError("`data`: one site's split has CV folds and another's has none; build "
                          "both with CV folds (python -m bench.split --folds K)")
     return union
 

@@ -73,7 +73,7 @@ class Evidence:
     def indices(self, a: pd.Series, b: pd.Series) -> np.ndarray:
         missing = [x for x in [*a, *b] if x not in self.pos]
         if missing:
-            raise BenchError(f"--reviewed: image {missing[0]!r} is not a usable image of --data")
+            raise BenchError(f"`reviewed`: image {missing[0]!r} is not a usable image of --data")
         i, j = a.map(self.pos).to_numpy(), b.map(self.pos).to_numpy()
         return np.column_stack([np.minimum(i, j), np.maximum(i, j)])
 
@@ -112,13 +112,13 @@ def read_reviewed(path: Path) -> pd.DataFrame:
     try:
         df = pd.read_csv(path, dtype={"a": str, "b": str, "verdict": str}, keep_default_na=False)
     except (OSError, ValueError) as exc:
-        raise BenchError(f"--reviewed {path}: cannot read it ({exc})") from None
+        raise BenchError(f"`reviewed` {path}: cannot read it ({exc})") from None
     need = {"a", "b", "verdict"} - set(df.columns)
     if need:
-        raise BenchError(f"--reviewed {path}: columns {sorted(need)} are missing")
+        raise BenchError(f"`reviewed` {path}: columns {sorted(need)} are missing")
     bad = df[~df.verdict.isin(VERDICTS)]
     if len(bad):
-        raise BenchError(f"--reviewed {path} line {int(bad.index[0]) + 2}: verdict "
+        raise BenchError(f"`reviewed` {path} line {int(bad.index[0]) + 2}: verdict "
                          f"{bad.verdict.iloc[0]!r} is not one of {', '.join(VERDICTS)}")
     return df
 

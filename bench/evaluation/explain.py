@@ -16,7 +16,6 @@ figure), and ``info.json``. A run explained with the same method and weights is 
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -273,8 +272,8 @@ def data_of(run) -> Path | None:
 
 def explain_runs(runs: list, method: str = "gradcam", *, device: str,
                  data: Path | None = None) -> list[str]:
-    """Explain every complete run of ``runs``; a run that cannot be explained is said in one line
-    and the others go on. Returns those lines."""
+    """Explain every complete run of ``runs``; a run that cannot be explained does not stop the
+    others. Returns one line per run not explained (the caller says them)."""
     problems = []
     for run in runs:
         if run.config.get("status") != "complete":
@@ -282,6 +281,5 @@ def explain_runs(runs: list, method: str = "gradcam", *, device: str,
         try:
             explain_run(run, method, device=device, data=data)
         except NotExplained as exc:
-            print(f"not explained: {exc}", file=sys.stderr)
             problems.append(str(exc))
     return problems

@@ -76,7 +76,7 @@ def phantom_site(value: str) -> DataIndex:
     """``synthetic:B``: the phantom's second site as an external set."""
     site = value.split(":", 1)[1]
     if site not in SITES:
-        raise BenchError(f"--external {value}: unknown phantom site {site!r}; sites are "
+        raise BenchError(f"`external` {value}: unknown phantom site {site!r}; sites are "
                          f"{', '.join(SITES)}")
     return load_index(None, synthetic=PhantomSpec(**EXTERNAL_PHANTOM, site=site))
 
@@ -119,16 +119,16 @@ def resolve_external(values: list[str]) -> list[ExternalSet]:
             try:
                 index = load_index(path)
             except BenchError as exc:
-                raise BenchError(f"--external {given}: {exc}") from None
+                raise BenchError(f"`external` {given}: {exc}") from None
             name = name or (path.stem if path.is_file() else path.resolve().name).lower()
             source = recorded_location(path)
         if not index.samples:
-            raise BenchError(f"--external {given}: the data set has no benign or malignant images")
+            raise BenchError(f"`external` {given}: the data set has no benign or malignant images")
         if name in RESERVED_NAMES:
-            raise BenchError(f"--external {given}: the name {name!r} is one of the run's own "
+            raise BenchError(f"`external` {given}: the name {name!r} is one of the run's own "
                              f"splits; name the set with --external NAME={value}")
         if any(s.name == name for s in sets):
-            raise BenchError(f"--external: two sets are both called {name!r}; name one with "
+            raise BenchError(f"`external`: two sets are both called {name!r}; name one with "
                              f"--external NAME={value}")
         sets.append(ExternalSet(name, source, index, given))
     return sets
@@ -143,7 +143,7 @@ def check_same_source(folder: RunFolder, ext: ExternalSet, data_sha: str) -> Non
         return
     source = old.get("source")
     if source is not None and source != ext.source and old.get("content_sha256") != data_sha:
-        raise BenchError(f"--external {ext.shown}: {folder.name} already has an external set "
+        raise BenchError(f"`external` {ext.shown}: {folder.name} already has an external set "
                          f"named {ext.name!r}, scored from {source}; name this one with "
                          f"--external NAME={ext.shown}")
 
@@ -160,7 +160,7 @@ def training_copies(ext: ExternalSet, train: DataIndex, skip_bad: bool
     bad = [(s.path, str(p)) for s, p in zip(ext.index.samples, new, strict=True)
            if isinstance(p, BadImageError)]
     if bad and not skip_bad:
-        raise BenchError(f"--external {ext.source}: {bad[0][1]}")
+        raise BenchError(f"`external` {ext.source}: {bad[0][1]}")
     usable = [(s, p) for s, p in zip(ext.index.samples, new, strict=True)
               if not isinstance(p, BadImageError)]
     found = find_copies([p for _, p in usable], ref)
@@ -222,7 +222,7 @@ def score_external(folder: RunFolder, spec: RunSpec, ex: Execution, ext: Externa
     unreadable = {p for p, _ in bad}
     keep = [s for s in ext.index.samples if s.path not in unreadable]
     if {s.label for s in keep} != {0, 1}:
-        raise BenchError(f"--external {ext.source}: after leaving out {len(bad)} unreadable "
+        raise BenchError(f"`external` {ext.source}: after leaving out {len(bad)} unreadable "
                          f"image(s), {'no images are' if not keep else 'only one class is'} left; "
                          "an external set needs benign and malignant images")
     preds, skipped = scored_predictions(spec, ex, weights, ext, keep, copies)

@@ -77,7 +77,7 @@ def site_split(o, parts: list[Path], folds: int, resolve
     site's committed manifest, else one built for it alone, refused when leaky), joined. Returns
     the union index, the union manifest, the per-site split reports and the split source."""
     if o.split is not None:
-        raise BenchError(f"--split {o.split}: with several sites in --data each site uses its own "
+        raise BenchError(f"`split` {o.split}: with several sites in --data each site uses its own "
                          "split (committed or built); leave --split out")
     sites, reports, sources = [], {}, []
     for path in parts:

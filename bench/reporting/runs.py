@@ -31,7 +31,7 @@ def load_runs(runs_dir: Path, skip_invalid: bool = False,
     reason appended to ``skipped``. Folders that hold no finished run are appended to ``notes``
     (hidden folders aside)."""
     if not runs_dir.is_dir():
-        raise BenchError(f"--runs {runs_dir}: not a folder of run results")
+        raise BenchError(f"`runs` {runs_dir}: not a folder of run results")
     runs = []
     for f in sorted(runs_dir.iterdir()):
         if not f.is_dir() or f.name.startswith("."):
@@ -49,7 +49,7 @@ def load_runs(runs_dir: Path, skip_invalid: bool = False,
         elif notes is not None:
             notes.append(unloaded_reason(f))
     if not runs:
-        raise BenchError(f"--runs {runs_dir}: no finished runs found (run python -m bench.run first)")
+        raise BenchError(f"`runs` {runs_dir}: no finished runs found (run python -m bench.run first)")
     return runs
 
 
