@@ -23,13 +23,22 @@ from bench.reporting.report import main as report_main
 from tests.helpers import SMOKE, TINY, run_main, write_image
 
 
-@pytest.fixture()
-def finished(small_synthetic, tmp_path, capsys) -> Path:
-    """A finished smoke run in its own --out folder."""
-    out = tmp_path / "runs"
-    code, _, err = run_main(capsys, "--data", str(small_synthetic), "--out", str(out), *SMOKE)
-    assert code == 0, err
+@pytest.fixture(scope="module")
+def finished_once(small_synthetic, tmp_path_factory) -> Path:
+    """A finished smoke run, trained once for the tests of this module."""
+    from bench.engine.runner import main
+
+    out = tmp_path_factory.mktemp("finished") / "runs"
+    assert main(["--data", str(small_synthetic), "--out", str(out), *SMOKE]) == 0
     (run_dir,) = out.iterdir()
+    return run_dir
+
+
+@pytest.fixture()
+def finished(finished_once, tmp_path) -> Path:
+    """A copy of the finished smoke run in this test's own --out folder, to damage at will."""
+    run_dir = tmp_path / "runs" / finished_once.name
+    shutil.copytree(finished_once, run_dir)
     return run_dir
 
 

@@ -1,6 +1,8 @@
 """End-to-end ``python -m bench.run`` on small data: outputs, reproducibility, resume, errors."""
 
 import json
+import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -16,6 +18,14 @@ def smoke_run(small_synthetic, tmp_path_factory):
     assert main(["--data", str(small_synthetic), "--out", str(out), *SMOKE]) == 0
     (run_dir,) = out.iterdir()
     return run_dir
+
+
+def own_copy(run_dir: Path, tmp_path: Path) -> Path:
+    """A copy of a module fixture's run, alone in a runs folder of this test: a test that changes
+    a run changes its copy, so no other test depends on the order they run in."""
+    dst = tmp_path / "runs" / run_dir.name
+    shutil.copytree(run_dir, dst)
+    return dst
 
 
 @pytest.mark.slow
@@ -50,20 +60,22 @@ def test_same_seed_gives_byte_identical_predictions_on_cpu(small_synthetic, smok
 
 
 @pytest.mark.slow
-def test_rerun_resumes_finished_stages(small_synthetic, smoke_run, capsys):
-    before = (smoke_run / "predictions.csv").read_bytes()
-    (smoke_run / "metrics.json").unlink()  # an interrupted run: stages done, summary not written
-    assert main(["--data", str(small_synthetic), "--out", str(smoke_run.parent), *SMOKE]) == 0
-    cfg = json.loads((smoke_run / "config.json").read_text())
+def test_rerun_resumes_finished_stages(small_synthetic, smoke_run, tmp_path, capsys):
+    run = own_copy(smoke_run, tmp_path)
+    before = (run / "predictions.csv").read_bytes()
+    (run / "metrics.json").unlink()  # an interrupted run: stages done, summary not written
+    assert main(["--data", str(small_synthetic), "--out", str(run.parent), *SMOKE]) == 0
+    cfg = json.loads((run / "config.json").read_text())
     assert {s["status"] for s in cfg["timings"]["stages"].values()} == {"reused"}
-    assert (smoke_run / "predictions.csv").read_bytes() == before
+    assert (run / "predictions.csv").read_bytes() == before
 
 
 @pytest.mark.slow
-def test_different_config_gets_a_different_run_folder(small_synthetic, smoke_run):
-    assert main(["--data", str(small_synthetic), "--out", str(smoke_run.parent), *SMOKE,
+def test_different_config_gets_a_different_run_folder(small_synthetic, smoke_run, tmp_path):
+    run = own_copy(smoke_run, tmp_path)
+    assert main(["--data", str(small_synthetic), "--out", str(run.parent), *SMOKE,
                  "--folds", "0", "--seed", "3"]) == 0
-    assert len(list(smoke_run.parent.iterdir())) == 2
+    assert len(list(run.parent.iterdir())) == 2
 
 
 @pytest.mark.slow
@@ -140,8 +152,9 @@ def test_integration_on_real_busi_uses_committed_split(tmp_path):
 
 
 @pytest.mark.slow
-def test_finished_run_is_reused_without_training(small_synthetic, smoke_run, capsys):
-    assert main(["--data", str(small_synthetic), "--out", str(smoke_run.parent), *SMOKE]) == 0
+def test_finished_run_is_reused_without_training(small_synthetic, smoke_run, tmp_path, capsys):
+    run = own_copy(smoke_run, tmp_path)
+    assert main(["--data", str(small_synthetic), "--out", str(run.parent), *SMOKE]) == 0
     assert "reusing the finished run" in capsys.readouterr().out
 
 
@@ -177,8 +190,9 @@ def test_stacked_engine_run_trains_folds_together_in_its_own_run_folder(smoke_ru
 
 
 @pytest.mark.slow
-def test_stacked_run_resumes_only_the_unfinished_stage(small_synthetic, stacked_run, capsys):
-    stacked = stacked_run
+def test_stacked_run_resumes_only_the_unfinished_stage(small_synthetic, stacked_run, tmp_path,
+                                                       capsys):
+    stacked = own_copy(stacked_run, tmp_path)
     args = ["--data", str(small_synthetic), "--out", str(stacked.parent), *SMOKE,
             "--concurrent-folds", "3"]
     fold0 = (stacked / "stages" / "fold_0" / "predictions.csv").read_bytes()
@@ -267,8 +281,6 @@ def test_run_outputs_are_strict_json(smoke_run):
 
 @pytest.mark.slow
 def test_report_refuses_a_run_whose_predictions_were_truncated(smoke_run, tmp_path, capsys):
-    import shutil
-
     from bench.reporting.report import main as report_main
     runs = tmp_path / "runs"
     copy = runs / smoke_run.name
@@ -303,7 +315,6 @@ def test_manifest_without_test_or_training_rows_is_an_error_before_training(
 @pytest.mark.slow
 def test_a_run_made_by_other_training_code_is_not_reused_and_the_run_says_why(
         smoke_run, small_synthetic, tmp_path, capsys):
-    import shutil
     old = tmp_path / "fus2net-synthetic-0000000000"
     shutil.copytree(smoke_run, old)
     cfg = json.loads((old / "config.json").read_text())
