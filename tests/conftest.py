@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import shutil
 from pathlib import Path
@@ -10,6 +11,32 @@ import pytest
 
 from bench.data.synthetic import PhantomSpec, generate
 from tests.helpers import EXECUTOR_SUITE, write_image
+
+# shared (module- or session-scoped) fixtures cheap enough for the fast loop; every other shared
+# fixture of tests/ builds a data set, trains or starts a service, so only slow tests may use it
+CHEAP_SHARED = {"tiny_synthetic", "net"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """``pytest -m "not slow"`` stays fast: a test not marked ``slow`` that uses an expensive
+    shared fixture (directly or through another fixture) stops the collection, naming both."""
+    here = Path(__file__).resolve().parent
+    wrong = []
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None or item.get_closest_marker("slow"):
+            continue
+        for name in item.fixturenames:
+            defs = info.name2fixturedefs.get(name) or ()
+            for d in defs[-1:]:
+                source = Path(inspect.getsourcefile(d.func) or "").resolve()
+                if d.scope in ("module", "session") and name not in CHEAP_SHARED \
+                        and source.is_relative_to(here):
+                    wrong.append(f"{item.nodeid} uses {name}")
+    if wrong:
+        raise pytest.UsageError("mark these tests @pytest.mark.slow (their shared fixture "
+                                "builds data, trains or starts a service):\n  "
+                                + "\n  ".join(wrong))
 
 
 @pytest.fixture(autouse=True)
@@ -36,6 +63,24 @@ def small_synthetic(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("synthetic") / "phantom"
     generate(PhantomSpec(n_benign=60, n_malignant=60, seed=7), root, workers=2)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_synthetic(tmp_path_factory) -> Path:
+    """A 16 + 16 image phantom (about 1 s to build, 1 s to split) for the fast tests of option
+    checks that need a readable, splittable data set: pass ``TINY`` (``--test-per-class 4``) with
+    it. Tests that train use :func:`small_synthetic`."""
+    root = tmp_path_factory.mktemp("tiny") / "phantom"
+    generate(PhantomSpec(n_benign=16, n_malignant=16, seed=7), root, workers=1)
+    return root
+
+
+@pytest.fixture()
+def tiny_copy(tiny_synthetic, tmp_path) -> Path:
+    """A writable copy of the tiny phantom, for fast tests that damage it."""
+    dst = tmp_path / "data"
+    shutil.copytree(tiny_synthetic, dst)
+    return dst
 
 
 @pytest.fixture(scope="session")

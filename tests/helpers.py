@@ -17,6 +17,8 @@ from bench.evaluation.metrics import binary_metrics
 BUSI = Path(__file__).resolve().parents[2] / "shared" / "data" / "BUSI"
 # the smallest run that still goes through every stage: 64 px, 1 epoch, 2 folds of 16 images
 SMOKE = ["--profile", "smoke", "--no-progress", "--test-per-class", "20"]
+# with the tiny phantom (tests/conftest.py tiny_synthetic): options checked before any training
+TINY = ["--profile", "smoke", "--no-progress", "--test-per-class", "4"]
 # the 2-model smoke suite the executor tests run (tests/test_cluster.py, tests/test_slurm.py)
 EXECUTOR_SUITE = ["--profile", "smoke", "--models", "fus2net,zeimarani_cnn", "--no-experiments",
                   "--no-progress", "--test-per-class", "20"]

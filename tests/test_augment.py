@@ -33,6 +33,7 @@ def test_flip_balance_equalises_classes_with_h_and_v_flips():
     assert (codes[:100] == 0).all()
 
 
+@pytest.mark.slow
 def test_flip_balance_never_touches_validation_or_test(small_synthetic):
     manifest, _ = make_split(load_index(small_synthetic), SplitConfig(test_per_class=20, folds=4))
     rows = manifest[manifest.split != "excluded"].reset_index(drop=True)

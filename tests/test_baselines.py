@@ -19,7 +19,8 @@ def test_registry_has_the_documented_names():
     assert list_models() == EXPECTED
 
 
-@pytest.mark.parametrize("name", EXPECTED)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in (
+    "byra_vgg19_ml", "wang_multiview_inception_v3") else n for n in EXPECTED])  # over 2 s on a CPU
 def test_entry_runs_forward_and_backward_at_its_input_size(name):
     cfg = get_model_config(name)
     torch.manual_seed(0)

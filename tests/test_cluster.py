@@ -17,8 +17,6 @@ from bench.jobs.plan import JobStatus  # noqa: E402
 from tests.cluster_jobs import PausedRunJob, pid_alive, smoke_jobs, wait_for  # noqa: E402
 from tests.helpers import EXECUTOR_SUITE  # noqa: E402
 
-pytestmark = pytest.mark.slow  # starts worker processes that train
-
 
 def _grid(data, out, models=("fus2net", "zeimarani_cnn")):
     return smoke_jobs(data, out, models)
@@ -35,6 +33,7 @@ def _job_span(stdout: Path) -> tuple[datetime, datetime]:
     return stamps["start"], stamps["end"]
 
 
+@pytest.mark.slow
 def test_two_jobs_run_at_once_and_the_report_equals_the_inline_suites(small_synthetic, tmp_path,
                                                                       inline_suite, capsys):
     # the same thread count as each of the two jobs: on a CPU the summation order, and so the
@@ -57,6 +56,7 @@ def test_two_jobs_run_at_once_and_the_report_equals_the_inline_suites(small_synt
     assert a_start < b_end and b_start < a_end
 
 
+@pytest.mark.slow
 def test_a_job_killed_mid_run_is_resubmitted_and_resumes(small_synthetic, tmp_path):
     """The job pauses after its first stage (tests/cluster_jobs.py) and the test cancels it
     there, as a pre-emption would: the cancel always hits a running job with a finished stage,
@@ -95,6 +95,7 @@ def test_a_job_killed_mid_run_is_resubmitted_and_resumes(small_synthetic, tmp_pa
     assert "resumed: reused fold_0" in Path(outcome.stdout).read_text()
 
 
+@pytest.mark.slow
 def test_a_bad_input_job_fails_once_with_its_message(small_synthetic, tmp_path):
     jobs = _grid(small_synthetic, tmp_path / "runs", models=("fus2nett",))
     (outcome,) = run_grid(jobs, ClusterConfig(executor="local", retries=2), tmp_path / "logs",
@@ -103,6 +104,7 @@ def test_a_bad_input_job_fails_once_with_its_message(small_synthetic, tmp_path):
     assert "did you mean fus2net" in outcome.message and outcome.log
 
 
+@pytest.mark.slow
 def test_debug_executor_runs_in_process(small_synthetic, tmp_path):
     (outcome,) = run_grid(_grid(small_synthetic, tmp_path / "runs", models=("zeimarani_cnn",)),
                           ClusterConfig(executor="debug"), tmp_path / "logs", progress=False)
@@ -126,6 +128,7 @@ def test_a_vgg19_job_asks_for_more_memory_than_a_fus2net_job():
     assert job_memory_gb("fus2nett") == 16  # the job itself reports the bad name, once
 
 
+@pytest.mark.slow
 def test_a_toml_config_sets_the_suite_and_flags_override_it(small_synthetic, tmp_path, capsys):
     config = tmp_path / "suite.toml"
     config.write_text('executor = "debug"\nmodels = "zeimarani_cnn"\nexperiments = "off"\n'

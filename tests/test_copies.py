@@ -3,6 +3,7 @@
 
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from bench.data.copies import find_copies, pictures
@@ -25,6 +26,7 @@ def make_copies(paths: list[Path], out: Path) -> list[Path]:
     return made
 
 
+@pytest.mark.slow
 def test_copies_of_training_pictures_are_found_and_look_alike_lesions_are_not(small_synthetic,
                                                                             tmp_path):
     files = sorted(small_synthetic.glob("*/*.png"))
@@ -38,6 +40,7 @@ def test_copies_of_training_pictures_are_found_and_look_alike_lesions_are_not(sm
     assert "ORB" in evidence["copy_1.png"]  # the crop needs the geometric match
 
 
+@pytest.mark.slow
 def test_identical_pixels_are_a_copy_whatever_the_file_format(small_synthetic, tmp_path):
     src = sorted(small_synthetic.glob("benign/*.png"))[0]
     Image.open(src).save(tmp_path / "same.bmp")

@@ -10,8 +10,6 @@ from PIL import Image, ImageEnhance
 from bench.data.synthetic import PhantomSpec, generate
 from tests.helpers import SMOKE, run_main, write_image
 
-pytestmark = pytest.mark.slow  # trains models
-
 # trains in about 20 s on 2 cores, well enough (test AUC 0.995) for a scanner shift to show
 TRAINED = ["--profile", "cpu", "--epochs", "14", "--folds", "0", "--no-progress",
            "--test-per-class", "25"]
@@ -38,6 +36,7 @@ def trained(site_a, tmp_path_factory):
     return run_dir
 
 
+@pytest.mark.slow
 def test_a_scanner_shift_lowers_external_auc_and_a_finished_run_only_scores(
         site_a, site_b, trained, capsys):
     code, out, err = run_main(capsys, "--data", str(site_a), "--out", str(trained.parent),
@@ -73,6 +72,7 @@ def copy_of(img: Image.Image, how: str) -> Image.Image:
     return img
 
 
+@pytest.mark.slow
 def test_only_copies_of_training_pictures_are_flagged_and_every_image_is_scored(
         site_a, site_b, trained, tmp_path, capsys):
     ext = tmp_path / "mixed"
@@ -105,6 +105,7 @@ def test_only_copies_of_training_pictures_are_flagged_and_every_image_is_scored(
     assert (folder / "copies_01.png").is_file()
 
 
+@pytest.mark.slow
 def test_a_broken_or_empty_external_set_is_one_line_and_the_training_result_is_kept(
         small_synthetic, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
@@ -124,6 +125,7 @@ def test_a_broken_or_empty_external_set_is_one_line_and_the_training_result_is_k
     assert json.loads((run_dir / "config.json").read_text())["status"] == "complete"
 
 
+@pytest.mark.slow
 def test_a_bus_bra_layout_set_keeps_patients_and_the_report_uses_a_patient_bootstrap(
         small_synthetic, busbra_tree, tmp_path, capsys):
     from bench.cli.report import main as report_main

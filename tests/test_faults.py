@@ -20,18 +20,25 @@ from bench.core.atomic import UMASK, exclusive, write_json
 from bench.core.errors import BenchError
 from bench.data.datasets import load_index
 from bench.data.images import BadImageError, read_image
-from tests.helpers import SMOKE, run_main, write_image
+from tests.helpers import SMOKE, TINY, run_main, write_image
 
-pytestmark = pytest.mark.slow  # end-to-end: trains, or runs a command
+
+@pytest.fixture(scope="module")
+def finished_once(small_synthetic, tmp_path_factory) -> Path:
+    """A finished smoke run, trained once for the tests of this module."""
+    from bench.engine.runner import main
+
+    out = tmp_path_factory.mktemp("finished") / "runs"
+    assert main(["--data", str(small_synthetic), "--out", str(out), *SMOKE]) == 0
+    (run_dir,) = out.iterdir()
+    return run_dir
 
 
 @pytest.fixture()
-def finished(small_synthetic, tmp_path, capsys) -> Path:
-    """A finished smoke run in its own --out folder."""
-    out = tmp_path / "runs"
-    code, _, err = run_main(capsys, "--data", str(small_synthetic), "--out", str(out), *SMOKE)
-    assert code == 0, err
-    (run_dir,) = out.iterdir()
+def finished(finished_once, tmp_path) -> Path:
+    """A copy of the finished smoke run in this test's own --out folder, to damage at will."""
+    run_dir = tmp_path / "runs" / finished_once.name
+    shutil.copytree(finished_once, run_dir)
     return run_dir
 
 
@@ -44,6 +51,7 @@ def rerun(capsys, small_synthetic, run_dir: Path) -> tuple[int, str]:
 
 # --- silent wrong, stale or lost results ---------------------------------------------------------
 
+@pytest.mark.slow
 def test_corrupted_top_level_weights_are_not_reused(finished, small_synthetic, capsys):
     good = (finished / "model.safetensors").read_bytes()
     (finished / "model.safetensors").write_bytes(good[: len(good) // 2])
@@ -53,6 +61,7 @@ def test_corrupted_top_level_weights_are_not_reused(finished, small_synthetic, c
     assert (finished / "model.safetensors").read_bytes() == good  # restored from the final stage
 
 
+@pytest.mark.slow
 def test_truncated_stage_file_is_noticed_and_only_that_stage_retrains(finished, small_synthetic,
                                                                       capsys):
     path = finished / "stages" / "fold_0" / "predictions.csv"
@@ -64,16 +73,17 @@ def test_truncated_stage_file_is_noticed_and_only_that_stage_retrains(finished, 
     assert path.read_bytes() == before  # same seed: the same predictions again
 
 
-def test_two_images_with_one_name_are_an_error_naming_both(synthetic_copy):
-    src = synthetic_copy / "benign" / "syn_benign_0005.png"
-    Image.open(src).save(synthetic_copy / "benign" / "syn_benign_0005.jpg")
+def test_two_images_with_one_name_are_an_error_naming_both(tiny_copy):
+    src = tiny_copy / "benign" / "syn_benign_0005.png"
+    Image.open(src).save(tiny_copy / "benign" / "syn_benign_0005.jpg")
     with pytest.raises(BenchError, match=r"'benign/syn_benign_0005.jpg' and "
                                          r"'benign/syn_benign_0005.png' share the name|"
                                          r"'benign/syn_benign_0005.png' and "
                                          r"'benign/syn_benign_0005.jpg' share the name"):
-        load_index(synthetic_copy)
+        load_index(tiny_copy)
 
 
+@pytest.mark.slow
 def test_images_replaced_under_the_same_names_get_a_new_run(synthetic_copy, tmp_path, capsys):
     out = tmp_path / "runs"
     assert run_main(capsys, "--data", str(synthetic_copy), "--out", str(out), *SMOKE)[0] == 0
@@ -91,6 +101,7 @@ def test_json_outputs_are_strict(tmp_path):
     assert json.loads((tmp_path / "x.json").read_text()) == {"a": None, "b": [None, 1.5]}
 
 
+@pytest.mark.slow
 def test_report_refuses_runs_with_missing_files_or_a_one_class_test_set(finished, tmp_path,
                                                                          capsys):
     for case in ("missing", "one_class"):
@@ -117,6 +128,7 @@ def test_report_refuses_runs_with_missing_files_or_a_one_class_test_set(finished
 
 # --- one line and exit 2 instead of a traceback ---------------------------------------------------
 
+@pytest.mark.slow
 def test_decompression_bomb_is_a_bad_image_and_skippable(synthetic_copy, tmp_path, capsys,
                                                          monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 40_000)  # a 320×240 phantom is a "bomb" now
@@ -128,13 +140,14 @@ def test_decompression_bomb_is_a_bad_image_and_skippable(synthetic_copy, tmp_pat
     assert code == 2 and "too large to decode safely" in err and "Traceback" not in err
 
 
-def test_file_name_that_is_not_utf8_is_named_in_one_line(synthetic_copy, tmp_path, capsys):
-    name = os.path.join(os.fsencode(synthetic_copy / "benign"), b"bad\xff.png")
-    shutil.copy(synthetic_copy / "benign" / "syn_benign_0000.png", name)
-    code, _, err = run_main(capsys, "--data", str(synthetic_copy), "--out", str(tmp_path / "o"), *SMOKE)
+def test_file_name_that_is_not_utf8_is_named_in_one_line(tiny_copy, tmp_path, capsys):
+    name = os.path.join(os.fsencode(tiny_copy / "benign"), b"bad\xff.png")
+    shutil.copy(tiny_copy / "benign" / "syn_benign_0000.png", name)
+    code, _, err = run_main(capsys, "--data", str(tiny_copy), "--out", str(tmp_path / "o"), *TINY)
     assert code == 2 and "file name is not valid UTF-8" in err and "rename the file" in err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("column, value, message", [
     ("fold", "two", "fold 'two' is not an integer"),
     ("label", "malignant", "label 'malignant' is not 0 (benign) or 1 (malignant)"),
@@ -150,12 +163,13 @@ def test_manifest_with_wrong_values_is_refused(column, value, message, finished,
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-1"])
-def test_non_finite_learning_rate_is_refused(value, small_synthetic, tmp_path, capsys):
-    code, _, err = run_main(capsys, "--data", str(small_synthetic), "--out", str(tmp_path), "--lr",
-                       value, *SMOKE)
+def test_non_finite_learning_rate_is_refused(value, tiny_synthetic, tmp_path, capsys):
+    code, _, err = run_main(capsys, "--data", str(tiny_synthetic), "--out", str(tmp_path), "--lr",
+                            value, *TINY)
     assert code == 2 and "must be a finite number >= 0" in err
 
 
+@pytest.mark.slow
 def test_weights_that_turn_non_finite_on_the_last_step_mark_the_stage_failed(
         small_synthetic, tmp_path, capsys, monkeypatch):
     import bench.engine.protocol as protocol
@@ -175,33 +189,34 @@ def test_weights_that_turn_non_finite_on_the_last_step_mark_the_stage_failed(
     assert json.loads((run_dir / "stages" / "final" / "failed.json").read_text())["stage"] == "final"
 
 
-def test_out_path_longer_than_the_file_system_allows(small_synthetic, tmp_path, capsys):
-    code, _, err = run_main(capsys, "--data", str(small_synthetic), "--out", str(tmp_path / ("x" * 300)),
-                       *SMOKE)
+def test_out_path_longer_than_the_file_system_allows(tiny_synthetic, tmp_path, capsys):
+    code, _, err = run_main(capsys, "--data", str(tiny_synthetic), "--out", str(tmp_path / ("x" * 300)),
+                            *TINY)
     assert code == 2 and "cannot write there (File name too long)" in err
 
 
 @pytest.mark.parametrize("model", ["fus2net", "resnet50"])
-def test_weights_file_with_wrong_keys_is_refused(model, small_synthetic, tmp_path, capsys):
+def test_weights_file_with_wrong_keys_is_refused(model, tiny_synthetic, tmp_path, capsys):
     path = tmp_path / "wrong.safetensors"
     save_file({"not.a.layer": torch.zeros(3)}, str(path))
-    code, _, err = run_main(capsys, "--model", model, "--data", str(small_synthetic), "--out",
-                       str(tmp_path / "o"), "--pretrained", str(path), *SMOKE)
+    code, _, err = run_main(capsys, "--model", model, "--data", str(tiny_synthetic), "--out",
+                            str(tmp_path / "o"), "--pretrained", str(path), *TINY)
     assert code == 2 and "the weights do not fit" in err and "Traceback" not in err
 
 
 # --- smaller ones ------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_outputs_get_the_permissions_of_plain_new_files(finished):
     expected = 0o666 & ~UMASK
     for name in ("config.json", "predictions.csv", "model.safetensors"):
         assert (finished / name).stat().st_mode & 0o777 == expected, name
 
 
-def test_links_that_lead_nowhere_are_listed_as_ignored(synthetic_copy):
-    loop = synthetic_copy / "benign" / "loop.png"
+def test_links_that_lead_nowhere_are_listed_as_ignored(tiny_copy):
+    loop = tiny_copy / "benign" / "loop.png"
     os.symlink(loop, loop)
-    index = load_index(synthetic_copy)
+    index = load_index(tiny_copy)
     assert ("benign/loop.png", "link that leads to no file (broken, or a link loop)") in index.ignored
 
 

@@ -40,7 +40,7 @@ from bench.jobs.plan import JobStatus
 from bench.reporting.runs import InvalidRun, Run, load_run, load_runs
 from bench.reporting.sections.external import external_table
 from bench.reporting.tables import comparison_sets, set_aside
-from tests.helpers import SMOKE, run_main, write_fixture_run, write_image
+from tests.helpers import SMOKE, TINY, run_main, write_fixture_run, write_image
 
 
 def exit_code(func, argv: list[str], capsys) -> tuple[int, str, str]:
@@ -119,6 +119,7 @@ def run_copy(located, tmp_path) -> Path:
 
 # --- a run's data are found from its record, one way, and checked -------------------------------
 
+@pytest.mark.slow
 def test_explain_finds_a_run_s_data_from_any_working_directory(located, run_copy, tmp_path,
                                                                monkeypatch, capsys):
     run_dir, data = located
@@ -133,6 +134,7 @@ def test_explain_finds_a_run_s_data_from_any_working_directory(located, run_copy
     assert "explained" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_older_records_are_read_as_the_shell_would(located):
     def data_arg(command: str) -> str | None:
         return Run(Path("x"), {"command": command}, {}, pd.DataFrame(), pd.DataFrame()).data_arg
@@ -144,6 +146,7 @@ def test_older_records_are_read_as_the_shell_would(located):
     assert data_arg("python -m bench.run --data") is None
 
 
+@pytest.mark.slow
 def test_data_that_are_not_the_run_s_are_refused_not_explained(located, run_copy, synthetic_copy):
     run = load_run(run_copy)
     victim = next((synthetic_copy / "benign").glob("*.png"))
@@ -173,6 +176,7 @@ def test_a_relative_external_source_is_recorded_from_where_it_was_given(tmp_path
 
 # --- one row per configuration, and what is in no table is said ----------------------------------
 
+@pytest.mark.slow
 def test_every_configuration_of_a_model_is_a_row_with_its_external_sets(tmp_path, capsys):
     runs = tmp_path / "runs"
     write_fixture_run(runs, "fus2net", 0.6, 1)
@@ -193,6 +197,7 @@ def test_every_configuration_of_a_model_is_a_row_with_its_external_sets(tmp_path
     assert "Runs**: 4, " in (tmp_path / "o" / "README.md").read_text()
 
 
+@pytest.mark.slow
 def test_runs_in_no_table_and_folders_without_a_run_are_listed(tmp_path, capsys):
     runs = tmp_path / "runs"
     write_fixture_run(runs, "fus2net", 0.6, 1)
@@ -325,6 +330,7 @@ def test_predictions_that_are_no_probabilities_are_refused_even_with_re_recorded
 
 # --- explain: runs committed without weights, weights of another model ---------------------------
 
+@pytest.mark.slow
 def test_explain_skips_runs_without_weights_with_a_note_and_goes_on(run_copy, tmp_path, capsys):
     runs = run_copy.parent
     other = runs / "zz-copy"
@@ -339,6 +345,7 @@ def test_explain_skips_runs_without_weights_with_a_note_and_goes_on(run_copy, tm
     assert "zz-copy: explanations up to date" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_weights_of_another_model_are_one_line(run_copy, tmp_path, capsys):
     from safetensors.torch import save_file
 
@@ -362,13 +369,13 @@ def test_weights_of_another_model_are_one_line(run_copy, tmp_path, capsys):
 
 # --- the suite checks its settings before any training -------------------------------------------
 
-def test_an_unknown_model_name_stops_the_suite_before_any_training(small_synthetic, tmp_path,
+def test_an_unknown_model_name_stops_the_suite_before_any_training(tiny_synthetic, tmp_path,
                                                                   capsys):
     for models, message in (("fus2net,fus2nett", "unknown model 'fus2nett'; did you mean fus2net"),
                             ("resnet50, nosuchnet", "unknown model 'nosuchnet'"),
                             (",", "give registered model names")):
-        code, out, err = exit_code(suite_main, ["--models", models, "--data", str(small_synthetic),
-                                                "--profile", "smoke", "--out",
+        code, out, err = exit_code(suite_main, ["--models", models, "--data", str(tiny_synthetic),
+                                                "--profile", "smoke", "--test-per-class", "4", "--out",
                                                 str(tmp_path / "s")], capsys)
         assert code == 2 and message in one_line_error(err)
         assert not (tmp_path / "s" / "runs").exists() and "===" not in out
@@ -422,7 +429,7 @@ def test_suite_config_values_of_the_wrong_type_are_one_line(toml, message, tmp_p
     assert code == 2 and f"--config {tmp_path / 's.toml'}: {message}" in line
 
 
-def test_job_progress_counts_failed_jobs_and_follows_no_progress(small_synthetic, tmp_path,
+def test_job_progress_counts_failed_jobs_and_follows_no_progress(tiny_synthetic, tmp_path,
                                                                  monkeypatch, capsys):
     outcomes = [JobOutcome("a", JobStatus.FAILED, attempts=1, ended=1.8e9),
                 JobOutcome("b", JobStatus.FAILED, attempts=1, ended=1.8e9 + 5),
@@ -439,7 +446,7 @@ def test_job_progress_counts_failed_jobs_and_follows_no_progress(small_synthetic
     monkeypatch.setattr(suite, "run_grid", grid)
     for flags, progress in (([], True), (["--no-progress"], False)):
         exit_code(suite_main, ["--executor", "debug", "--models", "fus2net", "--data",
-                               str(small_synthetic), "--profile", "smoke", "--out",
+                               str(tiny_synthetic), "--profile", "smoke", "--test-per-class", "4", "--out",
                                str(tmp_path / "s"), *flags], capsys)
         assert seen[-1] is progress
 
@@ -498,6 +505,7 @@ def test_speed_options_are_checked(args, message, capsys):
     assert code == 2 and message in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_speed_without_warm_up_and_out_of_memory(small_synthetic, tmp_path, monkeypatch, capsys):
     base = ["--models", "zeimarani_cnn", "--data", str(small_synthetic), "--img-size", "32",
             "--steps", "1", "--members", "0", "--workers", "0", "--device", "cpu", "--out",
@@ -520,9 +528,9 @@ def test_speed_without_warm_up_and_out_of_memory(small_synthetic, tmp_path, monk
 
 
 def test_an_image_size_that_does_not_fit_is_refused_before_the_run_starts(
-        small_synthetic, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(device_mod, "available_bytes", lambda device: 2**20)
-    code, _, err = run_main(capsys, "--data", str(small_synthetic), "--out", str(tmp_path), *SMOKE,
+        tiny_synthetic, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(device_mod, "available_bytes", lambda device: 2**16)  # below the tiny set
+    code, _, err = run_main(capsys, "--data", str(tiny_synthetic), "--out", str(tmp_path), *TINY,
                             "--model", "zeimarani_cnn", "--img-size", "96")
     assert code == 2 and "--img-size 96: the image cache of" in one_line_error(err)
     assert not list(tmp_path.glob("*/config.json"))  # nothing written
@@ -556,7 +564,7 @@ def test_write_failures_during_a_run_are_one_line_that_says_how_to_resume(error,
     assert message in str(exc.value)
 
 
-def test_a_full_disk_mid_run_leaves_it_running_and_says_how_to_resume(small_synthetic, tmp_path,
+def test_a_full_disk_mid_run_leaves_it_running_and_says_how_to_resume(tiny_synthetic, tmp_path,
                                                                       monkeypatch, capsys):
     import bench.engine.runner as run_mod
 
@@ -565,13 +573,14 @@ def test_a_full_disk_mid_run_leaves_it_running_and_says_how_to_resume(small_synt
                       str(ctx.folder / "stages" / "final" / "model.safetensors"))
 
     monkeypatch.setattr(run_mod, "run_protocol", full)
-    code, _, err = run_main(capsys, "--data", str(small_synthetic), "--out", str(tmp_path), *SMOKE,
+    code, _, err = run_main(capsys, "--data", str(tiny_synthetic), "--out", str(tmp_path), *TINY,
                             "--folds", "0")
     assert code == 2 and "rerun the same command" in one_line_error(err)
     (cfg,) = tmp_path.glob("*/config.json")
     assert json.loads(cfg.read_text())["status"] == "running"
 
 
+@pytest.mark.slow
 def test_stages_replaced_by_a_file_is_one_line(run_copy, located, tmp_path, capsys):
     shutil.rmtree(run_copy / "stages")
     (run_copy / "stages").write_text("not a folder")
@@ -582,6 +591,7 @@ def test_stages_replaced_by_a_file_is_one_line(run_copy, located, tmp_path, caps
 
 # --- the training data are no external set --------------------------------------------------------
 
+@pytest.mark.slow
 def test_the_run_s_own_images_are_refused_as_an_external_set(small_synthetic, synthetic_copy,
                                                              busi_tree, tmp_path):
     index = load_index(small_synthetic)
@@ -605,6 +615,7 @@ def test_the_run_s_own_images_are_refused_as_an_external_set(small_synthetic, sy
     check_not_own_images(ext, index, manifest)
 
 
+@pytest.mark.slow
 def test_a_run_the_suite_cannot_explain_is_said_and_the_report_is_still_built(
         small_synthetic, tmp_path, monkeypatch, capsys):
     import bench.jobs.suite as suite
@@ -629,6 +640,7 @@ def test_a_run_the_suite_cannot_explain_is_said_and_the_report_is_still_built(
     assert (out / "README.md").is_file()  # the report was built all the same
 
 
+@pytest.mark.slow
 def test_external_sets_explain_cannot_find_or_that_take_a_split_name_are_said(run_copy):
     add_external(run_copy, "site-b", "nowhere/site-b")
     (problem,) = explain_runs(load_runs(run_copy.parent), device="cpu")

@@ -55,6 +55,7 @@ def evidence(n: int, links: dict[tuple[int, int], float]) -> PairEvidence:
     return PairEvidence(n, pairs, feats)
 
 
+@pytest.mark.slow
 def test_crop_shift_zoom_and_brightness_variants_are_grouped_with_their_source(with_reframed):
     manifest, report = make_split(load_index(with_reframed), SplitConfig(test_per_class=15, folds=4))
     groups = manifest.set_index("id").group
@@ -62,6 +63,7 @@ def test_crop_shift_zoom_and_brightness_variants_are_grouped_with_their_source(w
     assert report["same_lesion"]["average_linkage"]["largest_group"] >= 5
 
 
+@pytest.mark.slow
 def test_independent_phantom_lesions_are_rarely_linked(small_synthetic):
     _, report = make_split(load_index(small_synthetic), SplitConfig(test_per_class=20, folds=5))
     lesion = report["same_lesion"]
@@ -105,6 +107,7 @@ def test_reviewed_pairs_apply_only_to_the_data_set_they_were_judged_on(tmp_path)
     assert reviewed_links("other", samples, tmp_path) == ([], [])
 
 
+@pytest.mark.slow
 def test_guard_refuses_a_manifest_that_splits_a_reframed_group(with_reframed):
     index = load_index(with_reframed)
     manifest, _ = make_split(index, SplitConfig(test_per_class=15, folds=4))
@@ -139,6 +142,7 @@ def test_a_damaged_rule_file_is_one_line(tmp_path):
         load_rule(bad)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not BUSI.is_dir(), reason="BUSI not available")
 def test_committed_busi_manifest_keeps_every_reviewed_same_lesion_pair_together():
     manifest = read_manifest(SPLITS / "busi.csv")

@@ -4,6 +4,7 @@ and fitting the rule with cross-validated precision and recall."""
 import json
 
 import pandas as pd
+import pytest
 from PIL import Image
 
 from bench.data.pairs import main
@@ -15,6 +16,7 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
     return call_main(capsys, main, *args)
 
 
+@pytest.mark.slow
 def test_sample_draws_blind_sheets_and_a_csv_to_fill(small_synthetic, tmp_path, capsys):
     code, out, err = run_cli(capsys, "sample", "--data", str(small_synthetic), "--out",
                              str(tmp_path / "pairs"), "--per-bin", "2", "--random", "4")
@@ -30,6 +32,7 @@ def test_sample_draws_blind_sheets_and_a_csv_to_fill(small_synthetic, tmp_path, 
     assert code == 2 and "exists" in err  # never overwritten silently
 
 
+@pytest.mark.slow
 def test_fit_writes_a_rule_with_cross_validated_precision_and_recall(synthetic_copy, tmp_path,
                                                                     capsys):
     folder = synthetic_copy / "malignant"
@@ -57,6 +60,7 @@ def test_fit_writes_a_rule_with_cross_validated_precision_and_recall(synthetic_c
     assert "precision 1.0 recall 1.0" in out
 
 
+@pytest.mark.slow
 def test_a_bad_verdict_or_an_unknown_image_is_one_line(small_synthetic, tmp_path, capsys):
     reviewed = tmp_path / "r.csv"
     pd.DataFrame({"a": ["x"], "b": ["y"], "verdict": ["maybe"]}).to_csv(reviewed, index=False)

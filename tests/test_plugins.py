@@ -102,6 +102,7 @@ def installed_plugins(tmp_path_factory):
     assert "tiny_plug" not in list_models()  # nothing leaks into other tests
 
 
+@pytest.mark.slow
 def test_an_installed_plugin_is_listed_and_a_broken_one_is_one_line(installed_plugins, capsys):
     forget_outside_models()  # scan the entry points again, in this test
     code, out, err = call_main(capsys, list_main, "--models", "tiny_plug,fus2net")

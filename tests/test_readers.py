@@ -79,6 +79,7 @@ def test_csv_manifest_errors_name_the_problem(tmp_path, content, message):
         load_index(csv)
 
 
+@pytest.mark.slow
 def test_layout_detection(busi_tree, busbra_tree, small_synthetic, tmp_path):
     assert detect_kind(busi_tree) == "busi"
     assert detect_kind(busbra_tree) == "busbra"

@@ -20,11 +20,10 @@ from bench.data.datasets import load_index
 from bench.data.manifest import SplitConfig, make_split
 from bench.engine.train import TrainingDiverged, TrainOutcome, TrainSettings, predict, train_model
 from models import create_model, get_model_config
-from tests.helpers import SMOKE, run_main, write_image
-
-pytestmark = pytest.mark.slow  # end-to-end: trains, or runs a command
+from tests.helpers import SMOKE, TINY, run_main, write_image
 
 
+@pytest.mark.slow
 def test_mask_without_image_and_non_images_are_ignored_and_reported(synthetic_copy, tmp_path):
     write_image(synthetic_copy / "benign" / "orphan_mask.png")
     (synthetic_copy / "malignant" / "Thumbs.db").write_bytes(b"\0\1")
@@ -35,6 +34,7 @@ def test_mask_without_image_and_non_images_are_ignored_and_reported(synthetic_co
     assert len(report["ignored_files"]) == 2
 
 
+@pytest.mark.slow
 def test_corrupt_image_stops_the_run_with_its_name(synthetic_copy, tmp_path, capsys):
     bad = synthetic_copy / "benign" / "syn_benign_0003.png"
     bad.write_bytes(bad.read_bytes()[:200])
@@ -44,6 +44,7 @@ def test_corrupt_image_stops_the_run_with_its_name(synthetic_copy, tmp_path, cap
     assert "--skip-bad-images" in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_skip_bad_images_excludes_and_lists_them(synthetic_copy, tmp_path):
     (synthetic_copy / "benign" / "syn_benign_0003.png").write_bytes(b"")
     write_image(synthetic_copy / "malignant" / "tiny.png", size=(16, 16))
@@ -56,14 +57,15 @@ def test_skip_bad_images_excludes_and_lists_them(synthetic_copy, tmp_path):
     assert not set(pd.read_csv(run_dir / "split.csv").path) & skipped
 
 
-def test_unwritable_output_folder_is_a_clear_error(small_synthetic, tmp_path, capsys):
+def test_unwritable_output_folder_is_a_clear_error(tiny_synthetic, tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    code, _, err = run_main(capsys, "--data", str(small_synthetic), "--out", str(blocker / "runs"),
-                              *SMOKE)
+    code, _, err = run_main(capsys, "--data", str(tiny_synthetic), "--out", str(blocker / "runs"),
+                            *TINY)
     assert code == 2 and "cannot write there" in err
 
 
+@pytest.mark.slow
 def test_leaky_manifest_given_with_split_is_refused(small_synthetic, tmp_path, capsys):
     manifest, _ = make_split(load_index(small_synthetic), SplitConfig(test_per_class=20, folds=2))
     test_group = manifest[manifest.split == "test"].group.iloc[0]
@@ -75,8 +77,8 @@ def test_leaky_manifest_given_with_split_is_refused(small_synthetic, tmp_path, c
     assert code == 2 and "leakage" in err
 
 
-def test_nan_loss_stops_training_and_says_where(small_synthetic):
-    index = load_index(small_synthetic)
+def test_nan_loss_stops_training_and_says_where(tiny_synthetic):
+    index = load_index(tiny_synthetic)
     rows = pd.DataFrame({"path": [s.path for s in index.samples[:8]],
                          "label": [s.label for s in index.samples[:8]]})
     cache, _ = build_cache(index.root, rows, 48, 3)
@@ -88,6 +90,7 @@ def test_nan_loss_stops_training_and_says_where(small_synthetic):
     assert (outcome.diverged.epoch, outcome.diverged.step) == (1, 1)
 
 
+@pytest.mark.slow
 def test_diverged_fold_is_marked_failed_and_other_stages_go_on(small_synthetic, tmp_path,
                                                               monkeypatch):
     real = protocol.train_model
@@ -108,6 +111,7 @@ def test_diverged_fold_is_marked_failed_and_other_stages_go_on(small_synthetic, 
     assert (run_dir / "stages" / "fold_1" / "failed.json").is_file()
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_and_matches_an_uninterrupted_run(small_synthetic, tmp_path):
     args = ["--data", str(small_synthetic), *SMOKE, "--folds", "3"]
     cmd = [sys.executable, "-m", "bench.run", *args, "--out", str(tmp_path / "a")]
@@ -129,6 +133,7 @@ def test_killed_run_resumes_and_matches_an_uninterrupted_run(small_synthetic, tm
     assert (ref / "predictions.csv").read_bytes() == (run_dir / "predictions.csv").read_bytes()
 
 
+@pytest.mark.slow
 def test_tampered_stage_is_retrained_not_reused(small_synthetic, tmp_path):
     assert main(["--data", str(small_synthetic), "--out", str(tmp_path), *SMOKE]) == 0
     (run_dir,) = tmp_path.iterdir()
@@ -140,6 +145,7 @@ def test_tampered_stage_is_retrained_not_reused(small_synthetic, tmp_path):
     assert stages["fold_0"]["status"] == "done" and stages["fold_1"]["status"] == "reused"
 
 
+@pytest.mark.slow
 def test_checkpoints_are_safetensors_and_reload(small_synthetic, tmp_path):
     assert main(["--data", str(small_synthetic), "--out", str(tmp_path), *SMOKE, "--folds", "0"]) == 0
     (run_dir,) = tmp_path.iterdir()

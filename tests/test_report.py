@@ -27,6 +27,7 @@ def fixture_runs(tmp_path) -> Path:
     return runs
 
 
+@pytest.mark.slow
 def test_report_is_byte_identical_when_rebuilt(fixture_runs, tmp_path):
     out = tmp_path / "out"
     assert main(["--runs", str(fixture_runs), "--out", str(out), "--n-boot", "300"]) == 0
@@ -45,6 +46,7 @@ def _has_colour(png: Path, rgb: tuple[float, float, float], tol: int = 12) -> bo
     return bool((np.abs(img - target).max(axis=2) <= tol).any())
 
 
+@pytest.mark.slow
 def test_every_figure_is_written_and_shows_every_model(fixture_runs, tmp_path):
     assert main(["--runs", str(fixture_runs), "--out", str(tmp_path), "--n-boot", "200"]) == 0
     for name in ("fig2_roc", "confusion_matrices", "cv_folds", "calibration", "fig1_optimizers"):
@@ -72,6 +74,7 @@ def test_model_styles_stay_distinct_for_every_registered_model():
     assert len(set(keys)) == len(names)
 
 
+@pytest.mark.slow
 def test_misclassified_table_lists_the_seed_averaged_errors_most_confident_first(tmp_path):
     runs = tmp_path / "runs"
     for seed in (0, 1):
@@ -92,6 +95,7 @@ def test_misclassified_table_lists_the_seed_averaged_errors_most_confident_first
     assert "Fig. 3 analogue" in (tmp_path / "out" / "README.md").read_text()
 
 
+@pytest.mark.slow
 def test_figures_redraw_from_saved_tables_alone(fixture_runs, tmp_path):
     assert main(["--runs", str(fixture_runs), "--out", str(tmp_path), "--n-boot", "200"]) == 0
     roc = (tmp_path / "figures" / "fig2_roc.png").read_bytes()
@@ -100,6 +104,7 @@ def test_figures_redraw_from_saved_tables_alone(fixture_runs, tmp_path):
     assert (tmp_path / "figures" / "fig2_roc.png").read_bytes() == roc
 
 
+@pytest.mark.slow
 def test_comparison_table_rows_tests_and_paper_row(fixture_runs, tmp_path):
     per_seed = per_seed_table(load_runs(fixture_runs), n_boot=200)
     assert list(per_seed.model) == ["fus2net", "resnet50", "zeimarani_cnn"]  # paper recipe only
@@ -116,6 +121,7 @@ def test_comparison_table_rows_tests_and_paper_row(fixture_runs, tmp_path):
     assert "1-channel" in t1 and "±" in t1
 
 
+@pytest.mark.slow
 def test_failed_run_shows_failure_not_a_number(fixture_runs, tmp_path):
     folder = next(fixture_runs.glob("resnet50-*"))
     cfg = json.loads((folder / "config.json").read_text())
@@ -129,6 +135,7 @@ def test_failed_run_shows_failure_not_a_number(fixture_runs, tmp_path):
     assert "1 seed(s) failed" in md
 
 
+@pytest.mark.slow
 def test_mixed_profiles_need_a_choice(fixture_runs, tmp_path):
     folder = next(fixture_runs.glob("resnet50-*"))
     cfg = json.loads((folder / "config.json").read_text())
@@ -144,6 +151,7 @@ def test_mixed_profiles_need_a_choice(fixture_runs, tmp_path):
 COMMITTED = Path(__file__).resolve().parents[1] / "results" / "busi-cpu"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (COMMITTED / "runs").is_dir(), reason="no committed results set")
 def test_committed_runs_regenerate_the_committed_tables_and_readme_exactly(tmp_path):
     # what a clean clone has: the committed files only (no git-ignored arrays)
@@ -181,6 +189,7 @@ def test_intervals_are_clustered_by_the_manifest_groups(tmp_path):
     assert t.loc["fus2net"].prevalence == pytest.approx(0.5, abs=0.1)
 
 
+@pytest.mark.slow
 def test_seeds_are_aggregated_and_compared_paired_by_seed(tmp_path):
     runs = tmp_path / "runs"
     for seed in (0, 1, 2):
@@ -208,6 +217,7 @@ def test_seeds_are_aggregated_and_compared_paired_by_seed(tmp_path):
     assert r"$\pm$" in tex and "Ensemble" in tex  # the full table: spread over seeds, ensemble
 
 
+@pytest.mark.slow
 def test_degenerate_and_random_init_rows_are_flagged_not_ranked(fixture_runs, tmp_path):
     write_fixture_run(fixture_runs, "inception_v3_tl", 0.0, 6, constant=True)
     assert main(["--runs", str(fixture_runs), "--out", str(tmp_path), "--n-boot", "100"]) == 0
@@ -222,6 +232,7 @@ def test_degenerate_and_random_init_rows_are_flagged_not_ranked(fixture_runs, tm
     assert "Not the published methods:** inception_v3_tl, resnet50" in readme
 
 
+@pytest.mark.slow
 def test_report_warns_when_runs_mix_code_versions(fixture_runs, tmp_path, capsys):
     folder = next(fixture_runs.glob("resnet50-*"))
     cfg = json.loads((folder / "config.json").read_text())

@@ -1,15 +1,15 @@
 """End-to-end ``python -m bench.run`` on small data: outputs, reproducibility, resume, errors."""
 
 import json
+import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 
 from bench.cli.run import main
-from tests.helpers import BUSI, SMOKE, run_cli, run_main, write_image
-
-pytestmark = pytest.mark.slow  # end-to-end: trains, or runs a command
+from tests.helpers import BUSI, SMOKE, TINY, run_cli, run_main, write_image
 
 
 @pytest.fixture(scope="module")
@@ -20,6 +20,15 @@ def smoke_run(small_synthetic, tmp_path_factory):
     return run_dir
 
 
+def own_copy(run_dir: Path, tmp_path: Path) -> Path:
+    """A copy of a module fixture's run, alone in a runs folder of this test: a test that changes
+    a run changes its copy, so no other test depends on the order they run in."""
+    dst = tmp_path / "runs" / run_dir.name
+    shutil.copytree(run_dir, dst)
+    return dst
+
+
+@pytest.mark.slow
 def test_run_writes_every_documented_output(smoke_run):
     for name in ("config.json", "predictions.csv", "metrics.json", "cv_metrics.csv",
                  "model.safetensors", "split.csv", "split_report.json"):
@@ -42,6 +51,7 @@ def test_run_writes_every_documented_output(smoke_run):
     assert list(cv.fold) == [0, 1]
 
 
+@pytest.mark.slow
 def test_same_seed_gives_byte_identical_predictions_on_cpu(small_synthetic, smoke_run, tmp_path):
     assert main(["--data", str(small_synthetic), "--out", str(tmp_path), *SMOKE]) == 0
     (again,) = tmp_path.iterdir()
@@ -49,21 +59,26 @@ def test_same_seed_gives_byte_identical_predictions_on_cpu(small_synthetic, smok
     assert (again / "predictions.csv").read_bytes() == (smoke_run / "predictions.csv").read_bytes()
 
 
-def test_rerun_resumes_finished_stages(small_synthetic, smoke_run, capsys):
-    before = (smoke_run / "predictions.csv").read_bytes()
-    (smoke_run / "metrics.json").unlink()  # an interrupted run: stages done, summary not written
-    assert main(["--data", str(small_synthetic), "--out", str(smoke_run.parent), *SMOKE]) == 0
-    cfg = json.loads((smoke_run / "config.json").read_text())
+@pytest.mark.slow
+def test_rerun_resumes_finished_stages(small_synthetic, smoke_run, tmp_path, capsys):
+    run = own_copy(smoke_run, tmp_path)
+    before = (run / "predictions.csv").read_bytes()
+    (run / "metrics.json").unlink()  # an interrupted run: stages done, summary not written
+    assert main(["--data", str(small_synthetic), "--out", str(run.parent), *SMOKE]) == 0
+    cfg = json.loads((run / "config.json").read_text())
     assert {s["status"] for s in cfg["timings"]["stages"].values()} == {"reused"}
-    assert (smoke_run / "predictions.csv").read_bytes() == before
+    assert (run / "predictions.csv").read_bytes() == before
 
 
-def test_different_config_gets_a_different_run_folder(small_synthetic, smoke_run):
-    assert main(["--data", str(small_synthetic), "--out", str(smoke_run.parent), *SMOKE,
+@pytest.mark.slow
+def test_different_config_gets_a_different_run_folder(small_synthetic, smoke_run, tmp_path):
+    run = own_copy(smoke_run, tmp_path)
+    assert main(["--data", str(small_synthetic), "--out", str(run.parent), *SMOKE,
                  "--folds", "0", "--seed", "3"]) == 0
-    assert len(list(smoke_run.parent.iterdir())) == 2
+    assert len(list(run.parent.iterdir())) == 2
 
 
+@pytest.mark.slow
 def test_bad_input_from_the_shell_exits_2_without_traceback(tmp_path):
     proc = run_cli("--data", "/nonexistent/data", "--out", str(tmp_path), "--no-progress")
     assert proc.returncode == 2, proc.stderr
@@ -83,17 +98,18 @@ def test_bad_input_from_the_shell_exits_2_without_traceback(tmp_path):
     (["--model", "resnet50", "--pretrained", "require"], "--pretrained require: no ImageNet"),
     (["--model", "fus2net", "--pretrained", "require"], "has no ImageNet weights"),
 ])
-def test_bad_input_exits_2_with_one_clear_line(args, message, tmp_path, capsys, small_synthetic):
+def test_bad_input_exits_2_with_one_clear_line(args, message, tmp_path, capsys, tiny_synthetic):
     if "--device" in args:
         import torch
         if torch.cuda.is_available():
             pytest.skip("a GPU is present")
-    code, _, err = run_main(capsys, *args, "--data", str(small_synthetic), "--out", str(tmp_path),
-                              "--no-progress", "--test-per-class", "20")
+    code, _, err = run_main(capsys, *args, "--data", str(tiny_synthetic), "--out", str(tmp_path),
+                            "--no-progress", "--test-per-class", "4")
     assert code == 2, err
     assert message in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_transfer_model_without_weights_warns_at_start_and_in_the_summary(small_synthetic,
                                                                          tmp_path, capsys,
                                                                          monkeypatch):
@@ -122,6 +138,7 @@ def test_unknown_layout_and_too_few_images_exit_2(tmp_path, busi_tree, capsys):
     assert code == 2 and "too few usable" in err
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not BUSI.is_dir(), reason="BUSI not present in ../shared/data")
 def test_integration_on_real_busi_uses_committed_split(tmp_path):
     assert main(["--data", str(BUSI), "--out", str(tmp_path), "--profile", "smoke",
@@ -134,11 +151,14 @@ def test_integration_on_real_busi_uses_committed_split(tmp_path):
     assert metrics["test"]["tp"] + metrics["test"]["fn"] == 50
 
 
-def test_finished_run_is_reused_without_training(small_synthetic, smoke_run, capsys):
-    assert main(["--data", str(small_synthetic), "--out", str(smoke_run.parent), *SMOKE]) == 0
+@pytest.mark.slow
+def test_finished_run_is_reused_without_training(small_synthetic, smoke_run, tmp_path, capsys):
+    run = own_copy(smoke_run, tmp_path)
+    assert main(["--data", str(small_synthetic), "--out", str(run.parent), *SMOKE]) == 0
     assert "reusing the finished run" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_config_records_model_size_and_cost(smoke_run):
     stats = json.loads((smoke_run / "config.json").read_text())["model_stats"]
     assert 0.9e6 < stats["params"] < 1.1e6 and stats["at_img_size"] == 64 and stats["gflops"] > 0
@@ -154,6 +174,7 @@ def stacked_run(small_synthetic, tmp_path_factory):
     return run_dir
 
 
+@pytest.mark.slow
 def test_stacked_engine_run_trains_folds_together_in_its_own_run_folder(smoke_run, stacked_run):
     stacked = stacked_run
     assert stacked.name != smoke_run.name
@@ -168,8 +189,10 @@ def test_stacked_engine_run_trains_folds_together_in_its_own_run_folder(smoke_ru
     assert metrics["test_status"] == "ok" and (stacked / "model.safetensors").is_file()
 
 
-def test_stacked_run_resumes_only_the_unfinished_stage(small_synthetic, stacked_run, capsys):
-    stacked = stacked_run
+@pytest.mark.slow
+def test_stacked_run_resumes_only_the_unfinished_stage(small_synthetic, stacked_run, tmp_path,
+                                                       capsys):
+    stacked = own_copy(stacked_run, tmp_path)
     args = ["--data", str(small_synthetic), "--out", str(stacked.parent), *SMOKE,
             "--concurrent-folds", "3"]
     fold0 = (stacked / "stages" / "fold_0" / "predictions.csv").read_bytes()
@@ -182,8 +205,8 @@ def test_stacked_run_resumes_only_the_unfinished_stage(small_synthetic, stacked_
     assert (stacked / "stages" / "fold_0" / "predictions.csv").read_bytes() == fold0
 
 
-def test_concurrent_folds_must_be_a_positive_integer(small_synthetic, tmp_path, capsys):
-    code, _, err = run_main(capsys, "--data", str(small_synthetic), "--out", str(tmp_path), *SMOKE,
+def test_concurrent_folds_must_be_a_positive_integer(tiny_synthetic, tmp_path, capsys):
+    code, _, err = run_main(capsys, "--data", str(tiny_synthetic), "--out", str(tmp_path), *TINY,
                               "--concurrent-folds", "0")
     assert code == 2 and "--concurrent-folds" in err
 
@@ -201,6 +224,7 @@ def run_with_stacked_failing(exc: Exception, data, out, capsys, monkeypatch) -> 
     return code, err
 
 
+@pytest.mark.slow
 def test_stacked_engine_failure_is_one_clear_line(small_synthetic, tmp_path, capsys, monkeypatch):
     code, err = run_with_stacked_failing(
         NotImplementedError("no batching rule for aten::strange_op\nmore detail"),
@@ -209,6 +233,7 @@ def test_stacked_engine_failure_is_one_clear_line(small_synthetic, tmp_path, cap
     assert "Traceback" not in err and "more detail" not in err
 
 
+@pytest.mark.slow
 def test_stacked_stages_that_run_out_of_memory_are_retried_in_smaller_groups(
         small_synthetic, tmp_path, capsys, monkeypatch):
     from bench.engine import protocol
@@ -232,6 +257,7 @@ def test_stacked_stages_that_run_out_of_memory_are_retried_in_smaller_groups(
     assert json.loads((run / "metrics.json").read_text())["test_status"] == "ok"
 
 
+@pytest.mark.slow
 def test_a_stage_that_does_not_fit_alone_stops_with_one_clear_line(
         small_synthetic, tmp_path, capsys, monkeypatch):
     code, err = run_with_stacked_failing(
@@ -247,11 +273,13 @@ def _strict(text: str) -> dict:
     return json.loads(text, parse_constant=refuse)
 
 
+@pytest.mark.slow
 def test_run_outputs_are_strict_json(smoke_run):
     for name in ("config.json", "metrics.json"):
         _strict((smoke_run / name).read_text())
 
 
+@pytest.mark.slow
 def test_report_refuses_a_run_whose_predictions_were_truncated(smoke_run, tmp_path, capsys):
     import shutil
 
@@ -273,6 +301,7 @@ def test_report_refuses_a_run_whose_predictions_were_truncated(smoke_run, tmp_pa
     assert "left out (--skip-invalid-runs)" in (tmp_path / "out" / "README.md").read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("part", ["test", "train"])
 def test_manifest_without_test_or_training_rows_is_an_error_before_training(
         part, smoke_run, tmp_path, capsys, small_synthetic):
@@ -285,9 +314,9 @@ def test_manifest_without_test_or_training_rows_is_an_error_before_training(
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
 
 
+@pytest.mark.slow
 def test_a_run_made_by_other_training_code_is_not_reused_and_the_run_says_why(
         smoke_run, small_synthetic, tmp_path, capsys):
-    import shutil
     old = tmp_path / "fus2net-synthetic-0000000000"
     shutil.copytree(smoke_run, old)
     cfg = json.loads((old / "config.json").read_text())
@@ -301,6 +330,7 @@ def test_a_run_made_by_other_training_code_is_not_reused_and_the_run_says_why(
     assert (tmp_path / smoke_run.name / "config.json").is_file()
 
 
+@pytest.mark.slow
 def test_runs_with_and_without_cv_share_one_generated_split(small_synthetic, tmp_path):
     """A suite mixes final-fit-only runs with CV runs of the experiments: one manifest for all,
     or the report could not compare them."""

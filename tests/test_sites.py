@@ -25,6 +25,7 @@ def site_b(tmp_path_factory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_several_sites_read_as_one_index_with_each_image_keeping_its_site(small_synthetic,
                                                                           site_b):
     index = load_index(Path(f"{small_synthetic},{site_b}"))
@@ -35,13 +36,13 @@ def test_several_sites_read_as_one_index_with_each_image_keeping_its_site(small_
     assert all((index.root / m).is_file() for s in index.samples for m in s.masks)
 
 
-def test_bad_site_lists_are_one_clear_error(small_synthetic, tmp_path):
+def test_bad_site_lists_are_one_clear_error(tiny_synthetic, tmp_path):
     with pytest.raises(BenchError, match="does not exist"):
-        load_index(Path(f"{small_synthetic},{tmp_path / 'nope'}"))
+        load_index(Path(f"{tiny_synthetic},{tmp_path / 'nope'}"))
     twin = tmp_path / "x" / "phantom"
     twin.mkdir(parents=True)
     with pytest.raises(BenchError, match="both called 'phantom'"):
-        load_index(Path(f"{small_synthetic},{twin}"))
+        load_index(Path(f"{tiny_synthetic},{twin}"))
 
 
 @pytest.mark.slow
@@ -100,10 +101,10 @@ def test_leave_one_site_out_trains_on_each_site_and_writes_the_matrix(small_synt
     assert ext.external_set.tolist() == ["phantomb"]
 
 
-def test_leave_one_site_out_needs_several_sites(small_synthetic, capsys):
+def test_leave_one_site_out_needs_several_sites(tiny_synthetic, capsys):
     from bench.cli.suite import main
     with pytest.raises(SystemExit) as exc:
-        main(["--data", str(small_synthetic), "--leave-one-site-out", "--profile", "smoke"])
+        main(["--data", str(tiny_synthetic), "--leave-one-site-out", "--profile", "smoke"])
     assert exc.value.code == 2 and "needs two or more sites" in capsys.readouterr().err
 
 

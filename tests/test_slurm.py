@@ -27,7 +27,8 @@ from bench.jobs.cluster import ClusterConfig, run_grid, slurm_states  # noqa: E4
 from tests.cluster_jobs import PausedRunJob, smoke_jobs, wait_for  # noqa: E402
 from tests.helpers import EXECUTOR_SUITE  # noqa: E402
 
-pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+# every test needs the local SLURM cluster; a SLURM time limit takes minutes to act
+pytestmark = [pytest.mark.slurm, pytest.mark.timeout(600)]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -184,6 +185,7 @@ def time_limit_grid(slurm_cluster, released, small_synthetic, tmp_path_factory):
     grid.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("time_limit_grid")
 def test_a_two_model_grid_on_slurm_gives_the_inline_suites_tables(small_synthetic, tmp_path,
                                                                   inline_suite, capsys):
@@ -239,6 +241,7 @@ def requeue_grid(slurm_cluster, released, small_synthetic, tmp_path_factory):
     return {o.label: o for o in outcomes}, folder, requeued
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("time_limit_grid")
 def test_a_requeued_job_resumes_from_its_finished_stages(requeue_grid, released):
     outcomes, folder, requeued = requeue_grid
@@ -252,6 +255,7 @@ def test_a_requeued_job_resumes_from_its_finished_stages(requeue_grid, released)
     assert "resumed: reused fold_0" in Path(outcome.stdout).read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("time_limit_grid")
 def test_a_bad_input_job_fails_once_with_its_message_and_log(requeue_grid):
     outcome = requeue_grid[0]["fus2nett"]
@@ -259,6 +263,7 @@ def test_a_bad_input_job_fails_once_with_its_message_and_log(requeue_grid):
     assert "did you mean fus2net" in outcome.message and Path(outcome.log).is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("time_limit_grid")
 def test_ctrl_c_of_the_suite_cancels_its_queued_and_running_jobs(small_synthetic, tmp_path):
     # more 1-CPU jobs than the node has CPUs (2 models x seeds; 4 on 2 CPUs): some run and the
@@ -300,6 +305,7 @@ def test_ctrl_c_of_the_suite_cancels_its_queued_and_running_jobs(small_synthetic
         states
 
 
+@pytest.mark.slow
 def test_a_job_past_its_time_limit_is_checkpointed_requeued_and_finishes(time_limit_grid,
                                                                          released):
     (outcome,) = time_limit_grid.result(timeout_s=180)

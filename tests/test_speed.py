@@ -13,6 +13,7 @@ def test_paper_protocol_is_about_410k_image_steps_on_busi():
     assert paper_image_steps() == 401_740
 
 
+@pytest.mark.slow
 def test_speed_table_has_all_three_pipelines_and_the_device(small_synthetic, tmp_path):
     assert main(["--models", "zeimarani_cnn", "--device", "cpu", "--data", str(small_synthetic),
                  "--img-size", "48", "--steps", "2", "--warmup", "1", "--workers", "0",

@@ -38,6 +38,7 @@ def _groups_ok(manifest: pd.DataFrame) -> None:
     assert (train.groupby("group").fold.nunique() == 1).all()
 
 
+@pytest.mark.slow
 def test_duplicate_groups_never_cross_train_test_or_folds(with_duplicates):
     index = load_index(with_duplicates)
     manifest, report = make_split(index, SplitConfig(test_per_class=15, folds=4))
@@ -48,6 +49,7 @@ def test_duplicate_groups_never_cross_train_test_or_folds(with_duplicates):
     assert len(report["duplicate_groups"]) >= 6
 
 
+@pytest.mark.slow
 def test_label_conflicts_are_excluded_and_reported(with_duplicates):
     manifest, report = make_split(load_index(with_duplicates), SplitConfig(test_per_class=15, folds=4))
     excluded = set(manifest[manifest.split == "excluded"].id)
@@ -55,6 +57,7 @@ def test_label_conflicts_are_excluded_and_reported(with_duplicates):
     assert len(report["excluded_label_conflicts"]) == 1
 
 
+@pytest.mark.slow
 def test_test_set_is_balanced_and_folds_are_stratified(small_synthetic):
     manifest, report = make_split(load_index(small_synthetic), SplitConfig(test_per_class=20, folds=5))
     test = manifest[manifest.split == "test"]
@@ -66,17 +69,20 @@ def test_test_set_is_balanced_and_folds_are_stratified(small_synthetic):
     assert ratios.max() - ratios.min() < 0.25
 
 
+@pytest.mark.slow
 def test_split_is_deterministic_for_a_seed(small_synthetic):
     a, _ = make_split(load_index(small_synthetic), SplitConfig(test_per_class=20, folds=5))
     b, _ = make_split(load_index(small_synthetic), SplitConfig(test_per_class=20, folds=5))
     pd.testing.assert_frame_equal(a, b)
 
 
+@pytest.mark.slow
 def test_too_few_images_for_the_held_out_test_is_a_clear_error(small_synthetic):
     with pytest.raises(BenchError, match="too few usable benign images"):
         make_split(load_index(small_synthetic), SplitConfig(test_per_class=61))
 
 
+@pytest.mark.slow
 def test_leaky_manifest_is_refused(small_synthetic):
     manifest, _ = make_split(load_index(small_synthetic), SplitConfig(test_per_class=20, folds=5))
     leaky = manifest.copy()

@@ -57,6 +57,7 @@ def _members(cache: ImageCache, sizes: list[int], dtype: torch.dtype = torch.flo
     return out
 
 
+@pytest.mark.slow
 def test_stacked_training_equals_sequential_training_of_each_member():
     """Unequal training sets (37 and 50 images: partial batches of 5 and 2, 3 vs 4 steps per
     epoch, so one member sits out a step), augmentation, BatchNorm and Fus2Net's L2 term, Adam:
@@ -137,6 +138,7 @@ def test_every_registered_model_trains_in_the_stacked_engine(name):
             assert any("running_" in k for k in keep)
 
 
+@pytest.mark.slow
 def test_bf16_autocast_the_cuda_setting_works_through_vmap_like_the_reference_engine(monkeypatch):
     """On CUDA both engines run the model under bf16 autocast. CPU autocast goes through the same
     dispatch (autocast above vmap and functional_call), so it shows here that the stacked engine

@@ -90,6 +90,7 @@ def test_calibration_slope_and_intercept_recover_a_known_miscalibration():
     assert abs(calibration_slope_intercept(y, too_high)[1] + 1) < 0.05
 
 
+@pytest.mark.slow
 def test_patient_bootstrap_is_wider_when_images_of_a_patient_agree():
     from bench.evaluation.stats import cluster_bootstrap_auc
     rng = np.random.default_rng(1)

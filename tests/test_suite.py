@@ -7,9 +7,8 @@ import pytest
 from bench.cli.suite import main, parse_seeds
 from bench.core.errors import BenchError
 
-pytestmark = pytest.mark.slow  # end-to-end: trains, or runs a command
 
-
+@pytest.mark.slow
 def test_suite_with_two_seeds_gives_per_seed_and_aggregated_rows(small_synthetic, tmp_path,
                                                                   capsys):
     out = tmp_path / "res"
@@ -43,6 +42,7 @@ def test_seeds_option_is_checked():
             parse_seeds(bad)
 
 
+@pytest.mark.slow
 def test_on_a_cpu_the_default_leaves_the_experiments_out_and_says_so(small_synthetic, tmp_path,
                                                                      capsys):
     out = tmp_path / "res"

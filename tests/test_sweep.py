@@ -57,10 +57,12 @@ def test_the_model_after_epoch_e_is_the_model_of_an_e_epoch_run():
 
 
 @pytest.mark.slow
-def test_sweep_writes_curves_from_cv_folds_only_and_reuses_them(tmp_path, capsys):
+def test_sweep_writes_curves_from_cv_folds_only_and_reuses_them(small_synthetic, tmp_path,
+                                                                capsys):
     out = tmp_path / "sweep"
     args = ["--models", "zeimarani_cnn", "--epochs", "3", "--cv-folds", "2", "--use-folds", "0",
-            "--profile", "smoke", "--test-per-class", "20", "--no-progress", "--out", str(out)]
+            "--profile", "smoke", "--test-per-class", "20", "--no-progress", "--out", str(out),
+            "--data", str(small_synthetic)]
     assert main(args) == 0
     curves = pd.read_csv(out / "curves.csv")
     assert list(curves.epoch) == [1, 2, 3] and set(curves.fold) == {0}
@@ -72,7 +74,8 @@ def test_sweep_writes_curves_from_cv_folds_only_and_reuses_them(tmp_path, capsys
     (pred,) = (out / "curves").glob("*_pred.csv")
     scored = set(pd.read_csv(pred, dtype={"id": str}).id)
     p = prepare(options_from_argv(["--model", "zeimarani_cnn", "--folds", "2", "--profile",
-                                   "smoke", "--test-per-class", "20", "--out", str(tmp_path / "x")]))
+                                   "smoke", "--test-per-class", "20", "--out", str(tmp_path / "x"),
+                                   "--data", str(small_synthetic)]))
     rows = p.manifest
     assert scored and scored <= set(rows.id[rows.split == "train"])  # never a test image
     capsys.readouterr()
@@ -81,10 +84,10 @@ def test_sweep_writes_curves_from_cv_folds_only_and_reuses_them(tmp_path, capsys
 
 
 @pytest.mark.parametrize("bad", [["--use-folds", "x"], ["--use-folds", "7"], ["--epochs", "0"]])
-def test_bad_sweep_options_are_one_line(bad, tmp_path, capsys):
+def test_bad_sweep_options_are_one_line(bad, tiny_synthetic, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["--models", "zeimarani_cnn", "--cv-folds", "2", "--profile", "smoke",
-              "--out", str(tmp_path), *bad])
+              "--data", str(tiny_synthetic), "--test-per-class", "4", "--out", str(tmp_path), *bad])
     assert exc.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Traceback" not in err[0]

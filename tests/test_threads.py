@@ -51,6 +51,7 @@ def test_the_executor_environment_sets_every_native_pool_before_python_starts():
     assert f"export {ENV_FROM}=--cpus-per-job" in lines
 
 
+@pytest.mark.slow
 def test_a_local_job_starts_with_the_threads_of_its_cpus_per_job(tmp_path):
     """A real local-executor job: its pools and environment as it starts, before it sets
     anything itself (the interop pool has no environment variable; the job sets it first)."""

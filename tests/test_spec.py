@@ -1,0 +1,116 @@
+"""``bench.engine.spec``: what names a run folder (the hashed :class:`RunSpec`) and what does not
+(:class:`Execution`, the unresolved :class:`RunOptions`) (docs/protocol.md, "Runs")."""
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.core.paths import RESULTS_DIR
+from bench.engine.spec import Execution, RunOptions, RunSpec
+
+SPEC = RunSpec(model="fus2net", model_kwargs={"in_chans": 3, "pretrained": "none"},
+               weights="random", img_size=64, batch_size=16, epochs=20, folds=0,
+               train_limit=520, val_limit=None, optimizer="adam", lr=0.001, augment=True,
+               channels=3, seed=0, data_kind="busi", manifest_sha256="ab" * 32,
+               skip_bad_images=False, code_version="0123456789ab", data_sha256="cd" * 32)
+COMMITTED = sorted(RESULTS_DIR.glob("**/runs/*/config.json"))
+
+
+def spec_of(settings: dict) -> RunSpec:
+    """The spec a run recorded in ``config.json``'s flat ``settings`` (spec and execution)."""
+    names = {f.name for f in dataclasses.fields(RunSpec)}
+    return RunSpec(**{k: v for k, v in settings.items() if k in names},
+                   stacked=settings.get("engine") == "stacked")
+
+
+@pytest.mark.skipif(not COMMITTED, reason="no committed run folders in results/")
+def test_every_committed_run_folder_is_named_by_the_hash_of_its_recorded_spec():
+    """The hash is stable: a change to what is hashed, or how, would orphan every finished run."""
+    for path in COMMITTED:
+        settings = json.loads(path.read_text())["settings"]
+        assert path.parent.name.endswith("-" + spec_of(settings).hash()), path
+
+
+def test_the_hash_is_ten_hex_digits_and_the_same_for_equal_specs():
+    again = dataclasses.replace(SPEC, model_kwargs={"pretrained": "none", "in_chans": 3})
+    assert SPEC.hash() == again.hash()  # key order of the kwargs does not matter
+    assert len(SPEC.hash()) == 10 and int(SPEC.hash(), 16) >= 0
+
+
+@pytest.mark.parametrize("change", [
+    {"seed": 1}, {"epochs": 21}, {"img_size": 96}, {"lr": 0.01}, {"augment": False},
+    {"train_limit": None}, {"manifest_sha256": "ef" * 32}, {"data_sha256": "00" * 32},
+    {"code_version": "ba9876543210"}, {"weights": "imagenet:x"}, {"bn_recalibration": False},
+    {"model_kwargs": {"in_chans": 3, "pretrained": "none", "l2": 0.1}},
+])
+def test_every_setting_that_defines_the_result_changes_the_hash(change):
+    assert dataclasses.replace(SPEC, **change).hash() != SPEC.hash()
+
+
+def test_optional_keys_appear_only_when_set_so_older_runs_keep_their_hashes():
+    plain = SPEC.to_dict()
+    assert not {"stacked", "engine", "model_code", "annotations"} & set(plain)
+    stacked = dataclasses.replace(SPEC, stacked=True)
+    assert stacked.to_dict()["engine"] == "stacked" and stacked.hash() != SPEC.hash()
+    plugin = dataclasses.replace(SPEC, model_code="a1b2c3d4e5f6")
+    assert plugin.to_dict()["model_code"] == "a1b2c3d4e5f6" and plugin.hash() != SPEC.hash()
+    cleaned = dataclasses.replace(SPEC, annotations="clean:telea:1")
+    assert cleaned.to_dict()["annotations"] == "clean:telea:1" and cleaned.hash() != SPEC.hash()
+
+
+def test_how_a_run_is_carried_out_is_recorded_but_not_hashed():
+    ex = Execution(device="cuda", channels_last=True, save_fold_weights=True, concurrent=3,
+                   progress=False)
+    assert ex.to_dict() == {"device": "cuda", "channels_last": True, "save_fold_weights": True,
+                            "concurrent": 3}
+    assert not set(ex.to_dict()) & set(SPEC.to_dict())  # settings = spec + execution, flat
+    assert Execution(progress=False) == Execution(progress=True)  # progress bars change nothing
+
+
+def test_options_are_frozen_and_list_only_the_overrides_given():
+    options = RunOptions(data=Path("d"), epochs=3, lr=0.0, seed=4)
+    assert options.overrides() == {"epochs": 3, "lr": 0.0}  # 0.0 is given, None is not
+    assert RunOptions().overrides() == {}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.epochs = 5  # type: ignore[misc]
+    changed = dataclasses.replace(options, folds=2, img_size=96)
+    assert changed.overrides() == {"folds": 2, "epochs": 3, "img_size": 96, "lr": 0.0}
+    assert options.overrides() == {"epochs": 3, "lr": 0.0}
+
+
+@pytest.mark.parametrize("profile, expected", [
+    # (img_size, epochs, folds, train_limit, val_limit, batch_size)
+    ("paper", (299, 53, 10, None, None, 16)),  # the model's input size and recipe epochs
+    ("cpu", (64, 20, 0, 520, None, 16)),
+    ("smoke", (64, 1, 2, 16, 16, 16)),
+])
+def test_options_resolve_to_the_profile_s_settings_and_the_model_recipe(
+        profile, expected, tiny_synthetic, tmp_path):
+    from bench.engine.runner import prepare
+
+    options = RunOptions(data=tiny_synthetic, profile=profile, test_per_class=4, device="cpu",
+                         out=tmp_path, progress=False)
+    spec = prepare(options).spec
+    assert (spec.img_size, spec.epochs, spec.folds, spec.train_limit, spec.val_limit,
+            spec.batch_size) == expected
+    assert (spec.model, spec.optimizer, spec.lr, spec.weights) == ("fus2net", "adam", None,
+                                                                   "random")
+    assert spec.data_kind == "synthetic" and len(spec.manifest_sha256) == 64
+
+
+def test_flags_override_the_profile_and_the_recipe_and_change_the_hash(tiny_synthetic,
+                                                                       tmp_path):
+    from bench.engine.runner import prepare
+
+    base = RunOptions(data=tiny_synthetic, profile="smoke", test_per_class=4, device="cpu",
+                      out=tmp_path, progress=False)
+    plain = prepare(base).spec
+    given = prepare(dataclasses.replace(base, epochs=3, img_size=96, optimizer="sgd", lr=0.01,
+                                        folds=0, seed=2)).spec
+    assert (given.epochs, given.img_size, given.optimizer, given.lr, given.folds, given.seed) == \
+        (3, 96, "sgd", 0.01, 0, 2)
+    assert given.train_limit == plain.train_limit == 16  # what was not given stays the profile's
+    assert given.hash() != plain.hash()
+    assert prepare(dataclasses.replace(base, progress=True, threads=1)).spec == plain
