@@ -600,7 +600,7 @@ def test_the_run_s_own_images_are_refused_as_an_external_set(small_synthetic, sy
                                        for k in range(len(index.samples))]})
     for given in (str(small_synthetic), str(synthetic_copy)):  # the same files; a byte copy
         (ext,) = resolve_external([given])
-        with pytest.raises(BenchError, match=rf"external={given}: 120 of its 120 images are the "
+        with pytest.raises(BenchError, match=rf"`external`={given}: 120 of its 120 images are the "
                                              "run's own training or test images"):
             check_not_own_images(ext, index, manifest)
     half = tmp_path / "half"

@@ -296,9 +296,9 @@ def test_sections_appear_in_order_and_a_section_without_data_leaves_no_stale_fil
 
 
 def test_library_errors_are_said_in_the_command_s_flags(tmp_path, capsys):
-    from bench.cli.flags import flag_words
+    from bench.core.errors import in_flag_words
 
-    assert flag_words("`profile`=cpu: no runs; give `n_boot` or `runs`") == \
+    assert in_flag_words("`profile`=cpu: no runs; give `n_boot` or `runs`") == \
         "--profile cpu: no runs; give --n-boot or --runs"
     (tmp_path / "file").write_text("")
     with pytest.raises(SystemExit) as exc:

@@ -31,5 +31,5 @@ def test_members_option_times_each_stacked_size_once_and_rejects_nonsense():
     assert parse_members("11,4,1,4", "cuda") == [4, 11]  # 1 is the reference engine's row
     assert parse_members("0", "cuda") == []
     for bad in ("four", "-2", "4,,11"):
-        with pytest.raises(BenchError, match="members="):
+        with pytest.raises(BenchError, match="`members`="):
             parse_members(bad, "cuda")

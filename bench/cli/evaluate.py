@@ -15,7 +15,6 @@ import shlex
 import sys
 from pathlib import Path
 
-from bench.cli.flags import flag_errors
 from bench.core.errors import BenchError, cli_main, number
 from bench.core.paths import RESULTS_DIR
 from bench.core.provenance import portable
@@ -51,7 +50,6 @@ def _template(args: argparse.Namespace) -> int:
 
 
 @cli_main
-@flag_errors
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.template:

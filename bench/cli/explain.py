@@ -8,8 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.cli.flags import flag_errors, flag_words
-from bench.core.errors import BenchError, cli_main
+from bench.core.errors import BenchError, cli_main, in_flag_words
 from bench.core.tablefmt import write_table
 from bench.engine.device import resolve_device
 from bench.evaluation.explain import METHODS, explain_runs
@@ -42,13 +41,12 @@ def write_explanations(runs_dir: Path, out: Path) -> None:
 
 
 @cli_main
-@flag_errors
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     device = resolve_device(args.device)
     problems = explain_runs(load_runs(args.runs), args.method, device=device, data=args.data)
     for line in problems:
-        print(f"not explained: {flag_words(line)}", file=sys.stderr)
+        print(f"not explained: {in_flag_words(line)}", file=sys.stderr)
     if args.out is not None:
         write_explanations(args.runs, args.out)
     if problems:

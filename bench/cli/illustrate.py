@@ -8,7 +8,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.cli.flags import flag_errors
 from bench.core.errors import BenchError, cli_main
 from bench.evaluation.illustrate import illustrate_run
 from bench.reporting.runs import load_runs
@@ -25,7 +24,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 @cli_main
-@flag_errors
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     runs = [r for r in load_runs(args.runs) if r.model == args.model]

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.cli.flags import flag_errors
 from bench.core.errors import BenchError, cli_main
 from bench.evaluation.reliance import reliance_run
 from bench.reporting.runs import load_runs
@@ -48,7 +47,6 @@ def write_reliance(runs_dir: Path, out: Path | None = None, device: str = "cpu",
 
 
 @cli_main
-@flag_errors
 def main(argv: list[str] | None = None) -> int:
     a = build_parser().parse_args(argv)
     if not a.runs.is_dir():

@@ -13,7 +13,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.cli.flags import flag_errors
 from bench.core.errors import cli_main, number
 from bench.core.paths import RESULTS_DIR
 from bench.reporting.report import ReportOptions, build_report
@@ -35,7 +34,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 @cli_main
-@flag_errors
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     result = build_report(args.runs, args.out, ReportOptions(

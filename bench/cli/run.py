@@ -13,10 +13,8 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
-from dataclasses import fields
 from pathlib import Path
 
-from bench.cli.flags import translated
 from bench.core.errors import cli_main, number
 from bench.core.paths import RESULTS_DIR
 from bench.core.provenance import portable
@@ -138,7 +136,6 @@ def options_from_argv(argv: list[str] | None) -> RunOptions:
 
 
 @cli_main
-@translated(field.name for field in fields(RunOptions))
 def main(argv: list[str] | None = None) -> int:
     options = options_from_argv(argv)
     result = run(options)

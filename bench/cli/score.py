@@ -8,14 +8,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.cli.flags import translated
 from bench.core.errors import BenchError, cli_main
 from bench.engine.device import resolve_device
 from bench.evaluation.score import run_folders, score_run
 
 
 @cli_main
-@translated(("runs",))
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.score", description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=Path, required=True, help="a run folder or a folder of runs")

@@ -7,7 +7,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.cli.flags import translated
 from bench.core.errors import cli_main, number
 from bench.core.paths import RESULTS_DIR
 from bench.engine.device import resolve_device
@@ -33,7 +32,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 @cli_main
-@translated(("img_size", "members", "steps"))
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     options = SpeedOptions(device=resolve_device(args.device), models=tuple(args.models.split(",")),

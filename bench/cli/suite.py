@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench.cli.run import options_from_argv, print_summary
-from bench.core.errors import BenchError, cli_main
+from bench.core.errors import BenchError, cli_main, in_flag_words
 from bench.core.paths import RESULTS_DIR
 from bench.core.provenance import portable
 from bench.data.multisite import site_name, site_paths
@@ -361,6 +361,9 @@ def settings_from_args(args: argparse.Namespace, passthrough: list[str], command
 class CommandLine(SuiteObserver):
     """The suite as the command line shows it: each run's summary as ``python -m bench.run``
     prints it."""
+
+    def words(self, message: str) -> str:
+        return in_flag_words(message)
 
     def finished(self, job: Job, result: RunResult) -> None:
         print_summary(job.options.model, result.metrics, result.run_dir, result.seconds,

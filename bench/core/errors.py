@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -35,6 +36,20 @@ class BenchError(UserError):
     """A problem with the user's input or environment, reported as one line without traceback."""
 
 
+# The library names parameters in backticks (`pretrained`=hub, `img_size`); a command says its
+# flags instead: --pretrained hub, --img-size (a parameter whose flag has another name is listed).
+FLAGS = {"in_chans": "--channels"}
+_PARAM = re.compile(r"`(\w+)`(?:=('?)([^'\s;,)]*)\2)?")
+
+
+def in_flag_words(message: str, flags: dict[str, str] = FLAGS) -> str:
+    """``message`` with each `parameter` (and `parameter`=value) said as the command's flag."""
+    def say(m: re.Match) -> str:
+        flag = flags.get(m.group(1), "--" + m.group(1).replace("_", "-"))
+        return f"{flag} {m.group(3)}" if m.group(3) else flag
+    return _PARAM.sub(say, message)
+
+
 def cli_main(func: F) -> F:
     """Wrap a CLI ``main``: a :class:`BenchError` prints ``error: ...`` and exits with code 2."""
 
@@ -43,7 +58,7 @@ def cli_main(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except UserError as exc:  # BenchError, or the model package's own
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {in_flag_words(str(exc))}", file=sys.stderr)
             raise SystemExit(EXIT_USAGE) from None
         except KeyboardInterrupt:
             print("interrupted: finished folds are saved; rerun the same command to resume",

@@ -81,7 +81,7 @@ def resolve_concurrency(value: str, device: str, stages: int) -> int:
     except ValueError:
         n = 0
     if n < 1:
-        raise BenchError(f"concurrent_folds={value!r}: give a positive integer or auto")
+        raise BenchError(f"`concurrent_folds`={value!r}: give a positive integer or auto")
     return min(n, stages)
 
 
@@ -91,8 +91,8 @@ def resolve_split(o: RunOptions, index: DataIndex, folds: int
     path = o.split if o.split is not None else DEFAULT_SPLITS.get(index.kind)
     if path is not None and (o.split is not None or path.is_file()):
         manifest = read_manifest(path)
-        match_manifest(manifest, index, f"split={path}")
-        check_leakage(manifest, f"split={path}", index)
+        match_manifest(manifest, index, f"`split`={path}")
+        check_leakage(manifest, f"`split`={path}", index)
         return manifest, None, portable(path)
     # 10 manifest folds serve every K-fold run with K dividing 10 (stage_plan takes fold % K), so
     # the runs of one suite share one manifest; other K get a manifest of their own
@@ -121,7 +121,7 @@ def runs_of_older_code(out: Path, name: str, spec: dict) -> str | None:
 
 def check_usable(manifest: pd.DataFrame, source: str) -> None:
     """A run needs training images and a held-out test set with both classes (SPEC §3)."""
-    where = f"split={source}" if source != "generated" else "the generated split"
+    where = f"`split`={source}" if source != "generated" else "the generated split"
     for part in ("train", "test"):
         labels = set(manifest.label[manifest.split == part].astype(int))
         if labels != {0, 1}:
@@ -144,11 +144,11 @@ def pretrained_request(value: str, name: str, published: str) -> str:
     """What the model factory gets for ``--pretrained value``; a missing file is always an error."""
     if value == "require":
         if published != "imagenet":
-            raise BenchError(f"pretrained=require: {name} has no ImageNet weights (it trains from "
-                             "scratch); leave pretrained= out")
+            raise BenchError(f"`pretrained`=require: {name} has no ImageNet weights (it trains from "
+                             "scratch); leave `pretrained` out")
         return "auto"
     if value not in ("auto", "hub", "none") and not Path(value).is_file():
-        raise BenchError(f"pretrained={value}: weights file does not exist")
+        raise BenchError(f"`pretrained`={value}: weights file does not exist")
     return value
 
 
@@ -158,9 +158,9 @@ def check_weights(value: str, name: str, published: str, provenance: str) -> str
         return None
     if value == "require":
         raise BenchError(
-            f"pretrained=require: no ImageNet weights for {name} here (timm's hub is not cached "
+            f"`pretrained`=require: no ImageNet weights for {name} here (timm's hub is not cached "
             "and not reachable); fetch them once where there is network (they land in the Hugging "
-            "Face cache, HF_HOME) or pass pretrained=PATH (.safetensors or a PyTorch state dict)")
+            "Face cache, HF_HOME) or pass `pretrained`=PATH (.safetensors or a PyTorch state dict)")
     return (f"warning: {name} is a transfer-learning baseline but no ImageNet weights are "
             f"available here: it trains from random init, which is not the published method "
             f"(--pretrained PATH or a hub cache provides them; --pretrained require stops instead)")
@@ -241,7 +241,7 @@ def read_data(o: RunOptions, folds: int) -> tuple[DataIndex, pd.DataFrame, dict 
     check_usable(manifest, split_source)
     max_folds = int(manifest.fold.max()) + 1
     if folds > max_folds:
-        raise BenchError(f"folds={folds}: the split manifest has only {max_folds} folds; "
+        raise BenchError(f"`folds`={folds}: the split manifest has only {max_folds} folds; "
                          "rebuild it with python -m bench.split --folds N")
     return index, manifest, report, split_source
 
@@ -251,7 +251,7 @@ def model_options(o: RunOptions) -> dict:
     extra: dict = {}
     if o.l2 is not None:
         if o.model != "fus2net":
-            raise BenchError(f"l2= applies to fus2net's FC layer only, not to {o.model}")
+            raise BenchError(f"`l2` applies to fus2net's FC layer only, not to {o.model}")
         extra["l2"] = o.l2
     if o.dropout is not None:
         extra["dropout"] = o.dropout
@@ -260,7 +260,7 @@ def model_options(o: RunOptions) -> dict:
 
 def input_size(o: RunOptions, cfg: ModelConfig, profile: Profile) -> int:
     if o.img_size is not None and o.img_size < cfg.min_input_size:
-        raise BenchError(f"img_size={o.img_size}: {o.model} needs at least "
+        raise BenchError(f"`img_size`={o.img_size}: {o.model} needs at least "
                          f"{cfg.min_input_size} px")
     return max(profile.img_size, cfg.min_input_size) if profile.img_size else cfg.input_size
 
@@ -278,7 +278,7 @@ def run_weights(o: RunOptions, cfg: ModelConfig, extra: dict, img_size: int
     except Exception as exc:  # noqa: BLE001 - a model from elsewhere that fails to build or run
         if origin is None or isinstance(exc, (UserError, MemoryError)) or is_out_of_memory(exc):
             raise
-        raise BenchError(f"model={o.model}: the model from {origin.describe()} fails to build "
+        raise BenchError(f"`model`={o.model}: the model from {origin.describe()} fails to build "
                          f"or to run a {img_size} px image ({one_line(exc)}); fix it there") from None
     return model_kwargs, stats, provenance, check_weights(o.pretrained, o.model, cfg.pretrained,
                                                           provenance)
@@ -306,7 +306,7 @@ def prepare(o: RunOptions) -> Prepared:
     profile = resolve_profile(o.profile, device, folds=o.folds, epochs=o.epochs,
                               img_size=o.img_size, batch_size=o.batch_size)
     if profile.folds == 1:
-        raise BenchError("folds=1 is not cross-validation; use 0 (no CV) or >= 2")
+        raise BenchError("`folds`=1 is not cross-validation; use 0 (no CV) or >= 2")
     ensure_writable(o.out)
     index, manifest, report, split_source = read_data(o, profile.folds)
     extra = model_options(o)
@@ -361,7 +361,7 @@ def check_not_own_images(ext: ExternalSet, index: DataIndex, manifest: pd.DataFr
         own = {file_sha256(p) for p in own_paths if p.is_file()}
         same = sum(file_sha256(p) in own for p in ext_paths if p not in own_paths) + same
     if same > most * len(ext_paths):
-        raise BenchError(f"external={ext.shown}: {same} of its {len(ext_paths)} images are the "
+        raise BenchError(f"`external`={ext.shown}: {same} of its {len(ext_paths)} images are the "
                          "run's own training or test images (same files or same bytes); an "
                          "external set must come from elsewhere (another hospital, scanner or "
                          "data set)")
@@ -400,9 +400,9 @@ def memory_errors_said(o: RunOptions):
         if not isinstance(exc, MemoryError) and not is_out_of_memory(exc):
             raise
         release_memory(resolve_device(o.device))
-        size = f"img_size={o.img_size}" if o.img_size is not None else "the profile's image size"
+        size = f"`img_size`={o.img_size}" if o.img_size is not None else "the profile's image size"
         raise BenchError(f"{size}: {o.model} does not fit in memory at this size and batch "
-                         "(an allocation failed); give a smaller img_size= or batch_size= "
+                         "(an allocation failed); give a smaller `img_size` or `batch_size` "
                          "(finished stages are kept)") from None
 
 
@@ -509,7 +509,7 @@ def train_run(p: Prepared, t_start: float, threads: dict | None = None) -> RunRe
     announce(p, threads)
     used = p.manifest[p.manifest.split != "excluded"]  # refused before anything is written
     check_fits(len(used) * spec.channels * spec.img_size ** 2, ex.device,
-               f"img_size={spec.img_size}", f"the image cache of {len(used)} images at "
+               f"`img_size`={spec.img_size}", f"the image cache of {len(used)} images at "
                f"{spec.img_size} px")
     record = start_record(p, threads)
     folder.write_config(record)

@@ -191,7 +191,7 @@ def parse_members(value: str | None, device: str) -> list[int]:
     except ValueError:
         counts = [-1]
     if any(c < 0 for c in counts):
-        raise BenchError(f"members={value!r}: give non-negative integers, e.g. 4,11 (0 skips "
+        raise BenchError(f"`members`={value!r}: give non-negative integers, e.g. 4,11 (0 skips "
                          "the stacked engine)")
     return sorted({c for c in counts if c > 1})
 
@@ -224,7 +224,7 @@ def time_model(name: str, size: int, images: Images, o: SpeedOptions, workers: i
                member_counts: list[int], peak: float, total_steps: int) -> list[dict]:
     """The timing rows of one model at ``size`` px: naive, ours and each stacked width."""
     rows, device = [], o.device
-    check_fits(len(images.rows) * 3 * size * size, device, f"img_size={size}",
+    check_fits(len(images.rows) * 3 * size * size, device, f"`img_size`={size}",
                f"the image cache of {len(images.rows)} images at {size} px")
     fwd = gflops(create_model(name), 3, size)
     cache = build_cache(images.index.root, images.rows, size, 3)[0].to(device)
@@ -270,9 +270,9 @@ def time_one(name: str, images: Images, o: SpeedOptions, workers: int, member_co
         if not is_out_of_memory(exc) and not isinstance(exc, MemoryError):
             raise
         release_memory(o.device)
-        raise BenchError(f"img_size={size}: {name} does not fit in {o.device} memory at "
+        raise BenchError(f"`img_size`={size}: {name} does not fit in {o.device} memory at "
                          f"{size} px ({len(images.rows)} images, batch 16); give a smaller "
-                         "img_size or steps") from None
+                         "`img_size` or `steps`") from None
 
 
 def measure(o: SpeedOptions) -> tuple[pd.DataFrame, str]:

@@ -220,7 +220,7 @@ def explain_run(run, method: str = "gradcam", *, device: str, data: Path | None 
     note). A run that cannot be explained (its data not found or not the same images, weights
     that do not fit) raises :class:`NotExplained`."""
     if method not in METHODS:
-        raise BenchError(f"method={method!r}: choose from {', '.join(METHODS)}")
+        raise BenchError(f"`method`={method!r}: choose from {', '.join(METHODS)}")
     weights = run.path / WEIGHTS
     out = RunFolder(run.path).explain(method)
     spec = RunSpec(**{k: v for k, v in run.settings.items() if k in RunSpec.__dataclass_fields__})

@@ -62,9 +62,9 @@ def score_run(run_dir: Path, external: list[str], device: str) -> dict[str, dict
 def run_folders(runs: Path) -> list[Path]:
     """``runs`` itself when it is a run folder, else the run folders in it."""
     if not runs.is_dir():
-        raise BenchError(f"runs={runs}: not a folder")
+        raise BenchError(f"`runs`={runs}: not a folder")
     folders = [runs] if (runs / "config.json").is_file() else sorted(
         d for d in runs.iterdir() if (d / "config.json").is_file())
     if not folders:
-        raise BenchError(f"runs={runs}: no run folders (config.json) in it")
+        raise BenchError(f"`runs`={runs}: no run folders (config.json) in it")
     return folders
