@@ -1,6 +1,6 @@
-"""``python -m bench.annotations``: the command; its code is :mod:`bench.data.annotate`."""
+"""``python -m bench.annotations``: the command; its code is :mod:`bench.cli.annotations`."""
 
-from bench.data.annotate import main
+from bench.cli.annotations import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -1,6 +1,6 @@
-"""``python -m bench.pairs``: the command; its code is :mod:`bench.data.pairs`."""
+"""``python -m bench.pairs``: the command; its code is :mod:`bench.cli.pairs`."""
 
-from bench.data.pairs import main
+from bench.cli.pairs import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

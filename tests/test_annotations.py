@@ -12,8 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
+from bench.cli.annotations import main as annotations_main
 from bench.core.provenance import NOT_TRAINING_CODE, code_version
-from bench.data.annotate import main as annotations_main
 from bench.data.annotations import INPAINT, clean, detect, paste, read_array
 from bench.data.planted import PlantedShortcut, draw_marks, planted_phantom
 from bench.engine.spec import RunSpec

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from bench.data.pairs import main
+from bench.cli.pairs import main
 from tests.helpers import call_main
 
 

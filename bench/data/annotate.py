@@ -1,5 +1,5 @@
 """Detect, remove and review the burnt-in annotations of a data set (docs/protocol.md, "Burnt-in
-annotations").
+annotations"); the command:
 
     python -m bench.annotations --data ../shared/data/BUSI --out OUT \\
         [--labels datasets/annotations/busi_labels.csv] [--method telea|ns]
@@ -19,7 +19,7 @@ marked images judged right).
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -28,10 +28,8 @@ import pandas as pd
 from PIL import Image, ImageDraw, ImageOps
 
 from bench.core.atomic import write_atomic, write_csv
-from bench.core.errors import BenchError, cli_main
+from bench.core.errors import BenchError
 from bench.data.annotations import CODE, INPAINT, KINDS, clean, detect, read_array
-from bench.data.datasets import KINDS as DATASET_KINDS
-from bench.data.datasets import load_index
 from bench.data.images import BadImageError
 
 COLOURS = {"caliper": (255, 40, 40), "line": (255, 200, 0), "text": (40, 160, 255),
@@ -119,7 +117,7 @@ def evaluate(labels: pd.DataFrame, found: dict[str, set[str]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _read_labels(path: Path) -> pd.DataFrame:
+def read_labels(path: Path) -> pd.DataFrame:
     try:
         labels = pd.read_csv(path, dtype={"id": str})
     except (OSError, ValueError) as exc:
@@ -130,51 +128,37 @@ def _read_labels(path: Path) -> pd.DataFrame:
     return labels
 
 
-def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m bench.annotations", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", type=Path, required=True, help="data set (any supported layout)")
-    ap.add_argument("--dataset", default="auto", choices=DATASET_KINDS)
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--method", default="telea", choices=sorted(INPAINT), help="inpainting method")
-    ap.add_argument("--labels", type=Path, help="images judged by eye, for precision and recall")
-    ap.add_argument("--part", default="held_out",
-                    help="the labelled part whose sheets are drawn (default held_out)")
-    ap.add_argument("--sheet-images", type=int, default=24,
-                    help="images with detections and without on the detections sheets")
-    return ap
+@dataclass(frozen=True)
+class Annotated:
+    """What :func:`annotate_dataset` found: the detections table, the inpainting errors, the
+    number of images with no mark and the images it could not read."""
+    table: pd.DataFrame
+    inpainting: pd.DataFrame
+    without_marks: int
+    skipped: list[str]
 
 
-@cli_main
-def main(argv: list[str] | None = None) -> int:
-    a = build_parser().parse_args(argv)
-    labels = _read_labels(a.labels) if a.labels else None
-    index = load_index(a.data, a.dataset)
-    out = a.out
-    rows, with_marks, without = [], [], []
+def annotate_dataset(index, out: Path, method: str = "telea", sheet_images: int = 24
+                     ) -> Annotated:
+    """Detect and inpaint every image of ``index``: masks, cleaned images, ``detections.csv``,
+    the detections sheets and ``inpainting.csv`` under ``out``."""
+    rows, with_marks, without, skipped = [], [], [], []
     found: dict[str, set[str]] = {}
     for s in index.samples:
         try:
             img = read_array(index.abspath(s))
         except BadImageError as exc:
-            print(f"skipped: {exc}")
+            skipped.append(str(exc))
             continue
         det = detect(img)
-        kinds_found = {m.kind for m in det.marks}
-        found[s.id] = kinds_found
-        stem = Path(s.path)
-        _mask_png(det.kinds, out / "masks" / stem.with_suffix(".png"))
-        cleaned = clean(img, det.mask, a.method)
-        write_atomic(out / "cleaned" / stem.with_suffix(".png"),
-                     lambda p, c=cleaned: Image.fromarray(c).save(p, format="PNG"))
-        rows.append({"id": s.id, "path": s.path, "label": s.label,
-                     **{k: int(k in kinds_found) for k in KINDS}, "marks": len(det.marks),
-                     "mask_fraction": round(float(det.mask.mean()), 5),
-                     "boxes": ";".join(f"{m.kind}:{','.join(map(str, m.box))}" for m in det.marks)})
+        found[s.id] = {m.kind for m in det.marks}
+        _write_cleaned(img, det, Path(s.path), out, method)
+        rows.append(_detection_row(s, det, found[s.id]))
         (with_marks if det.marks else without).append((s.id, img, det.kinds))
     table = pd.DataFrame(rows)
     write_csv(out / "detections.csv", table)
     rng = np.random.default_rng(0)
-    n = a.sheet_images // 2
+    n = sheet_images // 2
     pick = [with_marks[k] for k in sorted(rng.permutation(len(with_marks))[:n])] + \
            [without[k] for k in sorted(rng.permutation(len(without))[:n])]
     draw_sheets([(img, kinds, f"{i}: {', '.join(sorted(found[i])) or 'nothing found'}")
@@ -183,15 +167,21 @@ def main(argv: list[str] | None = None) -> int:
     clean_imgs = [img for _, img, _ in without]
     inpaint = inpainting_error(clean_imgs[:200], holes) if holes and clean_imgs else pd.DataFrame()
     write_csv(out / "inpainting.csv", inpaint)
-    print(f"{len(table)} images: " + ", ".join(f"{k} in {int(table[k].sum())}" for k in KINDS)
-          + f"; nothing found in {len(without)}")
-    if not inpaint.empty:
-        print("inpainting MAE on real annotation shapes: " + ", ".join(
-            f"{r.method} {r.mae:.2f}" for r in inpaint.itertuples()))
-    if labels is not None:
-        evaluate_labels(labels, index.root, out, a.part)
-    print(f"wrote {out}")
-    return 0
+    return Annotated(table, inpaint, len(without), skipped)
+
+
+def _write_cleaned(img: np.ndarray, det, stem: Path, out: Path, method: str) -> None:
+    _mask_png(det.kinds, out / "masks" / stem.with_suffix(".png"))
+    cleaned = clean(img, det.mask, method)
+    write_atomic(out / "cleaned" / stem.with_suffix(".png"),
+                 lambda p, c=cleaned: Image.fromarray(c).save(p, format="PNG"))
+
+
+def _detection_row(s, det, kinds_found: set[str]) -> dict:
+    return {"id": s.id, "path": s.path, "label": s.label,
+            **{k: int(k in kinds_found) for k in KINDS}, "marks": len(det.marks),
+            "mask_fraction": round(float(det.mask.mean()), 5),
+            "boxes": ";".join(f"{m.kind}:{','.join(map(str, m.box))}" for m in det.marks)}
 
 
 def evaluate_labels(labels: pd.DataFrame, root: Path, out: Path, part: str) -> pd.DataFrame:
@@ -227,6 +217,3 @@ def evaluate_labels(labels: pd.DataFrame, root: Path, out: Path, part: str) -> p
               f"{r.labelled} labelled in {r.images} images)")
     return ev
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

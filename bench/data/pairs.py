@@ -1,4 +1,5 @@
-"""``python -m bench.pairs``: the reviewed pairs behind the same-lesion rule (docs/protocol.md).
+"""The reviewed pairs behind the same-lesion rule (docs/protocol.md, Same lesion); the command is
+``python -m bench.pairs``.
 
 * ``sample``: draw image pairs of a data set across the whole range of every measure of
   :mod:`bench.data.lesion` (quantile bins of each measure over the candidate pairs, weighted
@@ -16,10 +17,8 @@
 
 from __future__ import annotations
 
-import argparse
 import re
-import sys
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -28,12 +27,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
 from bench.core.atomic import write_csv, write_json
-from bench.core.errors import BenchError, cli_main
+from bench.core.errors import BenchError
 from bench.data.copies import picture_of
-from bench.data.datasets import KINDS, load_index
+from bench.data.datasets import load_index
 from bench.data.lesion import (
     FEATURES,
-    RULE_FILE,
     LesionRule,
     PairEvidence,
     candidate_pairs,
@@ -190,11 +188,25 @@ def consecutive_numbers(ev: Evidence, reviewed: pd.DataFrame) -> dict:
             "used_by_the_rule": False}
 
 
-def cmd_fit(args) -> int:
-    reviewed = read_reviewed(args.reviewed)
-    base = replace(BOOTSTRAP_RULE, neighbours=args.neighbours, embed_side=args.embed_side,
-                   threshold=args.threshold, linkage=args.threshold)
-    ev = Evidence(args.data, args.dataset, base)
+@dataclass(frozen=True)
+class FitSettings:
+    """How the rule is fitted: the data set, its candidate pairs and the grouping threshold."""
+    data: Path | None
+    dataset: str = "auto"
+    neighbours: int = 10
+    embed_side: int = 128
+    threshold: float = 0.5
+
+
+def fit_reviewed(reviewed_csv: Path, out: Path, s: FitSettings, force: bool = False) -> dict:
+    """Fit the rule on the judged pairs of ``reviewed_csv``, measure it and write it to ``out``
+    (``force``: replace an existing file). Returns the rule's validation record."""
+    if s.neighbours < 1:
+        raise BenchError("`neighbours` must be >= 1")
+    reviewed = read_reviewed(reviewed_csv)
+    base = replace(BOOTSTRAP_RULE, neighbours=s.neighbours, embed_side=s.embed_side,
+                   threshold=s.threshold, linkage=s.threshold)
+    ev = Evidence(s.data, s.dataset, base)
     judged = reviewed[reviewed.verdict != "unsure"].reset_index(drop=True)
     pairs = ev.indices(judged.a, judged.b)
     x, y = ev.features(pairs), (judged.verdict == "same").to_numpy().astype(int)
@@ -206,57 +218,26 @@ def cmd_fit(args) -> int:
         **validate(ev, pairs, x, y, base),
         "consecutive_file_numbers": consecutive_numbers(ev, reviewed),
     }
-    rule = replace(fit_rule(x, y, base), fitted_on=f"{args.reviewed.name} ({len(judged)} judged "
+    rule = replace(fit_rule(x, y, base), fitted_on=f"{reviewed_csv.name} ({len(judged)} judged "
                    f"pairs of {ev.index.kind})", validation=validation)
-    if args.out.exists() and not args.force:
-        raise BenchError(f"--out {args.out}: exists; pass --force to replace it")
-    write_json(args.out, asdict(rule))
-    p, g = validation["pairs"][f"threshold {rule.threshold:g}"], validation[
-        "groups_average_linkage"]
-    print(f"wrote {args.out}: pairs precision {p['precision']} recall {p['recall']}; groups "
-          f"(average linkage) precision {g['precision']} recall {g['recall']}, largest group "
-          f"{g['largest_group_over_folds']}")
-    return 0
+    if out.exists() and not force:
+        raise BenchError(f"`out` {out}: exists; pass `force` to replace it")
+    write_json(out, asdict(rule))
+    return {"threshold": rule.threshold, **validation}
 
 
-def cmd_sample(args) -> int:
-    ev = Evidence(args.data, args.dataset, replace(BOOTSTRAP_RULE, neighbours=args.neighbours))
-    csv = args.out.with_suffix(".csv")
-    if csv.exists() and not args.force:
-        raise BenchError(f"--out {csv}: exists; pass --force to replace it")
-    pairs = sample_pairs(ev, args.per_bin, args.random, args.seed)
+def sample_for_review(out: Path, s: FitSettings, per_bin: int = 5, n_random: int = 20,
+                      seed: int = 7, force: bool = False) -> tuple[Path, int, int]:
+    """Draw pairs to judge: ``<out>.csv`` and numbered contact sheets in ``out``. Returns the CSV,
+    the number of pairs and of sheets."""
+    if s.neighbours < 1:
+        raise BenchError("`neighbours` must be >= 1")
+    ev = Evidence(s.data, s.dataset, replace(BOOTSTRAP_RULE, neighbours=s.neighbours))
+    csv = out.with_suffix(".csv")
+    if csv.exists() and not force:
+        raise BenchError(f"`out` {csv}: exists; pass `force` to replace it")
+    pairs = sample_pairs(ev, per_bin, n_random, seed)
     write_csv(csv, pairs)
     sheets = pair_sheets(ev.index, list(pairs[["pair", "a", "b"]].itertuples(index=False,
-                                                                           name=None)), args.out)
-    print(f"wrote {csv} ({len(pairs)} pairs) and {len(sheets)} contact sheets in {args.out}/; "
-          "fill in the verdict column, then run python -m bench.pairs fit")
-    return 0
-
-
-@cli_main
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench.pairs", description=__doc__.split("\n\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
-    for name in ("sample", "fit"):
-        q = sub.add_parser(name)
-        q.add_argument("--data", type=Path, default=None, help="data root (default: phantom)")
-        q.add_argument("--dataset", default="auto", choices=KINDS)
-        q.add_argument("--neighbours", type=int, default=10)
-        q.add_argument("--force", action="store_true")
-    s, f = sub.choices["sample"], sub.choices["fit"]
-    s.add_argument("--out", type=Path, required=True, help="folder of sheets; CSV beside it")
-    s.add_argument("--per-bin", type=int, default=5)
-    s.add_argument("--random", type=int, default=20)
-    s.add_argument("--seed", type=int, default=7)
-    f.add_argument("--reviewed", type=Path, required=True)
-    f.add_argument("--out", type=Path, default=RULE_FILE)
-    f.add_argument("--embed-side", type=int, default=128)
-    f.add_argument("--threshold", type=float, default=0.5)
-    args = p.parse_args(argv)
-    if args.neighbours < 1:
-        raise BenchError("--neighbours must be >= 1")
-    return cmd_fit(args) if args.command == "fit" else cmd_sample(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+                                                                           name=None)), out)
+    return csv, len(pairs), len(sheets)

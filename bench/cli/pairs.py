@@ -1,0 +1,54 @@
+"""``python -m bench.pairs sample|fit``: the reviewed pairs behind the same-lesion rule
+(:mod:`bench.data.pairs`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bench.core.errors import cli_main
+from bench.data.datasets import KINDS
+from bench.data.lesion import RULE_FILE
+from bench.data.pairs import FitSettings, fit_reviewed, sample_for_review
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench.pairs",
+                                description="the reviewed pairs behind the same-lesion rule")
+    sub = p.add_subparsers(dest="command", required=True)
+    for name in ("sample", "fit"):
+        q = sub.add_parser(name)
+        q.add_argument("--data", type=Path, default=None, help="data root (default: phantom)")
+        q.add_argument("--dataset", default="auto", choices=KINDS)
+        q.add_argument("--neighbours", type=int, default=10)
+        q.add_argument("--force", action="store_true")
+    s, f = sub.choices["sample"], sub.choices["fit"]
+    s.add_argument("--out", type=Path, required=True, help="folder of sheets; CSV beside it")
+    s.add_argument("--per-bin", type=int, default=5)
+    s.add_argument("--random", type=int, default=20)
+    s.add_argument("--seed", type=int, default=7)
+    f.add_argument("--reviewed", type=Path, required=True)
+    f.add_argument("--out", type=Path, default=RULE_FILE)
+    f.add_argument("--embed-side", type=int, default=128)
+    f.add_argument("--threshold", type=float, default=0.5)
+    return p
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "fit":
+        settings = FitSettings(args.data, args.dataset, args.neighbours, args.embed_side,
+                               args.threshold)
+        v = fit_reviewed(args.reviewed, args.out, settings, args.force)
+        p, g = v["pairs"][f"threshold {v['threshold']:g}"], v["groups_average_linkage"]
+        print(f"wrote {args.out}: pairs precision {p['precision']} recall {p['recall']}; groups "
+              f"(average linkage) precision {g['precision']} recall {g['recall']}, largest group "
+              f"{g['largest_group_over_folds']}")
+        return 0
+    csv, n_pairs, n_sheets = sample_for_review(
+        args.out, FitSettings(args.data, args.dataset, args.neighbours), args.per_bin,
+        args.random, args.seed, args.force)
+    print(f"wrote {csv} ({n_pairs} pairs) and {n_sheets} contact sheets in {args.out}/; "
+          "fill in the verdict column, then run python -m bench.pairs fit")
+    return 0
