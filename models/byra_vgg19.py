@@ -1,4 +1,4 @@
-"""Byra et al. 2019: ImageNet VGG19 fine-tuned behind a learnable "matching layer" (SPEC §1 comparison methods).
+"""Byra et al. 2019: ImageNet VGG19 fine-tuned behind a learnable "matching layer" (docs/protocol.md, Comparison models).
 
 Byra M. et al., "Breast mass classification in sonography with transfer learning using a deep
 convolutional neural network and color conversion", Med Phys 46(2):746–55 (2019).

@@ -1,4 +1,4 @@
-"""Fus2Net (Ma et al., BioMed Eng OnLine 20:112, 2021), as reconstructed in SPEC §2.
+"""Fus2Net (Ma et al., BioMed Eng OnLine 20:112, 2021), as reconstructed in docs/protocol.md, Fus2Net reconstruction.
 
 The paper's Table 4 is not available; the stem is Inception-v4-like and Block 2 is an
 Inception-ResNet-style block with a scaled residual. Stage outputs at 299 px:
@@ -15,8 +15,8 @@ from models.config import ModelConfig, Recipe
 from models.pretrained import WeightSource, create_pretrained
 from models.registry import register_model
 
-FC_L2 = 0.05  # Keras l2() factor on the first FC layer's weights (SPEC §1)
-DROPOUT = 0.5  # after the first FC layer (SPEC §1)
+FC_L2 = 0.05  # Keras l2() factor on the first FC layer's weights (docs/protocol.md, The paper)
+DROPOUT = 0.5  # after the first FC layer (docs/protocol.md, The paper)
 BN_EPS = 1e-3
 BN_MOMENTUM = 0.01  # = Keras momentum 0.99
 
@@ -36,7 +36,7 @@ class ConvBN(nn.Sequential):
 
 
 class Stem(nn.Sequential):
-    """Three basic 3×3 convs: /2 32 → 32 → 64 same (SPEC §2 'basic conv ×3')."""
+    """Three basic 3×3 convs: /2 32 → 32 → 64 same (docs/protocol.md, Fus2Net reconstruction: stem)."""
 
     def __init__(self, in_chans: int, widths: tuple[int, int, int] = (32, 32, 64)) -> None:
         a, b, c = widths
@@ -146,7 +146,7 @@ FUS2NET_CFG = ModelConfig(
     recipe=Recipe(),
     cam_layer="block2", classifier="fc2",
     reference="Ma et al., Fus2Net, BioMed Eng OnLine 20:112 (2021), doi:10.1186/s12938-021-00950-z",
-    notes="Architecture reconstructed from the text (SPEC §2); Table 4 of the paper is unavailable.",
+    notes="Architecture reconstructed from the text (docs/protocol.md, Fus2Net reconstruction); Table 4 of the paper is unavailable.",
 )
 
 

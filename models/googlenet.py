@@ -1,4 +1,4 @@
-"""GoogLeNet fine-tuned, as in Fujioka et al. 2019 and Han et al. 2017 (SPEC §1 comparison methods).
+"""GoogLeNet fine-tuned, as in Fujioka et al. 2019 and Han et al. 2017 (docs/protocol.md, Comparison models).
 
 Fujioka T. et al., Jpn J Radiol 37(6):466–72 (2019); Han S. et al., Phys Med Biol 62(19):7714 (2017)
 both fine-tuned ImageNet GoogLeNet (Inception v1) on breast-ultrasound images. timm has no GoogLeNet,

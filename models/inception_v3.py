@@ -1,4 +1,4 @@
-"""InceptionV3 transfer learning, the two ways the paper's introduction describes (SPEC §1 comparison methods).
+"""InceptionV3 transfer learning, the two ways the paper's introduction describes (docs/protocol.md, Comparison models).
 
 * ``inception_v3_tl``: ImageNet InceptionV3 as a *frozen* feature extractor (all epochs; its
   BatchNorm statistics stay fixed) + a trained "customised classifier" (FC 256 → ReLU → Dropout 0.5

@@ -1,4 +1,4 @@
-"""Wang et al. 2020 multiview CNN with transfer learning, adapted to 2-D images (SPEC §1 comparison methods).
+"""Wang et al. 2020 multiview CNN with transfer learning, adapted to 2-D images (docs/protocol.md, Comparison models).
 
 Wang Y. et al., "Breast cancer classification in automated breast ultrasound using multiview
 convolutional neural network with transfer learning", Ultrasound Med Biol 46(5):1119–32 (2020).

@@ -1,4 +1,4 @@
-"""A small CNN trained from scratch, after Zeimarani et al. 2020 (SPEC §1 comparison methods).
+"""A small CNN trained from scratch, after Zeimarani et al. 2020 (docs/protocol.md, Comparison models).
 
 Zeimarani B. et al., "Breast lesion classification in ultrasound images using deep convolutional
 neural network", IEEE Access 8:133349–59 (2020), trained a compact CNN from scratch with

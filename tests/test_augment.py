@@ -1,4 +1,4 @@
-"""Balancing and augmentation (SPEC §1): training data only, documented ranges, exact flips."""
+"""Balancing and augmentation (docs/protocol.md, The paper): training data only, documented ranges, exact flips."""
 
 import math
 

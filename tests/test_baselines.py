@@ -111,7 +111,7 @@ def test_bench_list_prints_size_cost_and_weight_availability(capsys):
 
 
 def test_googlenet_weights_from_a_file_match_torchvisions_model_built_with_them(tmp_path):
-    """ImageNet GoogLeNet weights need torchvision's ``transform_input=True`` (SPEC: the
+    """ImageNet GoogLeNet weights need torchvision's ``transform_input=True`` (docs/protocol.md, Comparison models: the
     published method's input transform)."""
     import torchvision
     from safetensors.torch import save_file

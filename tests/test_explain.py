@@ -1,4 +1,4 @@
-"""Where the models look (SPEC §4 shortcut checks): Grad-CAM maps against lesion masks."""
+"""Where the models look (docs/protocol.md, Where the models look): Grad-CAM maps against lesion masks."""
 
 import json
 

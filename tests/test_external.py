@@ -1,4 +1,4 @@
-"""External validation (SPEC §3): train on one data set, score unchanged on another, show the drop."""
+"""External validation (docs/protocol.md, External validation): train on one data set, score unchanged on another, show the drop."""
 
 import json
 import shutil

@@ -1,4 +1,4 @@
-"""Fus2Net matches the SPEC §2 reconstruction: stage shapes, size, cost and L2 term."""
+"""Fus2Net matches the reconstruction of docs/protocol.md, Fus2Net reconstruction: stage shapes, size, cost and L2 term."""
 
 import pytest
 import torch
@@ -36,7 +36,7 @@ def test_parameter_count_is_about_one_million(net):
 
 
 def test_flops_at_299_are_about_4_9_g(net):
-    # conv + linear multiply-adds × 2; our count is ~5.3 G, SPEC says "about 4.9 G"
+    # conv + linear multiply-adds × 2; our count is ~5.3 G, the reconstruction's estimate is "about 4.9 G"
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         net(torch.randn(1, 3, 299, 299))
     assert 4.4e9 < counter.get_total_flops() < 5.6e9

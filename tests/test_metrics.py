@@ -1,4 +1,4 @@
-"""Metrics equal scikit-learn's and handle the paper's confusion matrix (SPEC §1, §4)."""
+"""Metrics equal scikit-learn's and handle the paper's confusion matrix (docs/protocol.md, The paper; Metrics)."""
 
 import math
 
@@ -26,7 +26,7 @@ def test_metrics_equal_scikit_learn():
 
 
 def test_paper_confusion_matrix_gives_reported_ppv_and_npv():
-    # SPEC §1: TP=44, FN=6, TN=48, FP=2 → accuracy 0.92, PPV 95.65%, NPV 88.89%
+    # docs/protocol.md, The paper: TP=44, FN=6, TN=48, FP=2 → accuracy 0.92, PPV 95.65%, NPV 88.89%
     y = np.array([1] * 50 + [0] * 50)
     s = np.array([0.9] * 44 + [0.1] * 6 + [0.1] * 48 + [0.9] * 2)
     m = binary_metrics(y, s)

@@ -1,5 +1,5 @@
 """``bench.engine.profiles``: the paper's protocol and the reduced CPU and test settings, and how a
-request picks one and overrides it (docs/protocol.md, "Profiles")."""
+request picks one and overrides it (docs/protocol.md, "Runs and profiles")."""
 
 import dataclasses
 

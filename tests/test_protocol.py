@@ -1,6 +1,6 @@
 """``bench.engine.protocol``: the stage plan (K CV folds on the training set, then the final fit
 scored once on the test set), the reduced profiles' caps, resume and the run's summary
-(docs/protocol.md, "Protocol")."""
+(docs/protocol.md, "Held-out test and cross-validation")."""
 
 import numpy as np
 import pandas as pd

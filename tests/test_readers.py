@@ -1,4 +1,4 @@
-"""Readers for BUSI, BUS-BRA, plain folders and CSV manifests; layout detection (SPEC §5)."""
+"""Readers for BUSI, BUS-BRA, plain folders and CSV manifests; layout detection (docs/protocol.md, Data sets)."""
 
 from pathlib import Path
 

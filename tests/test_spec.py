@@ -1,5 +1,5 @@
 """``bench.engine.spec``: what names a run folder (the hashed :class:`RunSpec`) and what does not
-(:class:`Execution`, the unresolved :class:`RunOptions`) (docs/protocol.md, "Runs")."""
+(:class:`Execution`, the unresolved :class:`RunOptions`) (docs/protocol.md, "Runs and profiles")."""
 
 import dataclasses
 import json

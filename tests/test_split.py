@@ -1,4 +1,4 @@
-"""Split protocol (SPEC §3): duplicates grouped, conflicts excluded, 50/50 test, no leakage."""
+"""Split protocol (docs/protocol.md, Images that belong together; Held-out test and cross-validation): duplicates grouped, conflicts excluded, 50/50 test, no leakage."""
 
 import shutil
 from pathlib import Path

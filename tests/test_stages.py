@@ -1,5 +1,5 @@
 """``bench.engine.stages``: a stage's files on disk, the check that lets a rerun reuse them, and the
-check of a finished run's files (docs/protocol.md, "Runs": stages and resume)."""
+check of a finished run's files (docs/protocol.md, "Runs and profiles": stages and resume)."""
 
 import json
 from pathlib import Path

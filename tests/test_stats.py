@@ -1,4 +1,4 @@
-"""Statistics (SPEC §4): DeLong against R's pROC, Wilson and bootstrap on known cases, McNemar, Holm."""
+"""Statistics (docs/protocol.md, Metrics): DeLong against R's pROC, Wilson and bootstrap on known cases, McNemar, Holm."""
 
 import math
 

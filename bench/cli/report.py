@@ -1,4 +1,4 @@
-"""``python -m bench.report --runs DIR --out DIR``: every table and figure from saved runs (SPEC §4).
+"""``python -m bench.report --runs DIR --out DIR``: every table and figure from saved runs (docs/protocol.md, Metrics).
 
 Reads run folders only (never trains). Tables go to ``<out>/tables/`` as CSV (raw numbers), Markdown
 and LaTeX; figures are drawn from those saved CSVs into ``<out>/figures/`` (PNG + PDF), so

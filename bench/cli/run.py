@@ -1,4 +1,4 @@
-"""``python -m bench.run --model fus2net``: one model through the benchmark protocol (SPEC §3).
+"""``python -m bench.run --model fus2net``: one model through the benchmark protocol (docs/protocol.md, Held-out test and cross-validation).
 
 Resolves the profile, reads the data and its split manifest (refusing leaky ones), trains the CV
 folds and the final fit, evaluates once on the held-out test set and writes, in

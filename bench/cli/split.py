@@ -1,4 +1,4 @@
-"""``python -m bench.split``: build a split manifest and its report (SPEC §3).
+"""``python -m bench.split``: build a split manifest and its report (docs/protocol.md, Held-out test and cross-validation).
 
 Writes ``<out>.csv`` (``id,path,label,group,split,fold``; paths relative to the data root),
 ``<out>_report.json`` (counts, duplicate and same-lesion groups, the rule and its validation,

@@ -1,1 +1,1 @@
-"""One data pipeline: dataset readers -> split manifest -> image cache -> batches (SPEC §3, §5)."""
+"""One data pipeline: dataset readers -> split manifest -> image cache -> batches (docs/protocol.md, Held-out test and cross-validation; Data sets)."""

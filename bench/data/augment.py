@@ -1,4 +1,4 @@
-"""Training-time preprocessing on batches of tensors (SPEC §1), on CPU or GPU alike.
+"""Training-time preprocessing on batches of tensors (docs/protocol.md, The paper), on CPU or GPU alike.
 
 * Flip-balancing (the paper's "170 malignant images flipped horizontally AND vertically"):
   :func:`flip_balance` adds h- and v-flipped copies of randomly chosen minority-class images of a

@@ -1,8 +1,8 @@
-"""BUS-BRA (Gómez-Flores et al. 2024) reader (SPEC §5).
+"""BUS-BRA (Gómez-Flores et al. 2024) reader (docs/protocol.md, Data sets).
 
 ``<root>/bus_data.csv`` (``ID,Case,Histology,Pathology,BIRADS,Device,Width,Height,Side,BBOX``),
 images ``Images/<ID>.png``, masks ``Masks/mask_<ID without 'bus_'>.png``. The patient (``Case``)
-is the duplicate group, so one patient never straddles train/test or two folds (SPEC §3).
+is the duplicate group, so one patient never straddles train/test or two folds (docs/protocol.md, Images that belong together).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""BUSI (Al-Dhabyani et al. 2020, ``Dataset_BUSI_with_GT``) reader (SPEC §5).
+"""BUSI (Al-Dhabyani et al. 2020, ``Dataset_BUSI_with_GT``) reader (docs/protocol.md, Data sets).
 
 ``<root>/{benign,malignant,normal}/<name>.png`` with masks ``<name>_mask.png`` and
-``<name>_mask_<k>.png``. The ``normal`` class is excluded (SPEC §3); masks are kept as metadata.
+``<name>_mask_<k>.png``. The ``normal`` class is excluded (docs/protocol.md, Task); masks are kept as metadata.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Content fingerprint of the images a run uses (SPEC §3: results are tied to their data).
+"""Content fingerprint of the images a run uses (docs/protocol.md, Held-out test and cross-validation: results are tied to their data).
 
 The configuration hash covers the manifest (paths and labels); this covers the pixels: a SHA-256
 over every image file's bytes, so an image replaced under the same name gives a different

@@ -1,5 +1,5 @@
 """Every supported data set in one table (as MedMNIST's ``INFO``), layout detection and the one
-entry point that reads any of them (SPEC §5).
+entry point that reads any of them (docs/protocol.md, Data sets).
 
 Adding a data set = a reader module in ``bench/data/`` + one :class:`DatasetInfo` row here + a card
 under ``datasets/cards/``.

@@ -1,4 +1,4 @@
-"""Plain class folders and CSV manifests (SPEC §5)."""
+"""Plain class folders and CSV manifests (docs/protocol.md, Data sets)."""
 
 from __future__ import annotations
 

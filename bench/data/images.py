@@ -1,4 +1,4 @@
-"""Image decoding: any PIL-readable file to 8-bit grey or RGB, with clear errors (SPEC §5).
+"""Image decoding: any PIL-readable file to 8-bit grey or RGB, with clear errors (docs/protocol.md, Data sets).
 
 Images above PIL's decompression-bomb limit (``Image.MAX_IMAGE_PIXELS``, about 89 M pixels) are
 refused before they are decoded, like any other unusable image (``--skip-bad-images`` skips them).
@@ -83,7 +83,7 @@ def read_image(path: Path) -> Image.Image:
 
 def load_resized(path: Path, size: int, channels: int) -> np.ndarray:
     """Decode, convert to ``channels`` (3: RGB, grey replicated; 1: luminance) and resize bilinearly
-    to ``size``×``size`` (SPEC §1). Returns uint8 C×H×W."""
+    to ``size``×``size`` (docs/protocol.md, The paper). Returns uint8 C×H×W."""
     img = read_image(path)
     img = img.convert("RGB" if channels == 3 else "L")
     img = img.resize((size, size), Image.BILINEAR)

@@ -1,4 +1,4 @@
-"""The in-memory index every reader returns: samples with labels, groups and masks (SPEC §5)."""
+"""The in-memory index every reader returns: samples with labels, groups and masks (docs/protocol.md, Data sets)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pandas as pd
 from bench.core.errors import BenchError, plain
 from bench.data.images import is_image_name
 
-CLASSES = ("benign", "malignant")  # label 0, 1 (malignant is the positive class, SPEC §3)
+CLASSES = ("benign", "malignant")  # label 0, 1 (malignant is the positive class, docs/protocol.md, Task)
 _MASK = re.compile(r"^(?P<stem>.+)_mask(_\d+)?$")
 
 
@@ -77,7 +77,7 @@ def read_class_folders(root: Path, kind: str) -> DataIndex:
         folder = root / cls
         if not folder.is_dir():
             raise BenchError(f"{root}: class folder '{cls}/' is missing; expected {root}/benign and "
-                             f"{root}/malignant (see SPEC §5 for the supported layouts)")
+                             f"{root}/malignant (see the README's data sets for the supported layouts)")
         images: dict[str, str] = {}
         masks: dict[str, list[str]] = {}
         for f in sorted(folder.iterdir()):

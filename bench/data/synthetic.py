@@ -1,4 +1,4 @@
-"""Synthetic breast-ultrasound phantom: the embedded default dataset (SPEC §5).
+"""Synthetic breast-ultrasound phantom: the embedded default dataset (docs/protocol.md, Data sets).
 
 Each image is a simulated linear-probe B-mode scan (320×240, 8-bit grey):
 

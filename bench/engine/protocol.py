@@ -1,4 +1,4 @@
-"""The benchmark protocol (SPEC §3): K-fold CV on the training set, a final fit, one test evaluation.
+"""The benchmark protocol (docs/protocol.md, Held-out test and cross-validation): K-fold CV on the training set, a final fit, one test evaluation.
 
 Plans the stages (``fold_0`` … ``fold_{K-1}``, ``final``), prepares each (seeded subsetting,
 flip-balancing inside the stage, model initialisation), hands the unfinished ones to an engine (one

@@ -1,4 +1,4 @@
-"""One model through the benchmark protocol (SPEC §3): the library behind ``python -m bench.run``
+"""One model through the benchmark protocol (docs/protocol.md, Held-out test and cross-validation): the library behind ``python -m bench.run``
 (its command line is :mod:`bench.cli.run`).
 
 :func:`prepare` resolves the profile, reads the data and its split manifest (refusing leaky ones), trains the CV
@@ -120,7 +120,7 @@ def runs_of_older_code(out: Path, name: str, spec: dict) -> str | None:
 
 
 def check_usable(manifest: pd.DataFrame, source: str) -> None:
-    """A run needs training images and a held-out test set with both classes (SPEC §3)."""
+    """A run needs training images and a held-out test set with both classes (docs/protocol.md, Held-out test and cross-validation)."""
     where = f"`split`={source}" if source != "generated" else "the generated split"
     for part in ("train", "test"):
         labels = set(manifest.label[manifest.split == part].astype(int))
@@ -351,7 +351,7 @@ def outside_model_record(name: str) -> dict:
 
 def check_not_own_images(ext: ExternalSet, index: DataIndex, manifest: pd.DataFrame,
                          most: float = 0.5) -> None:
-    """External validation scores images from elsewhere (SPEC §3): a set whose images are mostly
+    """External validation scores images from elsewhere (docs/protocol.md, External validation): a set whose images are mostly
     the run's own (the same files, or files with the same bytes as the manifest's training and
     test images) is refused; it would report the leftover internal images as "external"."""
     own_paths = {(index.root / p).resolve() for p in manifest.path[manifest.split != "excluded"]}

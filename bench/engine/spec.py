@@ -1,4 +1,4 @@
-"""A run's settings as typed values (SPEC §3 protocol, §1 recipe).
+"""A run's settings as typed values (docs/protocol.md, Held-out test and cross-validation; Training recipe and preprocessing).
 
 * :class:`RunOptions`: what a user asks for (``python -m bench.run`` flags, or a suite/cluster job);
   unresolved (``None`` = the profile's or the model recipe's default).

@@ -1,4 +1,4 @@
-"""Train several members of one architecture at once: the CV folds and the final fit (SPEC §3 stages).
+"""Train several members of one architecture at once: the CV folds and the final fit (docs/protocol.md, Held-out test and cross-validation).
 
 The reference engine (:func:`bench.engine.train.train_model`) trains one model at batch 16, which leaves a
 large GPU mostly idle. Here K members (same architecture, different training sets, seeds and

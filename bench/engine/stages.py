@@ -1,4 +1,4 @@
-"""Stage files, their verification and resume (SPEC §3: the protocol's stages).
+"""Stage files, their verification and resume (docs/protocol.md, Held-out test and cross-validation).
 
 Each stage (``fold_0`` … ``fold_{K-1}``, ``final``) writes its predictions, metrics and (for the
 final fit, or every stage with ``--save-fold-weights``) weights atomically into

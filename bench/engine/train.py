@@ -1,4 +1,4 @@
-"""The training recipe engine: one loop for every model (SPEC §1, Fus2Net training).
+"""The training recipe engine: one loop for every model (docs/protocol.md, Training recipe and preprocessing).
 
 Batches are sampled from an in-memory :class:`~bench.data.cache.ImageCache`, flipped/augmented and
 normalised on the training device, and fed to the model with cross-entropy loss plus the model's
@@ -34,7 +34,7 @@ from models.config import ModelConfig
 
 @dataclass(frozen=True)
 class KerasDefaults:
-    """The optimisers' Keras default hyper-parameters (SPEC §1: "Adam with default parameters";
+    """The optimisers' Keras default hyper-parameters (docs/protocol.md, Training recipe and preprocessing: "Adam with default parameters";
     Keras' epsilon is 1e-7, not PyTorch's 1e-8). Both engines read them from here."""
 
     lr: tuple[tuple[str, float], ...] = (("adam", 1e-3), ("rmsprop", 1e-3), ("sgd", 1e-2))

@@ -1,4 +1,4 @@
-"""Where the models look (SPEC §4, shortcut checks); the command is ``python -m bench.explain``.
+"""Where the models look (docs/protocol.md, Where the models look); the command is ``python -m bench.explain``.
 
 For each finished run, Grad-CAM maps (captum's ``LayerGradCam`` at the deepest layer whose map is
 at least 7×7 at the run's input size, :mod:`bench.evaluation.camlayer`; the malignant class, i.e. where the evidence for malignancy lies, so

@@ -1,4 +1,4 @@
-"""External validation (SPEC §3): a model trained on data set A, scored unchanged on data set B.
+"""External validation (docs/protocol.md, External validation): a model trained on data set A, scored unchanged on data set B.
 
 After a run's final fit, every usable image of each external set is scored once with the final
 weights, the run's preprocessing (input size, channels, the model's normalisation) and the

@@ -1,5 +1,5 @@
 """What the data pipeline does to an image (the command: ``python -m bench.illustrate``), saved
-with a run for the report's Fig. 5 and Fig. 6 analogues (SPEC §1: preprocessing and augmentation).
+with a run for the report's Fig. 5 and Fig. 6 analogues (docs/protocol.md, Training recipe and preprocessing).
 
 For one benign and one malignant *training* image of the run's split (the first of each class by
 id, so the choice is reproducible and never a test image), it stores in ``<run>/illustrations.npz``:

@@ -1,4 +1,4 @@
-"""Where a saliency map's energy lies relative to a lesion mask and the image frame (SPEC §4,
+"""Where a saliency map's energy lies relative to a lesion mask and the image frame (docs/protocol.md, Where the models look;
 shortcut checks): pure functions of ``(map, mask)``, used by :mod:`bench.evaluation.explain` and the report.
 
 * **pointing game**: the map's hottest point lies in the lesion, or within ``tolerance`` (a share

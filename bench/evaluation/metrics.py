@@ -1,4 +1,4 @@
-"""Classification metrics as pure functions of ``(y_true, y_score)`` (SPEC §4).
+"""Classification metrics as pure functions of ``(y_true, y_score)`` (docs/protocol.md, Metrics).
 
 Malignant (1) is the positive class; predictions use the threshold 0.5 on P(malignant).
 """
@@ -64,7 +64,7 @@ def degenerate_prediction(y_score, threshold: float = THRESHOLD, share: float = 
     """What a (near-)constant or one-class prediction predicts; ``""`` for a usable one.
 
     Constant: all probabilities within 1e-3 of each other. One class: at least ``share`` of the
-    images on one side of ``threshold``. The tests of such a model are not evidence (SPEC §4).
+    images on one side of ``threshold``. The tests of such a model are not evidence (docs/protocol.md, Metrics).
     """
     s = np.asarray(y_score, dtype=float)
     if len(s) == 0:

@@ -1,4 +1,4 @@
-"""Confidence intervals and paired tests as pure functions (SPEC §4).
+"""Confidence intervals and paired tests as pure functions (docs/protocol.md, Metrics).
 
 * Wilson score interval for proportions.
 * ROC AUC: DeLong variance (DeLong, DeLong & Clarke-Pearson 1988, the fast algorithm of Sun & Xu

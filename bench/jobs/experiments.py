@@ -1,4 +1,4 @@
-"""The paper's experiments (Table 1, Fig. 1, Table 2; SPEC §1) as run configurations, shared by ``run_all.sh`` and the report.
+"""The paper's experiments (Table 1, Fig. 1, Table 2; docs/protocol.md, The paper) as run configurations, shared by ``run_all.sh`` and the report.
 
 A run belongs to an experiment by its settings, not by a tag: the report derives each Fus2Net run's
 *variant* (channels, optimizer, augmentation, L2, dropout) from its ``config.json``.

@@ -1,5 +1,5 @@
 """The suite's plan as typed objects: every job is one run's :class:`RunOptions`, built with
-:func:`dataclasses.replace` from one base (docs/protocol.md, Protocol: every model trains under the
+:func:`dataclasses.replace` from one base (docs/protocol.md, Held-out test and cross-validation: every model trains under the
 same protocol; the paper's experiments are Fus2Net variants compared on CV folds).
 
 Nothing here reads or writes a command line: the command (``bench.cli.suite``) builds the base

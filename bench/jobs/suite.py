@@ -1,5 +1,5 @@
 """The suite (what ``./run_all.sh`` runs): every comparison model and the paper's experiments on
-one data set and profile, then the explanations and the report (docs/protocol.md, Protocol).
+one data set and profile, then the explanations and the report (docs/protocol.md, Held-out test and cross-validation).
 
 Finished runs with the same configuration are reused, so rerunning only trains what is missing. A
 run that fails is reported and the others go on. The library takes a typed

@@ -1,5 +1,5 @@
 """``python -m bench.sweep``: learning curves on CV folds, the evidence behind a reduced profile's
-epochs (SPEC §3: settings are compared on cross-validation folds, never on the held-out test set).
+epochs (docs/protocol.md, Held-out test and cross-validation: settings are compared on cross-validation folds, never on the held-out test set).
 
 For each model and each chosen CV fold, one stage is prepared exactly as ``bench.engine.runner`` prepares it
 (same split, seeded subsetting, flip-balancing and initialisation) and trained for ``--epochs``;

@@ -1,4 +1,4 @@
-"""Every table and figure from saved runs, and the README over them (SPEC §4).
+"""Every table and figure from saved runs, and the README over them (docs/protocol.md, Metrics).
 
 Reads run folders only (never trains). Each part of the report is one section module
 (:mod:`bench.reporting.sections`): tables go to ``<out>/tables/`` as CSV (raw numbers), Markdown

@@ -1,4 +1,4 @@
-"""Which runs make which report row (SPEC §4), shared by the report's sections.
+"""Which runs make which report row (docs/protocol.md, Metrics), shared by the report's sections.
 
 A *configuration* is a run's settings without its seed; each table row is one configuration,
 aggregated over its seeds. :func:`comparison_sets` gives the comparison models' rows (Fus2Net

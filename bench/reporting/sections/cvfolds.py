@@ -1,4 +1,4 @@
-"""Cross-validation folds (docs/protocol.md "Protocol"): every fold of every seed of each
+"""Cross-validation folds (docs/protocol.md, "Held-out test and cross-validation"): every fold of every seed of each
 comparison model and of each Fus2Net experiment variant, and the strip plot of them."""
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from bench.reporting.tables import variant_configs
 
 
 def experiment_table(runs: list[Run], name: str) -> pd.DataFrame:
-    """One of the paper's Fus2Net experiments, compared on CV folds only (SPEC §3): mean ± sd over
+    """One of the paper's Fus2Net experiments, compared on CV folds only (docs/protocol.md, Held-out test and cross-validation): mean ± sd over
     every (seed, fold); the held-out test AUC is a secondary, labelled column."""
     exp = EXPERIMENTS[name]
     configs = variant_configs(runs)

@@ -1,4 +1,4 @@
-"""Where the models look (Grad-CAM; docs/protocol.md "Explanations"): the measures of each
+"""Where the models look (Grad-CAM; docs/protocol.md, "Where the models look"): the measures of each
 comparison model's saved maps (:mod:`bench.reporting.camtable`) and a grid of example maps. The
 report reads the maps ``python -m bench.explain`` saved in each run; it never computes one."""
 

@@ -153,7 +153,7 @@ def external_row(model: str, name: str, rs: list[Run], got: tuple[pd.DataFrame, 
 
 
 def external_table(runs: list[Run], n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Internal vs external (SPEC §3, §4): per model and external set, the held-out test and the
+    """Internal vs external (docs/protocol.md, Held-out test and cross-validation, §4): per model and external set, the held-out test and the
     external set side by side at the unchanged threshold 0.5, ΔAUC with its CI (independent
     samples: the two variances add), calibration on the external set, and DeLong against Fus2Net
     on the same external images (Holm across models, per set). Seed-averaged probabilities; the

@@ -45,7 +45,7 @@ from bench.reporting.tables import (
     weights_label,
 )
 
-# SPEC §1: the paper's own result on its private 100-image test set. "95.65% / 88.89%" are PPV/NPV
+# docs/protocol.md, The paper: the paper's own result on its private 100-image test set. "95.65% / 88.89%" are PPV/NPV
 # of TP=44, FN=6, TN=48, FP=2; AUC is 0.97 in the abstract and 0.96 in the discussion.
 PAPER_ROW = {"model": "Fus2Net — paper (Ma et al. 2021; own private test set, not comparable)",
              "weights": "—", "n": 100, "n_seeds": 1, "accuracy": 0.92, "sensitivity": 0.88,
