@@ -1,4 +1,4 @@
-"""User-facing errors: one clear line, exit code 2 (DEVELOPERS.md, Standards)."""
+"""User-facing errors: one clear line, exit code 2 (README, "When things go wrong")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What every run records: versions, git revision, device, hashes (DEVELOPERS.md, Reproducible)."""
+"""What every run records: versions, git revision, device, hashes (docs/protocol.md, "Runs and profiles")."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The run folder: the one module that writes, records, verifies and reads it (docs/protocol.md,
-"The protocol").
+"Runs and profiles").
 
 A run folder ``<out>/<model>-<data>-<config hash>/`` holds:
 
