@@ -16,7 +16,7 @@ from bench.jobs.experiments import (
     fus2net_variant_key,
 )
 from bench.jobs.plan import Job, JobStatus, suite_jobs
-from tests.helpers import call_main
+from tests.helpers import TINY, call_main
 
 
 def test_the_comparison_runs_every_seed_before_the_experiments_and_only_it_scores_external_sets():
@@ -58,14 +58,14 @@ def test_job_status_is_written_as_its_word():
     assert Job("a", RunOptions()).compared
 
 
-def test_a_bad_executor_setting_is_said_with_its_flag(small_synthetic, tmp_path, capsys):
+def test_a_bad_executor_setting_is_said_with_its_flag(tiny_synthetic, tmp_path, capsys):
     import torch
 
     from bench.cli.suite import main
 
     if torch.cuda.is_available():
         pytest.skip("GPUs are visible here")
-    code, _, err = call_main(capsys, main, "--data", str(small_synthetic), "--profile", "smoke",
+    code, _, err = call_main(capsys, main, "--data", str(tiny_synthetic), *TINY,
                              "--models", "zeimarani_cnn", "--out", str(tmp_path),
                              "--executor", "local", "--gpus-per-job", "1")
     assert code == 2 and "--gpus-per-job: 1 GPUs per job, but only 0 GPU(s)" in err

@@ -2,14 +2,17 @@
 scored once on the test set), the reduced profiles' caps, resume and the run's summary
 (docs/protocol.md, "Held-out test and cross-validation")."""
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from bench.engine import protocol
 from bench.engine.protocol import limit_stratified, run_protocol, stage_plan, summarize
+from bench.engine.runfolder import RunFolder
 from bench.engine.spec import Execution, RunSpec
-from bench.engine.stages import StageResult, write_done, write_failed
+from bench.engine.stages import StageContext, StageResult, write_done, write_failed
 from bench.evaluation.metrics import METRIC_NAMES
 
 # 20 training rows in manifest folds 0..9 (a 10-fold manifest), 6 test rows, 2 excluded
@@ -98,14 +101,14 @@ def test_a_rerun_reuses_finished_stages_and_trains_only_the_others(tmp_path, mon
                    optimizer="adam", lr=None, augment=False, channels=3, seed=0,
                    data_kind="synthetic", manifest_sha256="", skip_bad_images=False,
                    code_version="", data_sha256="")
-    run_hash = spec.hash()
+    ex = Execution(device="cpu", progress=False)
+    ctx = StageContext(spec, ex, _Cache(), RunFolder(tmp_path))
     plan = {name: (train, val) for name, train, val in stage_plan(ROWS, 2)}
-    stages = tmp_path / "stages"
     for name in ("fold_0", "final"):
         val = plan[name][1]
-        write_done(name, stages / name, run_hash, ROWS.iloc[val].assign(id="i", path="p"),
-                   np.full(len(val), 0.5), None, {}, 1.0)
-    write_failed("fold_1", stages / "fold_1", run_hash, "fold_1: training stopped", 1, 1, 0.0)
+        write_done(name, ctx, ROWS.iloc[val].assign(id="i", path="p"), np.full(len(val), 0.5),
+                   None, {}, 1.0)
+    write_failed("fold_1", ctx, "fold_1: training stopped", 1, 1, 0.0)
     trained = []
 
     def prepare_stage(name, train_pos, eval_pos, *args, **kwargs):
@@ -117,10 +120,11 @@ def test_a_rerun_reuses_finished_stages_and_trains_only_the_others(tmp_path, mon
 
     monkeypatch.setattr(protocol, "prepare_stage", prepare_stage)
     monkeypatch.setattr(protocol, "train_stage", train_stage)
-    results = run_protocol(spec, Execution(progress=False), _Cache(), tmp_path, run_hash)
+    results = run_protocol(ctx)
     assert [(r.name, r.status) for r in results] == [("fold_0", "reused"), ("fold_1", "done"),
                                                      ("final", "reused")]
     assert trained == [("fold_1", set(plan["fold_1"][0]), set(plan["fold_1"][1]))]
     trained.clear()
-    results = run_protocol(spec, Execution(progress=False), _Cache(), tmp_path, "9876543210")
-    assert [name for name, _, _ in trained] == ["fold_0", "fold_1", "final"]  # other settings
+    other = dataclasses.replace(spec, seed=1)  # other settings: another run hash, same folder
+    results = run_protocol(StageContext(other, ex, _Cache(), RunFolder(tmp_path)))
+    assert [name for name, _, _ in trained] == ["fold_0", "fold_1", "final"]

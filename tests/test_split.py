@@ -101,6 +101,7 @@ def test_leaky_manifest_is_refused(small_synthetic):
         check_leakage(repeated, "m.csv")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not BUSI.is_dir(), reason="BUSI not present in ../shared/data")
 def test_committed_busi_manifest_matches_data_and_is_reproducible():
     index = load_index(BUSI)
