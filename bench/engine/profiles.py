@@ -52,6 +52,6 @@ def resolve_profile(name: str, device_type: str, **overrides) -> Profile:
     if name == "auto":
         name = "paper" if device_type == "cuda" else "cpu"
     if name not in PROFILES:
-        raise BenchError(f"--profile {name!r} is not one of auto, {', '.join(PROFILES)}")
+        raise BenchError(f"`profile`={name!r} is not one of auto, {', '.join(PROFILES)}")
     changes = {k: v for k, v in overrides.items() if v is not None}
     return replace(PROFILES[name], **changes)
