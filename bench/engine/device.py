@@ -18,7 +18,7 @@ def resolve_device(name: str) -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise BenchError("`device` cuda: no CUDA GPU is available here; use --device cpu or auto")
+        raise BenchError("`device`=cuda: no CUDA GPU is available here; use `device`=cpu or auto")
     return name
 
 

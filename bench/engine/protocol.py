@@ -187,7 +187,7 @@ def run_stages_stacked(plan: list[tuple[str, np.ndarray, np.ndarray]],
         raise BenchError(
             f"the stacked engine could not train {len(jobs)} {spec.model} stages at once "
             f"({type(exc).__name__}: {first[:200]}); finished stages are kept — rerun with "
-            "--concurrent-folds 1 (reference engine) or a smaller N") from None
+            "`concurrent_folds`=1 (reference engine) or a smaller N") from None
     train_s = time.perf_counter() - t0
     names = [j.name for j in jobs]
     return [finish_stage(job, out, ctx, train_s,
@@ -212,8 +212,8 @@ def _run_all_stacked(pending: list, width: int, ctx: StageContext) -> list[Stage
         if len(group) == 1:
             raise BenchError(
                 f"one {spec.model} stage alone does not fit in {ex.device} memory "
-                f"({message}); finished stages are kept — try a smaller --batch-size or "
-                "--img-size (a different configuration), or a device with more memory")
+                f"({message}); finished stages are kept — try a smaller `batch_size` or "
+                "`img_size` (a different configuration), or a device with more memory")
         width = math.ceil(len(group) / 2)
         tqdm.write(f"note: {len(group)} {spec.model} stages at once ran out of "
                    f"{ex.device} memory ({message}); training {width} at a time")
