@@ -26,7 +26,7 @@ from tests.helpers import SMOKE, TINY, run_main, write_image
 @pytest.fixture(scope="module")
 def finished_once(small_synthetic, tmp_path_factory) -> Path:
     """A finished smoke run, trained once for the tests of this module."""
-    from bench.engine.runner import main
+    from bench.cli.run import main
 
     out = tmp_path_factory.mktemp("finished") / "runs"
     assert main(["--data", str(small_synthetic), "--out", str(out), *SMOKE]) == 0
