@@ -35,7 +35,7 @@ def write_explanations(runs_dir: Path, out: Path) -> None:
     runs = load_runs(runs_dir)
     cams = explanations.explanation_table(runs)
     write_table(cams, camtable.display(cams), out / "explanations",
-                "Where the models look (Grad-CAM): see bench.evaluation.explain")
+                "Where the models look (Grad-CAM): see bench.explain")
     explanations.explanation_grid(explanations.explanation_examples(runs), out / "explanations")
     print(f"wrote {out / 'explanations.md'} and its figure")
 

@@ -242,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_executor_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("where the runs execute (bench.jobs.cluster)")
+    g = p.add_argument_group("where the runs execute (bench/jobs/cluster.py)")
     g.add_argument("--executor", default="inline", choices=EXECUTORS,
                    help="inline: one after another in this process; local: subprocesses; slurm: "
                         "sbatch jobs; debug: submitit in this process")

@@ -196,13 +196,3 @@ def reliance_run(run, device: str, data: Path | None = None) -> dict | None:
               f"{t['delta_hi']:+.3f}); malignant marks on benign images shift P(malignant) by "
               f"{t['malignant_marks_on_benign']['mean_shift']:+.3f}")
     return result
-
-
-CAPTION = ("Reliance on burnt-in annotations (bench.evaluation.reliance). ΔAUC = AUC on the images as they "
-           "are − AUC with their detected annotations inpainted, on the same images, with "
-           "Obuchowski's clustered 95% CI (same-lesion groups; patient IDs on external sets). "
-           "Insertion: the annotation pixels of a random annotated image of the other class "
-           "pasted onto each cleaned image; mean change of P(malignant) against the cleaned "
-           "image, cluster-bootstrap 95% CI. Marked: images in which the detector found marks. "
-           "A model that reads the marks loses AUC when they are removed and moves towards the "
-           "class the pasted marks came from.")

@@ -82,7 +82,7 @@ def misclassified_grid(table: pd.DataFrame, images: dict[str, np.ndarray], base:
         if img is not None:
             ax.imshow(img, cmap="gray", vmin=0, vmax=255)
         else:
-            ax.text(0.5, 0.5, "(no thumbnail:\nrun bench.evaluation.explain)", ha="center", va="center",
+            ax.text(0.5, 0.5, "(no thumbnail:\nrun bench.explain)", ha="center", va="center",
                     fontsize=6, transform=ax.transAxes)
         ax.set_title(f"{r['id']}\ntrue {names[int(r['label'])]}, P(mal) {r['prob_malignant']:.2f}\n"
                      f"wrong in {int(r['seeds_wrong'])}/{int(r['n_seeds'])} seeds", fontsize=6)

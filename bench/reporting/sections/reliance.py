@@ -83,7 +83,7 @@ def reliance_figure(table: pd.DataFrame, base: Path) -> list[Path]:
     return figures.save(fig, base)
 
 
-CAPTION = ("Reliance on burnt-in annotations (bench.evaluation.reliance). ΔAUC = AUC on the images as they "
+CAPTION = ("Reliance on burnt-in annotations (bench.reliance). ΔAUC = AUC on the images as they "
            "are − AUC with their detected annotations inpainted, on the same images, with "
            "Obuchowski's clustered 95% CI (same-lesion groups; patient IDs on external sets). "
            "Insertion: the annotation pixels of a random annotated image of the other class "
