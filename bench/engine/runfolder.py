@@ -26,13 +26,13 @@ import shlex
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from bench.core.atomic import write_atomic, write_csv, write_json, write_npz
+from bench.core.enums import StrEnum
 from bench.core.errors import BenchError, plain
 from bench.core.provenance import file_sha256
 

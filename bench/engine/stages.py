@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 import numpy as np
 import pandas as pd
 import torch
 
+from bench.core.enums import StrEnum
 from bench.data.cache import ImageCache
 from bench.engine.runfolder import RunFolder, StageFolder
 from bench.engine.spec import Execution, RunSpec

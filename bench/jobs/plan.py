@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from enum import Enum
 
+from bench.core.enums import StrEnum
 from bench.core.errors import BenchError
 from bench.engine.spec import RunOptions
 from bench.jobs.experiments import BASE, Variant
@@ -19,14 +19,11 @@ from bench.jobs.experiments import BASE, Variant
 REFERENCE = "fus2net"  # always trained: the paper's model, and the experiments' base
 
 
-class JobStatus(str, Enum):
+class JobStatus(StrEnum):
     """How a job of the suite ended; the value is what the suite's timings table prints."""
 
     OK = "ok"
     FAILED = "FAILED"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)
