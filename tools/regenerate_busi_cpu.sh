@@ -25,6 +25,18 @@ if [ -n "$(git status --porcelain --untracked-files=no)" ]; then
   echo "regenerate_busi_cpu.sh: the checkout has uncommitted changes; commit or stash them first" >&2
   exit 2
 fi
+# runs of another training-code version (the previously committed set) leave the set: the report
+# must come from one code version; git keeps them
+"$PY" - "$OUT/runs" <<'PYCODE'
+import json, shutil, sys
+from pathlib import Path
+from bench.core.provenance import code_version
+now = code_version()
+for cfg in sorted(Path(sys.argv[1]).glob("*/config.json")):
+    if json.loads(cfg.read_text()).get("settings", {}).get("code_version") != now:
+        shutil.rmtree(cfg.parent)
+        print(f"removed {cfg.parent.name}: another training-code version")
+PYCODE
 step "$PY" -m bench.suite --data "$DATA" --profile cpu --seeds 0,1,2 --experiments on \
   --experiment-seeds 0,1 --models all --out "$OUT"
 for model in fus2net zeimarani_cnn efficientnet_lite0 googlenet_fujioka; do
