@@ -21,7 +21,7 @@ step() {
   echo "== $(date -u +%FT%TZ) $*"
   "$@" || failed+=("$*")
 }
-if [ -n "$(git status --porcelain --untracked-files=no)" ]; then
+if [ -n "$(git status --porcelain --untracked-files=no -- . ':(exclude)results')" ]; then
   echo "regenerate_busi_cpu.sh: the checkout has uncommitted changes; commit or stash them first" >&2
   exit 2
 fi

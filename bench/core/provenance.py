@@ -30,11 +30,15 @@ def package_versions() -> dict[str, str]:
 
 
 def git_revision() -> str:
-    """``<sha>`` of the project checkout, ``+dirty`` when it has uncommitted changes."""
+    """``<sha>`` of the project checkout, ``+dirty`` when its code has uncommitted changes.
+
+    Generated output under ``results/`` does not count: regenerating a committed results set
+    rewrites tracked files there while its runs are still being made."""
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True,
                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":(exclude)results"],
                                cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10).stdout
         return sha + ("+dirty" if dirty.strip() else "")
     except (OSError, subprocess.SubprocessError):
