@@ -79,6 +79,7 @@ def test_a_model_trained_on_a_corner_shortcut_looks_at_the_frame(synthetic_copy,
         seen[name] = (malignant.frame_energy_ratio.mean(), malignant.lesion_energy_ratio.mean())
         info = json.loads((run_dir / "explain" / "gradcam" / "info.json").read_text())
         assert info["cam_layer"] == "features.12" and info["map_size"] == "12x12"
+        assert json.loads((run_dir / "compute.json").read_text())["explain/gradcam"]["seconds"] > 0
         assert set(cam.status) <= {"measured", "empty map"}
         with np.load(run_dir / "explain" / "gradcam" / "maps.npz") as npz:
             assert npz["test/maps"].shape == (40, 64, 64) and npz["test/maps"].dtype == np.float16

@@ -55,9 +55,12 @@ def test_a_scanner_shift_lowers_external_auc_and_a_finished_run_only_scores(
     assert len(preds) == external["scored"] and (preds.split == "external").all()
     # another scanner's look-alike lesions are not copies: every image is scored and counted
     assert external["training_copies"] == 0 and external["scored"] == external["images"] == 100
+    timed = json.loads((trained / "compute.json").read_text())["external/phantom_site_b"]
+    assert timed["seconds"] > 0  # the scoring's time counts in a results set's compute
     code, out, _ = run_main(capsys, "--data", str(site_a), "--out", str(trained.parent), *TRAINED,
                             "--external", str(site_b))
     assert "reusing its scores" in out
+    assert json.loads((trained / "compute.json").read_text())["external/phantom_site_b"] == timed
 
 
 def copy_of(img: Image.Image, how: str) -> Image.Image:

@@ -305,3 +305,33 @@ def test_library_errors_are_said_in_the_command_s_flags(tmp_path, capsys):
         main(["--runs", str(tmp_path), "--out", str(tmp_path / "file")])
     assert exc.value.code == 2
     assert capsys.readouterr().err.startswith(f"error: --out {tmp_path / 'file'}: is a file")
+
+
+def _timed_run(runs: Path, model: str, seed: int, total_s: float, threads: int | None) -> Path:
+    folder = write_fixture_run(runs, model, 0.5, seed)
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg.update(started=f"2026-11-2{seed}T10:00:00+00:00", finished=f"2026-11-2{seed}T11:00:00+00:00",
+               timings={"total_s": total_s})
+    cfg["device"]["threads"] = threads
+    (folder / "config.json").write_text(json.dumps(cfg))
+    (folder / "reliance").mkdir()
+    (folder / "reliance" / "reliance.json").write_text("{}")
+    return folder
+
+
+def test_header_states_dates_and_compute_and_counts_untimed_add_ons_apart(tmp_path):
+    from bench.engine.runfolder import RunFolder
+    from bench.reporting.sections.provenance import compute_line
+    runs = tmp_path / "runs"
+    timed = _timed_run(runs, "fus2net", 1, 3600.0, 2)
+    _timed_run(runs, "zeimarani_cnn", 2, 1800.0, 2)  # its reliance has no recorded time
+    with RunFolder(timed).timed("reliance"):
+        pass
+    record = RunFolder(timed).compute_record()["reliance"]
+    record["seconds"] = 900.0
+    (timed / "compute.json").write_text(json.dumps({"reliance": record}))
+    line = compute_line(load_runs(runs))
+    assert line.startswith("* **Made**: 2026-11-21T10:00:00+00:00 to ")
+    assert "**compute** 1.75 h of wall-clock time: training 1.50 h (2 runs), annotation " \
+           "reliance 0.25 h; every run on 2 CPU threads, so about 3.5 thread-hours" in line
+    assert line.endswith("; 1 add-on step(s) predate recorded times and are not counted")

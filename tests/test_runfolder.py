@@ -66,3 +66,19 @@ def test_an_unfinished_run_is_not_loaded_and_says_why(tmp_path):
     cfg = folder.read_config()
     folder.write_config({**cfg, "status": RunStatus.RUNNING})
     assert folder.load() is None and "status 'running'" in folder.unloaded_reason()
+
+
+def test_timed_records_each_add_on_step_and_a_failed_step_not_at_all(tmp_path):
+    folder = RunFolder(write_fixture_run(tmp_path, "fus2net", 0.5, 1))
+    with folder.timed("explain/gradcam"):
+        pass
+    with pytest.raises(RuntimeError), folder.timed("reliance"):
+        raise RuntimeError("stopped")
+    record = folder.compute_record()
+    assert list(record) == ["explain/gradcam"]
+    assert record["explain/gradcam"]["seconds"] >= 0 and record["explain/gradcam"]["threads"] >= 1
+    first = record["explain/gradcam"]["finished"]
+    with folder.timed("explain/gradcam"):  # done again: replaces its entry
+        pass
+    assert list(folder.compute_record()) == ["explain/gradcam"]
+    assert folder.compute_record()["explain/gradcam"]["finished"] >= first

@@ -12,7 +12,8 @@ A run folder ``<out>/<model>-<data>-<config hash>/`` holds:
   SHA-256) or ``failed.json`` (:class:`StageFolder`);
 * add-ons written later by other commands: ``external/<set>/`` (predictions, ``metrics.json`` with
   ``predictions_sha256``), ``explain/<method>/`` (``info.json`` with ``files`` checksums),
-  ``reliance/`` and ``illustrations.npz``/``.csv``.
+  ``reliance/`` and ``illustrations.npz``/``.csv``; ``compute.json`` records how long each add-on
+  took (:meth:`RunFolder.timed`), so a results set can state its whole compute time.
 
 Every file is written atomically (:mod:`bench.core.atomic`). :meth:`RunFolder.problem` is the one
 rule set for recorded checksums, used before a run is reused and when it is read
@@ -24,8 +25,11 @@ from __future__ import annotations
 import json
 import shlex
 import shutil
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +41,7 @@ from bench.core.errors import BenchError, plain
 from bench.core.provenance import file_sha256
 
 CONFIG = "config.json"
+COMPUTE = "compute.json"
 WEIGHTS = "model.safetensors"
 # Every file a finished run promises, checksummed in config.json's ``outputs`` (stage files are
 # checksummed in each stage's done.json).
@@ -317,6 +322,35 @@ class RunFolder:
     def write_reliance(self, result: dict, images: pd.DataFrame) -> None:
         write_csv(self.reliance_dir / "images.csv", images)
         write_json(self.reliance_dir / "reliance.json", result)
+
+    def compute_record(self) -> dict[str, dict]:
+        """``compute.json``: add-on step → ``{"seconds", "finished", "threads"}`` (empty when none ran)."""
+        return _read_json(self.path / COMPUTE) or {}
+
+    def addon_steps(self) -> list[str]:
+        """The add-on steps this folder holds outputs of, named as :meth:`timed` records them."""
+        steps = [f"explain/{f.path.name}" for f in self.explanations()]
+        steps += [f"external/{f.path.name}" for f in self.external_sets()]
+        if (self.reliance_dir / "reliance.json").is_file():
+            steps.append("reliance")
+        if self.illustrations.with_suffix(".csv").is_file():
+            steps.append("illustrations")
+        return sorted(steps)
+
+    @contextmanager
+    def timed(self, step: str) -> Iterator[None]:
+        """Record in ``compute.json`` how long the add-on ``step`` (``explain/gradcam``,
+        ``reliance``, ``external/<set>``, ``illustrations``) took when its block finishes; a step
+        done again replaces its entry. A block that raises records nothing."""
+        import torch  # the add-ons all run torch; the folder's readers need not import it
+
+        t0 = time.perf_counter()
+        yield
+        record = self.compute_record()
+        record[step] = {"seconds": round(time.perf_counter() - t0, 2),
+                        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                        "threads": torch.get_num_threads()}
+        write_json(self.path / COMPUTE, dict(sorted(record.items())))
 
     @property
     def illustrations(self) -> Path:

@@ -248,17 +248,18 @@ def explain_run(run, method: str = "gradcam", *, device: str, data: Path | None 
         raise NotExplained(str(exc)) from None
     parts = image_sets(run, index)
     frames, arrays = [], {}
-    for name, idx, rows in parts:
-        got = explain_images(spec, model, idx, rows.reset_index(drop=True), device, layer=layer)
-        frames.append(got.metrics.assign(set=name))
-        arrays.update({f"{name}/maps": got.maps, f"{name}/images": got.thumbs,
-                       f"{name}/masks": got.masks, f"{name}/ids": got.metrics.id.to_numpy(str)})
-    # the measures' checksum is verified before the report reads them (maps.npz holds figures
-    # only and is not committed with results sets)
-    out.write(info, {"cam_metrics.csv": lambda p: write_csv(p, pd.concat(frames, ignore_index=True)),
-                     "maps.npz": lambda p: write_atomic(
-                         p, lambda q: np.savez_compressed(q.open("wb"), **arrays))},
-              checksummed=("cam_metrics.csv",))
+    with RunFolder(run.path).timed(f"explain/{method}"):
+        for name, idx, rows in parts:
+            got = explain_images(spec, model, idx, rows.reset_index(drop=True), device, layer=layer)
+            frames.append(got.metrics.assign(set=name))
+            arrays.update({f"{name}/maps": got.maps, f"{name}/images": got.thumbs,
+                           f"{name}/masks": got.masks, f"{name}/ids": got.metrics.id.to_numpy(str)})
+        # the measures' checksum is verified before the report reads them (maps.npz holds figures
+        # only and is not committed with results sets)
+        out.write(info, {"cam_metrics.csv": lambda p: write_csv(p, pd.concat(frames, ignore_index=True)),
+                         "maps.npz": lambda p: write_atomic(
+                             p, lambda q: np.savez_compressed(q.open("wb"), **arrays))},
+                  checksummed=("cam_metrics.csv",))
     print(f"{run.path.name}: explained {sum(len(f) for f in frames)} images ({method}, layer "
           f"{layer.name}, map {layer.size}{'' if layer.measurable else ': not measurable'})")
     return out.path

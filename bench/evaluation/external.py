@@ -217,6 +217,19 @@ def score_external(folder: RunFolder, spec: RunSpec, ex: Execution, ext: Externa
     if old is not None:
         print(f"external {ext.name}: reusing its scores (same weights, same images)")
         return old
+    with folder.timed(f"external/{ext.name}"):
+        metrics = _score(folder, spec, ex, ext, train_index, manifest, (data_sha, weights_sha))
+    print(f"external {ext.name}: scored {metrics['scored']} images ({metrics['training_copies']} "
+          "of them copies of training images, kept in the headline metrics); AUC "
+          f"{metrics['test']['auc']:.3f}, accuracy {metrics['test']['accuracy']:.3f}")
+    return metrics
+
+
+def _score(folder: RunFolder, spec: RunSpec, ex: Execution, ext: ExternalSet,
+           train_index: DataIndex, manifest: pd.DataFrame, shas: tuple[str, str]) -> dict:
+    """Score ``ext`` (copies of training images found and flagged) and write its folder."""
+    data_sha, weights_sha = shas
+    out = folder.external(ext.name)
     train = training_subset(train_index, manifest)
     copies, bad = training_copies(ext, train, spec.skip_bad_images)
     unreadable = {p for p, _ in bad}
@@ -225,7 +238,7 @@ def score_external(folder: RunFolder, spec: RunSpec, ex: Execution, ext: Externa
         raise BenchError(f"`external` {ext.source}: after leaving out {len(bad)} unreadable "
                          f"image(s), {'no images are' if not keep else 'only one class is'} left; "
                          "an external set needs benign and malignant images")
-    preds, skipped = scored_predictions(spec, ex, weights, ext, keep, copies)
+    preds, skipped = scored_predictions(spec, ex, folder / WEIGHTS, ext, keep, copies)
     originals = preds[preds.training_copy == ""]
     metrics = {
         "external_set": ext.name, "source": ext.source, "data_kind": ext.index.kind,
@@ -242,9 +255,6 @@ def score_external(folder: RunFolder, spec: RunSpec, ex: Execution, ext: Externa
     }
     copies_sheet(out.path, ext, train, copies)
     out.write(preds, metrics)
-    print(f"external {ext.name}: scored {len(preds)} images ({len(copies)} of them copies of "
-          f"training images, kept in the headline metrics); AUC {metrics['test']['auc']:.3f}, "
-          f"accuracy {metrics['test']['accuracy']:.3f}")
     return metrics
 
 

@@ -82,26 +82,27 @@ def illustrate_run(run: Run, data: Path | None = None) -> Path:
     index = run_index(run, data)
     cfg = get_model_config(run.model)
     size, channels = int(settings["img_size"]), int(settings.get("channels", 3))
-    cache, _ = build_cache(index.root, picks, size, channels)
-    aug = AugmentConfig()
-    arrays: dict[str, np.ndarray] = {"ids": picks.id.to_numpy(str),
-                                     "ranges": np.array(json.dumps(asdict(aug)))}
-    for k, cls in enumerate(CLASSES):
-        img = read_image(index.root / picks.path.iloc[k]).convert("L")
-        img.thumbnail((ORIGINAL_SIDE, ORIGINAL_SIDE), Image.BILINEAR)
-        views, params = augmentation_views(cache.images[k], aug, N_VIEWS, SEED + k)
-        arrays.update({
-            f"{cls}/original": np.asarray(img, dtype=np.uint8),
-            f"{cls}/resized": _grey(cache.images[k].numpy()),
-            f"{cls}/normalized": normalize(cache.images[k:k + 1].float(), cfg)[0].mean(0).numpy()
-            .astype(np.float16),
-            f"{cls}/display": _grey(cache.images[k].numpy()),
-            f"{cls}/augmented": np.stack([_grey(v) for v in views]),
-            f"{cls}/params": params,
-        })
-    rows = [{"image": cls, "id": arrays["ids"][k], "view": v + 1,
-             **dict(zip(PARAM_NAMES, map(float, p), strict=True))}
-            for k, cls in enumerate(CLASSES) for v, p in enumerate(arrays[f"{cls}/params"])]
-    out = folder.write_illustrations(arrays, pd.DataFrame(rows))  # results sets commit the .csv
+    with folder.timed("illustrations"):
+        cache, _ = build_cache(index.root, picks, size, channels)
+        aug = AugmentConfig()
+        arrays: dict[str, np.ndarray] = {"ids": picks.id.to_numpy(str),
+                                         "ranges": np.array(json.dumps(asdict(aug)))}
+        for k, cls in enumerate(CLASSES):
+            img = read_image(index.root / picks.path.iloc[k]).convert("L")
+            img.thumbnail((ORIGINAL_SIDE, ORIGINAL_SIDE), Image.BILINEAR)
+            views, params = augmentation_views(cache.images[k], aug, N_VIEWS, SEED + k)
+            arrays.update({
+                f"{cls}/original": np.asarray(img, dtype=np.uint8),
+                f"{cls}/resized": _grey(cache.images[k].numpy()),
+                f"{cls}/normalized": normalize(cache.images[k:k + 1].float(), cfg)[0].mean(0).numpy()
+                .astype(np.float16),
+                f"{cls}/display": _grey(cache.images[k].numpy()),
+                f"{cls}/augmented": np.stack([_grey(v) for v in views]),
+                f"{cls}/params": params,
+            })
+        rows = [{"image": cls, "id": arrays["ids"][k], "view": v + 1,
+                 **dict(zip(PARAM_NAMES, map(float, p), strict=True))}
+                for k, cls in enumerate(CLASSES) for v, p in enumerate(arrays[f"{cls}/params"])]
+        out = folder.write_illustrations(arrays, pd.DataFrame(rows))  # results sets commit the .csv
     print(f"{run.path.name}: pipeline illustrations written ({', '.join(picks.id)})")
     return out

@@ -184,11 +184,12 @@ def reliance_run(run, device: str, data: Path | None = None) -> dict | None:
             group=[g if g else i for g, i in zip(preds.get("group", preds.id).astype(str).replace("nan", ""),
                                                   preds.id, strict=True)])
         parts.append((name, ext.root, rows))
-    for name, root, rows in parts:
-        summary, per = reliance_of(lambda a: score_arrays(model, spec, a, device), root, rows)
-        result["sets"][name] = summary
-        frames.append(per.assign(set=name))
-    folder.write_reliance(result, pd.concat(frames, ignore_index=True))
+    with folder.timed("reliance"):
+        for name, root, rows in parts:
+            summary, per = reliance_of(lambda a: score_arrays(model, spec, a, device), root, rows)
+            result["sets"][name] = summary
+            frames.append(per.assign(set=name))
+        folder.write_reliance(result, pd.concat(frames, ignore_index=True))
     t = result["sets"]["test"]
     if "delta_auc" in t:
         print(f"{run.path.name}: test AUC {t['auc_original']:.3f} as is, {t['auc_cleaned']:.3f} "

@@ -13,7 +13,7 @@ from bench.core.tablefmt import write_table
 from bench.evaluation.calibration import reliability_bins
 from bench.reporting import figures, table3
 from bench.reporting.runs import Run
-from bench.reporting.sections.context import ReportContext, read_table
+from bench.reporting.sections.context import ReportContext, plain_words, read_table
 from bench.reporting.tables import comparison_sets
 
 
@@ -92,4 +92,13 @@ def draw_figures(tdir: Path, fdir: Path) -> list[Path]:
 def readme(ctx: ReportContext) -> list[str]:
     return ["### Calibration and prevalence", "",
             ctx.table_md("table3_calibration"), "",
+            *plain_words(
+                "Calibration asks whether a model's stated risk can be taken at face value: of "
+                "the lesions it gives a 70% chance of cancer, about 70% should be cancers (slope 1 "
+                "and intercept 0 are ideal; a slope below 1 means the stated risks are too "
+                "extreme).",
+                "The predictive values say what a positive or negative call means for a patient "
+                "and depend on how common cancer is among the patients scanned, so the last "
+                "column recomputes them at this data set's own share of cancers rather than the "
+                "test set's."),
             "![Calibration](figures/calibration.png)", ""]

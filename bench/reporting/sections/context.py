@@ -44,3 +44,8 @@ def read_table(path: Path) -> pd.DataFrame:
         return pd.read_csv(path)
     except pd.errors.EmptyDataError:
         return pd.DataFrame()
+
+
+def plain_words(what: str, reading: str) -> list[str]:
+    """Two sentences under a table for a clinician: what it measures, and how to read it."""
+    return [f"*In plain words:* {what} {reading}", ""]

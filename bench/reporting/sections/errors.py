@@ -14,7 +14,7 @@ from bench.evaluation.metrics import THRESHOLD
 from bench.reporting import figures
 from bench.reporting.figures import plt
 from bench.reporting.runs import Run
-from bench.reporting.sections.context import ReportContext, read_table
+from bench.reporting.sections.context import ReportContext, plain_words, read_table
 from bench.reporting.tables import REFERENCE, comparison_sets
 
 CAPTION = ("Fus2Net's misclassified held-out images: seed-averaged P(malignant) at threshold "
@@ -113,4 +113,9 @@ def readme(ctx: ReportContext) -> list[str]:
     return ["## Fus2Net's errors (Fig. 3 analogue)", "",
             f"{n_wrong} held-out images are misclassified by the seed-averaged Fus2Net "
             "(table: `tables/fig3_misclassified.md`).", "",
+            *plain_words(
+                "These are the held-out images that Fus2Net, averaged over its training seeds, "
+                "put on the wrong side of the 50% cut-off, the most confident mistakes first.",
+                "Looking at them shows the kinds of lesion this model finds hard, which is where "
+                "a reader should least rely on it."),
             "![Misclassified](figures/fig3_misclassified.png)", ""]

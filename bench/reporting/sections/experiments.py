@@ -16,7 +16,7 @@ from bench.jobs.experiments import BASE, EXPERIMENTS
 from bench.reporting import figures, table3
 from bench.reporting.figures import plt, sns
 from bench.reporting.runs import Run
-from bench.reporting.sections.context import ReportContext
+from bench.reporting.sections.context import ReportContext, plain_words
 from bench.reporting.table3 import paired_to_base
 from bench.reporting.tables import variant_configs
 
@@ -127,4 +127,11 @@ def readme(ctx: ReportContext) -> list[str]:
     lines = ["## The paper's Fus2Net experiments (chosen by cross-validation)", ""]
     for name in EXPERIMENTS:
         lines += [ctx.table_md(name), ""]
+    lines += plain_words(
+        "Each table repeats one of the paper's design choices for Fus2Net (input channels, "
+        "optimiser, augmentation and regularisation) and compares the options by "
+        "cross-validation on the training images alone, so the held-out test set plays no part "
+        "in the choice.",
+        "An interval for the difference that contains 0 means the choice made no measurable "
+        "difference at this training budget; the held-out AUC is shown for reference only.")
     return lines + ["![Optimizers](figures/fig1_optimizers.png)", ""]

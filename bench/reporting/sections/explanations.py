@@ -15,7 +15,7 @@ from bench.reporting import camtable, figures
 from bench.reporting.camtable import explanation_rows
 from bench.reporting.figures import plt
 from bench.reporting.runs import Run
-from bench.reporting.sections.context import ReportContext
+from bench.reporting.sections.context import ReportContext, plain_words
 from bench.reporting.tables import comparison_sets
 
 EXAMPLES = "explain_examples.npz"
@@ -140,4 +140,12 @@ def readme(ctx: ReportContext) -> list[str]:
         "No model's maps are at chance level in the lesion or carry the border-energy flag."]
     figure = ["![Explanations](figures/explanations.png)", ""] if (cams.n_measured > 0).any() else []
     return ["## Where the models look (Grad-CAM)", "", *notes, "",
-            ctx.table_md("explanations"), "", *figure]
+            ctx.table_md("explanations"), "",
+            *plain_words(
+                "Grad-CAM shows which part of an image pushed a model towards 'malignant'; these "
+                "columns check whether that part is the lesion the radiologist outlined (a "
+                "pointing hit, a lesion energy ratio above 1) or the image border, where calipers, "
+                "labels and scanner text sit (a frame energy ratio above 1, flagged ⚑).",
+                "A model can score well while looking at the wrong place, so a flagged row warns "
+                "that its accuracy may not hold on images marked up differently."),
+            *figure]

@@ -29,7 +29,7 @@ from bench.evaluation.stats import (
 from bench.reporting import figures
 from bench.reporting.figures import plt, sns
 from bench.reporting.runs import Run
-from bench.reporting.sections.context import ReportContext, read_table
+from bench.reporting.sections.context import ReportContext, plain_words, read_table
 from bench.reporting.tables import (
     PROPORTIONS,
     REFERENCE,
@@ -324,5 +324,13 @@ def readme(ctx: ReportContext) -> list[str]:
         return []
     return ["## External validation: internal vs external", "",
             ctx.table_md("external_comparison"), "",
+            *plain_words(
+                "Each model is scored once on its own site's held-out images and once on images "
+                "from another site (another hospital, scanner and patient group, or the "
+                "synthetic phantom's second site) that played no part in training, with the same "
+                "50% cut-off.",
+                "A fall from the internal to the external columns is the usual sign that a model "
+                "learned cues of its own site rather than of the lesions; external images that "
+                "copy training images are counted and flagged."),
             "![Internal vs external ROC](figures/external_roc.png)", "",
             "![External calibration](figures/external_calibration.png)", ""]

@@ -34,12 +34,13 @@ from bench.evaluation.stats import (
 from bench.reporting import figures, table3
 from bench.reporting.figures import plt, sns
 from bench.reporting.runs import Run
-from bench.reporting.sections.context import ReportContext
+from bench.reporting.sections.context import ReportContext, plain_words
 from bench.reporting.table3 import model_columns, per_seed_columns
 from bench.reporting.tables import (
     PROPORTIONS,
     REFERENCE,
     check_same_test_set,
+    comparison_runs,
     comparison_sets,
     count_of,
     weights_label,
@@ -291,7 +292,19 @@ def draw_figures(tdir: Path, fdir: Path) -> list[Path]:
 
 
 def readme(ctx: ReportContext) -> list[str]:
+    runs = comparison_runs(ctx.runs)
+    test = runs[0].test if runs else None
+    n, n_mal = (len(test), int(test.label.sum())) if test is not None else (0, 0)
     return ["## Held-out comparison (Table 3 analogue)", "",
             ctx.table_md("table3_comparison"), "",
+            *plain_words(
+                f"Every model is scored on the same {n} held-out images ({n_mal} malignant) that "
+                "played no part in training or tuning; AUC is the chance that a model rates a "
+                "randomly chosen cancer as more suspicious than a randomly chosen benign lesion "
+                "(0.5 is a coin toss, 1 is perfect), and sensitivity and specificity are the "
+                "shares of cancers flagged and of benign lesions cleared at a 50% cut-off.",
+                "A difference from Fus2Net whose interval contains 0 means this test set cannot "
+                "tell the two models apart, and because several images of one lesion count as "
+                "one piece of evidence, the intervals are wider than the image count suggests."),
             "![ROC curves](figures/fig2_roc.png)", "",
             "![Confusion matrices](figures/confusion_matrices.png)", ""]

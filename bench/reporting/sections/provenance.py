@@ -35,14 +35,61 @@ def _revisions(runs: list[Run]) -> str:
                      for rev, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
+ADDONS = {"explain": "explanations", "reliance": "annotation reliance",
+          "external": "external scoring", "illustrations": "illustrations"}
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.2f} h"
+
+
+def compute_line(runs: list[Run]) -> str:
+    """The set's dates and compute: the runs' recorded training times plus every add-on step's
+    recorded time (``compute.json``); add-on outputs without a recorded time are counted apart."""
+    training = sum(float(r.config.get("timings", {}).get("total_s") or 0.0) for r in runs)
+    addons: dict[str, float] = {}
+    finished = [str(r.config.get("finished", "")) for r in runs]
+    untimed = 0
+    for r in runs:
+        record = r.folder.compute_record()
+        for step in r.folder.addon_steps():
+            if step not in record:
+                untimed += 1
+                continue
+            kind = ADDONS.get(step.split("/")[0], step)
+            addons[kind] = addons.get(kind, 0.0) + float(record[step]["seconds"])
+            finished.append(str(record[step].get("finished", "")))
+    started = min((str(r.config["started"]) for r in runs if r.config.get("started")),
+                  default="unrecorded")
+    total = training + sum(addons.values())
+    parts = [f"training {_hours(training)} ({len(runs)} runs)"]
+    parts += [f"{kind} {_hours(addons[kind])}" for kind in ADDONS.values() if kind in addons]
+    threads = {r.config["device"].get("threads") for r in runs}
+    per = ""
+    if all(r.config["device"].get("device") == "cpu" for r in runs) and len(threads) == 1:
+        n = next(iter(threads))
+        if isinstance(n, int):
+            per = f"; every run on {n} CPU threads, so about {total * n / 3600:.1f} thread-hours"
+    gap = (f"; {untimed} add-on step(s) predate recorded times and are not counted"
+           if untimed else "")
+    return (f"* **Made**: {started} to {max(finished)} (first run started, last step finished); "
+            f"**compute** {_hours(total)} of wall-clock time: {', '.join(parts)}{per}{gap}")
+
+
+def _machine(device: dict) -> str:
+    """``x86_64 (cpu, 2 threads)`` or ``NVIDIA H200 (cuda)``: the machine a run was made on."""
+    name = device.get("gpu", device.get("cpu", ""))
+    threads = f", {device['threads']} threads" if device.get("device") == "cpu" and \
+        device.get("threads") else ""
+    return f"{name} ({device['device']}{threads})"
+
+
 def _settings_lines(runs: list[Run]) -> list[str]:
     """The bullet list: data, profile, seeds, devices, runs and their code versions."""
     used = comparison_runs(runs)
     ref = used[0] if used else runs[0]
     s, cfg = ref.settings, ref.config
-    finished = max(r.config.get("finished", "") for r in runs)
-    devices = sorted({f"{r.config['device'].get('gpu', r.config['device'].get('cpu', ''))} "
-                      f"({r.config['device']['device']})" for r in runs})
+    devices = sorted({_machine(r.config["device"]) for r in runs})
     engines = sorted({r.settings.get("engine", "reference") for r in runs})
     seeds = sorted({int(r.settings.get("seed", 0)) for r in runs})
     data_name = cfg["data"].get("name", s["data_kind"])
@@ -51,16 +98,16 @@ def _settings_lines(runs: list[Run]) -> list[str]:
     aside_note = f" ({len(aside)} of them in no table, listed below)" if aside else ""
     return [
         f"* **Data**: {s['data_kind']} (`{data_name}`), split `{cfg['data']['split_source']}`"
-        f" (manifest SHA-256 `{s['manifest_sha256'][:16]}…`)",
+        f" (manifest SHA-256 `{s['manifest_sha256']}`)",
         f"* **Profile**: `{cfg['profile']['name']}` — {cfg['profile']['description']}; image size "
         f"{s['img_size']} px for Fus2Net, {s['epochs']} epochs, batch {s['batch_size']}, "
         f"{s['folds']} CV folds",
         f"* **Seeds**: {', '.join(map(str, seeds))} (every table aggregates over them)",
         f"* **Device(s)**: {', '.join(devices)}; torch {cfg['versions'].get('torch')}; training "
         f"engine(s): {', '.join(engines)}",
-        f"* **Runs**: {len(runs)}{aside_note}, last finished {finished}; training-code version(s) "
+        f"* **Runs**: {len(runs)}{aside_note}; training-code version(s) "
         f"{', '.join(f'`{v}`' for v in versions)}; git revision(s) of the checkout that made "
-        f"them: {_revisions(runs)}", ""]
+        f"them: {_revisions(runs)}", compute_line(runs), ""]
 
 
 def _caveats(ctx: ReportContext) -> list[str]:

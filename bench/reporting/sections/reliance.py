@@ -13,7 +13,7 @@ import pandas as pd
 from bench.core.tablefmt import fmt, fmt_p, with_ci, write_table
 from bench.reporting import figures
 from bench.reporting.figures import plt
-from bench.reporting.sections.context import ReportContext
+from bench.reporting.sections.context import ReportContext, plain_words
 
 
 def reliance_table(results: list[dict]) -> pd.DataFrame:
@@ -134,4 +134,14 @@ def readme(ctx: ReportContext) -> list[str]:
     if "reliance" not in ctx.tables:
         return []
     return ["## Do the models read the annotations?", "", ctx.table_md("reliance"), "",
+            *plain_words(
+                "Many breast ultrasound images carry marks burnt in by the sonographer (calipers, "
+                "arrows, text), which can be more common on suspicious lesions, so a model may "
+                "learn to read the marks instead of the tissue; here the same images are scored "
+                "as they are and with the marks painted out, and marks taken from the other "
+                "class are pasted on.",
+                "A model that relies on the marks loses AUC when they are removed and moves "
+                "towards the class the pasted marks came from; intervals that contain 0 show no "
+                "reliance at this sample size, and rows trained on cleaned images show what the "
+                "models learn without the marks."),
             "![Reliance on annotations](figures/reliance.png)", ""]
