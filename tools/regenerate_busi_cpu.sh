@@ -8,13 +8,17 @@
 #
 #   tools/regenerate_busi_cpu.sh [DATA]      DATA: the BUSI root (default ../shared/data/BUSI)
 #
+# A dry run of the whole recipe in minutes, outside the committed set:
+#   PROFILE=smoke OUT=/tmp/preview tools/regenerate_busi_cpu.sh
+#
 # Run it from a clean checkout (the report warns about runs from a dirty tree), on one machine
 # at a time; it prints each step's start time and keeps going past a failed step, then says which
 # failed. Weights are never committed (.gitignore keeps *.safetensors under results/ out).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data/BUSI}
-OUT=results/busi-cpu
+OUT=${OUT:-results/busi-cpu}
+PROFILE=${PROFILE:-cpu}
 PY=${PYTHON:-python}
 failed=()
 step() {
@@ -37,11 +41,11 @@ for cfg in sorted(Path(sys.argv[1]).glob("*/config.json")):
         shutil.rmtree(cfg.parent)
         print(f"removed {cfg.parent.name}: another training-code version")
 PYCODE
-step "$PY" -m bench.suite --data "$DATA" --profile cpu --seeds 0,1,2 --experiments on \
+step "$PY" -m bench.suite --data "$DATA" --profile "$PROFILE" --seeds 0,1,2 --experiments on \
   --experiment-seeds 0,1 --models all --out "$OUT"
 for model in fus2net zeimarani_cnn efficientnet_lite0 googlenet_fujioka; do
   for seed in 0 1 2; do
-    step "$PY" -m bench.run --model "$model" --data "$DATA" --profile cpu --seed "$seed" \
+    step "$PY" -m bench.run --model "$model" --data "$DATA" --profile "$PROFILE" --seed "$seed" \
       --annotations clean --out "$OUT/runs" --no-progress
   done
 done
