@@ -2,8 +2,8 @@
 # Regenerate the committed BUSI results set (results/busi-cpu) from scratch at the cpu profile:
 # every comparison model at seeds 0,1,2 (byra_vgg19_ml, about 75 min per seed on 2 cores,
 # included), the paper's Fus2Net experiments at seeds 0,1, explanations, annotation reliance and
-# the Fig. 5/6 illustrations (the suite runs them), the default CPU models trained on cleaned
-# images too, external scores on BrEaST (found beside the project) and on the phantom's site B,
+# the Fig. 5/6 illustrations, the default CPU models trained on cleaned images too, external
+# scores on BrEaST (found beside DATA; EXTERNAL overrides the sets) and on the phantom's site B,
 # then the report. Every step reuses finished runs, so rerunning the script resumes it.
 #
 #   tools/regenerate_busi_cpu.sh [DATA]      DATA: the BUSI root (default ../shared/data/BUSI)
@@ -41,16 +41,25 @@ for cfg in sorted(Path(sys.argv[1]).glob("*/config.json")):
         shutil.rmtree(cfg.parent)
         print(f"removed {cfg.parent.name}: another training-code version")
 PYCODE
+# external sets: BrEaST beside the data (when there) and the phantom's second site, scored by every
+# run before the explanations and the reliance measures, which cover each run's external sets
+if [ -z "${EXTERNAL:-}" ]; then
+  EXTERNAL=synthetic:B
+  BREAST="$(dirname "$DATA")/BrEaST"
+  [ -d "$BREAST" ] && EXTERNAL="$BREAST,$EXTERNAL"
+fi
 step "$PY" -m bench.suite --data "$DATA" --profile "$PROFILE" --seeds 0,1,2 --experiments on \
-  --experiment-seeds 0,1 --models all --out "$OUT"
+  --experiment-seeds 0,1 --models all --external "$EXTERNAL" --out "$OUT"
 for model in fus2net zeimarani_cnn efficientnet_lite0 googlenet_fujioka; do
   for seed in 0 1 2; do
     step "$PY" -m bench.run --model "$model" --data "$DATA" --profile "$PROFILE" --seed "$seed" \
-      --annotations clean --out "$OUT/runs" --no-progress
+      --annotations clean --external "$EXTERNAL" --out "$OUT/runs" --no-progress
   done
 done
+# the suite explained and measured its comparison runs; these add the cleaned-image runs (finished
+# explanations and measures are reused)
+step "$PY" -m bench.explain --runs "$OUT/runs" --data "$DATA"
 step "$PY" -m bench.reliance --runs "$OUT/runs"
-step "$PY" -m bench.score --runs "$OUT/runs" --external synthetic:B
 step "$PY" -m bench.report --runs "$OUT/runs" --out "$OUT"
 if [ ${#failed[@]} -gt 0 ]; then
   printf 'failed step: %s\n' "${failed[@]}" >&2
