@@ -151,3 +151,29 @@ def test_a_bus_bra_layout_set_keeps_patients_and_the_report_uses_a_patient_boots
     assert table.external_auc_ci.tolist() == ["clustered (Obuchowski), patients as clusters"]
     assert (tmp_path / "report" / "figures" / "external_roc.png").is_file()
     assert "External validation: internal vs external" in (tmp_path / "report" / "README.md").read_text()
+
+
+def test_the_copy_test_runs_once_per_process_until_an_image_changes(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from bench.evaluation import external as ext_mod
+
+    def index_of(name: str, n: int) -> SimpleNamespace:
+        (tmp_path / name).mkdir()
+        samples = [SimpleNamespace(id=f"{name}{i}", path=f"{name}{i}.png") for i in range(n)]
+        for s in samples:
+            (tmp_path / name / s.path).write_bytes(b"x")
+        return SimpleNamespace(samples=samples, abspath=lambda s, d=tmp_path / name: d / s.path)
+
+    calls = []
+    monkeypatch.setattr(ext_mod, "_COPIES", {})
+    monkeypatch.setattr(ext_mod, "_find_training_copies",
+                        lambda e, t, skip: calls.append(1) or ({"ext0": ("tr1", "same")}, []))
+    ext, train = SimpleNamespace(index=index_of("ext", 2)), index_of("tr", 3)
+    first = ext_mod.training_copies(ext, train, False)
+    first[0].clear()  # a caller's change does not reach the next caller
+    assert ext_mod.training_copies(ext, train, False) == ({"ext0": ("tr1", "same")}, [])
+    assert len(calls) == 1
+    (tmp_path / "tr" / "tr2.png").write_bytes(b"changed")
+    ext_mod.training_copies(ext, train, False)
+    assert len(calls) == 2

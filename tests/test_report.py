@@ -335,3 +335,64 @@ def test_header_states_dates_and_compute_and_counts_untimed_add_ons_apart(tmp_pa
     assert "**compute** 1.75 h of wall-clock time: training 1.50 h (2 runs), annotation " \
            "reliance 0.25 h; every run on 2 CPU threads, so about 3.5 thread-hours" in line
     assert line.endswith("; 1 add-on step(s) predate recorded times and are not counted")
+
+
+def _cleaned_fixture(runs: Path) -> None:
+    """zeimarani_cnn on the images as they are (seeds 0, 1) and on cleaned images (seeds 0, 1,
+    finished later), each with a reliance record per image."""
+    rng = np.random.default_rng(0)
+    y = np.array([0] * 50 + [1] * 50)
+    for k, (seed, clean) in enumerate([(0, False), (1, False), (0, True), (1, True)]):
+        extra = {"annotations": "clean:ns:abc", "data_sha256": "cd" * 32} if clean else \
+            {"data_sha256": "ab" * 32}
+        folder = write_fixture_run(runs, "zeimarani_cnn", 0.5, 10 + k, seed=seed, **extra)
+        cfg = json.loads((folder / "config.json").read_text())
+        cfg["finished"] = f"2026-11-2{k + 1}"
+        cfg["command"] = (f"python -m bench.run --model zeimarani_cnn --seed {seed} --annotations "
+                          "clean" if clean else "python -m bench.suite --models zeimarani_cnn")
+        (folder / "config.json").write_text(json.dumps(cfg))
+        p = np.clip(0.5 + 0.3 * (y - 0.5) + rng.normal(0, 0.2, 100), 0.01, 0.99)
+        (folder / "reliance").mkdir()
+        pd.DataFrame({"id": [f"img{i:03d}" for i in range(100)], "path": "x.png", "label": y,
+                      "group": [f"g{i // 2}" for i in range(100)], "prob_original": p,
+                      "prob_cleaned": p - 0.05 * y, "marked": (np.arange(100) % 3 == 0).astype(int),
+                      "mask_fraction": 0.0, "inserted_from": "",
+                      "insertion_shift": np.where(y == 0, 0.1, -0.02), "set": "test"}
+                     ).to_csv(folder / "reliance" / "images.csv", index=False)
+        (folder / "reliance" / "reliance.json").write_text(json.dumps(
+            {"run": folder.name, "model": "zeimarani_cnn", "seed": seed, "sets": {},
+             "annotations": "clean:ns:abc" if clean else "keep"}))
+
+
+def test_cleaned_image_runs_are_their_own_row_never_the_model_s_main_one(tmp_path):
+    from bench.reporting.sections.reproduce import commands
+    from bench.reporting.tables import comparison_sets
+    _cleaned_fixture(tmp_path / "runs")
+    runs = load_runs(tmp_path / "runs")
+    labels = [label for label, _ in comparison_sets(runs)]
+    assert labels == ["zeimarani_cnn", "zeimarani_cnn (trained on cleaned images)"]
+    main_row = dict(comparison_sets(runs))["zeimarani_cnn"]
+    assert all("annotations" not in r.settings for r in main_row)  # though the cleaned finished later
+    lines = commands(runs, tmp_path / "out")
+    assert lines[0] == "python -m bench.suite --models zeimarani_cnn"
+    assert "for seed in 0 1; do python -m bench.run --model zeimarani_cnn --seed $seed " \
+           "--annotations clean; done" in lines
+
+
+def test_reliance_table_has_one_row_per_configuration_from_seed_averaged_images(tmp_path):
+    from bench.evaluation.reliance import reliance_summary
+    from bench.reporting.sections.reliance import ensemble_table
+    _cleaned_fixture(tmp_path / "runs")
+    runs = load_runs(tmp_path / "runs")
+    table = ensemble_table(runs)
+    assert list(table.model) == ["zeimarani_cnn", "zeimarani_cnn (trained on cleaned images)"]
+    assert list(table.seed) == ["2 (0,1)", "2 (0,1)"] and list(table.trained_on) == ["original", "cleaned"]
+    frames = [pd.read_csv(r.path / "reliance" / "images.csv") for r in runs
+              if "annotations" not in r.settings]
+    mean = (frames[0][["prob_original", "prob_cleaned"]] + frames[1][["prob_original", "prob_cleaned"]]) / 2
+    want = reliance_summary(frames[0].label, mean.prob_original, mean.prob_cleaned,
+                            frames[0].insertion_shift, frames[0].marked, frames[0].group)
+    row = table.iloc[0]
+    assert row.delta_auc == pytest.approx(want["delta_auc"]) and row.delta_auc > 0
+    assert row.shift_benign_targets == pytest.approx(0.1)
+    assert row.marked_benign == "17/50"

@@ -100,3 +100,16 @@ def test_patient_bootstrap_is_wider_when_images_of_a_patient_agree():
     lo_p, hi_p, _ = cluster_bootstrap_auc(y, s, np.repeat(np.arange(40), 5), n_boot=400)
     lo_i, hi_i, _ = cluster_bootstrap_auc(y, s, np.arange(y.size), n_boot=400)
     assert hi_p - lo_p > 1.5 * (hi_i - lo_i)  # images treated as independent look too certain
+
+
+def test_calibration_fit_without_a_finite_maximum_is_undefined_not_a_runaway_number():
+    from bench.evaluation.stats import calibration_slope_intercept
+    y = np.array([0] * 40 + [1] * 40)
+    slope, intercept = calibration_slope_intercept(y, np.where(y == 1, 0.9, 0.1))  # separates
+    assert math.isnan(slope) and abs(intercept) < 10
+    slope, _ = calibration_slope_intercept(y, np.where(y == 1, 1e-7, 1 - 1e-7))  # inverted, at 0/1
+    assert math.isnan(slope)
+    rng = np.random.default_rng(0)
+    p = np.clip(0.5 + 0.3 * (y - 0.5) + rng.normal(0, 0.2, 80), 0.01, 0.99)
+    slope, intercept = calibration_slope_intercept(y, p)
+    assert 0.5 < slope < 3 and abs(intercept) < 2  # an ordinary fit is unchanged

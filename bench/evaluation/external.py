@@ -148,11 +148,41 @@ def check_same_source(folder: RunFolder, ext: ExternalSet, data_sha: str) -> Non
                          f"--external NAME={ext.shown}")
 
 
-def training_copies(ext: ExternalSet, train: DataIndex, skip_bad: bool
-                    ) -> tuple[dict[str, tuple[str, str]], list[tuple[str, str]]]:
+Copies = tuple[dict[str, tuple[str, str]], list[tuple[str, str]]]
+# training_copies per process: every seed and model of a suite scores the same external set
+# against the same training images, and the copy test is the slow part of scoring (it decodes
+# and describes every image); keyed by both sets' files as they are on disk
+_COPIES: dict[tuple, Copies] = {}
+
+
+def _on_disk(index: DataIndex) -> tuple:
+    out = []
+    for s in index.samples:
+        path = index.abspath(s)
+        try:
+            st = path.stat()
+            out.append((str(path), st.st_size, st.st_mtime_ns))
+        except OSError:
+            out.append((str(path), -1, -1))
+    return tuple(out)
+
+
+def training_copies(ext: ExternalSet, train: DataIndex, skip_bad: bool) -> Copies:
     """External IDs that are a copy of a training image's picture (→ that image's ID and the
     evidence), and the external images that could not be decoded. Only the same picture counts
-    across data sets (:mod:`bench.data.copies`), never a look-alike lesion."""
+    across data sets (:mod:`bench.data.copies`), never a look-alike lesion. Computed once per
+    process for the same files."""
+    key = (_on_disk(ext.index), tuple(s.id for s in ext.index.samples), _on_disk(train),
+           tuple(s.id for s in train.samples), skip_bad)
+    if key not in _COPIES:
+        if len(_COPIES) >= 4:  # a suite scores a few external sets; keep memory flat
+            _COPIES.pop(next(iter(_COPIES)))
+        _COPIES[key] = _find_training_copies(ext, train, skip_bad)
+    copies, bad = _COPIES[key]
+    return dict(copies), list(bad)
+
+
+def _find_training_copies(ext: ExternalSet, train: DataIndex, skip_bad: bool) -> Copies:
     ref = pictures([train.abspath(s) for s in train.samples])
     if any(isinstance(p, BadImageError) for p in ref):
         raise BenchError("training images could not be decoded while scoring --external")

@@ -134,7 +134,20 @@ def reliance_of(score: Scorer, root: Path, rows: pd.DataFrame, seed: int = 0
     per = rows.assign(prob_original=p_orig, prob_cleaned=p_clean, marked=marked.astype(int),
                       mask_fraction=[float(m.mean()) for m in masks], inserted_from=source,
                       insertion_shift=shift)
-    out: dict = {"images": len(rows), "marked_benign": int(marked[y == 0].sum()),
+    return reliance_summary(y, p_orig, p_clean, shift, marked, groups), per
+
+
+def reliance_summary(y: np.ndarray, p_orig: np.ndarray, p_clean: np.ndarray, shift: np.ndarray,
+                     marked: np.ndarray, groups: np.ndarray) -> dict:
+    """The measures from per-image P(malignant) as is and cleaned and insertion shifts (NaN where
+    nothing was pasted): counts, ΔAUC with Obuchowski's clustered CI, and each insertion
+    direction's mean shift with a cluster-bootstrap CI. Also applied to seed-averaged
+    probabilities (the report's one row per configuration)."""
+    y = np.asarray(y, int)
+    marked = np.asarray(marked, bool)
+    shift = np.asarray(shift, float)
+    groups = np.asarray(groups).astype(str)
+    out: dict = {"images": len(y), "marked_benign": int(marked[y == 0].sum()),
                  "marked_malignant": int(marked[y == 1].sum()),
                  "benign": int((y == 0).sum()), "malignant": int((y == 1).sum())}
     if 0 < y.sum() < y.size:
@@ -146,7 +159,7 @@ def reliance_of(score: Scorer, root: Path, rows: pd.DataFrame, seed: int = 0
         sel = (y == target) & ~np.isnan(shift)
         mean, lo, hi = cluster_mean(shift[sel], groups[sel])
         out[name] = {"n": int(sel.sum()), "mean_shift": mean, "lo": lo, "hi": hi}
-    return out, per
+    return out
 
 
 def _run_index(run, data: Path | None):

@@ -162,25 +162,34 @@ def cluster_bootstrap_auc(y_true, y_score, groups, n_boot: int = 2000, seed: int
 def calibration_slope_intercept(y_true, y_prob, eps: float = 1e-6) -> tuple[float, float]:
     """Logistic recalibration (Cox 1958): slope of ``logit P(y=1) = a + b·logit(p)``, and
     calibration-in-the-large, the intercept ``a`` with the slope fixed at 1 (``logit(p)`` as an
-    offset). Perfect calibration: slope 1, intercept 0. Fitted by Newton's method."""
+    offset). Perfect calibration: slope 1, intercept 0. Fitted by Newton's method with step
+    halving; a fit that does not converge (no finite maximum, e.g. predictions that separate the
+    classes or all sit at 0 or 1) is NaN: undefined, never a runaway number."""
     y = np.asarray(y_true, dtype=float)
     p = np.clip(np.asarray(y_prob, dtype=float), eps, 1 - eps)
     o = np.log(p / (1 - p))
 
+    def loglik(design: np.ndarray, offset: np.ndarray, beta: np.ndarray) -> float:
+        eta = design @ beta + offset
+        return float(np.sum(y * eta - np.logaddexp(0.0, eta)))
+
     def newton(design: np.ndarray, offset: np.ndarray) -> np.ndarray:
         beta = np.zeros(design.shape[1])
-        for _ in range(100):
+        for _ in range(200):
             mu = 1 / (1 + np.exp(-np.clip(design @ beta + offset, -500, 500)))
             grad = design.T @ (y - mu)
             hess = (design * (mu * (1 - mu))[:, None]).T @ design
             try:
                 step = np.linalg.solve(hess + 1e-9 * np.eye(len(beta)), grad)
             except np.linalg.LinAlgError:
-                return np.full(len(beta), math.nan)
-            beta += step
-            if np.abs(step).max() < 1e-10:
                 break
-        return beta
+            now, t = loglik(design, offset, beta), 1.0
+            while t > 1e-6 and loglik(design, offset, beta + t * step) < now - 1e-12:
+                t /= 2
+            beta = beta + t * step
+            if np.abs(t * step).max() < 1e-10:
+                return beta if np.abs(beta).max() < 1e3 else np.full(len(beta), math.nan)
+        return np.full(len(beta), math.nan)
 
     ones = np.ones((len(y), 1))
     slope = newton(np.hstack([ones, o[:, None]]), np.zeros(len(y)))[1]

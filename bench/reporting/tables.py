@@ -39,9 +39,17 @@ def _paper_recipe(r: Run) -> bool:
     return r.settings.get("channels", 3) == 3 and r.settings.get("augment", True)
 
 
+def cleaned(run: Run) -> bool:
+    """Trained and tested on images whose burnt-in annotations were inpainted
+    (docs/protocol.md, "Burnt-in annotations")."""
+    return str(run.settings.get("annotations") or "keep").startswith("clean")
+
+
 def _pick(configs: list[list[Run]]) -> list[Run]:
-    """The configuration with the most seeds (then the latest finished)."""
-    return max(configs, key=lambda rs: (len(rs), max(r.config.get("finished", "") for r in rs)))
+    """The configuration on the images as they are (not cleaned) with the most seeds, then the
+    latest finished."""
+    return max(configs, key=lambda rs: (not cleaned(rs[0]), len(rs),
+                                        max(r.config.get("finished", "") for r in rs)))
 
 
 def _flat(settings: dict, prefix: str = "") -> dict:
@@ -56,12 +64,18 @@ def _flat(settings: dict, prefix: str = "") -> dict:
 
 def config_difference(ref: dict, other: dict) -> str:
     """The settings in which ``other`` differs from ``ref`` (seed and code version aside), e.g.
-    ``img_size 96``: what tells two rows of one model apart."""
+    ``img_size 96``: what tells two rows of one model apart. Cleaned images are said in words
+    (their content hash differs as a consequence, so it is not repeated)."""
     a, b = _flat(ref), _flat(other)
     keys = sorted(k for k in set(a) | set(b) if k.split(".")[0] not in NOT_CONFIG
                   and a.get(k) != b.get(k))
-    text = ", ".join(f"{k} {str(b.get(k, 'unset'))[:12]}" for k in keys) or "another run"
-    return text.replace("|", "/")
+    words = []
+    if "annotations" in keys:
+        words.append("trained on cleaned images" if str(b.get("annotations") or "keep")
+                     .startswith("clean") else "trained on the images as they are")
+        keys = [k for k in keys if k not in ("annotations", "data_sha256")]
+    words += [f"{k} {str(b.get(k, 'unset'))[:12]}" for k in keys]
+    return (", ".join(words) or "another run").replace("|", "/")
 
 
 def comparison_sets(runs: list[Run]) -> list[tuple[str, list[Run]]]:

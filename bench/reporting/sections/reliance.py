@@ -11,36 +11,73 @@ import numpy as np
 import pandas as pd
 
 from bench.core.tablefmt import fmt, fmt_p, with_ci, write_table
+from bench.evaluation.reliance import reliance_summary
 from bench.reporting import figures
 from bench.reporting.figures import plt
+from bench.reporting.runs import Run
 from bench.reporting.sections.context import ReportContext, plain_words
+from bench.reporting.tables import cleaned, comparison_runs, comparison_sets
 
 
 def reliance_table(results: list[dict]) -> pd.DataFrame:
     """One row per run and image set."""
-    rows = []
-    for r in results:
-        for name, s in r["sets"].items():
-            a, b = s["malignant_marks_on_benign"], s["benign_marks_on_malignant"]
-            rows.append({
-                "model": r["model"], "seed": r["seed"],
-                "trained_on": "cleaned" if str(r["annotations"]).startswith("clean") else "original",
-                "set": name, "images": s["images"],
-                "marked_benign": f"{s['marked_benign']}/{s['benign']}",
-                "marked_malignant": f"{s['marked_malignant']}/{s['malignant']}",
-                "auc_original": s.get("auc_original"), "auc_cleaned": s.get("auc_cleaned"),
-                "delta_auc": s.get("delta_auc"), "delta_lo": s.get("delta_lo"),
-                "delta_hi": s.get("delta_hi"), "delta_p": s.get("delta_p"),
-                "shift_benign_targets": a["mean_shift"], "shift_benign_lo": a["lo"],
-                "shift_benign_hi": a["hi"], "shift_malignant_targets": b["mean_shift"],
-                "shift_malignant_lo": b["lo"], "shift_malignant_hi": b["hi"], "run": r["run"]})
+    rows = [{**_row(s, r["model"], r["seed"],
+                    "cleaned" if str(r["annotations"]).startswith("clean") else "original", name),
+             "run": r["run"]}
+            for r in results for name, s in r["sets"].items()]
     return pd.DataFrame(rows)
+
+
+def ensemble_table(runs: list[Run]) -> pd.DataFrame:
+    """One row per comparison configuration (the held-out table's rows) and image set: the
+    measures of its seed-averaged per-image probabilities and insertion shifts (each run's
+    ``reliance/images.csv``), as the external table averages seeds."""
+    rows = []
+    for label, rs in comparison_sets(runs):
+        measured = [(r, r.path / "reliance" / "images.csv") for r in rs
+                    if (r.path / "reliance" / "reliance.json").is_file()]
+        measured = [(r, pd.read_csv(f, dtype={"id": str, "group": str}, keep_default_na=False,
+                                    na_values={"insertion_shift": [""]}))
+                    for r, f in measured if f.is_file()]
+        if not measured:
+            continue
+        seeds = sorted(int(r.settings.get("seed", 0)) for r, _ in measured)
+        names = sorted({n for _, f in measured for n in f.set.unique()}, key=lambda n: (n != "test", n))
+        for name in names:
+            parts = [f[f.set == name].set_index("id") for _, f in measured]
+            ids = [i for i in parts[0].index if all(i in q.index for q in parts[1:])]
+            first = parts[0].loc[ids]
+            mean = {col: np.mean([q.loc[ids, col].to_numpy(float) for q in parts], axis=0)
+                    for col in ("prob_original", "prob_cleaned")}
+            shifts = np.vstack([q.loc[ids, "insertion_shift"].to_numpy(float) for q in parts])
+            shift = np.full(len(ids), np.nan)
+            has = ~np.isnan(shifts).all(axis=0)
+            shift[has] = np.nanmean(shifts[:, has], axis=0)
+            summary = reliance_summary(first.label.to_numpy(int), mean["prob_original"],
+                                       mean["prob_cleaned"], shift, first.marked.to_numpy(bool),
+                                       first.group.to_numpy(str))
+            rows.append(_row(summary, label, f"{len(seeds)} ({','.join(map(str, seeds))})",
+                             "cleaned" if cleaned(rs[0]) else "original", name))
+    return pd.DataFrame(rows)
+
+
+def _row(s: dict, model: str, seed: object, trained_on: str, name: str) -> dict:
+    a, b = s["malignant_marks_on_benign"], s["benign_marks_on_malignant"]
+    return {"model": model, "seed": seed, "trained_on": trained_on, "set": name,
+            "images": s["images"], "marked_benign": f"{s['marked_benign']}/{s['benign']}",
+            "marked_malignant": f"{s['marked_malignant']}/{s['malignant']}",
+            "auc_original": s.get("auc_original"), "auc_cleaned": s.get("auc_cleaned"),
+            "delta_auc": s.get("delta_auc"), "delta_lo": s.get("delta_lo"),
+            "delta_hi": s.get("delta_hi"), "delta_p": s.get("delta_p"),
+            "shift_benign_targets": a["mean_shift"], "shift_benign_lo": a["lo"],
+            "shift_benign_hi": a["hi"], "shift_malignant_targets": b["mean_shift"],
+            "shift_malignant_lo": b["lo"], "shift_malignant_hi": b["hi"]}
 
 
 def display_table(table: pd.DataFrame) -> pd.DataFrame:
     """The table as the report shows it."""
     return pd.DataFrame({
-        "model": table.model, "seed": table.seed, "trained on": table.trained_on, "set": table.set,
+        "model": table.model, "seed(s)": table.seed, "trained on": table.trained_on, "set": table.set,
         "marked (benign, malignant)": table.marked_benign + ", " + table.marked_malignant,
         "AUC as is": table.auc_original.map(fmt), "AUC cleaned": table.auc_cleaned.map(fmt),
         "ΔAUC (95% CI, clustered)": [with_ci(d, lo, hi) for d, lo, hi in
@@ -58,15 +95,16 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
 def reliance_figure(table: pd.DataFrame, base: Path) -> list[Path]:
     """ΔAUC from cleaning and the insertion shifts, one row per run and set, with intervals."""
     t = table.reset_index(drop=True)
-    labels = [f"{r.model} s{r.seed} ({r.trained_on}) · {r.set}" for r in t.itertuples()]
+    labels = [f"{r.model} s{r.seed} ({r.trained_on}) · {r.set}" if "run" in t else
+              f"{r.model} · {r.set}" for r in t.itertuples()]
     ypos = np.arange(len(t))[::-1]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 1.2 + 0.38 * len(t)), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 1.4 + 0.38 * len(t)), sharey=True)
     ax = axes[0]
     ax.errorbar(t.delta_auc, ypos, xerr=[t.delta_auc - t.delta_lo, t.delta_hi - t.delta_auc],
                 fmt="o", color="k", capsize=3)
     ax.axvline(0, color="grey", lw=0.8)
     ax.set_yticks(ypos, labels)
-    ax.set_xlabel("ΔAUC = AUC as is − AUC cleaned (95% CI)")
+    ax.set_xlabel("ΔAUC = AUC as is − AUC cleaned\n(95% CI)")
     ax.xaxis.set_major_locator(plt.MaxNLocator(5))
     ax.set_title("Removing the annotations")
     ax = axes[1]
@@ -76,7 +114,7 @@ def reliance_figure(table: pd.DataFrame, base: Path) -> list[Path]:
         ax.errorbar(t[col], ypos + dy, xerr=[t[col] - lo, hi - t[col]], fmt="o", color=colour,
                     capsize=3, label=name)
     ax.axvline(0, color="grey", lw=0.8)
-    ax.set_xlabel("mean change of P(malignant) (95% CI)")
+    ax.set_xlabel("mean change of P(malignant)\n(95% CI)")
     ax.set_title("Pasting another class's annotations")
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
     fig.tight_layout()
@@ -110,15 +148,28 @@ def write_saved(table: pd.DataFrame, tdir: Path) -> list[Path]:
 
 
 def drop_saved(tdir: Path) -> None:
-    for ext in (".csv", ".md", ".tex"):
-        (tdir / f"reliance{ext}").unlink(missing_ok=True)
+    for name in ("reliance", "reliance_per_seed"):
+        for ext in (".csv", ".md", ".tex"):
+            (tdir / f"{name}{ext}").unlink(missing_ok=True)
+
+
+ENSEMBLE_CAPTION = ("One row per configuration of the held-out table and image set, from its "
+                    "seed-averaged P(malignant) per image (as is, cleaned) and its seed-averaged "
+                    "insertion shifts; every run and seed apart in reliance_per_seed.csv. ")
 
 
 def write_tables(ctx: ReportContext) -> None:
-    """``reliance.{csv,md,tex}`` when any run was measured; else an earlier report's are dropped."""
-    rel = saved_table(ctx.runs)
-    if len(rel):
-        write_saved(rel, ctx.tdir)
+    """``reliance.{csv,md,tex}`` (one row per configuration and set) and ``reliance_per_seed``
+    when any run was measured; else an earlier report's are dropped."""
+    per_seed = saved_table(comparison_runs(ctx.runs))
+    if len(per_seed):
+        write_table(per_seed, display_table(per_seed), ctx.tdir / "reliance_per_seed", CAPTION)
+        rel = ensemble_table(ctx.runs)
+        if len(rel):
+            write_table(rel, display_table(rel), ctx.tdir / "reliance", ENSEMBLE_CAPTION + CAPTION)
+        else:  # records without their per-image tables: the runs one by one
+            rel = per_seed
+            write_saved(rel, ctx.tdir)
         ctx.tables["reliance"] = rel
     else:
         drop_saved(ctx.tdir)

@@ -4,6 +4,7 @@ same seeds (with the experiments when their variant runs are here), then ``bench
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from bench.core.paths import PROJECT_ROOT
@@ -34,11 +35,40 @@ def commands(runs: list[Run], out: Path) -> list[str]:
     if variants:  # the experiments ran (their variant runs are not comparison runs)
         exp_arg = f" --experiments on --experiment-seeds {_seeds_of(variants)}"
     groups: dict[str, list[str]] = {}  # models by the seeds they ran with: one command per group
-    for model, rs in comparison_sets(runs):
-        groups.setdefault(_seeds_of(rs), []).append(model)
-    return [*(f"./run_all.sh{data_arg} --profile {profile} --seeds {s_}{exp_arg} --models "
-              f"{','.join(ms)}" for s_, ms in groups.items()),
-            f"python -m bench.report --runs {_rel(ref.path.parent)} --out {_rel(out)}"]
+    others: list[str] = []
+    for label, rs in comparison_sets(runs):
+        if label == rs[0].model:
+            groups.setdefault(_seeds_of(rs), []).append(label)
+        else:  # another configuration of a model: the commands its runs recorded
+            others += [f"# {label}", *recorded_commands(rs)]
+    runs_dir = _rel(ref.path.parent)
+    if others:  # their explanations and reliance measures (finished ones are reused)
+        others += [f"python -m bench.explain --runs {runs_dir}{data_arg}",
+                   f"python -m bench.reliance --runs {runs_dir}"]
+    suite = {str(r.config.get("command", "")) for label, rs in comparison_sets(runs)
+             if label == rs[0].model for r in rs}
+    if len(suite) == 1 and next(iter(suite)).startswith("python -m bench.suite"):
+        main = list(suite)  # one suite made every main row: its command as recorded
+    else:
+        sources = sorted({str(meta.get("source")) for r in used for _, meta in r.external.values()
+                          if meta.get("source")})
+        ext_arg = f" --external {','.join(sources)}" if sources else ""
+        main = [f"./run_all.sh{data_arg} --profile {profile} --seeds {s_}{exp_arg}{ext_arg} "
+                f"--models {','.join(ms)}" for s_, ms in groups.items()]
+    return [*main, *others,
+            f"python -m bench.report --runs {runs_dir} --out {_rel(out)}"]
+
+
+def recorded_commands(rs: list[Run]) -> list[str]:
+    """The distinct commands the runs ``rs`` recorded, one seed loop where they differ only in
+    ``--seed``."""
+    seeds = " ".join(str(int(r.settings.get("seed", 0))) for r in
+                     sorted(rs, key=lambda r: int(r.settings.get("seed", 0))))
+    out = []
+    for command in sorted({re.sub(r"--seed \d+", "--seed $seed", str(r.config.get("command", "")))
+                           for r in rs}):
+        out.append(f"for seed in {seeds}; do {command}; done" if "$seed" in command else command)
+    return out
 
 
 def write_tables(ctx: ReportContext) -> None:
