@@ -114,8 +114,12 @@ def write_tables(ctx: ReportContext) -> None:
     cams = explanation_table(ctx.runs)
     if not len(cams):
         return
-    write_table(cams, camtable.display(cams), ctx.tdir / "explanations",
-                camtable.caption(ctx.runs[0].settings.get("img_size")))
+    caption = camtable.caption(ctx.runs[0].settings.get("img_size"))
+    write_table(cams, camtable.display(cams), ctx.tdir / "explanations", caption)
+    every = cams[cams.images == "all"].reset_index(drop=True)  # the README's rows
+    write_table(every, camtable.display(every), ctx.tdir / "explanations_all",
+                caption + " All images of each set; by correct/wrong prediction and by class in "
+                "tables/explanations.md.")
     write_npz(ctx.tdir / EXAMPLES, explanation_examples(ctx.runs))
     ctx.tables["explanations"] = cams
 
@@ -140,7 +144,7 @@ def readme(ctx: ReportContext) -> list[str]:
         "No model's maps are at chance level in the lesion or carry the border-energy flag."]
     figure = ["![Explanations](figures/explanations.png)", ""] if (cams.n_measured > 0).any() else []
     return ["## Where the models look (Grad-CAM)", "", *notes, "",
-            ctx.table_md("explanations"), "",
+            ctx.table_md("explanations_all"), "",
             *plain_words(
                 "Grad-CAM shows which part of an image pushed a model towards 'malignant'; these "
                 "columns check whether that part is the lesion the radiologist outlined (a "
