@@ -36,6 +36,12 @@ def save(fig: plt.Figure, base: Path) -> list[Path]:
     return out
 
 
+def wrapped(label: str) -> str:
+    """A row label on two lines before its configuration, e.g. ``zeimarani_cnn`` /
+    ``(trained on cleaned images)``: small-multiple titles stay apart."""
+    return label.replace(" (", "\n(", 1)
+
+
 def model_label(row) -> str:
     """The model's name, with ``[degenerate]`` when its row is flagged."""
     flag = " [degenerate]" if isinstance(row.get("flag"), str) and row.get("flag") else ""

@@ -251,7 +251,7 @@ def external_roc(points: pd.DataFrame, base: Path) -> list[Path]:
             ax.step(pts.fpr, pts.tpr, where="post", color=palette[name], lw=1.6,
                     ls="-" if name == "internal test" else "--", label=name)
         ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=0.8)
-        ax.set(title=model, xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), xlabel="1 − specificity",
+        ax.set(title=figures.wrapped(model), xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), xlabel="1 − specificity",
                ylabel="sensitivity")
         ax.legend(fontsize=6, loc="lower right")
     fig.suptitle("Internal test (solid) vs external sets (dashed)", fontsize=10)

@@ -257,7 +257,7 @@ def confusion_grid(table: pd.DataFrame, base: Path) -> list[Path]:
         seeds = int(row.n_seeds)
         ax.set(xlabel="predicted", ylabel="true")
         what = "1 seed" if seeds == 1 else f"mean of {seeds} seeds"
-        ax.set_title(f"{figures.model_label(row)}\n{what}", fontsize=8)
+        ax.set_title(f"{figures.wrapped(figures.model_label(row))}\n{what}", fontsize=8)
     fig.suptitle("Held-out test set, P(malignant) ≥ 0.5: images per cell (mean over seeds; one "
                  f"colour scale, 0–{vmax:.0f})", fontsize=9)
     fig.tight_layout()
