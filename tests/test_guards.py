@@ -194,7 +194,7 @@ def test_every_configuration_of_a_model_is_a_row_with_its_external_sets(tmp_path
     assert report_main(["--runs", str(runs), "--out", str(tmp_path / "o"), "--n-boot", "50"]) == 0
     t = pd.read_csv(tmp_path / "o" / "tables" / "table3_comparison.csv")
     assert t.model.str.startswith("resnet50").sum() == 3
-    assert "Runs**: 4, " in (tmp_path / "o" / "README.md").read_text()
+    assert "Runs**: 4; " in (tmp_path / "o" / "README.md").read_text()
 
 
 @pytest.mark.slow
