@@ -8,7 +8,8 @@
 #
 #   tools/regenerate_busi_cpu.sh [DATA]      DATA: the BUSI root (default ../shared/data/BUSI)
 #
-# A dry run of the whole recipe in minutes, outside the committed set:
+# A dry run of the whole recipe outside the committed set (56 runs at the smoke profile: under an
+# hour on 2 cores, 2026-11-30):
 #   PROFILE=smoke OUT=/tmp/preview tools/regenerate_busi_cpu.sh
 #
 # Run it from a clean checkout (the report warns about runs from a dirty tree), on one machine

@@ -42,6 +42,7 @@ from bench.core.provenance import file_sha256
 
 CONFIG = "config.json"
 COMPUTE = "compute.json"
+RELIANCE, RELIANCE_IMAGES = "reliance.json", "images.csv"  # in reliance/
 WEIGHTS = "model.safetensors"
 # Every file a finished run promises, checksummed in config.json's ``outputs`` (stage files are
 # checksummed in each stage's done.json).
@@ -316,12 +317,19 @@ class RunFolder:
         return self.path / "reliance"
 
     def reliance_record(self) -> dict | None:
-        path = self.reliance_dir / "reliance.json"
-        return json.loads(path.read_text()) if path.is_file() else None
+        return _read_json(self.reliance_dir / RELIANCE)
+
+    def reliance_images(self) -> pd.DataFrame | None:
+        """The per-image reliance table of a measured run (``None`` when not measured)."""
+        if not (self.reliance_dir / RELIANCE).is_file() or \
+                not (self.reliance_dir / RELIANCE_IMAGES).is_file():
+            return None
+        return pd.read_csv(self.reliance_dir / RELIANCE_IMAGES, dtype={"id": str, "group": str},
+                           keep_default_na=False, na_values={"insertion_shift": [""]})
 
     def write_reliance(self, result: dict, images: pd.DataFrame) -> None:
-        write_csv(self.reliance_dir / "images.csv", images)
-        write_json(self.reliance_dir / "reliance.json", result)
+        write_csv(self.reliance_dir / RELIANCE_IMAGES, images)
+        write_json(self.reliance_dir / RELIANCE, result)
 
     def compute_record(self) -> dict[str, dict]:
         """``compute.json``: add-on step → ``{"seconds", "finished", "threads"}`` (empty when none ran)."""
@@ -331,7 +339,7 @@ class RunFolder:
         """The add-on steps this folder holds outputs of, named as :meth:`timed` records them."""
         steps = [f"explain/{f.path.name}" for f in self.explanations()]
         steps += [f"external/{f.path.name}" for f in self.external_sets()]
-        if (self.reliance_dir / "reliance.json").is_file():
+        if (self.reliance_dir / RELIANCE).is_file():
             steps.append("reliance")
         if self.illustrations.with_suffix(".csv").is_file():
             steps.append("illustrations")

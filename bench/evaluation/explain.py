@@ -222,7 +222,8 @@ def explain_run(run, method: str = "gradcam", *, device: str, data: Path | None 
     if method not in METHODS:
         raise BenchError(f"`method`={method!r}: choose from {', '.join(METHODS)}")
     weights = run.path / WEIGHTS
-    out = RunFolder(run.path).explain(method)
+    folder = RunFolder(run.path)
+    out = folder.explain(method)
     spec = RunSpec(**{k: v for k, v in run.settings.items() if k in RunSpec.__dataclass_fields__})
     layer = run_cam_layer(spec)
     info = explain_info(run, method, spec, layer)
@@ -248,7 +249,7 @@ def explain_run(run, method: str = "gradcam", *, device: str, data: Path | None 
         raise NotExplained(str(exc)) from None
     parts = image_sets(run, index)
     frames, arrays = [], {}
-    with RunFolder(run.path).timed(f"explain/{method}"):
+    with folder.timed(f"explain/{method}"):
         for name, idx, rows in parts:
             got = explain_images(spec, model, idx, rows.reset_index(drop=True), device, layer=layer)
             frames.append(got.metrics.assign(set=name))

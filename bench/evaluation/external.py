@@ -248,7 +248,7 @@ def score_external(folder: RunFolder, spec: RunSpec, ex: Execution, ext: Externa
         print(f"external {ext.name}: reusing its scores (same weights, same images)")
         return old
     with folder.timed(f"external/{ext.name}"):
-        metrics = _score(folder, spec, ex, ext, train_index, manifest, (data_sha, weights_sha))
+        metrics = _score(folder, spec, ex, ext, train_index, manifest, data_sha, weights_sha)
     print(f"external {ext.name}: scored {metrics['scored']} images ({metrics['training_copies']} "
           "of them copies of training images, kept in the headline metrics); AUC "
           f"{metrics['test']['auc']:.3f}, accuracy {metrics['test']['accuracy']:.3f}")
@@ -256,9 +256,9 @@ def score_external(folder: RunFolder, spec: RunSpec, ex: Execution, ext: Externa
 
 
 def _score(folder: RunFolder, spec: RunSpec, ex: Execution, ext: ExternalSet,
-           train_index: DataIndex, manifest: pd.DataFrame, shas: tuple[str, str]) -> dict:
+           train_index: DataIndex, manifest: pd.DataFrame, data_sha: str, weights_sha: str
+           ) -> dict:
     """Score ``ext`` (copies of training images found and flagged) and write its folder."""
-    data_sha, weights_sha = shas
     out = folder.external(ext.name)
     train = training_subset(train_index, manifest)
     copies, bad = training_copies(ext, train, spec.skip_bad_images)

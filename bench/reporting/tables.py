@@ -39,16 +39,16 @@ def _paper_recipe(r: Run) -> bool:
     return r.settings.get("channels", 3) == 3 and r.settings.get("augment", True)
 
 
-def cleaned(run: Run) -> bool:
-    """Trained and tested on images whose burnt-in annotations were inpainted
-    (docs/protocol.md, "Burnt-in annotations")."""
-    return str(run.settings.get("annotations") or "keep").startswith("clean")
+def cleaned(annotations: object) -> bool:
+    """A run's ``annotations`` setting says it was trained and tested on images whose burnt-in
+    annotations were inpainted (docs/protocol.md, "Burnt-in annotations")."""
+    return str(annotations or "keep").startswith("clean")
 
 
 def _pick(configs: list[list[Run]]) -> list[Run]:
     """The configuration on the images as they are (not cleaned) with the most seeds, then the
     latest finished."""
-    return max(configs, key=lambda rs: (not cleaned(rs[0]), len(rs),
+    return max(configs, key=lambda rs: (not cleaned(rs[0].settings.get("annotations")), len(rs),
                                         max(r.config.get("finished", "") for r in rs)))
 
 
@@ -71,8 +71,8 @@ def config_difference(ref: dict, other: dict) -> str:
                   and a.get(k) != b.get(k))
     words = []
     if "annotations" in keys:
-        words.append("trained on cleaned images" if str(b.get("annotations") or "keep")
-                     .startswith("clean") else "trained on the images as they are")
+        words.append("trained on cleaned images" if cleaned(b.get("annotations"))
+                     else "trained on the images as they are")
         keys = [k for k in keys if k not in ("annotations", "data_sha256")]
     words += [f"{k} {str(b.get(k, 'unset'))[:12]}" for k in keys]
     return (", ".join(words) or "another run").replace("|", "/")

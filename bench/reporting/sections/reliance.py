@@ -4,7 +4,6 @@ table and figure of the measures ``python -m bench.reliance`` saved in each run
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +20,7 @@ from bench.reporting.tables import cleaned, comparison_runs, comparison_sets
 
 def reliance_table(results: list[dict]) -> pd.DataFrame:
     """One row per run and image set."""
-    rows = [{**_row(s, r["model"], r["seed"],
-                    "cleaned" if str(r["annotations"]).startswith("clean") else "original", name),
-             "run": r["run"]}
+    rows = [{**_row(s, r["model"], r["seed"], _trained_on(r["annotations"]), name), "run": r["run"]}
             for r in results for name, s in r["sets"].items()]
     return pd.DataFrame(rows)
 
@@ -34,11 +31,7 @@ def ensemble_table(runs: list[Run]) -> pd.DataFrame:
     ``reliance/images.csv``), as the external table averages seeds."""
     rows = []
     for label, rs in comparison_sets(runs):
-        measured = [(r, r.path / "reliance" / "images.csv") for r in rs
-                    if (r.path / "reliance" / "reliance.json").is_file()]
-        measured = [(r, pd.read_csv(f, dtype={"id": str, "group": str}, keep_default_na=False,
-                                    na_values={"insertion_shift": [""]}))
-                    for r, f in measured if f.is_file()]
+        measured = [(r, f) for r in rs if (f := r.folder.reliance_images()) is not None]
         if not measured:
             continue
         seeds = sorted(int(r.settings.get("seed", 0)) for r, _ in measured)
@@ -57,8 +50,12 @@ def ensemble_table(runs: list[Run]) -> pd.DataFrame:
                                        mean["prob_cleaned"], shift, first.marked.to_numpy(bool),
                                        first.group.to_numpy(str))
             rows.append(_row(summary, label, f"{len(seeds)} ({','.join(map(str, seeds))})",
-                             "cleaned" if cleaned(rs[0]) else "original", name))
+                             _trained_on(rs[0].settings.get("annotations")), name))
     return pd.DataFrame(rows)
+
+
+def _trained_on(annotations: object) -> str:
+    return "cleaned" if cleaned(annotations) else "original"
 
 
 def _row(s: dict, model: str, seed: object, trained_on: str, name: str) -> dict:
@@ -134,11 +131,7 @@ CAPTION = ("Reliance on burnt-in annotations (bench.reliance). ΔAUC = AUC on th
 def saved_table(runs: list) -> pd.DataFrame:
     """The table of the runs' saved measures (``reliance/reliance.json``; the report never
     measures)."""
-    results = []
-    for run in runs:
-        f = run.path / "reliance" / "reliance.json"
-        if f.is_file():
-            results.append(json.loads(f.read_text()))
+    results = [rec for run in runs if (rec := run.folder.reliance_record()) is not None]
     t = reliance_table(results)
     return t.sort_values(["set", "model", "trained_on", "seed"]).reset_index(drop=True) if len(t) else t
 
