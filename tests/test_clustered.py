@@ -5,6 +5,8 @@ import pytest
 
 from bench.evaluation.clustered import (
     cluster_bootstrap_delta,
+    cluster_resamples,
+    mann_whitney_auc,
     obuchowski_auc,
     obuchowski_covariance,
     obuchowski_delta,
@@ -83,3 +85,15 @@ def test_cluster_bootstrap_delta_agrees_with_obuchowski_on_a_clustered_sample():
 def test_one_class_only_is_refused_with_a_message():
     with pytest.raises(ValueError, match="positive and one negative"):
         obuchowski_auc([1, 1, 1], [0.2, 0.5, 0.9], [0, 1, 2])
+
+
+def test_the_bootstrap_s_rank_auc_is_sklearn_s_auc_on_tied_and_resampled_scores():
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 2, 300)
+    s = np.round(rng.random(300), 1)  # many ties
+    for take in cluster_resamples(rng.integers(0, 120, 300), 50, seed=1):
+        if 0 < y[take].sum() < take.size:
+            assert mann_whitney_auc(y[take], s[take]) == pytest.approx(
+                roc_auc_score(y[take], s[take]), abs=1e-12)

@@ -10,14 +10,14 @@ from PIL import Image, ImageEnhance
 from bench.data.synthetic import PhantomSpec, generate
 from tests.helpers import SMOKE, run_main, write_image
 
-# trains in about 20 s on 2 cores, well enough (test AUC 0.995) for a scanner shift to show
+# trains in about 30 s on 2 cores, well enough (test AUC 0.925) for a scanner shift to show
 TRAINED = ["--profile", "cpu", "--epochs", "14", "--folds", "0", "--no-progress",
            "--test-per-class", "25"]
 
 
 @pytest.fixture(scope="module")
 def site_a(tmp_path_factory):
-    return generate(PhantomSpec(n_benign=160, n_malignant=160, seed=11),
+    return generate(PhantomSpec(n_benign=100, n_malignant=100, seed=11),
                     tmp_path_factory.mktemp("siteA") / "phantom", workers=2)
 
 
@@ -46,8 +46,8 @@ def test_a_scanner_shift_lowers_external_auc_and_a_finished_run_only_scores(
     internal = json.loads((trained / "metrics.json").read_text())["test"]
     external = json.loads((trained / "external" / "phantom_site_b" / "metrics.json").read_text())
     assert external["content_sha256"] and external["weights_sha256"]
-    assert internal["auc"] > 0.9
-    # measured at 14 epochs: 0.995 -> 0.820 (at 25 epochs 0.939 -> 0.894)
+    assert internal["auc"] > 0.85
+    # measured (100 + 100 images, 14 epochs, 2026-11-30): 0.925 -> 0.798
     assert external["test"]["auc"] < internal["auc"] - 0.03
     preds = pd.read_csv(trained / "external" / "phantom_site_b" / "predictions.csv")
     assert list(preds.columns) == ["id", "path", "label", "prob_malignant", "split", "fold", "group",

@@ -15,9 +15,8 @@ import math
 
 import numpy as np
 from scipy import stats
-from sklearn.metrics import roc_auc_score
 
-from bench.evaluation.clustered import cluster_resamples
+from bench.evaluation.clustered import cluster_resamples, mann_whitney_auc
 
 Z95 = stats.norm.ppf(0.975)
 
@@ -151,7 +150,7 @@ def cluster_bootstrap_auc(y_true, y_score, groups, n_boot: int = 2000, seed: int
     for take in cluster_resamples(groups, n_boot, seed):
         yt = y[take]
         if 0 < yt.sum() < len(yt):
-            aucs.append(roc_auc_score(yt, s[take]))
+            aucs.append(mann_whitney_auc(yt, s[take]))
     if len(aucs) < 2:
         return math.nan, math.nan, math.nan
     alpha = (1 - level) / 2
