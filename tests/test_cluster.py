@@ -129,12 +129,12 @@ def test_a_vgg19_job_asks_for_more_memory_than_a_fus2net_job():
 
 
 @pytest.mark.slow
-def test_a_toml_config_sets_the_suite_and_flags_override_it(small_synthetic, tmp_path, capsys):
+def test_a_toml_config_sets_the_suite_and_flags_override_it(tiny_synthetic, tmp_path, capsys):
     config = tmp_path / "suite.toml"
     config.write_text('executor = "debug"\nmodels = "zeimarani_cnn"\nexperiments = "off"\n'
-                      f'data = "{small_synthetic}"\nprofile = "smoke"\n')
+                      f'data = "{tiny_synthetic}"\nprofile = "smoke"\n')
     assert suite_main(["--config", str(config), "--out", str(tmp_path / "res"), "--no-progress",
-                       "--test-per-class", "20", "--executor", "inline"]) == 0
+                       "--test-per-class", "4", "--executor", "inline"]) == 0
     assert "jobs on the" not in capsys.readouterr().out  # the flag won over the file
     (tmp_path / "bad.toml").write_text("executor = \n")
     with pytest.raises(SystemExit) as exc:

@@ -6,6 +6,7 @@ import pytest
 
 from bench.cli.suite import main, parse_seeds
 from bench.core.errors import BenchError
+from tests.helpers import TINY
 
 
 @pytest.mark.slow
@@ -43,12 +44,11 @@ def test_seeds_option_is_checked():
 
 
 @pytest.mark.slow
-def test_on_a_cpu_the_default_leaves_the_experiments_out_and_says_so(small_synthetic, tmp_path,
+def test_on_a_cpu_the_default_leaves_the_experiments_out_and_says_so(tiny_synthetic, tmp_path,
                                                                      capsys):
     out = tmp_path / "res"
-    assert main(["--data", str(small_synthetic), "--profile", "smoke", "--models", "zeimarani_cnn",
-                 "--out", str(out), "--no-progress", "--test-per-class", "20",
-                 "--device", "cpu"]) == 0
+    assert main(["--data", str(tiny_synthetic), "--models", "zeimarani_cnn", "--out", str(out),
+                 *TINY, "--device", "cpu"]) == 0
     assert "experiments are off on a CPU" in capsys.readouterr().out
     assert sorted(p.name.split("-")[0] for p in (out / "runs").iterdir()) == [
         "fus2net", "zeimarani_cnn"]  # the reference model and the one asked for, no variants
