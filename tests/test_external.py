@@ -10,7 +10,8 @@ from PIL import Image, ImageEnhance
 from bench.data.synthetic import PhantomSpec, generate
 from tests.helpers import SMOKE, run_main, write_image
 
-# trains in about 30 s on 2 cores, well enough (test AUC 0.925) for a scanner shift to show
+# trains well enough (test AUC 0.925) for a scanner shift to show; the fixture, with the split and
+# site-B scoring, took 48 s on 2 cores beside another job (2026-11-30)
 TRAINED = ["--profile", "cpu", "--epochs", "14", "--folds", "0", "--no-progress",
            "--test-per-class", "25"]
 
