@@ -103,3 +103,26 @@ def test_explain_on_busi_measures_every_test_image_against_its_masks(tmp_path, c
     has_energy = cam.frame_energy_ratio.notna()
     assert has_energy.mean() > 0.5 and cam.pointing_hit.isin([0, 1]).any()
     assert (cam.lesion_energy_ratio.notna() == has_energy).all()
+
+
+@pytest.mark.slow
+def test_a_run_trained_on_cleaned_images_is_explained_on_its_cleaned_external_images(
+        small_synthetic, tmp_path, capsys, monkeypatch):
+    """A model trained with ``--annotations clean`` scored its external sets on cleaned copies:
+    its explanations read those copies, not the originals it never saw, and measure them against
+    the original lesion masks."""
+    from bench.data.synthetic import PhantomSpec, generate
+
+    monkeypatch.setenv("FUS2BENCH_CACHE", str(tmp_path / "cache"))
+    site_b = generate(PhantomSpec(n_benign=8, n_malignant=8, seed=12, site="B"),
+                      tmp_path / "site_b", workers=1)
+    code, _, err = run_main(capsys, "--data", str(small_synthetic), "--out", str(tmp_path / "runs"),
+                            *SMOKE, "--folds", "0", "--annotations", "clean",
+                            "--external", str(site_b))
+    assert code == 0, err
+    assert explain_main(["--runs", str(tmp_path / "runs")]) == 0, capsys.readouterr().err
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    cam = pd.read_csv(run_dir / "explain" / "gradcam" / "cam_metrics.csv")
+    assert (cam.set == "site_b").sum() == 16 and (cam.set == "test").sum() == 40
+    # the lesion masks are the originals' (a cleaned copy holds only the images)
+    assert cam.has_mask.all()

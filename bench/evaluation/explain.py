@@ -73,14 +73,15 @@ class Explained:
     masks: np.ndarray
 
 
-def union_mask(index: DataIndex, masks: tuple[str, ...], side: int) -> np.ndarray | None:
-    """The union of an image's mask files at ``side``×``side`` (nearest), or ``None``."""
+def union_mask(root: Path, masks: tuple[str, ...], side: int) -> np.ndarray | None:
+    """The union of an image's mask files (relative to ``root``) at ``side``×``side`` (nearest),
+    or ``None``."""
     if not masks:
         return None
     out = np.zeros((side, side), dtype=bool)
     for rel in masks:
         try:
-            m = read_image(index.root / rel).convert("L").resize((side, side), Image.NEAREST)
+            m = read_image(root / rel).convert("L").resize((side, side), Image.NEAREST)
         except BadImageError:
             continue
         out |= np.asarray(m) > 127
@@ -88,11 +89,12 @@ def union_mask(index: DataIndex, masks: tuple[str, ...], side: int) -> np.ndarra
 
 
 def explain_images(spec: RunSpec, model: torch.nn.Module, index: DataIndex, rows: pd.DataFrame,
-                   device: str, batch: int = 16, layer: CamLayer | None = None) -> Explained:
+                   device: str, batch: int = 16, layer: CamLayer | None = None,
+                   mask_root: Path | None = None) -> Explained:
     """Maps and measures of ``rows`` (``id,path,label,prob_malignant``) of data set ``index`` at
     ``layer`` (default: the one :func:`run_cam_layer` chooses). Every image gets a row with its
     ``status`` (measured, empty map, not measurable; bench.evaluation.camlayer) and ``map_size``; only a
-    measured map has measures."""
+    measured map has measures. Masks are read under ``mask_root`` (default: ``index.root``)."""
     cfg = get_model_config(spec.model)
     layer = layer or run_cam_layer(spec)
     cache, _ = build_cache(index.root, rows, spec.img_size, spec.channels)
@@ -108,7 +110,8 @@ def explain_images(spec: RunSpec, model: torch.nn.Module, index: DataIndex, rows
         for k, i in enumerate(pos):
             row = cache.rows.iloc[i]
             cam = cams[k]
-            mask = union_mask(index, by_id[row.id].masks, cam.shape[0]) if row.id in by_id else None
+            mask = union_mask(mask_root or index.root, by_id[row.id].masks, cam.shape[0]) \
+                if row.id in by_id else None
             status = map_status(cam, layer)
             m = cam_measures(cam if status == MEASURED else np.zeros_like(cam), mask)
             records.append({"id": row.id, "label": int(row.label),
@@ -147,10 +150,29 @@ class NotExplained(BenchError):
     """A run that cannot be explained here (said, and the other runs go on)."""
 
 
+def as_trained(run, index: DataIndex, paths: list[str]) -> DataIndex:
+    """``index`` as the run saw it: a run trained on cleaned images (``--annotations clean``,
+    bench/data/annotations.py) saw the cached cleaned copies of ``paths``, of its training data and
+    of every external set it was scored on; any other run saw ``index`` itself."""
+    cleaned = str(run.settings.get("annotations", "keep"))
+    if not cleaned.startswith("clean:"):
+        return index
+    from bench.data.annotations import cleaned_copy
+
+    return DataIndex(index.kind, cleaned_copy(index.root, paths, cleaned.split(":")[1]),
+                     index.samples, index.ignored)
+
+
 def run_index(run, data: Path | None = None) -> DataIndex:
-    """The data set a run was trained on: ``data`` when given, else the location the run recorded
-    (:attr:`bench.reporting.runs.Run.data_arg`, relative to the project), checked against the run's content
-    hash, so another data set under that path is never explained in its place."""
+    """The data set a run was trained on, as it saw it (:func:`run_indexes`)."""
+    return run_indexes(run, data)[1]
+
+
+def run_indexes(run, data: Path | None = None) -> tuple[DataIndex, DataIndex]:
+    """The data set a run was trained on, as stored (where its masks are) and as the run saw it
+    (:func:`as_trained`): ``data`` when given, else the location the run recorded
+    (:attr:`bench.reporting.runs.Run.data_arg`, relative to the project), checked against the run's
+    content hash, so another data set under that path is never explained in its place."""
     settings = run.settings
     given = data is not None
     recorded = run.data_arg
@@ -161,26 +183,21 @@ def run_index(run, data: Path | None = None) -> DataIndex:
         raise NotExplained(f"{run.path.name}: {where}: path does not exist; pass --data with the "
                            "data set the run was trained on")
     try:
-        index = load_index(path, settings["data_kind"])
+        original = index = load_index(path, settings["data_kind"])
     except BenchError as exc:
         raise NotExplained(f"{run.path.name}: {where}: {exc}") from None
     want = settings.get("data_sha256")
     manifest = RunFolder(run.path).read_split()
     if want and len(manifest):
         paths = list(manifest.path[manifest.split != "excluded"])
-        cleaned = str(settings.get("annotations", "keep"))
-        if cleaned.startswith("clean:"):  # trained on cleaned copies (bench/data/annotations.py)
-            from bench.data.annotations import cleaned_copy
-
-            index = DataIndex(index.kind, cleaned_copy(index.root, paths, cleaned.split(":")[1]),
-                              index.samples, index.ignored)
+        index = as_trained(run, index, paths)
         missing = next((p for p in paths if not (index.root / p).is_file()), None)
         if missing is not None or content_sha256(index.root, paths) != want:
             what = f"{missing} is missing there" if missing is not None else \
                 "its images differ from the ones the run was trained on (content SHA-256)"
             raise NotExplained(f"{run.path.name}: {where}: {what}; pass --data with the data set "
                                "the run was trained on")
-    return index
+    return original, index
 
 
 def explain_info(run, method: str, spec: RunSpec, layer: CamLayer) -> dict:
@@ -195,21 +212,34 @@ def explain_info(run, method: str, spec: RunSpec, layer: CamLayer) -> dict:
             "map_size": layer.size, "min_map_side": MIN_SIDE}
 
 
-def image_sets(run, index: DataIndex) -> list[tuple[str, DataIndex, pd.DataFrame]]:
-    """The sets to explain: the held-out test set and each scored external set (its images
-    checked to be the ones it was scored on)."""
-    parts = [("test", index, run.test)]
+@dataclass(frozen=True)
+class ImageSet:
+    """One set of images to explain: ``images`` as the run saw them (:func:`as_trained`), its
+    ``rows`` (predictions), and ``mask_root``, where the lesion masks are read: always the data set
+    as stored, since a cleaned copy holds only the images."""
+
+    name: str
+    images: DataIndex
+    rows: pd.DataFrame
+    mask_root: Path
+
+
+def image_sets(run, original: DataIndex, index: DataIndex) -> list[ImageSet]:
+    """The sets to explain: the held-out test set (``original`` as stored, ``index`` as the run saw
+    it) and each scored external set (its images checked to be the ones it was scored on)."""
+    parts = [ImageSet("test", index, run.test, original.root)]
     for name, (preds, meta) in sorted(run.external.items()):
         try:
             ext = external_index(meta["source"])
         except BenchError as exc:
             raise NotExplained(f"{run.path.name}: {exc}; score it again with --external") from None
-        got = content_sha256(ext.root, [s.path for s in ext.samples])
+        seen = as_trained(run, ext, [s.path for s in ext.samples])
+        got = content_sha256(seen.root, [s.path for s in seen.samples])
         if meta.get("content_sha256") not in (None, got):
             raise NotExplained(f"{run.path.name}: external set {name}: the images at "
                                f"{meta['source']} are not the ones it was scored on (content "
                                "SHA-256); score it again with --external")
-        parts.append((name, ext, preds))
+        parts.append(ImageSet(name, seen, preds, ext.root))
     return parts
 
 
@@ -242,16 +272,18 @@ def explain_run(run, method: str = "gradcam", *, device: str, data: Path | None 
             raise NotExplained(f"{run.path.name}: its external set is named {name!r}, as one of "
                                "the run's own splits; score it again under another name with "
                                f"--external NAME=PATH and delete external/{name}")
-    index = run_index(run, data)
+    original, index = run_indexes(run, data)
     try:
         model = final_model(spec, weights)
     except BenchError as exc:
         raise NotExplained(str(exc)) from None
-    parts = image_sets(run, index)
+    parts = image_sets(run, original, index)
     frames, arrays = [], {}
     with folder.timed(f"explain/{method}"):
-        for name, idx, rows in parts:
-            got = explain_images(spec, model, idx, rows.reset_index(drop=True), device, layer=layer)
+        for part in parts:
+            got = explain_images(spec, model, part.images, part.rows.reset_index(drop=True), device,
+                                 layer=layer, mask_root=part.mask_root)
+            name = part.name
             frames.append(got.metrics.assign(set=name))
             arrays.update({f"{name}/maps": got.maps, f"{name}/images": got.thumbs,
                            f"{name}/masks": got.masks, f"{name}/ids": got.metrics.id.to_numpy(str)})
