@@ -73,7 +73,9 @@ def explanation_grid(examples: dict[str, np.ndarray], base: Path) -> list[Path]:
     seed, map size and layer said, and an empty map marked as such."""
     kinds = ["true positive", "false negative", "false positive"]
     keys = sorted({k.rsplit("|", 1)[0] for k in examples})
-    models = sorted(dict.fromkeys(k.split("|")[0] for k in keys), key=lambda m: m != "fus2net")
+    # as the tables: Fus2Net first, each model's variants (e.g. trained on cleaned images) after it
+    models = sorted(dict.fromkeys(k.split("|")[0] for k in keys),
+                    key=lambda m: (m.split(" (")[0] != "fus2net", m.split(" (")[0], m))
     rows = max(1, len(models))
     fig, axes = plt.subplots(rows, 3, figsize=(8.4, 2.9 * rows + 0.4), squeeze=False,
                              layout="constrained")
@@ -99,7 +101,7 @@ def explanation_grid(examples: dict[str, np.ndarray], base: Path) -> list[Path]:
             if examples[f"{key}|mask"].any():
                 ax.contour(examples[f"{key}|mask"].astype(float), levels=[0.5], colors="white",
                            linewidths=0.8)
-            ax.set_title(f"{model}, seed {seed}: {kind}\n{image_id}, P(malignant) {prob}\n"
+            ax.set_title(f"{model}\nseed {seed}: {kind}, {image_id}\nP(malignant) {prob}, "
                          f"map {where}", fontsize=6.5)
     if shown is not None:
         bar = fig.colorbar(shown, ax=axes.ravel().tolist(), fraction=0.03, shrink=0.6)

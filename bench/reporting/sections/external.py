@@ -260,25 +260,33 @@ def external_roc(points: pd.DataFrame, base: Path) -> list[Path]:
 
 
 def external_calibration(bins: pd.DataFrame, base: Path) -> list[Path]:
-    """Reliability diagram per external set: observed malignant rate (Wilson 95% CI) against the
-    mean predicted probability in equal-count bins, one line per model."""
-    sets = list(dict.fromkeys(bins.set)) or ["(none)"]
-    fig, axes = plt.subplots(1, len(sets), figsize=(4.5 * len(sets), 4.5), squeeze=False)
-    for ax, name in zip(axes.flat, sets, strict=True):
-        ax.plot([0, 1], [0, 1], ls=":", color="grey")
-        for model, d in bins[bins.set == name].groupby("model", sort=False):
-            if {"frac_lo", "frac_hi"} <= set(d):
-                ax.errorbar(d.mean_pred, d.frac_pos, yerr=[d.frac_pos - d.frac_lo,
-                                                           d.frac_hi - d.frac_pos],
-                            marker="o", lw=1.2, capsize=2, label=model)
-            else:
-                ax.plot(d.mean_pred, d.frac_pos, marker="o", lw=1.2, label=model)
-        ax.set(xlabel="mean predicted P(malignant)", ylabel="observed fraction malignant",
-               xlim=(0, 1), ylim=(0, 1))
-        ax.set_title(f"Calibration on {name}\nequal-count bins of ≥ 20 images, Wilson 95% CI",
-                     fontsize=9)
-        if len(bins):
-            ax.legend(fontsize=6, loc="upper left")
+    """Reliability diagrams, one panel per model (as :func:`external_roc`, Fus2Net's first), one
+    colour per external set: observed malignant share (Wilson 95% CI) against the mean predicted
+    probability in equal-count bins of at least 20 images; the diagonal is perfect calibration."""
+    models = list(dict.fromkeys(bins.model))
+    sets = list(dict.fromkeys(bins.set))
+    # the sets keep their colours of the ROC figure, where the internal test set comes first
+    palette = dict(zip(sets, sns.color_palette("tab10", len(sets) + 1)[1:], strict=False))
+    fig, axes = figures.model_panels(len(models), 3.2)
+    for ax, model in zip(axes.flat, models, strict=False):
+        ax.axis("on")
+        ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=0.8)
+        for name, d in bins[bins.model == model].groupby("set", sort=False):
+            err = [d.frac_pos - d.frac_lo, d.frac_hi - d.frac_pos] \
+                if {"frac_lo", "frac_hi"} <= set(d) else None
+            ax.errorbar(d.mean_pred, d.frac_pos, yerr=err, color=palette[name], marker="o", ms=3.5,
+                        lw=1.2, capsize=2, label=name)
+        ax.set(title=figures.wrapped(model), xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
+        ax.title.set_fontsize(9)
+        ax.tick_params(labelbottom=True)
+        ax.legend(fontsize=6, loc="upper left")
+    for ax in axes[-1]:
+        ax.set_xlabel("mean predicted P(malignant)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("observed share malignant")
+    fig.suptitle("Calibration on the external sets at their own prevalence: equal-count bins of "
+                 "≥ 20 images, observed share with its Wilson 95% CI; dotted: perfect calibration",
+                 fontsize=9)
     fig.tight_layout()
     return figures.save(fig, base)
 
