@@ -7,6 +7,7 @@ from bench.evaluation.clustered import (
     cluster_bootstrap_delta,
     cluster_resamples,
     mann_whitney_auc,
+    midranks,
     obuchowski_auc,
     obuchowski_covariance,
     obuchowski_delta,
@@ -97,3 +98,25 @@ def test_the_bootstrap_s_rank_auc_is_sklearn_s_auc_on_tied_and_resampled_scores(
         if 0 < y[take].sum() < take.size:
             assert mann_whitney_auc(y[take], s[take]) == pytest.approx(
                 roc_auc_score(y[take], s[take]), abs=1e-12)
+
+
+def test_midranks_are_scipy_s_rankdata_bit_for_bit_with_ties_and_nan():
+    from scipy.stats import rankdata
+
+    rng = np.random.default_rng(5)
+    for n in (1, 2, 7, 300):
+        s = np.round(rng.random(n), 1)  # many ties
+        assert np.array_equal(midranks(s), rankdata(s))
+    s = np.array([0.3, np.nan, 0.1])
+    assert np.isnan(midranks(s)).all() and np.isnan(rankdata(s)).all()
+    assert midranks(np.array([])).size == 0
+
+
+def test_a_cluster_resample_is_the_drawn_clusters_images_in_the_order_drawn():
+    groups = np.array(["b", "a", "c", "a", "b", "b", "d"])
+    ids = np.unique(groups)
+    members = [np.nonzero(groups == g)[0] for g in ids]
+    rng = np.random.default_rng(3)  # the generator the resamples use, with the same seed
+    for take in cluster_resamples(groups, 20, seed=3):
+        drawn = rng.integers(0, len(ids), len(ids))
+        assert np.array_equal(take, np.concatenate([members[k] for k in drawn]))
