@@ -108,6 +108,12 @@ class RunSpec:
         return config_hash(self.to_dict())
 
 
+def cleaned(annotations: object) -> bool:
+    """A run's ``annotations`` setting (:attr:`RunSpec.annotations`) says it was trained and tested
+    on images whose burnt-in annotations were inpainted (docs/protocol.md, "Burnt-in annotations")."""
+    return str(annotations or "keep").startswith("clean")
+
+
 @dataclass(frozen=True)
 class Execution:
     """How a run is carried out; not part of its hash."""

@@ -139,8 +139,8 @@ def cluster_resamples(groups, n_boot: int, seed: int = 0) -> Iterator[np.ndarray
 
 def midranks(s: np.ndarray) -> np.ndarray:
     """1-based ranks of ``s`` with ties given their mean rank (all NaN when a score is NaN):
-    ``scipy.stats.rankdata(s)`` to the last bit (each rank is a whole or half number), about 6× faster on a few hundred scores, where
-    rankdata's input checks cost more than the sort."""
+    ``scipy.stats.rankdata(s)`` to the last bit (each rank is a whole or half number), about 6×
+    faster on a few hundred scores, where rankdata's input checks cost more than the sort."""
     order = np.argsort(s, kind="mergesort")
     ordered = s[order]
     if s.size and np.isnan(ordered[-1]):  # NaN sorts last; rankdata makes every rank NaN

@@ -16,7 +16,7 @@ figure), and ``info.json``. A run explained with the same method and weights is 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,7 @@ from bench.data.datasets import load_index
 from bench.data.images import BadImageError, read_image
 from bench.data.index import DataIndex
 from bench.engine.runfolder import WEIGHTS, RunFolder
-from bench.engine.spec import RunSpec
+from bench.engine.spec import RunSpec, cleaned
 from bench.engine.train import normalize
 from bench.evaluation.camlayer import (
     EMPTY,
@@ -154,13 +154,13 @@ def as_trained(run, index: DataIndex, paths: list[str]) -> DataIndex:
     """``index`` as the run saw it: a run trained on cleaned images (``--annotations clean``,
     bench/data/annotations.py) saw the cached cleaned copies of ``paths``, of its training data and
     of every external set it was scored on; any other run saw ``index`` itself."""
-    cleaned = str(run.settings.get("annotations", "keep"))
-    if not cleaned.startswith("clean:"):
+    annotations = run.settings.get("annotations")
+    if not cleaned(annotations):
         return index
     from bench.data.annotations import cleaned_copy
 
-    return DataIndex(index.kind, cleaned_copy(index.root, paths, cleaned.split(":")[1]),
-                     index.samples, index.ignored)
+    method = str(annotations).split(":")[1]  # "clean:<method>:<detector version>" (RunSpec)
+    return replace(index, root=cleaned_copy(index.root, paths, method))
 
 
 def run_index(run, data: Path | None = None) -> DataIndex:
@@ -283,7 +283,7 @@ def explain_run(run, method: str = "gradcam", *, device: str, data: Path | None 
         for part in parts:
             got = explain_images(spec, model, part.images, part.rows.reset_index(drop=True), device,
                                  layer=layer, mask_root=part.mask_root)
-            name = part.name
+            name = part.name  # the key of its arrays in maps.npz
             frames.append(got.metrics.assign(set=name))
             arrays.update({f"{name}/maps": got.maps, f"{name}/images": got.thumbs,
                            f"{name}/masks": got.masks, f"{name}/ids": got.metrics.id.to_numpy(str)})

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from bench.core.errors import BenchError
+from bench.engine.spec import cleaned
 from bench.jobs.experiments import BASE, EXPERIMENTS, fus2net_variant_key
 from bench.reporting.runs import NOT_CONFIG, Run, by_configuration
 from models.pretrained import RANDOM_FALLBACK
@@ -37,12 +38,6 @@ def _paper_recipe(r: Run) -> bool:
     if r.model == REFERENCE:
         return fus2net_variant_key(r.settings) == BASE.key()
     return r.settings.get("channels", 3) == 3 and r.settings.get("augment", True)
-
-
-def cleaned(annotations: object) -> bool:
-    """A run's ``annotations`` setting says it was trained and tested on images whose burnt-in
-    annotations were inpainted (docs/protocol.md, "Burnt-in annotations")."""
-    return str(annotations or "keep").startswith("clean")
 
 
 def _pick(configs: list[list[Run]]) -> list[Run]:

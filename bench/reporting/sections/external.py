@@ -234,6 +234,13 @@ def external_display(t: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def set_colours(external_sets: list[str]) -> dict[str, tuple]:
+    """One colour per image set, the same in every external figure: the internal test set first,
+    then the external sets in the order given."""
+    sets = ["internal test", *[s for s in external_sets if s != "internal test"]]
+    return dict(zip(sets, sns.color_palette("tab10", len(sets)), strict=False))
+
+
 def external_roc(points: pd.DataFrame, base: Path) -> list[Path]:
     """One panel per model: ROC on the internal test set (solid) and on each external set
     (dashed), seed-averaged probabilities; Fus2Net's panel first."""
@@ -243,8 +250,7 @@ def external_roc(points: pd.DataFrame, base: Path) -> list[Path]:
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.2 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    sets = list(dict.fromkeys(points.set))
-    palette = dict(zip(sets, sns.color_palette("tab10", max(1, len(sets))), strict=False))
+    palette = set_colours(list(dict.fromkeys(points.set)))
     for ax, model in zip(axes.flat, models, strict=False):
         ax.axis("on")
         for name, pts in points[points.model == model].groupby("set", sort=False):
@@ -264,9 +270,7 @@ def external_calibration(bins: pd.DataFrame, base: Path) -> list[Path]:
     colour per external set: observed malignant share (Wilson 95% CI) against the mean predicted
     probability in equal-count bins of at least 20 images; the diagonal is perfect calibration."""
     models = list(dict.fromkeys(bins.model))
-    sets = list(dict.fromkeys(bins.set))
-    # the sets keep their colours of the ROC figure, where the internal test set comes first
-    palette = dict(zip(sets, sns.color_palette("tab10", len(sets) + 1)[1:], strict=False))
+    palette = set_colours(list(dict.fromkeys(bins.set)))
     fig, axes = figures.model_panels(len(models), 3.2)
     for ax, model in zip(axes.flat, models, strict=False):
         ax.axis("on")
