@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from bench.cli.report import main
+from bench.core.tablefmt import TABLE_DIGITS, write_table
 from bench.reporting import figures
 from bench.reporting.runs import load_runs
 from bench.reporting.sections.errors import misclassified
@@ -163,6 +164,19 @@ def test_committed_runs_regenerate_the_committed_tables_and_readme_exactly(tmp_p
     readme = (tmp_path / "README.md").read_text().replace(f"--out {tmp_path}",
                                                           "--out results/busi-cpu")
     assert readme == (COMMITTED / "README.md").read_text()
+
+
+def test_table_csvs_do_not_depend_on_the_last_digits_of_a_cpus_summation(tmp_path):
+    # the same numbers summed in another order differ in the 16th-17th digit (another CPU's
+    # vector path); the committed tables must not
+    values = pd.DataFrame({"model": ["a", "b"], "v": [0.7177202440131799, 1 / 3]})
+    moved = values.assign(v=[0.71772024401318, 1 / 3 + 2e-16])
+    write_table(values, values, tmp_path / "one")
+    write_table(moved, moved, tmp_path / "other")
+    assert (tmp_path / "one.csv").read_bytes() == (tmp_path / "other.csv").read_bytes()
+    written = pd.read_csv(tmp_path / "one.csv")
+    assert written.v[0] == pytest.approx(0.7177202440131799, rel=10 ** -(TABLE_DIGITS - 1))
+    assert "0.717720244" in (tmp_path / "one.csv").read_text()
 
 
 def test_intervals_are_clustered_by_the_manifest_groups(tmp_path):

@@ -63,8 +63,11 @@ def write_json(path: Path, obj: object) -> Path:
                                        allow_nan=False) + "\n")
 
 
-def write_csv(path: Path, df: pd.DataFrame) -> Path:
-    return write_atomic(path, lambda p: df.to_csv(p, index=False, lineterminator="\n"))
+def write_csv(path: Path, df: pd.DataFrame, float_format: str | None = None) -> Path:
+    """``df`` as CSV without its index; ``float_format`` (e.g. ``"%.10g"``) rounds every float
+    column as it is written (``None``: full precision, as a run's predictions are kept)."""
+    return write_atomic(path, lambda p: df.to_csv(p, index=False, lineterminator="\n",
+                                                  float_format=float_format))
 
 
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> Path:

@@ -9,6 +9,19 @@ import pandas as pd
 
 from bench.core.atomic import write_csv, write_text
 
+# Report tables keep 10 significant digits: the 16th-17th digit of a sum depends on the CPU's vector
+# paths (summation order), so full precision would make a committed table differ from one rebuilt
+# on another machine; 10 digits are far below every interval the tables show (docs/protocol.md,
+# "Metrics").
+TABLE_DIGITS = 10
+TABLE_FLOAT_FORMAT = f"%.{TABLE_DIGITS}g"
+
+
+def write_table_csv(path: Path, df: pd.DataFrame) -> Path:
+    """A report table's raw numbers as CSV, each float at :data:`TABLE_DIGITS` significant digits
+    (the same bytes on every machine)."""
+    return write_csv(path, df, float_format=TABLE_FLOAT_FORMAT)
+
 
 def fmt(value, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -67,7 +80,7 @@ def to_latex(df: pd.DataFrame, caption: str = "") -> str:
 def write_table(raw: pd.DataFrame, display: pd.DataFrame, base: Path, caption: str = "") -> list[Path]:
     """``base.csv`` (raw), ``base.md`` and ``base.tex`` (display)."""
     paths = [base.with_suffix(".csv"), base.with_suffix(".md"), base.with_suffix(".tex")]
-    write_csv(paths[0], raw)
+    write_table_csv(paths[0], raw)
     write_text(paths[1], (f"**{caption}**\n\n" if caption else "") + to_markdown(display))
     write_text(paths[2], to_latex(display, caption))
     return paths

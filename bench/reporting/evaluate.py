@@ -26,7 +26,7 @@ import pandas as pd
 from bench.core.atomic import write_csv, write_json, write_text
 from bench.core.errors import BenchError, ensure_writable
 from bench.core.provenance import file_sha256, git_revision, package_versions, portable
-from bench.core.tablefmt import fmt, fmt_p, with_ci, write_table
+from bench.core.tablefmt import fmt, fmt_p, with_ci, write_table, write_table_csv
 from bench.evaluation.clustered import cluster_bootstrap_delta, obuchowski_auc, obuchowski_delta
 from bench.evaluation.metrics import degenerate_prediction
 from bench.evaluation.stats import (
@@ -239,7 +239,7 @@ def write_outputs(out: Path, name: str, preds: pd.DataFrame, sc: Scored) -> None
                 f"{name}: {OUTSIDE}. Table 3 row computed by the report's functions over the set's "
                 "runs and these predictions (ΔAUC, DeLong and McNemar against Fus2Net paired by "
                 "seed; Holm's correction across every model of the leaderboard).")
-    write_csv(out / "row_per_seed.csv", sc.per_seed[sc.per_seed.model == name])
+    write_table_csv(out / "row_per_seed.csv", sc.per_seed[sc.per_seed.model == name])
     write_table(sc.intervals, intervals_display(sc.intervals), out / "intervals",
                 f"{name}: test AUC with image-level (DeLong, stratified bootstrap) and "
                 "cluster-aware 95% intervals (Obuchowski's clustered variance and a cluster "
@@ -257,7 +257,7 @@ def write_outputs(out: Path, name: str, preds: pd.DataFrame, sc: Scored) -> None
     pair = [r for r in sc.runs if r.model in (REFERENCE, name)]
     heldout.roc_figure(roc_points(pair), sc.t3[sc.t3.model.isin([REFERENCE, name])], out / "roc")
     bins = calibration_bins(pair)
-    write_csv(out / "calibration_bins.csv", bins)
+    write_table_csv(out / "calibration_bins.csv", bins)
     calibration.calibration_figure(bins, out / "calibration")
 
 

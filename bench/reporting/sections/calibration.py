@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.core.atomic import write_csv
-from bench.core.tablefmt import write_table
+from bench.core.tablefmt import write_table, write_table_csv
 from bench.evaluation.calibration import reliability_bins
 from bench.reporting import figures, table3
 from bench.reporting.runs import Run
@@ -82,7 +81,7 @@ def write_tables(ctx: ReportContext) -> None:
     write_table(t3[[c for c in table3.CALIBRATION_COLUMNS if c in t3]],
                 table3.calibration_display(t3), ctx.tdir / "table3_calibration",
                 table3.CALIBRATION_CAPTION.format(prevalence=table3.prevalence_text(t3)))
-    write_csv(ctx.tdir / "calibration_bins.csv", calibration_bins(ctx.runs))
+    write_table_csv(ctx.tdir / "calibration_bins.csv", calibration_bins(ctx.runs))
 
 
 def draw_figures(tdir: Path, fdir: Path) -> list[Path]:

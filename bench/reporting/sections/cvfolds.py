@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.core.atomic import write_csv
+from bench.core.tablefmt import write_table_csv
 from bench.jobs.experiments import BASE, EXPERIMENTS
 from bench.reporting import figures
 from bench.reporting.figures import plt, sns
@@ -85,7 +85,7 @@ def cv_strip(folds: pd.DataFrame, base: Path) -> list[Path]:
 
 
 def write_tables(ctx: ReportContext) -> None:
-    write_csv(ctx.tdir / "cv_folds.csv", cv_folds(ctx.runs))
+    write_table_csv(ctx.tdir / "cv_folds.csv", cv_folds(ctx.runs))
 
 
 def draw_figures(tdir: Path, fdir: Path) -> list[Path]:

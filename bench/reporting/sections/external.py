@@ -12,8 +12,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_curve
 
-from bench.core.atomic import write_csv
-from bench.core.tablefmt import fmt, fmt_p, with_ci, write_table
+from bench.core.tablefmt import fmt, fmt_p, with_ci, write_table, write_table_csv
 from bench.evaluation.calibration import reliability_bins
 from bench.evaluation.clustered import ClusteredAUC, obuchowski_auc, obuchowski_delta
 from bench.evaluation.contrasts import groups_of
@@ -318,8 +317,8 @@ def write_tables(ctx: ReportContext) -> None:
         return
     write_table(ext, external_display(ext), ctx.tdir / "external_comparison", CAPTION)
     roc, cal = external_curves(ctx.runs)
-    write_csv(ctx.tdir / "external_roc_points.csv", roc)
-    write_csv(ctx.tdir / "external_calibration_bins.csv", cal)
+    write_table_csv(ctx.tdir / "external_roc_points.csv", roc)
+    write_table_csv(ctx.tdir / "external_calibration_bins.csv", cal)
     ctx.tables["external_comparison"] = ext
 
 

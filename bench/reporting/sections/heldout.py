@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_curve
 
-from bench.core.atomic import write_csv, write_text
-from bench.core.tablefmt import to_latex, write_table
+from bench.core.atomic import write_text
+from bench.core.tablefmt import to_latex, write_table, write_table_csv
 from bench.evaluation.metrics import THRESHOLD, binary_metrics, degenerate_prediction
 from bench.evaluation.stats import (
     bootstrap_auc_ci,
@@ -268,14 +268,14 @@ def write_tables(ctx: ReportContext) -> None:
     """``table3_per_seed.csv``, ``table3_comparison.{csv,md,tex}`` (with the paper's row) and
     ``roc_points.csv``."""
     per_seed = per_seed_table(ctx.runs, n_boot=ctx.n_boot, seed=ctx.seed)
-    write_csv(ctx.tdir / "table3_per_seed.csv", per_seed)
+    write_table_csv(ctx.tdir / "table3_per_seed.csv", per_seed)
     t3 = comparison_table(ctx.runs, n_boot=ctx.n_boot, seed=ctx.seed, per_seed=per_seed)
     both = pd.concat([t3, pd.DataFrame([PAPER_ROW])], ignore_index=True)
     write_table(both, table3.headline_display(both), ctx.tdir / "table3_comparison",
                 table3.HEADLINE_CAPTION.format(clusters=_clusters(t3)))
     write_text(ctx.tdir / "table3_comparison.tex", to_latex(table3.full_display(both),
                                                             table3.FULL_CAPTION))
-    write_csv(ctx.tdir / "roc_points.csv", roc_points(ctx.runs))
+    write_table_csv(ctx.tdir / "roc_points.csv", roc_points(ctx.runs))
     ctx.tables["table3_comparison"] = t3
 
 

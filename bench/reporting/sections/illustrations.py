@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.core.atomic import write_csv, write_npz
+from bench.core.atomic import write_npz
+from bench.core.tablefmt import write_table_csv
 from bench.reporting import figures
 from bench.reporting.figures import plt
 from bench.reporting.runs import Run
@@ -97,7 +98,7 @@ def write_tables(ctx: ReportContext) -> None:
         if not present:
             (ctx.tdir / name).unlink(missing_ok=True)
     if len(params):
-        write_csv(ctx.tdir / "fig5_augmentation.csv", params)
+        write_table_csv(ctx.tdir / "fig5_augmentation.csv", params)
     if arrays:
         write_npz(ctx.tdir / "pipeline_examples.npz", arrays)
 
