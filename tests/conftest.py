@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import inspect
 import os
+import resource
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,67 @@ from tests.helpers import EXECUTOR_SUITE, write_image
 # shared (module- or session-scoped) fixtures cheap enough for the fast loop; every other shared
 # fixture of tests/ builds a data set, trains or starts a service, so only slow tests may use it
 CHEAP_SHARED = {"tiny_synthetic", "net"}
+
+# The fast loop's budget (pytest -m "not slow"): a test without the slow mark may spend at most this
+# much CPU time (this process and the child processes it waited for) in its own set-up, call and
+# tear-down. CPU time, not wall time, so a busy machine does not fail a fast test; a wall-clock
+# ceiling far above it catches a test that sleeps or waits. FUS2BENCH_TEST_BUDGET="CPU_S[,WALL_S]"
+# changes it, "off" turns it off (a debugger, coverage).
+FAST_BUDGET = (4.0, 60.0)
+
+
+def fast_budget(text: str | None) -> tuple[float, float] | None:
+    """The budget ``FUS2BENCH_TEST_BUDGET`` asks for (``None``: off)."""
+    text = (text or "").strip()
+    if text.lower() == "off":
+        return None
+    if not text:
+        return FAST_BUDGET
+    cpu, _, wall = text.partition(",")
+    try:
+        return float(cpu), float(wall) if wall else FAST_BUDGET[1]
+    except ValueError:
+        raise pytest.UsageError(f"FUS2BENCH_TEST_BUDGET={text!r}: give CPU seconds, optionally "
+                                "',WALL_SECONDS', or 'off'") from None
+
+
+_BUDGET = pytest.StashKey[tuple[float, float] | None]()
+
+
+def pytest_configure(config):
+    config.stash[_BUDGET] = fast_budget(os.environ.get("FUS2BENCH_TEST_BUDGET"))
+
+
+def _cpu_seconds() -> float:
+    own, children = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+_STARTED = pytest.StashKey[tuple[float, float]]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    item.stash[_STARTED] = (_cpu_seconds(), time.perf_counter())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """An unmarked test whose set-up and call outgrow the fast loop's budget fails, naming what to
+    do (mark it ``slow`` or make it cheaper), so ``pytest -m "not slow"`` stays a fast loop."""
+    outcome = yield
+    report = outcome.get_result()
+    budget = item.config.stash.get(_BUDGET, None)
+    if (call.when != "call" or not report.passed or budget is None or _STARTED not in item.stash
+            or item.get_closest_marker("slow")):
+        return
+    cpu0, wall0 = item.stash[_STARTED]
+    cpu, wall = _cpu_seconds() - cpu0, time.perf_counter() - wall0
+    if cpu > budget[0] or wall > budget[1]:
+        report.outcome = "failed"
+        report.longrepr = (f"{item.nodeid} took {cpu:.1f} s of CPU ({wall:.1f} s wall) without "
+                           f"the slow mark (budget {budget[0]:g} s CPU, {budget[1]:g} s wall): "
+                           "mark it @pytest.mark.slow or make it cheaper")
 
 
 def pytest_collection_modifyitems(config, items):
