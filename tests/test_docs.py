@@ -79,6 +79,8 @@ def bench_invocations() -> list[tuple[str, str, list[str]]]:
                     found.append((where, words[2].removeprefix("bench."), words[3:]))
                 elif words[0] == "./run_all.sh" and words[1:2] != ["test"]:
                     found.append((where, "suite", words[1:]))  # run_all.sh runs bench.suite
+                elif words[0] == "tools/thread_grid.sh":  # JOBS CPUS, then bench.suite's
+                    found.append((where, "suite", words[3:]))
     return found
 
 
@@ -260,3 +262,26 @@ def test_the_readme_stays_short_and_starts_with_the_two_commands():
     first = bash_blocks(ROOT / "README.md")[:2]
     assert [simple_commands(line)[0] for _, line in first] == [["./run_all.sh"],
                                                                ["./run_all.sh", "test"]]
+
+
+def toml_blocks() -> list[tuple[str, str]]:
+    found = []
+    for page in PAGES:
+        for block in re.findall(r"^```toml\n(.*?)^```", page.read_text(), flags=re.S | re.M):
+            if "[project" not in block:  # a plugin's pyproject.toml, not a suite configuration
+                found.append((str(page.relative_to(ROOT)), block))
+    return found
+
+
+def test_every_documented_suite_toml_is_read_by_the_suite(tmp_path):
+    from bench.cli.suite import parse_args
+
+    blocks = toml_blocks()
+    assert blocks
+    for where, block in blocks:
+        config = tmp_path / "suite.toml"
+        config.write_text(block)
+        args, rest = parse_args(["--config", str(config)])  # unknown keys or wrong types: BenchError
+        assert not rest, where
+        for name in args.models.split(","):
+            assert name in {"all", "default", *list_models()}, f"{where}: models {name}"
