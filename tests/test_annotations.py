@@ -155,7 +155,7 @@ def test_planted_shortcut_is_found_and_an_uncorrelated_mark_is_not(tmp_path):
     print(json.dumps(results, indent=1, default=str))
     # measured (2026-11-30): planted ΔAUC 0.107 (lower 95% bound 0.017), insertion +0.166; uncorrelated
     # ΔAUC 0.005, insertion +0.033. Inpainting leaves traces a model can read, so ΔAUC is the
-    # weaker of the two signals (README, "Burnt-in annotations")
+    # weaker of the two signals (docs/annotations.md, "Burnt-in annotations")
     assert planted["delta_auc"] > 0.05 and planted["delta_lo"] > 0
     assert planted["malignant_marks_on_benign"]["mean_shift"] > 0.1
     assert abs(plain["delta_auc"]) < 0.05

@@ -1,4 +1,4 @@
-"""Bad input and faults: never a silent wrong, stale or lost result, never a traceback (README,
+"""Bad input and faults: never a silent wrong, stale or lost result, never a traceback (docs/faults.md,
 "When things go wrong"). One test per class of fault, each on small data built here."""
 
 import json

@@ -1,4 +1,4 @@
-"""Guards against silent wrong or lost results, wrong behaviour and tracebacks (README, "When
+"""Guards against silent wrong or lost results, wrong behaviour and tracebacks (docs/faults.md, "When
 things go wrong"): one section per class of fault, several variants each. Fast: fixture run
 folders written here, one smoke training shared by the module."""
 

@@ -113,5 +113,5 @@ def test_committed_busi_manifest_matches_data_and_is_reproducible():
     rebuilt, report = make_split(index, SplitConfig())
     pd.testing.assert_frame_equal(rebuilt.reset_index(drop=True), committed.reset_index(drop=True),
                                   check_dtype=False)
-    # the README's known cross-label duplicate is excluded
+    # the known cross-label duplicate (datasets/cards/busi.md) is excluded
     assert set(committed[committed.split == "excluded"].id) >= {"benign (433)", "malignant (145)"}

@@ -1,4 +1,4 @@
-"""Memory a stacked run needs per model, counted on the CPU (evidence for the README's estimates).
+"""Memory a stacked run needs per model, counted on the CPU (evidence for the estimates in docs/engines.md, "Training engines").
 
     python tools/activation_memory.py [--members 11] [--batch-size 16] [--models a,b]
 

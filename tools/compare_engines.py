@@ -1,4 +1,4 @@
-"""Fold AUCs of runs that differ only in engine and seed, side by side (README, Training engines).
+"""Fold AUCs of runs that differ only in engine and seed, side by side (docs/engines.md, "Training engines").
 
     python tools/compare_engines.py RUNS_DIR OUT.md
 

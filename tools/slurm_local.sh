@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A single-node SLURM cluster on this machine, for bench.suite --executor slurm and its tests
-# (README, "A SLURM cluster on this machine").
+# (docs/cluster.md, "A SLURM cluster on this machine").
 #
 #   tools/slurm_local.sh start    install slurm + munge when missing (apt-get, needs root), write the
 #                                 configuration into $SLURM_LOCAL_DIR, start munged, slurmctld and

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Wall time of a 2-model CPU grid on the local executor at one jobs x CPUs layout (README,
-# Performance: "Jobs that share a machine"). Run it from a project checkout (the code measured):
+# Wall time of a 2-model CPU grid on the local executor at one jobs x CPUs layout (docs/cluster.md,
+# "Jobs that share a machine"). Run it from a project checkout (the code measured):
 #   tools/thread_grid.sh JOBS CPUS_PER_JOB [bench.jobs.suite options...]
 # e.g. tools/thread_grid.sh 2 1 --models fus2net,efficientnet_lite0 --profile cpu --epochs 5
 # Prints the suite's grid time (its "total" line: the runs only, not the report), the whole

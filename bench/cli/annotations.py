@@ -17,9 +17,13 @@ def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m bench.annotations",
                                  description="detect, remove and review burnt-in annotations")
     ap.add_argument("--data", type=Path, required=True, help="data set (any supported layout)")
-    ap.add_argument("--dataset", default="auto", choices=DATASET_KINDS)
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--method", default="telea", choices=sorted(INPAINT), help="inpainting method")
+    ap.add_argument("--dataset", default="auto", choices=DATASET_KINDS,
+                    help="data layout (auto-detected by default)")
+    ap.add_argument("--out", type=Path, required=True,
+                    help="folder for masks/, cleaned/, detections.csv, inpainting.csv and the "
+                         "contact sheets")
+    ap.add_argument("--method", default="telea", choices=sorted(INPAINT), help="inpainting method of the cleaned/ images written here (--annotations clean "
+                         "runs always use ns)")
     ap.add_argument("--labels", type=Path, help="images judged by eye, for precision and recall")
     ap.add_argument("--part", default="held_out",
                     help="the labelled part whose sheets are drawn (default held_out)")

@@ -20,10 +20,12 @@ from bench.reporting.sections import explanations
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.explain", description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=Path, required=True, help="a folder of run folders")
-    p.add_argument("--method", default="gradcam", choices=METHODS)
+    p.add_argument("--method", default="gradcam", choices=METHODS,
+                   help="explanation method (Grad-CAM at a layer of at least 7x7)")
     p.add_argument("--data", type=Path, default=None,
                    help="the runs' data set, when it moved since they were trained")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="auto = cuda when available, else cpu")
     p.add_argument("--out", type=Path, default=None,
                    help="also write the explanation table and figure of these runs here "
                         "(python -m bench.report does so for a whole results set)")

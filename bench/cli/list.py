@@ -56,14 +56,18 @@ def dataset_table() -> pd.DataFrame:
                          for d in INFO.values()])
 
 
-@cli_main
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.list", description=__doc__)
     p.add_argument("--models", default=None,
                    help="comma-separated subset (default: all, installed plugins' included); "
                         "path/to/file.py:NAME or package.module:NAME adds a model from there")
     p.add_argument("--datasets", action="store_true", help="list the supported data sets instead")
-    args = p.parse_args(argv)
+    return p
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.datasets:
         print(to_markdown(dataset_table()), end="")
         return 0

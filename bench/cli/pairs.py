@@ -15,22 +15,36 @@ from bench.data.pairs import FitSettings, fit_reviewed, sample_for_review
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.pairs",
                                 description="the reviewed pairs behind the same-lesion rule")
-    sub = p.add_subparsers(dest="command", required=True)
+    sub = p.add_subparsers(dest="command", required=True,
+                         help="sample: draw pairs and contact sheets to judge by eye; fit: fit "
+                              "and measure the rule on the judged pairs")
     for name in ("sample", "fit"):
-        q = sub.add_parser(name)
+        q = sub.add_parser(name, help={"sample": "draw candidate pairs and their contact sheets "
+                                             "to judge by eye",
+                                   "fit": "fit the same-lesion rule on the judged pairs and "
+                                          "measure it by cross-validation"}[name])
         q.add_argument("--data", type=Path, default=None, help="data root (default: phantom)")
-        q.add_argument("--dataset", default="auto", choices=KINDS)
-        q.add_argument("--neighbours", type=int, default=10)
-        q.add_argument("--force", action="store_true")
+        q.add_argument("--dataset", default="auto", choices=KINDS,
+                       help="data layout (auto-detected by default)")
+        q.add_argument("--neighbours", type=int, default=10,
+                       help="candidate pairs: each image's N nearest by either contrast score")
+        q.add_argument("--force", action="store_true",
+                       help="replace an existing output file")
     s, f = sub.choices["sample"], sub.choices["fit"]
     s.add_argument("--out", type=Path, required=True, help="folder of sheets; CSV beside it")
-    s.add_argument("--per-bin", type=int, default=5)
-    s.add_argument("--random", type=int, default=20)
-    s.add_argument("--seed", type=int, default=7)
-    f.add_argument("--reviewed", type=Path, required=True)
-    f.add_argument("--out", type=Path, default=RULE_FILE)
-    f.add_argument("--embed-side", type=int, default=128)
-    f.add_argument("--threshold", type=float, default=0.5)
+    s.add_argument("--per-bin", type=int, default=5,
+                   help="pairs drawn from each quantile bin of every measure")
+    s.add_argument("--random", type=int, default=20,
+                   help="pairs drawn at random besides the binned ones")
+    s.add_argument("--seed", type=int, default=7, help="seed of the draw")
+    f.add_argument("--reviewed", type=Path, required=True,
+                   help="CSV of judged pairs (verdict: same, different or unsure)")
+    f.add_argument("--out", type=Path, default=RULE_FILE,
+                   help="the fitted rule (JSON) with its cross-validated precision and recall")
+    f.add_argument("--embed-side", type=int, default=128,
+                   help="image side in pixels for the EfficientNet-Lite0 embedding")
+    f.add_argument("--threshold", type=float, default=0.5,
+                   help="p(same lesion) at which pairs link and average-linkage groups are cut")
     return p
 
 

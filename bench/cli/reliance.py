@@ -27,7 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--out", type=Path, default=None,
                     help="where the table and figure go (default: next to --runs: tables/, figures/)")
     ap.add_argument("--data", type=Path, default=None, help="the runs' data set, if moved")
-    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                    help="device that scores the cleaned and pasted images")
     return ap
 
 

@@ -20,8 +20,10 @@ from bench.reporting.report import ReportOptions, build_report
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.report", description=__doc__.split("\n\n")[0])
-    p.add_argument("--runs", type=Path, default=RESULTS_DIR / "runs")
-    p.add_argument("--out", type=Path, default=RESULTS_DIR)
+    p.add_argument("--runs", type=Path, default=RESULTS_DIR / "runs",
+                   help="folder of finished run folders (read only, never trained)")
+    p.add_argument("--out", type=Path, default=RESULTS_DIR,
+                   help="results folder: tables/, figures/ and README.md are written here")
     p.add_argument("--profile", default=None, help="report only runs of this profile")
     p.add_argument("--n-boot", type=number("--n-boot", above=True), default=2000,
                    help="bootstrap resamples for the AUC CI")

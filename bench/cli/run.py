@@ -44,26 +44,37 @@ def build_parser() -> argparse.ArgumentParser:
                    help="auto = paper on CUDA, cpu on CPU")
     p.add_argument("--folds", type=number("--folds"), default=None,
                    help="CV folds (0 = no CV, only the final fit)")
-    p.add_argument("--epochs", type=number("--epochs", above=True), default=None)
-    p.add_argument("--img-size", type=number("--img-size", above=True), default=None)
-    p.add_argument("--batch-size", type=number("--batch-size", above=True), default=None)
+    p.add_argument("--epochs", type=number("--epochs", above=True), default=None,
+                   help="training epochs (default: the profile's: 20 cpu, 1 smoke; paper: the "
+                        "model recipe's, 53 for Fus2Net)")
+    p.add_argument("--img-size", type=number("--img-size", above=True), default=None,
+                   help="input side in pixels (default: the profile's: 64 cpu and smoke, 75 "
+                        "for InceptionV3 models; paper: the model's own, 299 for Fus2Net)")
+    p.add_argument("--batch-size", type=number("--batch-size", above=True), default=None,
+                   help="training batch size (default: the profile's, 16)")
     p.add_argument("--optimizer", choices=["adam", "rmsprop", "sgd"], default=None,
                    help="default: the model recipe's (Adam for Fus2Net)")
     p.add_argument("--lr", type=number("--lr", float), default=None, help="default: Keras default of the optimizer")
-    p.add_argument("--channels", type=int, choices=[3, 1], default=3)
+    p.add_argument("--channels", type=int, choices=[3, 1], default=3,
+                   help="input channels: 3 = the grey image replicated, 1 = single channel "
+                        "(Table 1)")
     p.add_argument("--no-augment", action="store_true", help="disable augmentation (Table 2)")
     p.add_argument("--bn-stats", default="recalibrated", choices=["recalibrated", "running"],
                    help="BatchNorm statistics of the trained model: re-estimated on the training "
-                        "images after the last epoch (default; README, Protocol) or the running "
+                        "images after the last epoch (default; docs/splits.md, Protocol) or the running "
                         "averages of training as they are")
     p.add_argument("--l2", type=number("--l2", float), default=None, help="Fus2Net FC L2 factor (0 disables)")
     p.add_argument("--dropout", type=number("--dropout", float, below=1), default=None, help="Fus2Net dropout rate (0 disables)")
     p.add_argument("--pretrained", default="auto",
                    help="auto | require | hub | none | PATH: where ImageNet weights come from "
                         "(recorded); require = auto, but stop if they are unavailable")
-    p.add_argument("--seed", type=number("--seed"), default=0)
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    p.add_argument("--seed", type=number("--seed"), default=0,
+                   help="training seed (weights, data order, augmentation); the split is "
+                        "its manifest's (seed 2021), whatever this seed")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="auto = cuda when available, else cpu")
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                   help="folder of run folders; the run is <out>/<model>-<data>-<config hash>/")
     p.add_argument("--test-per-class", type=number("--test-per-class", above=True), default=50,
                    help="held-out test images per class when the split is built on the fly")
     p.add_argument("--skip-bad-images", action="store_true",
@@ -88,6 +99,21 @@ def build_parser() -> argparse.ArgumentParser:
                         "phantom's second site) to score the final model on, unchanged; a "
                         "finished run only scores them")
     return p
+
+
+def passed_on_help(own: argparse.ArgumentParser, replaced: tuple[str, ...] = ("--model",)) -> str:
+    """The epilog of a command that passes the flags it does not know to ``bench.run``
+    (``bench.suite``, ``bench.sweep``): those ``bench.run`` options, as ``bench.run --help`` shows
+    them. ``own`` is that command's parser with its own options added; ``replaced`` are the
+    ``bench.run`` flags it sets itself for every run (``--model`` from its ``--models``)."""
+    mine = {s for a in own._actions for s in a.option_strings} | set(replaced)
+    run_parser = build_parser()
+    fmt = run_parser._get_formatter()
+    fmt.start_section("options passed on to python -m bench.run (every run gets them)")
+    fmt.add_arguments([a for a in run_parser._actions
+                       if a.option_strings and not mine & set(a.option_strings)])
+    fmt.end_section()
+    return fmt.format_help()
 
 
 def print_summary(model: str, metrics: dict, run_dir: Path, seconds: float,

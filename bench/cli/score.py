@@ -13,14 +13,19 @@ from bench.engine.device import resolve_device
 from bench.evaluation.score import run_folders, score_run
 
 
-@cli_main
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.score", description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=Path, required=True, help="a run folder or a folder of runs")
     p.add_argument("--external", required=True,
                    help="comma-separated external data sets (paths, NAME=PATH or synthetic:B)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    args = p.parse_args(argv)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="auto = cuda when available, else cpu")
+    return p
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     folders = run_folders(args.runs)
     device = resolve_device(args.device)
     sets = [x for x in args.external.split(",") if x]

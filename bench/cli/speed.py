@@ -15,19 +15,24 @@ from bench.engine.speed import SpeedOptions, measure, write_speed
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.speed", description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", default="fus2net")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--models", default="fus2net",
+                   help="comma-separated registered models to time")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="auto = cuda when available, else cpu")
     p.add_argument("--data", type=Path, default=None, help="images to time on (default: synthetic)")
     p.add_argument("--img-size", type=number("--img-size", above=True), default=None,
                    help="default: each model's input size")
-    p.add_argument("--steps", type=number("--steps", above=True), default=30)
-    p.add_argument("--warmup", type=number("--warmup"), default=5)
+    p.add_argument("--steps", type=number("--steps", above=True), default=30,
+                   help="timed training steps per pipeline (default 30)")
+    p.add_argument("--warmup", type=number("--warmup"), default=5,
+                   help="untimed steps first (default 5; 0: none)")
     p.add_argument("--workers", type=number("--workers"), default=None,
                    help="naive DataLoader workers")
     p.add_argument("--members", default=None,
                    help="models trained at once by the stacked engine, one row each (e.g. 4,11; "
                         "default: 11 = 10 folds + final fit on CUDA, 2 on CPU; 0 skips it)")
-    p.add_argument("--out", type=Path, default=RESULTS_DIR)
+    p.add_argument("--out", type=Path, default=RESULTS_DIR,
+                   help="folder for speed.csv and speed.md (default: results/)")
     return p
 
 

@@ -31,21 +31,31 @@ from bench.data.manifest import (
 from bench.data.review import review_sheet
 
 
-@cli_main
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.split", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, default=None, help="data root (default: synthetic phantom)")
-    p.add_argument("--dataset", default="auto", choices=KINDS)
+    p.add_argument("--dataset", default="auto", choices=KINDS,
+                   help="data layout (auto-detected by default)")
     p.add_argument("--out", type=Path, default=None,
                    help="manifest path (default: datasets/splits/<kind>.csv)")
-    p.add_argument("--test-per-class", type=int, default=SplitConfig.test_per_class)
-    p.add_argument("--folds", type=int, default=SplitConfig.folds)
-    p.add_argument("--seed", type=int, default=SplitConfig.seed)
+    p.add_argument("--test-per-class", type=int, default=SplitConfig.test_per_class,
+                   help="held-out test images per class, drawn by group (default 50)")
+    p.add_argument("--folds", type=int, default=SplitConfig.folds,
+                   help="group-aware stratified CV folds of the rest (default 10)")
+    p.add_argument("--seed", type=int, default=SplitConfig.seed,
+                   help="seed of the test draw and the folds (default 2021)")
     p.add_argument("--hash-threshold", type=int, default=SplitConfig.hash_threshold,
                    help="max differing bits of the 256-bit dHash for near-duplicates")
-    p.add_argument("--skip-bad-images", action="store_true")
+    p.add_argument("--skip-bad-images", action="store_true",
+                   help="leave out unreadable or tiny images (listed in the report) instead "
+                        "of stopping")
     p.add_argument("--force", action="store_true", help="overwrite an existing manifest")
-    args = p.parse_args(argv)
+    return p
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.folds < 2:
         raise BenchError("--folds must be >= 2")
     if args.test_per_class < 1:

@@ -19,7 +19,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from bench.cli.run import options_from_argv, print_summary
+from bench.cli.run import options_from_argv, passed_on_help, print_summary
 from bench.core.errors import BenchError, cli_main, in_flag_words
 from bench.core.paths import RESULTS_DIR
 from bench.core.provenance import portable
@@ -202,13 +202,19 @@ def config_defaults(path: Path, values: dict, parser: argparse.ArgumentParser) -
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m bench.suite", description=DESCRIPTION)
+    p = argparse.ArgumentParser(prog="python -m bench.suite", description=DESCRIPTION,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", type=Path, default=None,
                    help="TOML file of these settings (keys: the flags without dashes); flags "
                         "override it")
-    p.add_argument("--data", type=Path, default=None)
-    p.add_argument("--profile", default="auto")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--data", type=Path, default=None,
+                   help="data root or CSV manifest, or several sites A,B[,C] (default: the "
+                        "embedded synthetic phantom)")
+    p.add_argument("--profile", default="auto",
+                   help="auto (paper on CUDA, cpu on a CPU), paper, cpu or smoke "
+                        "(docs/profiles.md)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="auto = cuda when available, else cpu")
     p.add_argument("--models", default="default",
                    help="comma-separated registered models for the comparison; 'default': all of "
                         "them on CUDA, all but " + ", ".join(CPU_LEFT_OUT) + " on CPU; 'all': all")
@@ -238,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-leave-one-site-out", dest="leave_one_site_out", action="store_false",
                    help=argparse.SUPPRESS)
     add_executor_flags(p)
+    p.epilog = passed_on_help(p)
     return p
 
 
@@ -247,7 +254,8 @@ def add_executor_flags(p: argparse.ArgumentParser) -> None:
                    help="inline: one after another in this process; local: subprocesses; slurm: "
                         "sbatch jobs; debug: submitit in this process")
     g.add_argument("--jobs", type=int, default=0, help="at most N jobs at once (0: automatic)")
-    g.add_argument("--gpus-per-job", type=int, default=0)
+    g.add_argument("--gpus-per-job", type=int, default=0,
+                   help="GPUs per job (local: each job gets its own via CUDA_VISIBLE_DEVICES)")
     g.add_argument("--cpus-per-job", type=int, default=0,
                    help="CPUs per job, and so its threads (0: local = the cores shared by the "
                         "jobs at once, e.g. 2 cores and --jobs 2 give 1 each; slurm = 2)")
@@ -257,11 +265,13 @@ def add_executor_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--mem-gb", type=float, default=0.0,
                    help="host memory per job (slurm; 0: from the model's size, 5 GB for "
                         "Fus2Net, 9 GB for VGG19)")
-    g.add_argument("--timeout-min", type=int, default=240)
+    g.add_argument("--timeout-min", type=int, default=240,
+                   help="a job's time limit in minutes")
     g.add_argument("--signal-delay-s", type=int, default=90,
                    help="slurm: USR2 this many seconds before the time limit; the job is "
                         "checkpointed and requeued and resumes from its finished stages")
-    g.add_argument("--partition", default="")
+    g.add_argument("--partition", default="",
+                   help="slurm partition (default: the cluster's default)")
     g.add_argument("--slurm-extra", action="append", default=[], metavar="KEY=VALUE",
                    help="extra #SBATCH parameter (repeatable), e.g. qos=high")
     g.add_argument("--retries", type=int, default=2,

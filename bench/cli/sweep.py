@@ -13,7 +13,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from bench.cli.run import options_from_argv
+from bench.cli.run import options_from_argv, passed_on_help
 from bench.core.errors import BenchError, cli_main
 from bench.core.paths import RESULTS_DIR
 from bench.core.provenance import portable
@@ -28,8 +28,10 @@ FLAGS = {"folds": "--cv-folds", "use_folds": "--use-folds"}
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m bench.sweep",
-                                 description=__doc__.split("\n\n")[0])
-    ap.add_argument("--models", default="fus2net,resnet50")
+                                 description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default="fus2net,resnet50",
+                    help="comma-separated registered models, one set of curves each")
     ap.add_argument("--epochs", type=int, default=40, help="longest curve (epochs)")
     ap.add_argument("--cv-folds", type=int, default=5, help="K of the K-fold CV (default 5)")
     ap.add_argument("--use-folds", default="0,1", help="which CV folds to train (default 0,1)")
@@ -37,7 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="plateau: within this much of the best running-mean AUC (default 0.02, "
                          "about the epoch-to-epoch noise of a 100-image validation fold)")
     ap.add_argument("--window", type=int, default=5, help="running-mean window in epochs")
-    ap.add_argument("--out", type=Path, default=RESULTS_DIR / "sweep")
+    ap.add_argument("--out", type=Path, default=RESULTS_DIR / "sweep",
+                    help="folder for curves.csv, curves_pooled.csv, plateau.csv and "
+                         "learning_curves.png (default: results/sweep)")
+    ap.epilog = passed_on_help(ap, replaced=("--model", "--folds"))  # --models, --cv-folds
     return ap
 
 

@@ -1,4 +1,4 @@
-"""User-facing errors: one clear line, exit code 2 (README, "When things go wrong")."""
+"""User-facing errors: one clear line, exit code 2 (docs/faults.md, "When things go wrong")."""
 
 from __future__ import annotations
 
