@@ -5,6 +5,7 @@ split manifests shipped in the wheel."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -170,9 +171,15 @@ def test_predictions_beside_a_results_set_are_compared_with_its_fus2net():
 
 @pytest.mark.slow
 def test_the_wheel_ships_the_split_manifests_and_installed_code_finds_them(tmp_path):
+    src = tmp_path / "src"  # a copy of what the wheel is built from: no build/ in the checkout
+    for folder in ("bench", "models", "datasets/splits"):
+        shutil.copytree(PROJECT / folder, src / folder,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.png", "cache"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copyfile(PROJECT / name, src / name)
     out = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
                           "--no-build-isolation", "-q", "-w", str(tmp_path / "dist"), "."],
-                         cwd=PROJECT, capture_output=True, text=True, timeout=300)
+                         cwd=src, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     wheel = next((tmp_path / "dist").glob("fus2bench-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
