@@ -54,7 +54,7 @@ def _error(message: str) -> BenchError:
 
     return BenchError(message)
 
-# a predictions DataFrame's model name when none is given
+# the model name of predictions given without one (a run folder's are named after the folder)
 DEFAULT_NAME = "predictions"
 # the headline numbers of :attr:`Scores.metrics`, from the report's Table 3 row
 HEADLINE = ("auc", "auc_cl_lo", "auc_cl_hi", "auc_cboot_lo", "auc_cboot_hi", "auc_img_lo",
@@ -171,7 +171,7 @@ def _predictions_file(predictions: pd.DataFrame | str | Path) -> tuple[Path | No
 
 
 def score_predictions(predictions: pd.DataFrame | str | Path, manifest: str | Path | None = None,
-                      *, name: str = DEFAULT_NAME, n_boot: int = 2000, seed: int = 0,
+                      *, name: str | None = None, n_boot: int = 2000, seed: int = 0,
                       profile: str | None = None) -> Scores:
     """Score P(malignant) of the held-out test images with the benchmark's statistics.
 
@@ -181,7 +181,8 @@ def score_predictions(predictions: pd.DataFrame | str | Path, manifest: str | Pa
     Every held-out test id of the manifest once per seed (docs/protocol.md, "Outside
     predictions"). ``manifest``: a data set name (``"busi"``), a manifest CSV, or a runs folder
     (then the predictions are also compared with the set's models; ``profile`` picks one of
-    several profiles there). ``n_boot``/``seed``: the bootstraps' resamples and seed (the
+    several profiles there). ``name``: the model's name in the rows (default: the run folder's
+    name, else ``predictions``). ``n_boot``/``seed``: the bootstraps' resamples and seed (the
     report's defaults give its numbers exactly)."""
     from bench.core.errors import BenchError
     from bench.reporting import evaluate as ev
@@ -193,6 +194,8 @@ def score_predictions(predictions: pd.DataFrame | str | Path, manifest: str | Pa
     n_boot = _check_number(n_boot, "n_boot", 1)
     seed = _check_number(seed, "seed", 0)
     file, run_folder = _predictions_file(predictions)
+    if name is None:
+        name = run_folder.name if run_folder is not None else DEFAULT_NAME
     if manifest is None:
         manifest = run_folder / "split.csv" if run_folder is not None and \
             (run_folder / "split.csv").is_file() else "busi"

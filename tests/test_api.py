@@ -51,7 +51,7 @@ def test_scoring_a_committed_runs_own_predictions_gives_the_committed_table_row(
     scores = api.score_predictions(RUN)
     row = committed_row(RUN.name)
     assert scores.manifest_file == RUN / "split.csv"
-    assert len(scores.per_seed) == 1
+    assert scores.per_seed.model.tolist() == [RUN.name]
     assert scores.metrics["auc"] == pytest.approx(row.auc, abs=DIGITS, rel=0)
     assert_same_numbers(scores.per_seed.iloc[0], row)  # Wilson, DeLong, bootstrap, Obuchowski
     m = scores.metrics
@@ -105,7 +105,7 @@ def test_a_bad_dataframe_is_one_sentence_about_the_dataframe(change, says):
 def test_bad_arguments_are_one_sentence_naming_them(kwargs, says):
     with pytest.raises(BenchError, match="^" + says.replace("(", r"\(").replace("[", r"\[")):
         api.score_predictions(own_test_predictions(), **kwargs)
-    with pytest.raises(BenchError, match="`predictions`=.*nowhere.csv: file does not exist"):
+    with pytest.raises(BenchError, match="^`predictions`=.*nowhere.csv: file does not exist"):
         api.score_predictions("nowhere.csv")
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from bench import api
 from bench.cli.export import main
 from bench.reporting import tracking
 from tests.helpers import call_main, write_fixture_run
@@ -105,7 +106,7 @@ def test_exporting_twice_adds_nothing_and_a_changed_run_is_replaced(fixture_set,
 def test_the_default_store_is_sqlite_beside_the_runs_and_kept_out_of_git(fixture_set,
                                                                          monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    result = tracking.export_runs(fixture_set, None, experiment="mine")
+    result = api.export_mlflow(fixture_set, experiment="mine")  # as from a notebook
     folder = fixture_set.parent / "mlflow"
     assert result.tracking_uri == f"sqlite:///{(folder / 'mlflow.db').as_posix()}"
     assert (folder / "mlflow.db").is_file() and (folder / ".gitignore").read_text().endswith("*\n")
