@@ -81,7 +81,7 @@ def manifest_path(manifest: str | Path) -> Path:
         return SPLITS_DIR / f"{text}.csv"
     names = ", ".join(manifest_names()) or "none found"
     raise _error(f"`manifest`={text}: neither a manifest file nor a data set with a committed "
-                     f"manifest ({names}); give a data set name, a manifest CSV or a runs folder")
+                 f"manifest ({names}); give a data set name, a manifest CSV or a runs folder")
 
 
 def load_manifest(manifest: str | Path = "busi") -> pd.DataFrame:
@@ -160,12 +160,12 @@ def _predictions_file(predictions: pd.DataFrame | str | Path) -> tuple[Path | No
         return None, None
     if not isinstance(predictions, str | Path):
         raise _error(f"`predictions`: give a DataFrame or a CSV path, not a "
-                         f"{type(predictions).__name__}")
+                     f"{type(predictions).__name__}")
     path = Path(predictions).expanduser()
     if path.is_dir():
         if not (path / "predictions.csv").is_file():
             raise _error(f"`predictions`={path}: a folder without predictions.csv; give a "
-                             "predictions CSV or a run folder")
+                         "predictions CSV or a run folder")
         return path / "predictions.csv", path
     return path, None
 
@@ -199,7 +199,10 @@ def score_predictions(predictions: pd.DataFrame | str | Path, manifest: str | Pa
     if manifest is None:
         manifest = run_folder / "split.csv" if run_folder is not None and \
             (run_folder / "split.csv").is_file() else "busi"
-    set_dir = Path(str(manifest)).expanduser()
+    if not isinstance(manifest, str | Path):
+        raise _error(f"`manifest`: give a data set name, a manifest CSV or a runs folder, not a "
+                     f"{type(manifest).__name__}")
+    set_dir = Path(manifest).expanduser()
     if set_dir.is_dir():
         rs = results_set(select_group(load_run_list(set_dir), profile), set_dir)
         name = ev.check_name(name, rs)

@@ -68,6 +68,8 @@ def test_a_dataframe_scored_on_the_named_manifest_gives_the_same_numbers():
     assert scores.per_seed.model.tolist() == ["mine"]
     assert_same_numbers(scores.per_seed.iloc[0], row)
     assert api.score_predictions(frame, MANIFEST).metrics == scores.metrics
+    manifest = api.load_manifest("busi")
+    assert sorted(manifest.id[manifest.split == "test"]) == sorted(frame.id)
 
 
 def test_several_seeds_give_a_row_each_and_the_ensemble_of_the_seeds():
