@@ -20,10 +20,12 @@ from bench.core.paths import RESULTS_DIR
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.export", description=__doc__.split("\n\n")[0])
-    sub = p.add_subparsers(dest="tracker", required=True, metavar="{mlflow}")
+    sub = p.add_subparsers(dest="tracker", required=True, metavar="{mlflow}",
+                           help="the run tracker to write to")
     m = sub.add_parser("mlflow", help="export to an MLflow tracking store",
                        description=__doc__.split("\n\n")[1])
-    m.add_argument("--runs", type=Path, default=RESULTS_DIR / "runs")
+    m.add_argument("--runs", type=Path, default=RESULTS_DIR / "runs",
+                   help="the folder of run folders to export (read only)")
     m.add_argument("--tracking-uri", default=None,
                    help="MLflow store: sqlite:///FILE.db or a server's http(s) address (default: "
                         "$MLFLOW_TRACKING_URI, else sqlite in mlflow/ beside --runs)")
