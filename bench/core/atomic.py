@@ -144,16 +144,15 @@ def _entries(folder: Path, parts: tuple[str, ...] | None) -> list[str]:
     return [name for name in parts if os.path.lexists(folder / name)]
 
 
-def _publish(tmp: Path, path: Path, parts: tuple[str, ...] | None) -> None:
+def _publish(tmp: Path, path: Path, parts: tuple[str, ...] | None, home: Path) -> None:
     """Move the build ``tmp`` into place: the whole folder (``parts`` None, or no folder there
-    yet: one rename) or each of ``parts`` in order; what it replaces is renamed aside first and
-    deleted last."""
+    yet: one rename) or each of ``parts`` in order; what it replaces is renamed aside (into a
+    hidden folder in ``home``) first and deleted last."""
     if parts is None or not os.path.lexists(path):
         moves = [(tmp, path)]
     else:
-        path.mkdir(parents=True, exist_ok=True)
         moves = [(tmp / name, path / name) for name in parts]
-    old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+    old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=home))
     try:
         for k, (src, dst) in enumerate(moves):
             if os.path.lexists(dst):
@@ -183,28 +182,32 @@ def output_folder(path: Path, overwrite: bool = False, parts: tuple[str, ...] | 
     of the parts already there (files a build does not rewrite are kept). Under the lock,
     ``check(path)`` (when ``path`` exists) may raise its own one-line refusal; then output already
     there is refused unless ``overwrite``, naming ``option`` and ``remedy``."""
-    path = Path(path)
-    parent = path.parent
+    shown, path = path, Path(os.path.abspath(path))
     try:
         if os.path.lexists(path) and not path.is_dir():
-            raise BenchError(f"{option}={path}: is a file, not a folder; {remedy}")
-        parent.mkdir(parents=True, exist_ok=True)
+            raise BenchError(f"{option}={shown}: is a file, not a folder; {remedy}")
+        path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise BenchError(f"{option}={path}: cannot write there ({exc.strerror}); {remedy}") from None
-    with exclusive(parent / f".{path.name}.lock", f"waiting: another command is writing {path}; "
+        raise BenchError(f"{option}={shown}: cannot write there ({exc.strerror}); "
+                         f"{remedy}") from None
+    # the lock and the build go beside the folder; inside it (hidden) when only the folder is
+    # writable and only parts of it are the output
+    home = path if parts is not None and path.is_dir() and not os.access(path.parent, os.W_OK) \
+        else path.parent
+    with exclusive(home / f".{path.name}.lock", f"waiting: another command is writing {shown}; "
                    "this one goes on when it ends", remove=True):
         if check is not None and path.is_dir():
-            check(path)
+            check(shown)
         present = _entries(path, parts)
         if present and not overwrite:
-            shown = ", ".join(present[:3]) + (f" and {len(present) - 3} more"
-                                              if len(present) > 3 else "")
-            raise BenchError(f"{option}={path}: already exists and holds {shown}; {remedy}")
+            listed = ", ".join(present[:3]) + (f" and {len(present) - 3} more"
+                                               if len(present) > 3 else "")
+            raise BenchError(f"{option}={shown}: already exists and holds {listed}; {remedy}")
         try:
-            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
+            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=home))
             os.chmod(tmp, 0o777 & ~UMASK)  # what a plain new folder gets
         except OSError as exc:
-            raise BenchError(f"{option}={path}: cannot write there ({exc.strerror}); "
+            raise BenchError(f"{option}={shown}: cannot write there ({exc.strerror}); "
                              f"{remedy}") from None
         try:
             for name in (parts or ()) if carry else ():
@@ -214,7 +217,7 @@ def output_folder(path: Path, overwrite: bool = False, parts: tuple[str, ...] | 
                 elif os.path.lexists(src):
                     shutil.copy2(src, tmp / name, follow_symlinks=False)
             yield tmp
-            _publish(tmp, path, parts)
+            _publish(tmp, path, parts, home)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 

@@ -397,7 +397,7 @@ class RunFolder:
             raise InvalidRun(f"{self.name}/{CONFIG}: {what}; rerun that run or delete its "
                              f"folder, {SKIP_HINT}") from None
         if not isinstance(config, dict):
-            raise InvalidRun(f"{self.name}/{CONFIG}: a JSON {type(config).__name__}, not a run's "
+            raise InvalidRun(f"{self.name}/{CONFIG}: a JSON {_json_type(config)}, not a run's "
                              f"record (an object); rerun that run or delete its folder, "
                              f"{SKIP_HINT}")
         if config.get("status") not in (RunStatus.COMPLETE, RunStatus.FAILED):
@@ -508,6 +508,13 @@ class Run:
         return self.predictions[self.predictions.split == "test"].sort_values("id").reset_index(drop=True)
 
 
+def _json_type(value: object) -> str:
+    """How JSON names the type of a parsed ``value``."""
+    names = {type(None): "null", bool: "boolean", int: "number", float: "number", str: "string",
+             list: "array", dict: "object"}
+    return names.get(type(value), type(value).__name__)
+
+
 def config_problem(config: dict) -> str | None:
     """What makes a finished run's ``config.json`` unreadable as a run (``None``: nothing): the
     fields every reader uses must have their types: ``settings`` an object with the ``model``
@@ -516,7 +523,7 @@ def config_problem(config: dict) -> str | None:
     settings = config.get("settings")
     if not isinstance(settings, dict):
         return "no settings (an object with the run's model, seed and options)" \
-            if settings is None else f"settings is a JSON {type(settings).__name__}, not an object"
+            if settings is None else f"settings is a JSON {_json_type(settings)}, not an object"
     if not isinstance(settings.get("model"), str) or not settings["model"]:
         return "settings has no model name"
     seed = settings.get("seed", 0)
@@ -528,7 +535,7 @@ def config_problem(config: dict) -> str | None:
         return "outputs is not an object of file name → SHA-256"
     for key in ("timings", "profile", "data", "model_stats"):
         if not isinstance(config.get(key, {}), dict):
-            return f"{key} is a JSON {type(config[key]).__name__}, not an object"
+            return f"{key} is a JSON {_json_type(config[key])}, not an object"
     return None
 
 
