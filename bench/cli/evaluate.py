@@ -5,8 +5,8 @@ against the set's split manifest, then writes to ``--out`` (default ``results/ou
 folder of its own: NAME must be one plain folder name; never into a results set, a report or runs)
 the model's Table 3 row, its intervals, the leaderboard, its calibration, ROC and calibration
 figures, ``evaluation.json`` and a README (:func:`bench.reporting.evaluate.evaluate`; all or
-nothing, and a folder holding an evaluation of other predictions is never overwritten). ``--template`` writes the ids to predict. See
-docs/protocol.md, "Outside predictions".
+nothing, and a folder holding an evaluation of other predictions is never overwritten).
+``--template`` writes the ids to predict. See docs/protocol.md, "Outside predictions".
 """
 
 from __future__ import annotations
