@@ -5,14 +5,20 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+import bench.cli.evaluate as evaluate_cli
+import bench.reporting.evaluate as evaluate_lib
 from bench.cli.evaluate import main
-from bench.reporting.outside import OUTSIDE
+from bench.core.errors import BenchError
+from bench.reporting.evaluate import EVALUATION_FILES, check_name, evaluate
+from bench.reporting.outside import OUTSIDE, results_set
 from bench.reporting.runs import load_runs
 from bench.reporting.sections.heldout import comparison_table
 from tests.helpers import SMOKE, call_main, run_main, write_fixture_run
@@ -196,6 +202,13 @@ BAD_FILES = {
         "'val001' in fold 2 (manifest: fold 1 of 3)"),
     "one seed incomplete": (lambda d: pd.concat([d.assign(seed=0), d.assign(seed=1).iloc[:-1]]),
                             "(seed 1): 1 missing held-out test id(s) ('img099')"),
+    "a seed with val rows only": (lambda d: pd.concat([d.assign(seed=0, split="test", fold=-1),
+                                                       pd.DataFrame({"id": ["val000", "val001"],
+                                                                     "prob_malignant": [.5, .5],
+                                                                     "seed": [1, 1],
+                                                                     "split": ["val", "val"],
+                                                                     "fold": [0, 1]})]),
+                                  "seed 1 has val rows but no held-out test rows (2 row(s))"),
 }
 
 
@@ -222,7 +235,7 @@ def test_files_that_are_no_csv_and_names_that_clash_are_one_line(two_sets, tmp_p
     for args, message in (
             (["--predictions", str(empty), "--name", "x"], "the file is empty"),
             (["--predictions", str(tmp_path / "none.csv"), "--name", "x"], "file does not exist"),
-            (["--predictions", str(good), "--name", "fus2net"], "--name fus2net: the set already"),
+            (["--predictions", str(good), "--name", "fus2net"], "--name 'fus2net': the set already"),
             (["--predictions", str(good)], "--name is required"),
             (["--predictions", str(good), "--name", "x", "--out", str(b / "ev")], "inside --runs")):
         code, _, err = call_main(capsys, main, *args, "--runs", str(b), "--out", str(tmp_path / "o"),
@@ -292,3 +305,221 @@ def test_a_finished_smoke_runs_predictions_reproduce_its_row(small_synthetic, tm
     record = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
     assert record["predictions"]["val_rows"] > 0 and record["cv"]["folds"] == 2
     assert record["results_set"]["manifest_sha256"] == config["settings"]["manifest_sha256"]
+
+
+# --- names, output folders, concurrent writers (docs/protocol.md, "Outside predictions") ----------
+
+def _with_second_configuration(a: Path) -> Path:
+    """Set A plus resnet50 on cleaned images (seed 0): a row of its own, labelled
+    ``resnet50 (trained on cleaned images)``."""
+    sha = hashlib.sha256((a.parent / "a-split.csv").read_bytes()).hexdigest()
+    run = write_fixture_run(a, "resnet50", 0.5, 77, seed=0, manifest_sha256=sha,
+                            annotations="clean:ns:abc", data_sha256="cd" * 32)
+    shutil.copyfile(a.parent / "a-split.csv", run / "split.csv")
+    return a
+
+
+@pytest.mark.parametrize("name", [
+    "resnet50 (trained on cleaned images)",  # a row label, not a model name: its seeds would merge
+    "ResNet50  (Trained on cleaned images)",  # the same after case and spacing
+    "FUS2NET", "Fus2Net — paper (Ma et al. 2021; own private test set, not comparable)",
+    "resnet50", "ｒｅｓｎｅｔ５０"])  # full-width: the same after Unicode normalisation
+def test_an_outside_name_that_is_a_row_of_the_set_is_refused(name, two_sets, tmp_path, capsys):
+    a = _with_second_configuration(two_sets[0])
+    good = tmp_path / "good.csv"
+    _base().to_csv(good, index=False)
+    code, _, err = call_main(capsys, main, "--predictions", str(good), "--name", name, "--runs",
+                             str(a), "--out", str(tmp_path / "ev"))
+    assert code == 2 and err.count("\n") == 1, err
+    assert "the set already has a model or row of that name" in err
+    assert not (tmp_path / "ev").exists()
+
+
+def test_every_row_label_of_a_set_is_a_taken_name(two_sets):
+    """The class: whatever label the comparison table gives a row, an outside model cannot take it."""
+    a = _with_second_configuration(two_sets[0])
+    rs = results_set(load_runs(a), a)
+    labels = list(comparison_table(load_runs(a), n_boot=20).model)
+    assert "resnet50 (trained on cleaned images)" in labels
+    for label in labels:
+        with pytest.raises(BenchError, match="already has a model or row"):
+            check_name(label, rs)
+    assert check_name("resnet50-outside", rs) == "resnet50-outside"
+
+
+@pytest.mark.parametrize("name", ["..", ".", "a/b", "../x", "a\\b", ".hidden", "x|y", "a\nb",
+                                  "tab\there", "x" * 101, "  "])
+def test_a_name_that_is_not_one_plain_folder_name_is_refused_before_anything_is_written(
+        name, two_sets, tmp_path, capsys, monkeypatch):
+    _, b = two_sets
+    results = tmp_path / "results"
+    monkeypatch.setattr(evaluate_cli, "OUTSIDE_DIR", results / "outside")
+    good = tmp_path / "good.csv"
+    _base().to_csv(good, index=False)
+    code, _, err = call_main(capsys, main, "--predictions", str(good), "--name", name, "--runs",
+                             str(b))
+    assert code == 2 and err.count("\n") == 1 and "--name" in err, err
+    assert not results.exists()
+
+
+def test_without_out_an_evaluation_gets_a_folder_of_its_own(two_sets, tmp_path, capsys,
+                                                            monkeypatch):
+    _, b = two_sets
+    monkeypatch.setattr(evaluate_cli, "OUTSIDE_DIR", tmp_path / "results" / "outside")
+    good = tmp_path / "good.csv"
+    _base().to_csv(good, index=False)
+    code, _, err = call_main(capsys, main, "--predictions", str(good), "--name", " my model ",
+                             "--runs", str(b), "--n-boot", "20")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["outside"]
+    assert sorted(p.name for p in (tmp_path / "results" / "outside").iterdir()) == ["my model"]
+    assert sorted(p.name for p in (tmp_path / "results" / "outside" / "my model").iterdir()) == \
+        sorted(EVALUATION_FILES)  # exactly the files the evaluation owns (and replaces)
+
+
+def _report_folder(root: Path) -> Path:
+    """A results set's folder: its runs, tables and a README written by bench.report."""
+    (root / "tables").mkdir(parents=True)
+    (root / "tables" / "table3_comparison.csv").write_text("model\n")
+    (root / "README.md").write_text("# fus2bench results\n\nGenerated by `python -m bench.report`\n")
+    return root
+
+
+@pytest.mark.parametrize("case", ["report", "readme", "partial", "runs"])
+def test_out_holding_another_command_s_output_is_refused_and_left_as_it_was(
+        case, two_sets, tmp_path, capsys):
+    _, b = two_sets
+    out = tmp_path / "out"
+    if case == "report":
+        _report_folder(out)
+    elif case == "readme":
+        out.mkdir()
+        (out / "README.md").write_text("# Results\n\nAn index written by hand.\n")
+    elif case == "partial":  # an evaluation that stopped before its record
+        out.mkdir()
+        for name in ("README.md", "roc.png", "row.csv"):
+            (out / name).write_text("half")
+    else:
+        shutil.copytree(b, out / "runs")
+    before = snapshot(out)
+    good = tmp_path / "good.csv"
+    _base().to_csv(good, index=False)
+    code, _, err = call_main(capsys, main, "--predictions", str(good), "--name", "m", "--runs",
+                             str(b), "--out", str(out), "--n-boot", "20")
+    assert code == 2 and err.count("\n") == 1 and f"--out {out}" in err, err
+    assert snapshot(out) == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_the_user_s_own_files_in_out_are_kept_and_a_rerun_replaces_only_the_evaluation(
+        two_sets, tmp_path, capsys):
+    _, b = two_sets
+    out = tmp_path / "my-eval"
+    assert call_main(capsys, main, "--template", "--runs", str(b), "--out", str(out))[0] == 0
+    mine = out / "mine.csv"
+    _base().to_csv(mine, index=False)
+    args = ["--predictions", str(mine), "--name", "m", "--runs", str(b), "--out", str(out),
+            "--n-boot", "20"]
+    assert call_main(capsys, main, *args)[0] == 0
+    (out / "roc.pdf").unlink()  # a file of the evaluation that a rerun writes again
+    assert call_main(capsys, main, *args)[0] == 0
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [*EVALUATION_FILES, "mine.csv", "predictions_template.csv"])
+
+
+def test_a_crash_while_writing_leaves_no_partial_output_and_the_guard_armed(
+        two_sets, tmp_path, capsys, monkeypatch):
+    _, b = two_sets
+    out = tmp_path / "ev"
+    first, second = tmp_path / "first.csv", tmp_path / "second.csv"
+    _base().to_csv(first, index=False)
+    _base().assign(prob_malignant=np.linspace(0.99, 0.01, 100)).to_csv(second, index=False)
+
+    def crash(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(evaluate_lib.calibration, "calibration_figure", crash)
+    with pytest.raises(OSError):
+        evaluate(first, "m", b, out, n_boot=20)
+    assert not out.exists()  # nothing published
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    monkeypatch.undo()
+    evaluate(first, "m", b, out, n_boot=20)
+    before = snapshot(out)
+    monkeypatch.setattr(evaluate_lib.calibration, "calibration_figure", crash)
+    with pytest.raises(OSError):
+        evaluate(first, "m", b, out, n_boot=20)  # a rerun that crashes
+    assert snapshot(out) == before  # the earlier evaluation is whole
+    monkeypatch.undo()
+    with pytest.raises(BenchError, match="holds the evaluation of other predictions"):
+        evaluate(second, "m", b, out, n_boot=20)
+
+
+def test_two_evaluations_into_one_out_at_once_publish_one_and_refuse_the_other(
+        two_sets, tmp_path, monkeypatch):
+    _, b = two_sets
+    out = tmp_path / "ev"
+    files = [tmp_path / "first.csv", tmp_path / "second.csv"]
+    _base().to_csv(files[0], index=False)
+    _base().assign(prob_malignant=np.linspace(0.99, 0.01, 100)).to_csv(files[1], index=False)
+    real = evaluate_lib.score
+    started = threading.Barrier(2, timeout=30)
+
+    def slow_score(*args, **kwargs):  # the first writer is still scoring when the second checks
+        time.sleep(0.5)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate_lib, "score", slow_score)
+    results: dict[int, object] = {}
+
+    def writer(k: int) -> None:
+        started.wait()
+        try:
+            results[k] = evaluate(files[k], f"m{k}", b, out, n_boot=20)["name"]
+        except BenchError as exc:
+            results[k] = exc
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    done = [v for v in results.values() if isinstance(v, str)]
+    refused = [v for v in results.values() if isinstance(v, BenchError)]
+    assert len(done) == 1 and len(refused) == 1, results
+    assert "holds the evaluation of other predictions" in str(refused[0])
+    record = json.loads((out / "evaluation.json").read_text())
+    assert record["name"] == done[0]
+    assert record["predictions"]["sha256"] == hashlib.sha256(
+        files[int(done[0][-1])].read_bytes()).hexdigest()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.slow
+def test_the_readme_route_on_the_committed_set_scores_any_valid_file(tmp_path, capsys,
+                                                                     monkeypatch):
+    """README, "Score outside predictions": the template, then the evaluation exactly as printed,
+    on the committed set, whose Fus2Net has other configurations (cleaned images, folds 0) as
+    rows of their own; and a name that is one of those rows is refused."""
+    monkeypatch.chdir(tmp_path)
+    runs = str(PROJECT / "results" / "busi-cpu" / "runs")
+    assert call_main(capsys, main, "--template", "--runs", runs, "--out", "my-eval")[0] == 0
+    t = pd.read_csv("my-eval/predictions_template.csv", dtype={"id": str})
+    t["prob_malignant"] = np.random.default_rng(0).uniform(0, 1, len(t))
+    t.to_csv("mine.csv", index=False)
+    code, _, err = call_main(capsys, main, "--predictions", "mine.csv", "--name",
+                             "googlenet_fujioka (trained on cleaned images)", "--runs", runs,
+                             "--out", "clash")
+    assert code == 2 and "already has a model or row of that name" in err
+    assert not Path("clash").exists()
+    code, out, err = call_main(capsys, main, "--predictions", "mine.csv", "--name", "mymodel",
+                               "--runs", runs, "--out", "my-eval")
+    assert code == 0, err
+    assert (Path("my-eval") / "evaluation.json").is_file() and Path("my-eval/roc.png").is_file()
+    assert set(pd.read_csv("my-eval/row.csv").model) == {"mymodel"}
+    from sklearn.metrics import roc_auc_score
+    manifest = pd.read_csv(next(Path(runs).glob("fus2net-*")) / "split.csv", dtype={"id": str})
+    y = manifest.set_index("id").label.reindex(t.id)
+    record = json.loads(Path("my-eval/evaluation.json").read_text())
+    assert record["row"]["auc"] == pytest.approx(roc_auc_score(y, t.prob_malignant))
+    assert record["row"]["seeds"] == "0" and record["row"]["n_seeds"] == 1

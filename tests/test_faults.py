@@ -20,7 +20,7 @@ from bench.core.atomic import UMASK, exclusive, write_json
 from bench.core.errors import BenchError
 from bench.data.datasets import load_index
 from bench.data.images import BadImageError, read_image
-from tests.helpers import SMOKE, TINY, run_main, write_image
+from tests.helpers import SMOKE, TINY, run_main, write_fixture_run, write_image
 
 
 @pytest.fixture(scope="module")
@@ -242,3 +242,65 @@ def test_a_subset_of_busi_is_told_how_to_build_its_own_split(busi_tree, tmp_path
         write_image(busi_tree / "benign" / f"benign ({i}).png", seed=i)
     code, _, err = run_main(capsys, "--data", str(busi_tree), "--out", str(tmp_path / "o"), *SMOKE)
     assert code == 2 and "python -m bench.split --data DIR --out my_split.csv" in err
+
+
+def test_a_folder_where_the_lock_file_goes_is_one_line_naming_it(tmp_path):
+    (tmp_path / ".lock").mkdir()
+    with pytest.raises(BenchError, match=f"^{tmp_path / '.lock'}: a folder is where the lock "
+                                         "file goes; remove it$"):
+        with exclusive(tmp_path / ".lock", "unused"):
+            pass
+
+
+def test_a_folder_where_an_output_s_lock_goes_stops_the_command_in_one_line(tmp_path, capsys):
+    from bench.cli.report import main as report
+
+    write_fixture_run(tmp_path / "runs", "fus2net", 0.6, 1)
+    (tmp_path / ".out.lock").mkdir()
+    with pytest.raises(SystemExit) as exc:
+        report(["--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out"), "--n-boot", "20"])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err == f"error: {tmp_path / '.out.lock'}: a folder is where " \
+                                          "the lock file goes; remove it\n"
+    assert not (tmp_path / "out").exists()
+
+
+BAD_CONFIGS = {
+    "a list": ("[]", "config.json: a JSON array, not a run's record"),
+    "null": ("null", "config.json: a JSON null, not a run's record"),
+    "no settings": ('{"status": "complete"}', "config.json: no settings"),
+    "settings a list": ('{"status": "complete", "settings": []}',
+                        "config.json: settings is a JSON array, not an object"),
+    "no model": ('{"status": "complete", "settings": {"seed": 0}}',
+                 "config.json: settings has no model name"),
+    "outputs a list": (None, "config.json: outputs is not an object"),
+    "truncated": (None, "config.json: not valid JSON (truncated?)"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_CONFIGS))
+def test_a_run_whose_config_is_no_record_is_one_line_and_skippable(case, tmp_path, capsys):
+    from bench.cli.report import main as report
+
+    runs = tmp_path / "runs"
+    write_fixture_run(runs, "fus2net", 0.6, 1)
+    bad = write_fixture_run(runs, "resnet50", 0.5, 2)
+    text, message = BAD_CONFIGS[case]
+    config = (bad / "config.json").read_text()
+    if case == "outputs a list":
+        text = json.dumps({**json.loads(config), "outputs": ["predictions.csv"]})
+    elif case == "truncated":
+        text = config[: len(config) // 2]
+    (bad / "config.json").write_text(text)
+    args = ["--runs", str(runs), "--out", str(tmp_path / "out"), "--n-boot", "20"]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        report(args)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and err.count("\n") == 1 and "Traceback" not in err
+    assert f"error: {bad.name}/{message}" in err and "--skip-invalid-runs" in err
+    assert not (tmp_path / "out").exists()
+    assert report([*args, "--skip-invalid-runs"]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: left out: {bad.name}/{message}" in err
+    assert bad.name in (tmp_path / "out" / "README.md").read_text()

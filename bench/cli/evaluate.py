@@ -1,11 +1,12 @@
 """``python -m bench.evaluate``: score outside predictions on a results set's held-out test set.
 
 ``--predictions FILE.csv --name NAME [--runs RUNS_DIR] [--out DIR]`` checks the file strictly
-against the set's split manifest, then writes to ``--out`` (default ``results/outside/NAME``;
-never into the set unless ``--out`` points there) the model's Table 3 row, its intervals, the
-leaderboard, its calibration, ROC and calibration figures, ``evaluation.json`` and a README
-(:func:`bench.reporting.evaluate.evaluate`). ``--template`` writes the ids to predict. See
-docs/protocol.md, "Outside predictions".
+against the set's split manifest, then writes to ``--out`` (default ``results/outside/NAME``, a
+folder of its own: NAME must be one plain folder name; never into a results set, a report or runs)
+the model's Table 3 row, its intervals, the leaderboard, its calibration, ROC and calibration
+figures, ``evaluation.json`` and a README (:func:`bench.reporting.evaluate.evaluate`; all or
+nothing, and a folder holding an evaluation of other predictions is never overwritten).
+``--template`` writes the ids to predict. See docs/protocol.md, "Outside predictions".
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from bench.core.errors import BenchError, cli_main, number
 from bench.core.paths import RESULTS_DIR
 from bench.core.provenance import portable
-from bench.reporting.evaluate import evaluate, summary, write_template
+from bench.reporting.evaluate import evaluate, safe_name, summary, write_template
 
 OUTSIDE_DIR = RESULTS_DIR / "outside"
 
@@ -57,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     for opt, value in (("--predictions", args.predictions), ("--name", args.name)):
         if value is None:
             raise BenchError(f"{opt} is required (or --template to get the ids to predict)")
-    out = args.out or OUTSIDE_DIR / args.name.strip()
+    out = args.out or OUTSIDE_DIR / safe_name(args.name)
     given = argv if argv is not None else sys.argv[1:]
     command = " ".join(["python -m bench.evaluate", shlex.join(map(portable, given))])
     record = evaluate(args.predictions, args.name, args.runs, out, args.n_boot, args.seed,

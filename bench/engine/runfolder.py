@@ -222,8 +222,9 @@ class RunFolder:
     # --- the record and the run's own outputs ---------------------------------------------------
 
     def read_config(self) -> dict | None:
-        """``config.json``, or ``None`` when it is absent or not JSON."""
-        return _read_json(self.path / CONFIG)
+        """``config.json``, or ``None`` when it is absent, not JSON or not an object."""
+        config = _read_json(self.path / CONFIG)
+        return config if isinstance(config, dict) else None
 
     def write_config(self, record: dict) -> None:
         write_json(self.path / CONFIG, record)
@@ -277,7 +278,7 @@ class RunFolder:
         files included, intact; and what is wrong with a complete run that is not."""
         cfg = self.read_config()
         if cfg is None or cfg.get("status") != RunStatus.COMPLETE or \
-                cfg.get("config_hash") != run_hash:
+                cfg.get("config_hash") != run_hash or config_problem(cfg) is not None:
             return False, None
         problem = self.problem(cfg, run_hash)
         if problem is None:
@@ -390,10 +391,21 @@ class RunFolder:
             return None
         try:
             config = json.loads(cfg_path.read_text())
-        except ValueError:
-            raise BenchError(f"{cfg_path}: not valid JSON; delete the run folder or rerun it") from None
+        except (OSError, ValueError) as exc:
+            what = "not valid JSON (truncated?)" if isinstance(exc, ValueError) else \
+                f"cannot read it ({exc.strerror})"
+            raise InvalidRun(f"{self.name}/{CONFIG}: {what}; rerun that run or delete its "
+                             f"folder, {SKIP_HINT}") from None
+        if not isinstance(config, dict):
+            raise InvalidRun(f"{self.name}/{CONFIG}: a JSON {_json_type(config)}, not a run's "
+                             f"record (an object); rerun that run or delete its folder, "
+                             f"{SKIP_HINT}")
         if config.get("status") not in (RunStatus.COMPLETE, RunStatus.FAILED):
             return None
+        problem = config_problem(config)
+        if problem is not None:
+            raise InvalidRun(f"{self.name}/{CONFIG}: {problem}; rerun that run or delete its "
+                             f"folder, {SKIP_HINT}")
         self.verify(config)
         metrics, preds, cv = self._read_results()
         test = preds[preds.split == "test"]
@@ -494,6 +506,37 @@ class Run:
     @property
     def test(self) -> pd.DataFrame:
         return self.predictions[self.predictions.split == "test"].sort_values("id").reset_index(drop=True)
+
+
+def _json_type(value: object) -> str:
+    """How JSON names the type of a parsed ``value``."""
+    names = {type(None): "null", bool: "boolean", int: "number", float: "number", str: "string",
+             list: "array", dict: "object"}
+    return names.get(type(value), type(value).__name__)
+
+
+def config_problem(config: dict) -> str | None:
+    """What makes a finished run's ``config.json`` unreadable as a run (``None``: nothing): the
+    fields every reader uses must have their types: ``settings`` an object with the ``model``
+    (text) and, when present, the ``seed`` (an integer); ``outputs`` (the checksums) an object of
+    texts; ``timings`` and ``profile``, when present, objects."""
+    settings = config.get("settings")
+    if not isinstance(settings, dict):
+        return "no settings (an object with the run's model, seed and options)" \
+            if settings is None else f"settings is a JSON {_json_type(settings)}, not an object"
+    if not isinstance(settings.get("model"), str) or not settings["model"]:
+        return "settings has no model name"
+    seed = settings.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        return f"settings' seed {seed!r} is not an integer"
+    outputs = config.get("outputs", {})
+    if not isinstance(outputs, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                for k, v in outputs.items()):
+        return "outputs is not an object of file name → SHA-256"
+    for key in ("timings", "profile", "data", "model_stats"):
+        if not isinstance(config.get(key, {}), dict):
+            return f"{key} is a JSON {_json_type(config[key])}, not an object"
+    return None
 
 
 def load_run(folder: Path) -> Run | None:

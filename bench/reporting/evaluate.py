@@ -10,6 +10,11 @@ groups of the manifest: Obuchowski and a paired cluster bootstrap), the degenera
 flag, its ROC against Fus2Net's, its calibration, and ``leaderboard.md/csv``: the set's models and
 this one, marked "outside predictions (not trained by this suite)". :func:`write_template` writes
 the ids to predict.
+
+``out`` is written all or nothing and locked meanwhile (:func:`bench.core.atomic.output_folder`):
+only the files of :data:`EVALUATION_FILES` are written there; a folder holding folders (a results
+set, a report, runs), another command's files or the evaluation of other predictions is refused,
+and so is a second evaluation into the same folder at the same time once the first is published.
 """
 
 from __future__ import annotations
@@ -17,13 +22,14 @@ from __future__ import annotations
 import json
 import math
 import sys
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from bench.core.atomic import write_csv, write_json, write_text
+from bench.core.atomic import output_folder, write_csv, write_json, write_text
 from bench.core.errors import BenchError, ensure_writable
 from bench.core.provenance import file_sha256, git_revision, package_versions, portable
 from bench.core.tablefmt import fmt, fmt_p, with_ci, write_table, write_table_csv
@@ -52,16 +58,54 @@ from bench.reporting.sections.heldout import PAPER_ROW, comparison_table, per_se
 from bench.reporting.tables import REFERENCE, comparison_sets
 
 SEED_MEAN = "ensemble of the seeds"
+NAME_CHARS = 100  # a name is also a folder name (the default `out`): well under NAME_MAX
+
+# Every file evaluate() writes into ``out`` (record last): what it replaces, and all it replaces.
+EVALUATION_FILES = (
+    "predictions.csv", "row.csv", "row.md", "row.tex", "row_per_seed.csv", "intervals.csv",
+    "intervals.md", "intervals.tex", "leaderboard.csv", "leaderboard.md", "leaderboard.tex",
+    "calibration.csv", "calibration.md", "calibration.tex", "roc.png", "roc.pdf",
+    "calibration_bins.csv", "calibration.png", "calibration.pdf", "README.md", "evaluation.json")
+RECORD = "evaluation.json"
+
+
+def safe_name(name: str) -> str:
+    """``name`` stripped, when it can name a table row and a folder of its own: one path
+    component (no ``/``, ``\\``, not ``.`` or ``..``, not hidden), no ``|`` (a Markdown cell), no
+    control character, at most :data:`NAME_CHARS` characters."""
+    name = name.strip()
+    rule = (f"give a short model name (at most {NAME_CHARS} characters, no /, \\, |, newline or "
+            "control character, not starting with a dot), e.g. mymodel-outside")
+    if not name or name in (".", "..") or name.startswith(".") or len(name) > NAME_CHARS or \
+            any(c in "|/\\" or unicodedata.category(c).startswith("C") for c in name):
+        raise BenchError(f"`name` {name!r}: {rule}")
+    return name
+
+
+def _normal(label: str) -> str:
+    """A row label as a reader tells labels apart: Unicode-normalised, case and spacing ignored."""
+    return " ".join(unicodedata.normalize("NFKC", label).casefold().split())
+
+
+def taken_names(rs: ResultsSet) -> dict[str, str]:
+    """Every name the set's tables already use, normalised (:func:`_normal`) → as shown: each
+    run's model, each Table 3 row label (a model's other configurations, e.g. ``resnet50
+    (trained on cleaned images)``), Fus2Net and the paper's row."""
+    names = [r.model for r in rs.runs] + [label for label, _ in comparison_sets(rs.runs)]
+    names += [REFERENCE, PAPER_ROW["model"]]
+    return {_normal(n): n for n in names}
 
 
 def check_name(name: str, rs: ResultsSet) -> str:
-    name = name.strip()
-    if not name or any(c in name for c in "\n\r|/\\"):
-        raise BenchError(f"`name`={name!r}: give a short model name (no newline, |, / or \\)")
-    taken = {r.model for r in rs.runs} | {REFERENCE}
-    if name in taken or name == PAPER_ROW["model"]:
-        raise BenchError(f"`name`={name}: the set already has a model of that name; choose "
-                         "another name for the outside predictions (e.g. mymodel-outside)")
+    """``name`` (:func:`safe_name`) unless a row of the set already has it, or one that differs
+    only in case, spacing or Unicode form: the tables would merge the two rows' seeds."""
+    name = safe_name(name)
+    clash = taken_names(rs).get(_normal(name))
+    if clash is not None:
+        same = "" if clash == name else f" ({clash!r}, which differs only in case or spacing)"
+        raise BenchError(f"`name` {name!r}: the set already has a model or row of that "
+                         f"name{same}; choose another name for the outside predictions (e.g. "
+                         "mymodel-outside)")
     return name
 
 
@@ -180,22 +224,41 @@ def _record(value):
     return value
 
 
-def refuse_foreign_out(out: Path, runs_dir: Path, name: str, sha: str) -> None:
-    """``out`` inside ``runs_dir`` would be read as a run folder; an evaluation of other
-    predictions there is never overwritten."""
+def refuse_out_in_runs(out: Path, runs_dir: Path) -> None:
+    """``out`` inside ``runs_dir`` would be read as a run folder."""
     if out.resolve() == runs_dir.resolve() or runs_dir.resolve() in out.resolve().parents:
         raise BenchError(f"`out`={out}: inside `runs`={runs_dir}, where it would be read as a run "
                          "folder; choose a folder outside it")
-    record = out / "evaluation.json"
-    if record.is_file():
-        try:
-            old = json.loads(record.read_text())
-        except ValueError:
-            old = {}
-        if old.get("name") != name or old.get("predictions", {}).get("sha256") != sha:
-            raise BenchError(f"`out`={out}: holds the evaluation of other predictions "
-                             f"({old.get('name', 'unreadable record')}); choose another `out` or "
-                             "remove that folder")
+
+
+def refuse_foreign_out(out: Path, name: str, sha: str) -> None:
+    """What ``out`` may hold before an evaluation is written there (checked under its lock):
+    nothing of another command (no folder: a results set, report or runs; none of
+    :data:`EVALUATION_FILES` without their record) and no evaluation of other predictions; files
+    of the user's own (a template, the predictions) are left alone."""
+    folders = sorted(p.name for p in out.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if folders:
+        raise BenchError(f"`out`={out}: holds folders ({', '.join(folders[:3])}): a results set, "
+                         "report or runs, not an evaluation; choose a new or empty `out`")
+    ours = [n for n in EVALUATION_FILES if (out / n).exists()]
+    record = out / RECORD
+    if not record.is_file():
+        if ours:
+            raise BenchError(f"`out`={out}: holds {', '.join(ours[:3])} but no {RECORD} (another "
+                             "command's output, or an evaluation that did not finish); choose "
+                             "another `out` or remove those files")
+        return
+    try:
+        old = json.loads(record.read_text())
+        old = old if isinstance(old, dict) else {}
+    except (OSError, ValueError):
+        old = {}
+    sha_old = old.get("predictions", {}).get("sha256") if isinstance(old.get("predictions"),
+                                                                      dict) else None
+    if old.get("name") != name or sha_old != sha:
+        raise BenchError(f"`out`={out}: holds the evaluation of other predictions "
+                         f"({old.get('name', 'unreadable record')}); choose another `out` or "
+                         "remove that folder")
 
 
 @dataclass(frozen=True)
@@ -254,7 +317,9 @@ def write_outputs(out: Path, name: str, preds: pd.DataFrame, sc: Scored) -> None
                 "is left out.")
     write_table(sc.cal, table3.calibration_display(sc.cal), out / "calibration",
                 table3.CALIBRATION_CAPTION.format(prevalence=table3.prevalence_text(sc.t3)))
-    pair = [r for r in sc.runs if r.model in (REFERENCE, name)]
+    # the figures' runs and their table rows are selected by one key: the Table 3 row label
+    # (a model's other configurations, e.g. Fus2Net on cleaned images, are rows of their own)
+    pair = [r for label, rs in comparison_sets(sc.runs) if label in (REFERENCE, name) for r in rs]
     heldout.roc_figure(roc_points(pair), sc.t3[sc.t3.model.isin([REFERENCE, name])], out / "roc")
     bins = calibration_bins(pair)
     write_table_csv(out / "calibration_bins.csv", bins)
@@ -307,15 +372,17 @@ def evaluate(predictions: Path, name: str, runs_dir: Path, out: Path, n_boot: in
     name = check_name(name, rs)
     preds = read_predictions(predictions, rs)
     sha = file_sha256(predictions)
-    refuse_foreign_out(out, runs_dir, name, sha)
-    ensure_writable(out, "`out`")
-    mine = outside_runs(preds, name, rs)
-    sc = score(rs, mine, name, n_boot, seed)
-    write_outputs(out, name, preds, sc)
-    record = evaluation_record(name, command, predictions, preds, sha, rs, runs_dir, sc, mine,
-                               {"n_boot": n_boot, "bootstrap_seed": seed}, notes)
-    write_json(out / "evaluation.json", record)
-    write_readme(out, name, record)
+    refuse_out_in_runs(out, runs_dir)
+    with output_folder(out, overwrite=True, parts=EVALUATION_FILES,
+                       check=lambda path: refuse_foreign_out(path, name, sha),
+                       remedy="choose another `out` or remove that folder") as build:
+        mine = outside_runs(preds, name, rs)
+        sc = score(rs, mine, name, n_boot, seed)
+        write_outputs(build, name, preds, sc)
+        record = evaluation_record(name, command, predictions, preds, sha, rs, runs_dir, sc,
+                                   mine, {"n_boot": n_boot, "bootstrap_seed": seed}, notes)
+        write_readme(build, name, record)
+        write_json(build / RECORD, record)
     return record
 
 

@@ -181,6 +181,7 @@ def read_predictions(path: Path, rs: ResultsSet) -> pd.DataFrame:
                              f"{given[k]}, manifest: {out.label.iloc[k]}); these predictions were "
                              "made for another split or labelling")
     _check_test_rows(out[out.split == "test"], rs, where)
+    _check_seeds(out, where)
     _check_val_rows(out[out.split == "val"], man, where)
     return out.sort_values(["seed", "split", "id"], ignore_index=True)[
         ["id", "label", "prob_malignant", "seed", "split", "fold"]]
@@ -212,6 +213,18 @@ def _check_test_rows(test: pd.DataFrame, rs: ResultsSet, where: str) -> None:
         if problems:
             raise BenchError(f"{where}{seeds}: " + "; ".join(problems) + f" — the {len(expected)} "
                              "ids are in the template (written with `template`)")
+
+
+def _check_seeds(preds: pd.DataFrame, where: str) -> None:
+    """Every seed has held-out test rows: a seed is one model, scored on the test set (Table 3);
+    out-of-fold CV rows alone score nothing there."""
+    tested = set(preds.seed[preds.split == "test"])
+    only_val = sorted(int(s) for s in set(preds.seed) - tested)
+    if only_val:
+        n = int(preds.seed.isin(only_val).sum())
+        raise BenchError(f"{where}: seed {_ids(only_val)} has val rows but no held-out test rows "
+                         f"({n} row(s)); give every seed the test ids of the template (written "
+                         "with `template`), or leave its CV rows out")
 
 
 def _check_val_rows(val: pd.DataFrame, man: pd.DataFrame, where: str) -> None:

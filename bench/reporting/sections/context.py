@@ -15,7 +15,8 @@ from bench.reporting.runs import Run
 class ReportContext:
     """One report being built. ``tables`` holds each section's main tables by name, in section
     order (the provenance header lists their flagged rows); ``skipped`` and ``notes`` are the
-    runs left out and what loading them said."""
+    runs left out and what loading them said. ``out`` is where the report is published (what
+    the README says); ``build``, where its files are written until then (``out`` when unset)."""
 
     runs: list[Run]
     out: Path
@@ -24,14 +25,19 @@ class ReportContext:
     skipped: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    build: Path | None = None
+
+    @property
+    def dest(self) -> Path:
+        return self.out if self.build is None else self.build
 
     @property
     def tdir(self) -> Path:
-        return self.out / "tables"
+        return self.dest / "tables"
 
     @property
     def fdir(self) -> Path:
-        return self.out / "figures"
+        return self.dest / "figures"
 
     def table_md(self, name: str) -> str:
         """The saved Markdown of table ``name``, as the README quotes it."""
