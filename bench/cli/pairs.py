@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.core.errors import cli_main
+from bench.core.errors import cli_main, number
 from bench.data.datasets import KINDS
 from bench.data.lesion import RULE_FILE
 from bench.data.pairs import FitSettings, fit_reviewed, sample_for_review
@@ -20,17 +20,19 @@ def build_parser() -> argparse.ArgumentParser:
         q = sub.add_parser(name)
         q.add_argument("--data", type=Path, default=None, help="data root (default: phantom)")
         q.add_argument("--dataset", default="auto", choices=KINDS)
-        q.add_argument("--neighbours", type=int, default=10)
+        q.add_argument("--neighbours", type=number("--neighbours", above=True), default=10)
         q.add_argument("--force", action="store_true")
     s, f = sub.choices["sample"], sub.choices["fit"]
     s.add_argument("--out", type=Path, required=True, help="folder of sheets; CSV beside it")
-    s.add_argument("--per-bin", type=int, default=5)
-    s.add_argument("--random", type=int, default=20)
-    s.add_argument("--seed", type=int, default=7)
+    s.add_argument("--per-bin", type=number("--per-bin"), default=5)
+    s.add_argument("--random", type=number("--random"), default=20,
+                   help="random pairs beside the candidates (fewer when fewer exist)")
+    s.add_argument("--seed", type=number("--seed"), default=7)
     f.add_argument("--reviewed", type=Path, required=True)
     f.add_argument("--out", type=Path, default=RULE_FILE)
-    f.add_argument("--embed-side", type=int, default=128)
-    f.add_argument("--threshold", type=float, default=0.5)
+    f.add_argument("--embed-side", type=number("--embed-side", above=True), default=128)
+    f.add_argument("--threshold", type=number("--threshold", float, above=True, below=1),
+                   default=0.5)
     return p
 
 

@@ -15,10 +15,11 @@ import sys
 from pathlib import Path
 
 from bench.core.atomic import write_json
-from bench.core.errors import BenchError, cli_main
+from bench.core.errors import BenchError, cli_main, ensure_writable, number
 from bench.core.paths import SPLITS_DIR
 from bench.data.datasets import KINDS, load_index
 from bench.data.manifest import (
+    HASH_SIDE,
     SplitConfig,
     check_leakage,
     group_images,
@@ -30,6 +31,8 @@ from bench.data.manifest import (
 )
 from bench.data.review import review_sheet
 
+HASH_BITS = HASH_SIDE * HASH_SIDE  # the dHash's length
+
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
@@ -38,28 +41,28 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dataset", default="auto", choices=KINDS)
     p.add_argument("--out", type=Path, default=None,
                    help="manifest path (default: datasets/splits/<kind>.csv)")
-    p.add_argument("--test-per-class", type=int, default=SplitConfig.test_per_class)
-    p.add_argument("--folds", type=int, default=SplitConfig.folds)
-    p.add_argument("--seed", type=int, default=SplitConfig.seed)
-    p.add_argument("--hash-threshold", type=int, default=SplitConfig.hash_threshold,
-                   help="max differing bits of the 256-bit dHash for near-duplicates")
+    p.add_argument("--test-per-class", type=number("--test-per-class", above=True),
+                   default=SplitConfig.test_per_class)
+    p.add_argument("--folds", type=number("--folds", minimum=2), default=SplitConfig.folds)
+    p.add_argument("--seed", type=number("--seed"), default=SplitConfig.seed)
+    p.add_argument("--hash-threshold", type=number("--hash-threshold", below=HASH_BITS + 1),
+                   default=SplitConfig.hash_threshold,
+                   help=f"max differing bits of the {HASH_BITS}-bit dHash for near-duplicates "
+                        f"(0 to {HASH_BITS})")
     p.add_argument("--skip-bad-images", action="store_true")
     p.add_argument("--force", action="store_true", help="overwrite an existing manifest")
     args = p.parse_args(argv)
-    if args.folds < 2:
-        raise BenchError("--folds must be >= 2")
-    if args.test_per_class < 1:
-        raise BenchError("--test-per-class must be >= 1")
+    if args.out is not None:  # checked before the data is read and the split computed
+        check_out(args.out, args.force)
     index = load_index(args.data, args.dataset)
     out = args.out or SPLITS_DIR / f"{index.kind}.csv"
-    if out.exists() and not args.force:
-        raise BenchError(f"--out {out}: manifest exists; pass --force to replace it or choose --out")
+    check_out(out, args.force)
     cfg = SplitConfig(test_per_class=args.test_per_class, folds=args.folds, seed=args.seed,
                       hash_threshold=args.hash_threshold)
     manifest, report = make_split(index, cfg, skip_bad=args.skip_bad_images)
     check_leakage(manifest, "generated split")
     if out.exists():
-        report["replaced_manifest"] = replaced(read_manifest(out), manifest, index, cfg)
+        report["replaced_manifest"] = replaced(out, manifest, index, cfg)
     write_manifest(manifest, out)
     report_path = out.with_name(out.stem + "_report.json")
     write_json(report_path, report)
@@ -76,8 +79,24 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def replaced(old, new, index, cfg: SplitConfig) -> dict:
+def check_out(out: Path, force: bool) -> None:
+    """``--out`` names a manifest file that may be written: not a folder, not an existing
+    manifest without ``--force``, in a folder that takes a new file (before any work is done)."""
+    if out.is_dir():
+        raise BenchError(f"--out {out}: is a folder; give the manifest's file name, e.g. "
+                         f"--out {out / 'my_split.csv'}")
+    if out.exists() and not force:
+        raise BenchError(f"--out {out}: manifest exists; pass --force to replace it or choose "
+                         "another --out")
+    ensure_writable(out.parent, "--out")
+
+
+def replaced(path: Path, new, index, cfg: SplitConfig) -> dict:
     """What the new rule finds wrong with the manifest it replaces, and how the test set moved."""
+    try:
+        old = read_manifest(path)
+    except BenchError as exc:  # --force replaces whatever stands there
+        return {"note": f"the replaced file is not a readable manifest ({exc})"}
     fp = manifest_fingerprints(old, index, cfg)
     if fp is None:
         return {"note": "the replaced manifest lists images that are not in the data"}
