@@ -29,6 +29,7 @@ from bench.data.manifest import (
     read_manifest,
     write_manifest,
 )
+from bench.data.multisite import site_of, site_paths
 from bench.data.review import review_sheet
 
 HASH_BITS = HASH_SIDE * HASH_SIDE  # the dHash's length
@@ -61,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
                       hash_threshold=args.hash_threshold)
     manifest, report = make_split(index, cfg, skip_bad=args.skip_bad_images)
     check_leakage(manifest, "generated split")
+    if site_paths(args.data) is not None:  # several sites split as one: one picture, one group
+        report["cross_site_groups"] = cross_site_groups(manifest)
     if out.exists():
         report["replaced_manifest"] = replaced(out, manifest, index, cfg)
     write_manifest(manifest, out)
@@ -75,8 +78,18 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(report['excluded_label_conflicts'])} label conflicts, largest group "
           f"{lesion['average_linkage']['largest_group']} images, "
           f"{len(report['skipped_bad_images'])} bad images skipped, "
-          f"{len(report['ignored_files'])} files ignored")
+          f"{len(report['ignored_files'])} files ignored"
+          + (f"; {len(report['cross_site_groups'])} groups span two or more sites (copies of one "
+             "picture or the same lesion, grouped as within a site)"
+             if "cross_site_groups" in report else ""))
     return 0
+
+
+def cross_site_groups(manifest) -> list[list[str]]:
+    """The groups of a several-site split with images of more than one site (their IDs)."""
+    sites = site_of(manifest.id)
+    return [sorted(rows.id) for _, rows in manifest.groupby("group", sort=True)
+            if sites[rows.index].nunique() > 1]
 
 
 def check_out(out: Path, force: bool) -> None:
