@@ -67,3 +67,46 @@ def test_a_bad_verdict_or_an_unknown_image_is_one_line(small_synthetic, tmp_path
     code, _, err = run_cli(capsys, "fit", "--data", str(small_synthetic), "--reviewed",
                            str(reviewed), "--out", str(tmp_path / "rule.json"))
     assert code == 2 and "line 2: verdict 'maybe'" in err and "Traceback" not in err
+
+
+def test_random_pairs_take_what_exists_and_say_how_many(capsys):
+    import numpy as np
+
+    from bench.data.pairs import random_pairs
+
+    rng = np.random.default_rng(0)
+    taken = {(0, 1), (0, 2), (1, 2), (0, 3)}  # 6 images: 15 pairs, 11 free
+    pairs = random_pairs(6, taken, 20, rng)
+    assert len(pairs) == 11 == len(set(pairs)) and not set(pairs) & taken
+    assert all(0 <= i < j < 6 for i, j in pairs)
+    assert "only 11 pairs outside the candidate pairs" in capsys.readouterr().out
+    everything = {(i, j) for i in range(4) for j in range(i + 1, 4)}
+    assert random_pairs(4, everything, 20, rng) == [] and random_pairs(1, set(), 20, rng) == []
+    assert len(random_pairs(50, set(), 20, rng)) == 20  # enough pairs: exactly as many as asked
+
+
+@pytest.mark.slow
+def test_sample_on_a_set_too_small_for_the_random_pairs_ends(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.helpers import write_image
+
+    for cls in ("benign", "malignant"):  # 6 images: every pair is a candidate, none is free
+        for i in range(3):
+            write_image(tmp_path / "d" / cls / f"{cls}_{i}.png", seed=i + 10 * len(cls),
+                        size=(96, 80))
+    done = subprocess.run([sys.executable, "-m", "bench.pairs", "sample", "--data",
+                           str(tmp_path / "d"), "--out", str(tmp_path / "pairs")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "0 random pairs instead of 20" in done.stdout
+    pairs = pd.read_csv(tmp_path / "pairs.csv", keep_default_na=False)
+    assert len(pairs) == 15 and not (pairs.drawn_by == "random pair").any()
+
+
+@pytest.mark.parametrize("option, value", [("--random", "-1"), ("--seed", "-1"),
+                                           ("--per-bin", "-2"), ("--neighbours", "0")])
+def test_a_bad_sample_option_is_exit_2_naming_it(capsys, tmp_path, option, value):
+    code, _, err = run_cli(capsys, "sample", "--out", str(tmp_path / "p"), option, value)
+    assert code == 2 and f"{option} must be an integer" in err

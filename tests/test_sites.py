@@ -116,3 +116,99 @@ def test_a_toml_list_of_data_sets_is_several_sites(tmp_path):
     p.add_argument("--data", type=Path)
     got = config_defaults(tmp_path / "s.toml", {"data": ["../a/BUSI", "../a/BrEaST"]}, p)
     assert got == {"data": Path("../a/BUSI,../a/BrEaST")}
+
+
+# --- one picture at two sites: grouped across sites as within one -----------------------------
+
+
+def _site(root: Path, n: int, seed: int) -> Path:
+    from tests.helpers import write_image
+
+    for cls in ("benign", "malignant"):
+        for i in range(n):
+            write_image(root / cls / f"{cls}_{i}.png", seed=seed + i + (500 if cls == "malignant"
+                                                                        else 0), size=(96, 72))
+    return root
+
+
+def _copy16(src: Path, dst: Path) -> None:
+    """The same picture saved as a 16-bit PNG."""
+    import numpy as np
+    from PIL import Image
+
+    arr = np.asarray(Image.open(src).convert("L"), dtype=np.uint16) * 257
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(dst)
+
+
+@pytest.mark.slow
+def test_copies_of_one_sites_pictures_at_another_are_grouped_with_them(tmp_path, capsys):
+    import shutil
+
+    from bench.engine.runner import resolve_split
+    from bench.engine.spec import RunOptions
+    from bench.evaluation.sites import site_split
+
+    a = _site(tmp_path / "sitea", 16, seed=0)
+    b = _site(tmp_path / "siteb", 14, seed=1000)
+    o = RunOptions(data=Path(f"{a},{b}"), test_per_class=3, out=tmp_path / "runs")
+    own, _, _ = resolve_split(RunOptions(data=a, test_per_class=3), load_index(a), 2)
+    test_a = own[own.split == "test"].path.tolist()  # site A's held-out pictures ...
+    train_a = own[own.split == "train"].path.tolist()
+    copied = {p: f"{Path(p).parent}/copy_{Path(p).name}" for p in test_a[:4] + train_a[:2]}
+    for k, (src, dst) in enumerate(copied.items()):  # ... copied into site B, one as 16-bit
+        if k == 0:
+            _copy16(a / src, b / dst)
+        else:
+            shutil.copy(a / src, b / dst)
+    capsys.readouterr()
+    _, manifest, report, _ = site_split(o, [a, b], 2, resolve_split)
+    rows = manifest.set_index("id")
+    for src, dst in copied.items():
+        x, y = rows.loc[f"sitea/{Path(src).with_suffix('').as_posix()}"], \
+            rows.loc[f"siteb/{Path(dst).with_suffix('').as_posix()}"]
+        assert (x.group, x.split, x.fold) == (y.group, y.split, y.fold), (src, dst)
+    assert all(rows.loc[f"siteb/{Path(copied[p]).with_suffix('').as_posix()}"].split == "test"
+               for p in test_a[:4])  # a held-out picture is never trained on at the other site
+    copies = report["cross_site_copies"]
+    assert copies["pairs"] == len(copied) and copies["groups"] == len(copied)
+    assert {c["evidence"] for c in copies["copies"]} == {"identical pixels"}  # 16-bit included
+    assert f"several sites: {len(copied)} cross-site copies" in capsys.readouterr().out
+
+
+def test_a_copy_whose_label_differs_at_the_other_site_excludes_both():
+    from bench.evaluation.sites import group_cross_site
+
+    manifest = pd.DataFrame({
+        "id": ["a/x", "a/y", "a/z", "b/x", "b/w"], "path": ["p"] * 5, "label": [0, 1, 0, 1, 0],
+        "group": ["a:g0", "a:g1", "a:g2", "b:g0", "b:g1"],
+        "split": ["train", "test", "train", "train", "train"], "fold": [0, -1, 1, 1, 0]})
+    out, summary = group_cross_site(manifest, [(0, 3, "identical pixels"),
+                                               (2, 4, "dHash differs in 3 of 256 bits")])
+    assert out.split.tolist() == ["excluded", "test", "train", "excluded", "train"]
+    assert out.fold.tolist()[2:] == [1, -1, 1] and out.group[4] == "a:g2"  # first site's fold
+    assert summary | {"copies": None} == {
+        "rule": summary["rule"], "pairs": 2, "groups": 2, "moved_to_test": 0, "moved_fold": 1,
+        "excluded": 2, "copies": None}
+
+
+@pytest.mark.slow
+def test_a_several_site_manifest_groups_copies_across_sites_and_says_how_many(tmp_path, capsys):
+    import shutil
+
+    from bench.cli.split import main
+    from tests.helpers import call_main
+
+    a = _site(tmp_path / "sitea", 8, seed=0)
+    b = _site(tmp_path / "siteb", 8, seed=1000)
+    shutil.copy(a / "benign" / "benign_0.png", b / "benign" / "copy_0.png")
+    _copy16(a / "malignant" / "malignant_1.png", b / "malignant" / "copy_1.png")
+    out = tmp_path / "s.csv"
+    code, printed, err = call_main(capsys, main, "--data", f"{a},{b}", "--out", str(out),
+                                   "--test-per-class", "3", "--folds", "2")
+    assert code == 0, err
+    report = json.loads((tmp_path / "s_report.json").read_text())
+    spanning = report["cross_site_groups"]
+    assert ["sitea/benign/benign_0", "siteb/benign/copy_0"] in spanning
+    assert ["sitea/malignant/malignant_1", "siteb/malignant/copy_1"] in spanning
+    assert f"{len(spanning)} groups span two or more sites" in printed

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.core.errors import cli_main
+from bench.core.errors import cli_main, number
 from bench.data.datasets import KINDS
 from bench.data.lesion import RULE_FILE
 from bench.data.pairs import FitSettings, fit_reviewed, sample_for_review
@@ -26,24 +26,25 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--data", type=Path, default=None, help="data root (default: phantom)")
         q.add_argument("--dataset", default="auto", choices=KINDS,
                        help="data layout (auto-detected by default)")
-        q.add_argument("--neighbours", type=int, default=10,
+        q.add_argument("--neighbours", type=number("--neighbours", above=True), default=10,
                        help="candidate pairs: each image's N nearest by either contrast score")
         q.add_argument("--force", action="store_true",
                        help="replace an existing output file")
     s, f = sub.choices["sample"], sub.choices["fit"]
     s.add_argument("--out", type=Path, required=True, help="folder of sheets; CSV beside it")
-    s.add_argument("--per-bin", type=int, default=5,
+    s.add_argument("--per-bin", type=number("--per-bin"), default=5,
                    help="pairs drawn from each quantile bin of every measure")
-    s.add_argument("--random", type=int, default=20,
-                   help="pairs drawn at random besides the binned ones")
-    s.add_argument("--seed", type=int, default=7, help="seed of the draw")
+    s.add_argument("--random", type=number("--random"), default=20,
+                   help="random pairs beside the candidates (fewer when fewer exist)")
+    s.add_argument("--seed", type=number("--seed"), default=7, help="seed of the draw")
     f.add_argument("--reviewed", type=Path, required=True,
                    help="CSV of judged pairs (verdict: same, different or unsure)")
     f.add_argument("--out", type=Path, default=RULE_FILE,
                    help="the fitted rule (JSON) with its cross-validated precision and recall")
-    f.add_argument("--embed-side", type=int, default=128,
+    f.add_argument("--embed-side", type=number("--embed-side", above=True), default=128,
                    help="image side in pixels for the EfficientNet-Lite0 embedding")
-    f.add_argument("--threshold", type=float, default=0.5,
+    f.add_argument("--threshold", type=number("--threshold", float, above=True, below=1),
+                   default=0.5,
                    help="p(same lesion) at which pairs link and average-linkage groups are cut")
     return p
 

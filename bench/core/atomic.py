@@ -239,3 +239,35 @@ def git_tracked(paths: list[Path]) -> list[Path]:
         if listed.returncode == 0 and listed.stdout.strip(b"\0"):
             found.append(p)
     return found
+
+
+def publish_folder(target: Path, build: Callable[[Path], None], ready: Callable[[Path], bool],
+                   waiting: str) -> bool:
+    """Make the folder ``target`` once, also when several processes (SLURM jobs on a shared file
+    system included) ask for it at once: under :func:`exclusive` on ``.<name>.lock`` beside it,
+    the first builds it into a temporary sibling ``.<name>.<random>.tmp`` with ``build(tmp)`` and
+    renames that to ``target``; the others wait (saying ``waiting``) and find it ``ready``. Only
+    ``target`` is ever read, so a temporary sibling left by a killed builder is never taken for
+    the folder; the next builder removes it. Returns whether this call built it."""
+    target = Path(target)
+    if ready(target):
+        return False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive(target.parent / f".{target.name}.lock", waiting):
+        if ready(target):  # built while this process waited
+            return False
+        for stale in target.parent.glob(f".{target.name}.*.tmp"):  # killed builders' leftovers
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+        try:
+            build(tmp)
+            if target.exists():  # an unfinished folder (not ready): set aside, then removed
+                aside = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp",
+                                              dir=target.parent))
+                os.replace(target, aside / "old")
+                shutil.rmtree(aside, ignore_errors=True)
+            os.replace(tmp, target)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return True

@@ -331,8 +331,16 @@ def cleaned_copy(root: Path, paths: list[str], method: str = "telea",
     key = hashlib.sha256("\n".join([str(Path(root).resolve()), method, detector_version(), *stamp])
                          .encode()).hexdigest()[:16]
     out = (cache_root or default_cache_root()) / "annotations-clean" / f"{method}-{key}"
-    for rel in paths:
-        if not (out / rel).is_file():
-            clean_file(Path(root) / rel, out / rel, method)
+    if all((out / rel).is_file() for rel in paths):
+        return out
+    from bench.core.atomic import exclusive
+
+    # one process cleans at a time (jobs of a suite ask at once); each image is written
+    # atomically, so a killed cleaner leaves whole images only, and the next one completes them
+    with exclusive(out.parent / f".{out.name}.lock",
+                   f"waiting: another process is cleaning these images into {out}"):
+        for rel in paths:
+            if not (out / rel).is_file():
+                clean_file(Path(root) / rel, out / rel, method)
     return out
 

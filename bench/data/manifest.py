@@ -163,6 +163,17 @@ def group_images(fp: Fingerprints, cfg: SplitConfig, margin: float = 0.0,
                          unlinked=fp.different)
 
 
+def _exact_groups(sizes: list[int], target: int) -> list[int] | None:
+    """Positions of ``sizes`` that sum to ``target`` (the earliest such set in the list's order,
+    by subset-sum over the sizes), or ``None`` when no set of them does."""
+    reach: list[list[int] | None] = [[]] + [None] * target
+    for k, size in enumerate(sizes):
+        for total in range(target, size - 1, -1):
+            if reach[total] is None and reach[total - size] is not None:
+                reach[total] = [*reach[total - size], k]
+    return reach[target]
+
+
 def _pick_test(groups: dict[int, list[int]], labels: np.ndarray, per_class: int,
                rng: np.random.Generator) -> set[int]:
     """Whole groups, in random order, until each class has exactly ``per_class`` test images."""
@@ -177,13 +188,25 @@ def _pick_test(groups: dict[int, list[int]], labels: np.ndarray, per_class: int,
             if len(groups[g]) <= need:
                 chosen.add(g)
                 need -= len(groups[g])
+        if need:  # the greedy draw missed: any set of whole groups of exactly per_class
+            exact = _exact_groups([len(groups[g]) for g in keys], per_class)
+            if exact is not None:
+                chosen -= set(keys)
+                chosen |= {keys[k] for k in exact}
+                need = 0
         if need:
             total = sum(len(groups[g]) for g in keys)
+            if total < per_class:
+                raise BenchError(
+                    f"too few usable {name} images for a held-out test of {per_class} per class "
+                    f"(only {total} after removing duplicate-label conflicts); add data or lower "
+                    "--test-per-class")
+            sizes = sorted((len(groups[g]) for g in keys), reverse=True)
             raise BenchError(
-                f"too few usable {name} images for a held-out test of {per_class} per class "
-                f"({total} after removing duplicate-label conflicts); add data or lower "
-                "--test-per-class"
-            )
+                f"cannot hold out exactly {per_class} {name} images as whole groups: the {total} "
+                f"usable {name} images form {len(keys)} groups (same picture, patient or lesion; "
+                f"largest {sizes[0]}), a group is never split, and no set of whole groups adds "
+                f"up to {per_class}; choose another --test-per-class or add data")
     return chosen
 
 

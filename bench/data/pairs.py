@@ -78,10 +78,13 @@ class Evidence:
 
 def sample_pairs(ev: Evidence, per_bin: int, n_random: int, seed: int) -> pd.DataFrame:
     """Pairs drawn across the range of every measure (module docstring)."""
+    if len(ev.samples) < 2:
+        raise BenchError(f"`data` {ev.index.root}: {len(ev.samples)} usable image(s); pairs "
+                         "need at least 2")
     rng = np.random.default_rng(seed)
     feats = ev.features(ev.candidates)
     chosen: dict[int, str] = {}
-    for col, name in enumerate(FEATURES):
+    for col, name in enumerate(FEATURES if len(feats) else ()):
         v = feats[:, col]
         edges = np.quantile(v, QUANTILES)
         for b in range(len(QUANTILES) - 1):
@@ -90,12 +93,8 @@ def sample_pairs(ev: Evidence, per_bin: int, n_random: int, seed: int) -> pd.Dat
             for k in rng.choice(pool, size=min(per_bin, len(pool)), replace=False):
                 chosen[int(k)] = f"{name} bin {b}"
     rows = [(*ev.candidates[k], why) for k, why in chosen.items()]
-    cand = {tuple(p) for p in ev.candidates.tolist()}
-    while sum(r[2] == "random pair" for r in rows) < n_random:
-        i, j = sorted(rng.choice(len(ev.samples), 2, replace=False).tolist())
-        if (i, j) not in cand:
-            rows.append((i, j, "random pair"))
-            cand.add((i, j))
+    rows += [(i, j, "random pair") for i, j in random_pairs(
+        len(ev.samples), {tuple(p) for p in ev.candidates.tolist()}, n_random, rng)]
     order = rng.permutation(len(rows))
     return pd.DataFrame({
         "pair": np.arange(1, len(rows) + 1),
@@ -104,6 +103,32 @@ def sample_pairs(ev: Evidence, per_bin: int, n_random: int, seed: int) -> pd.Dat
         "drawn_by": [rows[k][2] for k in order],
         "verdict": "", "confidence": "", "reason": "",
     })
+
+
+def random_pairs(n: int, taken: set[tuple[int, int]], k: int, rng: np.random.Generator
+                 ) -> list[tuple[int, int]]:
+    """Up to ``k`` distinct pairs ``(i, j)``, ``i < j < n``, not in ``taken``: all there are when
+    fewer exist (said in a note), so a small data set never makes the draw loop for ever."""
+    total = n * (n - 1) // 2
+    if k <= 0:
+        return []
+    if total <= 2_000_000:  # enumerate (at most a few thousand images): exact and bounded
+        i, j = np.triu_indices(n, 1)
+        pool = [(a, b) for a, b in zip(i.tolist(), j.tolist(), strict=True) if (a, b) not in taken]
+        picked = [pool[p] for p in rng.choice(len(pool), size=min(k, len(pool)), replace=False)]
+    else:  # a large set: nearly every pair is free, so a bounded number of draws suffices
+        picked, seen = [], set(taken)
+        for _ in range(100 * k + 10_000):
+            if len(picked) == k:
+                break
+            a, b = sorted(rng.choice(n, 2, replace=False).tolist())
+            if (a, b) not in seen:
+                picked.append((a, b))
+                seen.add((a, b))
+    if len(picked) < k:
+        print(f"note: only {len(picked)} pairs outside the candidate pairs could be drawn among "
+              f"{n} images; {len(picked)} random pairs instead of {k}", flush=True)
+    return picked
 
 
 def read_reviewed(path: Path) -> pd.DataFrame:
@@ -232,10 +257,10 @@ def sample_for_review(out: Path, s: FitSettings, per_bin: int = 5, n_random: int
     the number of pairs and of sheets."""
     if s.neighbours < 1:
         raise BenchError("`neighbours` must be >= 1")
-    ev = Evidence(s.data, s.dataset, replace(BOOTSTRAP_RULE, neighbours=s.neighbours))
     csv = out.with_suffix(".csv")
     if csv.exists() and not force:
         raise BenchError(f"`out` {csv}: exists; pass `force` to replace it")
+    ev = Evidence(s.data, s.dataset, replace(BOOTSTRAP_RULE, neighbours=s.neighbours))
     pairs = sample_pairs(ev, per_bin, n_random, seed)
     write_csv(csv, pairs)
     sheets = pair_sheets(ev.index, list(pairs[["pair", "a", "b"]].itertuples(index=False,

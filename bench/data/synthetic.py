@@ -42,8 +42,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -52,6 +50,7 @@ import numpy as np
 from PIL import Image
 from scipy.ndimage import gaussian_filter, gaussian_filter1d
 
+from bench.core.atomic import publish_folder
 from bench.core.paths import CACHE_DIR
 
 GENERATOR_VERSION = 1
@@ -242,22 +241,17 @@ def generate(spec: PhantomSpec, out: Path, workers: int | None = None) -> Path:
 
 def ensure_synthetic(spec: PhantomSpec = PhantomSpec(), cache_root: Path | None = None,
                      verbose: bool = True) -> Path:
-    """Return the cached phantom data set for ``spec``, generating it once (atomically)."""
-    root = (cache_root or default_cache_root())
-    target = root / spec.cache_name()
-    if (target / MARKER).is_file():
-        return target
-    root.mkdir(parents=True, exist_ok=True)
-    if verbose:
-        print(f"generating synthetic phantom data ({spec.n_benign} benign, {spec.n_malignant} "
-              f"malignant, seed {spec.seed}) into {target} ...", flush=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=root))
-    try:
+    """Return the cached phantom data set for ``spec``, generating it once: under a lock, into a
+    temporary folder renamed into place (:func:`bench.core.atomic.publish_folder`), so processes
+    that ask for it at once share one build and never read a half-written one."""
+    target = (cache_root or default_cache_root()) / spec.cache_name()
+
+    def build(tmp: Path) -> None:
+        if verbose:
+            print(f"generating synthetic phantom data ({spec.n_benign} benign, {spec.n_malignant} "
+                  f"malignant, seed {spec.seed}) into {target} ...", flush=True)
         generate(spec, tmp)
-        if target.exists():  # an incomplete earlier attempt
-            shutil.rmtree(target)
-        tmp.rename(target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+
+    publish_folder(target, build, lambda p: (p / MARKER).is_file(),
+                   f"waiting: another process is generating the phantom data into {target}")
     return target

@@ -570,7 +570,7 @@ def check_predictions(preds: pd.DataFrame, where: str) -> None:
     if bad.any():
         k = int(np.flatnonzero(bad)[0])
         raise InvalidRun(f"{where} line {k + 2}: prob_malignant {plain(prob[k])} is not a "
-                         "probability in [0, 1] ({int(bad.sum())} such row(s)); rerun that run, "
+                         f"probability in [0, 1] ({int(bad.sum())} such row(s)); rerun that run, "
                          "or pass --skip-invalid-runs to leave it out")
     wrong = ~np.isin(label, (0, 1))
     if wrong.any():

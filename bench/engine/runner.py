@@ -25,7 +25,7 @@ import pandas as pd
 
 from bench.core.atomic import exclusive
 from bench.core.errors import BenchError, ensure_writable
-from bench.core.paths import SPLITS_DIR
+from bench.core.paths import CACHE_DIR, SPLITS_DIR
 from bench.core.provenance import (
     code_version,
     device_info,
@@ -85,6 +85,27 @@ def resolve_concurrency(value: str, device: str, stages: int) -> int:
     return min(n, stages)
 
 
+@contextmanager
+def evidence_lock(index: DataIndex):
+    """One process at a time groups a data set's images (its same-lesion evidence is cached in
+    ``datasets/cache/lesion/`` after, docs/protocol.md, Images that belong together): the jobs of
+    a suite that ask at once wait for the first and read its cache instead of computing it
+    again each. Where the cache folder cannot be written, nothing is locked (nor cached)."""
+    key = hashlib.sha256(str(index.root.resolve()).encode()).hexdigest()[:16]
+    lock = CACHE_DIR / "lesion" / f".{index.kind}-{key}.lock"
+    try:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        lock.touch()
+    except OSError:
+        lock = None
+    if lock is None:
+        yield
+        return
+    with exclusive(lock, f"waiting: another process is grouping the images of {index.root} "
+                         "(same-lesion evidence, cached after)"):
+        yield
+
+
 def resolve_split(o: RunOptions, index: DataIndex, folds: int
                   ) -> tuple[pd.DataFrame, dict | None, str]:
     """The manifest to use: given, committed default for the data set, or built now."""
@@ -92,13 +113,15 @@ def resolve_split(o: RunOptions, index: DataIndex, folds: int
     if path is not None and (o.split is not None or path.is_file()):
         manifest = read_manifest(path)
         match_manifest(manifest, index, f"`split`={path}")
-        check_leakage(manifest, f"`split`={path}", index)
+        with evidence_lock(index):
+            check_leakage(manifest, f"`split`={path}", index)
         return manifest, None, portable(path)
     # 10 manifest folds serve every K-fold run with K dividing 10 (stage_plan takes fold % K), so
     # the runs of one suite share one manifest; other K get a manifest of their own
     split_folds = folds if folds > 10 or (folds >= 2 and 10 % folds) else 10
     cfg = SplitConfig(test_per_class=o.test_per_class, folds=split_folds)
-    manifest, report = make_split(index, cfg, skip_bad=o.skip_bad_images)
+    with evidence_lock(index):
+        manifest, report = make_split(index, cfg, skip_bad=o.skip_bad_images)
     check_leakage(manifest, "generated split")
     return manifest, report, "generated"
 
@@ -295,6 +318,20 @@ def prepared_external(o: RunOptions, index: DataIndex, manifest: pd.DataFrame,
                                 cleaned_index(e.index, [s.path for s in e.index.samples])[0],
                                 e.given) for e in external]
     return external
+
+
+def build_shared(o: RunOptions) -> None:
+    """Build in this process what the runs of ``o``'s data share on disk: the data (the phantom,
+    generated once), the split's same-lesion evidence, the cleaned copies (``annotations`` clean)
+    and the external sets. A suite calls it before its jobs start, so they read these caches
+    instead of all building them at once (each build is locked too: two jobs never build one
+    cache together)."""
+    profile = resolve_profile(o.profile, "cpu", folds=o.folds)  # the folds shape no cache
+    index, manifest, _, _ = read_data(o, profile.folds)
+    annotations = "keep"
+    if o.annotations == "clean":
+        index, annotations = cleaned_index(index, list(manifest.path[manifest.split != "excluded"]))
+    prepared_external(o, index, manifest, annotations)
 
 
 def prepare(o: RunOptions) -> Prepared:

@@ -15,15 +15,21 @@ hundreds of real images says nothing and costs minutes.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
+from bench.core.atomic import write_json
 from bench.core.errors import BenchError
-from bench.core.paths import PROJECT_ROOT
+from bench.core.paths import CACHE_DIR, PROJECT_ROOT
+from bench.data.copies import CopyConfig, Picture, find_copies, pictures
 from bench.data.datasets import detect_kind, load_index
 from bench.data.index import DataIndex
+from bench.data.manifest import SplitConfig, check_leakage
 from bench.data.multisite import site_name, site_of, union_index, union_manifest
 from bench.evaluation.metrics import binary_metrics
 
@@ -74,8 +80,10 @@ def resolve_external_option(value: str, data: list[Path] | None) -> list[str]:
 def site_split(o, parts: list[Path], folds: int, resolve
                ) -> tuple[DataIndex, pd.DataFrame, dict | None, str]:
     """``--data A,B``: each site's own split (``resolve`` is :func:`bench.engine.runner.resolve_split`: the
-    site's committed manifest, else one built for it alone, refused when leaky), joined. Returns
-    the union index, the union manifest, the per-site split reports and the split source."""
+    site's committed manifest, else one built for it alone, refused when leaky), joined, with
+    every copy of a picture at another site grouped with it (:func:`group_cross_site`). Returns
+    the union index, the union manifest, the per-site split reports (and ``cross_site_copies``:
+    what was grouped) and the split source."""
     if o.split is not None:
         raise BenchError(f"`split` {o.split}: with several sites in --data each site uses its own "
                          "split (committed or built); leave --split out")
@@ -89,8 +97,139 @@ def site_split(o, parts: list[Path], folds: int, resolve
             reports[name] = report
         sources.append(f"{name}: {source}")
     union = union_index([(name, index) for name, index, _ in sites])
-    manifest = union_manifest(sites, union.root)
-    return union, manifest, (reports or None), "; ".join(sources)
+    joined = union_manifest(sites, union.root)
+    manifest, copies = group_cross_site(
+        joined, cross_site_copies(union, joined, SplitConfig().hash_threshold))
+    check_leakage(manifest, "the several-site split")
+    print(f"several sites: {copies['pairs']} cross-site copies (one picture at two sites) "
+          f"grouped with their original in {copies['groups']} group(s); "
+          f"{copies['moved_to_test']} image(s) moved to the held-out test, "
+          f"{copies['moved_fold']} to another CV fold, {copies['excluded']} excluded "
+          "(labels differ)", flush=True)
+    return union, manifest, {**reports, "cross_site_copies": copies}, "; ".join(sources)
+
+
+# Cross-site copies: the split's same-picture rule (identical pixels, dHash within the split's
+# threshold) over every pair of images of two sites, plus the external scoring's keypoint match
+# (a crop or rescale, bench/data/copies.py); computed once per set of files (by their paths,
+# sizes and modification times), kept in this process and in datasets/cache/copies/.
+_CROSS: dict[tuple, list[tuple[int, int, str]]] = {}
+CROSS_CACHE = CACHE_DIR / "copies"
+
+
+def cross_site_copies(index: DataIndex, manifest: pd.DataFrame, hash_threshold: int
+                      ) -> list[tuple[int, int, str]]:
+    """``(i, j, evidence)`` for each pair of manifest rows (positions) of two different sites that
+    show one picture (docs/protocol.md, Several sites): identical pixels or a 256-bit dHash that
+    differs in at most ``hash_threshold`` bits (the rule that groups one picture within a site,
+    bench/data/manifest.py), or a keypoint match of a crop or rescaled copy
+    (:func:`bench.data.copies.find_copies`, as external scoring finds copies). Undecodable images
+    are left to the split's own rules."""
+    rows = manifest.reset_index(drop=True)
+    files = [index.root / p for p in rows.path]
+    key = ("cross-site copies v1", repr(CopyConfig(hash_bits=hash_threshold)), *((str(f), f.stat().st_size, f.stat().st_mtime_ns) if f.is_file()
+                             else (str(f),) for f in files))
+    if key in _CROSS:
+        return _CROSS[key]
+    cached = CROSS_CACHE / f"{hashlib.sha256(repr(key).encode()).hexdigest()[:24]}.json"
+    try:
+        links = [(int(i), int(j), str(why)) for i, j, why in json.loads(cached.read_text())]
+    except (OSError, ValueError, TypeError):
+        links = _find_cross_site_copies(files, rows, hash_threshold)
+        try:
+            write_json(cached, [list(link) for link in links])
+        except OSError:
+            pass  # a read-only checkout still works, only slower
+    if len(_CROSS) >= 4:
+        _CROSS.pop(next(iter(_CROSS)))
+    _CROSS[key] = links
+    return links
+
+
+def _find_cross_site_copies(files: list[Path], rows: pd.DataFrame, hash_threshold: int
+                            ) -> list[tuple[int, int, str]]:
+    pics = pictures(files)
+    site = site_of(rows.id).to_numpy()
+    links: list[tuple[int, int, str]] = []
+    names = list(dict.fromkeys(site))
+    for a, first in enumerate(names):
+        for second in names[a + 1:]:
+            ref = [k for k in np.nonzero(site == first)[0] if isinstance(pics[k], Picture)]
+            new = [k for k in np.nonzero(site == second)[0] if isinstance(pics[k], Picture)]
+            if not ref or not new:
+                continue
+            found: dict[tuple[int, int], str] = {}
+            ref_bits = np.packbits(np.stack([pics[k].dhash for k in ref]), axis=1)
+            digests = np.array([pics[k].digest for k in ref])
+            for j in new:
+                bits = np.unpackbits(np.packbits(pics[j].dhash)[None] ^ ref_bits, axis=1).sum(1)
+                same = digests == pics[j].digest
+                for r in np.nonzero(same | (bits <= hash_threshold))[0]:
+                    found[(int(ref[r]), int(j))] = ("identical pixels" if same[r] else
+                                                    f"dHash differs in {int(bits[r])} of 256 bits")
+            for c in find_copies([pics[k] for k in new], [pics[k] for k in ref],
+                                 CopyConfig(hash_bits=hash_threshold)):
+                found.setdefault((int(ref[c.ref]), int(new[c.new])), c.evidence)
+            links += [(i, j, why) for (i, j), why in sorted(found.items())]
+    return links
+
+
+def group_cross_site(manifest: pd.DataFrame, links: list[tuple[int, int, str]]
+                     ) -> tuple[pd.DataFrame, dict]:
+    """The joined manifest with every cross-site copy in one group with its original, as one
+    site's split groups one picture (docs/protocol.md, Several sites): the sites' groups joined by
+    ``links`` (:func:`cross_site_copies`) become one group, which is held out when any of its
+    images is in its site's held-out test (a site's test set only grows), else trains in the CV
+    fold of its first image in ``--data`` order, and is excluded when its labels differ. Returns
+    the manifest and what was grouped (for the split report)."""
+    rows = manifest.reset_index(drop=True).copy()
+    n = len(rows)
+    parent = list(range(n))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def join(i: int, j: int) -> None:
+        a, b = root(i), root(j)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+
+    first: dict[str, int] = {}
+    for i, g in enumerate(rows.group):
+        join(i, first.setdefault(g, i))
+    for i, j, _ in links:
+        join(i, j)
+    linked = {root(i) for i, _, _ in links}
+    members: dict[int, list[int]] = {}
+    for i in range(n):
+        if root(i) in linked:
+            members.setdefault(root(i), []).append(i)
+    moved_test = moved_fold = excluded = 0
+    for r, m in members.items():
+        split, fold = rows.split.iloc[m].to_numpy(), rows.fold.iloc[m].to_numpy()
+        if rows.label.iloc[m].nunique() > 1 or (split == "excluded").any():
+            excluded += int((split != "excluded").sum())
+            want_split, want_fold = "excluded", -1
+        elif (split == "test").any():
+            moved_test += int((split != "test").sum())
+            want_split, want_fold = "test", -1
+        else:
+            want_split, want_fold = "train", int(fold[0])
+            moved_fold += int((fold != want_fold).sum())
+        rows.loc[m, "split"] = want_split
+        rows.loc[m, "fold"] = want_fold
+        rows.loc[m, "group"] = rows.group.iloc[r]
+    ids = rows.id.tolist()
+    return rows, {
+        "rule": "identical pixels; 256-bit dHash within the split's threshold; ORB + RANSAC "
+                "keypoint match (bench/data/copies.py)",
+        "pairs": len(links), "groups": len(members), "moved_to_test": moved_test,
+        "moved_fold": moved_fold, "excluded": excluded,
+        "copies": [{"a": ids[i], "b": ids[j], "evidence": why} for i, j, why in links],
+    }
 
 
 def per_site_metrics(preds: pd.DataFrame) -> dict:

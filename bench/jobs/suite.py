@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bench.data.multisite import site_name
-from bench.engine.runner import RunResult, run
+from bench.engine.runner import RunResult, build_shared, run
 from bench.engine.spec import RunOptions
 from bench.evaluation.explain import explain_run
 from bench.evaluation.illustrate import illustrate_run
@@ -119,11 +119,30 @@ def run_inline(jobs: list[Job], observer: SuiteObserver) -> list[JobOutcome]:
     return outcomes
 
 
+def build_caches(jobs: list[Job]) -> None:
+    """The caches the jobs share (data, split evidence, cleaned copies, external sets), built
+    here once before they start (:func:`bench.engine.runner.build_shared`); a problem is left
+    for the jobs it concerns to report."""
+    keys = {}
+    for job in jobs:
+        o = job.options
+        keys.setdefault((o.data, o.dataset, o.split, o.test_per_class, o.folds, o.profile,
+                         o.skip_bad_images, o.annotations, tuple(o.external)), o)
+    if keys:
+        print("building the caches the jobs share (data, split, external sets) ...", flush=True)
+    for o in keys.values():
+        try:
+            build_shared(o)
+        except (UserError, OSError):
+            pass  # each job it concerns says it in its own words
+
+
 def run_on_executor(jobs: list[Job], cluster: ClusterConfig, log_dir: Path, observer: SuiteObserver,
                     progress: bool = True) -> list[JobOutcome]:
     """The jobs on ``cluster``'s executor (``progress``: the grid's bar; the jobs' own bars are
     off, their output goes to their logs); a job that failed is said with its log."""
     print(f"{len(jobs)} jobs on the {cluster.executor} executor; logs in {log_dir}")
+    build_caches(jobs)
     jobs = [replace(j, options=replace(j.options, progress=False)) for j in jobs]
     outcomes = run_grid(jobs, cluster, log_dir, progress)
     for res in outcomes:
