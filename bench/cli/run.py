@@ -15,7 +15,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from bench.core.errors import cli_main, number
+from bench.core.errors import INTERRUPTED_RUN, cli_main, number
 from bench.core.paths import RESULTS_DIR
 from bench.core.provenance import portable
 from bench.data.datasets import KINDS
@@ -135,7 +135,7 @@ def options_from_argv(argv: list[str] | None) -> RunOptions:
         command=" ".join(["python -m bench.run", shlex.join(map(portable, given))]).strip())
 
 
-@cli_main
+@cli_main(interrupted=INTERRUPTED_RUN)
 def main(argv: list[str] | None = None) -> int:
     options = options_from_argv(argv)
     result = run(options)

@@ -20,7 +20,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench.cli.run import options_from_argv, print_summary
-from bench.core.errors import BenchError, cli_main, in_flag_words
+from bench.core.errors import INTERRUPTED_RUN, BenchError, cli_main, in_flag_words
 from bench.core.paths import RESULTS_DIR
 from bench.core.provenance import portable
 from bench.data.multisite import site_name, site_paths
@@ -377,7 +377,7 @@ def default_out(args: argparse.Namespace) -> Path:
     return out.with_name(out.name + "-loso") if args.leave_one_site_out else out
 
 
-@cli_main
+@cli_main(interrupted=INTERRUPTED_RUN)
 def main(argv: list[str] | None = None) -> int:
     args, passthrough = parse_args(argv)
     given = argv if argv is not None else sys.argv[1:]

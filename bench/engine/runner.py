@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import os
 import sys
 import time
 from contextlib import contextmanager
@@ -24,7 +25,12 @@ from pathlib import Path
 import pandas as pd
 
 from bench.core.atomic import exclusive
-from bench.core.errors import BenchError, ensure_writable
+from bench.core.errors import (
+    BenchError,
+    disk_error,
+    ensure_writable,
+    written_path,
+)
 from bench.core.paths import SPLITS_DIR
 from bench.core.provenance import (
     code_version,
@@ -374,12 +380,18 @@ def write_errors_said(run_dir: Path):
     finished stays (stages are atomic), and ``config.json`` keeps status ``running``."""
     try:
         yield
-    except OSError as exc:
-        where = exc.filename or run_dir
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise BenchError(f"{where}: no space left on the device ({exc.strerror}); the run "
-                             f"{run_dir.name} is unfinished (status running in its config.json) "
-                             "— free some space and rerun the same command: finished stages are "
+    except Exception as exc:  # an OSError, or a library's write error with the system's words
+        code = disk_error(exc)
+        if code is None and not isinstance(exc, OSError):
+            raise
+        where = written_path(exc) or run_dir
+        if code is not None:
+            what, todo = (("the file system is read-only", "choose another `out`")
+                          if code == errno.EROFS else ("no space left on the device",
+                                                       "free some space"))
+            raise BenchError(f"{where}: {what} ({os.strerror(code)}); the run {run_dir.name} is "
+                             "unfinished (status running in its config.json) "
+                             f"— {todo} and rerun the same command: finished stages are "
                              "reused") from None
         if exc.errno in (errno.ENOTDIR, errno.EEXIST):
             raise BenchError(f"{where}: a file stands where the run keeps a folder (e.g. "
