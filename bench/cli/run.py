@@ -21,7 +21,7 @@ from bench.core.provenance import portable
 from bench.data.datasets import KINDS
 from bench.engine.profiles import PROFILES
 from bench.engine.runner import run
-from bench.engine.spec import RunOptions
+from bench.engine.spec import SEED_RULE, RunOptions, check_seed
 from models import list_models
 from models.plugins import resolve_model
 
@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrained", default="auto",
                    help="auto | require | hub | none | PATH: where ImageNet weights come from "
                         "(recorded); require = auto, but stop if they are unavailable")
-    p.add_argument("--seed", type=number("--seed"), default=0)
+    p.add_argument("--seed", default=0, help=f"training seed: {SEED_RULE}")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--out", type=Path, default=DEFAULT_OUT)
     p.add_argument("--test-per-class", type=number("--test-per-class", above=True), default=50,
@@ -127,7 +127,7 @@ def options_from_argv(argv: list[str] | None) -> RunOptions:
         profile=args.profile, folds=args.folds, epochs=args.epochs, img_size=args.img_size,
         batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, channels=args.channels,
         augment=not args.no_augment, bn_recalibration=args.bn_stats == "recalibrated", l2=args.l2, dropout=args.dropout, pretrained=args.pretrained,
-        seed=args.seed, device=args.device, out=args.out, test_per_class=args.test_per_class,
+        seed=check_seed(args.seed), device=args.device, out=args.out, test_per_class=args.test_per_class,
         skip_bad_images=args.skip_bad_images, concurrent_folds=args.concurrent_folds,
         save_fold_weights=args.save_fold_weights, progress=not args.no_progress,
         external=tuple(x for x in args.external.split(",") if x), threads=args.threads,

@@ -63,7 +63,7 @@ from bench.engine.device import (
 from bench.engine.profiles import Profile, resolve_profile
 from bench.engine.protocol import run_protocol, summarize
 from bench.engine.runfolder import RunFolder, RunStatus
-from bench.engine.spec import Execution, RunOptions, RunSpec
+from bench.engine.spec import Execution, RunOptions, RunSpec, check_seed
 from bench.engine.stages import StageContext, StageResult, StageStatus
 from bench.engine.threads import apply_threads, resolve_threads
 from bench.evaluation.external import ExternalSet, resolve_external, score_external
@@ -307,6 +307,7 @@ def prepare(o: RunOptions) -> Prepared:
     """Check the options, read the data and its split (refusing leaky ones) and build the spec."""
     if o.out is None:
         raise BenchError("out=None: give the folder the run folders go in (RunOptions.out)")
+    check_seed(o.seed)
     cfg = get_model_config(o.model)
     device = resolve_device(o.device)
     profile = resolve_profile(o.profile, device, folds=o.folds, epochs=o.epochs,
