@@ -171,7 +171,8 @@ def test_a_bad_local_model_is_one_line_with_exit_2(tmp_path, capsys):
         for spec, message in (
                 (f"{tmp_path / 'nothere.py'}:x", "nothere.py does not exist"),
                 (f"{raising}:x", "failed (RuntimeError: no GPU found); fix the file"),
-                (f"{other}:wanted", f"{other} registers no model 'wanted' (it registers some_cnn)"),
+                (f"{other}:wanted", f"{other} registers some_cnn; not wanted (decorate its "
+                                    "factory with @register_model(ModelConfig(name='wanted', ...)))"),
                 ("no_such_module_xyz:x", "importing module 'no_such_module_xyz' failed"),
                 (f"{tmp_path}/:", "give NAME, path/to/file.py:NAME")):
             code, _, err = run_main(capsys, "--model", spec)
@@ -193,5 +194,57 @@ def test_the_readme_example_model_registers_and_builds(tmp_path, capsys):
         assert "| 0.02 |" in row and "| 224 px |" in row  # it builds and runs a 224 px image
         model = create_model("mybusnet", in_chans=1, pretrained="none")
         assert model.get_submodule("5").__class__.__name__ == "ReLU"  # its cam_layer exists
+    finally:
+        forget_outside_models()
+
+
+def test_a_file_that_does_not_register_the_name_never_trains_a_built_in_model_instead(
+        tmp_path, capsys):
+    """``other.py:zeimarani_cnn``, where other.py registers other names, once trained the
+    built-in zeimarani_cnn: a file or module must register the name itself, whatever else is
+    registered under it."""
+    other = tmp_path / "other.py"
+    other.write_text(TINY.format(model="some_cnn", origin="local file") +
+                     TINY.format(model="more_cnn", origin="local file").split("\n\n\n", 1)[1])
+    empty = tmp_path / "empty.py"
+    empty.write_text("x = 1\n")
+    try:
+        for spec, line in (
+                (f"{other}:zeimarani_cnn", f"{other} registers more_cnn, some_cnn; not "
+                 "zeimarani_cnn (zeimarani_cnn is a built-in model: --model zeimarani_cnn trains "
+                 "it; a model of yours needs a name of its own)"),
+                (f"{empty}:fus2net", f"{empty} registers no model; not fus2net"),
+                ("models.fus2net:zeimarani_cnn", "models.fus2net registers fus2net; not "
+                 "zeimarani_cnn")):
+            code, _, err = run_main(capsys, "--model", spec, "--out", str(tmp_path / "o"))
+            lines = err.strip().splitlines()
+            assert code == 2 and len(lines) == 1 and line in lines[0], (spec, err)
+        # a module that does register the name (here a built-in one) is what it says
+        assert resolve_model("models.fus2net:fus2net") == "fus2net"
+        assert resolve_model(f"{other}:more_cnn") == "more_cnn"
+    finally:
+        forget_outside_models()
+    assert "more_cnn" not in list_models()
+
+
+def test_a_file_or_plugin_never_replaces_a_registered_model_and_says_whose_name_it_is(
+        tmp_path, capsys):
+    shadow = tmp_path / "shadow.py"
+    shadow.write_text(TINY.format(model="zeimarani_cnn", origin="local file"))
+    first = tmp_path / "first.py"
+    first.write_text(TINY.format(model="mine_cnn", origin="local file"))
+    second = tmp_path / "second.py"
+    second.write_text(TINY.format(model="mine_cnn", origin="another file"))
+    try:
+        code, _, err = run_main(capsys, "--model", f"{shadow}:zeimarani_cnn")
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1
+        assert "it registers 'zeimarani_cnn', a name a built-in model (models/) already has; a " \
+            "model is never replaced — give yours another name" in lines[0]
+        assert create_model("zeimarani_cnn").__class__.__name__ != "Sequential"  # unchanged
+        assert resolve_model(f"{first}:mine_cnn") == "mine_cnn"
+        code, _, err = run_main(capsys, "--model", f"{second}:mine_cnn")
+        assert code == 2 and f"a name the model from file {first} already has" in err
+        assert model_origin("mine_cnn").where == str(first)
     finally:
         forget_outside_models()
