@@ -18,6 +18,7 @@ from bench.cli.list import main as list_main
 from models import create_model, list_models
 from models.plugins import forget_outside_models, model_origin, resolve_model
 from tests.helpers import SMOKE, call_main, run_main
+from tests.helpers import TINY as TINY_OPTIONS
 
 PYPROJECT = """\
 [build-system]
@@ -248,3 +249,97 @@ def test_a_file_or_plugin_never_replaces_a_registered_model_and_says_whose_name_
         assert model_origin("mine_cnn").where == str(first)
     finally:
         forget_outside_models()
+
+
+# a model whose forward pass returns something other than two logits per image
+OUTPUT = """\
+import torch
+from torch import nn
+
+from models import ModelConfig, register_model
+
+
+class Net(nn.Module):
+    def __init__(self, in_chans):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(in_chans, 4, 3), nn.AdaptiveAvgPool2d(1),
+                                  nn.Flatten(), nn.Linear(4, {outputs}))
+
+    def forward(self, x):
+        y = self.body(x)
+        return {returns}
+
+
+@register_model(ModelConfig(name="{model}", family="tiny CNN", input_size=64, cam_layer="body.0"))
+def {model}(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.0,
+            pretrained: str = "none") -> nn.Module:
+    return Net(in_chans)
+"""
+
+
+@pytest.mark.parametrize("model, outputs, returns, message", [
+    ("three_logits", 3, "y", "its output for 2 images of 64 px has shape (2, 3), not a tensor of "
+     "shape (N, 2): two finite logits per image, benign then malignant"),
+    ("one_logit", 1, "y", "its output for 2 images of 64 px has shape (2, 1), not a tensor of shape (N, 2): two finite logits per "
+     "image, benign then malignant; for one logit z per image return torch.cat([torch.zeros_like"
+     "(z), z], dim=1), whose softmax gives P(malignant) = sigmoid(z)"),
+    ("spatial_logits", 2, "y[:, :, None, None]", "its output for 2 images of 64 px has shape "
+     "(2, 2, 1, 1), not a tensor of shape (N, 2): two finite logits per image, benign then malignant; flatten it to (N, 2)"),
+    ("tuple_output", 2, "y, y", "its forward pass returns a tuple of 2, not a tensor of shape "
+     "(N, 2): two finite logits per image, benign then malignant; return the logits alone"),
+    ("nan_output", 2, "y * float('nan')", "its output for 2 images of 64 px is not finite (NaN or "
+     "infinite values)"),
+])
+def test_a_model_whose_output_is_not_two_logits_is_refused_before_training(
+        model, outputs, returns, message, tiny_synthetic, tmp_path, capsys):
+    """Three logits once trained and were reported (P(malignant) a softmax over three outputs);
+    one logit, (N, 2, 1, 1) and a tuple crashed inside the engine. One forward pass of 2 images
+    before anything is written refuses each in one line naming the model, the shape and what is
+    expected."""
+    local = tmp_path / "net.py"
+    local.write_text(OUTPUT.format(model=model, outputs=outputs, returns=returns))
+    try:
+        code, _, err = run_main(capsys, "--model", f"{local}:{model}", "--data",
+                                str(tiny_synthetic), "--out", str(tmp_path / "runs"), *TINY_OPTIONS)
+    finally:
+        forget_outside_models()
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith(f"error: --model {model}: {message}"), lines[0]
+    assert not list((tmp_path / "runs").glob("*/config.json"))  # nothing trained or written
+
+
+def test_two_logits_pass_the_output_check_in_train_mode_too():
+    """The check leaves the model as it found it (train or eval mode)."""
+    from bench.engine.runner import check_output
+
+    net = create_model("zeimarani_cnn", pretrained="none").train()
+    check_output(net, "zeimarani_cnn", 64, 3)
+    assert net.training
+    check_output(net.eval(), "zeimarani_cnn", 64, 3)
+    assert not net.training
+
+
+def test_in_the_suite_a_model_with_three_logits_fails_alone_before_training(tiny_synthetic,
+                                                                            tmp_path, capsys):
+    """The suite's jobs go through the same check (bench.engine.runner.prepare): the job of the
+    bad model fails with its one line, nothing of it is written, and the other jobs go on."""
+    from bench.engine.spec import RunOptions
+    from bench.jobs.plan import Job, JobStatus
+    from bench.jobs.suite import SuiteObserver, run_inline
+
+    local = tmp_path / "net.py"
+    local.write_text(OUTPUT.format(model="three_logits", outputs=3, returns="y"))
+    try:
+        name = resolve_model(f"{local}:three_logits")
+        options = RunOptions(model=name, data=tiny_synthetic, profile="smoke", test_per_class=4,
+                             out=tmp_path / "runs", progress=False)
+        (outcome,) = run_inline([Job(f"{name} seed 0", options)], SuiteObserver())
+    finally:
+        forget_outside_models()
+    assert outcome.status != JobStatus.OK and outcome.run_dir is None
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: `model`=three_logits: its output for 2 images of 64 px has shape (2, 3), "
+                   "not a tensor of shape (N, 2): two finite logits per image, benign then "
+                   "malignant"]
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())

@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from bench.core.atomic import exclusive
 from bench.core.errors import (
@@ -172,12 +173,49 @@ def check_weights(value: str, name: str, published: str, provenance: str) -> str
             f"(--pretrained PATH or a hub cache provides them; --pretrained require stops instead)")
 
 
+# what every engine reads a model's output as (bench/engine/train.py: the loss is the cross-entropy
+# of the two logits, P(malignant) their softmax's second entry)
+EXPECTED_OUTPUT = "a tensor of shape (N, 2): two finite logits per image, benign then malignant"
+ONE_LOGIT = ("for one logit z per image return torch.cat([torch.zeros_like(z), z], dim=1), whose "
+             "softmax gives P(malignant) = sigmoid(z)")
+
+
+def check_output(model: torch.nn.Module, name: str, img_size: int, channels: int) -> None:
+    """Refuse a model whose output the engines would misread (docs/protocol.md, "Models from
+    other packages"): one forward pass of 2 images at the run's input size, on the CPU, in eval
+    mode and without gradients, must give :data:`EXPECTED_OUTPUT`. Three logits would train and
+    report a softmax over three classes, (N, 1) or (N, 2, 1, 1) and a tuple fail inside the
+    engine; here each is one line naming the model, what it returned and what is expected."""
+    x = torch.randn(2, channels, img_size, img_size, generator=torch.Generator().manual_seed(0))
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        out = model(x)
+    model.train(was_training)
+    if not isinstance(out, torch.Tensor):
+        what = type(out).__name__ + (f" of {len(out)}" if isinstance(out, (tuple, list, dict))
+                                     else "")
+        raise BenchError(f"`model`={name}: its forward pass returns a {what}, not "
+                         f"{EXPECTED_OUTPUT}; return the logits alone")
+    shape = f"({', '.join(map(str, out.shape))})"
+    if tuple(out.shape) != (2, 2):
+        hint = f"; {ONE_LOGIT}" if tuple(out.shape) == (2, 1) else \
+            "; flatten it to (N, 2)" if out.ndim > 2 and out.numel() == 4 else ""
+        raise BenchError(f"`model`={name}: its output for 2 images of {img_size} px has shape "
+                         f"{shape}, not {EXPECTED_OUTPUT}{hint}")
+    if not torch.isfinite(out).all():
+        raise BenchError(f"`model`={name}: its output for 2 images of {img_size} px is not "
+                         f"finite (NaN or infinite values); expected {EXPECTED_OUTPUT}")
+
+
 def model_stats(name: str, kwargs: dict, img_size: int, channels: int) -> tuple[dict, str]:
     """Parameter count, forward GFLOPs (2 × multiply-adds) at the run's input size, and the
     weights' provenance (``random``, ``imagenet:hub:…``, ``imagenet:file:…``, ``imagenet:package:…``),
-    decided from the model's registered weight source (no weights are loaded into this model)."""
+    decided from the model's registered weight source (no weights are loaded into this model);
+    its output is checked first (:func:`check_output`)."""
     provenance = resolve_weights(name, kwargs["pretrained"]).provenance
     model = create_model(name, **{**kwargs, "pretrained": "none"}).eval()
+    check_output(model, name, img_size, channels)
     return ({"params": count_params(model), "gflops": round(gflops(model, channels, img_size), 4),
              "at_img_size": img_size}, provenance)
 
