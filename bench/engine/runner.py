@@ -18,7 +18,7 @@ import os
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -64,7 +64,7 @@ from bench.engine.device import (
 from bench.engine.profiles import Profile, resolve_profile
 from bench.engine.protocol import run_protocol, summarize
 from bench.engine.runfolder import RunFolder, RunStatus
-from bench.engine.spec import Execution, RunOptions, RunSpec, check_seed
+from bench.engine.spec import Execution, RunOptions, RunSpec, check_seed, cleaned
 from bench.engine.stages import StageContext, StageResult, StageStatus
 from bench.engine.threads import apply_threads, resolve_threads
 from bench.evaluation.external import ExternalSet, resolve_external, score_external
@@ -261,16 +261,35 @@ class RunResult:
         return self.status in (RunStatus.COMPLETE, RunStatus.REUSED)
 
 
+def as_seen(index: DataIndex, paths: list[str], annotations: str) -> DataIndex:
+    """``index`` as a run with this ``annotations`` setting (:attr:`RunSpec.annotations`) sees it:
+    itself, or for a run on cleaned images (docs/protocol.md, "Burnt-in annotations") re-rooted on
+    the cached copy of ``paths`` with the annotations inpainted by the recorded method. The one
+    path of ``bench.run`` and ``bench.score``: a run is scored on the images it would have been
+    scored on when it ran. Images cleaned by another detector version than this checkout's cannot
+    be made again: refused."""
+    if not cleaned(annotations):
+        return index
+    from bench.data.annotations import cleaned_copy, detector_version
+
+    _, method, version = (str(annotations).split(":") + ["", ""])[:3]
+    if version and version != detector_version():
+        raise BenchError(f"the run was trained on images cleaned by annotation detector {version} "
+                         f"(its settings' annotations {annotations}); this checkout's detector is "
+                         f"{detector_version()}, whose cleaned images differ — use the checkout "
+                         "that made the run")
+    print(f"--annotations clean: detecting and inpainting annotations of {len(paths)} images "
+          "(cached after the first time)", flush=True)
+    return replace(index, root=cleaned_copy(index.root, paths, method))
+
+
 def cleaned_index(index: DataIndex, paths: list[str]) -> tuple[DataIndex, str]:
     """``index`` re-rooted on a cached copy of its images with the burnt-in annotations inpainted
     (bench/data/annotations.py), and the spec's ``annotations`` value naming method and detector."""
-    from bench.data.annotations import CLEAN_METHOD, cleaned_copy, detector_version
+    from bench.data.annotations import CLEAN_METHOD, detector_version
 
-    print(f"--annotations clean: detecting and inpainting annotations of {len(paths)} images "
-          "(cached after the first time)", flush=True)
-    root = cleaned_copy(index.root, paths, CLEAN_METHOD)
-    return (DataIndex(index.kind, root, index.samples, index.ignored),
-            f"clean:{CLEAN_METHOD}:{detector_version()}")
+    annotations = f"clean:{CLEAN_METHOD}:{detector_version()}"
+    return as_seen(index, paths, annotations), annotations
 
 
 def read_data(o: RunOptions, folds: int) -> tuple[DataIndex, pd.DataFrame, dict | None, str]:
@@ -328,17 +347,32 @@ def run_weights(o: RunOptions, cfg: ModelConfig, extra: dict, img_size: int
                                                           provenance)
 
 
-def prepared_external(o: RunOptions, index: DataIndex, manifest: pd.DataFrame,
-                      annotations: str) -> list[ExternalSet]:
-    """The external sets to score, read now (a bad one stops the run before training)."""
-    external = resolve_external(list(o.external))
+def external_sets(values: list[str] | tuple[str, ...], index: DataIndex, manifest: pd.DataFrame,
+                  annotations: str) -> list[ExternalSet]:
+    """The external sets to score, read now (a bad one stops before any training or scoring):
+    each checked not to be the run's own images (``index`` as stored), then as the run sees
+    images (:func:`as_seen`: a model trained on cleaned images is scored on cleaned images)."""
+    external = resolve_external(list(values))
     for ext in external:
         check_not_own_images(ext, index, manifest)
-    if annotations != "keep":  # a model trained on cleaned images is scored on cleaned images
-        external = [ExternalSet(e.name, e.source,
-                                cleaned_index(e.index, [s.path for s in e.index.samples])[0],
-                                e.given) for e in external]
-    return external
+    return [replace(e, index=as_seen(e.index, [s.path for s in e.index.samples], annotations))
+            for e in external]
+
+
+def check_not_replaced(folder: RunFolder, ext: ExternalSet) -> None:
+    """An external set a run already scored on other images (another content SHA-256: images
+    changed on disk, or cleaned ones scored as they are) is never replaced silently; the refusal
+    says how to replace it or keep both."""
+    old = folder.external(ext.name).record()
+    recorded = (old or {}).get("content_sha256")
+    if not recorded:
+        return
+    now = content_sha256(ext.index.root, [s.path for s in ext.index.samples])
+    if now != recorded:
+        raise BenchError(f"`external` {ext.shown}: {folder.name} has external/{ext.name} scored on "
+                         f"other images (content SHA-256 {recorded[:12]}, these {now[:12]}); it "
+                         f"is not replaced — delete {folder.external(ext.name).path} to score these "
+                         f"in its place, or keep both: --external NAME={ext.given or ext.source}")
 
 
 def prepare(o: RunOptions) -> Prepared:
@@ -360,7 +394,7 @@ def prepare(o: RunOptions) -> Prepared:
     concurrent = resolve_concurrency(o.concurrent_folds, device, profile.folds + 1)
     manifest_csv = manifest.to_csv(index=False, lineterminator="\n")
     used = list(manifest.path[manifest.split != "excluded"])
-    annotations = "keep"
+    annotations, stored = "keep", index
     if o.annotations == "clean":  # the split stays the one of the original images
         index, annotations = cleaned_index(index, used)
     origin = model_origin(o.model)
@@ -380,7 +414,7 @@ def prepare(o: RunOptions) -> Prepared:
                           save_fold_weights=o.save_fold_weights, concurrent=concurrent,
                           progress=o.progress)
     return Prepared(o, spec, execution, profile, index, manifest, report, split_source, stats,
-                    warning, prepared_external(o, index, manifest, annotations))
+                    warning, external_sets(o.external, stored, manifest, annotations))
 
 
 def outside_model_record(name: str) -> dict:
@@ -469,6 +503,8 @@ def run(o: RunOptions) -> RunResult:
     if p.weights_warning:
         print(p.weights_warning, file=sys.stderr)
     folder = RunFolder(p.run_dir)
+    for ext in p.external:  # before any training: never replaced silently
+        check_not_replaced(folder, ext)
     ensure_writable(folder.path)
     with exclusive(folder / ".lock", f"waiting: another process is training {folder.name}; "
                    "this one goes on when it ends"), write_errors_said(folder.path), \
