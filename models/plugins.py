@@ -7,7 +7,12 @@
   plugin that fails to import, or registers a name twice, is reported in one line naming its
   package; whatever it registered is taken back, and every other model stays available.
 * **Local files and modules**: ``--model path/to/file.py:name`` or ``--model pkg.module:name``
-  (:func:`resolve_model`) imports the file or module, which registers ``name`` the same way.
+  (:func:`resolve_model`) imports the file or module, which registers ``name`` the same way; a
+  file or module that does not register ``name`` itself is refused, naming what it registers,
+  even when ``name`` is a built-in model (which it would otherwise silently train).
+* **Names are never replaced**: a plugin, file or module that registers a name already
+  registered (a built-in model's, or another plugin's) fails to load, and the message says whose
+  name it is; the registered model stays as it was.
 
 Every model defined outside ``models/`` has a :class:`ModelOrigin`: where it came from and the
 SHA-256 of the source file of its factory, which a run records and hashes (the training-code
@@ -20,6 +25,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import re
 import sys
 from dataclasses import asdict, dataclass
 from importlib.metadata import entry_points
@@ -66,6 +72,7 @@ class BrokenPlugin:
 _ORIGINS: dict[str, ModelOrigin] = {}
 _BROKEN: list[BrokenPlugin] = []
 _LOADED_FILES: dict[Path, str] = {}  # resolved file → the module name it was imported as
+_REGISTERED_BY: dict[str, list[str]] = {}  # module imported for --model X:name → what it registered
 _IMPORTED: set[str] = set()  # top modules imported here (forgotten by forget_outside_models)
 _state = {"loaded": False}
 
@@ -74,6 +81,21 @@ def one_line(exc: BaseException) -> str:
     """An exception as one line: its type and the first line of its message."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def import_failure(exc: BaseException) -> str:
+    """Why importing a plugin, file or module failed, as one line; a model name that is already
+    registered (a built-in one, or another plugin's) is said as such: a model from elsewhere never
+    replaces a registered one, silently or not (docs/protocol.md, "Models from other packages")."""
+    taken = re.fullmatch(r"model '(.+)' is registered twice", str(exc)) \
+        if isinstance(exc, ValueError) else None
+    if taken is None:
+        return one_line(exc)
+    name = taken.group(1)
+    origin = _ORIGINS.get(name)
+    owner = f"the model from {origin.describe()}" if origin else "a built-in model (models/)"
+    return (f"it registers {name!r}, a name {owner} already has; a model is never replaced — "
+            "give yours another name")
 
 
 def _sha256(path: Path) -> str:
@@ -118,7 +140,7 @@ def load_plugins() -> None:
             ep.load()
         except Exception as exc:  # noqa: BLE001 - any failure of foreign code is reported
             _take_back(_registered_since(before))
-            broken = BrokenPlugin(package, f"{ep.name} = {ep.value}", one_line(exc))
+            broken = BrokenPlugin(package, f"{ep.name} = {ep.value}", import_failure(exc))
             _BROKEN.append(broken)
             print(f"warning: {broken.message()}", file=sys.stderr)
             continue
@@ -153,10 +175,11 @@ def _import_file(path: Path, spec_text: str) -> None:
     except Exception as exc:  # noqa: BLE001 - the user's file: its failure is one line
         _take_back(_registered_since(before))
         del sys.modules[module_name]
-        raise UserError(f"--model {spec_text}: importing {path} failed ({one_line(exc)}); fix "
-                        "the file") from None
+        raise UserError(f"--model {spec_text}: importing {path} failed ({import_failure(exc)}); "
+                        "fix the file") from None
     _LOADED_FILES[resolved] = module_name
-    _record(_registered_since(before), "file", str(path))
+    _REGISTERED_BY[module_name] = _registered_since(before)
+    _record(_REGISTERED_BY[module_name], "file", str(path))
 
 
 def _import_module(module: str, spec_text: str) -> None:
@@ -169,8 +192,20 @@ def _import_module(module: str, spec_text: str) -> None:
     except Exception as exc:  # noqa: BLE001
         _take_back(_registered_since(before))
         raise UserError(f"--model {spec_text}: importing module {module!r} failed "
-                        f"({one_line(exc)}); give an importable module or a file path") from None
-    _record(_registered_since(before), "module", module)
+                        f"({import_failure(exc)}); give an importable module or a file path"
+                        ) from None
+    _REGISTERED_BY[module] = _registered_since(before)
+    _record(_REGISTERED_BY[module], "module", module)
+
+
+def registered_by(module: str) -> list[str]:
+    """The models the module ``module`` registers: those registered while it was imported here,
+    and those whose factory it (or a module inside it) defines (a module imported before, e.g. a
+    plugin's or a built-in one)."""
+    inside = [n for n, fn in registry._ENTRYPOINTS.items()
+              if getattr(fn, "__module__", "") == module or
+              getattr(fn, "__module__", "").startswith(f"{module}.")]
+    return sorted(set(_REGISTERED_BY.get(module, [])) | set(inside))
 
 
 def resolve_model(spec: str) -> str:
@@ -188,13 +223,20 @@ def resolve_model(spec: str) -> str:
             raise UserError(f"--model {spec}: {where} does not exist (a Python file that "
                             "registers the model with @register_model)")
         _import_file(path, spec)
+        module = _LOADED_FILES[path.resolve()]
     else:
         _import_module(where, spec)
-    if name not in registry._ENTRYPOINTS:
-        made = sorted(n for n, o in _ORIGINS.items() if o.where == where) or ["nothing"]
-        raise UserError(f"--model {spec}: {where} registers no model {name!r} (it registers "
-                        f"{', '.join(made)}); decorate the factory with "
-                        f"@register_model(ModelConfig(name={name!r}, ...))")
+        module = where
+    made = registered_by(module)
+    if name not in made:  # never another model of that name (a built-in one) in its place
+        origin = _ORIGINS.get(name)
+        hint = (f"decorate its factory with @register_model(ModelConfig(name={name!r}, ...))"
+                if name not in registry._ENTRYPOINTS else
+                f"{name} is the model from {origin.describe()}" if origin else
+                f"{name} is a built-in model: --model {name} trains it; a model of yours needs a "
+                "name of its own")
+        raise UserError(f"--model {spec}: {where} registers {', '.join(made) or 'no model'}; "
+                        f"not {name} ({hint})")
     return name
 
 
@@ -203,6 +245,7 @@ def forget_outside_models() -> None:
     call this when they uninstall a plugin, so the next question scans again)."""
     _take_back(list(_ORIGINS))
     _BROKEN.clear()
+    _REGISTERED_BY.clear()
     _IMPORTED.update(_LOADED_FILES.values())
     _LOADED_FILES.clear()
     for loaded in list(sys.modules):

@@ -178,3 +178,71 @@ def test_the_copy_test_runs_once_per_process_until_an_image_changes(tmp_path, mo
     (tmp_path / "tr" / "tr2.png").write_bytes(b"changed")
     ext_mod.training_copies(ext, train, False)
     assert len(calls) == 2
+
+
+def files_of(folder) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@pytest.mark.slow
+def test_bench_score_scores_a_cleaned_run_as_bench_run_did_and_never_replaces_a_result(
+        tiny_synthetic, tmp_path, capsys, monkeypatch):
+    """A run trained with ``--annotations clean`` was scored by bench.run on cleaned copies of its
+    external set; bench.score once scored the images as they are (another AUC and content hash)
+    and overwrote that result. Now it reads the run's settings through the same path
+    (runner.external_sets, runner.as_seen) and gets the same images; and a result on other images
+    is refused by both commands, never replaced."""
+    from bench.cli.score import main as score_main
+    from bench.data.content import content_sha256
+    from tests.helpers import TINY, call_main
+
+    monkeypatch.setenv("FUS2BENCH_CACHE", str(tmp_path / "cache"))
+    site_b = generate(PhantomSpec(n_benign=8, n_malignant=8, seed=12, site="B"),
+                      tmp_path / "site_b", workers=1)
+    runs = tmp_path / "runs"
+    command = ["--data", str(tiny_synthetic), "--out", str(runs), *TINY, "--folds", "0",
+               "--model", "zeimarani_cnn", "--annotations", "clean", "--external", str(site_b)]
+    code, _, err = run_main(capsys, *command)
+    assert code == 0, err
+    (run_dir,) = runs.iterdir()
+    ext = run_dir / "external" / "site_b"
+    record = json.loads((ext / "metrics.json").read_text())
+    as_stored = content_sha256(site_b, sorted(p.relative_to(site_b).as_posix()
+                                              for p in site_b.rglob("*.png")))
+    assert record["content_sha256"] != as_stored  # bench.run scored the cleaned copies
+    kept = files_of(ext)
+    score = ["--runs", str(runs), "--external", str(site_b), "--device", "cpu"]
+    code, out, err = call_main(capsys, score_main, *score)
+    assert code == 0, err
+    assert "reusing its scores (same weights, same images)" in out and files_of(ext) == kept
+    shutil.rmtree(ext)  # scored anew by bench.score: the same images, the same numbers
+    code, out, err = call_main(capsys, score_main, *score)
+    assert code == 0, err
+    again = json.loads((ext / "metrics.json").read_text())
+    assert again["content_sha256"] == record["content_sha256"]
+    assert again["test"] == record["test"]
+    # a result on other images (here: its record says so) is refused by both, and kept as it is
+    (ext / "metrics.json").write_text(json.dumps({**again, "content_sha256": "0" * 64}))
+    kept = files_of(ext)
+    for main, args in ((score_main, score), (None, command)):
+        code, _, err = call_main(capsys, main, *args) if main else run_main(capsys, *args)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1, err
+        assert f"has external/site_b scored on other images (content SHA-256 000000000000, these " \
+            f"{record['content_sha256'][:12]}); it is not replaced — delete {ext}" in lines[0]
+        assert "--external NAME=" in lines[0]
+        assert files_of(ext) == kept
+
+
+def test_the_images_a_run_saw_follow_its_recorded_annotations_setting(tiny_synthetic):
+    """bench.score reads the run's recorded ``annotations`` (runner.as_seen): as they are for a
+    run that kept them; cleaned images made by another detector version are never passed off as
+    the run's."""
+    from bench.core.errors import BenchError
+    from bench.data.datasets import load_index
+    from bench.engine.runner import as_seen
+
+    index = load_index(tiny_synthetic)
+    assert as_seen(index, [s.path for s in index.samples], "keep") is index
+    with pytest.raises(BenchError, match="cleaned by annotation detector 000000000000"):
+        as_seen(index, [s.path for s in index.samples], "clean:ns:000000000000")

@@ -1,6 +1,7 @@
 """Bad input and faults: never a silent wrong, stale or lost result, never a traceback (docs/faults.md,
 "When things go wrong"). One test per class of fault, each on small data built here."""
 
+import errno
 import json
 import os
 import shutil
@@ -304,3 +305,108 @@ def test_a_run_whose_config_is_no_record_is_one_line_and_skippable(case, tmp_pat
     err = capsys.readouterr().err
     assert f"warning: left out: {bad.name}/{message}" in err
     assert bad.name in (tmp_path / "out" / "README.md").read_text()
+
+
+# --- a full disk, a quota, a read-only file system; Ctrl-C -------------------------------------
+
+def full_disk(code: int = errno.ENOSPC):
+    """``os.replace`` (every atomic write's last step, bench/core/atomic.py) failing as on a full
+    disk: the error names the temporary file, as the system does."""
+    def replace(src, dst, *args, **kwargs):
+        raise OSError(code, os.strerror(code), str(src))
+    return replace
+
+
+def only_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_a_full_disk_is_one_line_naming_the_file_in_every_command(tiny_synthetic, tmp_path,
+                                                                   monkeypatch, capsys):
+    """bench.run (inpainting annotations into the cache, before the run starts), bench.report and
+    bench.evaluate: exit 2 and one line naming the file the write was to make, never the atomic
+    write's temporary file, never a traceback; what was written before stays."""
+    import bench.data.annotations as annotations_mod
+    from bench.cli.evaluate import main as evaluate_main
+    from tests.helpers import call_main
+    from tests.test_evaluate import fixture_set
+
+    def clean_file(src, dst, method):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(dst))
+
+    monkeypatch.setenv("FUS2BENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(annotations_mod, "clean_file", clean_file)
+    code, _, err = run_main(capsys, "--data", str(tiny_synthetic), "--out", str(tmp_path / "runs"),
+                            *TINY, "--annotations", "clean")
+    line = only_line(err)
+    assert code == 2 and "annotations-clean" in line, line
+    assert "no space left on the device; free some space and rerun the same command" in line
+
+    runs = fixture_set(tmp_path / "fixture-runs", {"fus2net": 0.6}, seeds=(0,))
+    monkeypatch.setattr(os, "replace", full_disk())
+    code, _, err = call_main(capsys, report_main, "--runs", str(runs), "--out",
+                             str(tmp_path / "report"), "--n-boot", "20")
+    line = only_line(err)
+    assert code == 2 and line.startswith(f"error: {tmp_path / 'report'}") and ".tmp" not in line
+    preds = tmp_path / "mine.csv"
+    pd.read_csv(next(runs.iterdir()) / "predictions.csv").query("split == 'test'")[
+        ["id", "prob_malignant"]].to_csv(preds, index=False)
+    code, _, err = call_main(capsys, evaluate_main, "--predictions", str(preds), "--name", "mine",
+                             "--runs", str(runs), "--out", str(tmp_path / "ev"), "--n-boot", "20")
+    line = only_line(err)
+    assert code == 2 and line.startswith(f"error: {tmp_path / 'ev'}") and ".tmp" not in line
+    monkeypatch.setattr(os, "replace", full_disk(errno.EROFS))
+    code, _, err = call_main(capsys, report_main, "--runs", str(runs), "--out",
+                             str(tmp_path / "report"), "--n-boot", "20")
+    assert code == 2 and "the file system is read-only; choose a writable folder" in only_line(err)
+
+
+def test_a_write_error_of_any_library_is_recognised_by_the_system_s_words(capsys):
+    """A library that writes outside Python's file objects (safetensors, torch) raises no
+    OSError; its message carries the system's words, and that is one line too. Any other error
+    stays a traceback (a bug, not the disk)."""
+    from bench.core.errors import cli_main, disk_error
+
+    @cli_main
+    def main(error: Exception) -> int:
+        raise error
+
+    full = RuntimeError("Error while serializing: IoError(No space left on device (os error 28))")
+    assert disk_error(full) == errno.ENOSPC
+    assert disk_error(OSError(errno.EDQUOT, "Disk quota exceeded")) == errno.EDQUOT
+    assert disk_error(OSError(errno.EACCES, "Permission denied")) is None
+    with pytest.raises(SystemExit) as exc:
+        main(full)
+    assert exc.value.code == 2
+    assert only_line(capsys.readouterr().err) == (
+        "error: a file: cannot write it, no space left on the device; free some space and rerun "
+        "the same command (the work already finished is kept: every file is written whole or not "
+        "at all)")
+    with pytest.raises(ValueError):
+        main(ValueError("a bug"))
+
+
+def test_ctrl_c_says_what_the_interrupted_command_keeps(tmp_path, monkeypatch, capsys):
+    """Only the commands that train and resume (bench.run, bench.suite) speak of folds; a report,
+    an evaluation or a scoring says its own line. Exit code 130."""
+    import bench.cli.report as report_cli
+    import bench.cli.run as run_cli_mod
+    import bench.cli.score as score_cli
+    from tests.helpers import call_main
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report_cli, "build_report", interrupt)
+    monkeypatch.setattr(run_cli_mod, "run", interrupt)
+    monkeypatch.setattr(score_cli, "run_folders", interrupt)
+    code, _, err = call_main(capsys, report_cli.main, "--runs", str(tmp_path), "--out",
+                             str(tmp_path / "r"))
+    assert code == 130 and "folds" not in only_line(err) and "interrupted" in err
+    code, _, err = call_main(capsys, score_cli.main, "--runs", str(tmp_path), "--external", "x")
+    assert code == 130 and "folds" not in only_line(err)
+    code, _, err = call_main(capsys, run_cli_mod.main, "--out", str(tmp_path))
+    assert code == 130 and only_line(err) == ("interrupted: finished folds are saved; rerun the "
+                                              "same command to resume")

@@ -18,6 +18,7 @@ from bench.cli.list import main as list_main
 from models import create_model, list_models
 from models.plugins import forget_outside_models, model_origin, resolve_model
 from tests.helpers import SMOKE, call_main, run_main
+from tests.helpers import TINY as TINY_OPTIONS
 
 PYPROJECT = """\
 [build-system]
@@ -171,7 +172,8 @@ def test_a_bad_local_model_is_one_line_with_exit_2(tmp_path, capsys):
         for spec, message in (
                 (f"{tmp_path / 'nothere.py'}:x", "nothere.py does not exist"),
                 (f"{raising}:x", "failed (RuntimeError: no GPU found); fix the file"),
-                (f"{other}:wanted", f"{other} registers no model 'wanted' (it registers some_cnn)"),
+                (f"{other}:wanted", f"{other} registers some_cnn; not wanted (decorate its "
+                                    "factory with @register_model(ModelConfig(name='wanted', ...)))"),
                 ("no_such_module_xyz:x", "importing module 'no_such_module_xyz' failed"),
                 (f"{tmp_path}/:", "give NAME, path/to/file.py:NAME")):
             code, _, err = run_main(capsys, "--model", spec)
@@ -195,3 +197,149 @@ def test_the_readme_example_model_registers_and_builds(tmp_path, capsys):
         assert model.get_submodule("5").__class__.__name__ == "ReLU"  # its cam_layer exists
     finally:
         forget_outside_models()
+
+
+def test_a_file_that_does_not_register_the_name_never_trains_a_built_in_model_instead(
+        tmp_path, capsys):
+    """``other.py:zeimarani_cnn``, where other.py registers other names, once trained the
+    built-in zeimarani_cnn: a file or module must register the name itself, whatever else is
+    registered under it."""
+    other = tmp_path / "other.py"
+    other.write_text(TINY.format(model="some_cnn", origin="local file") +
+                     TINY.format(model="more_cnn", origin="local file").split("\n\n\n", 1)[1])
+    empty = tmp_path / "empty.py"
+    empty.write_text("x = 1\n")
+    try:
+        for spec, line in (
+                (f"{other}:zeimarani_cnn", f"{other} registers more_cnn, some_cnn; not "
+                 "zeimarani_cnn (zeimarani_cnn is a built-in model: --model zeimarani_cnn trains "
+                 "it; a model of yours needs a name of its own)"),
+                (f"{empty}:fus2net", f"{empty} registers no model; not fus2net"),
+                ("models.fus2net:zeimarani_cnn", "models.fus2net registers fus2net; not "
+                 "zeimarani_cnn")):
+            code, _, err = run_main(capsys, "--model", spec, "--out", str(tmp_path / "o"))
+            lines = err.strip().splitlines()
+            assert code == 2 and len(lines) == 1 and line in lines[0], (spec, err)
+        # a module that does register the name (here a built-in one) is what it says
+        assert resolve_model("models.fus2net:fus2net") == "fus2net"
+        assert resolve_model(f"{other}:more_cnn") == "more_cnn"
+    finally:
+        forget_outside_models()
+    assert "more_cnn" not in list_models()
+
+
+def test_a_file_or_plugin_never_replaces_a_registered_model_and_says_whose_name_it_is(
+        tmp_path, capsys):
+    shadow = tmp_path / "shadow.py"
+    shadow.write_text(TINY.format(model="zeimarani_cnn", origin="local file"))
+    first = tmp_path / "first.py"
+    first.write_text(TINY.format(model="mine_cnn", origin="local file"))
+    second = tmp_path / "second.py"
+    second.write_text(TINY.format(model="mine_cnn", origin="another file"))
+    try:
+        code, _, err = run_main(capsys, "--model", f"{shadow}:zeimarani_cnn")
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1
+        assert "it registers 'zeimarani_cnn', a name a built-in model (models/) already has; a " \
+            "model is never replaced — give yours another name" in lines[0]
+        assert create_model("zeimarani_cnn").__class__.__name__ != "Sequential"  # unchanged
+        assert resolve_model(f"{first}:mine_cnn") == "mine_cnn"
+        code, _, err = run_main(capsys, "--model", f"{second}:mine_cnn")
+        assert code == 2 and f"a name the model from file {first} already has" in err
+        assert model_origin("mine_cnn").where == str(first)
+    finally:
+        forget_outside_models()
+
+
+# a model whose forward pass returns something other than two logits per image
+OUTPUT = """\
+import torch
+from torch import nn
+
+from models import ModelConfig, register_model
+
+
+class Net(nn.Module):
+    def __init__(self, in_chans):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(in_chans, 4, 3), nn.AdaptiveAvgPool2d(1),
+                                  nn.Flatten(), nn.Linear(4, {outputs}))
+
+    def forward(self, x):
+        y = self.body(x)
+        return {returns}
+
+
+@register_model(ModelConfig(name="{model}", family="tiny CNN", input_size=64, cam_layer="body.0"))
+def {model}(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.0,
+            pretrained: str = "none") -> nn.Module:
+    return Net(in_chans)
+"""
+
+
+@pytest.mark.parametrize("model, outputs, returns, message", [
+    ("three_logits", 3, "y", "its output for 2 images of 64 px has shape (2, 3), not a tensor of "
+     "shape (N, 2): two finite logits per image, benign then malignant"),
+    ("one_logit", 1, "y", "its output for 2 images of 64 px has shape (2, 1), not a tensor of shape (N, 2): two finite logits per "
+     "image, benign then malignant; for one logit z per image return torch.cat([torch.zeros_like"
+     "(z), z], dim=1), whose softmax gives P(malignant) = sigmoid(z)"),
+    ("spatial_logits", 2, "y[:, :, None, None]", "its output for 2 images of 64 px has shape "
+     "(2, 2, 1, 1), not a tensor of shape (N, 2): two finite logits per image, benign then malignant; flatten it to (N, 2)"),
+    ("tuple_output", 2, "y, y", "its forward pass returns a tuple of 2, not a tensor of shape "
+     "(N, 2): two finite logits per image, benign then malignant; return the logits alone"),
+    ("nan_output", 2, "y * float('nan')", "its output for 2 images of 64 px is not finite (NaN or "
+     "infinite values)"),
+])
+def test_a_model_whose_output_is_not_two_logits_is_refused_before_training(
+        model, outputs, returns, message, tiny_synthetic, tmp_path, capsys):
+    """Three logits once trained and were reported (P(malignant) a softmax over three outputs);
+    one logit, (N, 2, 1, 1) and a tuple crashed inside the engine. One forward pass of 2 images
+    before anything is written refuses each in one line naming the model, the shape and what is
+    expected."""
+    local = tmp_path / "net.py"
+    local.write_text(OUTPUT.format(model=model, outputs=outputs, returns=returns))
+    try:
+        code, _, err = run_main(capsys, "--model", f"{local}:{model}", "--data",
+                                str(tiny_synthetic), "--out", str(tmp_path / "runs"), *TINY_OPTIONS)
+    finally:
+        forget_outside_models()
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert lines[0].startswith(f"error: --model {model}: {message}"), lines[0]
+    assert not list((tmp_path / "runs").glob("*/config.json"))  # nothing trained or written
+
+
+def test_two_logits_pass_the_output_check_in_train_mode_too():
+    """The check leaves the model as it found it (train or eval mode)."""
+    from bench.engine.runner import check_output
+
+    net = create_model("zeimarani_cnn", pretrained="none").train()
+    check_output(net, "zeimarani_cnn", 64, 3)
+    assert net.training
+    check_output(net.eval(), "zeimarani_cnn", 64, 3)
+    assert not net.training
+
+
+def test_in_the_suite_a_model_with_three_logits_fails_alone_before_training(tiny_synthetic,
+                                                                            tmp_path, capsys):
+    """The suite's jobs go through the same check (bench.engine.runner.prepare): the job of the
+    bad model fails with its one line, nothing of it is written, and the other jobs go on."""
+    from bench.engine.spec import RunOptions
+    from bench.jobs.plan import Job, JobStatus
+    from bench.jobs.suite import SuiteObserver, run_inline
+
+    local = tmp_path / "net.py"
+    local.write_text(OUTPUT.format(model="three_logits", outputs=3, returns="y"))
+    try:
+        name = resolve_model(f"{local}:three_logits")
+        options = RunOptions(model=name, data=tiny_synthetic, profile="smoke", test_per_class=4,
+                             out=tmp_path / "runs", progress=False)
+        (outcome,) = run_inline([Job(f"{name} seed 0", options)], SuiteObserver())
+    finally:
+        forget_outside_models()
+    assert outcome.status != JobStatus.OK and outcome.run_dir is None
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: `model`=three_logits: its output for 2 images of 64 px has shape (2, 3), "
+                   "not a tensor of shape (N, 2): two finite logits per image, benign then "
+                   "malignant"]
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())

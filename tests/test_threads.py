@@ -12,6 +12,8 @@ from bench.cli.suite import main as suite_main
 from bench.engine.threads import (
     ENV_FROM,
     ENV_THREADS,
+    ThreadCount,
+    affinity_cpus,
     apply_threads,
     resolve_threads,
     setup_lines,
@@ -115,3 +117,23 @@ def test_a_bad_thread_count_is_one_line_and_exit_2(capsys):
     assert exc.value.code == 2
     assert capsys.readouterr().err.strip().splitlines() == ["error: --threads must be >= 1, not 0"]
 
+
+
+def test_more_threads_than_cpus_are_capped_to_the_cpus_with_a_note(tiny_synthetic, tmp_path,
+                                                                   capsys):
+    """``--threads 100000`` once exhausted memory starting the pools: any count above the CPUs
+    this process may run on is capped to them, said in a note and recorded as capped."""
+    from bench.engine.threads import capped
+
+    assert capped(ThreadCount(100000, "--threads"), cpus=2) == \
+        ThreadCount(2, "--threads, capped to the CPUs")
+    assert "--threads 100000 is more than the 2 CPU(s)" in capsys.readouterr().out
+    assert capped(ThreadCount(2, "--threads"), cpus=2) == ThreadCount(2, "--threads")
+    used = apply_threads(resolve_threads(100000))  # conftest restores the pools after the test
+    assert used["threads"] == affinity_cpus() and used["threads_from"].endswith("capped to the CPUs")
+    (tmp_path / "file").write_text("")
+    code, out, err = run_main(capsys, "--threads", "100000", "--data", str(tiny_synthetic),
+                              "--out", str(tmp_path / "file"))  # stops after sizing the pools
+    assert code == 2 and f"using {affinity_cpus()} thread(s)" in out
+    assert err.strip().splitlines() == [f"error: --out {tmp_path / 'file'}: is a file, not a "
+                                        "folder; choose another folder with --out"]

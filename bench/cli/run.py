@@ -15,13 +15,13 @@ import shlex
 import sys
 from pathlib import Path
 
-from bench.core.errors import cli_main, number
+from bench.core.errors import INTERRUPTED_RUN, cli_main, number
 from bench.core.paths import RESULTS_DIR
 from bench.core.provenance import portable
 from bench.data.datasets import KINDS
 from bench.engine.profiles import PROFILES
 from bench.engine.runner import run
-from bench.engine.spec import RunOptions
+from bench.engine.spec import SEED_RULE, RunOptions, check_seed
 from models import list_models
 from models.plugins import resolve_model
 
@@ -68,9 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pretrained", default="auto",
                    help="auto | require | hub | none | PATH: where ImageNet weights come from "
                         "(recorded); require = auto, but stop if they are unavailable")
-    p.add_argument("--seed", type=number("--seed"), default=0,
-                   help="training seed (weights, data order, augmentation); the split is "
-                        "its manifest's (seed 2021), whatever this seed")
+    p.add_argument("--seed", default=0,
+                   help=f"training seed (weights, data order, augmentation): {SEED_RULE}; the "
+                        "split is its manifest's (seed 2021), whatever this seed")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="auto = cuda when available, else cpu")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT,
@@ -153,7 +153,7 @@ def options_from_argv(argv: list[str] | None) -> RunOptions:
         profile=args.profile, folds=args.folds, epochs=args.epochs, img_size=args.img_size,
         batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, channels=args.channels,
         augment=not args.no_augment, bn_recalibration=args.bn_stats == "recalibrated", l2=args.l2, dropout=args.dropout, pretrained=args.pretrained,
-        seed=args.seed, device=args.device, out=args.out, test_per_class=args.test_per_class,
+        seed=check_seed(args.seed), device=args.device, out=args.out, test_per_class=args.test_per_class,
         skip_bad_images=args.skip_bad_images, concurrent_folds=args.concurrent_folds,
         save_fold_weights=args.save_fold_weights, progress=not args.no_progress,
         external=tuple(x for x in args.external.split(",") if x), threads=args.threads,
@@ -161,7 +161,7 @@ def options_from_argv(argv: list[str] | None) -> RunOptions:
         command=" ".join(["python -m bench.run", shlex.join(map(portable, given))]).strip())
 
 
-@cli_main
+@cli_main(interrupted=INTERRUPTED_RUN)
 def main(argv: list[str] | None = None) -> int:
     options = options_from_argv(argv)
     result = run(options)

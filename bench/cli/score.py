@@ -8,7 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.core.errors import BenchError, cli_main
+from bench.core.errors import EXIT_USAGE, BenchError, cli_main, in_flag_words
 from bench.engine.device import resolve_device
 from bench.evaluation.score import run_folders, score_run
 
@@ -36,10 +36,10 @@ def main(argv: list[str] | None = None) -> int:
                 t = m["test"]
                 print(f"{folder.name} → {name}: n={t['n']}, AUC {t['auc']:.3f}, accuracy "
                       f"{t['accuracy']:.3f}, {m['training_copies']} training copies")
-        except BenchError as exc:
-            print(f"error: {folder.name}: {exc}", file=sys.stderr)
+        except BenchError as exc:  # bad input for this run: said, and the others go on
+            print(f"error: {folder.name}: {in_flag_words(str(exc))}", file=sys.stderr)
             failed += 1
-    return 1 if failed else 0
+    return EXIT_USAGE if failed else 0
 
 
 if __name__ == "__main__":

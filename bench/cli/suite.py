@@ -20,14 +20,14 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench.cli.run import options_from_argv, passed_on_help, print_summary
-from bench.core.errors import BenchError, cli_main, in_flag_words
+from bench.core.errors import INTERRUPTED_RUN, BenchError, cli_main, in_flag_words
 from bench.core.paths import RESULTS_DIR
 from bench.core.provenance import portable
 from bench.data.multisite import site_name, site_paths
 from bench.engine.device import resolve_device
 from bench.engine.profiles import Profile, resolve_profile
 from bench.engine.runner import RunResult
-from bench.engine.spec import RunOptions
+from bench.engine.spec import SEED_RULE, RunOptions, check_seed
 from bench.engine.threads import apply_threads, resolve_threads
 from bench.evaluation.sites import resolve_external_option
 from bench.jobs.cluster import EXECUTORS, ClusterConfig
@@ -59,13 +59,15 @@ def data_name(data: Path | None) -> str:
     return "synthetic" if data is None else (data.stem if data.is_file() else data.resolve().name).lower()
 
 
-def parse_seeds(text: str) -> list[int]:
+def parse_seeds(text: str, option: str = "--seeds") -> list[int]:
+    """``--seeds`` (or ``--experiment-seeds``): distinct seeds, each :data:`SEED_RULE`."""
+    items = [x for x in text.split(",") if x.strip()]
     try:
-        seeds = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
+        seeds = [check_seed(x) for x in items]
+    except BenchError:
         seeds = []
-    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
-        raise BenchError(f"--seeds {text!r}: give distinct non-negative integers, e.g. 0,1,2")
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise BenchError(f"{option} {text!r}: give distinct seeds, each {SEED_RULE}, e.g. 0,1,2")
     return seeds
 
 
@@ -101,6 +103,7 @@ def cluster_config(args: argparse.Namespace) -> ClusterConfig:
 # TOML settings that are comma-separated lists on the command line: a TOML list (or, for seeds,
 # one integer) is accepted and joined
 LIST_SETTINGS = ("models", "seeds", "experiment_seeds", "external", "data")  # data: sites
+SEEDS_EXPECTED = f"a list of seeds, each {SEED_RULE} (e.g. [0, 1, 2]), or a string \"0,1,2\""
 
 
 def read_config(path: Path) -> dict:
@@ -115,6 +118,9 @@ def read_config(path: Path) -> dict:
             data = tomllib.load(f)
     except OSError as exc:
         raise BenchError(f"--config {path}: cannot read it ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:  # TOML is UTF-8 (tomllib decodes before it parses)
+        raise BenchError(f"--config {path}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at "
+                         f"offset {exc.start}); a TOML file is UTF-8: save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise BenchError(f"--config {path}: not valid TOML ({exc})") from None
     return {k.replace("-", "_"): v for k, v in data.items()}
@@ -126,7 +132,7 @@ def _config_list(key: str, value: object, action: argparse.Action, wrong) -> obj
     items = value if isinstance(value, list) else [value]
     kinds = (int,) if ints else (str,)
     if not items or not all(isinstance(v, kinds) and not isinstance(v, bool) for v in items):
-        raise wrong("a list of seeds (e.g. [0, 1, 2]) or a string \"0,1,2\"" if ints
+        raise wrong(SEEDS_EXPECTED if ints
                     else "a path string or a list of paths (one per site)"
                     if action.type is Path
                     else "a list of names or a comma-separated string")
@@ -192,6 +198,11 @@ def config_defaults(path: Path, values: dict, parser: argparse.ArgumentParser) -
             value = _config_list(key, value, action, wrong)
         else:
             value = _config_scalar(value, action, wrong)
+        if key.endswith("seeds"):  # each seed in range and distinct, said with the file's key
+            try:
+                parse_seeds(value)
+            except BenchError:
+                raise wrong(SEEDS_EXPECTED) from None
         if action.choices is not None and value not in action.choices:
             raise wrong(f"one of {', '.join(map(str, action.choices))}")
         out[key] = value
@@ -281,6 +292,10 @@ def add_executor_flags(p: argparse.ArgumentParser) -> None:
                    help="job logs (default: <results folder>/logs)")
 
 
+# flags that are no setting a config file can hold: --help prints, --config names the file
+NOT_SETTINGS = {"help", "config"}
+
+
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     """The suite's flags (defaults from ``--config``) and the ``bench.run`` flags it passes on."""
     pre = argparse.ArgumentParser(add_help=False)
@@ -289,9 +304,13 @@ def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, list[str]]:
     p = build_parser()
     if known.config is not None:
         defaults = read_config(known.config)
-        unknown = sorted(set(defaults) - {a.dest for a in p._actions})
+        settings = {a.dest for a in p._actions} - NOT_SETTINGS
+        unknown = sorted(set(defaults) - settings)
         if unknown:
-            raise BenchError(f"--config {known.config}: unknown setting(s) {', '.join(unknown)}")
+            raise BenchError(f"--config {known.config}: {', '.join(unknown)} "
+                             f"{'is not a setting' if len(unknown) == 1 else 'are not settings'} of "
+                             "the config file; its keys are the suite's flags without dashes, e.g. executor, "
+                             "models, seeds (python -m bench.suite --help)")
         p.set_defaults(**config_defaults(known.config, defaults, p))
     return p.parse_known_args(argv)
 
@@ -349,7 +368,7 @@ def settings_from_args(args: argparse.Namespace, passthrough: list[str], command
     device = resolve_device(args.device)
     prof = resolve_profile(args.profile, device)
     seeds = parse_seeds(args.seeds) if args.seeds is not None else list(prof.seeds)
-    exp_seeds = parse_seeds(args.experiment_seeds) if args.experiment_seeds is not None else seeds
+    exp_seeds = parse_seeds(args.experiment_seeds, "--experiment-seeds") if args.experiment_seeds is not None else seeds
     base = base_options(args, passthrough, prof, device, out / "runs",
                         cluster.executor == "inline", command)
     models = select_models(args.models, device)
@@ -387,7 +406,7 @@ def default_out(args: argparse.Namespace) -> Path:
     return out.with_name(out.name + "-loso") if args.leave_one_site_out else out
 
 
-@cli_main
+@cli_main(interrupted=INTERRUPTED_RUN)
 def main(argv: list[str] | None = None) -> int:
     args, passthrough = parse_args(argv)
     given = argv if argv is not None else sys.argv[1:]

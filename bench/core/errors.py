@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import math
 import os
 import re
@@ -50,8 +51,60 @@ def in_flag_words(message: str, flags: dict[str, str] = FLAGS) -> str:
     return _PARAM.sub(say, message)
 
 
-def cli_main(func: F) -> F:
-    """Wrap a CLI ``main``: a :class:`BenchError` prints ``error: ...`` and exits with code 2."""
+# what a command that trains says when interrupted (bench.run, bench.suite), and what any other
+# command says: every file is written whole or not at all (bench/core/atomic.py)
+INTERRUPTED_RUN = "interrupted: finished folds are saved; rerun the same command to resume"
+INTERRUPTED = ("interrupted: the files already written are complete (no file is left half "
+               "written); rerun the same command to finish")
+
+# a write that failed for want of room or of a writable file system (README, "When things go
+# wrong"): said in one line, the work already finished kept
+DISK_ERRORS = {errno.ENOSPC: "no space left on the device",
+               errno.EDQUOT: "the disk quota is exceeded",
+               errno.EROFS: "the file system is read-only"}
+# the same errors as libraries that write outside Python's file objects raise them (safetensors,
+# torch): no errno, only the system's words (strerror)
+_DISK_TEXTS = {os.strerror(code): code for code in DISK_ERRORS}
+# bench.core.atomic.write_atomic's temporary file (".NAME.<random>.tmp" beside NAME)
+_TEMPORARY = re.compile(r"^\.(.+)\.[A-Za-z0-9_]{8}\.tmp$")
+
+
+def disk_error(exc: BaseException) -> int | None:
+    """The errno of a write that failed for want of room (ENOSPC, EDQUOT) or on a read-only file
+    system (EROFS), whichever library raised it; ``None`` for any other exception."""
+    if isinstance(exc, OSError):
+        return exc.errno if exc.errno in DISK_ERRORS else None
+    text = str(exc)
+    return next((code for words, code in _DISK_TEXTS.items() if words in text), None)
+
+
+def written_path(exc: BaseException) -> Path | None:
+    """The file a failed write names (``exc.filename``), an atomic write's temporary file said as
+    the file it was to become; ``None`` when it names none."""
+    name = getattr(exc, "filename", None)
+    if not name:
+        return None
+    path = Path(os.fsdecode(name))
+    temporary = _TEMPORARY.match(path.name)
+    return path.with_name(temporary.group(1)) if temporary else path
+
+
+def disk_message(exc: BaseException, code: int) -> str:
+    """One line for a failed write: the file, what happened and what to do."""
+    where = written_path(exc) or "a file"
+    todo = ("choose a writable folder (--out) or make it writable" if code == errno.EROFS
+            else "free some space")
+    return (f"{where}: cannot write it, {DISK_ERRORS[code]}; {todo} and rerun the same command "
+            "(the work already finished is kept: every file is written whole or not at all)")
+
+
+def cli_main(func: F | None = None, *, interrupted: str = INTERRUPTED) -> F:
+    """Wrap a CLI ``main``: a :class:`BenchError` prints ``error: ...`` and exits with code 2; so
+    does a write that fails on a full disk, a quota or a read-only file system
+    (:func:`disk_error`). ``interrupted`` is the line said on Ctrl-C (exit code 130):
+    ``@cli_main(interrupted=INTERRUPTED_RUN)`` for a command that trains and resumes."""
+    if func is None:
+        return lambda f: cli_main(f, interrupted=interrupted)  # type: ignore[return-value]
 
     @wraps(func)
     def wrapper(*args, **kwargs):
@@ -61,9 +114,14 @@ def cli_main(func: F) -> F:
             print(f"error: {in_flag_words(str(exc))}", file=sys.stderr)
             raise SystemExit(EXIT_USAGE) from None
         except KeyboardInterrupt:
-            print("interrupted: finished folds are saved; rerun the same command to resume",
-                  file=sys.stderr)
+            print(interrupted, file=sys.stderr)
             raise SystemExit(130) from None
+        except Exception as exc:
+            code = disk_error(exc)
+            if code is None:
+                raise
+            print(f"error: {disk_message(exc, code)}", file=sys.stderr)
+            raise SystemExit(EXIT_USAGE) from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -14,17 +14,24 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import os
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from bench.core.atomic import exclusive
-from bench.core.errors import BenchError, ensure_writable
+from bench.core.errors import (
+    BenchError,
+    disk_error,
+    ensure_writable,
+    written_path,
+)
 from bench.core.paths import CACHE_DIR, SPLITS_DIR
 from bench.core.provenance import (
     code_version,
@@ -57,7 +64,7 @@ from bench.engine.device import (
 from bench.engine.profiles import Profile, resolve_profile
 from bench.engine.protocol import run_protocol, summarize
 from bench.engine.runfolder import RunFolder, RunStatus
-from bench.engine.spec import Execution, RunOptions, RunSpec
+from bench.engine.spec import Execution, RunOptions, RunSpec, check_seed, cleaned
 from bench.engine.stages import StageContext, StageResult, StageStatus
 from bench.engine.threads import apply_threads, resolve_threads
 from bench.evaluation.external import ExternalSet, resolve_external, score_external
@@ -189,12 +196,49 @@ def check_weights(value: str, name: str, published: str, provenance: str) -> str
             f"(--pretrained PATH or a hub cache provides them; --pretrained require stops instead)")
 
 
+# what every engine reads a model's output as (bench/engine/train.py: the loss is the cross-entropy
+# of the two logits, P(malignant) their softmax's second entry)
+EXPECTED_OUTPUT = "a tensor of shape (N, 2): two finite logits per image, benign then malignant"
+ONE_LOGIT = ("for one logit z per image return torch.cat([torch.zeros_like(z), z], dim=1), whose "
+             "softmax gives P(malignant) = sigmoid(z)")
+
+
+def check_output(model: torch.nn.Module, name: str, img_size: int, channels: int) -> None:
+    """Refuse a model whose output the engines would misread (docs/protocol.md, "Models from
+    other packages"): one forward pass of 2 images at the run's input size, on the CPU, in eval
+    mode and without gradients, must give :data:`EXPECTED_OUTPUT`. Three logits would train and
+    report a softmax over three classes, (N, 1) or (N, 2, 1, 1) and a tuple fail inside the
+    engine; here each is one line naming the model, what it returned and what is expected."""
+    x = torch.randn(2, channels, img_size, img_size, generator=torch.Generator().manual_seed(0))
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        out = model(x)
+    model.train(was_training)
+    if not isinstance(out, torch.Tensor):
+        what = type(out).__name__ + (f" of {len(out)}" if isinstance(out, (tuple, list, dict))
+                                     else "")
+        raise BenchError(f"`model`={name}: its forward pass returns a {what}, not "
+                         f"{EXPECTED_OUTPUT}; return the logits alone")
+    shape = f"({', '.join(map(str, out.shape))})"
+    if tuple(out.shape) != (2, 2):
+        hint = f"; {ONE_LOGIT}" if tuple(out.shape) == (2, 1) else \
+            "; flatten it to (N, 2)" if out.ndim > 2 and out.numel() == 4 else ""
+        raise BenchError(f"`model`={name}: its output for 2 images of {img_size} px has shape "
+                         f"{shape}, not {EXPECTED_OUTPUT}{hint}")
+    if not torch.isfinite(out).all():
+        raise BenchError(f"`model`={name}: its output for 2 images of {img_size} px is not "
+                         f"finite (NaN or infinite values); expected {EXPECTED_OUTPUT}")
+
+
 def model_stats(name: str, kwargs: dict, img_size: int, channels: int) -> tuple[dict, str]:
     """Parameter count, forward GFLOPs (2 × multiply-adds) at the run's input size, and the
     weights' provenance (``random``, ``imagenet:hub:…``, ``imagenet:file:…``, ``imagenet:package:…``),
-    decided from the model's registered weight source (no weights are loaded into this model)."""
+    decided from the model's registered weight source (no weights are loaded into this model);
+    its output is checked first (:func:`check_output`)."""
     provenance = resolve_weights(name, kwargs["pretrained"]).provenance
     model = create_model(name, **{**kwargs, "pretrained": "none"}).eval()
+    check_output(model, name, img_size, channels)
     return ({"params": count_params(model), "gflops": round(gflops(model, channels, img_size), 4),
              "at_img_size": img_size}, provenance)
 
@@ -240,16 +284,35 @@ class RunResult:
         return self.status in (RunStatus.COMPLETE, RunStatus.REUSED)
 
 
+def as_seen(index: DataIndex, paths: list[str], annotations: str) -> DataIndex:
+    """``index`` as a run with this ``annotations`` setting (:attr:`RunSpec.annotations`) sees it:
+    itself, or for a run on cleaned images (docs/protocol.md, "Burnt-in annotations") re-rooted on
+    the cached copy of ``paths`` with the annotations inpainted by the recorded method. The one
+    path of ``bench.run`` and ``bench.score``: a run is scored on the images it would have been
+    scored on when it ran. Images cleaned by another detector version than this checkout's cannot
+    be made again: refused."""
+    if not cleaned(annotations):
+        return index
+    from bench.data.annotations import cleaned_copy, detector_version
+
+    _, method, version = (str(annotations).split(":") + ["", ""])[:3]
+    if version and version != detector_version():
+        raise BenchError(f"the run was trained on images cleaned by annotation detector {version} "
+                         f"(its settings' annotations {annotations}); this checkout's detector is "
+                         f"{detector_version()}, whose cleaned images differ — use the checkout "
+                         "that made the run")
+    print(f"--annotations clean: detecting and inpainting annotations of {len(paths)} images "
+          "(cached after the first time)", flush=True)
+    return replace(index, root=cleaned_copy(index.root, paths, method))
+
+
 def cleaned_index(index: DataIndex, paths: list[str]) -> tuple[DataIndex, str]:
     """``index`` re-rooted on a cached copy of its images with the burnt-in annotations inpainted
     (bench/data/annotations.py), and the spec's ``annotations`` value naming method and detector."""
-    from bench.data.annotations import CLEAN_METHOD, cleaned_copy, detector_version
+    from bench.data.annotations import CLEAN_METHOD, detector_version
 
-    print(f"--annotations clean: detecting and inpainting annotations of {len(paths)} images "
-          "(cached after the first time)", flush=True)
-    root = cleaned_copy(index.root, paths, CLEAN_METHOD)
-    return (DataIndex(index.kind, root, index.samples, index.ignored),
-            f"clean:{CLEAN_METHOD}:{detector_version()}")
+    annotations = f"clean:{CLEAN_METHOD}:{detector_version()}"
+    return as_seen(index, paths, annotations), annotations
 
 
 def read_data(o: RunOptions, folds: int) -> tuple[DataIndex, pd.DataFrame, dict | None, str]:
@@ -307,17 +370,32 @@ def run_weights(o: RunOptions, cfg: ModelConfig, extra: dict, img_size: int
                                                           provenance)
 
 
-def prepared_external(o: RunOptions, index: DataIndex, manifest: pd.DataFrame,
-                      annotations: str) -> list[ExternalSet]:
-    """The external sets to score, read now (a bad one stops the run before training)."""
-    external = resolve_external(list(o.external))
+def external_sets(values: list[str] | tuple[str, ...], index: DataIndex, manifest: pd.DataFrame,
+                  annotations: str) -> list[ExternalSet]:
+    """The external sets to score, read now (a bad one stops before any training or scoring):
+    each checked not to be the run's own images (``index`` as stored), then as the run sees
+    images (:func:`as_seen`: a model trained on cleaned images is scored on cleaned images)."""
+    external = resolve_external(list(values))
     for ext in external:
         check_not_own_images(ext, index, manifest)
-    if annotations != "keep":  # a model trained on cleaned images is scored on cleaned images
-        external = [ExternalSet(e.name, e.source,
-                                cleaned_index(e.index, [s.path for s in e.index.samples])[0],
-                                e.given) for e in external]
-    return external
+    return [replace(e, index=as_seen(e.index, [s.path for s in e.index.samples], annotations))
+            for e in external]
+
+
+def check_not_replaced(folder: RunFolder, ext: ExternalSet) -> None:
+    """An external set a run already scored on other images (another content SHA-256: images
+    changed on disk, or cleaned ones scored as they are) is never replaced silently; the refusal
+    says how to replace it or keep both."""
+    old = folder.external(ext.name).record()
+    recorded = (old or {}).get("content_sha256")
+    if not recorded:
+        return
+    now = content_sha256(ext.index.root, [s.path for s in ext.index.samples])
+    if now != recorded:
+        raise BenchError(f"`external` {ext.shown}: {folder.name} has external/{ext.name} scored on "
+                         f"other images (content SHA-256 {recorded[:12]}, these {now[:12]}); it "
+                         f"is not replaced — delete {folder.external(ext.name).path} to score these "
+                         f"in its place, or keep both: --external NAME={ext.given or ext.source}")
 
 
 def build_shared(o: RunOptions) -> None:
@@ -330,14 +408,15 @@ def build_shared(o: RunOptions) -> None:
     index, manifest, _, _ = read_data(o, profile.folds)
     annotations = "keep"
     if o.annotations == "clean":
-        index, annotations = cleaned_index(index, list(manifest.path[manifest.split != "excluded"]))
-    prepared_external(o, index, manifest, annotations)
+        _, annotations = cleaned_index(index, list(manifest.path[manifest.split != "excluded"]))
+    external_sets(o.external, index, manifest, annotations)
 
 
 def prepare(o: RunOptions) -> Prepared:
     """Check the options, read the data and its split (refusing leaky ones) and build the spec."""
     if o.out is None:
         raise BenchError("out=None: give the folder the run folders go in (RunOptions.out)")
+    check_seed(o.seed)
     cfg = get_model_config(o.model)
     device = resolve_device(o.device)
     profile = resolve_profile(o.profile, device, folds=o.folds, epochs=o.epochs,
@@ -352,7 +431,7 @@ def prepare(o: RunOptions) -> Prepared:
     concurrent = resolve_concurrency(o.concurrent_folds, device, profile.folds + 1)
     manifest_csv = manifest.to_csv(index=False, lineterminator="\n")
     used = list(manifest.path[manifest.split != "excluded"])
-    annotations = "keep"
+    annotations, stored = "keep", index
     if o.annotations == "clean":  # the split stays the one of the original images
         index, annotations = cleaned_index(index, used)
     origin = model_origin(o.model)
@@ -372,7 +451,7 @@ def prepare(o: RunOptions) -> Prepared:
                           save_fold_weights=o.save_fold_weights, concurrent=concurrent,
                           progress=o.progress)
     return Prepared(o, spec, execution, profile, index, manifest, report, split_source, stats,
-                    warning, prepared_external(o, index, manifest, annotations))
+                    warning, external_sets(o.external, stored, manifest, annotations))
 
 
 def outside_model_record(name: str) -> dict:
@@ -411,12 +490,18 @@ def write_errors_said(run_dir: Path):
     finished stays (stages are atomic), and ``config.json`` keeps status ``running``."""
     try:
         yield
-    except OSError as exc:
-        where = exc.filename or run_dir
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise BenchError(f"{where}: no space left on the device ({exc.strerror}); the run "
-                             f"{run_dir.name} is unfinished (status running in its config.json) "
-                             "— free some space and rerun the same command: finished stages are "
+    except Exception as exc:  # an OSError, or a library's write error with the system's words
+        code = disk_error(exc)
+        if code is None and not isinstance(exc, OSError):
+            raise
+        where = written_path(exc) or run_dir
+        if code is not None:
+            what, todo = (("the file system is read-only", "choose another `out`")
+                          if code == errno.EROFS else ("no space left on the device",
+                                                       "free some space"))
+            raise BenchError(f"{where}: {what} ({os.strerror(code)}); the run {run_dir.name} is "
+                             "unfinished (status running in its config.json) "
+                             f"— {todo} and rerun the same command: finished stages are "
                              "reused") from None
         if exc.errno in (errno.ENOTDIR, errno.EEXIST):
             raise BenchError(f"{where}: a file stands where the run keeps a folder (e.g. "
@@ -455,6 +540,8 @@ def run(o: RunOptions) -> RunResult:
     if p.weights_warning:
         print(p.weights_warning, file=sys.stderr)
     folder = RunFolder(p.run_dir)
+    for ext in p.external:  # before any training: never replaced silently
+        check_not_replaced(folder, ext)
     ensure_writable(folder.path)
     with exclusive(folder / ".lock", f"waiting: another process is training {folder.name}; "
                    "this one goes on when it ends"), write_errors_said(folder.path), \

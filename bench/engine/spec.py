@@ -13,10 +13,33 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from bench.core.errors import BenchError
 from bench.core.provenance import config_hash
+
+# a stage is seeded with 100 × the run's seed + its number (bench/engine/protocol.py, docs/protocol.md
+# "Seeds"): below this limit every stage's seed fits the signed 64-bit integers that torch's
+# generators, numpy and the run's tables hold (a larger one was recorded as -2**63)
+SEED_LIMIT = 10**16
+SEED_RULE = "an integer 0 <= seed < 10^16"
+
+
+def check_seed(value: object, name: str = "seed") -> int:
+    """``value`` as a run's seed (an integer, or its text), checked to be :data:`SEED_RULE`; else
+    a one-line error naming ``name`` (``seed``: said as ``--seed`` by a command)."""
+    seed = value
+    if isinstance(value, str):
+        try:
+            seed = int(value.strip())
+        except ValueError:
+            seed = None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or \
+            not 0 <= int(seed) < SEED_LIMIT:
+        raise BenchError(f"`{name}`={value}: a seed is {SEED_RULE}")
+    return int(seed)
 
 
 @dataclass(frozen=True)

@@ -87,11 +87,25 @@ def setup_lines(threads: int, source: str) -> list[str]:
     return [f"export {k}={v}" for k, v in thread_environment(threads, source).items()]
 
 
+def capped(count: ThreadCount, cpus: int | None = None) -> ThreadCount:
+    """``count``, at most the ``cpus`` this process may run on (default: its affinity mask's),
+    said in a note when it is more: more threads than CPUs only spin against each other, and a
+    huge count (``--threads 100000``) exhausts memory starting them."""
+    cpus = affinity_cpus() if cpus is None else cpus
+    if count.threads <= cpus:
+        return count
+    print(f"note: {count.source} {count.threads} is more than the {cpus} CPU(s) this process may "
+          f"run on; using {cpus} thread(s)", flush=True)
+    return ThreadCount(cpus, f"{count.source}, capped to the CPUs")
+
+
 def apply_threads(count: ThreadCount) -> dict:
-    """Size this process's thread pools to ``count`` (the environment too, for child processes)
-    and return what it uses: ``{"threads", "interop_threads", "threads_from"}``."""
+    """Size this process's thread pools to ``count``, at most the CPUs it may run on
+    (:func:`capped`; the environment too, for child processes) and return what it uses:
+    ``{"threads", "interop_threads", "threads_from"}``."""
     import torch
 
+    count = capped(count)
     os.environ.update({name: str(count.threads) for name in LIBRARY_VARIABLES})
     torch.set_num_threads(count.threads)
     if torch.get_num_interop_threads() != count.threads:

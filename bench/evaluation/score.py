@@ -7,6 +7,8 @@ a new run. This command scores the runs as they are — each run's recorded sett
 weights, the unchanged threshold 0.5 — with :func:`bench.evaluation.external.score_external`, the same path
 ``bench.engine.runner`` takes (the training-copy check against the run's own training images included), so
 runs made by an older checkout can be scored on a data set added since (e.g. BrEaST-Lesions_USG).
+A run trained on cleaned images (``--annotations clean``) is scored on cleaned copies, as
+``bench.run`` scored it; a set a run already scored on other images is refused, never replaced.
 A run whose data or weights are not here is one line and the others go on.
 """
 
@@ -20,9 +22,9 @@ from bench.core.provenance import from_portable
 from bench.data.datasets import load_index
 from bench.data.manifest import read_manifest
 from bench.engine.runfolder import RunFolder, RunStatus
-from bench.engine.runner import check_not_own_images
+from bench.engine.runner import as_seen, check_not_replaced, external_sets
 from bench.engine.spec import Execution, RunSpec
-from bench.evaluation.external import resolve_external, score_external
+from bench.evaluation.external import score_external
 from models import get_model_config
 
 
@@ -41,7 +43,10 @@ def run_spec(settings: dict) -> RunSpec:
 
 
 def score_run(run_dir: Path, external: list[str], device: str) -> dict[str, dict]:
-    """Score one finished run folder on each external set; returns name → its metrics."""
+    """Score one finished run folder on each external set; returns name → its metrics. The sets
+    are read, checked and seen exactly as ``bench.run`` does (:func:`bench.engine.runner.external_sets`:
+    a run trained on cleaned images is scored on cleaned copies), and a set the run already scored
+    on other images is refused, never replaced (:func:`bench.engine.runner.check_not_replaced`)."""
     folder = RunFolder(run_dir)
     run = folder.load()
     if run is None or run.config.get("status") != RunStatus.COMPLETE:
@@ -52,11 +57,11 @@ def score_run(run_dir: Path, external: list[str], device: str) -> dict[str, dict
     manifest = read_manifest(run_dir / "split.csv")
     ex = Execution(device=device, channels_last=get_model_config(spec.model).channels_last(device),
                    progress=False)
-    out = {}
-    for ext in resolve_external(external):
-        check_not_own_images(ext, index, manifest)
-        out[ext.name] = score_external(folder, spec, ex, ext, index, manifest)
-    return out
+    sets = external_sets(external, index, manifest, spec.annotations)
+    for ext in sets:  # every set before any scoring
+        check_not_replaced(folder, ext)
+    seen = as_seen(index, list(manifest.path[manifest.split != "excluded"]), spec.annotations)
+    return {ext.name: score_external(folder, spec, ex, ext, seen, manifest) for ext in sets}
 
 
 def run_folders(runs: Path) -> list[Path]:
