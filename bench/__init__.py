@@ -10,6 +10,11 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from bench.core.openmp import configure as _configure_openmp
+
+# before anything loads torch: OpenMP's threads wait without collapsing beside busy processes
+_configure_openmp()
+
 __version__ = "0.1.0"
 
 # PEP 562: names resolved on first access

@@ -32,6 +32,7 @@ from bench.core.errors import (
     ensure_writable,
     written_path,
 )
+from bench.core.openmp import wait_rule
 from bench.core.paths import CACHE_DIR, SPLITS_DIR
 from bench.core.provenance import (
     code_version,
@@ -66,7 +67,7 @@ from bench.engine.protocol import run_protocol, summarize
 from bench.engine.runfolder import RunFolder, RunStatus
 from bench.engine.spec import Execution, RunOptions, RunSpec, check_seed, cleaned
 from bench.engine.stages import StageContext, StageResult, StageStatus
-from bench.engine.threads import apply_threads, resolve_threads
+from bench.engine.threads import affinity_cpus, apply_threads, resolve_threads
 from bench.evaluation.external import ExternalSet, resolve_external, score_external
 from bench.evaluation.sites import per_site_metrics, site_split
 from models import create_model, get_model_config
@@ -576,6 +577,9 @@ def announce(p: Prepared, threads: dict | None) -> None:
           f"{f'stacked, {ex.concurrent} stages at once' if ex.concurrent > 1 else 'reference'} | "
           f"{threads['threads'] if threads else '?'} thread(s) "
           f"({threads['threads_from'] if threads else '?'}) | run {p.run_dir}")
+    if threads and ex.device == "cpu":
+        print(f"OpenMP wait: {wait_rule().describe()}; load average at start "
+              f"{threads.get('load_at_start')} on {affinity_cpus()} CPU(s)")
 
 
 def start_record(p: Prepared, threads: dict | None) -> dict:

@@ -25,6 +25,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from bench.core.openmp import WAIT_VARIABLES, child_environment, load_average, wait_rule
+
 ENV_THREADS = "FUS2BENCH_THREADS"
 ENV_FROM = "FUS2BENCH_THREADS_FROM"
 # the thread pools of the native libraries the run loads, read when each starts
@@ -77,7 +79,7 @@ def thread_environment(threads: int, source: str) -> dict[str, str]:
     """The environment a job needs before its Python starts: the native libraries' pool sizes
     and the count with its origin for :func:`resolve_threads`."""
     env = {name: str(threads) for name in LIBRARY_VARIABLES}
-    env.update({ENV_THREADS: str(threads), ENV_FROM: source})
+    env.update({ENV_THREADS: str(threads), ENV_FROM: source, **child_environment()})
     return env
 
 
@@ -120,7 +122,7 @@ def apply_threads(count: ThreadCount) -> dict:
     except ImportError:  # scikit-learn's dependency; without it only torch's pools are sized
         pass
     return {"threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads(),
-            "threads_from": count.source}
+            "threads_from": count.source, **wait_rule().record(), "load_at_start": load_average()}
 
 
 def current_pools() -> dict:
@@ -129,4 +131,5 @@ def current_pools() -> dict:
     import torch
 
     return {"threads": torch.get_num_threads(), "interop_threads": torch.get_num_interop_threads(),
-            **{name: os.environ.get(name) for name in (*LIBRARY_VARIABLES, ENV_THREADS, ENV_FROM)}}
+            **{name: os.environ.get(name) for name in (*LIBRARY_VARIABLES, ENV_THREADS, ENV_FROM,
+                                                       *WAIT_VARIABLES)}}
