@@ -184,7 +184,7 @@ def classification_intervals(y_true, y_score, groups, threshold: float = THRESHO
                              level: float = 0.95) -> dict[str, ProportionInterval]:
     """Sensitivity, specificity, PPV and NPV at ``threshold`` (mean over seeds; ``y_score``
     seeds × images) with their design-effect Wilson intervals. PPV and NPV hold at the test set's
-    own prevalence only (docs/protocol.md, "Calibration and prevalence")."""
+    own prevalence only (docs/protocol.md, "Metrics": Calibration and prevalence)."""
     parts, g = confusion_indicators(y_true, y_score, groups, threshold)
     return {name: clustered_proportion(a, d, g, level) for name, (a, d) in parts.items()}
 
