@@ -23,6 +23,7 @@ from bench.evaluation.contrasts import (
     paired_fold_delta,
     reading,
     seed_mean_auc,
+    verdict,
 )
 from bench.evaluation.stats import calibration_slope_intercept, delong_ci, delong_test, wilson_ci
 
@@ -166,3 +167,42 @@ def test_reliability_bins_hold_enough_images_with_wilson_intervals():
     k = int(y[np.argsort(p)[:20]].sum())
     assert (bins.frac_lo[0], bins.frac_hi[0]) == pytest.approx(wilson_ci(k, 20))
     assert list(reliability_bins(y[:30], p[:30], min_count=20)["count"]) == [30]
+
+
+# verdict: the one sentence a ΔAUC contrast allows
+
+
+def test_verdict_says_differs_only_when_holm_p_is_small_and_the_interval_excludes_0():
+    assert verdict(-0.109, -0.203, -0.015, 0.01, 0.12) == (
+        "ΔAUC −0.109 [−0.203, −0.015]; Holm-adjusted p = 0.010: differs (lower)")
+    assert verdict(0.15, 0.06, 0.24, 0.0004, 0.1).endswith("p < 0.001: differs (higher)")
+
+
+def test_verdict_says_no_difference_shown_with_the_bound_and_the_mdd():
+    assert verdict(-0.109, -0.203, -0.015, 0.28, 0.12) == (
+        "ΔAUC −0.109 [−0.203, −0.015]; Holm-adjusted p = 0.28: no difference shown; differences "
+        "up to 0.203 cannot be excluded, and this test set detects only |ΔAUC| ≥ 0.120 "
+        "(80 % power)")
+    text = verdict(0.05, -0.043, 0.142, 0.3, math.nan)
+    assert "no difference shown; differences up to 0.142" in text
+    assert text.endswith("the minimum detectable difference is unknown")
+
+
+def test_verdict_does_not_say_differs_when_the_interval_holds_0_despite_a_small_p():
+    text = verdict(0.05, -0.01, 0.11, 0.03, 0.1)
+    assert "no difference shown (the interval holds 0)" in text and "differs" not in text
+
+
+def test_verdict_of_an_undefined_contrast_says_not_tested():
+    assert verdict(math.nan, math.nan, math.nan, math.nan, 0.1) == "ΔAUC undefined: not tested"
+    assert verdict(0.02, math.nan, math.nan, 0.5, 0.1) == (
+        "ΔAUC +0.020 (no interval or p-value): not tested")
+
+
+def test_verdict_refuses_numbers_that_cannot_be_a_contrast():
+    with pytest.raises(ValueError, match="lo must not exceed hi"):
+        verdict(0.0, 0.1, -0.1, 0.5, 0.1)
+    with pytest.raises(ValueError, match="p_holm"):
+        verdict(0.0, -0.1, 0.1, 1.5, 0.1)
+    with pytest.raises(ValueError, match="alpha"):
+        verdict(0.0, -0.1, 0.1, 0.5, 0.1, alpha=5)

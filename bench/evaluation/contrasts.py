@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from bench.evaluation.arrays import StatsInputError
 from bench.evaluation.clustered import obuchowski_covariance
 from bench.evaluation.stats import delong_covariance
 
@@ -206,3 +207,53 @@ def reading(lo: float, hi: float, digits: int = 3) -> str:
     if hi < 0:
         return f"lower ({span})"
     return f"no difference shown; compatible with {span}"
+
+
+def _p_text(p: float) -> str:
+    if p < 0.001:
+        return "< 0.001"
+    return f"= {p:.3f}" if p < 0.1 else f"= {p:.2f}"
+
+
+def verdict(delta: float, lo: float, hi: float, p_holm: float, mdd: float,
+            alpha: float = 0.05, digits: int = 3) -> str:
+    """The one sentence a ΔAUC contrast allows (docs/protocol.md, "Metrics": an interval that
+    holds 0 shows no difference and bounds it; Holm's correction across models). The only wording
+    that says "differs" or "no difference"; the report words contrasts through it.
+
+    * differs: Holm-adjusted ``p_holm < alpha`` and the interval ``[lo, hi]`` excludes 0 (its sign
+      says higher or lower);
+    * no difference shown: otherwise, with the differences the interval still allows (up to its
+      farther end) and the minimum detectable difference ``mdd`` at 80 % power
+      (:mod:`bench.evaluation.power`): a smaller true difference would likely go unseen;
+    * not tested: any number undefined (NaN), said so.
+
+    E.g. "ΔAUC −0.109 [−0.203, −0.015]; Holm-adjusted p = 0.28: no difference shown; differences
+    up to 0.203 cannot be excluded, and this test set detects only |ΔAUC| ≥ 0.120 (80 % power)".
+    """
+    if not 0 < alpha < 1:
+        raise StatsInputError(f"alpha {alpha} must lie strictly between 0 and 1")
+    if not (math.isnan(lo) or math.isnan(hi)) and lo > hi:
+        raise StatsInputError(f"interval [{lo}, {hi}]: lo must not exceed hi")
+    if not math.isnan(p_holm) and not 0 <= p_holm <= 1:
+        raise StatsInputError(f"p_holm {p_holm} must lie in [0, 1]")
+    if not math.isnan(mdd) and mdd < 0:
+        raise StatsInputError(f"mdd {mdd} must not be negative")
+
+    def num(x: float) -> str:
+        return f"{x:+.{digits}f}".replace("-", "−")
+
+    if math.isnan(delta):
+        return "ΔAUC undefined: not tested"
+    head = f"ΔAUC {num(delta)}"
+    if math.isnan(lo) or math.isnan(hi) or math.isnan(p_holm):
+        return f"{head} (no interval or p-value): not tested"
+    head = f"{head} [{num(lo)}, {num(hi)}]; Holm-adjusted p {_p_text(p_holm)}"
+    if p_holm < alpha and (lo > 0 or hi < 0):
+        return f"{head}: differs ({'higher' if lo > 0 else 'lower'})"
+    reach = max(abs(lo), abs(hi))
+    caveat = " (the interval holds 0)" if p_holm < alpha else ""
+    power = ("the minimum detectable difference is unknown" if math.isnan(mdd) else
+             f"this test set detects only |ΔAUC| ≥ {mdd:.{digits}f} (80 % power)")
+    return (f"{head}: no difference shown{caveat}; differences up to {reach:.{digits}f} cannot be "
+            f"excluded, and {power}")
