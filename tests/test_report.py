@@ -396,8 +396,11 @@ def test_cleaned_image_runs_are_their_own_row_never_the_model_s_main_one(tmp_pat
     assert all("annotations" not in r.settings for r in main_row)  # though the cleaned finished later
     lines = commands(runs, tmp_path / "out")
     assert lines[0] == "python -m bench.suite --models zeimarani_cnn"
-    assert "for seed in 0 1; do python -m bench.run --model zeimarani_cnn --seed $seed " \
-           "--annotations clean; done" in lines
+    # the recorded command leaves the profile to the machine and lacks the settings that differ
+    # from the cpu profile's (folds, epochs, image size): the section's gives them
+    assert "for seed in 0 1; do python -m bench.run --model zeimarani_cnn --profile cpu --folds 3 " \
+           f"--epochs 8 --img-size 96 --annotations clean --seed $seed --out {tmp_path / 'runs'}; " \
+           "done" in lines
 
 
 def test_reliance_table_has_one_row_per_configuration_from_seed_averaged_images(tmp_path):
