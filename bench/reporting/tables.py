@@ -135,7 +135,8 @@ def differences_from_reference(rs: list[Run], ref: list[Run] | None) -> str:
     ``rs`` differs from the reference configuration ``ref`` (:func:`reference_configuration`)
     such that its held-out numbers are not comparable with it (docs/protocol.md, "Runs and
     profiles"): profile, data set, its images' content, split manifest, epochs, image size,
-    batch size and CV folds; empty when none does. Differences by design are not named: a
+    batch size and CV folds (those the row records: outside predictions record none of the
+    training settings); empty when none does. Differences by design are not named: a
     model's own input size (:func:`_expected`), the content of images whose annotations were
     cleaned (labelled so in the row's name) and Fus2Net's experiment folds (:func:`_folds_by_design`)."""
     if ref is None or rs is ref:
@@ -143,16 +144,15 @@ def differences_from_reference(rs: list[Run], ref: list[Run] | None) -> str:
     r, f = rs[0], ref[0]
     words = []
 
-    def differ(name: str, mine: object, theirs: object) -> None:
-        if mine != theirs:
-            words.append(f"{name} {mine} vs {theirs}")
+    def differ(name: str, mine: object, theirs: object, shown: int | None = None) -> None:
+        if mine is not None and mine != theirs:  # a setting the row does not record: unknown
+            words.append(f"{name} {str(mine)[:shown]} vs {str(theirs)[:shown]}")
 
     differ("profile", r.config.get("profile", {}).get("name"), f.config.get("profile", {}).get("name"))
     differ("data", r.settings.get("data_kind"), f.settings.get("data_kind"))
     if cleaned(r.settings.get("annotations")) == cleaned(f.settings.get("annotations")):
-        differ("images", str(r.settings.get("data_sha256"))[:8], str(f.settings.get("data_sha256"))[:8])
-    differ("manifest", str(r.settings.get("manifest_sha256"))[:8],
-           str(f.settings.get("manifest_sha256"))[:8])
+        differ("images", r.settings.get("data_sha256"), f.settings.get("data_sha256"), 8)
+    differ("manifest", r.settings.get("manifest_sha256"), f.settings.get("manifest_sha256"), 8)
     for key, name in (("epochs", "epochs"), ("img_size", "image size"), ("batch_size", "batch")):
         differ(name, r.settings.get(key), _expected(r, f, key))
     if not _folds_by_design(r, f):
