@@ -53,6 +53,11 @@ def test_commands_give_non_default_settings_typed_paths_and_models_from_files(tm
     assert lines[1] == (f"./run_all.sh --data {typed} --profile cpu --seeds 0 --epochs 2 --out "
                         f"{shown_path(tmp_path)} --models plugins/mycnn.py:mycnn")
     assert not any("elsewhere" in line for line in lines)
+    _record(mine, model_origin={"kind": "plugin", "where": "mypkg 1.0 (mycnn = mypkg.models)",
+                                "source": "site-packages/mypkg/models.py"})
+    lines = commands(load_runs(runs), tmp_path / "out")
+    assert lines[0] == "# mycnn: from the plugin package mypkg 1.0; install it first (pip install)"
+    assert lines[2].endswith("--epochs 2 --out " f"{shown_path(tmp_path)} --models mycnn")
 
 
 def test_settings_of_a_run_that_recorded_no_overrides_are_compared_with_its_profile(tmp_path):

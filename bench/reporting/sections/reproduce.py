@@ -224,8 +224,21 @@ def commands(runs: list[Run], out: Path) -> list[str]:
         others += [f"python -m bench.explain --runs {runs_dir}{data_arg}",
                    f"python -m bench.reliance --runs {runs_dir}"]
     main_rows = [(label, rs) for label, rs in sets if label == rs[0].model]
-    return [*main_commands(runs, used, main_rows, ref), *others,
+    return [*plugin_notes(used), *main_commands(runs, used, main_rows, ref), *others,
             f"python -m bench.report --runs {runs_dir} --out {shown_path(out)}"]
+
+
+def plugin_notes(runs: list[Run]) -> list[str]:
+    """A comment per installed plugin package whose models the commands name (their
+    ``model_origin``): the commands find them only where it is installed."""
+    packages: dict[str, set[str]] = {}
+    for r in runs:
+        origin = r.config.get("model_origin") or {}
+        if origin.get("kind") == "plugin":
+            package = " ".join(str(origin.get("where", "")).split()[:2])  # "<package> <version>"
+            packages.setdefault(package, set()).add(r.model)
+    return [f"# {', '.join(sorted(models))}: from the plugin package {package}; install it "
+            "first (pip install)" for package, models in sorted(packages.items())]
 
 
 def main_commands(runs: list[Run], used: list[Run], rows: list[tuple[str, list[Run]]],
