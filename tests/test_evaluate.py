@@ -146,6 +146,29 @@ def test_template_lists_the_ids_to_predict_and_writes_nowhere_else(two_sets, tmp
     assert snapshot(b) == before
 
 
+def test_the_template_says_which_ids_to_train_and_tune_on_and_which_are_held_out(
+        two_sets, tmp_path, capsys):
+    _, b = two_sets
+    code, out, err = call_main(capsys, main, "--template", "--runs", str(b), "--out",
+                               str(tmp_path / "t"))
+    assert code == 0, err
+    ids = pd.read_csv(tmp_path / "t" / "training_ids.csv", dtype={"id": str, "group": str})
+    assert f"{tmp_path / 't' / 'training_ids.csv'} marks train" in out
+    assert list(ids.columns) == ["id", "path", "label", "fold", "group", "use"]
+    manifest = pd.read_csv(next(b.iterdir()) / "split.csv", dtype={"id": str, "group": str})
+    train = manifest[manifest.split == "train"].sort_values("id")
+    mine = ids[ids.use == "train"]
+    assert f"the {len(train)} ids" in out and len(train) > 0
+    assert list(mine.id) == list(train.id)  # every training id, with its label, fold and group
+    assert list(mine.label.astype(int)) == list(train.label)
+    assert list(mine.fold.astype(int)) == list(train.fold) and list(mine.group) == list(train.group)
+    held = ids[ids.use == "held out: never train or tune on it"]
+    template = pd.read_csv(tmp_path / "t" / "predictions_template.csv", dtype={"id": str})
+    assert sorted(held.id) == sorted(template.id)  # the ids to predict are the held-out ones
+    assert held.label.isna().all() and held.fold.isna().all()  # no label to tune on
+    assert not set(mine.id) & set(held.id) and len(ids) == len(manifest)
+
+
 def test_the_committed_busi_set_has_a_template_of_its_100_test_ids(tmp_path, capsys):
     runs = PROJECT / "results" / "busi-cpu" / "runs"
     code, _, err = call_main(capsys, main, "--template", "--runs", str(runs), "--out", str(tmp_path))
@@ -424,7 +447,7 @@ def test_the_user_s_own_files_in_out_are_kept_and_a_rerun_replaces_only_the_eval
     (out / "roc.pdf").unlink()  # a file of the evaluation that a rerun writes again
     assert call_main(capsys, main, *args)[0] == 0
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [*EVALUATION_FILES, "mine.csv", "predictions_template.csv"])
+        [*EVALUATION_FILES, "mine.csv", "predictions_template.csv", "training_ids.csv"])
 
 
 def test_a_crash_while_writing_leaves_no_partial_output_and_the_guard_armed(

@@ -396,8 +396,11 @@ def test_cleaned_image_runs_are_their_own_row_never_the_model_s_main_one(tmp_pat
     assert all("annotations" not in r.settings for r in main_row)  # though the cleaned finished later
     lines = commands(runs, tmp_path / "out")
     assert lines[0] == "python -m bench.suite --models zeimarani_cnn"
-    assert "for seed in 0 1; do python -m bench.run --model zeimarani_cnn --seed $seed " \
-           "--annotations clean; done" in lines
+    # the recorded command leaves the profile to the machine and lacks the settings that differ
+    # from the cpu profile's (folds, epochs, image size): the section's gives them
+    assert "for seed in 0 1; do python -m bench.run --model zeimarani_cnn --profile cpu --folds 3 " \
+           f"--epochs 8 --img-size 96 --annotations clean --seed $seed --out {tmp_path / 'runs'}; " \
+           "done" in lines
 
 
 def test_reliance_table_has_one_row_per_configuration_from_seed_averaged_images(tmp_path):
@@ -549,3 +552,54 @@ def test_two_reports_into_one_folder_run_one_after_the_other(fixture_runs, tmp_p
     assert f"waiting: another command is writing {out}" in capsys.readouterr().out
     assert (out / "README.md").is_file() and (out / "tables" / "table3_comparison.csv").is_file()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def _cpu_run(runs: Path, model: str, rng_seed: int, profile: dict | None = None,
+             model_config: dict | None = None, **settings) -> Path:
+    """A fixture run of the cpu profile (20 epochs, 64 px, no CV; Fus2Net's experiments with 2
+    folds), as config.json records it."""
+    base = {"epochs": 20, "img_size": 64, "folds": 0, "data_sha256": "ab" * 32, **settings}
+    folder = write_fixture_run(runs, model, 0.5, rng_seed, **base)
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["profile"] = {"name": "cpu", "img_size": 64, "epochs": 20, "folds": base["folds"],
+                      "batch_size": 16, "experiment_folds": 2, **(profile or {})}
+    cfg["model_config"].update(model_config or {})
+    (folder / "config.json").write_text(json.dumps(cfg))
+    return folder
+
+
+def test_rows_whose_settings_differ_from_the_reference_say_which_and_by_design_ones_do_not(tmp_path):
+    from bench.reporting.tables import comparability, comparison_sets
+    runs = tmp_path / "runs"
+    for seed in (0, 1):  # the reference: Fus2Net with the suite's experiment folds, 2 seeds
+        _cpu_run(runs, "fus2net", 10 + seed, seed=seed, folds=2)
+    _cpu_run(runs, "fus2net", 20, folds=0)  # the README's single-model command: no CV
+    _cpu_run(runs, "resnet50", 21)  # the profile's own folds: by design
+    _cpu_run(runs, "inception_v3_ft", 22, img_size=75, model_config={"min_input_size": 75})
+    _cpu_run(runs, "zeimarani_cnn", 23, annotations="clean:ns:abc", data_sha256="cd" * 32)
+    _cpu_run(runs, "zeimarani_cnn", 26)
+    _cpu_run(runs, "mycnn", 24, epochs=2, profile={"epochs": 2})  # a 2-epoch run added
+    _cpu_run(runs, "convnext_tiny", 25, img_size=32, manifest_sha256="ef" * 32)
+    notes = comparability(comparison_sets(load_runs(runs)))
+    assert notes == {"fus2net": "", "fus2net (folds 0)": "≠ reference: folds 0 vs 2",
+                     "convnext_tiny": "≠ reference: manifest efefefef vs abababab, image size "
+                                      "32 vs 64",
+                     "inception_v3_ft": "", "mycnn": "≠ reference: epochs 2 vs 20",
+                     "resnet50": "", "zeimarani_cnn": "",
+                     "zeimarani_cnn (trained on cleaned images)": ""}
+
+
+def test_the_held_out_tables_flag_a_row_that_is_not_comparable_with_the_reference(tmp_path):
+    from bench.reporting.table3 import full_display, headline_display
+    runs = tmp_path / "runs"
+    _cpu_run(runs, "fus2net", 10, folds=2)
+    _cpu_run(runs, "resnet50", 11, epochs=2, profile={"epochs": 2})
+    loaded = load_runs(runs)
+    per_seed = per_seed_table(loaded, n_boot=50)
+    assert list(per_seed.not_comparable) == ["", "≠ reference: epochs 2 vs 20"]
+    table = comparison_table(loaded, n_boot=50, per_seed=per_seed)
+    assert list(table.not_comparable) == ["", "≠ reference: epochs 2 vs 20"]
+    for display in (headline_display(table), full_display(table)):
+        assert list(display.Flag) == ["", "≠ reference: epochs 2 vs 20"]
+        assert list(display.Model) == ["fus2net", "resnet50"]  # not marked degenerate (⚠)
+    assert table.delta_auc.notna().iloc[1]  # its contrast with Fus2Net is still shown

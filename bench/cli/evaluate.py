@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None,
                    help="output folder (default: results/outside/NAME; --template: results/outside)")
     p.add_argument("--template", action="store_true",
-                   help="write predictions_template.csv with the ids to predict, then stop")
+                   help="write predictions_template.csv with the ids to predict and "
+                        "training_ids.csv with the ids to train and tune on, then stop")
     p.add_argument("--profile", default=None, help="only runs of this profile")
     p.add_argument("--n-boot", type=number("--n-boot", above=True), default=2000,
                    help="bootstrap resamples for the intervals")
@@ -43,10 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _template(args: argparse.Namespace) -> int:
-    path, rs = write_template(args.runs, args.out or OUTSIDE_DIR, args.profile)
+    path, ids, rs = write_template(args.runs, args.out or OUTSIDE_DIR, args.profile)
+    train = int((rs.manifest.split == "train").sum())
     print(f"wrote {path}: the {len(rs.test_ids)} held-out test ids of {args.runs} (split manifest "
           f"SHA-256 {rs.manifest_sha256[:16]}…). Fill prob_malignant with P(malignant) in [0, 1] "
-          "for every row; add a seed column for several training seeds (rows repeated per seed)")
+          "for every row; add a seed column for several training seeds (rows repeated per seed). "
+          f"Train and tune only on the {train} ids that {ids} marks train (with their CV fold and "
+          "group), never on the held-out ones")
     return 0
 
 

@@ -49,6 +49,7 @@ from bench.reporting.outside import (
     read_predictions,
     results_set,
     template,
+    training_ids,
 )
 from bench.reporting.report import select_group
 from bench.reporting.runs import Run, load_runs
@@ -406,11 +407,16 @@ def write_readme(out: Path, name: str, record: dict) -> Path:
     return write_text(out / "README.md", "\n".join(lines))
 
 
-def write_template(runs_dir: Path, out: Path, profile: str | None) -> tuple[Path, ResultsSet]:
-    """``<out>/predictions_template.csv``: the set's held-out test ids to predict."""
+def write_template(runs_dir: Path, out: Path, profile: str | None
+                   ) -> tuple[Path, Path, ResultsSet]:
+    """``<out>/predictions_template.csv``: the set's held-out test ids to predict; and beside it
+    ``<out>/training_ids.csv``: every id of the set's split manifest with what a model trained
+    elsewhere may do with it (train and tune on the ``train`` rows, by their CV fold and group;
+    never on the held-out ones: :func:`bench.reporting.outside.training_ids`)."""
     rs = results_set(select_group(load_runs(runs_dir), profile), runs_dir)
     ensure_writable(out, "`out`")
-    return write_csv(out / "predictions_template.csv", template(rs)), rs
+    return (write_csv(out / "predictions_template.csv", template(rs)),
+            write_csv(out / "training_ids.csv", training_ids(rs)), rs)
 
 
 def summary(record: dict) -> str:

@@ -84,6 +84,32 @@ def template(rs: ResultsSet) -> pd.DataFrame:
     return pd.DataFrame({"id": ids, "path": [m.path[i] for i in ids], "prob_malignant": ""})
 
 
+# what an outside model may do with each id of the manifest (training_ids.csv's ``use``)
+USES = {"train": "train", "test": "held out: never train or tune on it",
+        "excluded": "excluded: not in the benchmark"}
+
+
+def training_ids(rs: ResultsSet) -> pd.DataFrame:
+    """Every id of the set's split manifest and what a model trained elsewhere may do with it, so
+    that it follows the same split (docs/protocol.md, "Held-out test and cross-validation"):
+    ``train`` rows, with their label, CV fold (the manifest's; a K-fold run uses fold mod K) and
+    same-lesion group, to train and tune on; the held-out test rows never (their labels left
+    out); excluded rows (label conflicts, unreadable images) not at all. Train rows first, then
+    the held-out ones, then the excluded, each by id."""
+    m = rs.manifest
+    order = {part: k for k, part in enumerate(USES)}
+    out = pd.DataFrame({"id": m.id.astype(str), "path": m.path,
+                        "label": [int(lab) if part == "train" else "" for lab, part in
+                                  zip(m.label, m.split, strict=True)],
+                        "fold": [int(f) if part == "train" else "" for f, part in
+                                 zip(m.fold, m.split, strict=True)],
+                        "group": m.group if "group" in m else "",
+                        "use": [USES.get(part, part) for part in m.split],
+                        "_order": [order.get(part, len(order)) for part in m.split]})
+    return out.sort_values(["_order", "id"], kind="stable").drop(columns="_order"
+                                                                  ).reset_index(drop=True)
+
+
 def _ids(values, total: int | None = None) -> str:
     shown = ", ".join(repr(v) for v in list(values)[:SHOWN])
     n = len(values) if total is None else total

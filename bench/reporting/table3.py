@@ -146,7 +146,12 @@ def _seed_list(seeds) -> str:
 
 
 def _flag_text(r: dict) -> str:
+    """The Flag cell: degenerate predictions, the settings that differ from the reference
+    configuration (``not_comparable``) and failed seeds."""
     text = r.get("flag") if _flagged(r) else ""
+    differs = r.get("not_comparable")
+    if isinstance(differs, str) and differs:
+        text = (text + "; " if text else "") + differs
     if _num(r.get("failed_seeds")) and r.get("failed_seeds"):
         text = (text + "; " if text else "") + f"{int(r['failed_seeds'])} seed(s) failed"
     return text

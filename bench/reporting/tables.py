@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from bench.core.errors import BenchError
+from bench.engine.profiles import PROFILES
 from bench.engine.spec import cleaned
 from bench.jobs.experiments import BASE, EXPERIMENTS, fus2net_variant_key
 from bench.reporting.runs import NOT_CONFIG, Run, by_configuration
@@ -88,6 +89,81 @@ def comparison_sets(runs: list[Run]) -> list[tuple[str, list[Run]]]:
                   for rs in per_model[m] if rs is not main]
         out += sorted(others, key=lambda x: x[0])
     return out
+
+
+def reference_configuration(sets: list[tuple[str, list[Run]]]) -> list[Run] | None:
+    """The set's reference configuration, the one every held-out row is compared with: Fus2Net's
+    main comparison row (of its configurations on the images as they are, the one with the most
+    seeds, then the latest finished: :func:`comparison_sets`); without a Fus2Net row, the main
+    row with the most seeds (the first in table order on a tie); ``None`` for no rows."""
+    mains = [rs for label, rs in sets if label == rs[0].model]
+    if not mains:
+        return None
+    return next((rs for rs in mains if rs[0].model == REFERENCE),
+                max(mains, key=lambda rs: len(rs)))
+
+
+def _expected(run: Run, ref: Run, key: str) -> object:
+    """What ``run``'s model gets for ``key`` under the reference's request (its profile with its
+    overrides, as recorded): a profile without an image size (paper) gives each model its own,
+    and no model goes below its ``min_input_size`` (75 px for InceptionV3); a profile without
+    epochs gives each model its recipe's."""
+    profile = ref.config.get("profile", {})
+    mc = run.config.get("model_config", {})
+    if key == "img_size":
+        if key in profile and profile[key] is None:
+            return mc.get("input_size", ref.settings.get(key))
+        base = profile.get(key) or ref.settings.get(key)
+        return max(base, mc.get("min_input_size", 0)) if base is not None else None
+    if key == "epochs" and key in profile and profile[key] is None:
+        return mc.get("recipe", {}).get("epochs", ref.settings.get(key))
+    return ref.settings.get(key)
+
+
+def _folds_by_design(run: Run, ref: Run) -> bool:
+    """The reference is Fus2Net with the CV folds the suite gives its experiments (a profile's
+    ``experiment_folds``, bench.jobs.plan); another model keeps the profile's own folds."""
+    profile = ref.config.get("profile", {})
+    own = PROFILES.get(str(profile.get("name")))
+    return (run.model != REFERENCE and ref.model == REFERENCE and own is not None
+            and ref.settings.get("folds") == profile.get("experiment_folds")
+            and run.settings.get("folds") == own.folds)
+
+
+def differences_from_reference(rs: list[Run], ref: list[Run] | None) -> str:
+    """``≠ reference: epochs 2 vs 20, folds 0 vs 2``: the settings in which the configuration
+    ``rs`` differs from the reference configuration ``ref`` (:func:`reference_configuration`)
+    such that its held-out numbers are not comparable with it (docs/protocol.md, "Runs and
+    profiles"): profile, data set, its images' content, split manifest, epochs, image size,
+    batch size and CV folds (those the row records: outside predictions record none of the
+    training settings); empty when none does. Differences by design are not named: a
+    model's own input size (:func:`_expected`), the content of images whose annotations were
+    cleaned (labelled so in the row's name) and Fus2Net's experiment folds (:func:`_folds_by_design`)."""
+    if ref is None or rs is ref:
+        return ""
+    r, f = rs[0], ref[0]
+    words = []
+
+    def differ(name: str, mine: object, theirs: object, shown: int | None = None) -> None:
+        if mine is not None and mine != theirs:  # a setting the row does not record: unknown
+            words.append(f"{name} {str(mine)[:shown]} vs {str(theirs)[:shown]}")
+
+    differ("profile", r.config.get("profile", {}).get("name"), f.config.get("profile", {}).get("name"))
+    differ("data", r.settings.get("data_kind"), f.settings.get("data_kind"))
+    if cleaned(r.settings.get("annotations")) == cleaned(f.settings.get("annotations")):
+        differ("images", r.settings.get("data_sha256"), f.settings.get("data_sha256"), 8)
+    differ("manifest", r.settings.get("manifest_sha256"), f.settings.get("manifest_sha256"), 8)
+    for key, name in (("epochs", "epochs"), ("img_size", "image size"), ("batch_size", "batch")):
+        differ(name, r.settings.get(key), _expected(r, f, key))
+    if not _folds_by_design(r, f):
+        differ("folds", r.settings.get("folds"), f.settings.get("folds"))
+    return f"≠ reference: {', '.join(words)}" if words else ""
+
+
+def comparability(sets: list[tuple[str, list[Run]]]) -> dict[str, str]:
+    """Per row label, :func:`differences_from_reference` against the set's reference."""
+    ref = reference_configuration(sets)
+    return {label: differences_from_reference(rs, ref) for label, rs in sets}
 
 
 def set_aside(runs: list[Run]) -> list[tuple[str, str]]:

@@ -8,7 +8,10 @@ a comparison against Fus2Net is ΔAUC on the seeds both have, paired per seed, w
 intervals and tests (:mod:`bench.reporting.table3`); per seed, the same contrast, DeLong
 (image-level, secondary) and McNemar. A configuration whose predictions are (near-)constant or one
 class is flagged (:func:`bench.evaluation.metrics.degenerate_prediction`) and its tests are left
-blank.
+blank. A row whose settings (profile, data, manifest, epochs, image size, batch, folds) differ from
+the set's reference configuration, Fus2Net's main row
+(:func:`bench.reporting.tables.reference_configuration`), says which in ``not_comparable`` and in
+the Flag column (:func:`bench.reporting.tables.differences_from_reference`).
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from bench.reporting.tables import (
     PROPORTIONS,
     REFERENCE,
     check_same_test_set,
+    comparability,
     comparison_runs,
     comparison_sets,
     count_of,
@@ -112,6 +116,7 @@ def per_seed_table(runs: list[Run], n_boot: int = 2000, seed: int = 0) -> pd.Dat
     for _, idx in df.groupby("seed").groups.items():
         df.loc[idx, "delong_p_holm"] = holm(df.loc[idx, "delong_p"].to_numpy())
         df.loc[idx, "delta_p_holm"] = holm(df.loc[idx, "delta_p"].to_numpy(dtype=float))
+    df["not_comparable"] = df.model.map(comparability(sets)).fillna("")
     return df
 
 
@@ -156,6 +161,7 @@ def comparison_table(runs: list[Run], n_boot: int = 2000, seed: int = 0,
         if col not in df:
             df[col] = np.nan
     df["delta_auc_p_holm"] = holm(df["delta_auc_p"].to_numpy(dtype=float))
+    df["not_comparable"] = df.model.map(comparability(sets)).fillna("")
     return df
 
 
