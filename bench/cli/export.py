@@ -20,7 +20,7 @@ from bench.core.paths import RESULTS_DIR
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.export", description=__doc__.split("\n\n")[0])
-    sub = p.add_subparsers(dest="tracker", required=True, metavar="{mlflow}",
+    sub = p.add_subparsers(dest="tracker", required=True,
                            help="the run tracker to write to")
     m = sub.add_parser("mlflow", help="export to an MLflow tracking store",
                        description=__doc__.split("\n\n")[1])

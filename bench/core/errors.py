@@ -79,14 +79,15 @@ def disk_error(exc: BaseException) -> int | None:
 
 
 def written_path(exc: BaseException) -> Path | None:
-    """The file a failed write names (``exc.filename``), an atomic write's temporary file said as
-    the file it was to become; ``None`` when it names none."""
+    """The file a failed write names (``exc.filename``), an atomic write's temporary file or folder
+    said as the file or folder it was to become; ``None`` when it names none."""
     name = getattr(exc, "filename", None)
     if not name:
         return None
     path = Path(os.fsdecode(name))
-    temporary = _TEMPORARY.match(path.name)
-    return path.with_name(temporary.group(1)) if temporary else path
+    # a folder built beside its target (atomic.output_folder, publish_folder): said as the target
+    parts = [m.group(1) if (m := _TEMPORARY.match(part)) else part for part in path.parts]
+    return Path(*parts)
 
 
 def disk_message(exc: BaseException, code: int) -> str:
