@@ -1,0 +1,34 @@
+"""Long first steps say what they do before doing it (the same-lesion evidence of a data set is
+built once, then cached; docs/protocol.md, "Same lesion")."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bench.data import lesion
+
+
+def test_the_same_lesion_evidence_says_what_it_builds_before_building_it(tmp_path, monkeypatch,
+                                                                          capsys):
+    files = []
+    for k in range(3):
+        files.append(tmp_path / f"img{k}.png")
+        files[-1].write_bytes(b"x")
+    done = lesion.PairEvidence(3, np.zeros((0, 2), int), np.zeros((0, len(lesion.FEATURES))))
+
+    def decode():
+        print("decoding")
+        return []
+
+    def compute(pictures, images, rule):
+        print("computing")
+        return done
+
+    monkeypatch.setattr(lesion, "compute_evidence", compute)
+    cache = tmp_path / "cache"
+    assert lesion.evidence_for(files, decode, lesion.load_rule(), cache_dir=cache) is done
+    out = capsys.readouterr().out.splitlines()
+    assert out == [f"building the same-lesion evidence for 3 images (once; cached in {cache})",
+                   "decoding", "computing"]
+    lesion.evidence_for(files, decode, lesion.load_rule(), cache_dir=cache)
+    assert capsys.readouterr().out == ""  # cached: nothing to say, nothing rebuilt
