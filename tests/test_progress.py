@@ -32,3 +32,25 @@ def test_the_same_lesion_evidence_says_what_it_builds_before_building_it(tmp_pat
                    "decoding", "computing"]
     lesion.evidence_for(files, decode, lesion.load_rule(), cache_dir=cache)
     assert capsys.readouterr().out == ""  # cached: nothing to say, nothing rebuilt
+
+
+def test_looking_for_training_copies_in_an_external_set_is_said_before_it_starts(
+        tmp_path, monkeypatch, capsys):
+    from bench.data.index import DataIndex, Sample
+    from bench.evaluation import external
+
+    def samples(n):
+        return [Sample(id=f"i{k}", path=f"i{k}.png", label=k % 2) for k in range(n)]
+
+    def pictures(paths):
+        print(f"decoding {len(paths)}")
+        return [None] * len(paths)
+
+    monkeypatch.setattr(external, "pictures", pictures)
+    monkeypatch.setattr(external, "find_copies", lambda new, ref: [])
+    ext = external.ExternalSet("site_b", "synthetic:B", DataIndex("folders", tmp_path, samples(3)))
+    assert external._find_training_copies(ext, DataIndex("folders", tmp_path, samples(5)),
+                                          False) == ({}, [])  # nothing found: none is a copy
+    assert capsys.readouterr().out.splitlines() == [
+        "external site_b: looking for copies of the 5 training images among its 3 images (same "
+        "picture; once per process)", "decoding 5", "decoding 3"]
