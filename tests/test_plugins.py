@@ -103,42 +103,6 @@ def installed_plugins(tmp_path_factory):
     assert "tiny_plug" not in list_models()  # nothing leaks into other tests
 
 
-@pytest.mark.slow
-def test_an_installed_plugin_is_listed_and_a_broken_one_is_one_line(installed_plugins, capsys):
-    forget_outside_models()  # scan the entry points again, in this test
-    code, out, err = call_main(capsys, list_main, "--models", "tiny_plug,fus2net")
-    assert code == 0, err
-    row = next(line for line in out.splitlines() if line.startswith("| tiny_plug |"))
-    assert "plugin tinyplug 0.1" in row and "tiny CNN (plugin)" in row
-    assert "| fus2net |" in out
-    assert err.count("\n") == 1 and "model plugin package 'badplug'" in err
-    assert "ModuleNotFoundError" in err and "pip uninstall badplug" in err
-    names = list_models()
-    assert "tiny_plug" in names and "half_registered" not in names  # taken back
-    assert {"fus2net", "zeimarani_cnn", "resnet50"} <= set(names)  # the others are unaffected
-    assert create_model("tiny_plug").model_name == "tiny_plug"
-    code, _, err = run_main(capsys, "--model", "half_registered")
-    assert code == 2 and err.count("\n") == 1
-    assert "unknown model 'half_registered'" in err and "'badplug' failed to load" in err
-
-
-@pytest.mark.slow
-def test_a_plugin_model_and_a_local_file_model_train_in_smoke_runs(installed_plugins, small_synthetic,
-                                                                    tmp_path, capsys):
-    local = tmp_path / "my_models.py"
-    local.write_text(TINY.format(model="my_file_cnn", origin="local file"))
-    for spec, kind in (("tiny_plug", "plugin"), (f"{local}:my_file_cnn", "file")):
-        code, out, err = run_main(capsys, "--model", spec, "--data", str(small_synthetic), "--out",
-                                  str(tmp_path / "runs"), *SMOKE)
-        assert code == 0, err
-        name = spec.rsplit(":", 1)[-1]
-        config = json.loads(next((tmp_path / "runs").glob(f"{name}-*/config.json")).read_text())
-        assert config["status"] == "complete" and config["model_origin"]["kind"] == kind
-        origin = model_origin(name)
-        assert config["settings"]["model_code"] == origin.sha256[:12]
-        assert not Path(config["model_origin"]["source"]).is_absolute()  # portable record
-
-
 def test_a_local_file_or_module_registers_its_model(tmp_path, monkeypatch, capsys):
     local = tmp_path / "cnn_file.py"
     local.write_text(TINY.format(model="cnn_from_file", origin="local file"))
@@ -343,3 +307,41 @@ def test_in_the_suite_a_model_with_three_logits_fails_alone_before_training(tiny
                    "not a tensor of shape (N, 2): two finite logits per image, benign then "
                    "malignant"]
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())
+
+
+# the installed plugins (a module-scoped fixture) stay installed until the module ends: the tests
+# that use them come last
+@pytest.mark.slow
+def test_an_installed_plugin_is_listed_and_a_broken_one_is_one_line(installed_plugins, capsys):
+    forget_outside_models()  # scan the entry points again, in this test
+    code, out, err = call_main(capsys, list_main, "--models", "tiny_plug,fus2net")
+    assert code == 0, err
+    row = next(line for line in out.splitlines() if line.startswith("| tiny_plug |"))
+    assert "plugin tinyplug 0.1" in row and "tiny CNN (plugin)" in row
+    assert "| fus2net |" in out
+    assert err.count("\n") == 1 and "model plugin package 'badplug'" in err
+    assert "ModuleNotFoundError" in err and "pip uninstall badplug" in err
+    names = list_models()
+    assert "tiny_plug" in names and "half_registered" not in names  # taken back
+    assert {"fus2net", "zeimarani_cnn", "resnet50"} <= set(names)  # the others are unaffected
+    assert create_model("tiny_plug").model_name == "tiny_plug"
+    code, _, err = run_main(capsys, "--model", "half_registered")
+    assert code == 2 and err.count("\n") == 1
+    assert "unknown model 'half_registered'" in err and "'badplug' failed to load" in err
+
+
+@pytest.mark.slow
+def test_a_plugin_model_and_a_local_file_model_train_in_smoke_runs(installed_plugins, small_synthetic,
+                                                                    tmp_path, capsys):
+    local = tmp_path / "my_models.py"
+    local.write_text(TINY.format(model="my_file_cnn", origin="local file"))
+    for spec, kind in (("tiny_plug", "plugin"), (f"{local}:my_file_cnn", "file")):
+        code, out, err = run_main(capsys, "--model", spec, "--data", str(small_synthetic), "--out",
+                                  str(tmp_path / "runs"), *SMOKE)
+        assert code == 0, err
+        name = spec.rsplit(":", 1)[-1]
+        config = json.loads(next((tmp_path / "runs").glob(f"{name}-*/config.json")).read_text())
+        assert config["status"] == "complete" and config["model_origin"]["kind"] == kind
+        origin = model_origin(name)
+        assert config["settings"]["model_code"] == origin.sha256[:12]
+        assert not Path(config["model_origin"]["source"]).is_absolute()  # portable record
