@@ -4,6 +4,7 @@ built once, then cached; docs/protocol.md, "Same lesion")."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from bench.data import lesion
 
@@ -54,3 +55,25 @@ def test_looking_for_training_copies_in_an_external_set_is_said_before_it_starts
     assert capsys.readouterr().out.splitlines() == [
         "external site_b: looking for copies of the 5 training images among its 3 images (same "
         "picture; once per process)", "decoding 5", "decoding 3"]
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_a_split_says_it_builds_the_evidence_before_decoding_the_images(tiny_copy, monkeypatch,
+                                                                       capsys):
+    from bench.data import manifest
+    from bench.data.datasets import load_index
+
+    def decode(files, skip_bad):
+        print(f"decoding {len(files)}")
+        raise _Stop
+
+    monkeypatch.setattr(manifest, "decode", decode)
+    with pytest.raises(_Stop):
+        manifest.fingerprints(load_index(tiny_copy), False)
+    assert capsys.readouterr().out.splitlines() == [
+        f"building the same-lesion evidence for 32 images (once; cached in {lesion.CACHE_DIR})",
+        "decoding 32"]
+    lesion._ANNOUNCED.clear()

@@ -243,11 +243,10 @@ def compute_evidence(pictures: list[Picture], images: list[Image.Image], rule: L
     return PairEvidence(n, pairs, pair_features(m, pictures, pairs))
 
 
-def evidence_for(files: list[Path], images, rule: LesionRule,
-                 cache_dir: Path | None = CACHE_DIR) -> PairEvidence:
-    """:func:`compute_evidence` of ``files``, cached; ``images()`` returns the decoded images and
-    is called only when the cache has no entry."""
-    key = cache_key(files, rule)
+_ANNOUNCED: set[str] = set()  # evidence said to be built (announce) and not built yet
+
+
+def _cached(files: list[Path], key: str, cache_dir: Path | None) -> PairEvidence | None:
     path = cache_dir / f"{key}.npz" if cache_dir is not None else None
     if path is not None and path.is_file():
         try:
@@ -256,8 +255,33 @@ def evidence_for(files: list[Path], images, rule: LesionRule,
                     return PairEvidence(len(files), z["pairs"], z["features"])
         except (OSError, ValueError, KeyError):
             pass
+    return None
+
+
+def announce(files: list[Path], rule: LesionRule, cache_dir: Path | None = CACHE_DIR) -> None:
+    """Say, before the images are even decoded, that the evidence of ``files`` is about to be
+    built (a minute for BUSI on a CPU; nothing when it is cached); :func:`evidence_for` says it
+    itself when nobody did."""
+    key = cache_key(files, rule)
+    if _cached(files, key, cache_dir) is not None:
+        return
+    _ANNOUNCED.add(key)
     print(f"building the same-lesion evidence for {len(files)} images (once; "
           f"{f'cached in {cache_dir}' if cache_dir is not None else 'not cached'})", flush=True)
+
+
+def evidence_for(files: list[Path], images, rule: LesionRule,
+                 cache_dir: Path | None = CACHE_DIR) -> PairEvidence:
+    """:func:`compute_evidence` of ``files``, cached; ``images()`` returns the decoded images and
+    is called only when the cache has no entry."""
+    key = cache_key(files, rule)
+    cached = _cached(files, key, cache_dir)
+    if cached is not None:
+        return cached
+    if key not in _ANNOUNCED:
+        announce(files, rule, cache_dir)
+    _ANNOUNCED.discard(key)
+    path = cache_dir / f"{key}.npz" if cache_dir is not None else None
     decoded = images()
     with ThreadPoolExecutor(2) as pool, _bar("keypoints", len(decoded), "image") as bar:
         pics = list(_counted(pool.map(picture_of, decoded), bar))
