@@ -12,7 +12,10 @@ import pytest
 
 from bench.cli.explain import main as explain_main
 from bench.core.errors import BenchError
+from bench.engine.runfolder import load_run
 from bench.engine.runner import outside_model_record, run_model
+from bench.evaluation.reliance import reliance_run
+from bench.evaluation.score import score_run
 from models import list_models
 from models.plugins import forget_outside_models, model_origin, resolve_model
 from tests.helpers import SMOKE, call_main, run_main
@@ -102,6 +105,13 @@ def test_a_run_of_a_local_file_model_is_explained_and_a_moved_file_is_one_line(
         assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
         assert f"{run_dir.name}: its model explained_cnn came from file" in err
         assert f"{plugin} is not there any more" in err
+        # bench.score and bench.reliance read the same record, before any scoring
+        for read in (lambda: score_run(run_dir, ["synthetic:B"], "cpu"),
+                     lambda: reliance_run(load_run(run_dir), "cpu")):
+            with pytest.raises(BenchError, match=f"{run_dir.name}: .* is not there any more"):
+                read()
+        shutil.move(tmp_path / "moved.py", plugin)  # back where the run found it
+        assert reliance_run(load_run(run_dir), "cpu")["model"] == "explained_cnn"
         record = json.loads((run_dir / "config.json").read_text())["model_origin"]
         assert not record["where"].startswith("/")  # portable: relative to the project
     finally:
