@@ -52,12 +52,14 @@ def test_a_moved_or_changed_model_file_is_one_line_naming_the_run_and_the_file(l
     with pytest.raises(BenchError) as gone:
         run_model(config, "run-1")
     said = str(gone.value)
-    assert "\n" not in said and said.startswith("run-1: its model run_model_cnn came from file")
-    assert f"{path} is not there any more" in said and "run_model_cnn" not in list_models()
+    assert said == (f"run-1: its model run_model_cnn came from file {path.resolve()}, which is "
+                    "not there any more; put the file back where the run found it")
+    assert "run_model_cnn" not in list_models()
     moved.write_text(moved.read_text().replace("nn.Linear(8, num_classes)",
                                                "nn.Linear(8, num_classes, bias=False)"))
     moved.rename(path)
-    with pytest.raises(BenchError, match=r"^run-1: .*my_plugin.py changed since the run"):
+    with pytest.raises(BenchError, match=r"^run-1: .*my_plugin.py: it changed since the run "
+                                         r"\(SHA-256 "):
         run_model(config, "run-1")
     assert "run_model_cnn" not in list_models()  # the changed file was never imported
 
@@ -104,7 +106,7 @@ def test_a_run_of_a_local_file_model_is_explained_and_a_moved_file_is_one_line(
         code, out, err = call_main(capsys, explain_main, "--runs", str(runs))
         assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
         assert f"{run_dir.name}: its model explained_cnn came from file" in err
-        assert f"{plugin} is not there any more" in err
+        assert f"{plugin.resolve()}, which is not there any more" in err
         # bench.score and bench.reliance read the same record, before any scoring
         for read in (lambda: score_run(run_dir, ["synthetic:B"], "cpu"),
                      lambda: reliance_run(load_run(run_dir), "cpu")):

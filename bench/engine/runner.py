@@ -485,17 +485,18 @@ def run_model(config: dict, run: str) -> str:
             raise BenchError(f"{run}: {exc}") from None
         return name
     kind, where, sha = record.get("kind"), str(record.get("where", "")), record.get("sha256", "")
-    source = from_portable(record["source"]) if record.get("source") else None
-    said = f"{run}: its model {name} came from {kind} {where}"
-    if kind == "file":
-        path = from_portable(where)
+    source = from_portable(record["source"]).resolve() if record.get("source") else None
+    path = from_portable(where).resolve() if kind == "file" else None
+    said = f"{run}: its model {name} came from {kind} {path or where}"
+    if path is not None:
         if not path.is_file():
-            raise BenchError(f"{said}: {path} is not there any more; put the file back where the "
+            raise BenchError(f"{said}, which is not there any more; put the file back where the "
                              "run found it")
         if source is not None and source.is_file() and sha and file_sha256(source) != sha:
-            raise BenchError(f"{said}: {source} changed since the run (SHA-256 "
-                             f"{file_sha256(source)[:12]}, recorded {sha[:12]}); restore the file "
-                             "the run was trained with, or train the changed model in a new run")
+            raise BenchError(f"{said}: {'it' if source == path else source} changed since the "
+                             f"run (SHA-256 {file_sha256(source)[:12]}, recorded {sha[:12]}); "
+                             "restore the file the run was trained with, or train the changed "
+                             "model in a new run")
         spec = f"{path}:{name}"
     elif kind == "module":
         spec = f"{where}:{name}"
@@ -509,7 +510,8 @@ def run_model(config: dict, run: str) -> str:
     if origin is None or origin.kind != kind:
         package = " ".join(where.split(" ")[:2]).replace(" ", "==")
         raise BenchError(f"{said}, which is not installed here; pip install {package} as the run "
-                         "had it")
+                         "had it" if kind == "plugin" else f"{said}, which no longer registers "
+                         "it here; restore it as the run had it")
     if sha and origin.sha256 != sha:
         raise BenchError(f"{said}: {origin.source} is not the file the run was trained with "
                          f"(SHA-256 {origin.sha256[:12]}, recorded {sha[:12]}); restore it, or "
