@@ -35,6 +35,33 @@ def test_measures_match_hand_computed_values_on_a_toy_map():
     assert np.isnan(cam_measures(np.zeros((10, 10)), mask)["frame_energy_ratio"])  # empty map
 
 
+def test_explanations_see_images_as_bench_run_did_and_refuse_another_detector_s_cleaning(
+        tiny_synthetic, monkeypatch):
+    """bench.explain reads a run's images through bench.engine.runner.as_seen, as bench.run and
+    bench.score do: as they are for a run on uncleaned images, and a run cleaned by another
+    annotation detector version is refused for that run alone (NotExplained), not re-cleaned."""
+    from types import SimpleNamespace
+
+    from bench.data.datasets import load_index
+    from bench.evaluation import explain
+
+    index = load_index(tiny_synthetic)
+    rows = pd.DataFrame({"id": [s.id for s in index.samples], "path": [s.path for s in index.samples],
+                         "label": [s.label for s in index.samples], "prob_malignant": 0.5})
+    run = SimpleNamespace(path=tiny_synthetic.parent / "run-A", test=rows,
+                          settings={"annotations": "keep"},
+                          external={"site_b": (rows, {"source": str(tiny_synthetic)})})
+    seen = []
+    monkeypatch.setattr(explain, "as_seen", lambda ix, paths, ann: seen.append(ann) or ix)
+    parts = explain.image_sets(run, index, index)
+    assert [p.name for p in parts] == ["test", "site_b"] and seen == ["keep"]
+    monkeypatch.undo()
+    run.settings["annotations"] = "clean:ns:000000000000"
+    with pytest.raises(explain.NotExplained, match="run-A: the run was trained on images cleaned "
+                                                   "by annotation detector 000000000000"):
+        explain.image_sets(run, index, index)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list_models())
 def test_gradcam_works_on_every_registered_model_at_the_input_size(name):

@@ -62,6 +62,47 @@ def _pip(*args: str, env: dict | None = None) -> None:
     assert done.returncode == 0, done.stderr
 
 
+@pytest.fixture(scope="module")
+def installed_plugins(tmp_path_factory):
+    """Two plugin packages built and pip-installed (editable) into a temporary folder that this
+    process then uses as a site directory: ``tinyplug`` (model ``tiny_plug``) and ``badplug``,
+    whose import fails. Uninstalled afterwards, with every trace removed from this process."""
+    root = tmp_path_factory.mktemp("plugins")
+    for name, code in (("tinyplug", TINY.format(model="tiny_plug", origin="plugin")),
+                       ("badplug", BROKEN)):
+        (root / name / name).mkdir(parents=True)
+        (root / name / name / "__init__.py").write_text(code)
+        (root / name / "pyproject.toml").write_text(PYPROJECT.format(name=name))
+    target = root / "site"
+    built = importlib.util.find_spec("setuptools") is not None
+    if built:  # the way a user installs a plugin
+        _pip("install", "--no-deps", "--no-build-isolation", "--no-index", "-q", "--target",
+             str(target), "-e", str(root / "tinyplug"), "-e", str(root / "badplug"))
+    else:  # no build backend here (a bare Python 3.12 venv): what the install would leave
+        for name in ("tinyplug", "badplug"):
+            info = target / f"{name}-0.1.dist-info"
+            info.mkdir(parents=True)
+            (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+            (info / "entry_points.txt").write_text(f"[fus2bench.models]\n{name} = {name}\n")
+            (target / f"{name}.pth").write_text(f"{root / name}\n")
+    forget_outside_models()
+    site.addsitedir(str(target))  # runs the editable installs' .pth files, as site-packages would
+    yield root
+    if built:
+        _pip("uninstall", "-y", "-q", "tinyplug", "badplug",
+             env={**os.environ, "PYTHONPATH": str(target)})
+    shutil.rmtree(target, ignore_errors=True)
+    sys.path[:] = [p for p in sys.path if p not in (str(target), str(root / "tinyplug"),
+                                                     str(root / "badplug"))]
+    sys.meta_path[:] = [f for f in sys.meta_path
+                        if not str(getattr(f, "__module__", "")).startswith("__editable__")]
+    for name in [m for m in sys.modules if m.startswith("__editable__")]:
+        del sys.modules[name]
+    importlib.invalidate_caches()
+    forget_outside_models()
+    assert "tiny_plug" not in list_models()  # nothing leaks into other tests
+
+
 def test_a_local_file_or_module_registers_its_model(tmp_path, monkeypatch, capsys):
     local = tmp_path / "cnn_file.py"
     local.write_text(TINY.format(model="cnn_from_file", origin="local file"))
@@ -268,50 +309,8 @@ def test_in_the_suite_a_model_with_three_logits_fails_alone_before_training(tiny
     assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())
 
 
-# --- installed plugin packages: last in this module, so that the module's other tests never see
-# the broken package this fixture installs (its warning would be a second line of their output)
-
-@pytest.fixture(scope="module")
-def installed_plugins(tmp_path_factory):
-    """Two plugin packages built and pip-installed (editable) into a temporary folder that this
-    process then uses as a site directory: ``tinyplug`` (model ``tiny_plug``) and ``badplug``,
-    whose import fails. Uninstalled afterwards, with every trace removed from this process."""
-    root = tmp_path_factory.mktemp("plugins")
-    for name, code in (("tinyplug", TINY.format(model="tiny_plug", origin="plugin")),
-                       ("badplug", BROKEN)):
-        (root / name / name).mkdir(parents=True)
-        (root / name / name / "__init__.py").write_text(code)
-        (root / name / "pyproject.toml").write_text(PYPROJECT.format(name=name))
-    target = root / "site"
-    built = importlib.util.find_spec("setuptools") is not None
-    if built:  # the way a user installs a plugin
-        _pip("install", "--no-deps", "--no-build-isolation", "--no-index", "-q", "--target",
-             str(target), "-e", str(root / "tinyplug"), "-e", str(root / "badplug"))
-    else:  # no build backend here (a bare Python 3.12 venv): what the install would leave
-        for name in ("tinyplug", "badplug"):
-            info = target / f"{name}-0.1.dist-info"
-            info.mkdir(parents=True)
-            (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
-            (info / "entry_points.txt").write_text(f"[fus2bench.models]\n{name} = {name}\n")
-            (target / f"{name}.pth").write_text(f"{root / name}\n")
-    forget_outside_models()
-    site.addsitedir(str(target))  # runs the editable installs' .pth files, as site-packages would
-    yield root
-    if built:
-        _pip("uninstall", "-y", "-q", "tinyplug", "badplug",
-             env={**os.environ, "PYTHONPATH": str(target)})
-    shutil.rmtree(target, ignore_errors=True)
-    sys.path[:] = [p for p in sys.path if p not in (str(target), str(root / "tinyplug"),
-                                                     str(root / "badplug"))]
-    sys.meta_path[:] = [f for f in sys.meta_path
-                        if not str(getattr(f, "__module__", "")).startswith("__editable__")]
-    for name in [m for m in sys.modules if m.startswith("__editable__")]:
-        del sys.modules[name]
-    importlib.invalidate_caches()
-    forget_outside_models()
-    assert "tiny_plug" not in list_models()  # nothing leaks into other tests
-
-
+# the installed plugins (a module-scoped fixture) stay installed until the module ends: the tests
+# that use them come last
 @pytest.mark.slow
 def test_an_installed_plugin_is_listed_and_a_broken_one_is_one_line(installed_plugins, capsys):
     forget_outside_models()  # scan the entry points again, in this test

@@ -47,10 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     device = resolve_device(args.device)
     problems = explain_runs(load_runs(args.runs), args.method, device=device, data=args.data)
-    for line in problems:
+    for line in problems if len(problems) > 1 else []:  # one problem: the error line says it
         print(f"not explained: {in_flag_words(line)}", file=sys.stderr)
     if args.out is not None:
         write_explanations(args.runs, args.out)
+    if len(problems) == 1:
+        raise BenchError(f"1 run(s) not explained: {problems[0]}")
     if problems:
         raise BenchError(f"{len(problems)} run(s) not explained (said above); the first: "
                          f"{problems[0]}")

@@ -42,16 +42,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
 from PIL import Image
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
+from tqdm.auto import tqdm
 
 from bench.core.atomic import write_atomic
 from bench.core.errors import BenchError
@@ -62,6 +64,22 @@ from bench.data.similarity import SAME_SCENE, contrast_scores, similarity_matrix
 FEATURES = ("nccz", "log_inliers", "embz")
 RULE_FILE = SPLITS_DIR / "same_lesion_rule.json"
 CACHE_DIR = CACHE_DIR / "lesion"
+T = TypeVar("T")
+STEPS = ("keypoints", "pixel similarity", "embeddings", "keypoint matches")
+
+
+def _bar(step: str, total: int, unit: str) -> tqdm:
+    """Progress of one step of building the evidence (stderr; shown on a terminal only: the line
+    :func:`evidence_for` prints first says what is being built everywhere)."""
+    return tqdm(total=total, unit=unit, disable=None, leave=False,
+                desc=f"same-lesion evidence {STEPS.index(step) + 1}/{len(STEPS)}: {step}")
+
+
+def _counted(items: Iterable[T], bar: tqdm) -> Iterator[T]:
+    """``items`` unchanged, counting each on ``bar``."""
+    for item in items:
+        bar.update(1)
+        yield item
 
 
 @dataclass(frozen=True)
@@ -140,12 +158,13 @@ def embeddings(images: list[Image.Image], side: int, batch: int = 64) -> np.ndar
     """Unit-norm embeddings of grey images (resized to ``side``², scaled to [-1, 1])."""
     model = _embedder()
     out = []
-    with torch.inference_mode():
+    with torch.inference_mode(), _bar("embeddings", len(images), "image") as bar:
         for k in range(0, len(images), batch):
             x = np.stack([np.asarray(im.convert("L").resize((side, side), Image.BILINEAR),
                                      dtype=np.float32) / 127.5 - 1.0
                           for im in images[k:k + batch]])
             out.append(model(torch.from_numpy(x)[:, None].expand(-1, 3, -1, -1)).numpy())
+            bar.update(len(x))
     e = np.concatenate(out) if out else np.zeros((0, 1280), np.float32)
     return e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-9)
 
@@ -191,7 +210,9 @@ class Matrices:
 
 def matrices(pictures: list[Picture], images: list[Image.Image], rule: LesionRule) -> Matrices:
     """NCC and embedding similarities of every pair, and their contrast scores."""
-    ncc = similarity_matrix([p.thumbs for p in pictures], SAME_SCENE)
+    with _bar("pixel similarity", 1, "matrix") as bar:
+        ncc = similarity_matrix([p.thumbs for p in pictures], SAME_SCENE)
+        bar.update()
     emb = embeddings(images, rule.embed_side)
     cos = emb @ emb.T
     np.fill_diagonal(cos, 1.0)
@@ -201,10 +222,11 @@ def matrices(pictures: list[Picture], images: list[Image.Image], rule: LesionRul
 def pair_features(m: Matrices, pictures: list[Picture], pairs: np.ndarray) -> np.ndarray:
     """``FEATURES`` of the given pairs (k × 2 indices)."""
     i, j = pairs[:, 0], pairs[:, 1]
-    with ThreadPoolExecutor(2) as pool:  # OpenCV releases the GIL; RANSAC is seeded per call
-        inliers = np.fromiter(pool.map(lambda ab: geometric_inliers(
-            pictures[ab[0]], pictures[ab[1]], max_scale=4.0), pairs.tolist(), chunksize=256),
-            dtype=float, count=len(pairs))
+    with ThreadPoolExecutor(2) as pool, _bar("keypoint matches", len(pairs), "pair") as bar:
+        # OpenCV releases the GIL; RANSAC is seeded per call
+        found = pool.map(lambda ab: geometric_inliers(pictures[ab[0]], pictures[ab[1]],
+                                                      max_scale=4.0), pairs.tolist(), chunksize=256)
+        inliers = np.fromiter(_counted(found, bar), dtype=float, count=len(pairs))
     feats = np.column_stack([m.nccz[i, j], np.log1p(inliers), m.embz[i, j]]).reshape(
         -1, len(FEATURES))
     return np.nan_to_num(feats, nan=0.0)
@@ -221,11 +243,10 @@ def compute_evidence(pictures: list[Picture], images: list[Image.Image], rule: L
     return PairEvidence(n, pairs, pair_features(m, pictures, pairs))
 
 
-def evidence_for(files: list[Path], images, rule: LesionRule,
-                 cache_dir: Path | None = CACHE_DIR) -> PairEvidence:
-    """:func:`compute_evidence` of ``files``, cached; ``images()`` returns the decoded images and
-    is called only when the cache has no entry."""
-    key = cache_key(files, rule)
+_ANNOUNCED: set[str] = set()  # evidence said to be built (announce) and not built yet
+
+
+def _cached(files: list[Path], key: str, cache_dir: Path | None) -> PairEvidence | None:
     path = cache_dir / f"{key}.npz" if cache_dir is not None else None
     if path is not None and path.is_file():
         try:
@@ -234,9 +255,36 @@ def evidence_for(files: list[Path], images, rule: LesionRule,
                     return PairEvidence(len(files), z["pairs"], z["features"])
         except (OSError, ValueError, KeyError):
             pass
+    return None
+
+
+def announce(files: list[Path], rule: LesionRule, cache_dir: Path | None = CACHE_DIR) -> None:
+    """Say, before the images are even decoded, that the evidence of ``files`` is about to be
+    built (a minute for BUSI on a CPU; nothing when it is cached); :func:`evidence_for` says it
+    itself when nobody did."""
+    key = cache_key(files, rule)
+    if _cached(files, key, cache_dir) is not None:
+        return
+    _ANNOUNCED.add(key)
+    print(f"building the same-lesion evidence for {len(files)} images (once; "
+          f"{f'cached in {cache_dir}' if cache_dir is not None else 'not cached'})", flush=True)
+
+
+def evidence_for(files: list[Path], images, rule: LesionRule,
+                 cache_dir: Path | None = CACHE_DIR) -> PairEvidence:
+    """:func:`compute_evidence` of ``files``, cached; ``images()`` returns the decoded images and
+    is called only when the cache has no entry."""
+    key = cache_key(files, rule)
+    cached = _cached(files, key, cache_dir)
+    if cached is not None:
+        return cached
+    if key not in _ANNOUNCED:
+        announce(files, rule, cache_dir)
+    _ANNOUNCED.discard(key)
+    path = cache_dir / f"{key}.npz" if cache_dir is not None else None
     decoded = images()
-    with ThreadPoolExecutor(2) as pool:
-        pics = list(pool.map(picture_of, decoded))
+    with ThreadPoolExecutor(2) as pool, _bar("keypoints", len(decoded), "image") as bar:
+        pics = list(_counted(pool.map(picture_of, decoded), bar))
     ev = compute_evidence(pics, decoded, rule)
     if path is not None:
         try:

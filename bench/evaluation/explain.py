@@ -16,7 +16,7 @@ figure), and ``info.json``. A run explained with the same method and weights is 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,8 @@ from bench.data.datasets import load_index
 from bench.data.images import BadImageError, read_image
 from bench.data.index import DataIndex
 from bench.engine.runfolder import WEIGHTS, RunFolder
-from bench.engine.spec import RunSpec, cleaned
+from bench.engine.runner import as_seen, run_model
+from bench.engine.spec import RunSpec
 from bench.engine.train import normalize
 from bench.evaluation.camlayer import (
     EMPTY,
@@ -150,19 +151,6 @@ class NotExplained(BenchError):
     """A run that cannot be explained here (said, and the other runs go on)."""
 
 
-def as_trained(run, index: DataIndex, paths: list[str]) -> DataIndex:
-    """``index`` as the run saw it: a run trained on cleaned images (``--annotations clean``,
-    bench/data/annotations.py) saw the cached cleaned copies of ``paths``, of its training data and
-    of every external set it was scored on; any other run saw ``index`` itself."""
-    annotations = run.settings.get("annotations")
-    if not cleaned(annotations):
-        return index
-    from bench.data.annotations import cleaned_copy
-
-    method = str(annotations).split(":")[1]  # "clean:<method>:<detector version>" (RunSpec)
-    return replace(index, root=cleaned_copy(index.root, paths, method))
-
-
 def run_index(run, data: Path | None = None) -> DataIndex:
     """The data set a run was trained on, as it saw it (:func:`run_indexes`)."""
     return run_indexes(run, data)[1]
@@ -170,7 +158,7 @@ def run_index(run, data: Path | None = None) -> DataIndex:
 
 def run_indexes(run, data: Path | None = None) -> tuple[DataIndex, DataIndex]:
     """The data set a run was trained on, as stored (where its masks are) and as the run saw it
-    (:func:`as_trained`): ``data`` when given, else the location the run recorded
+    (:func:`bench.engine.runner.as_seen`): ``data`` when given, else the location the run recorded
     (:attr:`bench.reporting.runs.Run.data_arg`, relative to the project), checked against the run's
     content hash, so another data set under that path is never explained in its place."""
     settings = run.settings
@@ -190,7 +178,10 @@ def run_indexes(run, data: Path | None = None) -> tuple[DataIndex, DataIndex]:
     manifest = RunFolder(run.path).read_split()
     if want and len(manifest):
         paths = list(manifest.path[manifest.split != "excluded"])
-        index = as_trained(run, index, paths)
+        try:
+            index = as_seen(index, paths, settings.get("annotations", "keep"))
+        except BenchError as exc:  # cleaned by another detector version: this run only
+            raise NotExplained(f"{run.path.name}: {exc}") from None
         missing = next((p for p in paths if not (index.root / p).is_file()), None)
         if missing is not None or content_sha256(index.root, paths) != want:
             what = f"{missing} is missing there" if missing is not None else \
@@ -214,7 +205,8 @@ def explain_info(run, method: str, spec: RunSpec, layer: CamLayer) -> dict:
 
 @dataclass(frozen=True)
 class ImageSet:
-    """One set of images to explain: ``images`` as the run saw them (:func:`as_trained`), its
+    """One set of images to explain: ``images`` as the run saw them
+    (:func:`bench.engine.runner.as_seen`), its
     ``rows`` (predictions), and ``mask_root``, where the lesion masks are read: always the data set
     as stored, since a cleaned copy holds only the images."""
 
@@ -233,7 +225,11 @@ def image_sets(run, original: DataIndex, index: DataIndex) -> list[ImageSet]:
             ext = external_index(meta["source"])
         except BenchError as exc:
             raise NotExplained(f"{run.path.name}: {exc}; score it again with --external") from None
-        seen = as_trained(run, ext, [s.path for s in ext.samples])
+        try:
+            seen = as_seen(ext, [s.path for s in ext.samples],
+                           run.settings.get("annotations", "keep"))
+        except BenchError as exc:
+            raise NotExplained(f"{run.path.name}: {exc}") from None
         got = content_sha256(seen.root, [s.path for s in seen.samples])
         if meta.get("content_sha256") not in (None, got):
             raise NotExplained(f"{run.path.name}: external set {name}: the images at "
@@ -254,6 +250,10 @@ def explain_run(run, method: str = "gradcam", *, device: str, data: Path | None 
     weights = run.path / WEIGHTS
     folder = RunFolder(run.path)
     out = folder.explain(method)
+    try:  # a model from a local file, module or plugin is registered again from its record
+        run_model(run.config, run.path.name)
+    except BenchError as exc:
+        raise NotExplained(str(exc)) from None
     spec = RunSpec(**{k: v for k, v in run.settings.items() if k in RunSpec.__dataclass_fields__})
     layer = run_cam_layer(spec)
     info = explain_info(run, method, spec, layer)

@@ -183,6 +183,8 @@ def training_copies(ext: ExternalSet, train: DataIndex, skip_bad: bool) -> Copie
 
 
 def _find_training_copies(ext: ExternalSet, train: DataIndex, skip_bad: bool) -> Copies:
+    print(f"external {ext.name}: looking for copies of the {len(train.samples)} training images "
+          f"among its {len(ext.index.samples)} images (same picture; once per process)", flush=True)
     ref = pictures([train.abspath(s) for s in train.samples])
     if any(isinstance(p, BadImageError) for p in ref):
         raise BenchError("training images could not be decoded while scoring --external")

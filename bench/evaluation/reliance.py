@@ -36,6 +36,7 @@ from bench.data.annotations import CLEAN_METHOD, clean, detect, detector_version
 from bench.data.cache import ImageCache
 from bench.data.datasets import load_index
 from bench.engine.runfolder import WEIGHTS, RunFolder
+from bench.engine.runner import run_model
 from bench.engine.spec import RunSpec
 from bench.engine.train import predict
 from bench.evaluation.clustered import obuchowski_delta
@@ -182,6 +183,7 @@ def reliance_run(run, device: str, data: Path | None = None) -> dict | None:
     old = folder.reliance_record()
     if old is not None and old.get("info") == info:
         return old
+    run_model(run.config, run.path.name)  # a model from a file, module or plugin: its record
     spec = RunSpec(**{k: v for k, v in run.settings.items() if k in RunSpec.__dataclass_fields__})
     model = final_model(spec, weights)
     index = _run_index(run, data)

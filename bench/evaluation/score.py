@@ -22,7 +22,7 @@ from bench.core.provenance import from_portable
 from bench.data.datasets import load_index
 from bench.data.manifest import read_manifest
 from bench.engine.runfolder import RunFolder, RunStatus
-from bench.engine.runner import as_seen, check_not_replaced, external_sets
+from bench.engine.runner import as_seen, check_not_replaced, external_sets, run_model
 from bench.engine.spec import Execution, RunSpec
 from bench.evaluation.external import score_external
 from models import get_model_config
@@ -51,6 +51,7 @@ def score_run(run_dir: Path, external: list[str], device: str) -> dict[str, dict
     run = folder.load()
     if run is None or run.config.get("status") != RunStatus.COMPLETE:
         raise BenchError(f"{run_dir}: not a finished run")
+    run_model(run.config, run_dir.name)  # a model from a file, module or plugin: its record
     spec = run_spec(run.settings)
     data = run.data_arg
     index = load_index(None if data is None else from_portable(data))

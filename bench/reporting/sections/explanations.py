@@ -33,6 +33,23 @@ def explanation_table(runs: list[Run]) -> pd.DataFrame:
     return explanation_rows(comparison_sets(runs), _explained)
 
 
+def left_out(runs: list[Run], method: str = "gradcam") -> list[str]:
+    """One line per run of a comparison row that has no maps, naming the run and why (nothing is
+    left out of the section silently): no weights in its folder (results sets commit none), or
+    not explained yet (``python -m bench.explain`` says why a run cannot be)."""
+    lines = []
+    for model, rs in comparison_sets(runs):
+        for r in rs:
+            if _explained(r, method) is not None:
+                continue
+            why = ("its folder has no model.safetensors (results sets commit no weights), so it "
+                   "has no maps" if not (r.path / "model.safetensors").is_file() else
+                   f"not explained: python -m bench.explain --runs {r.path.parent} explains it "
+                   "or says why it cannot")
+            lines.append(f"* Left out of this section: {r.path.name} ({model}): {why}.")
+    return lines
+
+
 def explanation_examples(runs: list[Run]) -> dict[str, np.ndarray]:
     """Per comparison model, the most confident true positive, false negative and false positive
     test image of its first seed: grey thumbnail, map and lesion mask, keyed by model, kind, image,
@@ -145,7 +162,9 @@ def readme(ctx: ReportContext) -> list[str]:
     notes = camtable.notes(cams) or [
         "No model's maps are at chance level in the lesion or carry the border-energy flag."]
     figure = ["![Explanations](figures/explanations.png)", ""] if (cams.n_measured > 0).any() else []
+    missing = left_out(ctx.runs)
     return ["## Where the models look (Grad-CAM)", "", *notes, "",
+            *(["", *missing, ""] if missing else []),
             ctx.table_md("explanations_all"), "",
             *plain_words(
                 "Grad-CAM shows which part of an image pushed a model towards 'malignant'; these "
