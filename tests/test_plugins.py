@@ -241,6 +241,7 @@ def {model}(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.0,
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model, outputs, returns, message", [
     ("three_logits", 3, "y", "its output for 2 images of 64 px has shape (2, 3), not a tensor of "
      "shape (N, 2): two finite logits per image, benign then malignant"),

@@ -495,6 +495,7 @@ def test_a_readme_the_report_did_not_write_is_never_replaced(fixture_runs, tmp_p
     assert _files(out) == {"README.md": b"# Results\n\nWritten by hand.\n"}
 
 
+@pytest.mark.slow
 def test_a_report_that_fails_midway_leaves_the_earlier_report_whole(fixture_runs, tmp_path,
                                                                     monkeypatch):
     from bench.reporting.sections import calibration
@@ -518,6 +519,7 @@ def test_a_report_that_fails_midway_leaves_the_earlier_report_whole(fixture_runs
     assert _files(out) != before
 
 
+@pytest.mark.slow
 def test_two_reports_into_one_folder_run_one_after_the_other(fixture_runs, tmp_path, monkeypatch,
                                                              capsys):
     import bench.reporting.report as report

@@ -81,6 +81,7 @@ def test_stacked_training_equals_sequential_training_of_each_member():
             torch.testing.assert_close(got[key], want[key], rtol=1e-9, atol=1e-11, msg=key)
 
 
+@pytest.mark.slow
 def test_a_diverging_member_fails_alone_and_the_others_train_normally():
     cache = tiny_cache()
     cfg = get_model_config("fus2net")

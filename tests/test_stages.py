@@ -137,6 +137,7 @@ def test_a_finished_run_s_problem_is_named_file_by_file(tmp_path):
     done_stage(ctx, "fold_0")
     (run / "metrics.json").write_text("{}")
     cfg = {"status": "complete", "config_hash": ctx.run_hash,
+           "settings": {"model": "fus2net", "seed": 0},  # a run's record (runfolder.config_problem)
            "outputs": {"metrics.json": file_sha256(run / "metrics.json")},
            "timings": {"stages": {"fold_0": {"status": "done"}}}}
     run.write_config(cfg)
