@@ -13,7 +13,7 @@ from bench.core.paths import RESULTS_DIR
 from bench.core.tablefmt import to_markdown
 from bench.engine.contention import ContentionOptions, contention_header, measure_contention
 from bench.engine.device import resolve_device
-from bench.engine.speed import SpeedOptions, measure, write_speed
+from bench.engine.speed import SpeedOptions, measure, parse_members, write_speed
 from bench.engine.threads import affinity_cpus
 
 
@@ -72,9 +72,11 @@ def contention(args: argparse.Namespace) -> int:
         raise BenchError(f"--busy {args.busy!r}: give numbers of busy processes from 0 to 8, "
                          "e.g. 0,1,2")
     model = args.models.split(",")[0]
+    members = parse_members(args.members, "cpu")  # [] with --members 0: no stacked engine
     o = ContentionOptions(model=model, img_size=args.img_size or 64, steps=args.steps,
                           warmup=args.warmup, busy=busy, repeats=args.repeats,
-                          members=int((args.members or "2").split(",")[0]))
+                          members=members[0] if members else 0,
+                          engines=("reference", "stacked") if members else ("reference",))
     cpus = affinity_cpus()
     header = contention_header(o, cpus)
     ensure_writable(args.out)
