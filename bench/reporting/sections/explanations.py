@@ -4,6 +4,7 @@ report reads the maps ``python -m bench.explain`` saved in each run; it never co
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -67,15 +68,41 @@ def explanation_examples(runs: list[Run]) -> dict[str, np.ndarray]:
     return out
 
 
-def explanation_grid(examples: dict[str, np.ndarray], base: Path) -> list[Path]:
-    """Rows: models; columns: a true positive, a false negative and a false positive test image
-    with its Grad-CAM map overlaid (one colour scale, with its bar), the lesion mask outlined, the
-    seed, map size and layer said, and an empty map marked as such."""
+PER_PAGE = 6  # model rows per figure page: a page fits a screen
+
+
+def example_models(examples) -> list[str]:
+    """The models with example maps (keys of ``examples``), as the tables order them: Fus2Net
+    first, each model's variants (e.g. trained on cleaned images) after it."""
+    return sorted(dict.fromkeys(k.split("|")[0] for k in examples),
+                  key=lambda m: (m.split(" (")[0] != "fus2net", m.split(" (")[0], m))
+
+
+def page_names(n_models: int, per_page: int = PER_PAGE, stem: str = "explanations") -> list[str]:
+    """``explanations_1``, ``explanations_2``, ...: one figure per ``per_page`` model rows."""
+    return [f"{stem}_{k + 1}" for k in range(math.ceil(n_models / per_page))]
+
+
+def explanation_grid(examples: dict[str, np.ndarray], base: Path,
+                     per_page: int = PER_PAGE) -> list[Path]:
+    """Pages ``<base>_1``, ``<base>_2``, ... of at most ``per_page`` model rows each (a page fits
+    a screen). Rows: models; columns: a true positive, a false negative and a false positive test
+    image with its Grad-CAM map overlaid (one colour scale, with its bar), the lesion mask
+    outlined, the seed, map size and layer said, and an empty map marked as such."""
+    models = example_models(examples)
+    names = page_names(len(models), per_page, base.name)
+    out: list[Path] = []
+    for k, name in enumerate(names):
+        title = f" (page {k + 1} of {len(names)})" if len(names) > 1 else ""
+        out += _grid_page(examples, models[k * per_page:(k + 1) * per_page],
+                          base.with_name(name), title)
+    return out
+
+
+def _grid_page(examples: dict[str, np.ndarray], models: list[str], base: Path,
+               title: str) -> list[Path]:
     kinds = ["true positive", "false negative", "false positive"]
     keys = sorted({k.rsplit("|", 1)[0] for k in examples})
-    # as the tables: Fus2Net first, each model's variants (e.g. trained on cleaned images) after it
-    models = sorted(dict.fromkeys(k.split("|")[0] for k in keys),
-                    key=lambda m: (m.split(" (")[0] != "fus2net", m.split(" (")[0], m))
     rows = max(1, len(models))
     fig, axes = plt.subplots(rows, 3, figsize=(8.4, 2.9 * rows + 0.4), squeeze=False,
                              layout="constrained")
@@ -106,7 +133,7 @@ def explanation_grid(examples: dict[str, np.ndarray], base: Path) -> list[Path]:
     if shown is not None:
         bar = fig.colorbar(shown, ax=axes.ravel().tolist(), fraction=0.03, shrink=0.6)
         bar.set_label("Grad-CAM (share of the map's peak)", fontsize=7)
-    fig.suptitle("Grad-CAM for malignancy on held-out test images (white: lesion mask)",
+    fig.suptitle("Grad-CAM for malignancy on held-out test images (white: lesion mask)" + title,
                  fontsize=9)
     return figures.save(fig, base)
 
@@ -126,16 +153,29 @@ def write_tables(ctx: ReportContext) -> None:
     ctx.tables["explanations"] = cams
 
 
+def _stale(fdir: Path) -> None:
+    """Remove an earlier report's explanation figures (one or paginated): fewer pages, or none,
+    must not leave old ones to mislead."""
+    for path in fdir.glob("explanations*.*"):
+        page = path.stem.removeprefix("explanations")
+        if path.suffix in (".png", ".pdf") and (page == "" or page[1:].isdigit() and page[0] == "_"):
+            path.unlink(missing_ok=True)
+
+
 def draw_figures(tdir: Path, fdir: Path) -> list[Path]:
     if not (tdir / EXAMPLES).is_file():
         return []
     with np.load(tdir / EXAMPLES) as npz:
         examples = dict(npz)
-    if examples:
-        return explanation_grid(examples, fdir / "explanations")
-    for ext in (".png", ".pdf"):  # no measured map to show: an earlier report's figure would mislead
-        (fdir / f"explanations{ext}").unlink(missing_ok=True)
-    return []
+    _stale(fdir)
+    return explanation_grid(examples, fdir / "explanations") if examples else []
+
+
+def _pages(tdir: Path) -> list[str]:
+    if not (tdir / EXAMPLES).is_file():
+        return []
+    with np.load(tdir / EXAMPLES) as npz:
+        return page_names(len(example_models(dict.fromkeys(npz.files))))
 
 
 def readme(ctx: ReportContext) -> list[str]:
@@ -144,14 +184,18 @@ def readme(ctx: ReportContext) -> list[str]:
     cams = ctx.tables["explanations"]
     notes = camtable.notes(cams) or [
         "No model's maps are at chance level in the lesion or carry the border-energy flag."]
-    figure = ["![Explanations](figures/explanations.png)", ""] if (cams.n_measured > 0).any() else []
+    pages = _pages(ctx.tdir) if ((cams.n_measured > 0) | (cams.n_measured_some > 0)).any() else []
+    figure = [f"![Explanations, page {k + 1} of {len(pages)}](figures/{name}.png)"
+              for k, name in enumerate(pages)]
+    figure = [*figure, ""] if figure else []
     return ["## Where the models look (Grad-CAM)", "", *notes, "",
             ctx.table_md("explanations_all"), "",
             *plain_words(
                 "Grad-CAM shows which part of an image pushed a model towards 'malignant'; these "
                 "columns check whether that part is the lesion the radiologist outlined (a "
                 "pointing hit, a lesion energy ratio above 1) or the image border, where calipers, "
-                "labels and scanner text sit (a frame energy ratio above 1, flagged ⚑).",
+                "labels and scanner text sit (a frame energy ratio above 1, and above what the "
+                "same model gives phantom images that carry no marks: flagged ⚑).",
                 "A model can score well while looking at the wrong place, so a flagged row warns "
                 "that its accuracy may not hold on images marked up differently."),
             *figure]
