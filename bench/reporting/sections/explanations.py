@@ -104,7 +104,7 @@ def _grid_page(examples: dict[str, np.ndarray], models: list[str], base: Path,
     kinds = ["true positive", "false negative", "false positive"]
     keys = sorted({k.rsplit("|", 1)[0] for k in examples})
     rows = max(1, len(models))
-    fig, axes = plt.subplots(rows, 3, figsize=(8.4, 2.9 * rows + 0.4), squeeze=False,
+    fig, axes = plt.subplots(rows, 3, figsize=(7.2, 2.4 * rows + 0.5), squeeze=False,
                              layout="constrained")
     for ax in axes.flat:
         ax.axis("off")
@@ -128,7 +128,7 @@ def _grid_page(examples: dict[str, np.ndarray], models: list[str], base: Path,
             if examples[f"{key}|mask"].any():
                 ax.contour(examples[f"{key}|mask"].astype(float), levels=[0.5], colors="white",
                            linewidths=0.8)
-            ax.set_title(f"{model}\nseed {seed}: {kind}, {image_id}\nP(malignant) {prob}, "
+            ax.set_title(f"{figures.wrapped(model)}\nseed {seed}: {kind}, {image_id}\nP(malignant) {prob}, "
                          f"map {where}", fontsize=6.5)
     if shown is not None:
         bar = fig.colorbar(shown, ax=axes.ravel().tolist(), fraction=0.03, shrink=0.6)
