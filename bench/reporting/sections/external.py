@@ -300,7 +300,7 @@ def external_calibration(bins: pd.DataFrame, base: Path,
         ax.set(title=figures.wrapped(model), xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
         ax.title.set_fontsize(9)
         ax.tick_params(labelbottom=True)
-        ax.legend(fontsize=6, loc="best")
+        ax.legend(fontsize=6, loc="lower right")
     for ax in axes[-1]:
         ax.set_xlabel("mean predicted P(malignant)")
     for ax in axes[:, 0]:
