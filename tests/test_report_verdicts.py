@@ -163,3 +163,25 @@ def test_the_border_flag_is_calibrated_on_the_same_models_unmarked_set():
     alone = camtable.explanation_rows([("m", [_CamRun(marked)])], lambda r: r.frame)
     assert alone.iloc[0].border_flag and alone.iloc[0].flag_basis.startswith("uncalibrated")
     assert "calibrated on a set without burnt-in marks" in camtable.caption(64)
+
+
+def test_the_readme_links_every_page_of_the_explanation_figure(tmp_path):
+    from bench.reporting.sections import explanations
+    from bench.reporting.sections.context import ReportContext
+
+    ctx = ReportContext(runs=[], out=tmp_path)
+    ctx.tdir.mkdir(parents=True)
+    keys = {f"model{k}|true positive|i|0.9|0|measured|8x8 l|{part}": np.zeros((2, 2))
+            for k in range(7) for part in ("image", "map", "mask")}
+    np.savez(ctx.tdir / explanations.EXAMPLES, **keys)
+    cams = pd.DataFrame([{"model": "m", "set": "test", "images": "all", "n": 4, "n_measured": 2,
+                          "n_measured_some": 1, "n_empty": 1, "n_not_measurable": 0,
+                          "unrecorded": False, "n_seeds": 2, "with_mask": 0, "map_size": "8x8",
+                          "layer": "l", "frame_energy_ratio": 1.0, "frame_energy_ratio_lo": 0.9,
+                          "frame_energy_ratio_hi": 1.1, "flag_basis": "uncalibrated (no "
+                          "unmarked set)", "border_flag": False, "lesion_energy_ratio_hi": 2.0}])
+    ctx.tables["explanations"] = cams
+    (ctx.tdir / "explanations_all.md").write_text("table")
+    text = "\n".join(explanations.readme(ctx))
+    assert "(figures/explanations_1.png)" in text and "(figures/explanations_2.png)" in text
+    assert "explanations.png" not in text and "page 2 of 2" in text
