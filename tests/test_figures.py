@@ -112,9 +112,23 @@ def test_reliability_diagram_has_bins_with_counts_and_intervals_per_model(drawn,
     calibration.calibration_figure(bins, tmp_path / "cal")
     fig = drawn[0]
     assert len(_panels(fig)) == 3
-    assert "5 bins of 20 images" in _texts(fig) and "seed 0 of 2" in _texts(fig)
+    assert "5 bins of 20 images" in _texts(fig) and "all 2 seeds" in _texts(fig)
     assert "observed share malignant" in _texts(fig)
     _png(tmp_path / "cal")
+
+
+def test_reliability_diagram_draws_every_seed_the_table_averages(drawn, tmp_path):
+    bins = pd.DataFrame([{"model": "fus2net", "seed": s, "bin": k, "mean_pred": (k + 0.5) / 4,
+                          "frac_pos": (k + 0.5) / 4 + 0.05 * s, "frac_lo": k / 4,
+                          "frac_hi": (k + 1) / 4, "count": 25}
+                         for s in (0, 1, 2) for k in range(4)])
+    calibration.calibration_figure(bins, tmp_path / "cal")
+    ax = _panels(drawn[0])[0]
+    curves = [c for c in ax.containers if c.__class__.__name__ == "ErrorbarContainer"]
+    assert len(curves) == 3  # one curve per seed, not seed 0 alone
+    plotted = sorted(np.round(c.lines[0].get_ydata()[0], 3) for c in curves)
+    assert plotted == [0.125, 0.175, 0.225]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["seed 0", "seed 1", "seed 2"]
 
 
 def test_optimizer_bars_have_error_bars_a_y_label_and_each_variant_in_the_legend(drawn, tmp_path):
@@ -147,16 +161,48 @@ def test_explanation_grid_states_seed_and_map_and_marks_empty_maps(drawn, tmp_pa
         for kind, status in (("true positive", "measured"), ("false negative", "empty map")):
             key = f"{model}|{kind}|img1|0.90|0|{status}|12x12 block1.1"
             ex.update({f"{key}|image": img, f"{key}|map": m, f"{key}|mask": mask})
-    explanations.explanation_grid(ex, tmp_path / "ex")
+    paths = explanations.explanation_grid(ex, tmp_path / "ex")
     fig = drawn[0]
     text = _texts(fig)
     assert "fus2net\nseed 0: true positive, img1" in text and "map 12x12 block1.1" in text
     # rows as in the tables: Fus2Net, its variant, then the other models
-    rows = [ax.get_title().split("\n")[0] for ax in fig.axes[0:9:3]]
+    rows = [ax.get_title().split("\nseed")[0].replace("\n", " ") for ax in fig.axes[0:9:3]]
     assert rows == ["fus2net", "fus2net (trained on cleaned images)", "byra_vgg19_ml"]
     assert "empty map" in text and "no false positive" in text
     assert any(ax.get_label() == "<colorbar>" for ax in fig.axes)
-    _png(tmp_path / "ex")
+    assert [p.name for p in paths] == ["ex_1.png"]
+    _png(tmp_path / "ex_1")
+
+
+def test_explanation_grid_is_paginated_to_fit_a_screen(drawn, tmp_path):
+    img, m = np.full((64, 64), 100, np.uint8), np.ones((64, 64), np.float32)
+    mask = np.zeros((64, 64), bool)
+    ex = {}
+    models = [f"model{k:02d}" for k in range(8)] + ["fus2net"]
+    for model in models:
+        key = f"{model}|true positive|img1|0.90|0|measured|8x8 l"
+        ex.update({f"{key}|image": img, f"{key}|map": m, f"{key}|mask": mask})
+    paths = explanations.explanation_grid(ex, tmp_path / "explanations")
+    assert [p.name for p in paths] == ["explanations_1.png", "explanations_2.png"]
+    assert explanations.page_names(9) == ["explanations_1", "explanations_2"]
+    first, second = drawn
+    rows = [ax.get_title().split("\n")[0] for ax in first.axes[0:18:3]]
+    assert rows[0] == "fus2net" and len(rows) == explanations.PER_PAGE == 6
+    assert "(page 1 of 2)" in first._suptitle.get_text()
+    assert "model07" in _texts(second) and "model00" not in _texts(second)
+    assert first.get_size_inches()[1] <= 15  # at most six rows: fits a screen
+    for p in paths:
+        _png(p.with_suffix(""))
+
+
+def test_a_redrawn_report_leaves_no_stale_explanation_page(tmp_path):
+    fdir = tmp_path / "figures"
+    fdir.mkdir()
+    for name in ("explanations.png", "explanations_3.png", "explanations_2.pdf", "other.png",
+                 "explanations_all.png"):
+        (fdir / name).write_text("x")
+    explanations._stale(fdir)
+    assert sorted(p.name for p in fdir.iterdir()) == ["explanations_all.png", "other.png"]
 
 
 def test_misclassified_grid_labels_every_image(drawn, tmp_path):
@@ -213,3 +259,40 @@ def test_external_figures_have_a_panel_per_model_and_per_set(drawn, tmp_path):
     assert len(_panels(drawn[1])) == 2 and "siteB" in _texts(drawn[1])
     _png(tmp_path / "eroc")
     plt.close("all")
+
+
+def test_external_calibration_marks_a_degenerate_row_dashed_in_its_legend(drawn, tmp_path):
+    cal = pd.DataFrame([{"model": m, "set": s, "bin": k, "mean_pred": 0.2 + 0.3 * k,
+                         "frac_pos": 0.3 + 0.3 * k, "frac_lo": 0.1, "frac_hi": 0.9, "count": 30}
+                        for m in MODELS[:2] for s in ("breast", "siteB") for k in range(2)])
+    table = pd.DataFrame({"model": ["fus2net", "fus2net", "resnet50"],
+                          "external_set": ["breast", "siteB", "siteB"],
+                          "flag": [np.nan, "predicts benign for 100% of images", ""]})
+    external.external_calibration(cal, tmp_path / "ecal", external.degenerate_pairs(table))
+    first, second = _panels(drawn[0])[:2]
+    legend = [t.get_text() for t in first.get_legend().get_texts()]
+    assert legend == ["breast", "siteB (degenerate)"]
+    styles = {c.get_label(): c.lines[0].get_linestyle() for c in first.containers}
+    assert styles["siteB (degenerate)"] == "--" and styles["breast"] == "-"
+    assert "(degenerate)" not in "".join(t.get_text() for t in second.get_legend().get_texts())
+    assert "dashed" in drawn[0]._suptitle.get_text()
+
+
+def test_reliance_figure_drops_rows_of_a_set_without_marks(drawn, tmp_path):
+    from bench.reporting.sections import reliance
+
+    rows = [{"model": m, "set": s, "delta_auc": 0.01 if s == "test" else 0.0,
+             "delta_lo": -0.01 if s == "test" else 0.0, "delta_hi": 0.03 if s == "test" else 0.0,
+             "marked_benign": "32/50" if s == "test" else "0/200",
+             "marked_malignant": "24/50" if s == "test" else "0/200",
+             **{f"shift_{c}_{k}": (0.01 if s == "test" else np.nan)
+                for c in ("benign", "malignant") for k in ("targets", "lo", "hi")}}
+            for m in MODELS[:2] for s in ("test", "synthetic-siteB")]
+    reliance.reliance_figure(pd.DataFrame(rows), tmp_path / "rel")
+    fig = drawn[0]
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == ["fus2net · test", "resnet50 · test"][::-1] or \
+        sorted(labels) == ["fus2net · test", "resnet50 · test"]
+    assert not any("synthetic-siteB" in x for x in labels)
+    assert "Not shown (no marked image: nothing to remove or paste): synthetic-siteB" in _texts(fig)
+    _png(tmp_path / "rel", min_height=200)

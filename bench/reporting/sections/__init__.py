@@ -27,6 +27,7 @@ from bench.reporting.sections import (
     external,
     heldout,
     illustrations,
+    lesion,
     provenance,
     reliance,
     reproduce,
@@ -48,6 +49,7 @@ class Section(Protocol):
 SECTIONS: tuple[Section, ...] = (
     provenance,  # header: data, profile, seeds, code versions, warnings, flagged rows
     heldout,  # Table 3, Fig. 2 (ROC), confusion matrices
+    lesion,  # lesion-level metrics beside Table 3's image-level ones
     calibration,  # calibration and prevalence, reliability diagram
     cvfolds,  # every CV fold
     explanations,  # Grad-CAM measures and examples

@@ -35,41 +35,44 @@ def calibration_bins(runs: list[Run], min_count: int = 20) -> pd.DataFrame:
 
 
 def calibration_figure(bins: pd.DataFrame, base: Path) -> list[Path]:
-    """Reliability diagram, one panel per model (Fus2Net first) for its lowest seed: equal-count
-    bins (each holds enough images to estimate a rate), the observed malignant share with its
-    Wilson 95% interval and the bin's image count; the diagonal is perfect calibration."""
+    """Reliability diagram, one panel per model (Fus2Net first) with every seed (each seed one
+    trained model, one line each, as the calibration table averages them): equal-count bins (each
+    holds enough images to estimate a rate), the observed malignant share with its Wilson 95%
+    interval; the diagonal is perfect calibration."""
     models = list(dict.fromkeys(bins.model)) if len(bins) else []
     models = sorted(models, key=lambda m: m != "fus2net")
     styles = figures.model_styles(models)
     fig, axes = figures.model_panels(len(models), 3.2)
+    markers = ("o", "s", "^", "D", "v", "P", "X")
     for ax, model in zip(axes.flat, models, strict=False):
         ax.axis("on")
-        d = bins[bins.model == model]
-        seed = int(d.seed.min())
-        d = d[d.seed == seed]
+        d_all = bins[bins.model == model]
+        seeds = sorted(int(s) for s in d_all.seed.unique())
         color = styles[model][0]
         ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=0.8)
-        ax.errorbar(d.mean_pred, d.frac_pos, yerr=[d.frac_pos - d.frac_lo, d.frac_hi - d.frac_pos],
-                    color=color, marker="o", ms=4, lw=1.2, capsize=2)
-        counts = sorted(set(d["count"].astype(int)))
-        if len(counts) == 1:
-            what = f"{len(d)} bins of {counts[0]} images"
-        else:
-            what = f"{len(d)} bins of {counts[0]}–{counts[-1]} images"
-            for r in d.itertuples():
-                ax.annotate(f"n={int(r.count)}", (r.mean_pred, r.frac_hi), xytext=(0, 3),
-                            textcoords="offset points", ha="center", fontsize=6)
-        n_seeds = bins[bins.model == model].seed.nunique()
+        for k, seed in enumerate(seeds):
+            d = d_all[d_all.seed == seed]
+            ax.errorbar(d.mean_pred, d.frac_pos,
+                        yerr=[d.frac_pos - d.frac_lo, d.frac_hi - d.frac_pos], color=color,
+                        marker=markers[k % len(markers)], ms=3.5, lw=1.0, capsize=1.5,
+                        alpha=0.85, elinewidth=0.6, label=f"seed {seed}")
+        counts = sorted(set(d_all["count"].astype(int)))
+        size = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
+        per_seed = sorted(set(d_all.groupby("seed").size()))
+        n_bins = f"{per_seed[0]}" if len(per_seed) == 1 else f"{per_seed[0]}–{per_seed[-1]}"
         ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.05),
-               title=f"{model}\nseed {seed} of {n_seeds}; {what}")
+               title=f"{model}\nall {len(seeds)} seed{'s' if len(seeds) > 1 else ''}; "
+                     f"{n_bins} bins of {size} images each")
         ax.tick_params(labelbottom=True)
         ax.title.set_fontsize(8)
+        ax.legend(fontsize=6, loc="upper left")
     for ax in axes[-1]:
         ax.set_xlabel("mean predicted P(malignant) in bin")
     for ax in axes[:, 0]:
         ax.set_ylabel("observed share malignant")
-    fig.suptitle("Reliability on the held-out test set: equal-count bins, observed share with "
-                 "its Wilson 95% CI; dotted: perfect calibration", fontsize=9)
+    fig.suptitle("Reliability on the held-out test set, every seed (one line each, as the table "
+                 "averages them): equal-count bins, observed share with its Wilson 95% CI; "
+                 "dotted: perfect calibration", fontsize=9)
     fig.tight_layout()
     return figures.save(fig, base)
 

@@ -84,8 +84,64 @@ def cv_strip(folds: pd.DataFrame, base: Path) -> list[Path]:
     return figures.save(fig, base)
 
 
+def cv_test_gap(folds: pd.DataFrame, t3: pd.DataFrame | None) -> pd.DataFrame:
+    """Per comparison model with both: its mean validation AUC over every CV fold of every seed,
+    its held-out test AUC (Table 3: seed mean with the clustered 95% CI), the gap (CV − test) and
+    whether the CV mean lies inside the test AUC's interval."""
+    cols = ["model", "n_folds", "cv_auc", "test_auc", "test_auc_lo", "test_auc_hi", "gap",
+            "cv_in_test_ci"]
+    if t3 is None or not len(folds) or "auc" not in t3:
+        return pd.DataFrame(columns=cols)
+    lo_col, hi_col = next(((a, b) for a, b in (("auc_cl_lo", "auc_cl_hi"), ("auc_lo", "auc_hi"))
+                           if a in t3 and b in t3), (None, None))
+    ok = folds[(folds.status == "ok") & (folds.kind == "comparison")].dropna(subset=["auc"])
+    rows = []
+    for model, d in ok.groupby("model", sort=False):
+        test = t3[t3.model == model]
+        if not len(test) or pd.isna(test.auc.iloc[0]):
+            continue
+        r = test.iloc[0]
+        lo = float(r[lo_col]) if lo_col else np.nan
+        hi = float(r[hi_col]) if hi_col else np.nan
+        cv = float(d.auc.mean())
+        rows.append({"model": model, "n_folds": len(d), "cv_auc": cv, "test_auc": float(r.auc),
+                     "test_auc_lo": lo, "test_auc_hi": hi, "gap": cv - float(r.auc),
+                     "cv_in_test_ci": bool(lo <= cv <= hi) if lo == lo and hi == hi else None})
+    return pd.DataFrame(rows, columns=cols)
+
+
+def gap_lines(gap: pd.DataFrame) -> list[str]:
+    """The README's paragraph on the CV-vs-test gap, every number from ``gap``."""
+    if not len(gap):
+        return []
+    lines = ["### Cross-validation vs held-out test", "",
+             "The CV folds are validation folds of the training images (split by the same "
+             "same-lesion groups, so no lesion is in both a fold's training and validation part); "
+             "the held-out test set is other lesions. Per model trained with both, its mean "
+             "validation AUC over every fold of every seed, its held-out test AUC (seed mean "
+             "[clustered 95% CI]) and the gap:", ""]
+    for r in gap.itertuples():
+        where = ("the test AUC has no interval" if r.cv_in_test_ci is None
+                 or r.cv_in_test_ci != r.cv_in_test_ci
+                 else "the CV mean lies within the test AUC's interval" if r.cv_in_test_ci
+                 else "the CV mean lies outside the test AUC's interval")
+        ci = (f" [{r.test_auc_lo:.3f}, {r.test_auc_hi:.3f}]"
+              if r.test_auc_lo == r.test_auc_lo else "")
+        lines.append(f"* **{r.model}**: CV AUC {r.cv_auc:.3f} ({int(r.n_folds)} folds), test "
+                     f"AUC {r.test_auc:.3f}{ci}, gap {r.gap:+.3f}: {where}.")
+    if len(gap) > 1:
+        n_out = int((gap.cv_in_test_ci == False).sum())  # noqa: E712 (None is neither)
+        lines += ["", f"{n_out} of {len(gap)} CV means lie outside the test AUC's interval."]
+    lines.append("")
+    return lines
+
+
 def write_tables(ctx: ReportContext) -> None:
-    write_table_csv(ctx.tdir / "cv_folds.csv", cv_folds(ctx.runs))
+    folds = cv_folds(ctx.runs)
+    write_table_csv(ctx.tdir / "cv_folds.csv", folds)
+    gap = cv_test_gap(folds, ctx.tables.get("table3_comparison"))
+    write_table_csv(ctx.tdir / "cv_test_gap.csv", gap)
+    ctx.tables["cv_test_gap"] = gap
 
 
 def draw_figures(tdir: Path, fdir: Path) -> list[Path]:
@@ -93,4 +149,6 @@ def draw_figures(tdir: Path, fdir: Path) -> list[Path]:
 
 
 def readme(ctx: ReportContext) -> list[str]:
-    return ["![CV folds](figures/cv_folds.png)", ""]
+    gap = ctx.tables.get("cv_test_gap")
+    return ["![CV folds](figures/cv_folds.png)", "",
+            *(gap_lines(gap) if gap is not None else [])]

@@ -9,9 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from bench.core.tablefmt import fmt, write_table
+from bench.evaluation.contrasts import LEVEL, verdict
 from bench.evaluation.metrics import degenerate_prediction
+from bench.evaluation.power import min_detectable_delta
+from bench.evaluation.stats import holm
 from bench.jobs.experiments import BASE, EXPERIMENTS
 from bench.reporting import figures, table3
 from bench.reporting.figures import plt, sns
@@ -62,7 +66,48 @@ def experiment_table(runs: list[Run], name: str) -> pd.DataFrame:
             row["test_auc_secondary"] = float(np.mean(tests))
         row["runs"] = ",".join(r.path.name for r in rs)
         rows.append(row)
-    return pd.DataFrame(rows)
+    return with_verdicts(pd.DataFrame(rows))
+
+
+def fold_test(delta: float, lo: float, hi: float, n_pairs: int,
+              level: float = LEVEL) -> tuple[float, float, float]:
+    """The corrected resampled-t test behind a paired-fold interval
+    (:func:`bench.evaluation.contrasts.paired_fold_delta`): its standard error (the interval's
+    half-width over the t quantile on ``n_pairs − 1`` df), the two-sided p of ΔAUC = 0 and the
+    minimum detectable |ΔAUC| at 80 % power on the same t (:mod:`bench.evaluation.power`). NaN
+    where the interval is undefined."""
+    if n_pairs < 2 or any(math.isnan(x) for x in (delta, lo, hi)):
+        return math.nan, math.nan, math.nan
+    df = n_pairs - 1
+    se = (hi - lo) / (2 * stats.t.ppf(0.5 + level / 2, df))
+    if se <= 0:
+        return se, (1.0 if delta == 0 else 0.0), 0.0
+    p = float(2 * stats.t.sf(abs(delta) / se, df))
+    return se, p, min_detectable_delta(se, df=df)
+
+
+def with_verdicts(t: pd.DataFrame) -> pd.DataFrame:
+    """Each variant's paired CV contrast with the base in the one sentence
+    :func:`bench.evaluation.contrasts.verdict` allows: p of the corrected resampled-t test, Holm
+    across the variants of this table, and the minimum detectable difference of these folds."""
+    for col in ("delta_auc_cv", "delta_auc_cv_lo", "delta_auc_cv_hi", "paired_folds"):
+        if col not in t:
+            t[col] = np.nan
+    tests = [fold_test(*(float(x) for x in (r.delta_auc_cv, r.delta_auc_cv_lo,
+                                             r.delta_auc_cv_hi)),
+                       int(r.paired_folds) if r.paired_folds == r.paired_folds else 0)
+             for r in t.itertuples()]
+    t["delta_auc_cv_se"] = [x[0] for x in tests]
+    t["delta_auc_cv_p"] = [x[1] for x in tests]
+    t["delta_auc_cv_mdd"] = [x[2] for x in tests]
+    t["delta_auc_cv_p_holm"] = holm(t["delta_auc_cv_p"].to_numpy(dtype=float))
+    t["reading"] = [verdict(r.delta_auc_cv, r.delta_auc_cv_lo, r.delta_auc_cv_hi,
+                            r.delta_auc_cv_p_holm, r.delta_auc_cv_mdd).replace(
+                                "this test set detects", "these folds detect")
+                    if r.delta_auc_cv == r.delta_auc_cv else
+                    (r.reading if "reading" in t and isinstance(r.reading, str) else "")
+                    for r in t.itertuples()]
+    return t
 
 
 def experiment_display(t: pd.DataFrame) -> pd.DataFrame:
@@ -132,6 +177,8 @@ def readme(ctx: ReportContext) -> list[str]:
         "optimiser, augmentation and regularisation) and compares the options by "
         "cross-validation on the training images alone, so the held-out test set plays no part "
         "in the choice.",
-        "An interval for the difference that contains 0 means the choice made no measurable "
-        "difference at this training budget; the held-out AUC is shown for reference only.")
+        "Each variant's sentence says whether its difference from the base recipe was shown, "
+        "which differences its interval still allows, and the smallest difference these few "
+        "folds could detect: where that is large, 'no difference shown' is not evidence of no "
+        "difference. The held-out AUC is shown for reference only.")
     return lines + ["![Optimizers](figures/fig1_optimizers.png)", ""]

@@ -4,6 +4,7 @@ report reads the maps ``python -m bench.explain`` saved in each run; it never co
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -84,17 +85,43 @@ def explanation_examples(runs: list[Run]) -> dict[str, np.ndarray]:
     return out
 
 
-def explanation_grid(examples: dict[str, np.ndarray], base: Path) -> list[Path]:
-    """Rows: models; columns: a true positive, a false negative and a false positive test image
-    with its Grad-CAM map overlaid (one colour scale, with its bar), the lesion mask outlined, the
-    seed, map size and layer said, and an empty map marked as such."""
+PER_PAGE = 6  # model rows per figure page: a page fits a screen
+
+
+def example_models(examples) -> list[str]:
+    """The models with example maps (keys of ``examples``), as the tables order them: Fus2Net
+    first, each model's variants (e.g. trained on cleaned images) after it."""
+    return sorted(dict.fromkeys(k.split("|")[0] for k in examples),
+                  key=lambda m: (m.split(" (")[0] != "fus2net", m.split(" (")[0], m))
+
+
+def page_names(n_models: int, per_page: int = PER_PAGE, stem: str = "explanations") -> list[str]:
+    """``explanations_1``, ``explanations_2``, ...: one figure per ``per_page`` model rows."""
+    return [f"{stem}_{k + 1}" for k in range(math.ceil(n_models / per_page))]
+
+
+def explanation_grid(examples: dict[str, np.ndarray], base: Path,
+                     per_page: int = PER_PAGE) -> list[Path]:
+    """Pages ``<base>_1``, ``<base>_2``, ... of at most ``per_page`` model rows each (a page fits
+    a screen). Rows: models; columns: a true positive, a false negative and a false positive test
+    image with its Grad-CAM map overlaid (one colour scale, with its bar), the lesion mask
+    outlined, the seed, map size and layer said, and an empty map marked as such."""
+    models = example_models(examples)
+    names = page_names(len(models), per_page, base.name)
+    out: list[Path] = []
+    for k, name in enumerate(names):
+        title = f" (page {k + 1} of {len(names)})" if len(names) > 1 else ""
+        out += _grid_page(examples, models[k * per_page:(k + 1) * per_page],
+                          base.with_name(name), title)
+    return out
+
+
+def _grid_page(examples: dict[str, np.ndarray], models: list[str], base: Path,
+               title: str) -> list[Path]:
     kinds = ["true positive", "false negative", "false positive"]
     keys = sorted({k.rsplit("|", 1)[0] for k in examples})
-    # as the tables: Fus2Net first, each model's variants (e.g. trained on cleaned images) after it
-    models = sorted(dict.fromkeys(k.split("|")[0] for k in keys),
-                    key=lambda m: (m.split(" (")[0] != "fus2net", m.split(" (")[0], m))
     rows = max(1, len(models))
-    fig, axes = plt.subplots(rows, 3, figsize=(8.4, 2.9 * rows + 0.4), squeeze=False,
+    fig, axes = plt.subplots(rows, 3, figsize=(7.2, 2.4 * rows + 0.5), squeeze=False,
                              layout="constrained")
     for ax in axes.flat:
         ax.axis("off")
@@ -118,12 +145,12 @@ def explanation_grid(examples: dict[str, np.ndarray], base: Path) -> list[Path]:
             if examples[f"{key}|mask"].any():
                 ax.contour(examples[f"{key}|mask"].astype(float), levels=[0.5], colors="white",
                            linewidths=0.8)
-            ax.set_title(f"{model}\nseed {seed}: {kind}, {image_id}\nP(malignant) {prob}, "
+            ax.set_title(f"{figures.wrapped(model)}\nseed {seed}: {kind}, {image_id}\nP(malignant) {prob}, "
                          f"map {where}", fontsize=6.5)
     if shown is not None:
         bar = fig.colorbar(shown, ax=axes.ravel().tolist(), fraction=0.03, shrink=0.6)
         bar.set_label("Grad-CAM (share of the map's peak)", fontsize=7)
-    fig.suptitle("Grad-CAM for malignancy on held-out test images (white: lesion mask)",
+    fig.suptitle("Grad-CAM for malignancy on held-out test images (white: lesion mask)" + title,
                  fontsize=9)
     return figures.save(fig, base)
 
@@ -143,16 +170,29 @@ def write_tables(ctx: ReportContext) -> None:
     ctx.tables["explanations"] = cams
 
 
+def _stale(fdir: Path) -> None:
+    """Remove an earlier report's explanation figures (one or paginated): fewer pages, or none,
+    must not leave old ones to mislead."""
+    for path in fdir.glob("explanations*.*"):
+        page = path.stem.removeprefix("explanations")
+        if path.suffix in (".png", ".pdf") and (page == "" or page[1:].isdigit() and page[0] == "_"):
+            path.unlink(missing_ok=True)
+
+
 def draw_figures(tdir: Path, fdir: Path) -> list[Path]:
     if not (tdir / EXAMPLES).is_file():
         return []
     with np.load(tdir / EXAMPLES) as npz:
         examples = dict(npz)
-    if examples:
-        return explanation_grid(examples, fdir / "explanations")
-    for ext in (".png", ".pdf"):  # no measured map to show: an earlier report's figure would mislead
-        (fdir / f"explanations{ext}").unlink(missing_ok=True)
-    return []
+    _stale(fdir)
+    return explanation_grid(examples, fdir / "explanations") if examples else []
+
+
+def _pages(cams: pd.DataFrame) -> list[str]:
+    """The figure's pages, from the table alone (the README must not depend on whether the
+    example maps, which git does not keep, are present): one row per model with a measured map."""
+    measured = cams[(cams.n_measured > 0) | (cams.n_measured_some > 0)]
+    return page_names(measured.model.nunique())
 
 
 def readme(ctx: ReportContext) -> list[str]:
@@ -161,8 +201,11 @@ def readme(ctx: ReportContext) -> list[str]:
     cams = ctx.tables["explanations"]
     notes = camtable.notes(cams) or [
         "No model's maps are at chance level in the lesion or carry the border-energy flag."]
-    figure = ["![Explanations](figures/explanations.png)", ""] if (cams.n_measured > 0).any() else []
     missing = left_out(ctx.runs)
+    pages = _pages(cams) if ((cams.n_measured > 0) | (cams.n_measured_some > 0)).any() else []
+    figure = [f"![Explanations, page {k + 1} of {len(pages)}](figures/{name}.png)"
+              for k, name in enumerate(pages)]
+    figure = [*figure, ""] if figure else []
     return ["## Where the models look (Grad-CAM)", "", *notes, "",
             *(["", *missing, ""] if missing else []),
             ctx.table_md("explanations_all"), "",
@@ -170,7 +213,8 @@ def readme(ctx: ReportContext) -> list[str]:
                 "Grad-CAM shows which part of an image pushed a model towards 'malignant'; these "
                 "columns check whether that part is the lesion the radiologist outlined (a "
                 "pointing hit, a lesion energy ratio above 1) or the image border, where calipers, "
-                "labels and scanner text sit (a frame energy ratio above 1, flagged ⚑).",
+                "labels and scanner text sit (a frame energy ratio above 1, and above what the "
+                "same model gives phantom images that carry no marks: flagged ⚑).",
                 "A model can score well while looking at the wrong place, so a flagged row warns "
                 "that its accuracy may not hold on images marked up differently."),
             *figure]

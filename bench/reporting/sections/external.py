@@ -264,10 +264,23 @@ def external_roc(points: pd.DataFrame, base: Path) -> list[Path]:
     return figures.save(fig, base)
 
 
-def external_calibration(bins: pd.DataFrame, base: Path) -> list[Path]:
+def degenerate_pairs(table: pd.DataFrame) -> set[tuple[str, str]]:
+    """The (model, external set) rows of the saved external table flagged degenerate
+    (near-constant or one-class predictions)."""
+    if not len(table) or "flag" not in table:
+        return set()
+    flagged = table[table.flag.fillna("").astype(str) != ""]
+    return set(zip(flagged.model.astype(str), flagged.external_set.astype(str), strict=True))
+
+
+def external_calibration(bins: pd.DataFrame, base: Path,
+                         degenerate: set[tuple[str, str]] | None = None) -> list[Path]:
     """Reliability diagrams, one panel per model (as :func:`external_roc`, Fus2Net's first), one
     colour per external set: observed malignant share (Wilson 95% CI) against the mean predicted
-    probability in equal-count bins of at least 20 images; the diagonal is perfect calibration."""
+    probability in equal-count bins of at least 20 images; the diagonal is perfect calibration.
+    A curve of a ``degenerate`` (model, set) is dashed and labelled "(degenerate)": its
+    predictions are (near-)constant, so its bins say little."""
+    degenerate = degenerate or set()
     models = list(dict.fromkeys(bins.model))
     palette = set_colours(list(dict.fromkeys(bins.set)))
     fig, axes = figures.model_panels(len(models), 3.2)
@@ -277,19 +290,25 @@ def external_calibration(bins: pd.DataFrame, base: Path) -> list[Path]:
         for name, d in bins[bins.model == model].groupby("set", sort=False):
             err = [d.frac_pos - d.frac_lo, d.frac_hi - d.frac_pos] \
                 if {"frac_lo", "frac_hi"} <= set(d) else None
-            ax.errorbar(d.mean_pred, d.frac_pos, yerr=err, color=palette[name], marker="o", ms=3.5,
-                        lw=1.2, capsize=2, label=name)
+            bad = (str(model), str(name)) in degenerate
+            line = ax.errorbar(d.mean_pred, d.frac_pos, yerr=err, color=palette[name], marker="o",
+                               ms=3.5, lw=1.2, capsize=2, ls="--" if bad else "-",
+                               mfc="white" if bad else palette[name],
+                               label=f"{name} (degenerate)" if bad else name)
+            if bad:
+                line[0].set_dashes((4, 2))
         ax.set(title=figures.wrapped(model), xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
         ax.title.set_fontsize(9)
         ax.tick_params(labelbottom=True)
-        ax.legend(fontsize=6, loc="upper left")
+        ax.legend(fontsize=6, loc="lower right")
     for ax in axes[-1]:
         ax.set_xlabel("mean predicted P(malignant)")
     for ax in axes[:, 0]:
         ax.set_ylabel("observed share malignant")
     fig.suptitle("Calibration on the external sets at their own prevalence: equal-count bins of "
-                 "≥ 20 images, observed share with its Wilson 95% CI; dotted: perfect calibration",
-                 fontsize=9)
+                 "≥ 20 images, observed share with its Wilson 95% CI; dotted: perfect calibration"
+                 + ("\ndashed, open markers: degenerate predictions (near-constant or one class)"
+                    if degenerate else ""), fontsize=9)
     fig.tight_layout()
     return figures.save(fig, base)
 
@@ -327,7 +346,8 @@ def draw_figures(tdir: Path, fdir: Path) -> list[Path]:
         return []
     return (external_roc(read_table(tdir / "external_roc_points.csv"), fdir / "external_roc")
             + external_calibration(read_table(tdir / "external_calibration_bins.csv"),
-                                   fdir / "external_calibration"))
+                                   fdir / "external_calibration",
+                                   degenerate_pairs(read_table(tdir / "external_comparison.csv"))))
 
 
 def readme(ctx: ReportContext) -> list[str]:

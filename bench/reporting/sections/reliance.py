@@ -90,13 +90,33 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
                                                     table.shift_malignant_hi, strict=True)]})
 
 
+def _marked(cell: object) -> int:
+    """The marked count of a ``"32/50"`` cell (0 when unknown)."""
+    try:
+        return int(str(cell).split("/")[0])
+    except ValueError:
+        return 0
+
+
+def shown_rows(table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The rows with something to show and the sets left out: a set in which the detector
+    found no marked image has nothing to remove or paste (ΔAUC 0 by construction, no shift)."""
+    if not {"marked_benign", "marked_malignant"} <= set(table):
+        return table.reset_index(drop=True), []
+    empty = table.apply(lambda r: _marked(r.marked_benign) + _marked(r.marked_malignant) == 0,
+                        axis=1) if len(table) else pd.Series(dtype=bool)
+    dropped = list(dict.fromkeys(table[empty].set.astype(str))) if len(table) else []
+    return table[~empty].reset_index(drop=True) if len(table) else table, dropped
+
+
 def reliance_figure(table: pd.DataFrame, base: Path) -> list[Path]:
-    """ΔAUC from cleaning and the insertion shifts, one row per run and set, with intervals."""
-    t = table.reset_index(drop=True)
+    """ΔAUC from cleaning and the insertion shifts, one row per run and set, with intervals; sets
+    without a marked image are left out (nothing to remove or paste) and named under the plot."""
+    t, dropped = shown_rows(table)
     labels = [f"{r.model} s{r.seed} ({r.trained_on}) · {r.set}" if "run" in t else
               f"{r.model} · {r.set}" for r in t.itertuples()]
     ypos = np.arange(len(t))[::-1]
-    fig, axes = plt.subplots(1, 2, figsize=(13, 1.4 + 0.38 * len(t)), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(13, 1.6 + 0.38 * max(1, len(t))), sharey=True)
     ax = axes[0]
     ax.errorbar(t.delta_auc, ypos, xerr=[t.delta_auc - t.delta_lo, t.delta_hi - t.delta_auc],
                 fmt="o", color="k", capsize=3)
@@ -115,7 +135,10 @@ def reliance_figure(table: pd.DataFrame, base: Path) -> list[Path]:
     ax.set_xlabel("mean change of P(malignant)\n(95% CI)")
     ax.set_title("Pasting another class's annotations")
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
-    fig.tight_layout()
+    if dropped:
+        fig.text(0.01, 0.005, "Not shown (no marked image: nothing to remove or paste): "
+                 + ", ".join(dropped), fontsize=8, ha="left", va="bottom")
+    fig.tight_layout(rect=(0, 0.04 if dropped else 0, 1, 1))
     return figures.save(fig, base)
 
 
