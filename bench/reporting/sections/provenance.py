@@ -101,8 +101,9 @@ def split_line(runs: list[Run]) -> str:
             continue
         malignant = (f" ({int(rows.label.sum())} malignant)" if part == "test" and "label" in rows
                      else "")
+        groups = rows.group.nunique()
         parts.append(f"{len(rows)} {name} image{'s' if len(rows) != 1 else ''}{malignant} in "
-                     f"{rows.group.nunique()} groups")
+                     f"{groups} group{'s' if groups != 1 else ''}")
     fits = set()
     for r in runs:
         try:
