@@ -434,7 +434,7 @@ def summary(record: dict) -> str:
                  f" DeLong [{fmt(mean['auc_delong_lo'])}, {fmt(mean['auc_delong_hi'])}], "
                  f"clustered [{fmt(mean['auc_obuchowski_lo'])}, {fmt(mean['auc_obuchowski_hi'])}]")
     if r.get("verdict"):
-        text += f"; vs Fus2Net: {r['verdict']}"
+        text += f"; ΔAUC vs Fus2Net on matched seeds — {r['verdict']}"
     elif r.get("delta_auc") is not None:
         text += f"; ΔAUC vs Fus2Net {r['delta_auc']:+.3f}"
     if record["degenerate"]:

@@ -380,7 +380,7 @@ def write_tables(ctx: ReportContext) -> None:
                                                             table3.FULL_CAPTION))
     write_table_csv(ctx.tdir / "roc_points.csv", roc_points(ctx.runs))
     write_table_csv(ctx.tdir / "roc_band.csv", roc_band_table(
-        ctx.runs, n_boot=min(ctx.n_boot, ROC_BAND_BOOT), seed=ctx.seed))
+        ctx.runs, n_boot=max(2, min(ctx.n_boot, ROC_BAND_BOOT)), seed=ctx.seed))
     ctx.tables["table3_comparison"] = t3
 
 
