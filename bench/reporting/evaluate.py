@@ -65,7 +65,7 @@ NAME_CHARS = 100  # a name is also a folder name (the default `out`): well under
 EVALUATION_FILES = (
     "predictions.csv", "row.csv", "row.md", "row.tex", "row_per_seed.csv", "intervals.csv",
     "intervals.md", "intervals.tex", "leaderboard.csv", "leaderboard.md", "leaderboard.tex",
-    "calibration.csv", "calibration.md", "calibration.tex", "roc.png", "roc.pdf",
+    "calibration.csv", "calibration.md", "calibration.tex", "roc.png", "roc.pdf", "roc_band.csv",
     "calibration_bins.csv", "calibration.png", "calibration.pdf", "README.md", "evaluation.json")
 RECORD = "evaluation.json"
 
@@ -321,7 +321,10 @@ def write_outputs(out: Path, name: str, preds: pd.DataFrame, sc: Scored) -> None
     # the figures' runs and their table rows are selected by one key: the Table 3 row label
     # (a model's other configurations, e.g. Fus2Net on cleaned images, are rows of their own)
     pair = [r for label, rs in comparison_sets(sc.runs) if label in (REFERENCE, name) for r in rs]
-    heldout.roc_figure(roc_points(pair), sc.t3[sc.t3.model.isin([REFERENCE, name])], out / "roc")
+    band = heldout.roc_band_table(pair)
+    write_table_csv(out / "roc_band.csv", band)
+    heldout.roc_figure(roc_points(pair), sc.t3[sc.t3.model.isin([REFERENCE, name])], out / "roc",
+                       band)
     bins = calibration_bins(pair)
     write_table_csv(out / "calibration_bins.csv", bins)
     calibration.calibration_figure(bins, out / "calibration")
@@ -430,7 +433,9 @@ def summary(record: dict) -> str:
         text += (f"; AUC [{mean['seed'] if mean['seed'] == SEED_MEAN else 'seed ' + mean['seed']}]"
                  f" DeLong [{fmt(mean['auc_delong_lo'])}, {fmt(mean['auc_delong_hi'])}], "
                  f"clustered [{fmt(mean['auc_obuchowski_lo'])}, {fmt(mean['auc_obuchowski_hi'])}]")
-    if r.get("delta_auc") is not None:
+    if r.get("verdict"):
+        text += f"; ΔAUC vs Fus2Net on matched seeds — {r['verdict']}"
+    elif r.get("delta_auc") is not None:
         text += f"; ΔAUC vs Fus2Net {r['delta_auc']:+.3f}"
     if record["degenerate"]:
         text += f"; ⚠ degenerate: {record['degenerate']}"

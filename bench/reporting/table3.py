@@ -1,17 +1,31 @@
 """Table 3's contrasts, calibration and prevalence columns (docs/protocol.md, "Metrics").
 
 Per comparison model (a configuration over its seeds), on the held-out test images with their
-clusters (same lesion or patient, :func:`bench.reporting.runs.attach_groups`):
+clusters (same lesion or patient, :func:`bench.reporting.runs.attach_groups`). Every primary interval
+counts both sources of variance, the test set's lesion clusters AND the training seeds
+(:mod:`bench.evaluation.twolevel`):
 
-* ``auc``: the mean of the per-seed AUCs, with its primary interval (``auc_cl_lo/hi``,
-  Obuchowski clustered), a cluster bootstrap interval and the image-level DeLong one (secondary);
+* ``auc``: the mean of the per-seed AUCs, with its primary interval ``auc_vc_lo/hi`` (variance
+  components: Obuchowski's clustered variance of the seed mean plus the between-seed variance over
+  the number of seeds, t on Welch–Satterthwaite df ``auc_vc_df``), the two-level bootstrap
+  (``auc_2l_lo/hi``, seeds and clusters resampled) as a secondary one, and the intervals that
+  hold the trained models fixed: clustered only (``auc_cl_lo/hi``, Obuchowski), the cluster
+  bootstrap (``auc_cboot_lo/hi``) and the image-level DeLong one (``auc_img_lo/hi``);
 * ``delta_auc``: ΔAUC against the reference on the seeds both have (``matched_seeds``), paired per
-  seed, with the clustered interval and z test (``delta_auc_p``, Holm across models in the
-  report), the cluster bootstrap and the image-level DeLong ones;
+  seed, with the same primary interval and its t test (``delta_auc_p``, Holm across models in
+  ``delta_auc_p_holm``), the two-level bootstrap (``delta_auc_2l_*``), the minimum detectable
+  ΔAUC at 80 % power (``delta_auc_mdd``, :mod:`bench.evaluation.power`) and the models-fixed
+  intervals: clustered only with its z test (``delta_auc_cl_*``), cluster bootstrap, image-level
+  DeLong; ``verdict``: the one sentence the contrast allows
+  (:func:`bench.evaluation.contrasts.verdict`);
+* sensitivity, specificity, PPV and NPV (mean over seeds) with design-effect Wilson intervals over
+  seeds × clusters (``sensitivity_lo/hi`` …, :mod:`bench.evaluation.proportions`) and the
+  two-level bootstrap ones (``sensitivity_2l_lo/hi`` …);
 * ``ensemble_auc``: the AUC of the seed-averaged probabilities, an ensemble of the seeds, only for
   two or more seeds, with its clustered interval;
 * Brier, calibration slope and intercept (seed means, cluster-bootstrap intervals);
-* PPV and NPV at the data set's own prevalence (the test set holds 50 % malignant images).
+* PPV and NPV at the data set's own prevalence (``prevalence``; the test set's own is
+  ``test_prevalence``).
 
 These are pure functions of the runs; the report's sections (:mod:`bench.reporting.sections.heldout`,
 :mod:`bench.reporting.sections.experiments`) add them to their rows.
@@ -25,7 +39,15 @@ import numpy as np
 
 from bench.evaluation.calibration import calibration, predictive_values_at
 from bench.evaluation.clustered import obuchowski_auc, obuchowski_delta
-from bench.evaluation.contrasts import groups_of, matched_delta, seed_mean_auc
+from bench.evaluation.contrasts import groups_of, matched_delta, seed_mean_auc, verdict
+from bench.evaluation.power import min_detectable_delta
+from bench.evaluation.proportions import METRICS, classification_bootstrap, classification_intervals
+from bench.evaluation.twolevel import (
+    auc_variance_components,
+    delta_variance_components,
+    two_level_auc,
+    two_level_delta,
+)
 from bench.reporting.runs import Run
 
 
@@ -60,26 +82,28 @@ def model_columns(rs: list[Run], ref: list[Run] | None, n_boot: int, seed: int,
     """The module's columns for one configuration ``rs`` against the reference's runs ``ref``
     (``contrast`` false: no ΔAUC, e.g. for the reference itself or a degenerate model)."""
     y, s, g, seeds = test_matrix(rs)
-    row: dict = {"n_clusters": len(set(g)), "seeds_scored": ",".join(map(str, seeds))}
+    row: dict = {"n_clusters": len(set(g)), "seeds_scored": ",".join(map(str, seeds)),
+                 "test_prevalence": float(y.mean())}
     a = seed_mean_auc(y, s, g, n_boot=n_boot, seed=seed)
-    row.update({"auc_cl_lo": a.lo, "auc_cl_hi": a.hi,
+    vc = auc_variance_components(y, s, g)
+    tl = two_level_auc(y, s, g, n_boot=max(n_boot, 2), seed=seed)
+    row.update({"auc_vc_lo": vc.lo, "auc_vc_hi": vc.hi, "auc_vc_se": vc.se, "auc_vc_df": vc.df,
+                "auc_2l_lo": tl.lo, "auc_2l_hi": tl.hi, "auc_2l_se": tl.se,
+                "auc_cl_lo": a.lo, "auc_cl_hi": a.hi,
                 "auc_cboot_lo": a.boot_lo, "auc_cboot_hi": a.boot_hi,
-                "auc_img_lo": a.image_lo, "auc_img_hi": a.image_hi})
+                "auc_img_lo": a.image_lo, "auc_img_hi": a.image_hi, "seed_note": vc.note})
+    props = classification_intervals(y, s, g)
+    boots = classification_bootstrap(y, s, g, n_boot=max(n_boot, 2), seed=seed)
+    for name in METRICS:
+        row.update({f"{name}_lo": props[name].lo, f"{name}_hi": props[name].hi,
+                    f"{name}_deff": props[name].deff,
+                    f"{name}_2l_lo": boots[name].lo, f"{name}_2l_hi": boots[name].hi})
     if len(seeds) > 1:
         e = seed_mean_auc(y, s.mean(0)[None], g, n_boot=0)
         row.update({"ensemble_auc": e.value, "ensemble_auc_cl_lo": e.lo,
                     "ensemble_auc_cl_hi": e.hi, "ensemble_seeds": len(seeds)})
     if contrast and ref:
-        ry, rsc, _, rseeds = test_matrix(ref)
-        both = [k for k in seeds if k in rseeds]
-        if both:
-            d = matched_delta(y, s[[seeds.index(k) for k in both]],
-                              rsc[[rseeds.index(k) for k in both]], g, n_boot=n_boot, seed=seed)
-            row.update({"matched_seeds": ",".join(map(str, both)), "delta_auc": d.value,
-                        "delta_auc_cl_lo": d.lo, "delta_auc_cl_hi": d.hi, "delta_auc_p": d.p,
-                        "delta_auc_cboot_lo": d.boot_lo, "delta_auc_cboot_hi": d.boot_hi,
-                        "delta_auc_img_lo": d.image_lo, "delta_auc_img_hi": d.image_hi,
-                        "delta_auc_img_p": d.image_p})
+        row.update(contrast_columns(y, s, g, seeds, ref, n_boot, seed))
     c = calibration(y, s, g, n_boot=n_boot, seed=seed)
     for name in ("brier", "slope", "intercept"):
         iv = getattr(c, name)
@@ -93,6 +117,48 @@ def model_columns(rs: list[Run], ref: list[Run] | None, n_boot: int, seed: int,
                     "ppv_at_prevalence_hi": ppv.hi, "npv_at_prevalence": npv.value,
                     "npv_at_prevalence_lo": npv.lo, "npv_at_prevalence_hi": npv.hi})
     return row
+
+
+def contrast_columns(y: np.ndarray, s: np.ndarray, g: np.ndarray, seeds: list[int],
+                     ref: list[Run], n_boot: int, seed: int) -> dict:
+    """ΔAUC of the scores ``s`` (rows: ``seeds``) against the reference's runs on the seeds both
+    have: the primary variance-components interval and t test, the minimum detectable ΔAUC at
+    80 % power from the same SE and df, the two-level bootstrap, and the models-fixed intervals
+    (clustered with its z test, cluster bootstrap, image-level DeLong). Empty without a seed in
+    common."""
+    _, rsc, _, rseeds = test_matrix(ref)
+    both = [k for k in seeds if k in rseeds]
+    if not both:
+        return {}
+    a, b = s[[seeds.index(k) for k in both]], rsc[[rseeds.index(k) for k in both]]
+    d = matched_delta(y, a, b, g, n_boot=n_boot, seed=seed)
+    vc = delta_variance_components(y, a, b, g)
+    tl = two_level_delta(y, a, b, g, n_boot=max(n_boot, 2), seed=seed)
+    df = math.inf if math.isnan(vc.df) else vc.df
+    return {"matched_seeds": ",".join(map(str, both)), "delta_auc": d.value,
+            "delta_auc_vc_lo": vc.lo, "delta_auc_vc_hi": vc.hi, "delta_auc_vc_se": vc.se,
+            "delta_auc_vc_df": vc.df, "delta_auc_p": vc.p,
+            "delta_auc_mdd": min_detectable_delta(vc.se, df=df),
+            "delta_auc_2l_lo": tl.lo, "delta_auc_2l_hi": tl.hi, "delta_auc_2l_se": tl.se,
+            "delta_auc_2l_mdd": min_detectable_delta(tl.se),
+            "delta_auc_cl_lo": d.lo, "delta_auc_cl_hi": d.hi, "delta_auc_cl_p": d.p,
+            "delta_auc_cboot_lo": d.boot_lo, "delta_auc_cboot_hi": d.boot_hi,
+            "delta_auc_img_lo": d.image_lo, "delta_auc_img_hi": d.image_hi,
+            "delta_auc_img_p": d.image_p, "delta_note": vc.note}
+
+
+def contrast_verdict(r: dict) -> str:
+    """The row's sentence (:func:`bench.evaluation.contrasts.verdict`) from its ΔAUC, primary
+    interval, Holm-adjusted p and minimum detectable ΔAUC; empty for a row without a contrast."""
+    if not _num(r.get("delta_auc")):
+        return ""
+
+    def f(k: str) -> float:
+        v = r.get(k)
+        return float(v) if _num(v) else math.nan
+
+    return verdict(f("delta_auc"), f("delta_auc_vc_lo"), f("delta_auc_vc_hi"),
+                   f("delta_auc_p_holm"), f("delta_auc_mdd"))
 
 
 # --- display (Markdown / LaTeX cells) -------------------------------------------------------
@@ -127,7 +193,9 @@ def _seeds(r: dict) -> str:
         str(int(r.get("n_seeds", 0)))
 
 
-def _delta(r: dict, reference: str) -> str:
+def _delta(r: dict, reference: str, kind: str = "vc") -> str:
+    """The ΔAUC cell with the interval ``delta_auc_{kind}_lo/hi`` (``vc``: seeds × lesions, the
+    primary; ``cl``: clustered only, the models fixed) and the matched seeds."""
     if _is_paper(r):
         return "—"
     if r["model"] == reference:
@@ -136,8 +204,39 @@ def _delta(r: dict, reference: str) -> str:
         return "— (degenerate)"
     if not _num(r.get("delta_auc")):
         return "—"
-    return (_ci(r["delta_auc"], r.get("delta_auc_cl_lo"), r.get("delta_auc_cl_hi"), signed=True)
-            + f" ({_seed_list(r.get('matched_seeds'))})")
+    return (_ci(r["delta_auc"], r.get(f"delta_auc_{kind}_lo"), r.get(f"delta_auc_{kind}_hi"),
+                signed=True) + f" ({_seed_list(r.get('matched_seeds'))})")
+
+
+def _contrast(r: dict, reference: str) -> bool:
+    return not _is_paper(r) and r["model"] != reference and not _flagged(r) and \
+        _num(r.get("delta_auc"))
+
+
+def _p(v) -> str:
+    return "—" if not _num(v) else ("<0.001" if v < 0.001 else f"{v:.3f}")
+
+
+def _mdd(r: dict, reference: str, key: str = "delta_auc_mdd") -> str:
+    return f"{r[key]:.3f}" if _contrast(r, reference) and _num(r.get(key)) else "—"
+
+
+def _unit_ci(v, lo, hi) -> str:
+    """An AUC with its interval cut to [0, 1] (the t interval itself is not)."""
+    if not (_num(lo) and _num(hi)):
+        return _ci(v, lo, hi)
+    return _ci(v, max(0.0, lo), min(1.0, hi))
+
+
+def _proportion(r: dict, name: str, kind: str = "") -> str:
+    """``0.780 [0.65, 0.87]``: a proportion (mean over seeds) with its interval over seeds ×
+    lesions (``kind`` ``""``: design-effect Wilson; ``"_2l"``: two-level bootstrap)."""
+    v, lo, hi = r.get(name), r.get(f"{name}{kind}_lo"), r.get(f"{name}{kind}_hi")
+    if not _num(v):
+        return "—"
+    if not (_num(lo) and _num(hi)):
+        return f"{v:.3f}"
+    return f"{v:.3f} [{lo:.2f}, {hi:.2f}]"
 
 
 def _seed_list(seeds) -> str:
@@ -159,8 +258,9 @@ def _flag_text(r: dict) -> str:
 
 def headline_display(t, reference: str = "fus2net"):
     """The compact Table 3 of the README: one AUC per model (the mean over its seeds of the
-    per-seed AUC) with its primary, clustered interval, ΔAUC against the reference on matched
-    seeds, sensitivity, specificity and flags."""
+    per-seed AUC) and ΔAUC against the reference on matched seeds, each with its interval over
+    seeds × lesions; the contrast's Holm-adjusted p and minimum detectable ΔAUC; sensitivity
+    and specificity with their clustered intervals over seeds × lesions; flags."""
     import pandas as pd
 
     rows = []
@@ -170,11 +270,13 @@ def headline_display(t, reference: str = "fus2net"):
             "Model": r["model"] + (" ⚠" if _flagged(r) else ""),
             "Weights": r.get("weights", "—"),
             "Seeds": _seeds(r),
-            "AUC, mean over seeds [clustered 95% CI]": _ci(r.get("auc"), r.get("auc_cl_lo"),
-                                                           r.get("auc_cl_hi")),
-            "ΔAUC vs Fus2Net, matched seeds [clustered 95% CI]": _delta(r, reference),
-            "Sensitivity": _ci(r.get("sensitivity"), math.nan, math.nan),
-            "Specificity": _ci(r.get("specificity"), math.nan, math.nan),
+            "AUC, mean over seeds [95% CI, seeds × lesions]": _unit_ci(
+                r.get("auc"), r.get("auc_vc_lo"), r.get("auc_vc_hi")),
+            "ΔAUC vs Fus2Net, matched seeds [95% CI, seeds × lesions]": _delta(r, reference),
+            "p (Holm)": _p(r.get("delta_auc_p_holm")) if _contrast(r, reference) else "—",
+            "MDD (80 %)": _mdd(r, reference),
+            "Sensitivity [95% CI]": _proportion(r, "sensitivity"),
+            "Specificity [95% CI]": _proportion(r, "specificity"),
             "Flag": r.get("note", "") if paper else _flag_text(r),
         })
     return pd.DataFrame(rows)
@@ -192,17 +294,17 @@ def _spread(r: dict, k: str, digits: int = 3) -> str:
 
 
 def full_display(t, reference: str = "fus2net"):
-    """Every Table 3 column (the LaTeX file): metrics over seeds, the AUC's three intervals,
-    the ensemble, the matched contrast with its tests, calibration and prevalence."""
+    """Every Table 3 column (the LaTeX file): metrics over seeds, the AUC's intervals (over seeds ×
+    lesions: variance components, the primary, and the two-level bootstrap; with the models
+    fixed: clustered, cluster bootstrap, image-level DeLong), the ensemble, the matched contrast
+    with the same intervals, its tests, minimum detectable ΔAUC and verdict, calibration and
+    prevalence."""
     import pandas as pd
-
-    def p(v) -> str:
-        return "—" if not _num(v) else ("<0.001" if v < 0.001 else f"{v:.3f}")
 
     rows = []
     for r in t.to_dict("records"):
         paper = _is_paper(r)
-        contrast = not paper and r["model"] != reference and not _flagged(r)
+        contrast = _contrast(r, reference)
         rows.append({
             "Model": r["model"] + (" ⚠" if _flagged(r) else ""), "Weights": r.get("weights", "—"),
             "Params (M)": _ci(r.get("params_m"), math.nan, math.nan, 2),
@@ -210,22 +312,38 @@ def full_display(t, reference: str = "fus2net"):
             "Seeds": _seeds(r),
             **{k: (_ci(r.get(c), math.nan, math.nan) if paper else _spread(r, c))
                for k, c in (("Accuracy", "accuracy"), ("Sensitivity", "sensitivity"),
-                            ("Specificity", "specificity"), ("PPV (50 %)", "ppv"),
-                            ("NPV (50 %)", "npv"), ("AUC", "auc"))},
-            "AUC [clustered CI]": _ci(r.get("auc"), r.get("auc_cl_lo"), r.get("auc_cl_hi")),
-            "AUC [cluster bootstrap CI]": _ci(r.get("auc"), r.get("auc_cboot_lo"),
-                                              r.get("auc_cboot_hi")),
+                            ("Specificity", "specificity"), ("PPV (test set)", "ppv"),
+                            ("NPV (test set)", "npv"), ("AUC", "auc"))},
+            "Sensitivity [CI, seeds × lesions]": _proportion(r, "sensitivity"),
+            "Specificity [CI, seeds × lesions]": _proportion(r, "specificity"),
+            "AUC [CI, seeds × lesions; primary]": _unit_ci(r.get("auc"), r.get("auc_vc_lo"),
+                                                          r.get("auc_vc_hi")),
+            "AUC [two-level bootstrap CI]": _ci(r.get("auc"), r.get("auc_2l_lo"),
+                                                r.get("auc_2l_hi")),
+            "AUC [clustered CI, models fixed]": _ci(r.get("auc"), r.get("auc_cl_lo"),
+                                                    r.get("auc_cl_hi")),
+            "AUC [cluster bootstrap CI, models fixed]": _ci(r.get("auc"), r.get("auc_cboot_lo"),
+                                                            r.get("auc_cboot_hi")),
             "AUC [image-level DeLong CI, secondary]": _ci(r.get("auc"), r.get("auc_img_lo"),
                                                          r.get("auc_img_hi")),
             "Ensemble of seeds: AUC [clustered CI]": _ci(
                 r.get("ensemble_auc"), r.get("ensemble_auc_cl_lo"), r.get("ensemble_auc_cl_hi")),
-            "ΔAUC vs Fus2Net, matched seeds [clustered CI]": _delta(r, reference),
+            "ΔAUC vs Fus2Net, matched seeds [CI, seeds × lesions; primary]": _delta(r, reference),
+            "ΔAUC [two-level bootstrap CI]": _ci(
+                r.get("delta_auc"), r.get("delta_auc_2l_lo"), r.get("delta_auc_2l_hi"),
+                signed=True) if contrast else "—",
+            "ΔAUC [clustered CI, models fixed]": _delta(r, reference, "cl"),
             "ΔAUC [image-level CI, secondary]": _ci(
                 r.get("delta_auc"), r.get("delta_auc_img_lo"), r.get("delta_auc_img_hi"),
                 signed=True) if contrast else "—",
-            "p clustered (Holm)": p(r.get("delta_auc_p_holm")) if contrast else "—",
+            "p (Holm)": _p(r.get("delta_auc_p_holm")) if contrast else "—",
+            "p clustered, models fixed (Holm)": _p(r.get("delta_auc_cl_p_holm"))
+            if contrast else "—",
+            "MDD (80 %)": _mdd(r, reference),
             "Seeds with clustered p < 0.05 (Holm)": r.get("seeds_significant")
             if contrast and isinstance(r.get("seeds_significant"), str) else "—",
+            "Verdict": r.get("verdict") if contrast and isinstance(r.get("verdict"), str)
+            else "—",
             "Brier [CI]": _ci(r.get("brier"), r.get("brier_lo"), r.get("brier_hi")),
             "Cal. slope [CI]": _ci(r.get("cal_slope"), r.get("cal_slope_lo"),
                                    r.get("cal_slope_hi"), 2),
@@ -246,12 +364,19 @@ def _at_prevalence(r: dict) -> str:
                           r.get("npv_at_prevalence_hi")))
 
 
+def _test_share(t) -> str:
+    """``50%``: the malignant share of the held-out test images, from the rows' ``test_prevalence``."""
+    shares = t["test_prevalence"].dropna() if "test_prevalence" in t else []
+    return f"{shares.iloc[0]:.0%}" if len(shares) else "own prevalence"
+
+
 def calibration_display(t):
     """Calibration and prevalence per model (README): Brier, slope and intercept with cluster
-    bootstrap intervals; PPV and NPV at the test set's 50 % and at the data set's prevalence."""
+    bootstrap intervals; PPV and NPV at the test set's own prevalence and at the data set's."""
     import pandas as pd
 
     rows = []
+    at_test = f"PPV / NPV at the test set's {_test_share(t)}"
     for r in t.to_dict("records"):
         if _is_paper(r) or not _num(r.get("brier")):
             continue
@@ -262,52 +387,73 @@ def calibration_display(t):
                 r.get("cal_slope"), r.get("cal_slope_lo"), r.get("cal_slope_hi"), 2),
             "Intercept [95% CI] (0 = ideal)": _ci(
                 r.get("cal_intercept"), r.get("cal_intercept_lo"), r.get("cal_intercept_hi"), 2),
-            "PPV / NPV at the test set's 50 %": f"{_ci(r.get('ppv'), math.nan, math.nan)} / "
-                                                 f"{_ci(r.get('npv'), math.nan, math.nan)}",
+            at_test: f"{_ci(r.get('ppv'), math.nan, math.nan)} / "
+                     f"{_ci(r.get('npv'), math.nan, math.nan)}",
             "PPV / NPV at the data set's prevalence [95% CI]": _at_prevalence(r),
         })
     return pd.DataFrame(rows)
 
 
 HEADLINE_CAPTION = (
-    "Held-out test set. AUC: the mean over a model's training seeds of its per-seed AUC (one "
-    "trained model on average; one AUC per model); 95% CI clustered (Obuchowski's method over "
-    "the test set's same-lesion groups, {clusters}), the primary interval. ΔAUC vs Fus2Net: on the "
-    "seeds both models have (listed), paired per seed on the same images, with its clustered 95% "
-    "CI; an interval that holds 0 shows no difference and bounds it. Sensitivity and specificity "
-    "at threshold 0.5, mean over seeds. ⚠ = degenerate predictions: the row's tests are not "
-    "evidence. Every other column (image-level DeLong and cluster-bootstrap intervals as "
-    "secondary ones, the ensemble of the seeds in its own column, p-values with Holm's "
-    "correction, calibration, PPV/NPV) is in table3_comparison.csv and .tex; per seed in "
-    "table3_per_seed.csv. The last row is the paper's own result on different data.")
+    "Held-out test set ({clusters}). AUC: the mean over a model's training seeds of its per-seed "
+    "AUC (one trained model on average; one AUC per model). Its 95% CI, the primary one, counts "
+    "both sources of variance: the test set's same-lesion groups (Obuchowski's clustered "
+    "variance of the seed mean) and the training seeds (the variance of the per-seed AUCs over "
+    "the number of seeds); a t interval on Welch–Satterthwaite degrees of freedom, cut to "
+    "[0, 1]. ΔAUC vs Fus2Net: the mean over the seeds both models have (listed) of the per-seed "
+    "difference on the same images, with the same kind of interval; p (Holm): its t test, "
+    "Holm's correction across models. MDD (80 %): the smallest |ΔAUC| that this test set and "
+    "these seeds detect with 80 % power at α = 0.05 (from the same standard error and degrees "
+    "of freedom); where the interval holds 0, differences up to its farther end cannot be "
+    "excluded. Each contrast's reading is the sentence under the table. Sensitivity and "
+    "specificity at threshold {threshold}, mean over seeds, with 95% Wilson intervals on the "
+    "sample size divided by the design effect of seeds × lesion groups. ⚠ = degenerate "
+    "predictions: the row's tests are not evidence. Every other column (two-level bootstrap "
+    "intervals, resampling seeds and lesion groups together; the intervals that hold the "
+    "trained models fixed: clustered only (Obuchowski, with its z test), cluster bootstrap and "
+    "image-level DeLong; the ensemble of the seeds; calibration; PPV/NPV) is in "
+    "table3_comparison.csv and .tex; per seed in table3_per_seed.csv. The last row is the "
+    "paper's own result on different data.")
 
 FULL_CAPTION = (
     "Held-out test set, per model over its training seeds: mean ± sd [min–max] (one seed: its "
-    "value). AUC intervals: clustered (Obuchowski, primary), cluster bootstrap, image-level "
-    "DeLong (secondary: treats images of one lesion as independent). Ensemble: the AUC of the "
-    "seed-averaged probabilities (an ensemble of the seeds; only for two or more). ΔAUC vs "
-    "Fus2Net on matched seeds with clustered (primary) and image-level (secondary) CIs; p: "
-    "clustered z test, Holm across models; seeds significant: per matched seed, clustered p with "
-    "Holm across models. Brier, calibration slope and intercept: seed means with cluster-bootstrap "
-    "CIs. PPV/NPV (50 %) hold at the test set's 50 % prevalence; at the data set's own prevalence "
-    "they are recomputed from sensitivity and specificity.")
+    "value). Intervals over seeds × lesions (both sources of variance): variance components "
+    "(Obuchowski's clustered variance of the seed mean plus the between-seed variance over the "
+    "number of seeds; t on Welch–Satterthwaite df), the primary one, and the two-level "
+    "bootstrap (seeds and lesion groups resampled together); intervals with the trained models "
+    "fixed (lesion groups only): clustered (Obuchowski), cluster bootstrap, and image-level "
+    "DeLong (secondary: treats images of one lesion as independent). Sensitivity and "
+    "specificity CIs: Wilson on the design-effect sample size over seeds × lesions. Ensemble: "
+    "the AUC of the seed-averaged probabilities (an ensemble of the seeds; only for two or "
+    "more). ΔAUC vs Fus2Net on matched seeds; p (Holm): the variance-components t test, Holm "
+    "across models; p clustered, models fixed: the clustered z test, Holm across models; MDD: "
+    "the minimum detectable |ΔAUC| at 80 % power (α = 0.05); Verdict: the sentence the "
+    "contrast allows. Seeds significant: per matched seed, clustered p with Holm across models. "
+    "Brier, calibration slope and intercept: seed means with cluster-bootstrap CIs. PPV/NPV "
+    "(test set) hold at the test set's own prevalence; at the data set's own prevalence they "
+    "are recomputed from sensitivity and specificity.")
 
 CALIBRATION_CAPTION = (
     "Calibration and prevalence on the held-out test set (means over seeds; 95% CIs from a "
     "cluster bootstrap over same-lesion groups, every seed on each replicate). Slope < 1: "
     "over-confident; intercept < 0: predicts malignancy too often. PPV and NPV depend on "
-    "prevalence: the test set holds 50 % malignant images, the data set {prevalence}; the last "
-    "column recomputes them there from sensitivity and specificity (Bayes' rule).")
+    "prevalence: {prevalence}; the last column recomputes them there from sensitivity and "
+    "specificity (Bayes' rule).")
+
 
 def prevalence_text(t3) -> str:
-    """The data set's prevalence as the calibration caption states it."""
+    """The test set's and the data set's prevalence as the calibration caption states them."""
     prevalence = t3["prevalence"].dropna() if "prevalence" in t3 else []
+    share = _test_share(t3)
+    test = (f"the test set holds {share} malignant images" if share != "own prevalence"
+            else "the test set's share of malignant images is unknown")
     if not len(prevalence):
-        return "unknown (the runs record no manifest)"
-    return f"{prevalence.iloc[0]:.0%} malignant (its manifest, excluded images aside)"
+        return f"{test}, the data set's is unknown (the runs record no manifest)"
+    return (f"{test}, the data set {prevalence.iloc[0]:.0%} malignant (its manifest, excluded "
+            "images aside)")
 
 
-CALIBRATION_COLUMNS = ["model", "n_seeds", "seeds", "brier", "brier_lo", "brier_hi", "cal_slope",
+CALIBRATION_COLUMNS = ["model", "n_seeds", "seeds", "test_prevalence", "brier", "brier_lo", "brier_hi", "cal_slope",
                        "cal_slope_lo", "cal_slope_hi", "cal_intercept", "cal_intercept_lo",
                        "cal_intercept_hi", "ppv", "npv", "prevalence", "ppv_at_prevalence",
                        "ppv_at_prevalence_lo", "ppv_at_prevalence_hi", "npv_at_prevalence",

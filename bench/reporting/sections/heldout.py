@@ -4,14 +4,16 @@ confusion matrices.
 
 A *configuration* is a run's settings without its seed; each row is one configuration,
 aggregated over its seeds (mean ± sd, min–max). Seeds are never treated as independent test sets:
-a comparison against Fus2Net is ΔAUC on the seeds both have, paired per seed, with clustered
-intervals and tests (:mod:`bench.reporting.table3`); per seed, the same contrast, DeLong
+a comparison against Fus2Net is ΔAUC on the seeds both have, paired per seed, with intervals and
+tests over seeds × lesion clusters (:mod:`bench.reporting.table3`), stated in the README only as
+:func:`bench.evaluation.contrasts.verdict`'s sentence; per seed, the clustered contrast, DeLong
 (image-level, secondary) and McNemar. A configuration whose predictions are (near-)constant or one
 class is flagged (:func:`bench.evaluation.metrics.degenerate_prediction`) and its tests are left
 blank. A row whose settings (profile, data, manifest, epochs, image size, batch, folds) differ from
 the set's reference configuration, Fus2Net's main row
 (:func:`bench.reporting.tables.reference_configuration`), says which in ``not_comparable`` and in
-the Flag column (:func:`bench.reporting.tables.differences_from_reference`).
+the Flag column (:func:`bench.reporting.tables.differences_from_reference`). The ROC figure's
+band is pointwise over seeds × lesion clusters (:func:`roc_band`), saved in ``roc_band.csv``.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from bench.evaluation.stats import (
     mcnemar_exact,
     wilson_ci,
 )
+from bench.evaluation.twolevel import two_level_draws
 from bench.reporting import figures, table3
 from bench.reporting.figures import plt, sns
 from bench.reporting.runs import Run
@@ -157,10 +160,14 @@ def comparison_table(runs: list[Run], n_boot: int = 2000, seed: int = 0,
                     row["seeds_significant"] = f"{int((holm_p < ALPHA).sum())}/{len(holm_p)}"
         out.append(row)
     df = pd.DataFrame(out)
-    for col in ("delta_auc", "delta_auc_sd", "delta_auc_p", "seeds_significant"):
+    for col in ("delta_auc", "delta_auc_sd", "delta_auc_p", "delta_auc_cl_p",
+                "seeds_significant"):
         if col not in df:
             df[col] = np.nan
+    # Holm across models on the primary test (seeds × lesions); the models-fixed one kept apart
     df["delta_auc_p_holm"] = holm(df["delta_auc_p"].to_numpy(dtype=float))
+    df["delta_auc_cl_p_holm"] = holm(df["delta_auc_cl_p"].to_numpy(dtype=float))
+    df["verdict"] = [table3.contrast_verdict(r) for r in df.to_dict("records")]
     df["not_comparable"] = df.model.map(comparability(sets)).fillna("")
     return df
 
@@ -188,24 +195,108 @@ def roc_points(runs: list[Run], grid: int = 101) -> pd.DataFrame:
         columns=["model", "seed", "fpr", "tpr"])
 
 
+ROC_BAND_BOOT = 300  # replicates of the ROC band: a drawn band, not a test
+
+
+def weighted_tpr_at(y: np.ndarray, score: np.ndarray, weights: np.ndarray,
+                    fpr_grid: np.ndarray) -> np.ndarray:
+    """TPR at each false-positive rate of ``fpr_grid`` of the ROC curve of ``score`` under each
+    row of image weights (B×n; an image counts as often as its cluster was drawn): B×grid. The
+    curve's vertices are the thresholds (tied scores one vertex), interpolated linearly as
+    :func:`roc_points` does (at a vertical step, its top). NaN where a row holds one class only."""
+    order = np.argsort(-score, kind="mergesort")
+    s = score[order]
+    ends = np.r_[np.flatnonzero(s[1:] != s[:-1]), s.size - 1]  # last image of each tie block
+    w = np.atleast_2d(weights)[:, order]
+    pos = (y[order] == 1).astype(float)
+    tp = np.cumsum(w * pos, axis=1)[:, ends]
+    fp = np.cumsum(w * (1 - pos), axis=1)[:, ends]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        tpr = np.hstack([np.zeros((w.shape[0], 1)), tp / tp[:, -1:]])
+        fpr = np.hstack([np.zeros((w.shape[0], 1)), fp / fp[:, -1:]])
+    bad = ~(np.isfinite(tpr).all(axis=1) & np.isfinite(fpr).all(axis=1))
+    tpr[bad], fpr[bad] = 0.0, np.linspace(0, 1, fpr.shape[1])
+    # one np.interp for every row: row b shifted to [2b, 2b + 1] keeps the rows apart
+    shift = 2.0 * np.arange(w.shape[0])[:, None]
+    out = np.interp((fpr_grid[None, :] + shift).ravel(), (fpr + shift).ravel(),
+                    tpr.ravel()).reshape(w.shape[0], fpr_grid.size)
+    out[bad] = np.nan
+    return out
+
+
+def roc_band(y: np.ndarray, scores: np.ndarray, groups: np.ndarray, fpr_grid: np.ndarray,
+             n_boot: int = ROC_BAND_BOOT, seed: int = 0, level: float = 0.95
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The mean ROC curve over seeds (``scores`` seeds × images: TPR at ``fpr_grid``, the mean of
+    the per-seed curves, as :func:`roc_points`) with its pointwise percentile band from a
+    two-level bootstrap: each replicate draws the seeds with replacement and the lesion clusters
+    with replacement (one cluster draw for every seed:
+    :func:`bench.evaluation.twolevel.two_level_draws`) and takes the mean curve of the drawn
+    seeds on the drawn images. At FPR 0 every curve starts at TPR 0."""
+    k = scores.shape[0]
+    weights, counts = two_level_draws(groups, k, n_boot, seed)
+    ones = np.ones((1, y.size))
+    mean = np.mean([weighted_tpr_at(y, s, ones, fpr_grid)[0] for s in scores], axis=0)
+    reps = np.zeros((n_boot, fpr_grid.size))
+    bad = np.zeros(n_boot, dtype=bool)
+    for j, s in enumerate(scores):
+        tpr = weighted_tpr_at(y, s, weights, fpr_grid)
+        used = counts[:, j] > 0
+        bad |= used & np.isnan(tpr).any(axis=1)
+        reps += np.nan_to_num(tpr) * counts[:, j:j + 1] / k
+    reps = reps[~bad]
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(reps, [alpha, 1 - alpha], axis=0) if len(reps) > 1 else \
+        (np.full(fpr_grid.size, np.nan), np.full(fpr_grid.size, np.nan))
+    mean[0] = lo[0] = hi[0] = 0.0
+    return mean, lo, hi
+
+
+def roc_band_table(runs: list[Run], grid: int = 101, n_boot: int = ROC_BAND_BOOT,
+                   seed: int = 0) -> pd.DataFrame:
+    """Per comparison model, its mean ROC curve over seeds at fixed false-positive rates with the
+    pointwise 95% band over seeds × lesion clusters (:func:`roc_band`): what the ROC figure
+    draws, saved so that ``--figures-only`` redraws it."""
+    parts = []
+    fpr_grid = np.linspace(0, 1, grid)
+    for model, rs in comparison_sets(runs):
+        done = [r for r in rs if len(r.test) and r.test.label.nunique() > 1]
+        if not done:
+            continue
+        y, s, g, _ = table3.test_matrix(done)
+        mean, lo, hi = roc_band(y, s, g, fpr_grid, n_boot=n_boot, seed=seed)
+        parts.append(pd.DataFrame({"model": model, "fpr": fpr_grid, "tpr": mean,
+                                   "tpr_lo": lo, "tpr_hi": hi, "n_seeds": len(done),
+                                   "n_boot": n_boot}))
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+        columns=["model", "fpr", "tpr", "tpr_lo", "tpr_hi", "n_seeds", "n_boot"])
+
+
 def _clusters(t3: pd.DataFrame) -> str:
-    """``"100 images in 73 groups"``: the test set's clusters, for the captions."""
+    """``"100 images in 65 groups"``: the test set's images and clusters (from the runs), for the
+    captions."""
     if "n_clusters" not in t3 or t3.n_clusters.dropna().empty:
         return "no groups recorded: one image per cluster"
     return f"{int(t3.n_mean.dropna().iloc[0])} images in {int(t3.n_clusters.dropna().iloc[0])} groups"
 
 
-def _roc_curves(ax, pts: pd.DataFrame, color, ls: str, lw: float, label: str) -> None:
+def _roc_curves(ax, pts: pd.DataFrame, color, ls: str, lw: float, label: str,
+                band: pd.DataFrame | None = None, shade: float = 0.15) -> None:
+    if band is not None and len(band):
+        ax.fill_between(band.fpr, band.tpr_lo, band.tpr_hi, color=color, alpha=shade, lw=0)
     for _, seed in pts[pts.seed >= 0].groupby("seed"):
         ax.step(seed.fpr, seed.tpr, where="post", color=color, lw=0.6, alpha=0.25)
     mean = pts[pts.seed == -1]
     ax.plot(mean.fpr, mean.tpr, color=color, lw=lw, ls=ls, label=label)
 
 
-def roc_figure(points: pd.DataFrame, table: pd.DataFrame, base: Path) -> list[Path]:
+def roc_figure(points: pd.DataFrame, table: pd.DataFrame, base: Path,
+               band: pd.DataFrame | None = None) -> list[Path]:
     """Fig. 2 analogue as small multiples: one panel per model, each against Fus2Net (black, first
-    panel alone); faint lines are single seeds, bold the mean over seeds; the legend gives the
-    mean test AUC ± sd over seeds. Every model keeps one distinct colour and line style."""
+    panel alone); faint lines are single seeds, bold the mean over seeds, the shaded band its
+    pointwise 95% interval over seeds × lesion clusters (``band``, :func:`roc_band_table`; none
+    when not given); the legend gives the mean test AUC ± sd over seeds. Every model keeps one
+    distinct colour and line style."""
     models = list(dict.fromkeys(points.model))
     ref = "fus2net" if "fus2net" in models else None
     styles = figures.model_styles(models)
@@ -218,13 +309,17 @@ def roc_figure(points: pd.DataFrame, table: pd.DataFrame, base: Path) -> list[Pa
         k = int(row["n_seeds"])
         return f"{figures.model_label(row)}\nAUC {row['auc']:.3f}{spread} ({k} seed{'s' if k > 1 else ''})"
 
+    def of(model: str) -> pd.DataFrame | None:
+        return None if band is None else band[band.model == model]
+
     order = ([ref] if ref else []) + [m for m in models if m != ref]
     for ax, model in zip(axes.flat, order, strict=False):
         ax.axis("on")
         if ref and model != ref:
-            _roc_curves(ax, points[points.model == ref], figures.REFERENCE_COLOR, "-", 1.2, label(ref))
+            _roc_curves(ax, points[points.model == ref], figures.REFERENCE_COLOR, "-", 1.2,
+                        label(ref), of(ref), shade=0.08)
         color, ls = styles[model]
-        _roc_curves(ax, points[points.model == model], color, ls, 2.0, label(model))
+        _roc_curves(ax, points[points.model == model], color, ls, 2.0, label(model), of(model))
         ax.plot([0, 1], [0, 1], ls=":", color="grey", lw=0.8)
         ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), title=model)
         ax.title.set_fontsize(9)
@@ -233,8 +328,10 @@ def roc_figure(points: pd.DataFrame, table: pd.DataFrame, base: Path) -> list[Pa
         ax.set_xlabel("1 − specificity")
     for ax in axes[:, 0]:
         ax.set_ylabel("sensitivity")
+    shaded = ("; shaded: pointwise 95% band over seeds × lesion groups (two-level bootstrap)"
+              if band is not None and len(band) else "")
     fig.suptitle("ROC on the held-out test set, each model against Fus2Net (black); faint: "
-                 "single seeds, bold: mean over seeds", fontsize=9)
+                 f"single seeds, bold: mean over seeds{shaded}", fontsize=9)
     fig.tight_layout()
     return figures.save(fig, base)
 
@@ -278,10 +375,12 @@ def write_tables(ctx: ReportContext) -> None:
     t3 = comparison_table(ctx.runs, n_boot=ctx.n_boot, seed=ctx.seed, per_seed=per_seed)
     both = pd.concat([t3, pd.DataFrame([PAPER_ROW])], ignore_index=True)
     write_table(both, table3.headline_display(both), ctx.tdir / "table3_comparison",
-                table3.HEADLINE_CAPTION.format(clusters=_clusters(t3)))
+                table3.HEADLINE_CAPTION.format(clusters=_clusters(t3), threshold=THRESHOLD))
     write_text(ctx.tdir / "table3_comparison.tex", to_latex(table3.full_display(both),
                                                             table3.FULL_CAPTION))
     write_table_csv(ctx.tdir / "roc_points.csv", roc_points(ctx.runs))
+    write_table_csv(ctx.tdir / "roc_band.csv", roc_band_table(
+        ctx.runs, n_boot=max(2, min(ctx.n_boot, ROC_BAND_BOOT)), seed=ctx.seed))
     ctx.tables["table3_comparison"] = t3
 
 
@@ -293,24 +392,59 @@ def saved_comparison(tdir: Path) -> pd.DataFrame:
 
 def draw_figures(tdir: Path, fdir: Path) -> list[Path]:
     t3 = saved_comparison(tdir)
-    return (roc_figure(pd.read_csv(tdir / "roc_points.csv"), t3, fdir / "fig2_roc")
+    band = tdir / "roc_band.csv"
+    return (roc_figure(pd.read_csv(tdir / "roc_points.csv"), t3, fdir / "fig2_roc",
+                       pd.read_csv(band) if band.is_file() else None)
             + confusion_grid(t3, fdir / "confusion_matrices"))
+
+
+VERDICTS_INTRO = (
+    "**Each model against Fus2Net**, one sentence per contrast, worded by "
+    "`bench.evaluation.contrasts.verdict` from the table's numbers (ΔAUC on matched seeds, its 95% "
+    "CI over seeds × lesion groups, the Holm-adjusted p of its t test, the minimum detectable "
+    "ΔAUC at 80 % power):")
+
+
+def verdict_lines(t3: pd.DataFrame) -> list[str]:
+    """One bullet per row other than the reference: the row's verdict (the ``verdict`` column,
+    :func:`bench.reporting.table3.contrast_verdict`), or why it was not tested."""
+    lines = []
+    for r in t3.to_dict("records"):
+        if r["model"] == REFERENCE:
+            continue
+        differs = r.get("not_comparable")
+        name = f"**{r['model']}**" + (f" ({differs})" if isinstance(differs, str) and differs
+                                      else "")
+        said = r.get("verdict") if isinstance(r.get("verdict"), str) else ""
+        if isinstance(r.get("flag"), str) and r["flag"]:
+            said = "not tested: degenerate predictions"
+        elif not said:
+            said = "not tested: no seed in common with Fus2Net, or no Fus2Net row"
+        lines.append(f"* {name}: {said}")
+    return lines
 
 
 def readme(ctx: ReportContext) -> list[str]:
     runs = comparison_runs(ctx.runs)
     test = runs[0].test if runs else None
     n, n_mal = (len(test), int(test.label.sum())) if test is not None else (0, 0)
+    t3 = ctx.tables.get("table3_comparison")
+    verdicts = verdict_lines(t3) if t3 is not None else []
     return ["## Held-out comparison (Table 3 analogue)", "",
             ctx.table_md("table3_comparison"), "",
+            *([VERDICTS_INTRO, "", *verdicts, ""] if verdicts else []),
             *plain_words(
                 f"Every model is scored on the same {n} held-out images ({n_mal} malignant) that "
                 "played no part in training or tuning; AUC is the chance that a model rates a "
                 "randomly chosen cancer as more suspicious than a randomly chosen benign lesion "
                 "(0.5 is a coin toss, 1 is perfect), and sensitivity and specificity are the "
-                "shares of cancers flagged and of benign lesions cleared at a 50% cut-off.",
-                "A difference from Fus2Net whose interval contains 0 means this test set cannot "
-                "tell the two models apart, and because several images of one lesion count as "
-                "one piece of evidence, the intervals are wider than the image count suggests."),
+                "shares of cancers flagged and of benign lesions cleared at a "
+                f"{THRESHOLD:.0%} cut-off.",
+                "Each comparison with Fus2Net is said in one sentence under the table; where the "
+                "interval of the gap holds 0, the sentence also says how large a gap this test set "
+                "could have detected, because a gap not shown is not a gap ruled out. The "
+                "intervals count both the test images (several images of one lesion count as one "
+                "piece of evidence) and the training seed (another seed trains another model), so "
+                "they are wider than the image count suggests."),
             "![ROC curves](figures/fig2_roc.png)", "",
             "![Confusion matrices](figures/confusion_matrices.png)", ""]

@@ -3,6 +3,7 @@ warnings, the runs in no table, the flagged rows and the models not trained as p
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -84,6 +85,41 @@ def _machine(device: dict) -> str:
     return f"{name} ({device['device']}{threads})"
 
 
+def split_line(runs: list[Run]) -> str:
+    """``* **Split** …``: the images and same-lesion groups of each part of the runs' split
+    manifest (their ``split.csv``: training, held-out test with its malignant images, excluded) and
+    how many distinct training images the final fits used (``train_images`` less
+    ``flipped_copies`` of ``stages/final/done.json``; a profile's ``train_limit`` may cap it).
+    Every count is read from the runs, none is written by hand; empty when no run has a manifest."""
+    ref = next((r for r in comparison_runs(runs) + runs if len(r.split)), None)
+    if ref is None or not {"split", "group"} <= set(ref.split):
+        return ""
+    parts = []
+    for part, name in (("train", "training"), ("test", "held-out test"), ("excluded", "excluded")):
+        rows = ref.split[ref.split.split == part]
+        if not len(rows):
+            continue
+        malignant = (f" ({int(rows.label.sum())} malignant)" if part == "test" and "label" in rows
+                     else "")
+        groups = rows.group.nunique()
+        parts.append(f"{len(rows)} {name} image{'s' if len(rows) != 1 else ''}{malignant} in "
+                     f"{groups} group{'s' if groups != 1 else ''}")
+    fits = set()
+    for r in runs:
+        try:
+            done = json.loads((r.path / "stages" / "final" / "done.json").read_text())
+            fits.add(int(done["train_images"]) - int(done.get("flipped_copies", 0)))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    used = ""
+    if fits:
+        span = str(min(fits)) if len(fits) == 1 else f"{min(fits)}–{max(fits)}"
+        limit = {r.settings.get("train_limit") for r in runs} - {None}
+        cap = f" (profile cap: {', '.join(map(str, sorted(limit)))} per fit)" if limit else ""
+        used = f"; each final fit trained on {span} distinct training images{cap}"
+    return (f"* **Split** (the runs' manifest, `split.csv`): {'; '.join(parts)}{used}")
+
+
 def _settings_lines(runs: list[Run]) -> list[str]:
     """The bullet list: data, profile, seeds, devices, runs and their code versions."""
     used = comparison_runs(runs)
@@ -102,6 +138,7 @@ def _settings_lines(runs: list[Run]) -> list[str]:
         f"* **Profile**: `{cfg['profile']['name']}` — {cfg['profile']['description']}; image size "
         f"{s['img_size']} px for Fus2Net, {s['epochs']} epochs, batch {s['batch_size']}, "
         f"{s['folds']} CV folds",
+        *([split] if (split := split_line(runs)) else []),
         f"* **Seeds**: {', '.join(map(str, seeds))} (every table aggregates over them)",
         f"* **Device(s)**: {', '.join(devices)}; torch {cfg['versions'].get('torch')}; training "
         f"engine(s): {', '.join(engines)}",
