@@ -14,6 +14,11 @@ import pytest
 from bench.data.synthetic import PhantomSpec, generate
 from tests.helpers import EXECUTOR_SUITE, write_image
 
+# Runs size their thread pools by the load when they start (bench/engine/threads.py); tests compare
+# results whose last bits depend on the thread count, so here every run takes all its CPUs (the
+# tests of the load rule set the load themselves).
+os.environ.setdefault("FUS2BENCH_LOAD_AWARE", "0")
+
 # shared (module- or session-scoped) fixtures cheap enough for the fast loop; every other shared
 # fixture of tests/ builds a data set, trains or starts a service, so only slow tests may use it
 CHEAP_SHARED = {"tiny_synthetic", "net"}

@@ -47,12 +47,14 @@ def test_a_suites_jobs_get_the_waiting_rule_with_their_threads(monkeypatch):
 
 def test_the_contention_table_compares_each_rule_with_one_thread_under_the_same_load(monkeypatch):
     # ms per step by (rule threads, busy): a rule that collapses beside busy processes
-    slow = {(1, 0): 130.0, (None, 0): 80.0, (1, 1): 150.0, (None, 1): 600.0}
+    slow = {(1, 0): 130.0, (2, 0): 80.0, (1, 1): 150.0, (2, 1): 600.0, (None, 0): 80.0,
+            (None, 1): 150.0}
     calls = []
 
     def fake_cell(rule, engine, o):
         calls.append((rule.label, engine))
-        return {"ms_per_step": slow[(rule.threads, busy_now[0])] * (2 if engine == "stacked" else 1)}
+        return {"ms_per_step": slow[(rule.threads, busy_now[0])] * (2 if engine == "stacked" else 1),
+                "threads": rule.threads or (2 - busy_now[0])}
 
     busy_now = [0]
 
@@ -70,10 +72,13 @@ def test_the_contention_table_compares_each_rule_with_one_thread_under_the_same_
     monkeypatch.setattr(contention, "busy_processes", Busy)
     o = contention.ContentionOptions(busy=(0, 1), repeats=2)
     table = contention.measure_contention(o, cpus=2)
-    assert len(calls) == 2 * 2 * 4 * 2  # loads x repeats x rules x engines
+    assert len(calls) == 2 * 2 * 5 * 2  # loads x repeats x rules x engines
     t = table.set_index(["engine", "busy_processes", "rule"])
     spin = [r for r in table.rule.unique() if "libgomp" in r][0]
     assert t.loc[("reference", 1, spin)].vs_1_thread == 4.0
     assert t.loc[("reference", 0, spin)].vs_fastest_alone == 1.0
     assert t.loc[("stacked", 0, "1 thread")].vs_fastest_alone == round(130 / 80, 2)
     assert isinstance(table, pd.DataFrame) and set(table.runs) == {2}
+    default = [r for r in table.rule.unique() if r.startswith("project default")][0]
+    assert t.loc[("reference", 1, default)].threads == "1"  # chosen by the load
+    assert t.loc[("reference", 1, default)].vs_1_thread == 1.0

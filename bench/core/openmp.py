@@ -23,9 +23,10 @@ from collections.abc import MutableMapping
 from dataclasses import dataclass
 
 WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
-# spin this many iterations (a few tens of microseconds), then sleep: within a few percent of
-# libgomp's default spin (300,000) alone, and no collapse beside busy processes
-DEFAULT_WAIT = {"GOMP_SPINCOUNT": "10000"}
+# spin this many iterations (about a microsecond), then sleep: as fast as libgomp's default spin
+# (300,000) alone, and no collapse when a busy program takes a core mid-run (results/
+# speed_contention.md)
+DEFAULT_WAIT = {"GOMP_SPINCOUNT": "1000"}
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ import pandas as pd
 from bench.core.errors import BenchError
 from bench.core.openmp import DEFAULT_WAIT, WAIT_VARIABLES
 from bench.core.provenance import device_info, package_versions
-from bench.engine.threads import ENV_FROM, ENV_THREADS, LIBRARY_VARIABLES
+from bench.engine.threads import ENV_FROM, ENV_LOAD_AWARE, ENV_THREADS, LIBRARY_VARIABLES
 
 BUSY = "while True: pass"
 # libgomp's own spin before it sleeps, when a pool has no more threads than CPUs
@@ -39,19 +39,21 @@ class Rule:
     """A thread count and OpenMP waiting rule to time (``threads`` None: every CPU)."""
 
     label: str
-    threads: int | None
+    threads: int | None  # None: the project's default (chosen by the load at start)
     env: dict[str, str] = field(default_factory=dict)  # empty: the project's default applies
 
 
 def rules(cpus: int) -> list[Rule]:
-    """One thread; every CPU with libgomp's own spin (the rule before the project set one); every
-    CPU with OpenMP's passive wait; every CPU with the project's default."""
+    """One thread; every CPU with libgomp's own spin (the rule before the project set one), with
+    OpenMP's passive wait and with the project's waiting rule; and the project's default (its
+    waiting rule and the thread count it chooses by the load at start)."""
     default = " ".join(f"{k}={v}" for k, v in DEFAULT_WAIT.items())
     return [Rule("1 thread", 1, {"GOMP_SPINCOUNT": LIBGOMP_SPIN}),
-            Rule(f"{cpus} threads, libgomp's spin (GOMP_SPINCOUNT={LIBGOMP_SPIN})", None,
+            Rule(f"{cpus} threads, libgomp's spin (GOMP_SPINCOUNT={LIBGOMP_SPIN})", cpus,
                  {"GOMP_SPINCOUNT": LIBGOMP_SPIN}),
-            Rule(f"{cpus} threads, OMP_WAIT_POLICY=PASSIVE", None, {"OMP_WAIT_POLICY": "PASSIVE"}),
-            Rule(f"{cpus} threads, project default ({default})", None, {})]
+            Rule(f"{cpus} threads, OMP_WAIT_POLICY=PASSIVE", cpus, {"OMP_WAIT_POLICY": "PASSIVE"}),
+            Rule(f"{cpus} threads, {default}", cpus, dict(DEFAULT_WAIT)),
+            Rule(f"project default ({default}, threads by the load at start)", None, {})]
 
 
 @dataclass(frozen=True)
@@ -107,12 +109,12 @@ def child_main(argv: list[str]) -> None:
     used = apply_threads(resolve_threads(int(threads) if threads != "all" else None))
     ms = child_ms_per_step(engine, model, int(size), int(steps), int(warmup), int(members))
     print(json.dumps({"ms_per_step": ms, "threads": used["threads"],
-                      "openmp_wait": used["openmp_wait"]}))
+                      "threads_from": used["threads_from"], "openmp_wait": used["openmp_wait"]}))
 
 
 def time_cell(rule: Rule, engine: str, o: ContentionOptions) -> dict:
     """One timing of ``rule`` × ``engine`` in a fresh process (the caller sets the load)."""
-    drop = {*WAIT_VARIABLES, *LIBRARY_VARIABLES, ENV_THREADS, ENV_FROM}  # the rule alone decides
+    drop = {*WAIT_VARIABLES, *LIBRARY_VARIABLES, ENV_THREADS, ENV_FROM, ENV_LOAD_AWARE}
     env = {k: v for k, v in os.environ.items() if k not in drop}
     env.update(rule.env)
     args = [engine, o.model, str(o.img_size), str(o.steps), str(o.warmup), str(o.members),
@@ -132,15 +134,19 @@ def measure_contention(o: ContentionOptions, cpus: int) -> pd.DataFrame:
     for busy in o.busy:
         with busy_processes(busy):
             times: dict[tuple[str, str], list[float]] = {}
+            threads: dict[tuple[str, str], set[int]] = {}
             for _ in range(o.repeats):  # rules interleaved, so a passing disturbance hits all
                 for engine in o.engines:
                     for rule in rules(cpus):
                         cell = time_cell(rule, engine, o)
                         times.setdefault((engine, rule.label), []).append(cell["ms_per_step"])
+                        threads.setdefault((engine, rule.label), set()).add(
+                            cell.get("threads", rule.threads))
         for (engine, label), values in times.items():
             ms = statistics.median(values)
             print(f"{engine:>9} | {busy} busy | {label}: {ms:.0f} ms/step", flush=True)
-            rows.append({"engine": engine, "rule": label, "busy_processes": busy,
+            used = ",".join(str(t) for t in sorted(threads[(engine, label)]))
+            rows.append({"engine": engine, "rule": label, "busy_processes": busy, "threads": used,
                          "ms_per_step": round(ms, 1), "runs": len(values),
                          "ms_spread": round(max(values) - min(values), 1)})
     table = pd.DataFrame(rows)

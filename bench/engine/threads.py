@@ -11,7 +11,11 @@ count comes from, first to last:
    ``--cpus-per-job`` (``FUS2BENCH_THREADS_FROM`` names the origin, recorded with the run);
 3. ``SLURM_CPUS_PER_TASK``, the scheduler's allocation (which a cluster without CPU binding,
    ``TaskPlugin=task/none``, does not enforce), at most the CPUs of the affinity mask;
-4. the CPUs in the process's affinity mask (``taskset``, cgroups, a binding scheduler).
+4. the CPUs in the process's affinity mask (``taskset``, cgroups, a binding scheduler), less
+   the CPUs other processes keep busy when the run starts (``FUS2BENCH_LOAD_AWARE=0``: all of
+   them). A pool that shares a core with another busy program waits for it at every parallel
+   region; one thread fewer keeps the run near one-thread speed instead of several times slower
+   (``python -m bench.speed --contention``; docs/engines.md, "Threads on a busy machine").
 
 torch's inter-op pool can be sized only once per process, before any parallel work: the executors
 therefore set the environment before the job's Python starts, and :func:`apply_threads` sets the
@@ -21,14 +25,19 @@ inter-op size the first one set, and the run records the sizes it actually used.
 
 from __future__ import annotations
 
+import math
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from bench.core.openmp import WAIT_VARIABLES, child_environment, load_average, wait_rule
 
 ENV_THREADS = "FUS2BENCH_THREADS"
 ENV_FROM = "FUS2BENCH_THREADS_FROM"
+# "0": every CPU of the affinity mask, whatever other processes do (resolve_threads)
+ENV_LOAD_AWARE = "FUS2BENCH_LOAD_AWARE"
 # the thread pools of the native libraries the run loads, read when each starts
 LIBRARY_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
@@ -58,13 +67,18 @@ def _positive(text: str | None) -> int | None:
 
 
 def resolve_threads(requested: int | None = None, environ: Mapping[str, str] | None = None,
-                    cpus: int | None = None, source: str = "--threads") -> ThreadCount:
+                    cpus: int | None = None, source: str = "--threads",
+                    busy: float | None = None) -> ThreadCount:
     """The thread count of a run: ``requested`` (``--threads``, or ``source``), else the executor's
     ``FUS2BENCH_THREADS``, else ``SLURM_CPUS_PER_TASK`` (at most ``cpus``), else ``cpus`` (default:
-    the affinity mask's CPUs)."""
+    the affinity mask's CPUs) less the CPUs other processes keep busy when the run starts
+    (``busy``, measured by :func:`busy_elsewhere` when ``cpus`` is this process's own and
+    ``FUS2BENCH_LOAD_AWARE`` is not ``0``): a pool that shares a core with a busy program waits for
+    it at every parallel region (docs/engines.md, "Threads on a busy machine")."""
     if requested is not None:
         return ThreadCount(int(requested), source)
     env = os.environ if environ is None else environ
+    measured = cpus is None
     cpus = affinity_cpus() if cpus is None else cpus
     given = _positive(env.get(ENV_THREADS))
     if given is not None:
@@ -72,7 +86,47 @@ def resolve_threads(requested: int | None = None, environ: Mapping[str, str] | N
     slurm = _positive(env.get("SLURM_CPUS_PER_TASK"))
     if slurm is not None:
         return ThreadCount(min(slurm, cpus), "SLURM_CPUS_PER_TASK")
+    if busy is None and measured and env.get(ENV_LOAD_AWARE, "1") != "0":
+        busy = busy_elsewhere()
+    if busy is not None and cpus > 1:
+        taken = math.floor(busy + 0.5)  # CPUs' worth of other processes' work, rounded
+        if taken >= 1:
+            return ThreadCount(max(1, cpus - taken),
+                               f"affinity, {busy:.1f} of {cpus} CPUs busy at start")
     return ThreadCount(cpus, "affinity")
+
+
+def _cpu_ticks(cpus: set[int]) -> int | None:
+    """Busy clock ticks so far of the CPUs ``cpus`` (``/proc/stat``; None where there is none)."""
+    try:
+        lines = Path("/proc/stat").read_text().splitlines()
+    except OSError:
+        return None
+    busy = 0
+    for line in lines:
+        name, *fields = line.split()
+        if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+            user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[:8])
+            busy += user + nice + system + irq + softirq + steal
+    return busy
+
+
+def busy_elsewhere(interval: float = 0.25) -> float | None:
+    """CPUs' worth of work that other processes do on this process's CPUs, sampled over
+    ``interval`` seconds (this process's own CPU time taken out); None where the system does not
+    say (no ``/proc/stat``)."""
+    try:
+        cpus = os.sched_getaffinity(0)
+    except (AttributeError, OSError):
+        return None
+    tick = os.sysconf("SC_CLK_TCK")
+    first, own = _cpu_ticks(cpus), os.times()
+    time.sleep(interval)
+    last, own_after = _cpu_ticks(cpus), os.times()
+    if first is None or last is None:
+        return None
+    mine = (own_after.user + own_after.system) - (own.user + own.system)
+    return max(0.0, ((last - first) / tick - mine) / interval)
 
 
 def thread_environment(threads: int, source: str) -> dict[str, str]:
