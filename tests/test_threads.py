@@ -32,6 +32,43 @@ def test_without_any_setting_a_run_uses_the_cpus_of_its_affinity_mask():
     assert resolve_threads(environ={}, cpus=3).threads == 3
 
 
+def test_cpus_other_processes_keep_busy_at_the_start_are_left_to_them():
+    one = resolve_threads(environ={}, cpus=2, busy=1.0)
+    assert one.threads == 1 and one.source == "affinity, 1.0 of 2 CPUs busy at start"
+    assert resolve_threads(environ={}, cpus=2, busy=0.3) == resolve_threads(environ={}, cpus=2)
+    assert resolve_threads(environ={}, cpus=2, busy=2.0).threads == 1  # never below one
+    assert resolve_threads(environ={}, cpus=8, busy=2.6).threads == 5
+    # a count set by hand, by the executor or by the scheduler is kept whatever the load
+    assert resolve_threads(2, environ={}, cpus=2, busy=2.0).threads == 2
+    assert resolve_threads(environ={ENV_THREADS: "2"}, cpus=2, busy=2.0).threads == 2
+    assert resolve_threads(environ={"SLURM_CPUS_PER_TASK": "2"}, cpus=2, busy=2.0).threads == 2
+
+
+def test_the_load_is_measured_only_for_this_process_s_own_cpus_and_can_be_turned_off(monkeypatch):
+    import bench.engine.threads as threads_mod
+
+    monkeypatch.setattr(threads_mod, "busy_elsewhere", lambda: 5.0)
+    monkeypatch.setattr(threads_mod, "affinity_cpus", lambda: 2)
+    assert resolve_threads(environ={}).threads == 1  # measured: this process's CPUs
+    assert resolve_threads(environ={}, cpus=2).threads == 2  # CPUs given: nothing measured
+    assert resolve_threads(environ={"FUS2BENCH_LOAD_AWARE": "0"}).threads == 2
+
+
+@pytest.mark.slow
+def test_a_busy_process_is_seen_as_a_busy_cpu():
+    from bench.engine.threads import busy_elsewhere
+
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        import time
+
+        time.sleep(0.5)
+        assert busy_elsewhere(0.5) >= 0.6
+    finally:
+        busy.kill()
+        busy.wait()
+
+
 def test_a_slurm_allocation_sets_the_threads_but_never_above_the_affinity_mask():
     assert resolve_threads(environ={"SLURM_CPUS_PER_TASK": "1"}, cpus=2) == \
         resolve_threads(1, source="SLURM_CPUS_PER_TASK")
@@ -107,6 +144,10 @@ def test_a_run_records_the_threads_it_was_given(small_synthetic, tmp_path):
     assert (device["threads"], device["interop_threads"], device["threads_from"]) == \
         (1, 1, "--threads")
     assert "1 thread(s) (--threads)" in proc.stdout
+    # the OpenMP waiting rule and the load at the start (docs/engines.md)
+    assert device["openmp_wait"]["GOMP_SPINCOUNT"] == os.environ["GOMP_SPINCOUNT"]
+    assert device["openmp_wait_from"] in ("default", "environment")
+    assert "load_at_start" in device and "OpenMP wait: GOMP_SPINCOUNT=" in proc.stdout
 
 
 def test_a_bad_thread_count_is_one_line_and_exit_2(capsys):
