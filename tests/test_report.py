@@ -446,6 +446,7 @@ def _git(repo: Path, *args: str) -> None:
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+@pytest.mark.slow
 def test_a_default_out_never_replaces_files_git_tracks_but_an_explicit_one_does(tmp_path, capsys):
     repo = tmp_path / "repo"
     runs = repo / "set" / "runs"

@@ -140,7 +140,8 @@ def test_the_report_says_which_runs_the_grad_cam_section_leaves_out_and_why(tmp_
     assert f"{no_weights.name} (resnet50): its folder has no model.safetensors" in lines[0]
     assert f"{waiting.name} (zeimarani_cnn): not explained: python -m bench.explain" in lines[1]
     ctx = ReportContext(load_runs(runs_dir, skip_invalid=True), tmp_path / "report")
-    ctx.tables["explanations"] = pd.DataFrame({"images": [], "n_measured": []})
+    ctx.tables["explanations"] = pd.DataFrame({"model": [], "images": [], "n_measured": [],
+                                               "n_measured_some": []})
     (ctx.tdir).mkdir(parents=True)
     (ctx.tdir / "explanations_all.md").write_text("| table |\n")
     text = "\n".join(explanations.readme(ctx))
