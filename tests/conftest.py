@@ -64,7 +64,7 @@ _STARTED = pytest.StashKey[tuple[float, float]]()
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
-    item.stash[_STARTED] = (_cpu_seconds(), time.perf_counter())  # shared fixtures: set up before
+    item.stash[_STARTED] = (_cpu_seconds(), time.perf_counter())
 
 
 @pytest.hookimpl(hookwrapper=True)
