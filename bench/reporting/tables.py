@@ -48,11 +48,12 @@ def _pick(configs: list[list[Run]]) -> list[Run]:
                                         max(r.config.get("finished", "") for r in rs)))
 
 
-def _flat(settings: dict, prefix: str = "") -> dict:
+def flat_settings(settings: dict, prefix: str = "") -> dict:
+    """A run's nested settings as one level, keys joined with dots (``augment.flip``)."""
     out = {}
     for k, v in settings.items():
         if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
+            out.update(flat_settings(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
     return out
@@ -62,7 +63,7 @@ def config_difference(ref: dict, other: dict) -> str:
     """The settings in which ``other`` differs from ``ref`` (seed and code version aside), e.g.
     ``img_size 96``: what tells two rows of one model apart. Cleaned images are said in words
     (their content hash differs as a consequence, so it is not repeated)."""
-    a, b = _flat(ref), _flat(other)
+    a, b = flat_settings(ref), flat_settings(other)
     keys = sorted(k for k in set(a) | set(b) if k.split(".")[0] not in NOT_CONFIG
                   and a.get(k) != b.get(k))
     words = []

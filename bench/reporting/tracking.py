@@ -59,6 +59,7 @@ import pandas as pd
 from bench.core.errors import BenchError, ensure_writable
 from bench.reporting.labels import configuration_labels
 from bench.reporting.runs import Run, load_runs
+from bench.reporting.tables import flat_settings
 
 INSTALL_HINT = 'pip install -e ".[mlflow]"'
 RUN_TAG = "fus2bench.run"  # the run folder's name: what makes an export idempotent
@@ -150,16 +151,6 @@ def _one_line(exc: BaseException) -> str:
     return text.split(". ")[0].rstrip(".")[:300]
 
 
-def _flat(settings: dict, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in settings.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def _text(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
     return text[:MAX_PARAM]
@@ -177,7 +168,7 @@ def _number(value: Any) -> float | None:
 
 def run_params(run: Run) -> dict[str, str]:
     """The run's recorded settings, flattened, with its profile and weights."""
-    params = {k: _text(v) for k, v in _flat(run.settings).items()}
+    params = {k: _text(v) for k, v in flat_settings(run.settings).items()}
     params["profile"] = _text(run.config.get("profile", {}).get("name"))
     params["weights_source"] = _text(run.config.get("weights"))
     return params
