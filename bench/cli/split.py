@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         check_out(args.out, args.force)
     index = load_index(args.data, args.dataset)
     out = args.out or SPLITS_DIR / f"{index.kind}.csv"
-    check_out(out, args.force)
+    if args.out is None:  # the default path is known once the data set's kind is
+        check_out(out, args.force)
     cfg = SplitConfig(test_per_class=args.test_per_class, folds=args.folds, seed=args.seed,
                       hash_threshold=args.hash_threshold)
     manifest, report = make_split(index, cfg, skip_bad=args.skip_bad_images)

@@ -27,7 +27,14 @@ import pandas as pd
 from bench.core.errors import BenchError
 from bench.core.openmp import DEFAULT_WAIT, WAIT_VARIABLES
 from bench.core.provenance import device_info, package_versions
-from bench.engine.threads import ENV_FROM, ENV_LOAD_AWARE, ENV_THREADS, LIBRARY_VARIABLES
+from bench.engine.threads import (
+    ENV_FROM,
+    ENV_LOAD_AWARE,
+    ENV_THREADS,
+    LIBRARY_VARIABLES,
+    apply_threads,
+    resolve_threads,
+)
 
 BUSY = "while True: pass"
 # libgomp's own spin before it sleeps, when a pool has no more threads than CPUs
@@ -103,8 +110,6 @@ def child_ms_per_step(engine: str, model: str, img_size: int, steps: int, warmup
 
 def child_main(argv: list[str]) -> None:
     """Entry of one timed process: ``ENGINE MODEL IMG_SIZE STEPS WARMUP MEMBERS THREADS``."""
-    from bench.engine.threads import apply_threads, resolve_threads
-
     engine, model, size, steps, warmup, members, threads = argv
     used = apply_threads(resolve_threads(int(threads) if threads != "all" else None))
     ms = child_ms_per_step(engine, model, int(size), int(steps), int(warmup), int(members))

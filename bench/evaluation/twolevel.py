@@ -223,22 +223,33 @@ def paired_rows(scores_a, scores_b, n: int, seeds_a=None, seeds_b=None
     return a[ia], b[ib], common
 
 
+def _matched(y_true, scores_a, scores_b, groups, seeds_a, seeds_b):
+    """The checked labels and groups, the two models' rows on their matched seeds, and why the
+    matched ΔAUC is undefined ("" when it is defined)."""
+    y = check(y_true, np.zeros(np.asarray(y_true).size), groups)
+    a, b, common = paired_rows(scores_a, scores_b, y.y.size, seeds_a, seeds_b)
+    if len(common) == 0:
+        return y, a[:0], b[:0], "no seed in common: no matched ΔAUC"
+    return y, a, b, (_classes_note(y.y, y.n_clusters) or "").replace("AUC", "ΔAUC")
+
+
+def _per_seed_delta(y: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.array([mann_whitney_auc(y, ra) - mann_whitney_auc(y, rb)
+                     for ra, rb in zip(a, b, strict=True)])
+
+
 def two_level_delta(y_true, scores_a, scores_b, groups, seeds_a=None, seeds_b=None,
                     n_boot: int = 2000, seed: int = 0, level: float = 0.95) -> TwoLevelInterval:
     """Paired ΔAUC = mean over matched seeds of AUC(a, s) − AUC(b, s) on the same images, with the
     two-level bootstrap interval: one seed draw (of the matched seeds) and one cluster draw per
     replicate, shared by both models. Seeds are matched by number (``seeds_a``, ``seeds_b``) or
     row by row; none in common gives NaN with the reason."""
-    y = check(y_true, np.zeros(np.asarray(y_true).size), groups)
-    a, b, common = paired_rows(scores_a, scores_b, y.y.size, seeds_a, seeds_b)
+    y, a, b, reason = _matched(y_true, scores_a, scores_b, groups, seeds_a, seeds_b)
     level, n_boot = check_level(level), check_n_boot(n_boot)
-    k = len(common)
-    if k == 0:
-        return _undefined(0, y.n_clusters, "no seed in common: no matched ΔAUC")
-    note = _classes_note(y.y, y.n_clusters)
-    if note:
-        return _undefined(k, y.n_clusters, note.replace("AUC", "ΔAUC"))
-    per_seed = [mann_whitney_auc(y.y, ra) - mann_whitney_auc(y.y, rb) for ra, rb in zip(a, b, strict=True)]
+    k = len(a)
+    if reason:
+        return _undefined(k, y.n_clusters, reason)
+    per_seed = _per_seed_delta(y.y, a, b)
     weights, counts = two_level_draws(y.ids[y.inv], k, n_boot, seed)
     values = weighted_auc_matrix(y.y, a, weights) - weighted_auc_matrix(y.y, b, weights)
     reps = seed_mean_replicates(values, counts)
@@ -301,17 +312,12 @@ def delta_variance_components(y_true, scores_a, scores_b, groups, seeds_a=None, 
                               subtract_interaction: bool = False) -> VarianceComponents:
     """Matched ΔAUC with ``SE² = Obuchowski variance of the mean per-seed difference +
     s²(per-seed ΔAUC) / K``, a t interval and t test on Welch–Satterthwaite df."""
-    y = check(y_true, np.zeros(np.asarray(y_true).size), groups)
-    a, b, common = paired_rows(scores_a, scores_b, y.y.size, seeds_a, seeds_b)
+    y, a, b, reason = _matched(y_true, scores_a, scores_b, groups, seeds_a, seeds_b)
     level = check_level(level)
-    k = len(common)
-    if k == 0:
-        return _undefined_components(0, y.n_clusters, "no seed in common: no matched ΔAUC")
-    note = _classes_note(y.y, y.n_clusters)
-    if note:
-        return _undefined_components(k, y.n_clusters, note.replace("AUC", "ΔAUC"))
-    per_seed = np.array([mann_whitney_auc(y.y, ra) - mann_whitney_auc(y.y, rb)
-                         for ra, rb in zip(a, b, strict=True)])
+    k = len(a)
+    if reason:
+        return _undefined_components(k, y.n_clusters, reason)
+    per_seed = _per_seed_delta(y.y, a, b)
     return _components(y.y, y.inv, y.n_clusters, np.vstack([a, b]), np.hstack([np.eye(k), -np.eye(k)]),
                        per_seed, level, ddof, subtract_interaction)
 
