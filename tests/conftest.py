@@ -19,6 +19,25 @@ from tests.helpers import EXECUTOR_SUITE, write_image
 # tests of the load rule set the load themselves).
 os.environ.setdefault("FUS2BENCH_LOAD_AWARE", "0")
 
+
+def _worker_threads(environ=os.environ) -> int | None:
+    """Under pytest-xdist (``./run_all.sh test`` runs the suite on several workers) each worker's
+    runs get an equal share of the CPUs, never all of them: two workers that each spin a pool over
+    every core wait for each other at every parallel region (docs/engines.md, "Threads on a busy
+    machine"). ``None`` outside xdist."""
+    count = environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if not environ.get("PYTEST_XDIST_WORKER") or not count:
+        return None
+    return max(1, len(os.sched_getaffinity(0)) // max(1, int(count)))
+
+
+if (_share := _worker_threads()) is not None:
+    # the executors' own variables (bench.engine.threads): runs and the processes tests start read them
+    os.environ.setdefault("FUS2BENCH_THREADS", str(_share))
+    os.environ.setdefault("FUS2BENCH_THREADS_FROM", "pytest-xdist worker share")
+    for _name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(_name, str(_share))
+
 # shared (module- or session-scoped) fixtures cheap enough for the fast loop; every other shared
 # fixture of tests/ builds a data set, trains or starts a service, so only slow tests may use it
 CHEAP_SHARED = {"tiny_synthetic", "net"}
@@ -86,12 +105,29 @@ def pytest_runtest_makereport(item, call):
                            "mark it @pytest.mark.slow or make it cheaper")
 
 
+# tests that share one expensive session fixture or one service run on one xdist worker
+# (``--dist loadgroup``): the inline suite each executor test compares with is then built once, and
+# the local SLURM cluster's 2 CPUs serve one test at a time
+SERIAL_GROUPS = {"inline_suite": "executors", "slurm_cluster": "executors"}
+
+
 def pytest_collection_modifyitems(config, items):
     """``pytest -m "not slow"`` stays fast: a test not marked ``slow`` that uses an expensive
-    shared fixture (directly or through another fixture) stops the collection, naming both."""
+    shared fixture (directly or through another fixture) stops the collection, naming both.
+    Tests of :data:`SERIAL_GROUPS` and those marked ``slurm`` share one xdist worker."""
     here = Path(__file__).resolve().parent
     wrong = []
     for item in items:
+        groups = {g for name, g in SERIAL_GROUPS.items() if name in item.fixturenames}
+        if item.get_closest_marker("slurm"):
+            groups.add("executors")
+        info = getattr(item, "_fixtureinfo", None)
+        for name in item.fixturenames if info is not None else ():
+            for d in (info.name2fixturedefs.get(name) or ())[-1:]:
+                if d.scope == "module" and name not in CHEAP_SHARED:
+                    groups.add(item.module.__name__)  # its module's fixture is built once
+        for group in sorted(groups)[:1]:
+            item.add_marker(pytest.mark.xdist_group(group))
         info = getattr(item, "_fixtureinfo", None)
         if info is None or item.get_closest_marker("slow"):
             continue
