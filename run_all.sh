@@ -38,11 +38,12 @@ fi
 if [ "${1:-}" = "test" ]; then
   shift
   "$PY" -m ruff check bench models tests
-  # the suite on one pytest-xdist worker per CPU (at most 4; tests/conftest.py gives each worker's
-  # runs its share of the CPUs and keeps tests that share a fixture or a service on one worker);
-  # options given after "test" come last, so "-n 0" runs it in this process
-  workers=$("$PY" -c 'import os; print(min(4, len(os.sched_getaffinity(0))))' 2>/dev/null || echo 1)
-  [ "$workers" -gt 1 ] && set -- -n "$workers" --dist loadgroup "$@"
+  # the suite on pytest-xdist workers: one per CPU and one more, which keeps the CPUs busy while a
+  # test waits for a process or the SLURM cluster (at most 4). tests/conftest.py gives each worker's
+  # runs an equal share of the CPUs (at least one thread) and keeps tests that share a fixture or a
+  # service on one worker. Options given after "test" come last: "-n 0" runs it in this process.
+  cpus=$("$PY" -c 'import os; print(len(os.sched_getaffinity(0)))' 2>/dev/null || echo 1)
+  [ "$cpus" -gt 1 ] && set -- -n "$(( cpus + 1 < 4 ? cpus + 1 : 4 ))" --dist loadgroup "$@"
   exec "$PY" -m pytest -q "$@"
 fi
 

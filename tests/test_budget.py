@@ -53,3 +53,50 @@ def test_the_budget_can_be_turned_off_and_changed():
     assert fast_budget("1") == (1.0, FAST_BUDGET[1])
     with pytest.raises(pytest.UsageError, match="FUS2BENCH_TEST_BUDGET='fast'"):
         fast_budget("fast")
+
+
+def test_each_xdist_worker_gets_an_equal_share_of_the_cpus_and_a_plain_run_all_of_them():
+    """Under ``./run_all.sh test`` (pytest-xdist) a worker's runs use their share of the CPUs, at
+    least one thread, so workers never spin against each other; outside xdist nothing is set."""
+    import os
+
+    from tests.conftest import _worker_threads
+
+    cpus = len(os.sched_getaffinity(0))
+    assert _worker_threads({}) is None
+    assert _worker_threads({"PYTEST_XDIST_WORKER": "gw0", "PYTEST_XDIST_WORKER_COUNT": "1"}) == cpus
+    assert _worker_threads({"PYTEST_XDIST_WORKER": "gw2", "PYTEST_XDIST_WORKER_COUNT": "64"}) == 1
+    assert _worker_threads({"PYTEST_XDIST_WORKER": "gw1",
+                            "PYTEST_XDIST_WORKER_COUNT": str(cpus)}) == 1
+
+
+def test_tests_sharing_a_module_fixture_or_the_cluster_share_one_xdist_worker(pytester):
+    """``--dist loadgroup`` keeps a module's expensive fixture built once: the conftest puts the
+    tests that use one (and those marked ``slurm``) in one ``xdist_group``."""
+    pytester.makeconftest((Path(__file__).parent / "conftest.py").read_text()
+                          .replace("from tests.helpers import EXECUTOR_SUITE, write_image",
+                                   "EXECUTOR_SUITE, write_image = (), None"))
+    pytester.makeini("[pytest]\nmarkers =\n    slow: s\n    slurm: s\n")
+    pytester.makepyfile(test_groups='''
+import pytest
+
+
+@pytest.fixture(scope="module")
+def built():
+    return 1
+
+
+@pytest.mark.slow
+def test_a(built, request):
+    assert request.node.get_closest_marker("xdist_group").args == ("test_groups",)
+
+
+def test_b(request):
+    assert request.node.get_closest_marker("xdist_group") is None
+
+
+@pytest.mark.slurm
+def test_c(request):
+    assert request.node.get_closest_marker("xdist_group").args == ("executors",)
+''')
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=3)
