@@ -216,3 +216,105 @@ def test_seeds_are_averaged_only_over_one_design():
     assert np.allclose(mean.shift_cross, a.shift_cross + 0.05)
     assert mean_over_seeds([a, insertion_shifts(any_overlay, ids, y, g, originals, masks, cleaned,
                                                 seed=1)]) is None
+
+
+# --- run folder and report ------------------------------------------------------------------
+
+
+def _measured_runs(root, controls: bool):
+    """Two seeds of one configuration with saved reliance measures and, with ``controls``, the
+    insertion test with its controls (the any-overlay stand-in, the second seed shifted)."""
+    import json
+
+    from bench.engine.runfolder import RunFolder
+    from bench.evaluation.insertion import effects_record
+    from bench.reporting.runs import load_runs
+    from tests.helpers import write_fixture_run
+
+    ids, y, g, originals, masks, cleaned = _phantom(12)
+    base = insertion_shifts(any_overlay, ids, y, g, originals, masks, cleaned, seed=0)
+    shift = {"n": 12, "mean_shift": -0.1, "lo": -0.2, "hi": -0.05}
+    for seed in (0, 1):
+        folder = RunFolder(write_fixture_run(root, "zeimarani_cnn", 0.5, 20 + seed, seed=seed))
+        test = {"images": 24, "benign": 12, "malignant": 12, "marked_benign": 12,
+                "marked_malignant": 12, "malignant_marks_on_benign": shift,
+                "benign_marks_on_malignant": shift}
+        head = {"run": folder.path.name, "model": "zeimarani_cnn", "seed": seed,
+                "annotations": "keep"}
+        folder.write_reliance({"info": {}, **head, "sets": {"test": test}},
+                              pd.DataFrame({"id": ids, "path": "x.png", "label": y, "group": g,
+                                            "prob_original": 0.5, "prob_cleaned": 0.5,
+                                            "marked": 1, "mask_fraction": 0.01,
+                                            "inserted_from": "", "insertion_shift": -0.1,
+                                            "set": "test"}))
+        if controls:
+            table = base.assign(shift_cross=base.shift_cross - 0.02 * seed,
+                                shift_random=base.shift_random - 0.02 * seed)
+            folder.write_insertion({"info": {}, **head, "sets": {
+                "test": effects_record(insertion_effects(table, 200))}}, table.assign(set="test"))
+            json.loads((folder.reliance_dir / "insertion.json").read_text())
+    return load_runs(root), base
+
+
+def test_run_folder_keeps_the_insertion_table_and_an_older_folder_has_none(tmp_path):
+    runs, base = _measured_runs(tmp_path / "runs", controls=True)
+    back = runs[0].folder.insertion_images()
+    assert back.drop(columns="set").equals(base) or np.allclose(
+        back.shift_cross.to_numpy(float), base.shift_cross.to_numpy(float))
+    assert back.same_donor.map(type).eq(str).all() and back.shift_same.dtype == float
+    assert "reliance/insertion" in runs[0].folder.addon_steps()
+    old, _ = _measured_runs(tmp_path / "old", controls=False)
+    assert old[0].folder.insertion_record() is None and old[0].folder.insertion_images() is None
+
+
+def test_report_shows_the_insertion_effects_only_where_measured_with_a_generated_sentence(tmp_path):
+    from bench.reporting.sections import reliance
+    from bench.reporting.sections.context import ReportContext
+
+    runs, base = _measured_runs(tmp_path / "runs", controls=True)
+    ctx = ReportContext(runs=runs, out=tmp_path / "out", n_boot=200)
+    ctx.tdir.mkdir(parents=True)
+    reliance.write_tables(ctx)
+    table = ctx.tables["insertion"]
+    assert list(table.direction) == ["malignant_marks_on_benign", "benign_marks_on_malignant"]
+    assert list(table.seed) == ["2 (0,1)"] * 2
+    mean = base.assign(shift_cross=base.shift_cross - 0.01,  # the two seeds averaged
+                       shift_random=base.shift_random - 0.01)
+    want = {(e.direction, e.control): e for e in insertion_effects(mean, 200)}
+    row = table.iloc[1]
+    assert row.cross == pytest.approx(want[("benign_marks_on_malignant", "none")].effect)
+    assert (row.random_lo, row.random_hi) == pytest.approx(
+        (want[("benign_marks_on_malignant", "random_shape")].lo,
+         want[("benign_marks_on_malignant", "random_shape")].hi))
+    text = "\n".join(reliance.readme(ctx))
+    assert "### Is it the marks, or any overlay?" in text
+    # every row's cross-class shift excludes 0 (any overlay moves it); beyond the random shape
+    # (the same pixels) none does: the sentence counts the table's intervals
+    for sentence in reliance.insertion_sentences(table):
+        assert "excludes 0 in 1 of 1 with targets and donors resampled" in sentence
+        assert "beyond the random-shape control it excludes 0 in 0 of 1" in sentence
+    assert (ctx.tdir / "insertion_per_seed.csv").is_file()
+
+    old, _ = _measured_runs(tmp_path / "old", controls=False)
+    octx = ReportContext(runs=old, out=tmp_path / "oldout", n_boot=200)
+    octx.tdir.mkdir(parents=True)
+    (octx.tdir / "insertion.csv").write_text("stale")
+    reliance.write_tables(octx)
+    assert "insertion" not in octx.tables and not (octx.tdir / "insertion.csv").exists()
+    assert "overlay" not in "\n".join(reliance.readme(octx))
+
+
+@pytest.mark.slow
+def test_reliance_figure_gains_the_insertion_panel_from_the_saved_table(tmp_path):
+    from bench.reporting.sections import reliance
+    from bench.reporting.sections.context import ReportContext
+
+    runs, _ = _measured_runs(tmp_path / "runs", controls=True)
+    ctx = ReportContext(runs=runs, out=tmp_path / "out", n_boot=200)
+    ctx.tdir.mkdir(parents=True)
+    reliance.write_tables(ctx)
+    with_panel = reliance.draw_figures(ctx.tdir, ctx.fdir)
+    png = next(p for p in with_panel if p.suffix == ".png").read_bytes()
+    (ctx.tdir / "insertion.csv").unlink()
+    without = next(p for p in reliance.draw_figures(ctx.tdir, ctx.fdir) if p.suffix == ".png")
+    assert without.read_bytes() != png and len(png) > len(without.read_bytes())
