@@ -318,3 +318,15 @@ def test_reliance_figure_gains_the_insertion_panel_from_the_saved_table(tmp_path
     (ctx.tdir / "insertion.csv").unlink()
     without = next(p for p in reliance.draw_figures(ctx.tdir, ctx.fdir) if p.suffix == ".png")
     assert without.read_bytes() != png and len(png) > len(without.read_bytes())
+
+
+def test_bad_bootstrap_counts_are_one_line_with_exit_2(tmp_path, capsys):
+    from bench.cli.reliance import main
+
+    for argv, words in ((["--n-boot", "0", "--controls"], "--n-boot must be an integer >= 1"),
+                        (["--n-boot", "500"], "--n-boot: sets the insertion controls' bootstrap")):
+        with pytest.raises(SystemExit) as exc:
+            main(["--runs", str(tmp_path), *argv])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert words in err[-1]

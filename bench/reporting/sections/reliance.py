@@ -275,7 +275,8 @@ def insertion_per_seed(runs: list) -> pd.DataFrame:
                                    _trained_on(rec["annotations"])):
             rows.append({**row, "run": rec["run"]})
     t = pd.DataFrame(rows)
-    return t.sort_values(["set", "model", "trained_on", "seed", "direction"],
+    # rows come in the directions' order; the sort keeps it within a run and set
+    return t.sort_values(["set", "model", "trained_on", "seed"],
                          kind="stable").reset_index(drop=True) if len(t) else t
 
 
