@@ -330,3 +330,12 @@ def test_bad_bootstrap_counts_are_one_line_with_exit_2(tmp_path, capsys):
         assert exc.value.code == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert words in err[-1]
+
+
+def test_reproduce_commands_measure_the_controls_only_where_the_runs_have_them(tmp_path):
+    from bench.reporting.sections.reproduce import commands
+
+    runs, _ = _measured_runs(tmp_path / "runs", controls=True)
+    assert any(line.endswith("--controls") for line in commands(runs, tmp_path / "out"))
+    old, _ = _measured_runs(tmp_path / "old", controls=False)
+    assert not any("--controls" in line for line in commands(old, tmp_path / "out"))
