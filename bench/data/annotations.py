@@ -295,6 +295,73 @@ def paste(src: np.ndarray, src_mask: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return out
 
 
+def fitted_mask(mask: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """``mask`` brought to the image size ``shape[:2]`` as :func:`paste` brings it (nearest
+    neighbour)."""
+    h, w = shape[:2]
+    m = mask.astype(bool)
+    if m.shape != (h, w):
+        m = cv2.resize(m.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+    return m
+
+
+def mark_intensity(src: np.ndarray, src_mask: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The mean value of ``src``'s annotation pixels in ``dst``'s mode (one grey level, or one
+    RGB triple), as :func:`paste` would copy them."""
+    if src.ndim != dst.ndim:
+        src = cv2.cvtColor(src, cv2.COLOR_GRAY2RGB) if dst.ndim == 3 else _grey(src)
+    m = src_mask.astype(bool)
+    if m.shape != src.shape[:2]:
+        m = fitted_mask(m, src.shape)
+    if not m.any():
+        return np.zeros(dst.shape[2:], dst.dtype)
+    return np.asarray(src[m].mean(axis=0)).round().astype(dst.dtype)
+
+
+_STEPS = ((0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1), (-1, 0), (-1, 1))
+
+
+def random_marks(mask: np.ndarray, rng: np.random.Generator, turn: float = 0.2,
+                 brush: int = 3) -> np.ndarray:
+    """A random-shape control for the marks ``mask``: per connected component (8-connected), a
+    stroke drawn by a persistent random walk from the component's centroid (a new direction with
+    probability ``turn`` per step, a ``brush``×``brush`` pen; 1 px for components under 20 px)
+    until it covers exactly as many pixels as the component. Same position and pixel count as the
+    marks, a shape of no scanner (docs/protocol.md, "Burnt-in annotations": insertion controls)."""
+    m = mask.astype(bool)
+    h, w = m.shape
+    out = np.zeros_like(m)
+    n, lab, stats, cent = cv2.connectedComponentsWithStats(m.astype(np.uint8), connectivity=8)
+    for k in range(1, n):
+        need = min(int(stats[k, cv2.CC_STAT_AREA]), int(h * w - out.sum()))
+        r = (brush // 2) if need >= 20 else 0
+        pen = [(dy, dx) for dy in range(-r, r + 1) for dx in range(-r, r + 1)]
+        y, x = int(round(cent[k][1])), int(round(cent[k][0]))
+        d = int(rng.integers(0, 8))
+        got = 0
+        while got < need:
+            for dy, dx in pen:
+                yy, xx = y + dy, x + dx
+                if got < need and 0 <= yy < h and 0 <= xx < w and not out[yy, xx]:
+                    out[yy, xx] = True
+                    got += 1
+            if rng.random() < turn:
+                d = int(rng.integers(0, 8))
+            ny, nx = y + _STEPS[d][0], x + _STEPS[d][1]
+            if not (0 <= ny < h and 0 <= nx < w):  # turn away from the border
+                d = int(rng.integers(0, 8))
+                continue
+            y, x = ny, nx
+    return out
+
+
+def paint(dst: np.ndarray, mask: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """``dst`` with the pixels of ``mask`` (brought to ``dst``'s size) set to ``value``."""
+    out = dst.copy()
+    out[fitted_mask(mask, dst.shape)] = value
+    return out
+
+
 def read_array(path: Path) -> np.ndarray:
     """An image file as uint8 H×W (grey) or H×W×3 (RGB), decoded by :func:`read_image`."""
     from bench.data.images import read_image

@@ -43,6 +43,9 @@ from bench.core.provenance import file_sha256
 CONFIG = "config.json"
 COMPUTE = "compute.json"
 RELIANCE, RELIANCE_IMAGES = "reliance.json", "images.csv"  # in reliance/
+INSERTION, INSERTION_IMAGES = "insertion.json", "insertion.csv"  # in reliance/: with controls
+_INSERTION_TEXT = ("direction", "id", "group", "donor", "donor_group", "same_donor", "same_group")
+_INSERTION_NUMBERS = ("prob_cleaned", "shift_cross", "shift_same", "shift_random")
 WEIGHTS = "model.safetensors"
 # Every file a finished run promises, checksummed in config.json's ``outputs`` (stage files are
 # checksummed in each stage's done.json).
@@ -332,6 +335,29 @@ class RunFolder:
         write_csv(self.reliance_dir / RELIANCE_IMAGES, images)
         write_json(self.reliance_dir / RELIANCE, result)
 
+    def insertion_record(self) -> dict | None:
+        """``reliance/insertion.json``: the insertion test with its controls (``None`` when not
+        measured): ``info``, ``run``, ``model``, ``seed``, ``annotations`` and per image set
+        ``{direction: {control: effect}}`` (:mod:`bench.evaluation.insertion`)."""
+        if not (self.reliance_dir / INSERTION_IMAGES).is_file():
+            return None
+        return _read_json(self.reliance_dir / INSERTION)
+
+    def insertion_images(self) -> pd.DataFrame | None:
+        """The per-target table of the insertion test with its controls, with a ``set`` column
+        (``None`` when not measured)."""
+        if not (self.reliance_dir / INSERTION).is_file() or \
+                not (self.reliance_dir / INSERTION_IMAGES).is_file():
+            return None
+        return pd.read_csv(self.reliance_dir / INSERTION_IMAGES,
+                           dtype={c: str for c in (*_INSERTION_TEXT, "set")},
+                           keep_default_na=False, na_values={c: [""] for c in _INSERTION_NUMBERS})
+
+    def write_insertion(self, result: dict, table: pd.DataFrame) -> None:
+        """The insertion test with its controls: the per-target table first, the record last."""
+        write_csv(self.reliance_dir / INSERTION_IMAGES, table)
+        write_json(self.reliance_dir / INSERTION, result)
+
     def compute_record(self) -> dict[str, dict]:
         """``compute.json``: add-on step → ``{"seconds", "finished", "threads"}`` (empty when none ran)."""
         return _read_json(self.path / COMPUTE) or {}
@@ -342,6 +368,8 @@ class RunFolder:
         steps += [f"external/{f.path.name}" for f in self.external_sets()]
         if (self.reliance_dir / RELIANCE).is_file():
             steps.append("reliance")
+        if (self.reliance_dir / INSERTION).is_file():
+            steps.append("reliance/insertion")
         if self.illustrations.with_suffix(".csv").is_file():
             steps.append("illustrations")
         return sorted(steps)
@@ -349,7 +377,7 @@ class RunFolder:
     @contextmanager
     def timed(self, step: str) -> Iterator[None]:
         """Record in ``compute.json`` how long the add-on ``step`` (``explain/gradcam``,
-        ``reliance``, ``external/<set>``, ``illustrations``) took when its block finishes; a step
+        ``reliance``, ``reliance/insertion``, ``external/<set>``, ``illustrations``) took when its block finishes; a step
         done again replaces its entry. A block that raises records nothing."""
         import torch  # the add-ons all run torch; the folder's readers need not import it
 

@@ -41,6 +41,13 @@ from bench.engine.spec import RunSpec
 from bench.engine.train import predict
 from bench.evaluation.clustered import obuchowski_delta
 from bench.evaluation.external import external_index, final_model
+from bench.evaluation.insertion import (
+    DIRECTIONS,
+    effects_record,
+    insertion_design,
+    insertion_effects,
+    insertion_shifts,
+)
 from bench.evaluation.metrics import roc_auc
 from models import get_model_config
 
@@ -100,38 +107,58 @@ def _detected(path: Path) -> tuple[np.ndarray, np.ndarray]:
 Scorer = Callable[[list[np.ndarray]], np.ndarray]
 
 
+def prepared_images(root: Path, rows: pd.DataFrame
+                    ) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """The images of ``rows`` (paths relative to ``root``) as they are, their annotation masks
+    and the images cleaned (:data:`CLEAN_METHOD`)."""
+    originals, masks, cleaned = [], [], []
+    for rel in rows.path:
+        img, m = _detected(root / rel)
+        originals.append(img)
+        masks.append(m)
+        cleaned.append(clean(img, m, CLEAN_METHOD))
+    return originals, masks, cleaned
+
+
+def insertion_of(score: Scorer, root: Path, rows: pd.DataFrame, seed: int = 0,
+                 n_boot: int = N_BOOT) -> tuple[dict, pd.DataFrame]:
+    """The insertion test with its same-class and random-shape controls
+    (:mod:`bench.evaluation.insertion`) of a classifier ``score`` on ``rows`` (``id, path,
+    label, group``; paths relative to ``root``): the effects by direction and control, and the
+    per-target table. The cross-class donors are those of :func:`reliance_of` with the same
+    ``seed``."""
+    rows = rows.reset_index(drop=True)
+    originals, masks, cleaned = prepared_images(root, rows)
+    table = insertion_shifts(score, rows.id.astype(str).tolist(), rows.label.to_numpy(int),
+                             rows.group.astype(str).to_numpy(), originals, masks, cleaned, seed)
+    return effects_record(insertion_effects(table, n_boot, seed)), table
+
+
 def reliance_of(score: Scorer, root: Path, rows: pd.DataFrame, seed: int = 0
                 ) -> tuple[dict, pd.DataFrame]:
     """The cleaning and insertion measures of a classifier ``score`` (image arrays → P(malignant))
     on ``rows`` (``id, path, label, group``; paths relative to ``root``). Returns the summary and
     the per-image table."""
     rows = rows.reset_index(drop=True)
-    originals, cleaned, masks = [], [], []
-    for rel in rows.path:
-        img, m = _detected(root / rel)
-        originals.append(img)
-        masks.append(m)
-        cleaned.append(clean(img, m, CLEAN_METHOD))
+    originals, masks, cleaned = prepared_images(root, rows)
     y = rows.label.to_numpy(int)
     groups = rows.group.astype(str).to_numpy()
     p_orig = score(originals)
     p_clean = score(cleaned)
     marked = np.array([m.any() for m in masks])
-    rng = np.random.default_rng(seed)
     shift = np.full(len(rows), np.nan)
     source = np.full(len(rows), "", dtype=object)
-    inserted = []
-    for target, donor in ((0, 1), (1, 0)):  # benign targets get malignant marks, and the reverse
-        donors = np.nonzero((y == donor) & marked)[0]
-        targets = np.nonzero(y == target)[0]
-        if donors.size == 0:
+    design = insertion_design(y, groups, marked, seed)  # the cross-class donors of the controls
+    for name, _, _ in DIRECTIONS:  # benign targets get malignant marks, and the reverse
+        pairs = [p for p in design if p.direction == name]
+        if not pairs:
             continue
-        picks = donors[rng.integers(0, donors.size, targets.size)]
+        targets = np.array([p.target for p in pairs])
+        picks = np.array([p.cross for p in pairs])
         arrays = [paste(originals[d], masks[d], cleaned[t]) for t, d in zip(targets, picks, strict=True)]
         p_ins = score(arrays)
         shift[targets] = p_ins - p_clean[targets]
         source[targets] = rows.id.to_numpy()[picks]
-        inserted.append(targets)
     per = rows.assign(prob_original=p_orig, prob_cleaned=p_clean, marked=marked.astype(int),
                       mask_fraction=[float(m.mean()) for m in masks], inserted_from=source,
                       insertion_shift=shift)
@@ -171,8 +198,12 @@ def _run_index(run, data: Path | None):
     return load_index(path, run.settings["data_kind"])
 
 
-def reliance_run(run, device: str, data: Path | None = None) -> dict | None:
-    """Measure one run (test set and scored external sets); ``None`` when it has no weights."""
+def reliance_run(run, device: str, data: Path | None = None, controls: bool = False,
+                 n_boot: int = N_BOOT) -> dict | None:
+    """Measure one run (test set and scored external sets); ``None`` when it has no weights.
+    With ``controls``, also the insertion test with its same-class and random-shape controls
+    (``reliance/insertion.*``, :mod:`bench.evaluation.insertion`). Each is reused while the
+    weights, the detector (and ``n_boot``) are unchanged."""
     folder = RunFolder(run.path)
     weights = folder / WEIGHTS
     if not weights.is_file():
@@ -181,7 +212,11 @@ def reliance_run(run, device: str, data: Path | None = None) -> dict | None:
     info = {"weights_sha256": file_sha256(weights), "detector": detector_version(),
             "method": CLEAN_METHOD, "external_sets": sorted(run.external)}
     old = folder.reliance_record()
-    if old is not None and old.get("info") == info:
+    fresh = old is not None and old.get("info") == info
+    insertion_info = {**info, "seed": 0, "n_boot": n_boot}
+    old_ins = folder.insertion_record()
+    ins_fresh = not controls or (old_ins is not None and old_ins.get("info") == insertion_info)
+    if fresh and ins_fresh:
         return old
     run_model(run.config, run.path.name)  # a model from a file, module or plugin: its record
     spec = RunSpec(**{k: v for k, v in run.settings.items() if k in RunSpec.__dataclass_fields__})
@@ -189,9 +224,8 @@ def reliance_run(run, device: str, data: Path | None = None) -> dict | None:
     index = _run_index(run, data)
     split = folder.read_split()
     test = split[split.split == "test"][["id", "path", "label", "group"]]
-    result = {"info": {**info}, "run": run.path.name, "model": spec.model, "seed": spec.seed,
-              "annotations": spec.annotations, "sets": {}}
-    frames = []
+    head = {"run": run.path.name, "model": spec.model, "seed": spec.seed,
+            "annotations": spec.annotations}
     parts = [("test", index.root, test)]
     for name, (preds, meta) in sorted(run.external.items()):
         ext = external_index(meta["source"])
@@ -199,16 +233,37 @@ def reliance_run(run, device: str, data: Path | None = None) -> dict | None:
             group=[g if g else i for g, i in zip(preds.get("group", preds.id).astype(str).replace("nan", ""),
                                                   preds.id, strict=True)])
         parts.append((name, ext.root, rows))
-    with folder.timed("reliance"):
-        for name, root, rows in parts:
-            summary, per = reliance_of(lambda a: score_arrays(model, spec, a, device), root, rows)
-            result["sets"][name] = summary
-            frames.append(per.assign(set=name))
-        folder.write_reliance(result, pd.concat(frames, ignore_index=True))
-    t = result["sets"]["test"]
-    if "delta_auc" in t:
-        print(f"{run.path.name}: test AUC {t['auc_original']:.3f} as is, {t['auc_cleaned']:.3f} "
-              f"cleaned (ΔAUC {t['delta_auc']:+.3f}, 95% CI {t['delta_lo']:+.3f} to "
-              f"{t['delta_hi']:+.3f}); malignant marks on benign images shift P(malignant) by "
-              f"{t['malignant_marks_on_benign']['mean_shift']:+.3f}")
+
+    def score(arrays: list[np.ndarray]) -> np.ndarray:
+        return score_arrays(model, spec, arrays, device)
+
+    result = old if fresh else {"info": {**info}, **head, "sets": {}}
+    if not fresh:
+        frames = []
+        with folder.timed("reliance"):
+            for name, root, rows in parts:
+                summary, per = reliance_of(score, root, rows)
+                result["sets"][name] = summary
+                frames.append(per.assign(set=name))
+            folder.write_reliance(result, pd.concat(frames, ignore_index=True))
+        t = result["sets"]["test"]
+        if "delta_auc" in t:
+            print(f"{run.path.name}: test AUC {t['auc_original']:.3f} as is, {t['auc_cleaned']:.3f} "
+                  f"cleaned (ΔAUC {t['delta_auc']:+.3f}, 95% CI {t['delta_lo']:+.3f} to "
+                  f"{t['delta_hi']:+.3f}); malignant marks on benign images shift P(malignant) by "
+                  f"{t['malignant_marks_on_benign']['mean_shift']:+.3f}")
+    if not ins_fresh:
+        record: dict = {"info": insertion_info, **head, "sets": {}}
+        tables = []
+        with folder.timed("reliance/insertion"):
+            for name, root, rows in parts:
+                effects, table = insertion_of(score, root, rows, seed=0, n_boot=n_boot)
+                record["sets"][name] = effects
+                tables.append(table.assign(set=name))
+            folder.write_insertion(record, pd.concat(tables, ignore_index=True))
+        for direction, by_control in record["sets"]["test"].items():
+            words = "; ".join(f"{c} {e['effect']:+.3f} [{e['lo']:+.3f}, {e['hi']:+.3f}]"
+                              for c, e in by_control.items())
+            print(f"{run.path.name}: test, {direction.replace('_', ' ')} (towards the marks' "
+                  f"class; none = the cross-class shift, else minus the control): {words}")
     return result

@@ -223,6 +223,8 @@ def commands(runs: list[Run], out: Path) -> list[str]:
         data_arg = f" --data {shlex.quote(data)}" if data else ""
         others += [f"python -m bench.explain --runs {runs_dir}{data_arg}",
                    f"python -m bench.reliance --runs {runs_dir}"]
+    if any(r.folder.insertion_record() is not None for r in used):  # the insertion controls
+        others.append(f"python -m bench.reliance --runs {runs_dir} --controls")
     main_rows = [(label, rs) for label, rs in sets if label == rs[0].model]
     return [*plugin_notes(used), *main_commands(runs, used, main_rows, ref), *others,
             f"python -m bench.report --runs {runs_dir} --out {shown_path(out)}"]
