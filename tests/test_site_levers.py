@@ -415,3 +415,18 @@ def test_the_committed_busi_cpu_runs_hold_no_lever_so_their_readme_rebuilds_byte
         pytest.skip("results/busi-cpu is not in this checkout")
     assert not has_levers(load_runs(runs_dir, skip_invalid=True))
     assert "Closing the site gap" not in (runs_dir.parent / "README.md").read_text()
+
+
+def test_a_suite_passes_the_levers_to_its_compared_runs_only(tmp_path):
+    from bench.jobs.experiments import EXPERIMENTS
+    from bench.jobs.plan import suite_jobs
+
+    variants = [v for e in EXPERIMENTS.values() for v in e["variants"]]
+    base = RunOptions(augment_policy="ultrasound", adapt_bn=("none", "target"), out=tmp_path)
+    jobs = suite_jobs(base, ["fus2net", "resnet50"], [0], [0], variants, ["synthetic:B"])
+    compared = [j.options for j in jobs if j.compared]
+    assert all(o.augment_policy == "ultrasound" and o.adapt_bn == ("none", "target")
+               for o in compared)
+    for o in (j.options for j in jobs if not j.compared):
+        assert o.adapt_bn == ("none",)  # no external set to adapt to
+        assert o.augment_policy == ("ultrasound" if o.augment else "paper")

@@ -52,7 +52,7 @@ class UltrasoundAugment(AugmentConfig):
     blur_p: float = 0.3  # Gaussian blur, sigma as a fraction of the side
     blur_sigma: tuple[float, float] = (0.004, 0.015)
     gain_p: float = 0.5  # overall gain, dB (amplitude x 10^(dB/20))
-    gain_db: tuple[float, float] = (-4.0, 4.0)
+    gain_db: tuple[float, float] = (-3.0, 3.0)
     tgc_p: float = 0.5  # time-gain compensation: gain changing linearly with depth, dB top->bottom
     tgc_db: tuple[float, float] = (-6.0, 6.0)
     gamma_p: float = 0.5  # dynamic range: 255 (x/255)^gamma, gamma log-uniform
