@@ -364,7 +364,7 @@ def test_the_site_gap_section_measures_each_lever_against_the_baseline(tmp_path)
     from bench.reporting.runs import load_runs
     from bench.reporting.sections.sitegap import display, paragraph, site_gap_table
 
-    t = site_gap_table(load_runs(_lever_runs(tmp_path)), n_boot=50)
+    t = site_gap_table(load_runs(_lever_runs(tmp_path)), n_boot=20)
     levers = set(t.lever)
     assert {BASELINE, "BN adapted on the target (unlabelled)",
             "BN re-estimated on the source (control)", "ultrasound augmentation"} <= levers
@@ -396,7 +396,7 @@ def test_the_site_gap_section_is_silent_without_levers(tmp_path):
     (ctx.tdir / "sitegap.csv").write_text("stale\n")  # an earlier report's: removed
     sitegap.write_tables(ctx)
     assert not (ctx.tdir / "sitegap.csv").exists() and sitegap.readme(ctx) == []
-    levers = ReportContext(load_runs(_lever_runs(tmp_path / "with")), tmp_path / "r2", n_boot=50)
+    levers = ReportContext(load_runs(_lever_runs(tmp_path / "with")), tmp_path / "r2", n_boot=20)
     levers.tdir.mkdir(parents=True)
     sitegap.write_tables(levers)
     part = sitegap.readme(levers)

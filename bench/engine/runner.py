@@ -448,6 +448,7 @@ def prepare(o: RunOptions) -> Prepared:
         raise BenchError("out=None: give the folder the run folders go in (RunOptions.out)")
     check_seed(o.seed)
     check_adapt_bn(o.adapt_bn, o.external)
+    policy = augment_policy(o)
     cfg = get_model_config(o.model)
     device = resolve_device(o.device)
     profile = resolve_profile(o.profile, device, folds=o.folds, epochs=o.epochs,
@@ -477,7 +478,7 @@ def prepare(o: RunOptions) -> Prepared:
         skip_bad_images=o.skip_bad_images, code_version=code_version(),
         bn_recalibration=o.bn_recalibration, data_sha256=content_sha256(index.root, used),
         stacked=concurrent > 1, model_code=origin.sha256[:12] if origin else "",
-        annotations=annotations, augment_policy=augment_policy(o))
+        annotations=annotations, augment_policy=policy)
     execution = Execution(device=device, channels_last=cfg.channels_last(device),
                           save_fold_weights=o.save_fold_weights, concurrent=concurrent,
                           progress=o.progress)
