@@ -320,11 +320,11 @@ def test_the_choice_is_the_best_mean_on_the_other_sites_or_the_baseline():
     ])
     c = choose_lever(table, "T")
     assert c.lever == "speckle" and c.sites == ("A", "B") and c.score == pytest.approx(0.04)
-    assert "never on T" in c.reason
+    assert "never chosen on T" in c.reason and "leave-one-site-out on A, B" in c.reason
     worse = table.assign(delta_auc=-table.delta_auc.abs())
     assert choose_lever(worse, "T").lever == BASELINE
     alone = choose_lever(table[table.site == "T"], "T")
-    assert alone.lever == BASELINE and "no other site" in alone.reason
+    assert alone.lever == BASELINE and "no site other than T" in alone.reason
 
 
 # --- the report section ---------------------------------------------------------------------------
@@ -375,7 +375,7 @@ def test_the_site_gap_section_measures_each_lever_against_the_baseline(tmp_path)
     assert target.auc_lo <= target.auc <= target.auc_hi and not math.isnan(target.slope)
     # one target site only: nothing to choose on but it, so the choice is the baseline
     chosen = t[t.lever.str.startswith("chosen")].iloc[0]
-    assert chosen.lever == f"chosen: {BASELINE}" and "no other site" in chosen.chosen_by
+    assert chosen.lever == f"chosen: {BASELINE}" and "no site other than site-b" in chosen.chosen_by
     shown = display(t)
     assert "synthetic → site-b" in shown.columns and "Chosen by" in shown.columns
     words = paragraph(t)
@@ -430,3 +430,26 @@ def test_a_suite_passes_the_levers_to_its_compared_runs_only(tmp_path):
     for o in (j.options for j in jobs if not j.compared):
         assert o.adapt_bn == ("none",)  # no external set to adapt to
         assert o.augment_policy == ("ultrasound" if o.augment else "paper")
+
+
+@pytest.mark.slow
+def test_the_section_chooses_each_target_s_lever_on_the_other_target_only(tmp_path):
+    from bench.reporting.runs import load_runs
+    from bench.reporting.sections.sitegap import site_gap_table
+
+    chosen = {}
+    for trial, target_quality in enumerate((0.05, 0.9)):  # site-b's adapted numbers: bad, good
+        runs = _lever_runs(tmp_path / str(trial))
+        for r in sorted(runs.iterdir()):
+            if "augment_policy" in (r / "config.json").read_text():
+                continue
+            seed = int(json.loads((r / "config.json").read_text())["settings"]["seed"])
+            _add_scoring(r, "site-b", target_quality, 700 + seed, adapt="target")  # replaced
+            _add_scoring(r, "site-c", 0.2, 500 + seed)
+            _add_scoring(r, "site-c", 0.6, 600 + seed, adapt="target")
+        t = site_gap_table(load_runs(runs), n_boot=20)
+        row = t[(t.target == "site-b") & t.lever.str.startswith("chosen")].iloc[0]
+        chosen[trial] = (row.lever, row.chosen_by)
+        assert "leave-one-site-out on site-c" in row.chosen_by
+    assert chosen[0] == chosen[1]
+    assert chosen[0][0] == "chosen: BN adapted on the target (unlabelled)"

@@ -43,22 +43,24 @@ def choose_lever(results: pd.DataFrame, target: str, *, lever: str = "lever",
     sites = tuple(sorted(others[site].astype(str).unique()))
     if not sites:
         return Choice(target, baseline, (), math.nan,
-                      "no other site measured a lever: the no-lever baseline")
+                      f"no site other than {target} measured a lever, so the no-lever baseline "
+                      f"(never chosen on {target})")
     table = others.assign(**{site: others[site].astype(str)}).groupby(
         [lever, site])[value].mean().unstack(site).reindex(columns=list(sites))
     complete = table.dropna()
     if complete.empty:
         return Choice(target, baseline, sites, math.nan,
-                      f"no lever was measured on every other site ({', '.join(sites)}): the "
-                      "no-lever baseline")
+                      f"no lever was measured on every other site ({', '.join(sites)}), so the "
+                      f"no-lever baseline (never chosen on {target})")
     means = complete.mean(axis=1).sort_index(key=lambda ix: ix.astype(str))
     best = str(means.idxmax())
     score = float(means.max())
     where = ", ".join(sites)
     if not score > 0:
         return Choice(target, baseline, sites, 0.0,
-                      f"no lever raised the mean ΔAUC on {where} (best {best}, {score:+.3f}): "
-                      "the no-lever baseline")
+                      f"leave-one-site-out on {where}: no lever raised the mean ΔAUC there "
+                      f"(best {best}, {score:+.3f}), so the no-lever baseline (never chosen on "
+                      f"{target})")
     return Choice(target, best, sites, score,
-                  f"leave-one-site-out: the largest mean ΔAUC on {where} ({score:+.3f}), "
-                  f"never on {target}")
+                  f"leave-one-site-out on {where}: the largest mean ΔAUC there ({score:+.3f}); "
+                  f"never chosen on {target}")

@@ -172,9 +172,8 @@ def _chosen_rows(table: pd.DataFrame) -> list[dict]:
         pick = g[g.lever == choice.lever]
         if pick.empty:
             continue
-        where = ", ".join(choice.sites) or "none"
         out.append({**pick.iloc[0].to_dict(), "lever": f"chosen: {choice.lever}",
-                    "chosen_by": f"leave-one-site-out on {where}: {choice.reason}"})
+                    "chosen_by": choice.reason})
     return out
 
 
@@ -230,7 +229,7 @@ def paragraph(t: pd.DataFrame) -> str:
             sentences.append(f"With {r.lever}, {_delta_words(r.delta_auc, r.delta_lo, r.delta_hi)}.")
         for r in g[g.lever.str.startswith("chosen")].itertuples():
             sentences.append(f"Chosen without looking at {target}: {r.lever.split(': ', 1)[1]} "
-                             f"({r.chosen_by.split(': ', 1)[1]}).")
+                             f"({r.chosen_by}).")
     if (t.n_seeds == 1).any():
         sentences.append("Rows from one training seed have intervals that cover the test images "
                          "only, not another training run.")
