@@ -453,3 +453,11 @@ def test_the_section_chooses_each_target_s_lever_on_the_other_target_only(tmp_pa
         assert "leave-one-site-out on site-c" in row.chosen_by
     assert chosen[0] == chosen[1]
     assert chosen[0][0] == "chosen: BN adapted on the target (unlabelled)"
+
+
+def test_an_image_is_blurred_the_same_whatever_else_is_in_its_batch():
+    x = _batch(3, 32)
+    alone = aug.gaussian_blur(x[:1], torch.tensor([0.01]))
+    together = aug.gaussian_blur(x, torch.tensor([0.01, 0.05, 0.0]))
+    torch.testing.assert_close(together[:1], alone, rtol=1e-6, atol=1e-4)
+    torch.testing.assert_close(together[2:], x[2:], rtol=1e-6, atol=1e-4)

@@ -219,12 +219,15 @@ def down_up(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
 
 def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """Separable Gaussian blur with a per-image ``sigma`` (a fraction of the image side; 0: the
-    identity), as one grouped convolution over the batch (edges replicated)."""
+    identity), as one grouped convolution over the batch (edges replicated). Each image's kernel
+    is cut at its own 3 sigma, so an image is blurred the same whatever else is in its batch (the
+    stacked engine batches several members' images together)."""
     n, c, h, w = x.shape
     s = sigma.to(x.device, x.dtype) * max(h, w)
     radius = max(1, math.ceil(3 * float(s.max()))) if n else 1
     t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
     kern = torch.exp(-0.5 * (t.view(1, -1) / s.clamp_min(1e-6).view(-1, 1)) ** 2)
+    kern = torch.where(t.view(1, -1).abs() <= torch.ceil(3 * s).view(-1, 1), kern, 0)
     kern = torch.where((s > 0).view(-1, 1), kern, (t == 0).to(x.dtype).view(1, -1))
     kern = (kern / kern.sum(1, keepdim=True)).repeat_interleave(c, 0)  # (n*c, k)
     y = F.pad(x.reshape(1, n * c, h, w), (radius, radius, radius, radius), mode="replicate")
