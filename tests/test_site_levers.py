@@ -461,3 +461,16 @@ def test_an_image_is_blurred_the_same_whatever_else_is_in_its_batch():
     together = aug.gaussian_blur(x, torch.tensor([0.01, 0.05, 0.0]))
     torch.testing.assert_close(together[:1], alone, rtol=1e-6, atol=1e-4)
     torch.testing.assert_close(together[2:], x[2:], rtol=1e-6, atol=1e-4)
+
+
+def test_the_paper_augmentation_stays_a_model_s_main_row_beside_more_seeds_of_a_lever(tmp_path):
+    from bench.reporting.runs import load_runs
+    from bench.reporting.tables import comparison_sets
+
+    runs = tmp_path / "runs"
+    write_fixture_run(runs, "fus2net", 0.6, 1, seed=0)
+    for seed in (0, 1, 2):
+        write_fixture_run(runs, "fus2net", 0.6, 5 + seed, seed=seed, augment_policy="ultrasound")
+    sets = dict(comparison_sets(load_runs(runs)))
+    assert all(r.settings.get("augment_policy", "paper") == "paper" for r in sets["fus2net"])
+    assert [len(rs) for label, rs in sets.items() if "ultrasound" in label] == [3]
