@@ -474,3 +474,54 @@ def test_the_paper_augmentation_stays_a_model_s_main_row_beside_more_seeds_of_a_
     sets = dict(comparison_sets(load_runs(runs)))
     assert all(r.settings.get("augment_policy", "paper") == "paper" for r in sets["fus2net"])
     assert [len(rs) for label, rs in sets.items() if "ultrasound" in label] == [3]
+
+
+@pytest.mark.slow
+def test_bench_score_adapts_batchnorm_without_labels_and_writes_each_adaptation_apart(
+        tiny_synthetic, tmp_path, capsys, monkeypatch):
+    """End to end: a run scored with --adapt-bn none,target,source gets three folders; the
+    target-adapted scores of a set are the same when its labels are permuted (the adaptation
+    sees pixels only), and differ from the unadapted ones."""
+    import shutil
+
+    from bench.cli.score import main as score_main
+    from bench.data.synthetic import PhantomSpec, generate
+    from tests.helpers import TINY, call_main, run_main
+
+    monkeypatch.setenv("FUS2BENCH_CACHE", str(tmp_path / "cache"))
+    phantom = generate(PhantomSpec(n_benign=8, n_malignant=8, seed=12, site="B"),
+                       tmp_path / "site_b", workers=1)
+    images = sorted(p for p in phantom.rglob("*.png") if not p.stem.endswith("_mask"))
+    rng = np.random.default_rng(0)
+    for name, labels in (("given", [p.parent.name for p in images]),
+                         ("permuted", list(rng.permutation([p.parent.name for p in images])))):
+        for k, (src, cls) in enumerate(zip(images, labels, strict=True)):
+            (tmp_path / name / cls).mkdir(parents=True, exist_ok=True)
+            shutil.copy(src, tmp_path / name / cls / f"img_{k:02d}.png")
+    runs = tmp_path / "runs"
+    code, _, err = run_main(capsys, "--data", str(tiny_synthetic), "--out", str(runs), *TINY,
+                            "--folds", "0")
+    assert code == 0, err
+    (run_dir,) = runs.iterdir()
+    sets = f"given={tmp_path / 'given'},permuted={tmp_path / 'permuted'}"
+    code, out, err = call_main(capsys, score_main, "--runs", str(runs), "--external", sets,
+                               "--adapt-bn", "none,target,source", "--device", "cpu")
+    assert code == 0, err
+    probs = {}
+    for name in ("given", "permuted"):
+        for mode, sub in (("none", ""), ("target", "adapt-bn-target"),
+                          ("source", "adapt-bn-source")):
+            folder = run_dir / "external" / name / sub
+            record = json.loads((folder / "metrics.json").read_text())
+            assert ("adapt_bn" in record) == (mode != "none")
+            if mode != "none":
+                assert record["adapt_bn"]["mode"] == mode
+                assert record["adapt_bn"]["labels_read"] is False
+            preds = pd.read_csv(folder / "predictions.csv")
+            probs[name, mode] = preds.set_index(preds.path.str[-10:]).prob_malignant.sort_index()
+    pd.testing.assert_series_equal(probs["given", "target"], probs["permuted", "target"])
+    pd.testing.assert_series_equal(probs["given", "source"], probs["permuted", "source"])
+    assert not np.allclose(probs["given", "none"], probs["given", "target"])
+    from bench.reporting.runs import load_runs
+    (run,) = load_runs(runs)
+    assert set(run.adapted) == {(n, m) for n in ("given", "permuted") for m in ("target", "source")}
