@@ -525,3 +525,21 @@ def test_bench_score_adapts_batchnorm_without_labels_and_writes_each_adaptation_
     from bench.reporting.runs import load_runs
     (run,) = load_runs(runs)
     assert set(run.adapted) == {(n, m) for n in ("given", "permuted") for m in ("target", "source")}
+
+
+@pytest.mark.slow
+def test_a_run_with_ultrasound_augmentation_records_its_policy_and_gets_its_own_hash(
+        tiny_synthetic, tmp_path, capsys):
+    from bench.reporting.sections.reproduce import run_flags
+    from tests.helpers import TINY, run_main
+
+    for policy in ("paper", "ultrasound"):
+        code, _, err = run_main(capsys, "--data", str(tiny_synthetic), "--out", str(tmp_path),
+                                *TINY, "--folds", "0", "--augment", policy)
+        assert code == 0, err
+    configs = {json.loads((d / "config.json").read_text())["settings"].get("augment_policy"): d
+               for d in tmp_path.iterdir()}
+    assert set(configs) == {None, "ultrasound"}  # the paper's is not recorded: hashes kept
+    from bench.reporting.runs import load_runs
+    us = next(r for r in load_runs(tmp_path) if r.path == configs["ultrasound"])
+    assert "--augment ultrasound" in " ".join(run_flags(us))
