@@ -61,3 +61,29 @@ def test_a_run_is_illustrated_from_its_own_training_images(small_synthetic, tmp_
         assert abs(norm.mean()) < 1e-2 and abs(norm.std() - 1) < 1e-2  # paper Eq. 1
         assert z["benign/augmented"].shape[0] == z["benign/params"].shape[0] == 5
         assert json.loads(str(z["ranges"]))["rotation_deg"] == AugmentConfig().rotation_deg
+
+
+def test_each_ultrasound_transform_is_shown_alone_at_the_training_size():
+    from bench.evaluation.illustrate import ultrasound_views
+
+    img = torch.full((3, 48, 48), 120, dtype=torch.uint8)
+    names, views = ultrasound_views(img)
+    assert views.shape == (len(names), 3, 48, 48) and views.dtype == np.uint8
+    assert len(set(names)) == len(names) == 11
+    shown = dict(zip(names, views, strict=True))
+    assert (shown["gain +3 dB"] > 120).all() and (shown["gain -3 dB"] < 120).all()
+    assert shown["border 8%"][0, 0, 0] == 0 and shown["border 8%"][0, 24, 24] == 120
+
+
+@pytest.mark.slow
+def test_the_ultrasound_transforms_figure_is_drawn_from_the_arrays(tmp_path):
+    from bench.evaluation.illustrate import ultrasound_views
+    from bench.reporting.sections.illustrations import ultrasound_figure
+
+    img = torch.full((3, 48, 48), 120, dtype=torch.uint8)
+    names, views = ultrasound_views(img)
+    grey = {"benign/display": img[0].numpy(), "malignant/display": img[0].numpy(),
+            "benign/ultrasound": views[:, 0], "malignant/ultrasound": views[:, 0],
+            "ultrasound_names": np.array(names)}
+    (png,) = [p for p in ultrasound_figure(grey, tmp_path / "fig") if p.suffix == ".png"]
+    assert png.stat().st_size > 0

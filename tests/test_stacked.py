@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from bench.data.augment import AugmentConfig
+from bench.data.augment import AugmentConfig, augment_policy
 from bench.data.cache import ImageCache
 from bench.engine.stacked import Member, StackedOptimizer, train_stacked
 from bench.engine.train import TrainSettings, make_optimizer, train_model
@@ -58,7 +58,8 @@ def _members(cache: ImageCache, sizes: list[int], dtype: torch.dtype = torch.flo
 
 
 @pytest.mark.slow
-def test_stacked_training_equals_sequential_training_of_each_member():
+@pytest.mark.parametrize("policy", ["paper", "ultrasound"])
+def test_stacked_training_equals_sequential_training_of_each_member(policy):
     """Unequal training sets (37 and 50 images: partial batches of 5 and 2, 3 vs 4 steps per
     epoch, so one member sits out a step), augmentation, BatchNorm and Fus2Net's L2 term, Adam:
     without dropout the stacked engine reproduces the reference engine member by member. In
@@ -66,7 +67,7 @@ def test_stacked_training_equals_sequential_training_of_each_member():
     that Adam amplifies (up to about 6e-3 in a weight after 8 steps), which is why this runs in float64."""
     cache = tiny_cache()
     cfg = get_model_config("fus2net")
-    settings = TrainSettings(epochs=2, augment=AugmentConfig(), channels_last=False,
+    settings = TrainSettings(epochs=2, augment=augment_policy(policy), channels_last=False,
                              device="cpu")
     members = _members(cache, [37, 50], torch.float64)
     refs = [copy.deepcopy(m.model) for m in members]

@@ -18,6 +18,7 @@ from pathlib import Path
 from bench.core.errors import INTERRUPTED_RUN, cli_main, number
 from bench.core.paths import RESULTS_DIR
 from bench.core.provenance import portable
+from bench.data.augment import AUGMENT_POLICIES
 from bench.data.datasets import KINDS
 from bench.engine.profiles import PROFILES
 from bench.engine.runner import run
@@ -59,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="input channels: 3 = the grey image replicated, 1 = single channel "
                         "(Table 1)")
     p.add_argument("--no-augment", action="store_true", help="disable augmentation (Table 2)")
+    p.add_argument("--augment", default="paper", choices=list(AUGMENT_POLICIES),
+                   help="augmentation policy: paper (rotation, shift, shear, flip, brightness; "
+                        "the default) or ultrasound (the paper's plus speckle, gain/TGC, gamma, "
+                        "blur, down-up sampling, depth zoom, sector/border masks; "
+                        "docs/protocol.md, Ultrasound-aware augmentation)")
     p.add_argument("--bn-stats", default="recalibrated", choices=["recalibrated", "running"],
                    help="BatchNorm statistics of the trained model: re-estimated on the training "
                         "images after the last epoch (default; docs/splits.md, Protocol) or the running "
@@ -98,6 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated external data sets (paths, or synthetic:B for the "
                         "phantom's second site) to score the final model on, unchanged; a "
                         "finished run only scores them")
+    p.add_argument("--adapt-bn", default="none",
+                   help="comma-separated BatchNorm adaptations for scoring the --external sets, "
+                        "each scored and written separately: none (as trained), target "
+                        "(statistics re-estimated on the unlabelled external images), source "
+                        "(the control: on the training images); not part of the run hash")
     return p
 
 
@@ -152,11 +163,12 @@ def options_from_argv(argv: list[str] | None) -> RunOptions:
         model=resolve_model(args.model), data=args.data, dataset=args.dataset, split=args.split,
         profile=args.profile, folds=args.folds, epochs=args.epochs, img_size=args.img_size,
         batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, channels=args.channels,
-        augment=not args.no_augment, bn_recalibration=args.bn_stats == "recalibrated", l2=args.l2, dropout=args.dropout, pretrained=args.pretrained,
+        augment=not args.no_augment, augment_policy=args.augment, bn_recalibration=args.bn_stats == "recalibrated", l2=args.l2, dropout=args.dropout, pretrained=args.pretrained,
         seed=check_seed(args.seed), device=args.device, out=args.out, test_per_class=args.test_per_class,
         skip_bad_images=args.skip_bad_images, concurrent_folds=args.concurrent_folds,
         save_fold_weights=args.save_fold_weights, progress=not args.no_progress,
         external=tuple(x for x in args.external.split(",") if x), threads=args.threads,
+        adapt_bn=tuple(x for x in args.adapt_bn.split(",") if x),
         annotations=args.annotations,
         command=" ".join(["python -m bench.run", shlex.join(map(portable, given))]).strip())
 

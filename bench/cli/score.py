@@ -18,6 +18,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", type=Path, required=True, help="a run folder or a folder of runs")
     p.add_argument("--external", required=True,
                    help="comma-separated external data sets (paths, NAME=PATH or synthetic:B)")
+    p.add_argument("--adapt-bn", default="none",
+                   help="comma-separated BatchNorm adaptations, each scored separately: none (as "
+                        "trained), target (statistics re-estimated on the unlabelled external "
+                        "images), source (the control: on the training images); "
+                        "docs/protocol.md, Closing the site gap")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="auto = cuda when available, else cpu")
     return p
@@ -29,10 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     folders = run_folders(args.runs)
     device = resolve_device(args.device)
     sets = [x for x in args.external.split(",") if x]
+    adapt = tuple(x for x in args.adapt_bn.split(",") if x)
     failed = 0
     for folder in folders:
         try:
-            for name, m in score_run(folder, sets, device).items():
+            for name, m in score_run(folder, sets, device, adapt).items():
                 t = m["test"]
                 print(f"{folder.name} → {name}: n={t['n']}, AUC {t['auc']:.3f}, accuracy "
                       f"{t['accuracy']:.3f}, {m['training_copies']} training copies")

@@ -375,6 +375,9 @@ def settings_from_args(args: argparse.Namespace, passthrough: list[str], command
     experiments = with_experiments(args.experiments, device)
     external = resolve_external_option(
         args.external, None if args.data is None else site_paths(args.data) or [args.data])
+    if set(base.adapt_bn) != {"none"} and not external:
+        raise BenchError(f"--adapt-bn {','.join(base.adapt_bn)} adapts the scoring of external "
+                         "sets, and this suite scores none: give them with --external")
     if args.external == "auto" and external:
         print(f"external sets (--external auto; none: --external none): {', '.join(external)}")
     cv = None  # the experiments are compared on CV folds only; the base run serves both tables

@@ -39,7 +39,7 @@ class BenchError(UserError):
 
 # The library names parameters in backticks (`pretrained`=hub, `img_size`); a command says its
 # flags instead: --pretrained hub, --img-size (a parameter whose flag has another name is listed).
-FLAGS = {"in_chans": "--channels"}
+FLAGS = {"in_chans": "--channels", "augment_policy": "--augment"}
 _PARAM = re.compile(r"`(\w+)`(?:=('?)([^'\s;,)]*)\2)?")
 
 

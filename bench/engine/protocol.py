@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from bench.core.errors import BenchError
-from bench.data.augment import AugmentConfig, flip_balance
+from bench.data.augment import augment_policy, flip_balance
 from bench.engine.device import is_out_of_memory, release_memory
 from bench.engine.spec import Execution, RunSpec
 from bench.engine.stacked import Member, train_stacked
@@ -111,7 +111,7 @@ def prepare_stage(name: str, train_pos: np.ndarray, eval_pos: np.ndarray,
 
 def train_settings(spec: RunSpec, ex: Execution) -> TrainSettings:
     return TrainSettings(epochs=spec.epochs, batch_size=spec.batch_size, optimizer=spec.optimizer,
-                         lr=spec.lr, augment=AugmentConfig() if spec.augment else None,
+                         lr=spec.lr, augment=augment_policy(spec.augment_policy) if spec.augment else None,
                          device=ex.device, channels_last=ex.channels_last)
 
 

@@ -310,6 +310,13 @@ class RunFolder:
         """The scored external sets (those with a ``metrics.json``), by name."""
         return [ExternalFolder(p.parent) for p in sorted(self.path.glob("external/*/metrics.json"))]
 
+    def adapted_sets(self) -> list[tuple[str, str, ExternalFolder]]:
+        """The external sets scored with BatchNorm adapted (``external/<set>/adapt-bn-<mode>/``,
+        bench.evaluation.adaptation): (set, mode, folder), by set and mode."""
+        return [(p.parent.parent.name, p.parent.name.removeprefix("adapt-bn-"),
+                 ExternalFolder(p.parent))
+                for p in sorted(self.path.glob("external/*/adapt-bn-*/metrics.json"))]
+
     def explain(self, method: str) -> RecordedFolder:
         return RecordedFolder(self.path / "explain" / method)
 
@@ -366,6 +373,7 @@ class RunFolder:
         """The add-on steps this folder holds outputs of, named as :meth:`timed` records them."""
         steps = [f"explain/{f.path.name}" for f in self.explanations()]
         steps += [f"external/{f.path.name}" for f in self.external_sets()]
+        steps += [f"external/{name}/{f.path.name}" for name, _, f in self.adapted_sets()]
         if (self.reliance_dir / RELIANCE).is_file():
             steps.append("reliance")
         if (self.reliance_dir / INSERTION).is_file():
@@ -445,10 +453,13 @@ class RunFolder:
         check_predictions(preds, f"{self.name}/predictions.csv")
         split = self.read_split()
         external = {e.name: e.load(f"{self.name}/external/{e.name}") for e in self.external_sets()}
+        adapted = {(name, mode): e.load(f"{self.name}/external/{name}/{e.name}")
+                   for name, mode, e in self.adapted_sets()}
         for folder in self.explanations():
             folder.verify(f"{self.name}/explain/{folder.path.name}",
                           "rerun python -m bench.explain on it")
-        return Run(self.path, config, metrics, attach_groups(preds, split), cv, external, split)
+        return Run(self.path, config, metrics, attach_groups(preds, split), cv, external, split,
+                   adapted)
 
     def _read_results(self) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
         try:
@@ -487,6 +498,9 @@ class Run:
     external: dict[str, tuple[pd.DataFrame, dict]] = field(default_factory=dict)
     # the split manifest the run used (``split.csv``; empty for runs without one)
     split: pd.DataFrame = field(default_factory=pd.DataFrame)
+    # (external set, BatchNorm adaptation) → (its predictions, its metrics.json), for the sets
+    # scored with ``--adapt-bn target|source`` (bench.evaluation.adaptation)
+    adapted: dict[tuple[str, str], tuple[pd.DataFrame, dict]] = field(default_factory=dict)
 
     @property
     def folder(self) -> RunFolder:

@@ -44,6 +44,7 @@ from bench.core.provenance import (
     portable,
     recorded_location,
 )
+from bench.data.augment import AUGMENT_POLICIES
 from bench.data.cache import ImageCache, build_cache
 from bench.data.content import content_sha256
 from bench.data.datasets import load_index
@@ -69,6 +70,7 @@ from bench.engine.runfolder import RunFolder, RunStatus
 from bench.engine.spec import Execution, RunOptions, RunSpec, check_seed, cleaned
 from bench.engine.stages import StageContext, StageResult, StageStatus
 from bench.engine.threads import affinity_cpus, apply_threads, resolve_threads
+from bench.evaluation.adaptation import ADAPT_BN, check_mode
 from bench.evaluation.external import ExternalSet, resolve_external, score_external
 from bench.evaluation.sites import per_site_metrics, site_split
 from models import create_model, get_model_config
@@ -334,6 +336,32 @@ def read_data(o: RunOptions, folds: int) -> tuple[DataIndex, pd.DataFrame, dict 
     return index, manifest, report, split_source
 
 
+def augment_policy(o: RunOptions) -> str:
+    """The run's augmentation policy (docs/protocol.md, "Ultrasound-aware augmentation"), checked:
+    one of :data:`bench.data.augment.AUGMENT_POLICIES`, and only with augmentation on."""
+    if o.augment_policy not in AUGMENT_POLICIES:
+        raise BenchError(f"`augment_policy`={o.augment_policy!r}: policies are "
+                         f"{', '.join(AUGMENT_POLICIES)}")
+    if not o.augment and o.augment_policy != "paper":
+        raise BenchError(f"`augment_policy`={o.augment_policy} with augmentation off "
+                         "(--no-augment): drop one of the two")
+    return o.augment_policy
+
+
+def check_adapt_bn(modes: tuple[str, ...] | list[str], external: tuple[str, ...] | list[str]
+                   ) -> None:
+    """``adapt_bn`` (:data:`bench.evaluation.adaptation.ADAPT_BN`, each at most once) scores
+    external sets, so an adaptation other than none needs some."""
+    for mode in modes:
+        check_mode(mode)
+    if not modes or len(set(modes)) != len(modes):
+        raise BenchError(f"`adapt_bn`={','.join(modes)}: give each of "
+                         f"{', '.join(ADAPT_BN)} at most once")
+    if set(modes) != {"none"} and not external:
+        raise BenchError(f"`adapt_bn`={','.join(modes)} adapts the scoring of external sets: "
+                         "give them with --external")
+
+
 def model_options(o: RunOptions) -> dict:
     """The model factory's keyword arguments the options set besides channels and weights."""
     extra: dict = {}
@@ -419,6 +447,8 @@ def prepare(o: RunOptions) -> Prepared:
     if o.out is None:
         raise BenchError("out=None: give the folder the run folders go in (RunOptions.out)")
     check_seed(o.seed)
+    check_adapt_bn(o.adapt_bn, o.external)
+    policy = augment_policy(o)
     cfg = get_model_config(o.model)
     device = resolve_device(o.device)
     profile = resolve_profile(o.profile, device, folds=o.folds, epochs=o.epochs,
@@ -448,7 +478,7 @@ def prepare(o: RunOptions) -> Prepared:
         skip_bad_images=o.skip_bad_images, code_version=code_version(),
         bn_recalibration=o.bn_recalibration, data_sha256=content_sha256(index.root, used),
         stacked=concurrent > 1, model_code=origin.sha256[:12] if origin else "",
-        annotations=annotations)
+        annotations=annotations, augment_policy=policy)
     execution = Execution(device=device, channels_last=cfg.channels_last(device),
                           save_fold_weights=o.save_fold_weights, concurrent=concurrent,
                           progress=o.progress)
@@ -608,8 +638,10 @@ def run(o: RunOptions) -> RunResult:
         else:
             result = train_run(p, t_start, threads)
         for ext in p.external:  # after training: a bad set stops here with the result kept
-            result.external[ext.name] = score_external(folder, p.spec, p.execution, ext,
-                                                       p.index, p.manifest)
+            for mode in o.adapt_bn:
+                key = ext.name if mode == "none" else f"{ext.name}/adapt-bn-{mode}"
+                result.external[key] = score_external(folder, p.spec, p.execution, ext,
+                                                      p.index, p.manifest, mode)
     return result
 
 

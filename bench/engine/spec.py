@@ -59,6 +59,9 @@ class RunOptions:
     lr: float | None = None
     channels: int = 3
     augment: bool = True
+    # paper | ultrasound (bench.data.augment.AUGMENT_POLICIES; docs/protocol.md, "Ultrasound-aware
+    # augmentation"); used only while ``augment`` is on
+    augment_policy: str = "paper"
     bn_recalibration: bool = True
     l2: float | None = None
     dropout: float | None = None
@@ -72,6 +75,10 @@ class RunOptions:
     save_fold_weights: bool = False
     progress: bool = True
     external: tuple[str, ...] = ()  # data sets to score the final model on (not part of the hash)
+    # how each external set is scored: BatchNorm statistics as trained (none), re-estimated on the
+    # unlabelled external images (target) or on the training images (source, the control);
+    # bench.evaluation.adaptation; not part of the hash
+    adapt_bn: tuple[str, ...] = ("none",)
     threads: int | None = None  # CPU threads (None: bench.engine.threads.resolve_threads; not hashed)
     threads_from: str = "--threads"  # where ``threads`` came from (an executor: --cpus-per-job)
     annotations: str = "keep"  # keep | clean: burnt-in annotations inpainted (bench/data/annotations.py)
@@ -115,6 +122,9 @@ class RunSpec:
     # "keep", or "clean:<inpainting method>:<detector version>" (docs/protocol.md, "Burnt-in
     # annotations"); only runs on cleaned images carry the key, so other runs keep their hashes
     annotations: str = "keep"
+    # the augmentation policy (docs/protocol.md, "Ultrasound-aware augmentation"); only runs with
+    # another policy than the paper's carry the key, so other runs keep their hashes
+    augment_policy: str = "paper"
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -125,6 +135,8 @@ class RunSpec:
             del out["model_code"]
         if self.annotations == "keep":
             del out["annotations"]
+        if self.augment_policy == "paper":
+            del out["augment_policy"]
         return out
 
     def hash(self) -> str:

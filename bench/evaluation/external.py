@@ -16,6 +16,12 @@ hash of B's images and the SHA-256 of the weights that scored it). A run
 that already scored a set with the same weights and the same images reuses it; adding
 ``--external`` to a finished run only scores.
 
+With ``--adapt-bn target`` (or its control ``source``; :mod:`bench.evaluation.adaptation`) the
+BatchNorm statistics of a copy of the final model are re-estimated on the unlabelled external
+images (or on the run's training images) before scoring; such a scoring is written to
+``external/<name>/adapt-bn-<mode>/`` with the adaptation in its ``metrics.json`` (``adapt_bn``),
+so it never replaces the set's own scores.
+
 External sets are given as data paths (any layout :func:`bench.data.datasets.load_index` reads) or
 as ``synthetic:B``, the phantom's second site (another scanner; :mod:`bench.data.synthetic`).
 """
@@ -41,10 +47,17 @@ from bench.data.index import DataIndex
 from bench.data.review import tile_pairs
 from bench.data.synthetic import SITES, PhantomSpec
 from bench.engine.protocol import load_weights
-from bench.engine.runfolder import WEIGHTS, RunFolder
+from bench.engine.runfolder import WEIGHTS, ExternalFolder, RunFolder
 from bench.engine.spec import Execution, RunSpec
 from bench.engine.stages import PRED_COLUMNS
 from bench.engine.train import predict
+from bench.evaluation.adaptation import (
+    adapt_batchnorm,
+    adaptation_folder,
+    adaptation_record,
+    batchnorm_layers,
+    check_mode,
+)
 from bench.evaluation.metrics import binary_metrics
 from models import create_model, get_model_config
 
@@ -217,26 +230,56 @@ def training_subset(train_index: DataIndex, manifest: pd.DataFrame) -> DataIndex
                      [by_path[p] for p in manifest.path[manifest.split == "train"] if p in by_path])
 
 
+def source_images(spec: RunSpec, train: DataIndex) -> torch.Tensor:
+    """The run's training images at its input size (unflipped, unaugmented), without labels: what
+    ``--adapt-bn source`` re-estimates the statistics on."""
+    rows = pd.DataFrame({"path": [s.path for s in train.samples], "label": 0})  # never read
+    cache, _ = build_cache(train.root, rows, spec.img_size, spec.channels,
+                           skip_bad=spec.skip_bad_images)
+    return cache.images
+
+
 def scored_predictions(spec: RunSpec, ex: Execution, weights: Path, ext: ExternalSet,
-                       keep: list, copies: dict[str, tuple[str, str]]
-                       ) -> tuple[pd.DataFrame, list]:
+                       keep: list, copies: dict[str, tuple[str, str]], adapt_bn: str = "none",
+                       train: DataIndex | None = None) -> tuple[pd.DataFrame, list, dict | None]:
     """P(malignant) of the usable external images with the final weights, in the run's
-    prediction columns plus ``group`` and ``training_copy``; and the images the cache skipped."""
+    prediction columns plus ``group`` and ``training_copy``; the images the cache skipped; and the
+    adaptation's record (``None`` for ``adapt_bn`` none). ``adapt_bn`` target re-estimates the
+    BatchNorm statistics on these images' pixels only, source on ``train``'s."""
     rows = pd.DataFrame({"id": [s.id for s in keep], "path": [s.path for s in keep],
                          "label": [s.label for s in keep], "group": [s.group for s in keep]})
     cache, skipped = build_cache(ext.index.root, rows, spec.img_size, spec.channels,
                                  skip_bad=spec.skip_bad_images)
     model = final_model(spec, weights)
-    probs = predict(model, get_model_config(spec.model), cache, np.arange(len(cache)),
+    cfg = get_model_config(spec.model)
+    record = None
+    if check_mode(adapt_bn) != "none":
+        images = cache.images if adapt_bn == "target" else source_images(spec, train)
+        model = adapt_batchnorm(model, cfg, images, device=ex.device,
+                                batch_size=spec.batch_size, channels_last=ex.channels_last)
+        record = adaptation_record(adapt_bn, len(images), len(batchnorm_layers(model)),
+                                   spec.batch_size)
+    probs = predict(model, cfg, cache, np.arange(len(cache)),
                     device=ex.device, channels_last=ex.channels_last)
     preds = cache.rows.assign(prob_malignant=probs, split="external", fold=-1)
     preds["training_copy"] = preds.id.map(lambda i: copies.get(i, ("", ""))[0])
-    return preds[[*PRED_COLUMNS, "group", "training_copy"]], skipped
+    return preds[[*PRED_COLUMNS, "group", "training_copy"]], skipped, record
+
+
+def result_folder(folder: RunFolder, name: str, adapt_bn: str) -> ExternalFolder:
+    """Where a scoring of set ``name`` with ``adapt_bn`` goes: ``external/<name>/`` for none,
+    ``external/<name>/adapt-bn-<mode>/`` otherwise (one folder per adaptation: none replaces
+    another)."""
+    base = folder.external(name)
+    sub = adaptation_folder(adapt_bn)
+    return ExternalFolder(base.path / sub) if sub else base
 
 
 def score_external(folder: RunFolder, spec: RunSpec, ex: Execution, ext: ExternalSet,
-                   train_index: DataIndex, manifest: pd.DataFrame) -> dict:
-    """Score one external set with the run's final weights; returns its ``metrics.json``."""
+                   train_index: DataIndex, manifest: pd.DataFrame, adapt_bn: str = "none"
+                   ) -> dict:
+    """Score one external set with the run's final weights (BatchNorm adapted as ``adapt_bn``
+    says: :mod:`bench.evaluation.adaptation`); returns its ``metrics.json``."""
     weights = folder / WEIGHTS
     if not weights.is_file():
         raise BenchError(f"{folder.name}: no final weights to score --external {ext.shown} "
@@ -244,24 +287,27 @@ def score_external(folder: RunFolder, spec: RunSpec, ex: Execution, ext: Externa
     data_sha = content_sha256(ext.index.root, [s.path for s in ext.index.samples])
     check_same_source(folder, ext, data_sha)
     weights_sha = file_sha256(weights)
-    out = folder.external(ext.name)
+    out = result_folder(folder, ext.name, adapt_bn)
+    shown = ext.name if adapt_bn == "none" else f"{ext.name} (BatchNorm adapted: {adapt_bn})"
     old = out.reusable(data_sha, weights_sha)
     if old is not None:
-        print(f"external {ext.name}: reusing its scores (same weights, same images)")
+        print(f"external {shown}: reusing its scores (same weights, same images)")
         return old
-    with folder.timed(f"external/{ext.name}"):
-        metrics = _score(folder, spec, ex, ext, train_index, manifest, data_sha, weights_sha)
-    print(f"external {ext.name}: scored {metrics['scored']} images ({metrics['training_copies']} "
+    step = f"external/{ext.name}" + (f"/{out.path.name}" if adapt_bn != "none" else "")
+    with folder.timed(step):
+        metrics = _score(folder, spec, ex, ext, train_index, manifest, data_sha, weights_sha,
+                         adapt_bn)
+    print(f"external {shown}: scored {metrics['scored']} images ({metrics['training_copies']} "
           "of them copies of training images, kept in the headline metrics); AUC "
           f"{metrics['test']['auc']:.3f}, accuracy {metrics['test']['accuracy']:.3f}")
     return metrics
 
 
 def _score(folder: RunFolder, spec: RunSpec, ex: Execution, ext: ExternalSet,
-           train_index: DataIndex, manifest: pd.DataFrame, data_sha: str, weights_sha: str
-           ) -> dict:
+           train_index: DataIndex, manifest: pd.DataFrame, data_sha: str, weights_sha: str,
+           adapt_bn: str = "none") -> dict:
     """Score ``ext`` (copies of training images found and flagged) and write its folder."""
-    out = folder.external(ext.name)
+    out = result_folder(folder, ext.name, adapt_bn)
     train = training_subset(train_index, manifest)
     copies, bad = training_copies(ext, train, spec.skip_bad_images)
     unreadable = {p for p, _ in bad}
@@ -270,7 +316,8 @@ def _score(folder: RunFolder, spec: RunSpec, ex: Execution, ext: ExternalSet,
         raise BenchError(f"`external` {ext.source}: after leaving out {len(bad)} unreadable "
                          f"image(s), {'no images are' if not keep else 'only one class is'} left; "
                          "an external set needs benign and malignant images")
-    preds, skipped = scored_predictions(spec, ex, folder / WEIGHTS, ext, keep, copies)
+    preds, skipped, adapted = scored_predictions(spec, ex, folder / WEIGHTS, ext, keep, copies,
+                                                 adapt_bn, train)
     originals = preds[preds.training_copy == ""]
     metrics = {
         "external_set": ext.name, "source": ext.source, "data_kind": ext.index.kind,
@@ -285,6 +332,8 @@ def _score(folder: RunFolder, spec: RunSpec, ex: Execution, ext: ExternalSet,
         "test_without_copies": (binary_metrics(originals.label, originals.prob_malignant)
                                 if copies and originals.label.nunique() == 2 else None),
     }
+    if adapted is not None:  # only adapted scorings carry the key (the protocol's records stay)
+        metrics["adapt_bn"] = adapted
     copies_sheet(out.path, ext, train, copies)
     out.write(preds, metrics)
     return metrics

@@ -12,6 +12,10 @@ id, so the choice is reproducible and never a test image), it stores in ``<run>/
   the same function and ranges the engines use) applied ``N_VIEWS`` times at the run's training
   size (``img_size``), as the model sees it;
   ``{cls}/params``: each view's parameters (rotation °, shear °, shift x, shift y, flip, brightness);
+* ``{cls}/ultrasound``: each transform of the ``--augment ultrasound`` policy
+  (:class:`bench.data.augment.UltrasoundAugment`) alone, at the end of its range, on the image at
+  the training size; ``ultrasound_names``: what each view shows (docs/protocol.md,
+  "Ultrasound-aware augmentation");
 * ``ranges``: the augmentation ranges as JSON; ``ids``: the two image ids.
 
 The views' parameters are also written to ``<run>/illustrations.csv``: results sets commit it, but
@@ -31,7 +35,8 @@ import torch
 from PIL import Image
 
 from bench.core.errors import BenchError
-from bench.data.augment import AugmentConfig, augment, sample_params
+from bench.data import augment as us
+from bench.data.augment import AugmentConfig, UltrasoundAugment, augment, sample_params
 from bench.data.cache import build_cache
 from bench.data.images import read_image
 from bench.engine.runfolder import Run, RunFolder
@@ -66,6 +71,37 @@ def augmentation_views(image: torch.Tensor, cfg: AugmentConfig, n: int, seed: in
     return views, table
 
 
+def ultrasound_views(image: torch.Tensor, cfg: UltrasoundAugment | None = None, seed: int = 0
+                     ) -> tuple[list[str], np.ndarray]:
+    """Each ultrasound transform alone on one C×H×W uint8 image, at the end of its range (the
+    strongest setting the policy draws): names and views (T×C×H×W uint8)."""
+    cfg = cfg or UltrasoundAugment()
+    x = image.float().unsqueeze(0)
+    one = lambda v: torch.tensor([float(v)])  # noqa: E731
+    noise = torch.randn(1, cfg.speckle_grid, cfg.speckle_grid,
+                        generator=torch.Generator().manual_seed(seed))
+    views = [
+        (f"speckle sigma {cfg.speckle_sigma[1]:g}", us.speckle(x, one(cfg.speckle_sigma[1]), noise)),
+        (f"gain {cfg.gain_db[1]:+g} dB", us.gain_curve(x, one(cfg.gain_db[1]), one(0))),
+        (f"gain {cfg.gain_db[0]:+g} dB", us.gain_curve(x, one(cfg.gain_db[0]), one(0))),
+        (f"TGC {cfg.tgc_db[1]:+g} dB over depth", us.gain_curve(x, one(0), one(cfg.tgc_db[1]))),
+        (f"gamma {cfg.gamma[0]:g}", us.gamma_curve(x, one(cfg.gamma[0]))),
+        (f"gamma {cfg.gamma[1]:g}", us.gamma_curve(x, one(cfg.gamma[1]))),
+        (f"blur sigma {cfg.blur_sigma[1]:.1%} of side",
+         us.gaussian_blur(x, one(cfg.blur_sigma[1]))),
+        (f"down-up x{max(cfg.resolution_factors)}",
+         us.down_up(x, one(max(cfg.resolution_factors)))),
+        (f"depth zoom (keep {cfg.zoom_keep[0]:.0%})", us.depth_zoom(x, one(cfg.zoom_keep[0]))),
+        (f"sector {cfg.sector_half_angle_deg[0]:g} deg",
+         us.sector_border_mask(x, one(math.radians(cfg.sector_half_angle_deg[0])),
+                               one(cfg.sector_apex[0]), one(0))),
+        (f"border {cfg.border[1]:.0%}",
+         us.sector_border_mask(x, one(math.pi), one(0), one(cfg.border[1]))),
+    ]
+    return ([name for name, _ in views],
+            np.stack([v[0].clamp(0, 255).round().to(torch.uint8).numpy() for _, v in views]))
+
+
 def _grey(arr: np.ndarray) -> np.ndarray:
     """C×H×W uint8 → H×W uint8 (mean over channels)."""
     return arr.mean(0).round().astype(np.uint8)
@@ -91,6 +127,7 @@ def illustrate_run(run: Run, data: Path | None = None) -> Path:
             img = read_image(index.root / picks.path.iloc[k]).convert("L")
             img.thumbnail((ORIGINAL_SIDE, ORIGINAL_SIDE), Image.BILINEAR)
             views, params = augmentation_views(cache.images[k], aug, N_VIEWS, SEED + k)
+            names, shown = ultrasound_views(cache.images[k], seed=SEED + k)
             arrays.update({
                 f"{cls}/original": np.asarray(img, dtype=np.uint8),
                 f"{cls}/resized": _grey(cache.images[k].numpy()),
@@ -99,6 +136,8 @@ def illustrate_run(run: Run, data: Path | None = None) -> Path:
                 f"{cls}/display": _grey(cache.images[k].numpy()),
                 f"{cls}/augmented": np.stack([_grey(v) for v in views]),
                 f"{cls}/params": params,
+                f"{cls}/ultrasound": np.stack([_grey(v) for v in shown]),
+                "ultrasound_names": np.array(names),
             })
         rows = [{"image": cls, "id": arrays["ids"][k], "view": v + 1,
                  **dict(zip(PARAM_NAMES, map(float, p), strict=True))}

@@ -22,7 +22,13 @@ from bench.core.provenance import from_portable
 from bench.data.datasets import load_index
 from bench.data.manifest import read_manifest
 from bench.engine.runfolder import RunFolder, RunStatus
-from bench.engine.runner import as_seen, check_not_replaced, external_sets, run_model
+from bench.engine.runner import (
+    as_seen,
+    check_adapt_bn,
+    check_not_replaced,
+    external_sets,
+    run_model,
+)
 from bench.engine.spec import Execution, RunSpec
 from bench.evaluation.external import score_external
 from models import get_model_config
@@ -42,11 +48,15 @@ def run_spec(settings: dict) -> RunSpec:
     return RunSpec(**values)
 
 
-def score_run(run_dir: Path, external: list[str], device: str) -> dict[str, dict]:
+def score_run(run_dir: Path, external: list[str], device: str,
+              adapt_bn: tuple[str, ...] = ("none",)) -> dict[str, dict]:
     """Score one finished run folder on each external set; returns name → its metrics. The sets
     are read, checked and seen exactly as ``bench.run`` does (:func:`bench.engine.runner.external_sets`:
     a run trained on cleaned images is scored on cleaned copies), and a set the run already scored
-    on other images is refused, never replaced (:func:`bench.engine.runner.check_not_replaced`)."""
+    on other images is refused, never replaced (:func:`bench.engine.runner.check_not_replaced`).
+    Each set is scored once per ``adapt_bn`` mode (:mod:`bench.evaluation.adaptation`); an adapted
+    scoring is keyed ``<set>/adapt-bn-<mode>``."""
+    check_adapt_bn(adapt_bn, external)
     folder = RunFolder(run_dir)
     run = folder.load()
     if run is None or run.config.get("status") != RunStatus.COMPLETE:
@@ -62,7 +72,9 @@ def score_run(run_dir: Path, external: list[str], device: str) -> dict[str, dict
     for ext in sets:  # every set before any scoring
         check_not_replaced(folder, ext)
     seen = as_seen(index, list(manifest.path[manifest.split != "excluded"]), spec.annotations)
-    return {ext.name: score_external(folder, spec, ex, ext, seen, manifest) for ext in sets}
+    return {(ext.name if mode == "none" else f"{ext.name}/adapt-bn-{mode}"):
+            score_external(folder, spec, ex, ext, seen, manifest, mode)
+            for ext in sets for mode in adapt_bn}
 
 
 def run_folders(runs: Path) -> list[Path]:

@@ -56,8 +56,10 @@ class Variant:
             raise TypeError(f"Variant {self.label!r}: not RunOptions fields: {sorted(unknown)}")
 
     def apply(self, options: RunOptions) -> RunOptions:
-        """``options`` with this variant's settings."""
-        return replace(options, **self.overrides)
+        """``options`` with this variant's settings (a variant without augmentation has no
+        augmentation policy either: the suite's ``--augment`` applies to the augmented runs)."""
+        out = replace(options, **self.overrides)
+        return out if out.augment else replace(out, augment_policy="paper")
 
     def key(self) -> tuple:
         """(channels, optimizer, augment, L2, dropout) as a Fus2Net run of this variant records

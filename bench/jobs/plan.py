@@ -62,7 +62,8 @@ def suite_jobs(base: RunOptions, models: Sequence[str], seeds: Sequence[int],
             jobs.append(Job(job_label(o), o))
     for seed in experiment_seeds:
         for v in variants[1:]:
-            o = replace(v.apply(fus2net), seed=seed)
+            # an experiment run scores no external set, so it has no BatchNorm adaptation either
+            o = replace(v.apply(fus2net), seed=seed, adapt_bn=("none",))
             jobs.append(Job(job_label(o, v), o, compared=False))
     return jobs
 

@@ -42,10 +42,12 @@ def _paper_recipe(r: Run) -> bool:
 
 
 def _pick(configs: list[list[Run]]) -> list[Run]:
-    """The configuration on the images as they are (not cleaned) with the most seeds, then the
-    latest finished."""
-    return max(configs, key=lambda rs: (not cleaned(rs[0].settings.get("annotations")), len(rs),
-                                        max(r.config.get("finished", "") for r in rs)))
+    """The configuration on the images as they are (not cleaned), with the paper's augmentation
+    (not a lever against the site gap: docs/protocol.md, "Closing the site gap"), with the most
+    seeds, then the latest finished."""
+    return max(configs, key=lambda rs: (not cleaned(rs[0].settings.get("annotations")),
+                                        rs[0].settings.get("augment_policy", "paper") == "paper",
+                                        len(rs), max(r.config.get("finished", "") for r in rs)))
 
 
 def flat_settings(settings: dict, prefix: str = "") -> dict:

@@ -31,6 +31,7 @@ from bench.reporting.sections import (
     provenance,
     reliance,
     reproduce,
+    sitegap,
     sites,
 )
 from bench.reporting.sections.context import ReportContext
@@ -56,6 +57,7 @@ SECTIONS: tuple[Section, ...] = (
     external,  # internal vs external sets
     reliance,  # burnt-in annotations
     sites,  # trained-on × scored-on matrix (tables only)
+    sitegap,  # levers against the site gap (only when a run set holds one)
     errors,  # Fig. 3: Fus2Net's misclassified images
     illustrations,  # Fig. 5 and 6: augmentation and preprocessing
     experiments,  # Table 1, Fig. 1, Table 2

@@ -18,6 +18,10 @@ from bench.reporting.runs import Run
 from bench.reporting.sections.context import ReportContext
 from bench.reporting.tables import REFERENCE, comparison_sets
 
+# the ultrasound transforms shown (bench.evaluation.illustrate.ultrasound_views); written only when
+# the illustrated run's arrays hold them, so older results sets keep their README
+ULTRASOUND_TABLE = "fig5_ultrasound.csv"
+
 
 def pipeline_examples(runs: list[Run], model: str = REFERENCE
                       ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
@@ -67,6 +71,28 @@ def augmentation_figure(arrays: dict[str, np.ndarray], params: pd.DataFrame,
     return figures.save(fig, base)
 
 
+def ultrasound_figure(arrays: dict[str, np.ndarray], base: Path) -> list[Path]:
+    """The ``--augment ultrasound`` policy's transforms, each alone at the end of its range, on the
+    two training images at the training size (docs/protocol.md, "Ultrasound-aware augmentation")."""
+    names = [str(n) for n in arrays["ultrasound_names"]]
+    fig, axes = plt.subplots(2, len(names) + 1, figsize=(1.5 * (len(names) + 1), 3.6),
+                             squeeze=False, layout="constrained")
+    for r, cls in enumerate(("benign", "malignant")):
+        axes[r, 0].imshow(arrays[f"{cls}/display"], cmap="gray", vmin=0, vmax=255,
+                          interpolation="nearest")
+        axes[r, 0].set_title(f"{cls}\n(before)", fontsize=6)
+        for v, name in enumerate(names):
+            axes[r, v + 1].imshow(arrays[f"{cls}/ultrasound"][v], cmap="gray", vmin=0, vmax=255,
+                                  interpolation="nearest")
+            axes[r, v + 1].set_title(name, fontsize=5.5)
+    for ax in axes.flat:
+        ax.axis("off")
+    fig.suptitle("Ultrasound-aware augmentation (--augment ultrasound), each transform alone at "
+                 f"the end of its range, at the training size, "
+                 f"{arrays['benign/display'].shape[0]} px (shown enlarged)", fontsize=8)
+    return figures.save(fig, base)
+
+
 def preprocessing_figure(arrays: dict[str, np.ndarray], base: Path) -> list[Path]:
     """Fig. 6 analogue: a training image as decoded, resized to the model's input and normalised."""
     fig, axes = plt.subplots(2, 3, figsize=(9, 6), squeeze=False)
@@ -94,11 +120,15 @@ def write_tables(ctx: ReportContext) -> None:
     """``fig5_augmentation.csv`` (committed) and ``pipeline_examples.npz`` (the arrays, not
     committed); either is dropped when there is nothing to write, so no earlier report's stays."""
     params, arrays = pipeline_examples(ctx.runs)
-    for name, present in (("fig5_augmentation.csv", len(params)), ("pipeline_examples.npz", arrays)):
+    transforms = pd.DataFrame({"transform": [str(n) for n in arrays.get("ultrasound_names", [])]})
+    for name, present in (("fig5_augmentation.csv", len(params)), ("pipeline_examples.npz", arrays),
+                          (ULTRASOUND_TABLE, len(transforms))):
         if not present:
             (ctx.tdir / name).unlink(missing_ok=True)
     if len(params):
         write_table_csv(ctx.tdir / "fig5_augmentation.csv", params)
+    if len(transforms):  # committed, unlike the arrays: the README shows the figure when present
+        write_table_csv(ctx.tdir / ULTRASOUND_TABLE, transforms)
     if arrays:
         write_npz(ctx.tdir / "pipeline_examples.npz", arrays)
 
@@ -108,14 +138,19 @@ def draw_figures(tdir: Path, fdir: Path) -> list[Path]:
         return []
     with np.load(tdir / "pipeline_examples.npz") as npz:
         arrays = {k: npz[k] for k in npz.files}
-    return (augmentation_figure(arrays, pd.read_csv(tdir / "fig5_augmentation.csv"),
-                                fdir / "fig5_augmentation")
-            + preprocessing_figure(arrays, fdir / "fig6_preprocessing"))
+    drawn = (augmentation_figure(arrays, pd.read_csv(tdir / "fig5_augmentation.csv"),
+                                 fdir / "fig5_augmentation")
+             + preprocessing_figure(arrays, fdir / "fig6_preprocessing"))
+    if "ultrasound_names" in arrays:
+        drawn += ultrasound_figure(arrays, fdir / "fig5_ultrasound")
+    return drawn
 
 
 def readme(ctx: ReportContext) -> list[str]:
     if not (ctx.tdir / "fig5_augmentation.csv").is_file():  # committed, unlike the arrays
         return []
-    return ["## Preprocessing and augmentation (Fig. 5 and Fig. 6 analogues)", "",
-            "![Augmentation](figures/fig5_augmentation.png)", "",
-            "![Preprocessing](figures/fig6_preprocessing.png)", ""]
+    lines = ["## Preprocessing and augmentation (Fig. 5 and Fig. 6 analogues)", "",
+             "![Augmentation](figures/fig5_augmentation.png)", ""]
+    if (ctx.tdir / ULTRASOUND_TABLE).is_file():
+        lines += ["![Ultrasound-aware augmentation](figures/fig5_ultrasound.png)", ""]
+    return lines + ["![Preprocessing](figures/fig6_preprocessing.png)", ""]

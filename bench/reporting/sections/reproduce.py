@@ -161,6 +161,8 @@ def run_flags(r: Run, leave_out: tuple[str, ...] = ()) -> list[str]:
         flags += ["--channels", str(s["channels"])]
     if s.get("augment") is False:
         flags.append("--no-augment")
+    if s.get("augment_policy", "paper") != "paper":
+        flags += ["--augment", str(s["augment_policy"])]
     if s.get("bn_recalibration") is False:
         flags += ["--bn-stats", "running"]
     pretrained = str(s.get("model_kwargs", {}).get("pretrained", "auto"))
