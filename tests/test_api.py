@@ -191,6 +191,7 @@ def test_the_wheel_ships_the_split_manifests_and_installed_code_finds_them(tmp_p
     assert not any(n.endswith(".png") for n in shipped)  # the review sheets stay in the checkout
     prefix = tmp_path / "prefix"
     out = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index",
+                          "--ignore-installed",  # else pip removes the checkout's own install
                           "--prefix", str(prefix), str(wheel)], capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr
