@@ -146,8 +146,8 @@ def test_copies_of_one_sites_pictures_at_another_are_grouped_with_them(tmp_path,
     import shutil
 
     from bench.engine.runner import resolve_split
+    from bench.engine.sites import site_split
     from bench.engine.spec import RunOptions
-    from bench.evaluation.sites import site_split
 
     a = _site(tmp_path / "sitea", 16, seed=0)
     b = _site(tmp_path / "siteb", 14, seed=1000)
@@ -177,7 +177,7 @@ def test_copies_of_one_sites_pictures_at_another_are_grouped_with_them(tmp_path,
 
 
 def test_a_copy_whose_label_differs_at_the_other_site_excludes_both():
-    from bench.evaluation.sites import group_cross_site
+    from bench.engine.sites import group_cross_site
 
     manifest = pd.DataFrame({
         "id": ["a/x", "a/y", "a/z", "b/x", "b/w"], "path": ["p"] * 5, "label": [0, 1, 0, 1, 0],

@@ -455,7 +455,7 @@ class Run:
     metrics: dict
     predictions: pd.DataFrame
     cv: pd.DataFrame
-    # external set name → (its predictions, its metrics.json), see bench.evaluation.external
+    # external set name → (its predictions, its metrics.json), see bench.engine.external
     external: dict[str, tuple[pd.DataFrame, dict]] = field(default_factory=dict)
     # the split manifest the run used (``split.csv``; empty for runs without one)
     split: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -548,7 +548,7 @@ def attach_groups(preds: pd.DataFrame, split: pd.DataFrame) -> pd.DataFrame:
     """Predictions with each image's cluster in ``group`` (docs/protocol.md, "Images that belong
     together"): the same-lesion or patient group of the run's manifest; ``""`` where the manifest
     has none (the statistics then treat the image as its own cluster,
-    :func:`bench.evaluation.contrasts.groups_of`). The one place the report's statistics get their groups."""
+    :func:`bench.stats.contrasts.groups_of`). The one place the report's statistics get their groups."""
     if "group" in preds:
         return preds.assign(group=preds.group.fillna("").astype(str))
     if not len(split) or "group" not in split:

@@ -63,14 +63,14 @@ from bench.engine.device import (
     release_memory,
     resolve_device,
 )
+from bench.engine.external import ExternalSet, resolve_external, score_external
 from bench.engine.profiles import Profile, resolve_profile
 from bench.engine.protocol import run_protocol, summarize
 from bench.engine.runfolder import RunFolder, RunStatus
+from bench.engine.sites import per_site_metrics, site_split
 from bench.engine.spec import Execution, RunOptions, RunSpec, check_seed, cleaned
 from bench.engine.stages import StageContext, StageResult, StageStatus
 from bench.engine.threads import affinity_cpus, apply_threads, resolve_threads
-from bench.evaluation.external import ExternalSet, resolve_external, score_external
-from bench.evaluation.sites import per_site_metrics, site_split
 from models import create_model, get_model_config
 from models.complexity import count_params, gflops
 from models.config import ModelConfig
@@ -321,7 +321,7 @@ def read_data(o: RunOptions, folds: int) -> tuple[DataIndex, pd.DataFrame, dict 
     """The data set, its split manifest (checked usable, with enough folds), the split report
     (generated splits) and where the split came from."""
     parts = site_paths(o.data)
-    if parts is not None:  # --data A,B: each site's own split, joined (bench/evaluation/sites.py)
+    if parts is not None:  # --data A,B: each site's own split, joined (bench/engine/sites.py)
         index, manifest, report, split_source = site_split(o, parts, folds, resolve_split)
     else:
         index = load_index(o.data, o.dataset)

@@ -4,7 +4,7 @@ validation); the library behind ``python -m bench.score`` (:mod:`bench.cli.score
 ``bench.run --external`` scores a finished run only when the run's configuration hash matches,
 which includes the training-code version: after any change to that code the same command trains
 a new run. This command scores the runs as they are — each run's recorded settings and final
-weights, the unchanged threshold 0.5 — with :func:`bench.evaluation.external.score_external`, the same path
+weights, the unchanged threshold 0.5 — with :func:`bench.engine.external.score_external`, the same path
 ``bench.engine.runner`` takes (the training-copy check against the run's own training images included), so
 runs made by an older checkout can be scored on a data set added since (e.g. BrEaST-Lesions_USG).
 A run trained on cleaned images (``--annotations clean``) is scored on cleaned copies, as
@@ -21,10 +21,10 @@ from bench.core.errors import BenchError
 from bench.core.provenance import from_portable
 from bench.data.datasets import load_index
 from bench.data.manifest import read_manifest
+from bench.engine.external import score_external
 from bench.engine.runfolder import RunFolder, RunStatus
 from bench.engine.runner import as_seen, check_not_replaced, external_sets, run_model
 from bench.engine.spec import Execution, RunSpec
-from bench.evaluation.external import score_external
 from models import get_model_config
 
 

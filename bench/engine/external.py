@@ -45,7 +45,7 @@ from bench.engine.runfolder import WEIGHTS, RunFolder
 from bench.engine.spec import Execution, RunSpec
 from bench.engine.stages import PRED_COLUMNS
 from bench.engine.train import predict
-from bench.evaluation.metrics import binary_metrics
+from bench.stats.metrics import binary_metrics
 from models import create_model, get_model_config
 
 # the phantom's second site as an external set: another scanner and population (not the seed,

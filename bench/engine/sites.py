@@ -31,7 +31,7 @@ from bench.data.datasets import detect_kind, load_index
 from bench.data.index import DataIndex
 from bench.data.manifest import SplitConfig, check_leakage
 from bench.data.multisite import site_name, site_of, union_index, union_manifest
-from bench.evaluation.metrics import binary_metrics
+from bench.stats.metrics import binary_metrics
 
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 REAL_SITES = ("BUSI", "BrEaST")  # folder names under SHARED_DATA
