@@ -33,7 +33,6 @@ from bench.core.errors import (
     written_path,
 )
 from bench.core.openmp import wait_rule
-from bench.core.paths import CACHE_DIR, SPLITS_DIR
 from bench.core.provenance import (
     code_version,
     device_info,
@@ -48,13 +47,6 @@ from bench.data.cache import ImageCache, build_cache
 from bench.data.content import content_sha256
 from bench.data.datasets import load_index
 from bench.data.index import DataIndex
-from bench.data.manifest import (
-    SplitConfig,
-    check_leakage,
-    make_split,
-    match_manifest,
-    read_manifest,
-)
 from bench.data.multisite import site_paths
 from bench.engine.device import (
     check_fits,
@@ -69,6 +61,7 @@ from bench.engine.protocol import run_protocol, summarize
 from bench.engine.runfolder import RunFolder, RunStatus
 from bench.engine.sites import per_site_metrics, site_split
 from bench.engine.spec import Execution, RunOptions, RunSpec, check_seed, cleaned
+from bench.engine.splits import resolve_split
 from bench.engine.stages import StageContext, StageResult, StageStatus
 from bench.engine.threads import affinity_cpus, apply_threads, resolve_threads
 from models import create_model, get_model_config
@@ -77,8 +70,6 @@ from models.config import ModelConfig
 from models.errors import UserError
 from models.plugins import model_origin, one_line, resolve_model
 from models.registry import resolve_weights
-
-DEFAULT_SPLITS = {"busi": SPLITS_DIR / "busi.csv"}
 
 
 def resolve_concurrency(value: str, device: str, stages: int) -> int:
@@ -92,47 +83,6 @@ def resolve_concurrency(value: str, device: str, stages: int) -> int:
     if n < 1:
         raise BenchError(f"`concurrent_folds`={value!r}: give a positive integer or auto")
     return min(n, stages)
-
-
-@contextmanager
-def evidence_lock(index: DataIndex):
-    """One process at a time groups a data set's images (its same-lesion evidence is cached in
-    ``datasets/cache/lesion/`` after, docs/protocol.md, Images that belong together): the jobs of
-    a suite that ask at once wait for the first and read its cache instead of computing it
-    again each. Where the cache folder cannot be written, nothing is locked (nor cached)."""
-    key = hashlib.sha256(str(index.root.resolve()).encode()).hexdigest()[:16]
-    lock = CACHE_DIR / "lesion" / f".{index.kind}-{key}.lock"
-    try:
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        lock.touch()
-    except OSError:
-        lock = None
-    if lock is None:
-        yield
-        return
-    with exclusive(lock, f"waiting: another process is grouping the images of {index.root} "
-                         "(same-lesion evidence, cached after)"):
-        yield
-
-
-def resolve_split(o: RunOptions, index: DataIndex, folds: int
-                  ) -> tuple[pd.DataFrame, dict | None, str]:
-    """The manifest to use: given, committed default for the data set, or built now."""
-    path = o.split if o.split is not None else DEFAULT_SPLITS.get(index.kind)
-    if path is not None and (o.split is not None or path.is_file()):
-        manifest = read_manifest(path)
-        match_manifest(manifest, index, f"`split`={path}")
-        with evidence_lock(index):
-            check_leakage(manifest, f"`split`={path}", index)
-        return manifest, None, portable(path)
-    # 10 manifest folds serve every K-fold run with K dividing 10 (stage_plan takes fold % K), so
-    # the runs of one suite share one manifest; other K get a manifest of their own
-    split_folds = folds if folds > 10 or (folds >= 2 and 10 % folds) else 10
-    cfg = SplitConfig(test_per_class=o.test_per_class, folds=split_folds)
-    with evidence_lock(index):
-        manifest, report = make_split(index, cfg, skip_bad=o.skip_bad_images)
-    check_leakage(manifest, "generated split")
-    return manifest, report, "generated"
 
 
 def runs_of_older_code(out: Path, name: str, spec: dict) -> str | None:
@@ -322,7 +272,7 @@ def read_data(o: RunOptions, folds: int) -> tuple[DataIndex, pd.DataFrame, dict 
     (generated splits) and where the split came from."""
     parts = site_paths(o.data)
     if parts is not None:  # --data A,B: each site's own split, joined (bench/engine/sites.py)
-        index, manifest, report, split_source = site_split(o, parts, folds, resolve_split)
+        index, manifest, report, split_source = site_split(o, parts, folds)
     else:
         index = load_index(o.data, o.dataset)
         manifest, report, split_source = resolve_split(o, index, folds)
