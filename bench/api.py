@@ -252,9 +252,9 @@ def runs_table(runs: list) -> pd.DataFrame:
     """One row per :class:`bench.reporting.runs.Run` (see :func:`load_runs`)."""
     import pandas as pd
 
-    from bench.evaluation.metrics import METRIC_NAMES
     from bench.reporting.labels import configuration_labels
     from bench.reporting.tables import weights_label
+    from bench.stats.metrics import METRIC_NAMES
 
     labels = configuration_labels(runs)
     rows = []

@@ -12,7 +12,7 @@ import pandas as pd
 from PIL import Image
 
 from bench.cli.run import main
-from bench.evaluation.metrics import binary_metrics
+from bench.stats.metrics import binary_metrics
 
 BUSI = Path(__file__).resolve().parents[2] / "shared" / "data" / "BUSI"
 # the smallest run that still goes through every stage: 64 px, 1 epoch, 2 folds of 16 images

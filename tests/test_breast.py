@@ -133,7 +133,7 @@ def test_the_shared_breast_copy_reads_as_published():
 
 
 def test_the_suite_scores_real_data_on_the_other_real_sites_present(busi_tree, tmp_path):
-    from bench.evaluation.sites import default_external, resolve_external_option
+    from bench.engine.sites import default_external, resolve_external_option
     shared = tmp_path / "shared"
     busi = shared / "BUSI"
     shared.mkdir()

@@ -1,9 +1,9 @@
-"""Cluster-aware ROC statistics (bench.evaluation.clustered) against hand computations and DeLong."""
+"""Cluster-aware ROC statistics (bench.stats.clustered) against hand computations and DeLong."""
 
 import numpy as np
 import pytest
 
-from bench.evaluation.clustered import (
+from bench.stats.clustered import (
     cluster_bootstrap_delta,
     cluster_resamples,
     mann_whitney_auc,
@@ -12,7 +12,7 @@ from bench.evaluation.clustered import (
     obuchowski_covariance,
     obuchowski_delta,
 )
-from bench.evaluation.stats import delong_covariance
+from bench.stats.stats import delong_covariance
 
 
 def test_obuchowski_matches_a_hand_computation_on_three_clusters():

@@ -1,4 +1,4 @@
-"""Matched seed contrasts (bench.evaluation.contrasts) and calibration/prevalence (bench.evaluation.calibration) against
+"""Matched seed contrasts (bench.stats.contrasts) and calibration/prevalence (bench.stats.calibration) against
 hand computations and the single-model statistics they generalise."""
 
 import math
@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.evaluation.calibration import (
+from bench.stats.calibration import (
     calibration,
     cluster_weights,
     predictive_values,
@@ -15,8 +15,8 @@ from bench.evaluation.calibration import (
     reliability_bins,
     weighted_slope_intercept,
 )
-from bench.evaluation.clustered import obuchowski_auc, obuchowski_delta
-from bench.evaluation.contrasts import (
+from bench.stats.clustered import obuchowski_auc, obuchowski_delta
+from bench.stats.contrasts import (
     auc_contrast,
     groups_of,
     matched_delta,
@@ -25,7 +25,7 @@ from bench.evaluation.contrasts import (
     seed_mean_auc,
     verdict,
 )
-from bench.evaluation.stats import calibration_slope_intercept, delong_ci, delong_test, wilson_ci
+from bench.stats.stats import calibration_slope_intercept, delong_ci, delong_test, wilson_ci
 
 
 def _data(seed=0, n=80, clusters=30):
@@ -83,7 +83,7 @@ def test_cluster_bootstrap_of_a_contrast_keeps_clusters_together():
 def test_a_weighted_replicate_auc_is_the_auc_of_the_resampled_images():
     from sklearn.metrics import roc_auc_score
 
-    from bench.evaluation.contrasts import weighted_aucs
+    from bench.stats.contrasts import weighted_aucs
     y, g, rng = _data(7)
     s = np.round(rng.normal(y, 1.0), 1)  # ties included
     w = cluster_weights(g, 4, seed=3)

@@ -11,7 +11,7 @@ from PIL import Image
 from bench.cli.explain import main as explain_main
 from bench.evaluation.camlayer import choose_cam_layer
 from bench.evaluation.explain import gradcam
-from bench.evaluation.localization import cam_measures, frame_band
+from bench.stats.localization import cam_measures, frame_band
 from models import create_model, get_model_config, list_models
 from tests.helpers import BUSI, SMOKE, run_main
 

@@ -157,7 +157,7 @@ def test_a_bus_bra_layout_set_keeps_patients_and_the_report_uses_a_patient_boots
 def test_the_copy_test_runs_once_per_process_until_an_image_changes(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from bench.evaluation import external as ext_mod
+    from bench.engine import external as ext_mod
 
     def index_of(name: str, n: int) -> SimpleNamespace:
         (tmp_path / name).mkdir()

@@ -24,17 +24,17 @@ from bench.core.provenance import file_sha256
 from bench.data.datasets import load_index
 from bench.data.index import parse_label
 from bench.data.manifest import read_manifest
-from bench.engine.runfolder import RunFolder
-from bench.engine.runner import check_not_own_images, write_errors_said
-from bench.engine.spec import RunSpec
-from bench.evaluation.explain import NotExplained, explain_run, explain_runs, run_index
-from bench.evaluation.external import (
+from bench.engine.external import (
     ExternalSet,
     check_same_source,
     external_index,
     final_model,
     resolve_external,
 )
+from bench.engine.runfolder import RunFolder
+from bench.engine.runner import check_not_own_images, write_errors_said
+from bench.engine.spec import RunSpec
+from bench.evaluation.explain import NotExplained, explain_run, explain_runs, run_index
 from bench.jobs.cluster import JobOutcome, failed_count
 from bench.jobs.plan import JobStatus
 from bench.reporting.runs import InvalidRun, Run, load_run, load_runs
@@ -70,7 +70,7 @@ def class_folders(root: Path, n: int = 3, seed: int = 0) -> Path:
 
 def add_external(run_dir: Path, name: str, source: str, quality: float = 0.5, seed: int = 0,
                  checksum: bool = True) -> Path:
-    """An external set's files as bench.evaluation.external writes them."""
+    """An external set's files as bench.engine.external writes them."""
     folder = run_dir / "external" / name
     folder.mkdir(parents=True)
     rng = np.random.default_rng(seed)

@@ -13,17 +13,17 @@ import pytest
 from sklearn.metrics import roc_curve
 
 from bench.cli.report import main
-from bench.evaluation.contrasts import matched_delta, verdict
-from bench.evaluation.power import min_detectable_delta
-from bench.evaluation.proportions import classification_intervals
-from bench.evaluation.stats import holm
-from bench.evaluation.twolevel import auc_variance_components, delta_variance_components
 from bench.reporting import table3
 from bench.reporting.runs import load_runs
 from bench.reporting.sections import heldout
 from bench.reporting.sections.heldout import comparison_table, roc_band, weighted_tpr_at
 from bench.reporting.sections.provenance import split_line
 from bench.reporting.tables import comparison_sets
+from bench.stats.contrasts import matched_delta, verdict
+from bench.stats.power import min_detectable_delta
+from bench.stats.proportions import classification_intervals
+from bench.stats.stats import holm
+from bench.stats.twolevel import auc_variance_components, delta_variance_components
 from tests.helpers import write_fixture_run
 
 PROJECT = Path(__file__).resolve().parents[1]

@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 
 from bench.data.annotations import mark_intensity, random_marks
-from bench.evaluation.calibration import cluster_weights
 from bench.evaluation.insertion import (
     control_image,
     donor_weights,
@@ -19,6 +18,7 @@ from bench.evaluation.insertion import (
     insertion_shifts,
     mean_over_seeds,
 )
+from bench.stats.calibration import cluster_weights
 
 SIZE = 40
 

@@ -1,4 +1,4 @@
-"""Lesion-level metrics (bench.evaluation.lesion): one score per lesion, so photographing a lesion
+"""Lesion-level metrics (bench.stats.lesion): one score per lesion, so photographing a lesion
 more often changes the image-level AUC but not the lesion-level one."""
 
 import math
@@ -6,10 +6,10 @@ import math
 import numpy as np
 import pytest
 
-from bench.evaluation.arrays import StatsInputError
-from bench.evaluation.clustered import mann_whitney_auc
-from bench.evaluation.lesion import lesion_metrics, lesion_scores
-from bench.evaluation.stats import wilson_ci
+from bench.stats.arrays import StatsInputError
+from bench.stats.clustered import mann_whitney_auc
+from bench.stats.lesion import lesion_metrics, lesion_scores
+from bench.stats.stats import wilson_ci
 
 Y = np.array([1, 1, 1, 0, 0, 0])
 S = np.array([0.9, 0.4, 0.7, 0.6, 0.2, 0.3])  # AUC 8/9: only 0.4 < 0.6 is ranked wrong

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from bench.evaluation.metrics import binary_metrics
+from bench.stats.metrics import binary_metrics
 
 
 def test_metrics_equal_scikit_learn():

@@ -1,4 +1,4 @@
-"""The suite's typed plan (bench.jobs.plan, bench.jobs.experiments): jobs are RunOptions built from
+"""The suite's typed plan (bench.jobs.plan, bench.engine.experiments): jobs are RunOptions built from
 one base, variants are overrides, and the command line names the flag of a bad setting."""
 
 import pickle
@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from bench.engine.spec import RunOptions
-from bench.jobs.experiments import (
+from bench.engine.experiments import (
     BASE,
     EXPERIMENTS,
     Variant,
     experiment_variants,
     fus2net_variant_key,
 )
+from bench.engine.spec import RunOptions
 from bench.jobs.plan import Job, JobStatus, suite_jobs
 from tests.helpers import TINY, call_main
 

@@ -1,4 +1,4 @@
-"""Minimum detectable ΔAUC (bench.evaluation.power): the formula, its data version, and a
+"""Minimum detectable ΔAUC (bench.stats.power): the formula, its data version, and a
 simulation in which a true ΔAUC equal to the computed MDD is detected about 80 % of the time."""
 
 import math
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bench.evaluation.arrays import StatsInputError
-from bench.evaluation.power import min_detectable_delta, min_detectable_delta_from_data
-from bench.evaluation.twolevel import delta_variance_components, two_level_delta
+from bench.stats.arrays import StatsInputError
+from bench.stats.power import min_detectable_delta, min_detectable_delta_from_data
+from bench.stats.twolevel import delta_variance_components, two_level_delta
 
 
 def test_mdd_is_z975_plus_z80_times_the_se():

@@ -38,7 +38,7 @@ def test_the_same_lesion_evidence_says_what_it_builds_before_building_it(tmp_pat
 def test_looking_for_training_copies_in_an_external_set_is_said_before_it_starts(
         tmp_path, monkeypatch, capsys):
     from bench.data.index import DataIndex, Sample
-    from bench.evaluation import external
+    from bench.engine import external
 
     def samples(n):
         return [Sample(id=f"i{k}", path=f"i{k}.png", label=k % 2) for k in range(n)]

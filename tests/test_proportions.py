@@ -1,22 +1,22 @@
 """Cluster-aware intervals of sensitivity, specificity, PPV and NPV over seeds
-(bench.evaluation.proportions) against the plain Wilson interval and hand computations."""
+(bench.stats.proportions) against the plain Wilson interval and hand computations."""
 
 import math
 
 import numpy as np
 import pytest
 
-from bench.evaluation.arrays import StatsInputError
-from bench.evaluation.calibration import cluster_weights
-from bench.evaluation.metrics import binary_metrics
-from bench.evaluation.proportions import (
+from bench.stats.arrays import StatsInputError
+from bench.stats.calibration import cluster_weights
+from bench.stats.metrics import binary_metrics
+from bench.stats.proportions import (
     classification_bootstrap,
     classification_intervals,
     clustered_proportion,
     two_level_proportion,
     wilson_interval,
 )
-from bench.evaluation.stats import wilson_ci
+from bench.stats.stats import wilson_ci
 
 RIGHT = np.array([1, 1, 0, 1, 1, 1, 0, 1, 1, 0, 1, 1, 1, 1, 0, 1, 0, 1, 1, 1])  # 15 of 20
 

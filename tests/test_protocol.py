@@ -13,7 +13,7 @@ from bench.engine.protocol import limit_stratified, run_protocol, stage_plan, su
 from bench.engine.runfolder import RunFolder
 from bench.engine.spec import Execution, RunSpec
 from bench.engine.stages import StageContext, StageResult, write_done, write_failed
-from bench.evaluation.metrics import METRIC_NAMES
+from bench.stats.metrics import METRIC_NAMES
 
 # 20 training rows in manifest folds 0..9 (a 10-fold manifest), 6 test rows, 2 excluded
 ROWS = pd.DataFrame({

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from bench.evaluation.contrasts import verdict
 from bench.reporting import camtable
 from bench.reporting.sections import SECTIONS, cvfolds, experiments, heldout, lesion
+from bench.stats.contrasts import verdict
 
 
 def _run(scores, labels, groups):

@@ -171,15 +171,15 @@ def test_a_suite_builds_the_shared_caches_once_per_data_before_its_jobs(monkeypa
 
 
 def test_one_data_sets_images_are_grouped_by_one_process_at_a_time(tmp_path, monkeypatch):
-    import bench.engine.runner as runner
+    import bench.engine.splits as splits
     from bench.data.index import DataIndex
 
-    monkeypatch.setattr(runner, "CACHE_DIR", tmp_path / "cache")
+    monkeypatch.setattr(splits, "CACHE_DIR", tmp_path / "cache")
     index = DataIndex(kind="folder", root=tmp_path, samples=[])
     inside, most = [0], [0]
 
     def group(_k: int) -> None:
-        with runner.evidence_lock(index):
+        with splits.evidence_lock(index):
             inside[0] += 1
             most[0] = max(most[0], inside[0])
             time.sleep(0.1)
@@ -189,6 +189,6 @@ def test_one_data_sets_images_are_grouped_by_one_process_at_a_time(tmp_path, mon
     assert most[0] == 1
     blocker = tmp_path / "file"  # a cache that cannot be written: nothing is locked, work goes on
     blocker.write_text("")
-    monkeypatch.setattr(runner, "CACHE_DIR", blocker)
-    with runner.evidence_lock(index):
+    monkeypatch.setattr(splits, "CACHE_DIR", blocker)
+    with splits.evidence_lock(index):
         pass

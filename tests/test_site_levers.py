@@ -19,8 +19,8 @@ from torch import nn
 from bench.core.errors import BenchError
 from bench.core.provenance import file_sha256
 from bench.data import augment as aug
+from bench.engine.adaptation import adapt_batchnorm, adaptation_folder
 from bench.engine.spec import RunOptions
-from bench.evaluation.adaptation import adapt_batchnorm, adaptation_folder
 from bench.evaluation.levers import BASELINE, choose_lever
 from models import get_model_config
 from tests.helpers import write_fixture_run
@@ -418,7 +418,7 @@ def test_the_committed_busi_cpu_runs_hold_no_lever_so_their_readme_rebuilds_byte
 
 
 def test_a_suite_passes_the_levers_to_its_compared_runs_only(tmp_path):
-    from bench.jobs.experiments import EXPERIMENTS
+    from bench.engine.experiments import EXPERIMENTS
     from bench.jobs.plan import suite_jobs
 
     variants = [v for e in EXPERIMENTS.values() for v in e["variants"]]

@@ -145,9 +145,9 @@ def _copy16(src: Path, dst: Path) -> None:
 def test_copies_of_one_sites_pictures_at_another_are_grouped_with_them(tmp_path, capsys):
     import shutil
 
-    from bench.engine.runner import resolve_split
+    from bench.engine.sites import site_split
     from bench.engine.spec import RunOptions
-    from bench.evaluation.sites import site_split
+    from bench.engine.splits import resolve_split
 
     a = _site(tmp_path / "sitea", 16, seed=0)
     b = _site(tmp_path / "siteb", 14, seed=1000)
@@ -162,7 +162,7 @@ def test_copies_of_one_sites_pictures_at_another_are_grouped_with_them(tmp_path,
         else:
             shutil.copy(a / src, b / dst)
     capsys.readouterr()
-    _, manifest, report, _ = site_split(o, [a, b], 2, resolve_split)
+    _, manifest, report, _ = site_split(o, [a, b], 2)
     rows = manifest.set_index("id")
     for src, dst in copied.items():
         x, y = rows.loc[f"sitea/{Path(src).with_suffix('').as_posix()}"], \
@@ -177,7 +177,7 @@ def test_copies_of_one_sites_pictures_at_another_are_grouped_with_them(tmp_path,
 
 
 def test_a_copy_whose_label_differs_at_the_other_site_excludes_both():
-    from bench.evaluation.sites import group_cross_site
+    from bench.engine.sites import group_cross_site
 
     manifest = pd.DataFrame({
         "id": ["a/x", "a/y", "a/z", "b/x", "b/w"], "path": ["p"] * 5, "label": [0, 1, 0, 1, 0],

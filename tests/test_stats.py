@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from bench.evaluation.stats import (
+from bench.stats.stats import (
     bootstrap_auc_ci,
     delong_ci,
     delong_covariance,
@@ -77,7 +77,7 @@ def test_holm_adjustment():
 
 
 def test_calibration_slope_and_intercept_recover_a_known_miscalibration():
-    from bench.evaluation.stats import calibration_slope_intercept
+    from bench.stats.stats import calibration_slope_intercept
     rng = np.random.default_rng(0)
     p = rng.uniform(0.02, 0.98, 20000)
     y = (rng.uniform(size=p.size) < p).astype(int)
@@ -92,7 +92,7 @@ def test_calibration_slope_and_intercept_recover_a_known_miscalibration():
 
 @pytest.mark.slow
 def test_patient_bootstrap_is_wider_when_images_of_a_patient_agree():
-    from bench.evaluation.stats import cluster_bootstrap_auc
+    from bench.stats.stats import cluster_bootstrap_auc
     rng = np.random.default_rng(1)
     patient = rng.integers(0, 2, 40)  # 40 patients, 5 images each, one label per patient
     y = np.repeat(patient, 5)
@@ -103,7 +103,7 @@ def test_patient_bootstrap_is_wider_when_images_of_a_patient_agree():
 
 
 def test_calibration_fit_without_a_finite_maximum_is_undefined_not_a_runaway_number():
-    from bench.evaluation.stats import calibration_slope_intercept
+    from bench.stats.stats import calibration_slope_intercept
     y = np.array([0] * 40 + [1] * 40)
     slope, intercept = calibration_slope_intercept(y, np.where(y == 1, 0.9, 0.1))  # separates
     assert math.isnan(slope) and abs(intercept) < 10

@@ -1,4 +1,4 @@
-"""Two-level (training seeds × test clusters) AUC and ΔAUC (bench.evaluation.twolevel) against a
+"""Two-level (training seeds × test clusters) AUC and ΔAUC (bench.stats.twolevel) against a
 slow loop on the same draws, the exact bootstrap distribution of a tiny case, the one-level
 cluster bootstrap and the variance-components formula."""
 
@@ -10,11 +10,11 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from bench.core.errors import BenchError
-from bench.evaluation.arrays import StatsInputError
-from bench.evaluation.calibration import cluster_weights
-from bench.evaluation.clustered import obuchowski_covariance
-from bench.evaluation.contrasts import matched_delta, seed_mean_auc, weighted_aucs
-from bench.evaluation.twolevel import (
+from bench.stats.arrays import StatsInputError
+from bench.stats.calibration import cluster_weights
+from bench.stats.clustered import obuchowski_covariance
+from bench.stats.contrasts import matched_delta, seed_mean_auc, weighted_aucs
+from bench.stats.twolevel import (
     auc_variance_components,
     delta_variance_components,
     satterthwaite_df,

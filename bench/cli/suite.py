@@ -25,19 +25,19 @@ from bench.core.paths import RESULTS_DIR
 from bench.core.provenance import portable
 from bench.data.multisite import site_name, site_paths
 from bench.engine.device import resolve_device
-from bench.engine.profiles import Profile, resolve_profile
-from bench.engine.runner import RunResult
-from bench.engine.spec import SEED_RULE, RunOptions, check_seed
-from bench.engine.threads import apply_threads, resolve_threads
-from bench.evaluation.sites import resolve_external_option
-from bench.jobs.cluster import EXECUTORS, ClusterConfig
-from bench.jobs.experiments import (
+from bench.engine.experiments import (
     BASE,
     COMPARISON_MODELS,
     CPU_LEFT_OUT,
     default_models,
     experiment_variants,
 )
+from bench.engine.profiles import Profile, resolve_profile
+from bench.engine.runner import RunResult
+from bench.engine.sites import resolve_external_option
+from bench.engine.spec import SEED_RULE, RunOptions, check_seed
+from bench.engine.threads import apply_threads, resolve_threads
+from bench.jobs.cluster import EXECUTORS, ClusterConfig
 from bench.jobs.plan import Job, SettingError
 from bench.jobs.suite import (
     SuiteObserver,

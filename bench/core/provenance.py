@@ -48,7 +48,7 @@ def git_revision() -> str:
 # The code a run's numbers depend on (data pipeline, engines, metrics, models); the report and the
 # command-line front ends may change without invalidating finished runs.
 TRAINING_CODE = ("bench/data", "bench/engine/train.py", "bench/engine/stacked.py", "bench/engine/protocol.py",
-                 "bench/evaluation/metrics.py", "bench/engine/profiles.py", "models")
+                 "bench/stats/metrics.py", "bench/engine/profiles.py", "models")
 # The annotation detector is not training code: its own version enters the hash of the runs that
 # clean their images (RunSpec.annotations), so runs that keep them do not depend on it.
 NOT_TRAINING_CODE = ("bench/data/annotations.py", "bench/data/planted.py", "bench/data/annotate.py",

@@ -1,1 +1,2 @@
-"""Training one run: typed settings, profiles, the protocol's stages, the engines, the run folder."""
+"""Training one run: typed settings, profiles, the paper's experiments, the split, the protocol's
+stages, the engines, the run folder, external sets and sites."""

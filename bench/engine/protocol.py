@@ -44,7 +44,7 @@ from bench.engine.train import (
     recalibrate_batchnorm,
     train_model,
 )
-from bench.evaluation.metrics import METRIC_NAMES
+from bench.stats.metrics import METRIC_NAMES
 from models import create_model, get_model_config
 
 

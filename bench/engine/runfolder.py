@@ -312,7 +312,7 @@ class RunFolder:
 
     def adapted_sets(self) -> list[tuple[str, str, ExternalFolder]]:
         """The external sets scored with BatchNorm adapted (``external/<set>/adapt-bn-<mode>/``,
-        bench.evaluation.adaptation): (set, mode, folder), by set and mode."""
+        bench.engine.adaptation): (set, mode, folder), by set and mode."""
         return [(p.parent.parent.name, p.parent.name.removeprefix("adapt-bn-"),
                  ExternalFolder(p.parent))
                 for p in sorted(self.path.glob("external/*/adapt-bn-*/metrics.json"))]
@@ -494,12 +494,12 @@ class Run:
     metrics: dict
     predictions: pd.DataFrame
     cv: pd.DataFrame
-    # external set name → (its predictions, its metrics.json), see bench.evaluation.external
+    # external set name → (its predictions, its metrics.json), see bench.engine.external
     external: dict[str, tuple[pd.DataFrame, dict]] = field(default_factory=dict)
     # the split manifest the run used (``split.csv``; empty for runs without one)
     split: pd.DataFrame = field(default_factory=pd.DataFrame)
     # (external set, BatchNorm adaptation) → (its predictions, its metrics.json), for the sets
-    # scored with ``--adapt-bn target|source`` (bench.evaluation.adaptation)
+    # scored with ``--adapt-bn target|source`` (bench.engine.adaptation)
     adapted: dict[tuple[str, str], tuple[pd.DataFrame, dict]] = field(default_factory=dict)
 
     @property
@@ -590,7 +590,7 @@ def attach_groups(preds: pd.DataFrame, split: pd.DataFrame) -> pd.DataFrame:
     """Predictions with each image's cluster in ``group`` (docs/protocol.md, "Images that belong
     together"): the same-lesion or patient group of the run's manifest; ``""`` where the manifest
     has none (the statistics then treat the image as its own cluster,
-    :func:`bench.evaluation.contrasts.groups_of`). The one place the report's statistics get their groups."""
+    :func:`bench.stats.contrasts.groups_of`). The one place the report's statistics get their groups."""
     if "group" in preds:
         return preds.assign(group=preds.group.fillna("").astype(str))
     if not len(split) or "group" not in split:

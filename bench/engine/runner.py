@@ -33,7 +33,6 @@ from bench.core.errors import (
     written_path,
 )
 from bench.core.openmp import wait_rule
-from bench.core.paths import CACHE_DIR, SPLITS_DIR
 from bench.core.provenance import (
     code_version,
     device_info,
@@ -49,14 +48,8 @@ from bench.data.cache import ImageCache, build_cache
 from bench.data.content import content_sha256
 from bench.data.datasets import load_index
 from bench.data.index import DataIndex
-from bench.data.manifest import (
-    SplitConfig,
-    check_leakage,
-    make_split,
-    match_manifest,
-    read_manifest,
-)
 from bench.data.multisite import site_paths
+from bench.engine.adaptation import ADAPT_BN, check_mode
 from bench.engine.device import (
     check_fits,
     gpu_peak_gib,
@@ -64,23 +57,21 @@ from bench.engine.device import (
     release_memory,
     resolve_device,
 )
+from bench.engine.external import ExternalSet, resolve_external, score_external
 from bench.engine.profiles import Profile, resolve_profile
 from bench.engine.protocol import run_protocol, summarize
 from bench.engine.runfolder import RunFolder, RunStatus
+from bench.engine.sites import per_site_metrics, site_split
 from bench.engine.spec import Execution, RunOptions, RunSpec, check_seed, cleaned
+from bench.engine.splits import resolve_split
 from bench.engine.stages import StageContext, StageResult, StageStatus
 from bench.engine.threads import affinity_cpus, apply_threads, resolve_threads
-from bench.evaluation.adaptation import ADAPT_BN, check_mode
-from bench.evaluation.external import ExternalSet, resolve_external, score_external
-from bench.evaluation.sites import per_site_metrics, site_split
 from models import create_model, get_model_config
 from models.complexity import count_params, gflops
 from models.config import ModelConfig
 from models.errors import UserError
 from models.plugins import model_origin, one_line, resolve_model
 from models.registry import resolve_weights
-
-DEFAULT_SPLITS = {"busi": SPLITS_DIR / "busi.csv"}
 
 
 def resolve_concurrency(value: str, device: str, stages: int) -> int:
@@ -94,47 +85,6 @@ def resolve_concurrency(value: str, device: str, stages: int) -> int:
     if n < 1:
         raise BenchError(f"`concurrent_folds`={value!r}: give a positive integer or auto")
     return min(n, stages)
-
-
-@contextmanager
-def evidence_lock(index: DataIndex):
-    """One process at a time groups a data set's images (its same-lesion evidence is cached in
-    ``datasets/cache/lesion/`` after, docs/protocol.md, Images that belong together): the jobs of
-    a suite that ask at once wait for the first and read its cache instead of computing it
-    again each. Where the cache folder cannot be written, nothing is locked (nor cached)."""
-    key = hashlib.sha256(str(index.root.resolve()).encode()).hexdigest()[:16]
-    lock = CACHE_DIR / "lesion" / f".{index.kind}-{key}.lock"
-    try:
-        lock.parent.mkdir(parents=True, exist_ok=True)
-        lock.touch()
-    except OSError:
-        lock = None
-    if lock is None:
-        yield
-        return
-    with exclusive(lock, f"waiting: another process is grouping the images of {index.root} "
-                         "(same-lesion evidence, cached after)"):
-        yield
-
-
-def resolve_split(o: RunOptions, index: DataIndex, folds: int
-                  ) -> tuple[pd.DataFrame, dict | None, str]:
-    """The manifest to use: given, committed default for the data set, or built now."""
-    path = o.split if o.split is not None else DEFAULT_SPLITS.get(index.kind)
-    if path is not None and (o.split is not None or path.is_file()):
-        manifest = read_manifest(path)
-        match_manifest(manifest, index, f"`split`={path}")
-        with evidence_lock(index):
-            check_leakage(manifest, f"`split`={path}", index)
-        return manifest, None, portable(path)
-    # 10 manifest folds serve every K-fold run with K dividing 10 (stage_plan takes fold % K), so
-    # the runs of one suite share one manifest; other K get a manifest of their own
-    split_folds = folds if folds > 10 or (folds >= 2 and 10 % folds) else 10
-    cfg = SplitConfig(test_per_class=o.test_per_class, folds=split_folds)
-    with evidence_lock(index):
-        manifest, report = make_split(index, cfg, skip_bad=o.skip_bad_images)
-    check_leakage(manifest, "generated split")
-    return manifest, report, "generated"
 
 
 def runs_of_older_code(out: Path, name: str, spec: dict) -> str | None:
@@ -323,8 +273,8 @@ def read_data(o: RunOptions, folds: int) -> tuple[DataIndex, pd.DataFrame, dict 
     """The data set, its split manifest (checked usable, with enough folds), the split report
     (generated splits) and where the split came from."""
     parts = site_paths(o.data)
-    if parts is not None:  # --data A,B: each site's own split, joined (bench/evaluation/sites.py)
-        index, manifest, report, split_source = site_split(o, parts, folds, resolve_split)
+    if parts is not None:  # --data A,B: each site's own split, joined (bench/engine/sites.py)
+        index, manifest, report, split_source = site_split(o, parts, folds)
     else:
         index = load_index(o.data, o.dataset)
         manifest, report, split_source = resolve_split(o, index, folds)
@@ -350,7 +300,7 @@ def augment_policy(o: RunOptions) -> str:
 
 def check_adapt_bn(modes: tuple[str, ...] | list[str], external: tuple[str, ...] | list[str]
                    ) -> None:
-    """``adapt_bn`` (:data:`bench.evaluation.adaptation.ADAPT_BN`, each at most once) scores
+    """``adapt_bn`` (:data:`bench.engine.adaptation.ADAPT_BN`, each at most once) scores
     external sets, so an adaptation other than none needs some."""
     for mode in modes:
         check_mode(mode)

@@ -77,7 +77,7 @@ class RunOptions:
     external: tuple[str, ...] = ()  # data sets to score the final model on (not part of the hash)
     # how each external set is scored: BatchNorm statistics as trained (none), re-estimated on the
     # unlabelled external images (target) or on the training images (source, the control);
-    # bench.evaluation.adaptation; not part of the hash
+    # bench.engine.adaptation; not part of the hash
     adapt_bn: tuple[str, ...] = ("none",)
     threads: int | None = None  # CPU threads (None: bench.engine.threads.resolve_threads; not hashed)
     threads_from: str = "--threads"  # where ``threads`` came from (an executor: --cpus-per-job)

@@ -21,7 +21,7 @@ from bench.core.enums import StrEnum
 from bench.data.cache import ImageCache
 from bench.engine.runfolder import RunFolder, StageFolder
 from bench.engine.spec import Execution, RunSpec
-from bench.evaluation.metrics import binary_metrics
+from bench.stats.metrics import binary_metrics
 
 PRED_COLUMNS = ["id", "path", "label", "prob_malignant", "split", "fold"]
 

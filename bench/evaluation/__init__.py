@@ -1,1 +1,1 @@
-"""Measuring finished runs: metrics, intervals, explanations, external sets, annotation reliance."""
+"""Work on finished runs: explanations, annotation reliance, illustrations, later external scoring."""

@@ -4,7 +4,7 @@ For each finished run, Grad-CAM maps (captum's ``LayerGradCam`` at the deepest l
 at least 7×7 at the run's input size, :mod:`bench.evaluation.camlayer`; the malignant class, i.e. where the evidence for malignancy lies, so
 that a shortcut shows whatever the prediction; ReLU on the map) of the final model on every
 held-out test image and on each scored external set, measured against the lesion masks (the union
-of an image's mask files) with :mod:`bench.evaluation.localization`: pointing game, lesion energy ratio and
+of an image's mask files) with :mod:`bench.stats.localization`: pointing game, lesion energy ratio and
 frame energy ratio (tolerance 3% and band 10% of the image side).
 
 Every image gets a row with its status (measured, empty map, not measurable) and the map size; an
@@ -34,6 +34,7 @@ from bench.data.content import content_sha256
 from bench.data.datasets import load_index
 from bench.data.images import BadImageError, read_image
 from bench.data.index import DataIndex
+from bench.engine.external import RESERVED_NAMES, external_index, final_model
 from bench.engine.runfolder import WEIGHTS, RunFolder
 from bench.engine.runner import as_seen, run_model
 from bench.engine.spec import RunSpec
@@ -46,8 +47,7 @@ from bench.evaluation.camlayer import (
     CamLayer,
     choose_cam_layer,
 )
-from bench.evaluation.external import RESERVED_NAMES, external_index, final_model
-from bench.evaluation.localization import BAND, TOLERANCE, cam_measures
+from bench.stats.localization import BAND, TOLERANCE, cam_measures
 from models import create_model, get_model_config
 
 METHODS = ("gradcam",)

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from bench.data.annotations import fitted_mask, mark_intensity, paint, paste, random_marks
-from bench.evaluation.calibration import cluster_weights
+from bench.stats.calibration import cluster_weights
 
 N_BOOT = 2000
 # (name, target class, donor class): the reliance summary's insertion names

@@ -35,12 +35,11 @@ from bench.core.provenance import file_sha256, from_portable
 from bench.data.annotations import CLEAN_METHOD, clean, detect, detector_version, paste, read_array
 from bench.data.cache import ImageCache
 from bench.data.datasets import load_index
+from bench.engine.external import external_index, final_model
 from bench.engine.runfolder import WEIGHTS, RunFolder
 from bench.engine.runner import run_model
 from bench.engine.spec import RunSpec
 from bench.engine.train import predict
-from bench.evaluation.clustered import obuchowski_delta
-from bench.evaluation.external import external_index, final_model
 from bench.evaluation.insertion import (
     DIRECTIONS,
     effects_record,
@@ -48,7 +47,8 @@ from bench.evaluation.insertion import (
     insertion_effects,
     insertion_shifts,
 )
-from bench.evaluation.metrics import roc_auc
+from bench.stats.clustered import obuchowski_delta
+from bench.stats.metrics import roc_auc
 from models import get_model_config
 
 N_BOOT = 2000

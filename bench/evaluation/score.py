@@ -4,7 +4,7 @@ validation); the library behind ``python -m bench.score`` (:mod:`bench.cli.score
 ``bench.run --external`` scores a finished run only when the run's configuration hash matches,
 which includes the training-code version: after any change to that code the same command trains
 a new run. This command scores the runs as they are — each run's recorded settings and final
-weights, the unchanged threshold 0.5 — with :func:`bench.evaluation.external.score_external`, the same path
+weights, the unchanged threshold 0.5 — with :func:`bench.engine.external.score_external`, the same path
 ``bench.engine.runner`` takes (the training-copy check against the run's own training images included), so
 runs made by an older checkout can be scored on a data set added since (e.g. BrEaST-Lesions_USG).
 A run trained on cleaned images (``--annotations clean``) is scored on cleaned copies, as
@@ -21,6 +21,7 @@ from bench.core.errors import BenchError
 from bench.core.provenance import from_portable
 from bench.data.datasets import load_index
 from bench.data.manifest import read_manifest
+from bench.engine.external import score_external
 from bench.engine.runfolder import RunFolder, RunStatus
 from bench.engine.runner import (
     as_seen,
@@ -30,7 +31,6 @@ from bench.engine.runner import (
     run_model,
 )
 from bench.engine.spec import Execution, RunSpec
-from bench.evaluation.external import score_external
 from models import get_model_config
 
 
@@ -54,7 +54,7 @@ def score_run(run_dir: Path, external: list[str], device: str,
     are read, checked and seen exactly as ``bench.run`` does (:func:`bench.engine.runner.external_sets`:
     a run trained on cleaned images is scored on cleaned copies), and a set the run already scored
     on other images is refused, never replaced (:func:`bench.engine.runner.check_not_replaced`).
-    Each set is scored once per ``adapt_bn`` mode (:mod:`bench.evaluation.adaptation`); an adapted
+    Each set is scored once per ``adapt_bn`` mode (:mod:`bench.engine.adaptation`); an adapted
     scoring is keyed ``<set>/adapt-bn-<mode>``."""
     check_adapt_bn(adapt_bn, external)
     folder = RunFolder(run_dir)

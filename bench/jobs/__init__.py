@@ -1,1 +1,1 @@
-"""Many runs: the paper's experiments, the suite's plan, executors, learning-curve sweeps."""
+"""Many runs: the suite's plan, executors, learning-curve sweeps."""

@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 
 from bench.core.enums import StrEnum
 from bench.core.errors import BenchError
+from bench.engine.experiments import BASE, Variant
 from bench.engine.spec import RunOptions
-from bench.jobs.experiments import BASE, Variant
 
 REFERENCE = "fus2net"  # always trained: the paper's model, and the experiments' base
 

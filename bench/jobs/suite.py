@@ -16,13 +16,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bench.data.multisite import site_name
+from bench.engine.experiments import BASE, Variant
 from bench.engine.runner import RunResult, build_shared, run
 from bench.engine.spec import RunOptions
 from bench.evaluation.explain import explain_run
 from bench.evaluation.illustrate import illustrate_run
 from bench.evaluation.reliance import reliance_run
 from bench.jobs.cluster import ClusterConfig, JobOutcome, run_grid
-from bench.jobs.experiments import BASE, Variant
 from bench.jobs.plan import Job, JobStatus, suite_jobs
 from bench.reporting.report import ReportOptions, build_report
 from bench.reporting.runs import load_run

@@ -33,8 +33,8 @@ from bench.engine.runner import Prepared, prepare
 from bench.engine.spec import RunOptions
 from bench.engine.stages import StageContext
 from bench.engine.train import predict, recalibrate_batchnorm, train_model
-from bench.evaluation.metrics import roc_auc
 from bench.jobs.plan import SettingError
+from bench.stats.metrics import roc_auc
 from models import get_model_config
 
 

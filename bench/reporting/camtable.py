@@ -29,9 +29,9 @@ import numpy as np
 import pandas as pd
 
 from bench.evaluation.camlayer import EMPTY, MEASURED, NOT_MEASURABLE
-from bench.evaluation.contrasts import groups_of
-from bench.evaluation.localization import BAND, frame_band
-from bench.evaluation.metrics import THRESHOLD
+from bench.stats.contrasts import groups_of
+from bench.stats.localization import BAND, frame_band
+from bench.stats.metrics import THRESHOLD
 
 UNRECORDED = "not measurable (resolution unrecorded)"
 UNMARKED = "synthetic-"  # prefix of the phantom's sets: images without burnt-in marks

@@ -33,14 +33,6 @@ from bench.core.atomic import output_folder, write_csv, write_json, write_text
 from bench.core.errors import BenchError, ensure_writable
 from bench.core.provenance import file_sha256, git_revision, package_versions, portable
 from bench.core.tablefmt import fmt, fmt_p, with_ci, write_table, write_table_csv
-from bench.evaluation.clustered import cluster_bootstrap_delta, obuchowski_auc, obuchowski_delta
-from bench.evaluation.metrics import degenerate_prediction
-from bench.evaluation.stats import (
-    bootstrap_auc_ci,
-    cluster_bootstrap_auc,
-    delong_ci,
-    delong_test,
-)
 from bench.reporting import table3
 from bench.reporting.outside import (
     OUTSIDE,
@@ -57,6 +49,14 @@ from bench.reporting.sections import calibration, heldout
 from bench.reporting.sections.calibration import calibration_bins
 from bench.reporting.sections.heldout import PAPER_ROW, comparison_table, per_seed_table, roc_points
 from bench.reporting.tables import REFERENCE, comparison_sets
+from bench.stats.clustered import cluster_bootstrap_delta, obuchowski_auc, obuchowski_delta
+from bench.stats.metrics import degenerate_prediction
+from bench.stats.stats import (
+    bootstrap_auc_ci,
+    cluster_bootstrap_auc,
+    delong_ci,
+    delong_test,
+)
 
 SEED_MEAN = "ensemble of the seeds"
 NAME_CHARS = 100  # a name is also a folder name (the default `out`): well under NAME_MAX
@@ -122,7 +122,7 @@ def interval_rows(outside: list[Run], reference: list[Run], groups: pd.Series, n
     """The outside model's AUC with image-level (DeLong, stratified bootstrap) and cluster-aware
     (Obuchowski, cluster bootstrap) 95% intervals, and its paired ΔAUC against Fus2Net on the
     same images: per seed against Fus2Net's run of that seed, and on the seed-averaged
-    probabilities of both. Tests are left blank for degenerate predictions (bench.evaluation.metrics)."""
+    probabilities of both. Tests are left blank for degenerate predictions (bench.stats.metrics)."""
     mine, ref = _labels_scores(outside), _labels_scores(reference)
     cases: list[tuple[str, tuple, tuple | None]] = []
     for s, v in sorted(mine.items()):

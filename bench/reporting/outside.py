@@ -24,9 +24,9 @@ import pandas as pd
 from bench.core.errors import BenchError, plain
 from bench.core.provenance import file_sha256
 from bench.data.manifest import read_manifest
-from bench.evaluation.metrics import binary_metrics
 from bench.reporting.runs import Run, attach_groups
 from bench.reporting.tables import comparison_runs
+from bench.stats.metrics import binary_metrics
 
 OUTSIDE = "outside predictions (not trained by this suite)"
 REQUIRED = ("id", "prob_malignant")

@@ -3,7 +3,7 @@
 Per comparison model (a configuration over its seeds), on the held-out test images with their
 clusters (same lesion or patient, :func:`bench.reporting.runs.attach_groups`). Every primary interval
 counts both sources of variance, the test set's lesion clusters AND the training seeds
-(:mod:`bench.evaluation.twolevel`):
+(:mod:`bench.stats.twolevel`):
 
 * ``auc``: the mean of the per-seed AUCs, with its primary interval ``auc_vc_lo/hi`` (variance
   components: Obuchowski's clustered variance of the seed mean plus the between-seed variance over
@@ -14,12 +14,12 @@ counts both sources of variance, the test set's lesion clusters AND the training
 * ``delta_auc``: ΔAUC against the reference on the seeds both have (``matched_seeds``), paired per
   seed, with the same primary interval and its t test (``delta_auc_p``, Holm across models in
   ``delta_auc_p_holm``), the two-level bootstrap (``delta_auc_2l_*``), the minimum detectable
-  ΔAUC at 80 % power (``delta_auc_mdd``, :mod:`bench.evaluation.power`) and the models-fixed
+  ΔAUC at 80 % power (``delta_auc_mdd``, :mod:`bench.stats.power`) and the models-fixed
   intervals: clustered only with its z test (``delta_auc_cl_*``), cluster bootstrap, image-level
   DeLong; ``verdict``: the one sentence the contrast allows
-  (:func:`bench.evaluation.contrasts.verdict`);
+  (:func:`bench.stats.contrasts.verdict`);
 * sensitivity, specificity, PPV and NPV (mean over seeds) with design-effect Wilson intervals over
-  seeds × clusters (``sensitivity_lo/hi`` …, :mod:`bench.evaluation.proportions`) and the
+  seeds × clusters (``sensitivity_lo/hi`` …, :mod:`bench.stats.proportions`) and the
   two-level bootstrap ones (``sensitivity_2l_lo/hi`` …);
 * ``ensemble_auc``: the AUC of the seed-averaged probabilities, an ensemble of the seeds, only for
   two or more seeds, with its clustered interval;
@@ -37,18 +37,18 @@ import math
 
 import numpy as np
 
-from bench.evaluation.calibration import calibration, predictive_values_at
-from bench.evaluation.clustered import obuchowski_auc, obuchowski_delta
-from bench.evaluation.contrasts import groups_of, matched_delta, seed_mean_auc, verdict
-from bench.evaluation.power import min_detectable_delta
-from bench.evaluation.proportions import METRICS, classification_bootstrap, classification_intervals
-from bench.evaluation.twolevel import (
+from bench.reporting.runs import Run
+from bench.stats.calibration import calibration, predictive_values_at
+from bench.stats.clustered import obuchowski_auc, obuchowski_delta
+from bench.stats.contrasts import groups_of, matched_delta, seed_mean_auc, verdict
+from bench.stats.power import min_detectable_delta
+from bench.stats.proportions import METRICS, classification_bootstrap, classification_intervals
+from bench.stats.twolevel import (
     auc_variance_components,
     delta_variance_components,
     two_level_auc,
     two_level_delta,
 )
-from bench.reporting.runs import Run
 
 
 def seed_of(run: Run) -> int:
@@ -148,7 +148,7 @@ def contrast_columns(y: np.ndarray, s: np.ndarray, g: np.ndarray, seeds: list[in
 
 
 def contrast_verdict(r: dict) -> str:
-    """The row's sentence (:func:`bench.evaluation.contrasts.verdict`) from its ΔAUC, primary
+    """The row's sentence (:func:`bench.stats.contrasts.verdict`) from its ΔAUC, primary
     interval, Holm-adjusted p and minimum detectable ΔAUC; empty for a row without a contrast."""
     if not _num(r.get("delta_auc")):
         return ""
@@ -463,10 +463,10 @@ CALIBRATION_COLUMNS = ["model", "n_seeds", "seeds", "test_prevalence", "brier", 
 def paired_to_base(cv, base_folds: list) -> dict:
     """A Fus2Net variant against the base recipe on the (seed, fold) pairs both ran: per-fold
     ΔAUC (CV), its corrected resampled-t interval and what the interval says
-    (:func:`bench.evaluation.contrasts.paired_fold_delta`)."""
+    (:func:`bench.stats.contrasts.paired_fold_delta`)."""
     import pandas as pd
 
-    from bench.evaluation.contrasts import paired_fold_delta, reading
+    from bench.stats.contrasts import paired_fold_delta, reading
 
     if not base_folds:
         return {}

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 
 from bench.core.errors import BenchError
+from bench.engine.experiments import BASE, EXPERIMENTS, fus2net_variant_key
 from bench.engine.profiles import PROFILES
 from bench.engine.spec import cleaned
-from bench.jobs.experiments import BASE, EXPERIMENTS, fus2net_variant_key
 from bench.reporting.runs import NOT_CONFIG, Run, by_configuration
 from models.pretrained import RANDOM_FALLBACK
 

@@ -9,17 +9,17 @@ from pathlib import Path
 import pandas as pd
 
 from bench.core.tablefmt import write_table, write_table_csv
-from bench.evaluation.calibration import reliability_bins
 from bench.reporting import figures, table3
 from bench.reporting.runs import Run
 from bench.reporting.sections.context import ReportContext, plain_words, read_table
 from bench.reporting.tables import comparison_sets
+from bench.stats.calibration import reliability_bins
 
 
 def calibration_bins(runs: list[Run], min_count: int = 20) -> pd.DataFrame:
     """Reliability-diagram data per model and seed (each seed is one trained model): equal-count
     bins of at least ``min_count`` images with their counts and Wilson intervals
-    (:func:`bench.evaluation.calibration.reliability_bins`)."""
+    (:func:`bench.stats.calibration.reliability_bins`)."""
     parts = []
     for model, rs in comparison_sets(runs):
         for r in rs:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from bench.core.tablefmt import write_table_csv
-from bench.jobs.experiments import BASE, EXPERIMENTS
+from bench.engine.experiments import BASE, EXPERIMENTS
 from bench.reporting import figures
 from bench.reporting.figures import plt, sns
 from bench.reporting.runs import Run

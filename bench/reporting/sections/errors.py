@@ -10,12 +10,12 @@ import pandas as pd
 
 from bench.core.atomic import write_npz
 from bench.core.tablefmt import fmt, write_table
-from bench.evaluation.metrics import THRESHOLD
 from bench.reporting import figures
 from bench.reporting.figures import plt
 from bench.reporting.runs import Run
 from bench.reporting.sections.context import ReportContext, plain_words, read_table
 from bench.reporting.tables import REFERENCE, comparison_sets
+from bench.stats.metrics import THRESHOLD
 
 CAPTION = ("Fus2Net's misclassified held-out images: seed-averaged P(malignant) at threshold "
            "0.5, most confidently wrong first, with each seed's probability.")

@@ -12,17 +12,17 @@ import pandas as pd
 from scipy import stats
 
 from bench.core.tablefmt import fmt, write_table
-from bench.evaluation.contrasts import LEVEL, verdict
-from bench.evaluation.metrics import degenerate_prediction
-from bench.evaluation.power import min_detectable_delta
-from bench.evaluation.stats import holm
-from bench.jobs.experiments import BASE, EXPERIMENTS
+from bench.engine.experiments import BASE, EXPERIMENTS
 from bench.reporting import figures, table3
 from bench.reporting.figures import plt, sns
 from bench.reporting.runs import Run
 from bench.reporting.sections.context import ReportContext, plain_words
 from bench.reporting.table3 import paired_to_base
 from bench.reporting.tables import variant_configs
+from bench.stats.contrasts import LEVEL, verdict
+from bench.stats.metrics import degenerate_prediction
+from bench.stats.power import min_detectable_delta
+from bench.stats.stats import holm
 
 
 def experiment_table(runs: list[Run], name: str) -> pd.DataFrame:
@@ -72,9 +72,9 @@ def experiment_table(runs: list[Run], name: str) -> pd.DataFrame:
 def fold_test(delta: float, lo: float, hi: float, n_pairs: int,
               level: float = LEVEL) -> tuple[float, float, float]:
     """The corrected resampled-t test behind a paired-fold interval
-    (:func:`bench.evaluation.contrasts.paired_fold_delta`): its standard error (the interval's
+    (:func:`bench.stats.contrasts.paired_fold_delta`): its standard error (the interval's
     half-width over the t quantile on ``n_pairs − 1`` df), the two-sided p of ΔAUC = 0 and the
-    minimum detectable |ΔAUC| at 80 % power on the same t (:mod:`bench.evaluation.power`). NaN
+    minimum detectable |ΔAUC| at 80 % power on the same t (:mod:`bench.stats.power`). NaN
     where the interval is undefined."""
     if n_pairs < 2 or any(math.isnan(x) for x in (delta, lo, hi)):
         return math.nan, math.nan, math.nan
@@ -88,7 +88,7 @@ def fold_test(delta: float, lo: float, hi: float, n_pairs: int,
 
 def with_verdicts(t: pd.DataFrame) -> pd.DataFrame:
     """Each variant's paired CV contrast with the base in the one sentence
-    :func:`bench.evaluation.contrasts.verdict` allows: p of the corrected resampled-t test, Holm
+    :func:`bench.stats.contrasts.verdict` allows: p of the corrected resampled-t test, Holm
     across the variants of this table, and the minimum detectable difference of these folds."""
     for col in ("delta_auc_cv", "delta_auc_cv_lo", "delta_auc_cv_hi", "paired_folds"):
         if col not in t:

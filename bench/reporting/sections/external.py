@@ -13,18 +13,6 @@ import pandas as pd
 from sklearn.metrics import roc_curve
 
 from bench.core.tablefmt import fmt, fmt_p, with_ci, write_table, write_table_csv
-from bench.evaluation.calibration import reliability_bins
-from bench.evaluation.clustered import ClusteredAUC, obuchowski_auc, obuchowski_delta
-from bench.evaluation.contrasts import groups_of
-from bench.evaluation.metrics import binary_metrics, degenerate_prediction
-from bench.evaluation.stats import (
-    calibration_slope_intercept,
-    cluster_bootstrap_auc,
-    delong_ci,
-    delong_test,
-    holm,
-    wilson_ci,
-)
 from bench.reporting import figures
 from bench.reporting.figures import plt, sns
 from bench.reporting.runs import Run
@@ -37,6 +25,18 @@ from bench.reporting.tables import (
     count_of,
     seed_mean,
     weights_label,
+)
+from bench.stats.calibration import reliability_bins
+from bench.stats.clustered import ClusteredAUC, obuchowski_auc, obuchowski_delta
+from bench.stats.contrasts import groups_of
+from bench.stats.metrics import binary_metrics, degenerate_prediction
+from bench.stats.stats import (
+    calibration_slope_intercept,
+    cluster_bootstrap_auc,
+    delong_ci,
+    delong_test,
+    holm,
+    wilson_ci,
 )
 
 TABLES = ("external_comparison.csv", "external_comparison.md", "external_comparison.tex",
@@ -61,7 +61,7 @@ def _external_seed_mean(rs: list[Run], name: str) -> tuple[pd.DataFrame, list[fl
 
 
 def _copies(ext: pd.DataFrame) -> np.ndarray:
-    """Which external images copy a training image's picture (bench.evaluation.external)."""
+    """Which external images copy a training image's picture (bench.engine.external)."""
     if "training_copy" not in ext:
         return np.zeros(len(ext), dtype=bool)
     return ext.training_copy.fillna("").astype(str).str.len().to_numpy() > 0
@@ -180,7 +180,7 @@ def external_table(runs: list[Run], n_boot: int = 2000, seed: int = 0) -> pd.Dat
 def external_curves(runs: list[Run], bins: int = 10) -> tuple[pd.DataFrame, pd.DataFrame]:
     """ROC vertices (internal test and each external set; seed-averaged probabilities) and the
     reliability-diagram bins of each external set (equal-count bins of at least 20 images with
-    Wilson intervals, :func:`bench.evaluation.calibration.reliability_bins`), per comparison model."""
+    Wilson intervals, :func:`bench.stats.calibration.reliability_bins`), per comparison model."""
     roc, cal = [], []
     for model, rs in comparison_sets(runs):
         tests = [r for r in rs if len(r.test)]

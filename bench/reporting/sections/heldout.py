@@ -6,9 +6,9 @@ A *configuration* is a run's settings without its seed; each row is one configur
 aggregated over its seeds (mean ± sd, min–max). Seeds are never treated as independent test sets:
 a comparison against Fus2Net is ΔAUC on the seeds both have, paired per seed, with intervals and
 tests over seeds × lesion clusters (:mod:`bench.reporting.table3`), stated in the README only as
-:func:`bench.evaluation.contrasts.verdict`'s sentence; per seed, the clustered contrast, DeLong
+:func:`bench.stats.contrasts.verdict`'s sentence; per seed, the clustered contrast, DeLong
 (image-level, secondary) and McNemar. A configuration whose predictions are (near-)constant or one
-class is flagged (:func:`bench.evaluation.metrics.degenerate_prediction`) and its tests are left
+class is flagged (:func:`bench.stats.metrics.degenerate_prediction`) and its tests are left
 blank. A row whose settings (profile, data, manifest, epochs, image size, batch, folds) differ from
 the set's reference configuration, Fus2Net's main row
 (:func:`bench.reporting.tables.reference_configuration`), says which in ``not_comparable`` and in
@@ -27,16 +27,6 @@ from sklearn.metrics import roc_curve
 
 from bench.core.atomic import write_text
 from bench.core.tablefmt import to_latex, write_table, write_table_csv
-from bench.evaluation.metrics import THRESHOLD, binary_metrics, degenerate_prediction
-from bench.evaluation.stats import (
-    bootstrap_auc_ci,
-    delong_ci,
-    delong_test,
-    holm,
-    mcnemar_exact,
-    wilson_ci,
-)
-from bench.evaluation.twolevel import two_level_draws
 from bench.reporting import figures, table3
 from bench.reporting.figures import plt, sns
 from bench.reporting.runs import Run
@@ -52,6 +42,16 @@ from bench.reporting.tables import (
     count_of,
     weights_label,
 )
+from bench.stats.metrics import THRESHOLD, binary_metrics, degenerate_prediction
+from bench.stats.stats import (
+    bootstrap_auc_ci,
+    delong_ci,
+    delong_test,
+    holm,
+    mcnemar_exact,
+    wilson_ci,
+)
+from bench.stats.twolevel import two_level_draws
 
 # docs/protocol.md, The paper: the paper's own result on its private 100-image test set. "95.65% / 88.89%" are PPV/NPV
 # of TP=44, FN=6, TN=48, FP=2; AUC is 0.97 in the abstract and 0.96 in the discussion.
@@ -231,7 +231,7 @@ def roc_band(y: np.ndarray, scores: np.ndarray, groups: np.ndarray, fpr_grid: np
     the per-seed curves, as :func:`roc_points`) with its pointwise percentile band from a
     two-level bootstrap: each replicate draws the seeds with replacement and the lesion clusters
     with replacement (one cluster draw for every seed:
-    :func:`bench.evaluation.twolevel.two_level_draws`) and takes the mean curve of the drawn
+    :func:`bench.stats.twolevel.two_level_draws`) and takes the mean curve of the drawn
     seeds on the drawn images. At FPR 0 every curve starts at TPR 0."""
     k = scores.shape[0]
     weights, counts = two_level_draws(groups, k, n_boot, seed)
@@ -400,7 +400,7 @@ def draw_figures(tdir: Path, fdir: Path) -> list[Path]:
 
 VERDICTS_INTRO = (
     "**Each model against Fus2Net**, one sentence per contrast, worded by "
-    "`bench.evaluation.contrasts.verdict` from the table's numbers (ΔAUC on matched seeds, its 95% "
+    "`bench.stats.contrasts.verdict` from the table's numbers (ΔAUC on matched seeds, its 95% "
     "CI over seeds × lesion groups, the Holm-adjusted p of its t test, the minimum detectable "
     "ΔAUC at 80 % power):")
 

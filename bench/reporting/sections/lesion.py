@@ -1,7 +1,7 @@
 """Lesion-level metrics beside the image-level ones (docs/protocol.md, "Metrics": Clusters): per
 configuration of the held-out comparison (the rows of Table 3), each lesion (same-lesion group of
 the split manifest) counts once, with the mean of its images' P(malignant) per seed as its score
-(:func:`bench.evaluation.lesion.lesion_metrics`): the seed-mean AUC with its variance-components
+(:func:`bench.stats.lesion.lesion_metrics`): the seed-mean AUC with its variance-components
 interval (test lesions and training seeds; the two-level bootstrap interval in the CSV), and
 sensitivity and specificity at 0.5 with their intervals."""
 
@@ -15,13 +15,13 @@ import pandas as pd
 
 from bench.core.errors import BenchError
 from bench.core.tablefmt import fmt, with_ci, write_table
-from bench.evaluation.arrays import StatsInputError
-from bench.evaluation.contrasts import NO_GROUP, groups_of
-from bench.evaluation.lesion import lesion_metrics
-from bench.evaluation.metrics import THRESHOLD
 from bench.reporting.runs import Run
 from bench.reporting.sections.context import ReportContext, plain_words
 from bench.reporting.tables import comparison_sets
+from bench.stats.arrays import StatsInputError
+from bench.stats.contrasts import NO_GROUP, groups_of
+from bench.stats.lesion import lesion_metrics
+from bench.stats.metrics import THRESHOLD
 
 NAME = "lesion_metrics"
 COLUMNS = ["model", "n_seeds", "n_images", "n_lesions", "n_malignant", "image_auc", "auc",

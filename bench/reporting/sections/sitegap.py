@@ -6,9 +6,9 @@ adaptation of the scoring (``--adapt-bn``: none, target, or source, its control)
 (``--img-size``) and the training sites (several: leave-one-site-out). Its *baseline* is the same
 model with no lever: the paper's augmentation, BatchNorm as trained, its smallest input size and
 one training site. Per target site (an external set) it gives the seed-mean AUC with its two-level
-interval (seeds × patient clusters, :func:`bench.evaluation.twolevel.two_level_auc`), the matched
-ΔAUC vs the baseline on the same images and seeds (:func:`~bench.evaluation.twolevel.two_level_delta`)
-and the calibration slope on the target (:func:`bench.evaluation.calibration.calibration`).
+interval (seeds × patient clusters, :func:`bench.stats.twolevel.two_level_auc`), the matched
+ΔAUC vs the baseline on the same images and seeds (:func:`~bench.stats.twolevel.two_level_delta`)
+and the calibration slope on the target (:func:`bench.stats.calibration.calibration`).
 
 "Chosen by" says how a row came to be: the baseline; a lever measured (every setting is shown,
 none picked on the target); or the lever chosen for the target by leave-one-site-out on the
@@ -28,12 +28,12 @@ import numpy as np
 import pandas as pd
 
 from bench.core.tablefmt import write_table
-from bench.evaluation.calibration import calibration
 from bench.evaluation.levers import BASELINE, choose_lever
-from bench.evaluation.twolevel import two_level_auc, two_level_delta
 from bench.reporting.runs import Run, by_configuration
 from bench.reporting.sections.context import ReportContext
 from bench.reporting.sections.sites import trained_sites
+from bench.stats.calibration import calibration
+from bench.stats.twolevel import two_level_auc, two_level_delta
 
 TABLE = "sitegap"
 CAPTION = ("Closing the site gap: each model and lever scored on a site it never trained on. AUC "
@@ -202,7 +202,7 @@ def display(t: pd.DataFrame) -> pd.DataFrame:
 
 
 def _delta_words(d: float, lo: float, hi: float) -> str:
-    """What a ΔAUC interval says (the rule of :func:`bench.evaluation.contrasts.reading`)."""
+    """What a ΔAUC interval says (the rule of :func:`bench.stats.contrasts.reading`)."""
     if math.isnan(lo) or math.isnan(hi):
         return f"ΔAUC {d:+.3f} (no interval)"
     shown = f"ΔAUC {d:+.3f} [{lo:+.3f}, {hi:+.3f}]"

@@ -14,11 +14,11 @@ import pandas as pd
 from bench.core.provenance import from_portable
 from bench.core.tablefmt import write_table
 from bench.data.multisite import site_name, site_of
-from bench.evaluation.clustered import obuchowski_auc
-from bench.evaluation.metrics import binary_metrics
 from bench.reporting.runs import Run, load_runs
 from bench.reporting.sections.context import ReportContext
 from bench.reporting.tables import comparison_sets, held_out_groups
+from bench.stats.clustered import obuchowski_auc
+from bench.stats.metrics import binary_metrics
 
 
 def trained_sites(run: Run) -> list[str]:

@@ -16,7 +16,7 @@ hash of B's images and the SHA-256 of the weights that scored it). A run
 that already scored a set with the same weights and the same images reuses it; adding
 ``--external`` to a finished run only scores.
 
-With ``--adapt-bn target`` (or its control ``source``; :mod:`bench.evaluation.adaptation`) the
+With ``--adapt-bn target`` (or its control ``source``; :mod:`bench.engine.adaptation`) the
 BatchNorm statistics of a copy of the final model are re-estimated on the unlabelled external
 images (or on the run's training images) before scoring; such a scoring is written to
 ``external/<name>/adapt-bn-<mode>/`` with the adaptation in its ``metrics.json`` (``adapt_bn``),
@@ -46,19 +46,19 @@ from bench.data.images import BadImageError
 from bench.data.index import DataIndex
 from bench.data.review import tile_pairs
 from bench.data.synthetic import SITES, PhantomSpec
-from bench.engine.protocol import load_weights
-from bench.engine.runfolder import WEIGHTS, ExternalFolder, RunFolder
-from bench.engine.spec import Execution, RunSpec
-from bench.engine.stages import PRED_COLUMNS
-from bench.engine.train import predict
-from bench.evaluation.adaptation import (
+from bench.engine.adaptation import (
     adapt_batchnorm,
     adaptation_folder,
     adaptation_record,
     batchnorm_layers,
     check_mode,
 )
-from bench.evaluation.metrics import binary_metrics
+from bench.engine.protocol import load_weights
+from bench.engine.runfolder import WEIGHTS, ExternalFolder, RunFolder
+from bench.engine.spec import Execution, RunSpec
+from bench.engine.stages import PRED_COLUMNS
+from bench.engine.train import predict
+from bench.stats.metrics import binary_metrics
 from models import create_model, get_model_config
 
 # the phantom's second site as an external set: another scanner and population (not the seed,
@@ -279,7 +279,7 @@ def score_external(folder: RunFolder, spec: RunSpec, ex: Execution, ext: Externa
                    train_index: DataIndex, manifest: pd.DataFrame, adapt_bn: str = "none"
                    ) -> dict:
     """Score one external set with the run's final weights (BatchNorm adapted as ``adapt_bn``
-    says: :mod:`bench.evaluation.adaptation`); returns its ``metrics.json``."""
+    says: :mod:`bench.engine.adaptation`); returns its ``metrics.json``."""
     weights = folder / WEIGHTS
     if not weights.is_file():
         raise BenchError(f"{folder.name}: no final weights to score --external {ext.shown} "

@@ -1,7 +1,7 @@
 """Calibration and prevalence, with cluster-aware intervals (docs/protocol.md, "Metrics").
 
 * Brier score, calibration slope and calibration-in-the-large intercept
-  (:func:`bench.evaluation.stats.calibration_slope_intercept`) of a model over its seeds: the mean of the
+  (:func:`bench.stats.stats.calibration_slope_intercept`) of a model over its seeds: the mean of the
   per-seed values, with a cluster bootstrap interval (whole groups resampled; every seed on the
   same replicate). The replicates are drawn as cluster weights, so all of them are fitted at once.
 * PPV and NPV at another prevalence than the test set's (Bayes' rule from sensitivity and
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bench.evaluation.metrics import THRESHOLD
-from bench.evaluation.stats import calibration_slope_intercept, wilson_ci
+from bench.stats.metrics import THRESHOLD
+from bench.stats.stats import calibration_slope_intercept, wilson_ci
 
 LEVEL = 0.95
 EPS = 1e-6
@@ -59,7 +59,7 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 def weighted_slope_intercept(y: np.ndarray, p: np.ndarray, w: np.ndarray,
                              iters: int = 50) -> tuple[np.ndarray, np.ndarray]:
-    """Calibration slope and intercept (as :func:`bench.evaluation.stats.calibration_slope_intercept`) for
+    """Calibration slope and intercept (as :func:`bench.stats.stats.calibration_slope_intercept`) for
     each row of weights ``w`` (B×n), by batched Newton steps; NaN where a fit does not converge
     (a replicate whose classes separate)."""
     with np.errstate(over="ignore", invalid="ignore"):  # a separating replicate diverges: NaN

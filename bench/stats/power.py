@@ -6,7 +6,7 @@ minimum detectable difference (MDD) at power ``1 − β`` of a two-sided z test 
 ``(z_{1−α/2} + z_{1−β}) · SE`` (e.g. Chow, Shao & Wang 2008, *Sample Size Calculations in Clinical
 Research*, §3.2; for ΔAUC Obuchowski & McClish 1997, *Statistics in Medicine* 16:1529–1542), with
 ``SE`` the standard error of the contrast, here the two-level one (test clusters and training
-seeds: :mod:`bench.evaluation.twolevel`). It takes the SE under the alternative to be the SE
+seeds: :mod:`bench.stats.twolevel`). It takes the SE under the alternative to be the SE
 observed, as these formulas do.
 """
 
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from scipy import stats
 
-from bench.evaluation.arrays import StatsInputError
-from bench.evaluation.twolevel import delta_variance_components, two_level_delta
+from bench.stats.arrays import StatsInputError
+from bench.stats.twolevel import delta_variance_components, two_level_delta
 
 ALPHA = 0.05
 POWER = 0.80
@@ -51,7 +51,7 @@ def min_detectable_delta(se: float, alpha: float = ALPHA, power: float = POWER,
     """``(z_{1−α/2} + z_{power}) · se``: the smallest |ΔAUC| a two-sided z test at level ``alpha``
     detects with probability ``power`` when the contrast's standard error is ``se`` (2.80 · se
     at the defaults); with finite ``df`` the t quantiles on ``df`` degrees of freedom instead (the
-    t test of :func:`bench.evaluation.twolevel.delta_variance_components`). NaN for a NaN ``se``."""
+    t test of :func:`bench.stats.twolevel.delta_variance_components`). NaN for a NaN ``se``."""
     _check(alpha, power)
     if math.isnan(se):
         return math.nan

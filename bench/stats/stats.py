@@ -16,7 +16,7 @@ import math
 import numpy as np
 from scipy import stats
 
-from bench.evaluation.clustered import cluster_resamples, mann_whitney_auc
+from bench.stats.clustered import cluster_resamples, mann_whitney_auc
 
 Z95 = stats.norm.ppf(0.975)
 

@@ -8,7 +8,7 @@ both benign and malignant images is refused (it is not one lesion; Obuchowski 19
 do). Then the usual metrics: AUC (mean over seeds, two-level bootstrap and variance-components
 intervals, each lesion its own cluster) and sensitivity, specificity, PPV, NPV at the threshold,
 where every lesion is one independent unit (plain Wilson interval for one seed;
-:mod:`bench.evaluation.proportions` with seeds).
+:mod:`bench.stats.proportions` with seeds).
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bench.evaluation.arrays import StatsInputError, check, check_level, check_n_boot
-from bench.evaluation.metrics import THRESHOLD
-from bench.evaluation.proportions import ProportionInterval, classification_intervals
-from bench.evaluation.twolevel import (
+from bench.stats.arrays import StatsInputError, check, check_level, check_n_boot
+from bench.stats.metrics import THRESHOLD
+from bench.stats.proportions import ProportionInterval, classification_intervals
+from bench.stats.twolevel import (
     TwoLevelInterval,
     VarianceComponents,
     auc_variance_components,

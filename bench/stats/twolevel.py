@@ -16,7 +16,7 @@ Two ways to count both, as pure functions of ``(y_true, y_score per seed, groups
   (McCullagh 2000, *Bernoulli* 6:285–301; Davison & Hinkley 1997, *Bootstrap Methods*, §3.8 for
   multi-level data), which is conservative: the seed × image interaction is counted at both levels.
   The cluster draw is that of the one-level cluster bootstrap
-  (:func:`bench.evaluation.contrasts.auc_contrast`, same ``seed``) and the seed draw comes from a
+  (:func:`bench.stats.contrasts.auc_contrast`, same ``seed``) and the seed draw comes from a
   separate stream, so with identical seeds the interval is the one-level one.
 * **Variance components.** ``SE² = Var_clustered(mean over seeds) + s²_seeds / K``: Obuchowski's
   clustered variance of the seed mean (Obuchowski 1997, *Biometrics* 53:567–578), the test-set
@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from bench.evaluation.arrays import (
+from bench.stats.arrays import (
     StatsInputError,
     check,
     check_level,
@@ -54,8 +54,8 @@ from bench.evaluation.arrays import (
     match_seeds,
     seed_labels,
 )
-from bench.evaluation.calibration import cluster_weights
-from bench.evaluation.clustered import mann_whitney_auc, obuchowski_covariance
+from bench.stats.calibration import cluster_weights
+from bench.stats.clustered import mann_whitney_auc, obuchowski_covariance
 
 ONE_SEED = ("one seed: training-seed variance cannot be estimated; the interval covers "
             "test-set sampling only")
@@ -110,7 +110,7 @@ class VarianceComponents:
 
 def two_level_draws(groups, n_seeds: int, n_boot: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The draws of a two-level bootstrap: ``n_boot``×n image weights (an image weighs as often as
-    its cluster was drawn: :func:`bench.evaluation.calibration.cluster_weights`, the one-level
+    its cluster was drawn: :func:`bench.stats.calibration.cluster_weights`, the one-level
     stream) and ``n_boot``×``n_seeds`` seed counts (how often each seed was drawn; a separate
     stream, so the cluster draw does not depend on the number of seeds)."""
     weights = cluster_weights(groups, n_boot, seed)
@@ -124,7 +124,7 @@ def weighted_auc_matrix(y: np.ndarray, scores: np.ndarray, weights: np.ndarray) 
     resampled images ``Σ w_i w_j ψ(s_i, s_j) / (Σ w_pos Σ w_neg)`` (ties ½), in O(B·n) per row
     from one sort (tie blocks, cumulative negative weight below each block). With whole-number
     weights the numerator is exact, so this is the value of
-    :func:`bench.evaluation.contrasts.weighted_aucs` to the last bit. NaN where a row of weights
+    :func:`bench.stats.contrasts.weighted_aucs` to the last bit. NaN where a row of weights
     holds one class only."""
     pos = (y == 1).astype(float)
     neg = 1.0 - pos

@@ -11,13 +11,13 @@ is too narrow. Pure functions of per-seed 0/1 arrays and ``groups``:
   ratio estimator is the linearised (Taylor) one over clusters, ``C/(C−1) Σ_c z_c²`` with ``z_c``
   the cluster total of ``(a_i − p d_i)/D``; with several seeds, the mean over seeds of the per-seed
   proportion, its clustered variance plus the sample variance of the per-seed proportions over the
-  number of seeds (as :mod:`bench.evaluation.twolevel`). The design effect is that variance over
+  number of seeds (as :mod:`bench.stats.twolevel`). The design effect is that variance over
   the same formula with every image its own cluster, never taken below 1; so one image per cluster
   (and one seed) gives the plain Wilson interval. Where every image has the same outcome the design
   effect cannot be estimated and is taken at its largest (clusters wholly alike: Kish's effective
   number ``(Σ d_c)² / Σ d_c²``), and ``note`` says so.
 * :func:`two_level_proportion`: the two-level bootstrap (seeds and clusters resampled together,
-  the draws of :func:`bench.evaluation.twolevel.two_level_draws`).
+  the draws of :func:`bench.stats.twolevel.two_level_draws`).
 
 A proportion whose denominator is empty in some seed (PPV of a seed that calls no image malignant)
 is NaN, and ``note`` names the seed row.
@@ -31,15 +31,15 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from bench.evaluation.arrays import (
+from bench.stats.arrays import (
     StatsInputError,
     check,
     check_groups,
     check_level,
     check_n_boot,
 )
-from bench.evaluation.metrics import THRESHOLD
-from bench.evaluation.twolevel import (
+from bench.stats.metrics import THRESHOLD
+from bench.stats.twolevel import (
     ONE_SEED,
     TwoLevelInterval,
     _interval,

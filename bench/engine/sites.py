@@ -31,7 +31,9 @@ from bench.data.datasets import detect_kind, load_index
 from bench.data.index import DataIndex
 from bench.data.manifest import SplitConfig, check_leakage
 from bench.data.multisite import site_name, site_of, union_index, union_manifest
-from bench.evaluation.metrics import binary_metrics
+from bench.engine.spec import RunOptions
+from bench.engine.splits import resolve_split
+from bench.stats.metrics import binary_metrics
 
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 REAL_SITES = ("BUSI", "BrEaST")  # folder names under SHARED_DATA
@@ -77,9 +79,9 @@ def resolve_external_option(value: str, data: list[Path] | None) -> list[str]:
 # --- several sites in one run (bench/data/multisite.py) ---------------------------------------
 
 
-def site_split(o, parts: list[Path], folds: int, resolve
+def site_split(o: RunOptions, parts: list[Path], folds: int
                ) -> tuple[DataIndex, pd.DataFrame, dict | None, str]:
-    """``--data A,B``: each site's own split (``resolve`` is :func:`bench.engine.runner.resolve_split`: the
+    """``--data A,B``: each site's own split (:func:`bench.engine.splits.resolve_split`: the
     site's committed manifest, else one built for it alone, refused when leaky), joined, with
     every copy of a picture at another site grouped with it (:func:`group_cross_site`). Returns
     the union index, the union manifest, the per-site split reports (and ``cross_site_copies``:
@@ -91,7 +93,7 @@ def site_split(o, parts: list[Path], folds: int, resolve
     for path in parts:
         name = site_name(path)
         index = load_index(path, o.dataset)
-        manifest, report, source = resolve(replace(o, data=path), index, folds)
+        manifest, report, source = resolve_split(replace(o, data=path), index, folds)
         sites.append((name, index, manifest))
         if report is not None:
             reports[name] = report

@@ -2,7 +2,7 @@
 
 The held-out test images are clustered (several images of one lesion or patient), so the
 **primary** interval and test of every AUC and ΔAUC are cluster-aware: Obuchowski's clustered ROC
-variance (:mod:`bench.evaluation.clustered`) of a linear combination of AUCs. A paired cluster bootstrap of the
+variance (:mod:`bench.stats.clustered`) of a linear combination of AUCs. A paired cluster bootstrap of the
 same combination is a second cluster-aware interval; the image-level DeLong interval (every image
 independent) is kept as a **secondary** one, labelled so.
 
@@ -26,9 +26,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bench.evaluation.arrays import StatsInputError
-from bench.evaluation.clustered import obuchowski_covariance
-from bench.evaluation.stats import delong_covariance
+from bench.stats.arrays import StatsInputError
+from bench.stats.clustered import obuchowski_covariance
+from bench.stats.stats import delong_covariance
 
 LEVEL = 0.95
 NO_GROUP = "image:"  # prefix of the singleton group of an image with no recorded group
@@ -100,7 +100,7 @@ def _bootstrap(y, s, w, g, n_boot: int, seed: int, level: float) -> tuple[float,
     AUC of the resampled images, for all replicates at once."""
     if n_boot < 2:
         return math.nan, math.nan
-    from bench.evaluation.calibration import cluster_weights
+    from bench.stats.calibration import cluster_weights
 
     weights = cluster_weights(g, n_boot, seed)
     pos, neg = y == 1, y == 0
@@ -225,7 +225,7 @@ def verdict(delta: float, lo: float, hi: float, p_holm: float, mdd: float,
       says higher or lower);
     * no difference shown: otherwise, with the differences the interval still allows (up to its
       farther end) and the minimum detectable difference ``mdd`` at 80 % power
-      (:mod:`bench.evaluation.power`): a smaller true difference would likely go unseen;
+      (:mod:`bench.stats.power`): a smaller true difference would likely go unseen;
     * not tested: any number undefined (NaN), said so.
 
     E.g. "ΔAUC −0.109 [−0.203, −0.015]; Holm-adjusted p = 0.28: no difference shown; differences
