@@ -33,7 +33,7 @@ from bench.core.errors import (
     written_path,
 )
 from bench.core.openmp import wait_rule
-from bench.core.paths import CACHE_DIR, SPLITS_DIR
+from bench.core.paths import CACHE_DIR
 from bench.core.provenance import (
     code_version,
     device_info,
@@ -46,7 +46,7 @@ from bench.core.provenance import (
 )
 from bench.data.cache import ImageCache, build_cache
 from bench.data.content import content_sha256
-from bench.data.datasets import load_index
+from bench.data.datasets import default_split, load_index
 from bench.data.index import DataIndex
 from bench.data.manifest import (
     SplitConfig,
@@ -68,7 +68,7 @@ from bench.engine.profiles import Profile, resolve_profile
 from bench.engine.protocol import run_protocol, summarize
 from bench.engine.runfolder import RunFolder, RunStatus
 from bench.engine.sites import per_site_metrics, site_split
-from bench.engine.spec import Execution, RunOptions, RunSpec, check_seed, cleaned
+from bench.engine.spec import REFERENCE, Execution, RunOptions, RunSpec, check_seed, cleaned
 from bench.engine.stages import StageContext, StageResult, StageStatus
 from bench.engine.threads import affinity_cpus, apply_threads, resolve_threads
 from models import create_model, get_model_config
@@ -77,8 +77,6 @@ from models.config import ModelConfig
 from models.errors import UserError
 from models.plugins import model_origin, one_line, resolve_model
 from models.registry import resolve_weights
-
-DEFAULT_SPLITS = {"busi": SPLITS_DIR / "busi.csv"}
 
 
 def resolve_concurrency(value: str, device: str, stages: int) -> int:
@@ -118,7 +116,7 @@ def evidence_lock(index: DataIndex):
 def resolve_split(o: RunOptions, index: DataIndex, folds: int
                   ) -> tuple[pd.DataFrame, dict | None, str]:
     """The manifest to use: given, committed default for the data set, or built now."""
-    path = o.split if o.split is not None else DEFAULT_SPLITS.get(index.kind)
+    path = o.split if o.split is not None else default_split(index.kind)
     if path is not None and (o.split is not None or path.is_file()):
         manifest = read_manifest(path)
         match_manifest(manifest, index, f"`split`={path}")
@@ -338,7 +336,7 @@ def model_options(o: RunOptions) -> dict:
     """The model factory's keyword arguments the options set besides channels and weights."""
     extra: dict = {}
     if o.l2 is not None:
-        if o.model != "fus2net":
+        if o.model != REFERENCE:  # Fus2Net, the one model with an FC L2 option
             raise BenchError(f"`l2` applies to fus2net's FC layer only, not to {o.model}")
         extra["l2"] = o.l2
     if o.dropout is not None:
