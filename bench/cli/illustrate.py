@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from bench.core.errors import BenchError, cli_main
+from bench.engine.spec import REFERENCE
 from bench.evaluation.illustrate import illustrate_run
 from bench.reporting.runs import load_runs
 
@@ -17,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.illustrate",
                                 description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=Path, required=True, help="a folder of run folders")
-    p.add_argument("--model", default="fus2net", help="illustrate the runs of this model")
+    p.add_argument("--model", default=REFERENCE, help="illustrate the runs of this model")
     p.add_argument("--data", type=Path, default=None,
                    help="the runs' data set, when it moved since they were trained")
     return p

@@ -22,7 +22,8 @@ from bench.data.augment import AUGMENT_POLICIES
 from bench.data.datasets import KINDS
 from bench.engine.profiles import PROFILES
 from bench.engine.runner import run
-from bench.engine.spec import SEED_RULE, RunOptions, check_seed
+from bench.engine.spec import REFERENCE, SEED_RULE, RunOptions, check_seed
+from bench.stats.registry import Metric, View, listed
 from models import list_models
 from models.plugins import resolve_model
 
@@ -32,7 +33,7 @@ DEFAULT_OUT = RESULTS_DIR / "runs"
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--model", default="fus2net",
+    p.add_argument("--model", default=REFERENCE,
                    help=f"registered model ({', '.join(list_models())}), or a model from a local "
                         "file or module: path/to/file.py:NAME, package.module:NAME")
     p.add_argument("--data", type=Path, default=None,
@@ -127,6 +128,22 @@ def passed_on_help(own: argparse.ArgumentParser, replaced: tuple[str, ...] = ("-
     return fmt.format_help()
 
 
+def summary_values(test: dict, shown: list[Metric], run_dir: Path) -> dict:
+    """The test metrics of ``metrics.json``; a registered metric it does not record (registered
+    after the run) computed from the run's saved test predictions."""
+    values = {m.name: test.get(m.name) for m in shown}
+    missing = [m for m in shown if m.name not in test]
+    preds = run_dir / "predictions.csv"
+    if missing and preds.is_file():
+        import pandas as pd
+
+        p = pd.read_csv(preds, dtype={"id": str})
+        p = p[p.split == "test"]
+        for m in missing:
+            values[m.name] = float(m.function(p.label.to_numpy(), p.prob_malignant.to_numpy()))
+    return values
+
+
 def print_summary(model: str, metrics: dict, run_dir: Path, seconds: float,
                   note: str | None = None, external: dict | None = None) -> None:
     t = metrics.get("test")
@@ -134,10 +151,12 @@ def print_summary(model: str, metrics: dict, run_dir: Path, seconds: float,
     if t is None:
         print(f"  FAILED: {metrics.get('test_message')}")
     else:
-        names = ("accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "auc")
-        print("  " + "  ".join(f"{n:>11}" for n in names))
-        print("  " + "  ".join(f"{t[n]:>11.3f}" if t[n] is not None else f"{'undefined':>11}"
-                               for n in names))
+        shown = listed(View.SUMMARY)
+        values = summary_values(t, shown, run_dir)
+        print("  " + "  ".join(f"{m.name:>11}" for m in shown))
+        print("  " + "  ".join(f"{values[m.name]:>11.{m.digits}f}"
+                               if values[m.name] is not None else f"{'undefined':>11}"
+                               for m in shown))
         print(f"  confusion: TP={t['tp']} FN={t['fn']} TN={t['tn']} FP={t['fp']}")
     cv = metrics.get("cv")
     if cv and cv["mean"]:

@@ -13,13 +13,14 @@ from bench.core.paths import RESULTS_DIR
 from bench.core.tablefmt import to_markdown
 from bench.engine.contention import ContentionOptions, contention_header, measure_contention
 from bench.engine.device import resolve_device
+from bench.engine.spec import REFERENCE
 from bench.engine.speed import SpeedOptions, measure, parse_members, write_speed
 from bench.engine.threads import affinity_cpus
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.speed", description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", default="fus2net",
+    p.add_argument("--models", default=REFERENCE,
                    help="comma-separated registered models to time")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="auto = cuda when available, else cpu")

@@ -2,7 +2,10 @@
 entry point that reads any of them (docs/protocol.md, Data sets).
 
 Adding a data set = a reader module in ``bench/data/`` + one :class:`DatasetInfo` row here + a card
-under ``datasets/cards/``.
+under ``datasets/cards/``. The row is the data set's whole registration: how it is recognised
+(``looks_like``, tried in the table's order, most specific first: :func:`detect_kind`), its committed
+split manifest (``default_split``: :func:`default_split`) and, for a real data set kept beside the
+project, its site folder (``site``: ``bench.engine.sites.real_sites``).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.core.errors import BenchError
+from bench.core.paths import SPLITS_DIR
 from bench.data.breast import looks_like_breast, read_breast
 from bench.data.busbra import looks_like_busbra, read_busbra
 from bench.data.busi import looks_like_busi, read_busi
@@ -34,6 +38,8 @@ class DatasetInfo:
     licence: str = ""
     counts: str = ""
     card: str = ""  # project-relative path of the data-set card
+    default_split: str = ""  # its committed split manifest, a file under splits/ (SPLITS_DIR)
+    site: str = ""  # its folder under ../shared/data when it is one of the real sites found there
 
 
 def _is_synthetic(path: Path) -> bool:
@@ -64,7 +70,8 @@ INFO: dict[str, DatasetInfo] = {d.kind: d for d in (
         "caseNNN_otherK.png; BrEaST-Lesions-USG-clinical-data-*.xlsx (CaseID, Classification, ...)",
         read_breast, looks_like_breast, "patient (CaseID; one image per patient)",
         "CC BY 4.0 (TCIA); cite the Scientific Data article",
-        "154 benign, 98 malignant (4 normal, excluded)", "datasets/cards/breast.md"),
+        "154 benign, 98 malignant (4 normal, excluded)", "datasets/cards/breast.md",
+        site="BrEaST"),
     DatasetInfo(
         "synthetic", "embedded B-mode phantom (generated, the default data)",
         "benign/ and malignant/ PNGs plus synthetic.json", lambda r: read_class_folders(
@@ -76,7 +83,8 @@ INFO: dict[str, DatasetInfo] = {d.kind: d for d in (
         "benign/, malignant/, normal/ with '<class> (N).png' and '<name>_mask[_k].png'",
         read_busi, _is_busi, "pixels only (no patient IDs): same picture or same-lesion rule",
         "public with the Data in Brief article; cite it",
-        "437 benign, 210 malignant (133 normal, excluded)", "datasets/cards/busi.md"),
+        "437 benign, 210 malignant (133 normal, excluded)", "datasets/cards/busi.md",
+        default_split="busi.csv", site="BUSI"),
     DatasetInfo(
         "folder", "any two class folders", "benign/ and malignant/ with any PIL-readable images; "
         "'<name>_mask[_k].*' are masks", read_folders, _is_folder,
@@ -90,19 +98,25 @@ KINDS = ("auto", *INFO)
 
 
 def detect_kind(path: Path) -> str:
-    """Guess the layout of ``path`` from the table above; raise a clear error when none fits."""
-    if path.is_file():
-        if INFO["csv"].looks_like(path):
-            return "csv"
-        raise BenchError(f"`data` {path}: a file must be a CSV manifest (path,label[,group])")
-    for kind in ("busbra", "breast", "synthetic", "busi", "folder"):  # most specific first
-        if INFO[kind].looks_like(path):
+    """The layout of ``path``: the first row of :data:`INFO`, in the table's order (most specific
+    first), whose ``looks_like`` recognises it; a clear error when none does."""
+    for kind, info in INFO.items():
+        if info.looks_like(path):
             return kind
+    if path.is_file():
+        raise BenchError(f"`data` {path}: a file must be a CSV manifest (path,label[,group])")
     raise BenchError(
         f"--data {path}: unknown layout; expected benign/ and malignant/ folders (BUSI or plain), "
         "bus_data.csv (BUS-BRA), BrEaST-Lesions_USG-images_and_masks/ (BrEaST) or a CSV manifest "
         "(path,label[,group])"
     )
+
+
+def default_split(kind: str) -> Path | None:
+    """The committed split manifest of data set ``kind`` (its row's ``default_split`` under
+    ``splits/``); ``None`` for a data set without one."""
+    info = INFO.get(kind)
+    return SPLITS_DIR / info.default_split if info is not None and info.default_split else None
 
 
 def load_index(data: Path | None, kind: str = "auto", synthetic: PhantomSpec | None = None) -> DataIndex:

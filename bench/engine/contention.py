@@ -27,6 +27,7 @@ import pandas as pd
 from bench.core.errors import BenchError
 from bench.core.openmp import DEFAULT_WAIT, WAIT_VARIABLES
 from bench.core.provenance import device_info, package_versions
+from bench.engine.spec import REFERENCE
 from bench.engine.threads import (
     ENV_FROM,
     ENV_LOAD_AWARE,
@@ -67,7 +68,7 @@ def rules(cpus: int) -> list[Rule]:
 class ContentionOptions:
     """What to time: the model, image size, steps and loads (``python -m bench.speed`` flags)."""
 
-    model: str = "fus2net"
+    model: str = REFERENCE
     img_size: int = 64
     steps: int = 20
     warmup: int = 3

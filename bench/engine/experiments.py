@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 
-from bench.engine.spec import RunOptions
+from bench.engine.spec import REFERENCE, RunOptions
 from models.fus2net import DROPOUT, FC_L2
 
 # Table 3 / Fig. 2: Fus2Net, the paper's four comparison methods (InceptionV3 transfer learning in
 # both forms), then modern baselines; cheapest first so a CPU run yields results early.
-COMPARISON_MODELS = ["fus2net", "zeimarani_cnn", "efficientnet_lite0", "googlenet_fujioka",
+COMPARISON_MODELS = [REFERENCE, "zeimarani_cnn", "efficientnet_lite0", "googlenet_fujioka",
                      "inception_v3_tl", "inception_v3_ft", "efficientnet_b0", "resnet50",
                      "convnext_tiny", "wang_multiview_inception_v3", "byra_vgg19_ml"]
 
@@ -64,7 +64,7 @@ class Variant:
     def key(self) -> tuple:
         """(channels, optimizer, augment, L2, dropout) as a Fus2Net run of this variant records
         them; the same tuple :func:`fus2net_variant_key` reads from a run's settings."""
-        o = self.apply(RunOptions(model="fus2net"))
+        o = self.apply(RunOptions(model=REFERENCE))
         return (o.channels, o.optimizer or "adam", bool(o.augment),
                 float(FC_L2 if o.l2 is None else o.l2),
                 float(DROPOUT if o.dropout is None else o.dropout))

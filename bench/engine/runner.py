@@ -62,7 +62,7 @@ from bench.engine.profiles import Profile, resolve_profile
 from bench.engine.protocol import run_protocol, summarize
 from bench.engine.runfolder import RunFolder, RunStatus
 from bench.engine.sites import per_site_metrics, site_split
-from bench.engine.spec import Execution, RunOptions, RunSpec, check_seed, cleaned
+from bench.engine.spec import REFERENCE, Execution, RunOptions, RunSpec, check_seed, cleaned
 from bench.engine.splits import resolve_split
 from bench.engine.stages import StageContext, StageResult, StageStatus
 from bench.engine.threads import affinity_cpus, apply_threads, resolve_threads
@@ -316,7 +316,7 @@ def model_options(o: RunOptions) -> dict:
     """The model factory's keyword arguments the options set besides channels and weights."""
     extra: dict = {}
     if o.l2 is not None:
-        if o.model != "fus2net":
+        if o.model != REFERENCE:  # Fus2Net, the one model with an FC L2 option
             raise BenchError(f"`l2` applies to fus2net's FC layer only, not to {o.model}")
         extra["l2"] = o.l2
     if o.dropout is not None:

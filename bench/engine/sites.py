@@ -5,7 +5,7 @@ Several sites).
 ``bench.suite --external auto`` (the default) scores every comparison model, unchanged, on:
 
 * the phantom's second site (``synthetic:B``) when it trains on the built-in phantom;
-* every *other* real data set found in ``../shared/data`` (:data:`REAL_SITES`: BUSI and
+* every *other* real data set found in ``../shared/data`` (:func:`real_sites`: BUSI and
   BrEaST-Lesions_USG) when it trains on real data: a BUSI-trained model is scored on BrEaST and a
   BrEaST-trained one on BUSI, so the committed results show internal vs external for every model.
 
@@ -27,7 +27,7 @@ from bench.core.atomic import write_json
 from bench.core.errors import BenchError
 from bench.core.paths import CACHE_DIR, PROJECT_ROOT
 from bench.data.copies import CopyConfig, Picture, find_copies, pictures
-from bench.data.datasets import detect_kind, load_index
+from bench.data.datasets import INFO, detect_kind, load_index
 from bench.data.index import DataIndex
 from bench.data.manifest import SplitConfig, check_leakage
 from bench.data.multisite import site_name, site_of, union_index, union_manifest
@@ -36,7 +36,6 @@ from bench.engine.splits import resolve_split
 from bench.stats.metrics import binary_metrics
 
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
-REAL_SITES = ("BUSI", "BrEaST")  # folder names under SHARED_DATA
 PHANTOM_KINDS = ("synthetic",)
 
 
@@ -47,9 +46,15 @@ def _kind(path: Path) -> str | None:
         return None
 
 
+def real_sites() -> tuple[str, ...]:
+    """The folder names under :data:`SHARED_DATA` of the real data sets (each data set's ``site``
+    in :data:`bench.data.datasets.INFO`), sorted."""
+    return tuple(sorted(info.site for info in INFO.values() if info.site))
+
+
 def present_sites(shared: Path = SHARED_DATA) -> list[Path]:
-    """The real data sets of :data:`REAL_SITES` that are here and readable as a known layout."""
-    return [shared / name for name in REAL_SITES
+    """The real data sets of :func:`real_sites` that are here and readable as a known layout."""
+    return [shared / name for name in real_sites()
             if (shared / name).is_dir() and _kind(shared / name) is not None]
 
 

@@ -26,6 +26,10 @@ from bench.core.provenance import config_hash
 SEED_LIMIT = 10**16
 SEED_RULE = "an integer 0 <= seed < 10^16"
 
+# The paper's model (docs/protocol.md, The paper): the default model, the one every comparison is
+# made against (Table 3, external validation) and the base of the experiments (Table 1, Fig. 1)
+REFERENCE = "fus2net"
+
 
 def check_seed(value: object, name: str = "seed") -> int:
     """``value`` as a run's seed (an integer, or its text), checked to be :data:`SEED_RULE`; else
@@ -46,7 +50,7 @@ def check_seed(value: object, name: str = "seed") -> int:
 class RunOptions:
     """One ``bench.engine.runner`` request, as on the command line."""
 
-    model: str = "fus2net"
+    model: str = REFERENCE
     data: Path | None = None
     dataset: str = "auto"
     split: Path | None = None

@@ -48,6 +48,7 @@ from bench.engine.device import (
     release_memory,
     synchronize,
 )
+from bench.engine.spec import REFERENCE
 from bench.engine.stacked import Member, train_stacked
 from bench.engine.train import TrainSettings, make_optimizer, train_model
 from models import create_model, get_model_config
@@ -201,7 +202,7 @@ class SpeedOptions:
     """What to time (``python -m bench.speed`` flags)."""
 
     device: str  # cpu | cuda (resolved)
-    models: tuple[str, ...] = ("fus2net",)
+    models: tuple[str, ...] = (REFERENCE,)
     data: Path | None = None  # images to time on (None: the synthetic phantom)
     img_size: int | None = None  # None: each model's input size
     steps: int = 30

@@ -10,8 +10,9 @@ from contextlib import contextmanager
 import pandas as pd
 
 from bench.core.atomic import exclusive
-from bench.core.paths import CACHE_DIR, SPLITS_DIR
+from bench.core.paths import CACHE_DIR
 from bench.core.provenance import portable
+from bench.data.datasets import default_split
 from bench.data.index import DataIndex
 from bench.data.manifest import (
     SplitConfig,
@@ -21,8 +22,6 @@ from bench.data.manifest import (
     read_manifest,
 )
 from bench.engine.spec import RunOptions
-
-DEFAULT_SPLITS = {"busi": SPLITS_DIR / "busi.csv"}
 
 
 @contextmanager
@@ -49,7 +48,7 @@ def evidence_lock(index: DataIndex):
 def resolve_split(o: RunOptions, index: DataIndex, folds: int
                   ) -> tuple[pd.DataFrame, dict | None, str]:
     """The manifest to use: given, committed default for the data set, or built now."""
-    path = o.split if o.split is not None else DEFAULT_SPLITS.get(index.kind)
+    path = o.split if o.split is not None else default_split(index.kind)
     if path is not None and (o.split is not None or path.is_file()):
         manifest = read_manifest(path)
         match_manifest(manifest, index, f"`split`={path}")

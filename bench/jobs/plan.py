@@ -14,9 +14,7 @@ from dataclasses import dataclass, replace
 from bench.core.enums import StrEnum
 from bench.core.errors import BenchError
 from bench.engine.experiments import BASE, Variant
-from bench.engine.spec import RunOptions
-
-REFERENCE = "fus2net"  # always trained: the paper's model, and the experiments' base
+from bench.engine.spec import REFERENCE, RunOptions
 
 
 class JobStatus(StrEnum):

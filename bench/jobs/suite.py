@@ -18,7 +18,7 @@ from pathlib import Path
 from bench.data.multisite import site_name
 from bench.engine.experiments import BASE, Variant
 from bench.engine.runner import RunResult, build_shared, run
-from bench.engine.spec import RunOptions
+from bench.engine.spec import REFERENCE, RunOptions
 from bench.evaluation.explain import explain_run
 from bench.evaluation.illustrate import illustrate_run
 from bench.evaluation.reliance import reliance_run
@@ -175,7 +175,7 @@ def explain_runs(run_dirs: list[Path], device: str, data: Path | None,
             if loaded is not None:
                 explain_run(loaded, device=device, data=data)
                 reliance_run(loaded, device=device, data=data)  # bench/evaluation/reliance.py
-                if loaded.model == "fus2net":  # the report's Fig. 5 and Fig. 6 analogues
+                if loaded.model == REFERENCE:  # the report's Fig. 5 and Fig. 6 analogues
                     illustrate_run(loaded, data)
         except UserError as exc:
             print(f"error: {observer.words(str(exc))}", file=sys.stderr)

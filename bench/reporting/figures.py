@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from bench.core.atomic import write_atomic  # noqa: E402
+from bench.engine.spec import REFERENCE  # noqa: E402
 
 __all__ = ["REFERENCE_COLOR", "model_label", "model_panels", "model_styles", "plt", "save", "sns"]
 
@@ -56,8 +57,8 @@ def model_styles(models: list[str]) -> dict[str, tuple]:
     colours, and line styles cycle after that so no two models share both."""
     palette = sns.color_palette("colorblind", 10)
     styles = ["-", "--", "-.", ":"]
-    others = [m for m in models if m != "fus2net"]
-    out = {"fus2net": (REFERENCE_COLOR, "-")}
+    others = [m for m in models if m != REFERENCE]
+    out = {REFERENCE: (REFERENCE_COLOR, "-")}
     for k, m in enumerate(others):
         out[m] = (palette[k % len(palette)], styles[(k // len(palette)) % len(styles)])
     return out

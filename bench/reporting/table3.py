@@ -37,12 +37,14 @@ import math
 
 import numpy as np
 
+from bench.engine.spec import REFERENCE
 from bench.reporting.runs import Run
 from bench.stats.calibration import calibration, predictive_values_at
 from bench.stats.clustered import obuchowski_auc, obuchowski_delta
 from bench.stats.contrasts import groups_of, matched_delta, seed_mean_auc, verdict
 from bench.stats.power import min_detectable_delta
 from bench.stats.proportions import METRICS, classification_bootstrap, classification_intervals
+from bench.stats.registry import Metric, View, listed
 from bench.stats.twolevel import (
     auc_variance_components,
     delta_variance_components,
@@ -256,7 +258,7 @@ def _flag_text(r: dict) -> str:
     return text
 
 
-def headline_display(t, reference: str = "fus2net"):
+def headline_display(t, reference: str = REFERENCE):
     """The compact Table 3 of the README: one AUC per model (the mean over its seeds of the
     per-seed AUC) and ΔAUC against the reference on matched seeds, each with its interval over
     seeds × lesions; the contrast's Holm-adjusted p and minimum detectable ΔAUC; sensitivity
@@ -293,7 +295,13 @@ def _spread(r: dict, k: str, digits: int = 3) -> str:
             f"[{r[f'{k}_min']:.{digits}f}–{r[f'{k}_max']:.{digits}f}]")
 
 
-def full_display(t, reference: str = "fus2net"):
+def _full_label(m: Metric) -> str:
+    """A metric's column in the full Table 3: its display name, ``(test set)`` after one that
+    depends on the test set's prevalence (PPV, NPV)."""
+    return f"{m.display} (test set)" if m.prevalence_dependent else m.display
+
+
+def full_display(t, reference: str = REFERENCE):
     """Every Table 3 column (the LaTeX file): metrics over seeds, the AUC's intervals (over seeds ×
     lesions: variance components, the primary, and the two-level bootstrap; with the models
     fixed: clustered, cluster bootstrap, image-level DeLong), the ensemble, the matched contrast
@@ -310,10 +318,9 @@ def full_display(t, reference: str = "fus2net"):
             "Params (M)": _ci(r.get("params_m"), math.nan, math.nan, 2),
             "Input": f"{int(r['img_size'])} px" if _num(r.get("img_size")) else "—",
             "Seeds": _seeds(r),
-            **{k: (_ci(r.get(c), math.nan, math.nan) if paper else _spread(r, c))
-               for k, c in (("Accuracy", "accuracy"), ("Sensitivity", "sensitivity"),
-                            ("Specificity", "specificity"), ("PPV (test set)", "ppv"),
-                            ("NPV (test set)", "npv"), ("AUC", "auc"))},
+            **{_full_label(m): (_ci(r.get(m.name), math.nan, math.nan, m.digits) if paper
+                                else _spread(r, m.name, m.digits))
+               for m in listed(View.TABLE3)},
             "Sensitivity [CI, seeds × lesions]": _proportion(r, "sensitivity"),
             "Specificity [CI, seeds × lesions]": _proportion(r, "specificity"),
             "AUC [CI, seeds × lesions; primary]": _unit_ci(r.get("auc"), r.get("auc_vc_lo"),

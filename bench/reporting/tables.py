@@ -14,13 +14,10 @@ import pandas as pd
 from bench.core.errors import BenchError
 from bench.engine.experiments import BASE, EXPERIMENTS, fus2net_variant_key
 from bench.engine.profiles import PROFILES
-from bench.engine.spec import cleaned
+from bench.engine.spec import REFERENCE, cleaned
 from bench.reporting.runs import NOT_CONFIG, Run, by_configuration
+from bench.stats.registry import View, listed
 from models.pretrained import RANDOM_FALLBACK
-
-REFERENCE = "fus2net"
-PROPORTIONS = {"accuracy": ("tp+tn", "n"), "sensitivity": ("tp", "tp+fn"),
-               "specificity": ("tn", "tn+fp"), "ppv": ("tp", "tp+fp"), "npv": ("tn", "tn+fn")}
 
 
 def weights_label(run: Run) -> str:
@@ -202,9 +199,25 @@ def comparison_runs(runs: list[Run]) -> list[Run]:
     return [r for _, rs in comparison_sets(runs) for r in rs]
 
 
-def count_of(expr: str, m: dict) -> int:
-    """``"tp+fn"`` summed from the counts in ``m``."""
-    return sum(m[k] for k in expr.split("+"))
+def fold_metrics(run: Run) -> pd.DataFrame:
+    """The run's per-fold CV metrics (``cv_metrics.csv``), with every registered metric of the
+    folds view it does not record (:mod:`bench.stats.registry`: one registered after the run)
+    computed from that fold's out-of-fold predictions; NaN for a failed fold."""
+    cv = run.cv
+    missing = [m for m in listed(View.FOLDS) if m.name not in cv]
+    if not len(cv) or not missing:
+        return cv
+    cv = cv.copy()
+    val = run.predictions[run.predictions.split == "val"]
+    folds = {int(f): d for f, d in val.groupby("fold")}
+    for m in missing:
+        values = []
+        for fold, status in zip(cv.fold, cv.status, strict=True):
+            d = folds.get(int(fold))
+            values.append(float(m.function(d.label.to_numpy(), d.prob_malignant.to_numpy()))
+                          if d is not None and status == "ok" else np.nan)
+        cv[m.name] = values
+    return cv
 
 
 def check_same_test_set(runs: list[Run]) -> None:

@@ -12,7 +12,7 @@ from bench.core.tablefmt import write_table, write_table_csv
 from bench.reporting import figures, table3
 from bench.reporting.runs import Run
 from bench.reporting.sections.context import ReportContext, plain_words, read_table
-from bench.reporting.tables import comparison_sets
+from bench.reporting.tables import REFERENCE, comparison_sets
 from bench.stats.calibration import reliability_bins
 
 
@@ -40,7 +40,7 @@ def calibration_figure(bins: pd.DataFrame, base: Path) -> list[Path]:
     holds enough images to estimate a rate), the observed malignant share with its Wilson 95%
     interval; the diagonal is perfect calibration."""
     models = list(dict.fromkeys(bins.model)) if len(bins) else []
-    models = sorted(models, key=lambda m: m != "fus2net")
+    models = sorted(models, key=lambda m: m != REFERENCE)
     styles = figures.model_styles(models)
     fig, axes = figures.model_panels(len(models), 3.2)
     markers = ("o", "s", "^", "D", "v", "P", "X")

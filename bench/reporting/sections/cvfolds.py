@@ -14,15 +14,15 @@ from bench.reporting import figures
 from bench.reporting.figures import plt, sns
 from bench.reporting.runs import Run
 from bench.reporting.sections.context import ReportContext, read_table
-from bench.reporting.tables import REFERENCE, comparison_sets, variant_configs
+from bench.reporting.tables import REFERENCE, comparison_sets, fold_metrics, variant_configs
+from bench.stats.registry import View, names
 
 
 def cv_folds(runs: list[Run]) -> pd.DataFrame:
     """Per-fold CV metrics of every seed of each comparison model and of each Fus2Net experiment
     variant (labelled ``fus2net: <variant>``; the base recipe is the ``fus2net`` row), long
     format with ``kind`` comparison / experiment."""
-    cols = ["model", "kind", "seed", "fold", "status", "accuracy", "sensitivity", "specificity",
-            "auc"]
+    cols = ["model", "kind", "seed", "fold", "status", *names(View.FOLDS)]
     sets = [(m, "comparison", rs) for m, rs in comparison_sets(runs)]
     used = {id(r) for _, _, rs in sets for r in rs}
     labels = {}
@@ -37,7 +37,7 @@ def cv_folds(runs: list[Run]) -> pd.DataFrame:
     for model, kind, rs in sets:
         for r in rs:
             if len(r.cv):
-                cv = r.cv.copy()
+                cv = fold_metrics(r).copy()
                 cv.insert(0, "seed", int(r.settings.get("seed", 0)))
                 cv.insert(0, "kind", kind)
                 cv.insert(0, "model", model)

@@ -18,10 +18,11 @@ from bench.reporting.figures import plt, sns
 from bench.reporting.runs import Run
 from bench.reporting.sections.context import ReportContext, plain_words
 from bench.reporting.table3 import paired_to_base
-from bench.reporting.tables import variant_configs
+from bench.reporting.tables import fold_metrics, variant_configs
 from bench.stats.contrasts import LEVEL, verdict
 from bench.stats.metrics import degenerate_prediction
 from bench.stats.power import min_detectable_delta
+from bench.stats.registry import View, listed, names
 from bench.stats.stats import holm
 
 
@@ -38,14 +39,14 @@ def experiment_table(runs: list[Run], name: str) -> pd.DataFrame:
             row["evaluated_on"] = "not run"
             rows.append(row)
             continue
-        folds = [r.cv.assign(seed=r.settings.get("seed", 0)) for r in rs if len(r.cv)]
+        folds = [fold_metrics(r).assign(seed=r.settings.get("seed", 0)) for r in rs if len(r.cv)]
         cv = pd.concat(folds, ignore_index=True) if folds else pd.DataFrame()
         ok = cv[cv.status == "ok"] if len(cv) else cv
         row["n_seeds"] = len(rs)
         if len(ok):
             row["evaluated_on"] = (f"CV: {len(ok)} folds over {len(rs)} seed(s) "
                                    f"({int(ok.groupby('seed').size().iloc[0])} per seed)")
-            for k in ("accuracy", "sensitivity", "specificity", "auc"):
+            for k in names(View.FOLDS):
                 vals = ok[k].to_numpy(dtype=float)
                 row[k] = vals.mean()
                 row[f"{k}_sd"] = vals.std(ddof=1) if len(vals) > 1 else math.nan
@@ -116,11 +117,11 @@ def experiment_display(t: pd.DataFrame) -> pd.DataFrame:
         flagged = isinstance(r.get("flag"), str) and bool(r.get("flag"))
         row = {"Variant": r["variant"] + (" ⚠" if flagged else ""),
                "Evaluated on": r["evaluated_on"]}
-        for k in ("accuracy", "sensitivity", "specificity", "auc"):
-            v, sd = r.get(k), r.get(f"{k}_sd")
-            row[k.capitalize() if k != "auc" else "AUC (CV)"] = (
-                f"{v:.3f} ± {sd:.3f}" if v is not None and not pd.isna(v) and sd is not None
-                and not pd.isna(sd) else fmt(v))
+        for m in listed(View.FOLDS):  # the primary metric (AUC) is also shown on the test set
+            v, sd, d = r.get(m.name), r.get(f"{m.name}_sd"), m.digits
+            row[f"{m.display} (CV)" if m.primary else m.display] = (
+                f"{v:.{d}f} ± {sd:.{d}f}" if v is not None and not pd.isna(v) and sd is not None
+                and not pd.isna(sd) else fmt(v, d))
         row.update(table3.experiment_columns(r))
         row["Held-out test AUC (secondary; not used to choose)"] = fmt(r.get("test_auc_secondary"))
         row["Flag"] = r.get("flag") if flagged else ""
@@ -132,7 +133,8 @@ def optimizer_bars(table: pd.DataFrame, base: Path) -> list[Path]:
     """Fig. 1 analogue: CV accuracy, sensitivity, specificity and AUC per optimizer, mean ± sd
     over every fold of every seed, each variant's folds and seeds in its legend entry."""
     done = table.dropna(subset=["accuracy"]) if "accuracy" in table else table.iloc[0:0]
-    metrics = ["accuracy", "sensitivity", "specificity", "auc"]
+    shown = listed(View.FOLDS)
+    metrics = [m.name for m in shown]
     fig, ax = plt.subplots(figsize=(8, 4.2))
     width = 0.8 / max(1, len(done))
     colours = sns.color_palette("colorblind", max(1, len(done)))
@@ -143,7 +145,7 @@ def optimizer_bars(table: pd.DataFrame, base: Path) -> list[Path]:
         where = str(r.get("evaluated_on", "")).replace("CV: ", "").split(" (")[0]
         ax.bar(x, means, width, yerr=np.nan_to_num(sds), capsize=3, color=colours[k],
                label=f"{r['variant']} ({where})")
-    ax.set_xticks(range(len(metrics)), ["accuracy", "sensitivity", "specificity", "AUC"])
+    ax.set_xticks(range(len(metrics)), [m.label for m in shown])
     ax.set(ylim=(0, 1), ylabel="CV score (mean ± sd over folds)")
     if len(done):
         ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))

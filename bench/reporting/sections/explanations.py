@@ -17,7 +17,7 @@ from bench.reporting.camtable import explanation_rows
 from bench.reporting.figures import plt
 from bench.reporting.runs import Run
 from bench.reporting.sections.context import ReportContext, plain_words
-from bench.reporting.tables import comparison_sets
+from bench.reporting.tables import REFERENCE, comparison_sets
 
 EXAMPLES = "explain_examples.npz"
 
@@ -92,7 +92,7 @@ def example_models(examples) -> list[str]:
     """The models with example maps (keys of ``examples``), as the tables order them: Fus2Net
     first, each model's variants (e.g. trained on cleaned images) after it."""
     return sorted(dict.fromkeys(k.split("|")[0] for k in examples),
-                  key=lambda m: (m.split(" (")[0] != "fus2net", m.split(" (")[0], m))
+                  key=lambda m: (m.split(" (")[0] != REFERENCE, m.split(" (")[0], m))
 
 
 def page_names(n_models: int, per_page: int = PER_PAGE, stem: str = "explanations") -> list[str]:

@@ -18,11 +18,9 @@ from bench.reporting.figures import plt, sns
 from bench.reporting.runs import Run
 from bench.reporting.sections.context import ReportContext, plain_words, read_table
 from bench.reporting.tables import (
-    PROPORTIONS,
     REFERENCE,
     comparison_runs,
     comparison_sets,
-    count_of,
     seed_mean,
     weights_label,
 )
@@ -30,13 +28,13 @@ from bench.stats.calibration import reliability_bins
 from bench.stats.clustered import ClusteredAUC, obuchowski_auc, obuchowski_delta
 from bench.stats.contrasts import groups_of
 from bench.stats.metrics import binary_metrics, degenerate_prediction
+from bench.stats.registry import View, evaluate, interval_columns, listed
 from bench.stats.stats import (
     calibration_slope_intercept,
     cluster_bootstrap_auc,
     delong_ci,
     delong_test,
     holm,
-    wilson_ci,
 )
 
 TABLES = ("external_comparison.csv", "external_comparison.md", "external_comparison.tex",
@@ -67,16 +65,15 @@ def _copies(ext: pd.DataFrame) -> np.ndarray:
     return ext.training_copy.fillna("").astype(str).str.len().to_numpy() > 0
 
 
-def _threshold_columns(internal: dict, external: dict) -> dict:
-    """Accuracy, sensitivity, specificity, PPV and NPV internal → external, the external ones with
-    Wilson 95% intervals."""
+def _threshold_columns(internal: dict, external: dict, y: np.ndarray, s: np.ndarray,
+                       n_boot: int, seed: int) -> dict:
+    """The registered metrics of the external view (:mod:`bench.stats.registry`: accuracy,
+    sensitivity, specificity, PPV, NPV) internal → external, the external ones with their 95%
+    intervals (Wilson for a proportion)."""
     row = {}
-    for k in ("accuracy", "sensitivity", "specificity", "ppv", "npv"):
-        num, den = PROPORTIONS[k]
-        row[f"internal_{k}"] = internal[k]
-        row[f"external_{k}"] = external[k]
-        row[f"external_{k}_lo"], row[f"external_{k}_hi"] = wilson_ci(
-            count_of(num, external), count_of(den, external))
+    for m in listed(View.EXTERNAL):
+        row[f"internal_{m.name}"] = internal[m.name]
+        row.update(interval_columns(m, y, s, external, n_boot, seed, prefix="external_"))
     return row
 
 
@@ -131,8 +128,8 @@ def external_row(model: str, name: str, rs: list[Run], got: tuple[pd.DataFrame, 
     row: dict = {"model": model, "external_set": name, "n_seeds": len(aucs),
                  "weights": weights_label(rs[0]), "n_internal": len(yi), "n_external": len(y),
                  "training_copies": int(copies.sum()), "flag": degenerate_prediction(s)}
-    internal, external = binary_metrics(yi, si), binary_metrics(y, s)
-    row.update(_threshold_columns(internal, external))
+    internal, external = evaluate(yi, si), evaluate(y, s)
+    row.update(_threshold_columns(internal, external, y, s, n_boot, seed))
     aucs_row, internal_cl, external_cl = _auc_columns(
         (yi, si, groups_of(tests[0].test)), ext, external["auc"], n_boot, seed)
     row.update(aucs_row)
@@ -220,9 +217,9 @@ def external_display(t: pd.DataFrame) -> pd.DataFrame:
             + ("" if pd.isna(spread) else f" (sd over seeds {spread:.3f})"),
             "AUC without copies": fmt(r["external_auc_without_copies"]),
             "ΔAUC": with_ci(r["delta_auc"], r["delta_auc_lo"], r["delta_auc_hi"]),
-            **{k.upper() if len(k) == 3 else k.capitalize():
-               f"{fmt(r[f'internal_{k}'])} → {fmt(r[f'external_{k}'])}"
-               for k in ("accuracy", "sensitivity", "specificity", "ppv", "npv")},
+            **{m.display: f"{fmt(r[f'internal_{m.name}'], m.digits)} → "
+                          f"{fmt(r[f'external_{m.name}'], m.digits)}"
+               for m in listed(View.EXTERNAL)},
             "Brier": fmt(r["external_brier"]),
             "Cal. slope / intercept": f"{fmt(r['calibration_slope'], 2)} / "
                                       f"{fmt(r['calibration_intercept'], 2)}",

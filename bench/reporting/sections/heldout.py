@@ -33,23 +33,20 @@ from bench.reporting.runs import Run
 from bench.reporting.sections.context import ReportContext, plain_words
 from bench.reporting.table3 import model_columns, per_seed_columns
 from bench.reporting.tables import (
-    PROPORTIONS,
     REFERENCE,
     check_same_test_set,
     comparability,
     comparison_runs,
     comparison_sets,
-    count_of,
     weights_label,
 )
-from bench.stats.metrics import THRESHOLD, binary_metrics, degenerate_prediction
+from bench.stats.metrics import THRESHOLD, degenerate_prediction
+from bench.stats.registry import Interval, View, evaluate, interval_columns, listed, names
 from bench.stats.stats import (
-    bootstrap_auc_ci,
     delong_ci,
     delong_test,
     holm,
     mcnemar_exact,
-    wilson_ci,
 )
 from bench.stats.twolevel import two_level_draws
 
@@ -64,21 +61,22 @@ PAPER_ROW = {"model": "Fus2Net — paper (Ma et al. 2021; own private test set, 
                      "TN 48, FP 2: PPV, NPV, F1"}
 
 
-SUMMARY = ("accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "auc")
-
-
 ALPHA = 0.05
 
 
+# the per-seed table's column order: counts, point values, proportions, AUC, bootstrapped others
+_ORDER = (Interval.NONE, Interval.WILSON, Interval.DELONG, Interval.BOOTSTRAP)
+
+
 def _test_row(y: np.ndarray, s: np.ndarray, n_boot: int, seed: int) -> dict:
-    """Metrics of one set of test predictions with Wilson and DeLong/bootstrap 95% CIs."""
-    m = binary_metrics(y, s)
-    row = {k: m[k] for k in ("n", "tp", "fn", "tn", "fp", "f1", "brier")}
-    for name, (num, den) in PROPORTIONS.items():
-        row[name] = m[name]
-        row[f"{name}_lo"], row[f"{name}_hi"] = wilson_ci(count_of(num, m), count_of(den, m))
-    row["auc"], row["auc_lo"], row["auc_hi"] = delong_ci(y, s)
-    row["auc_boot_lo"], row["auc_boot_hi"] = bootstrap_auc_ci(y, s, n_boot=n_boot, seed=seed)
+    """Every registered metric (:mod:`bench.stats.registry`) of one set of test predictions with
+    its 95% CI (Wilson, DeLong with the bootstrap beside, or the percentile bootstrap)."""
+    m = evaluate(y, s)
+    row = {k: m[k] for k in ("n", "tp", "fn", "tn", "fp")}
+    for kind in _ORDER:
+        for metric in listed():
+            if metric.interval == kind:
+                row.update(interval_columns(metric, y, s, m, n_boot, seed))
     row["flag"] = degenerate_prediction(s)
     return row
 
@@ -143,7 +141,7 @@ def comparison_table(runs: list[Run], n_boot: int = 2000, seed: int = 0,
                      "failed_seeds": int(len(seeds) - len(ok))}
         flags = [f"seed {s}: {f}" for s, f in zip(seeds.seed, seeds.flag, strict=True) if f]
         row["flag"] = "; ".join(flags)
-        for k in SUMMARY:
+        for k in names(View.SUMMARY, View.TABLE3):
             if len(ok):
                 v = ok[k].to_numpy(dtype=float)
                 row[k], row[f"{k}_min"], row[f"{k}_max"] = v.mean(), v.min(), v.max()
@@ -298,7 +296,7 @@ def roc_figure(points: pd.DataFrame, table: pd.DataFrame, base: Path,
     when not given); the legend gives the mean test AUC ± sd over seeds. Every model keeps one
     distinct colour and line style."""
     models = list(dict.fromkeys(points.model))
-    ref = "fus2net" if "fus2net" in models else None
+    ref = REFERENCE if REFERENCE in models else None
     styles = figures.model_styles(models)
     fig, axes = figures.model_panels(len(models), 3.3)
 

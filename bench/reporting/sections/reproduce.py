@@ -15,8 +15,9 @@ import re
 import shlex
 from pathlib import Path
 
-from bench.core.paths import PROJECT_ROOT, RESULTS_DIR, SPLITS_DIR
+from bench.core.paths import PROJECT_ROOT, RESULTS_DIR
 from bench.core.provenance import from_portable, portable
+from bench.data.datasets import default_split
 from bench.engine.profiles import PROFILES
 from bench.engine.spec import cleaned
 from bench.reporting.runs import Run
@@ -136,7 +137,8 @@ def _split_flags(r: Run) -> list[str]:
         except (OSError, ValueError, KeyError, TypeError):
             per_class = typed_value(_words(r), "--test-per-class")
         return [] if per_class in (None, 50, "50") else ["--test-per-class", str(per_class)]
-    if source == portable(SPLITS_DIR / f"{r.settings.get('data_kind')}.csv"):
+    committed = default_split(str(r.settings.get("data_kind")))
+    if committed is not None and source == portable(committed):
         return []  # the data set's committed split, the default
     return ["--split", source]
 
