@@ -11,7 +11,7 @@ from bench.cli.run import print_summary
 from bench.data import datasets
 from bench.data.datasets import INFO, DatasetInfo, default_split, detect_kind
 from bench.data.index import read_class_folders
-from bench.engine import runner, sites
+from bench.engine import sites, splits
 from bench.reporting import table3
 from bench.reporting.runs import load_runs
 from bench.reporting.sections import experiments, external
@@ -110,7 +110,7 @@ def test_a_layout_registered_in_one_row_is_detected_split_and_named_a_site(monke
     assert default_split("synthetic") is None and default_split("busi").name == "busi.csv"
     assert "Scans" in sites.real_sites() and sites.real_sites()[:2] == ("BUSI", "BrEaST")
     assert sites.present_sites(tmp_path) == [data]
-    assert runner.default_split is default_split  # the runner's default split is the row's
+    assert splits.default_split is default_split  # the run's default split is the row's
     monkeypatch.setitem(INFO, "scans", replace(row, default_split="busi.csv"))
     assert default_split("scans") == default_split("busi")
 
