@@ -58,9 +58,10 @@ for model in fus2net zeimarani_cnn efficientnet_lite0 googlenet_fujioka; do
   done
 done
 # the suite explained and measured its comparison runs; these add the cleaned-image runs (finished
-# explanations and measures are reused)
+# explanations and measures are reused); the insertion test with its same-class and random-shape
+# controls for every run
 step "$PY" -m bench.explain --runs "$OUT/runs" --data "$DATA"
-step "$PY" -m bench.reliance --runs "$OUT/runs"
+step "$PY" -m bench.reliance --runs "$OUT/runs" --controls
 step "$PY" -m bench.report --runs "$OUT/runs" --out "$OUT"
 if [ ${#failed[@]} -gt 0 ]; then
   printf 'failed step: %s\n' "${failed[@]}" >&2
