@@ -75,6 +75,10 @@ class RunOptions:
     threads: int | None = None  # CPU threads (None: bench.engine.threads.resolve_threads; not hashed)
     threads_from: str = "--threads"  # where ``threads`` came from (an executor: --cpus-per-job)
     annotations: str = "keep"  # keep | clean: burnt-in annotations inpainted (bench/data/annotations.py)
+    # heldout: CV folds + final fit, scored on the held-out test (the paper's protocol); allcv:
+    # every usable image scored once by grouped K-fold (bench/engine/allimage.py)
+    evaluation: str = "heldout"
+    allcv_folds: int = 5  # K of the all-image evaluation
     command: str = ""  # as typed, for the record (paths made portable)
 
     def overrides(self) -> dict:
@@ -115,6 +119,10 @@ class RunSpec:
     # "keep", or "clean:<inpainting method>:<detector version>" (docs/protocol.md, "Burnt-in
     # annotations"); only runs on cleaned images carry the key, so other runs keep their hashes
     annotations: str = "keep"
+    # "heldout" (the paper's protocol), or "allcv:<K>:<fold seed>:<plan version>" for the
+    # all-image evaluation (docs/statistics.md, "Every image scored once"); only all-image runs
+    # carry the key, so held-out runs keep their hashes
+    evaluation: str = "heldout"
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -125,6 +133,8 @@ class RunSpec:
             del out["model_code"]
         if self.annotations == "keep":
             del out["annotations"]
+        if self.evaluation == "heldout":
+            del out["evaluation"]
         return out
 
     def hash(self) -> str:
