@@ -103,7 +103,7 @@ def forest_figure(held: pd.DataFrame, every: pd.DataFrame, base: Path) -> list[P
     if not models:
         return []
     styles = figures.model_styles(["fus2net", *models])
-    fig, ax = plt.subplots(figsize=(7.2, 0.75 + 0.62 * len(models)))
+    fig, ax = plt.subplots(figsize=(7.2, max(2.2, 0.9 + 0.62 * len(models))))
     for k, model in enumerate(models):
         y = len(models) - 1 - k
         for dy, t, color, what in ((0.17, held, "grey", "held-out test"),
