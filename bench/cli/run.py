@@ -20,6 +20,7 @@ from bench.core.paths import RESULTS_DIR
 from bench.core.provenance import portable
 from bench.data.augment import AUGMENT_POLICIES
 from bench.data.datasets import KINDS
+from bench.engine.allimage import check_evaluation
 from bench.engine.profiles import PROFILES
 from bench.engine.runner import run
 from bench.engine.spec import REFERENCE, SEED_RULE, RunOptions, check_seed
@@ -101,6 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep the images as they are, or train and score on copies with the "
                         "burnt-in annotations (calipers, measuring lines, text, overlays) detected "
                         "and inpainted (bench.data.annotate; part of the run hash)")
+    p.add_argument("--evaluation", default="heldout",
+                   help="heldout: CV folds + final fit, scored once on the held-out test (the "
+                        "paper's protocol, Table 3); allcv: every usable image scored once, test "
+                        "images included, by grouped K-fold (--allcv-folds) over same-lesion "
+                        "groups, each image by the fold model that never saw its lesion (no "
+                        "final model; its own table beside Table 3)")
+    p.add_argument("--allcv-folds", type=number("--allcv-folds", above=True), default=5,
+                   help="K of --evaluation allcv (at least 2)")
     p.add_argument("--external", default="",
                    help="comma-separated external data sets (paths, or synthetic:B for the "
                         "phantom's second site) to score the final model on, unchanged; a "
@@ -144,8 +153,26 @@ def summary_values(test: dict, shown: list[Metric], run_dir: Path) -> dict:
     return values
 
 
+def print_allcv_summary(model: str, metrics: dict, run_dir: Path, seconds: float) -> None:
+    """An all-image run's pooled metrics over every image and its folds."""
+    t, folds = metrics.get("allcv"), metrics.get("allcv_folds", {})
+    print(f"\n{model}: every usable image scored once (n={folds.get('images', '?')}, "
+          f"{folds.get('folds', '?')} folds by same-lesion groups) — {run_dir}")
+    if t is None:
+        print(f"  FAILED: {metrics.get('allcv_message')}")
+    else:
+        names = ("accuracy", "sensitivity", "specificity", "auc")
+        print("  " + "  ".join(f"{n:>11}" for n in names))
+        print("  " + "  ".join(f"{t[n]:>11.3f}" if t[n] is not None else f"{'undefined':>11}"
+                               for n in names))
+    print(f"  wall time {seconds:.1f} s")
+
+
 def print_summary(model: str, metrics: dict, run_dir: Path, seconds: float,
                   note: str | None = None, external: dict | None = None) -> None:
+    if "allcv_status" in metrics:
+        print_allcv_summary(model, metrics, run_dir, seconds)
+        return
     t = metrics.get("test")
     print(f"\n{model}: held-out test set (n={t['n'] if t else '?'}) — {run_dir}")
     if t is None:
@@ -189,7 +216,8 @@ def options_from_argv(argv: list[str] | None) -> RunOptions:
         external=tuple(x for x in args.external.split(",") if x), threads=args.threads,
         adapt_bn=tuple(x for x in args.adapt_bn.split(",") if x),
         annotations=args.annotations,
-        command=" ".join(["python -m bench.run", shlex.join(map(portable, given))]).strip())
+        evaluation=check_evaluation(args.evaluation),
+        allcv_folds=args.allcv_folds, command=" ".join(["python -m bench.run", shlex.join(map(portable, given))]).strip())
 
 
 @cli_main(interrupted=INTERRUPTED_RUN)

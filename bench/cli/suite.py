@@ -38,7 +38,7 @@ from bench.engine.sites import resolve_external_option
 from bench.engine.spec import SEED_RULE, RunOptions, check_seed
 from bench.engine.threads import apply_threads, resolve_threads
 from bench.jobs.cluster import EXECUTORS, ClusterConfig
-from bench.jobs.plan import Job, SettingError
+from bench.jobs.plan import Job, SettingError, check_evaluations
 from bench.jobs.suite import (
     SuiteObserver,
     SuiteSettings,
@@ -248,6 +248,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "comparison's when CPU time is short")
     p.add_argument("--out", type=Path, default=None,
                    help="results folder (default: results/<data>-<profile>/, runs in its runs/)")
+    p.add_argument("--evaluation", default="heldout",
+                   help="comma-separated: heldout (the held-out test, Table 3) and allcv (also "
+                        "score every usable image once by grouped K-fold over same-lesion groups, "
+                        "--allcv-folds K, default 5: its own table beside Table 3); e.g. "
+                        "heldout,allcv")
     p.add_argument("--leave-one-site-out", action="store_true",
                    help="with --data A,B[,C]: train on all sites but one and score the left-out "
                         "site whole, for each site in turn; writes the matrix (rows trained on, "
@@ -387,7 +392,9 @@ def settings_from_args(args: argparse.Namespace, passthrough: list[str], command
         base=base, out=out, models=tuple(models), seeds=tuple(seeds),
         experiment_seeds=tuple(exp_seeds) if experiments else (),
         variants=tuple(experiment_variants()) if experiments else (BASE,),
-        external=tuple(external), experiment_folds=cv, cluster=cluster, log_dir=args.log_dir)
+        external=tuple(external), experiment_folds=cv, cluster=cluster, log_dir=args.log_dir,
+        evaluations=check_evaluations([x.strip() for x in args.evaluation.split(",")
+                                       if x.strip()]))
 
 
 class CommandLine(SuiteObserver):

@@ -7,7 +7,9 @@ A run folder ``<out>/<model>-<data>-<config hash>/`` holds:
   or failed) and, once finished, ``outputs``: the SHA-256 of every file in :data:`RUN_OUTPUTS`
   the run wrote;
 * ``predictions.csv``, ``metrics.json``, ``cv_metrics.csv``, ``model.safetensors``, ``split.csv``
-  and (generated splits) ``split_report.json``;
+  and (generated splits) ``split_report.json``; an all-image run (``evaluation`` allcv,
+  :mod:`bench.engine.allimage`) has ``allcv_predictions.csv`` (every usable image, scored by
+  the fold that held it out) in place of ``predictions.csv``, ``cv_metrics.csv`` and the weights;
 * ``stages/<stage>/``: each stage's files and ``done.json`` (the run's config hash and the files'
   SHA-256) or ``failed.json`` (:class:`StageFolder`);
 * add-ons written later by other commands: ``external/<set>/`` (predictions, ``metrics.json`` with
@@ -47,10 +49,11 @@ INSERTION, INSERTION_IMAGES = "insertion.json", "insertion.csv"  # in reliance/:
 _INSERTION_TEXT = ("direction", "id", "group", "donor", "donor_group", "same_donor", "same_group")
 _INSERTION_NUMBERS = ("prob_cleaned", "shift_cross", "shift_same", "shift_random")
 WEIGHTS = "model.safetensors"
+ALLCV_PREDICTIONS = "allcv_predictions.csv"  # an all-image run's predictions
 # Every file a finished run promises, checksummed in config.json's ``outputs`` (stage files are
 # checksummed in each stage's done.json).
 RUN_OUTPUTS = ("predictions.csv", "metrics.json", "cv_metrics.csv", WEIGHTS, "split.csv",
-               "split_report.json")
+               "split_report.json", ALLCV_PREDICTIONS)
 SKIP_HINT = "or pass --skip-invalid-runs to leave it out"
 
 
@@ -237,6 +240,10 @@ class RunFolder:
 
     def write_json(self, name: str, obj: object) -> None:
         write_json(self.path / name, obj)
+
+    def write_allcv_predictions(self, preds: pd.DataFrame) -> None:
+        """An all-image run's predictions: every usable image once (:mod:`bench.engine.allimage`)."""
+        write_csv(self.path / ALLCV_PREDICTIONS, preds)
 
     def read_metrics(self) -> dict:
         return json.loads((self.path / "metrics.json").read_text())
@@ -443,14 +450,15 @@ class RunFolder:
             raise InvalidRun(f"{self.name}/{CONFIG}: {problem}; rerun that run or delete its "
                              f"folder, {SKIP_HINT}")
         self.verify(config)
-        metrics, preds, cv = self._read_results()
+        metrics, preds, cv = self._read_results(
+            ALLCV_PREDICTIONS if _allcv(config) else "predictions.csv")
         test = preds[preds.split == "test"]
         if len(test) and test.label.nunique() < 2:
             raise InvalidRun(f"{self.name}: its test set has only "
                              f"{'malignant' if test.label.iloc[0] == 1 else 'benign'} images, so "
                              "AUC, sensitivity and specificity are undefined; rerun it on a split "
                              "with both classes, or pass --skip-invalid-runs to leave it out")
-        check_predictions(preds, f"{self.name}/predictions.csv")
+        check_predictions(preds, f"{self.name}/{ALLCV_PREDICTIONS if _allcv(config) else 'predictions.csv'}")
         split = self.read_split()
         external = {e.name: e.load(f"{self.name}/external/{e.name}") for e in self.external_sets()}
         adapted = {(name, mode): e.load(f"{self.name}/external/{name}/{e.name}")
@@ -461,10 +469,11 @@ class RunFolder:
         return Run(self.path, config, metrics, attach_groups(preds, split), cv, external, split,
                    adapted)
 
-    def _read_results(self) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    def _read_results(self, predictions: str = "predictions.csv"
+                      ) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
         try:
             metrics = self.read_metrics()
-            preds = pd.read_csv(self.path / "predictions.csv", dtype={"id": str, "path": str})
+            preds = pd.read_csv(self.path / predictions, dtype={"id": str, "path": str})
             cv_path = self.path / "cv_metrics.csv"
             cv = pd.read_csv(cv_path) if cv_path.is_file() and cv_path.stat().st_size > 1 \
                 else pd.DataFrame()
@@ -515,6 +524,12 @@ class Run:
         return self.config["settings"]
 
     @property
+    def evaluation(self) -> str:
+        """``heldout`` (the paper's protocol: CV folds, final fit, the held-out test) or ``allcv``
+        (every usable image scored once: ``predictions`` holds them all, :attr:`test` none)."""
+        return "allcv" if _allcv(self.config) else "heldout"
+
+    @property
     def data_arg(self) -> str | None:
         """Where the run's data are, as recorded (portable: relative to the project, see
         :func:`bench.core.provenance.from_portable`); ``None``: the built-in phantom.
@@ -548,6 +563,11 @@ class Run:
     @property
     def test(self) -> pd.DataFrame:
         return self.predictions[self.predictions.split == "test"].sort_values("id").reset_index(drop=True)
+
+
+def _allcv(config: dict) -> bool:
+    """The record is an all-image run's (settings' ``evaluation`` allcv:…, absent in others)."""
+    return str(config.get("settings", {}).get("evaluation", "heldout")).startswith("allcv")
 
 
 def _json_type(value: object) -> str:

@@ -50,6 +50,15 @@ from bench.data.datasets import load_index
 from bench.data.index import DataIndex
 from bench.data.multisite import site_paths
 from bench.engine.adaptation import ADAPT_BN, check_mode
+from bench.engine.allimage import (
+    allcv_folds,
+    check_evaluation,
+    evaluation_key,
+    is_allcv,
+    run_allcv,
+    summarize_allcv,
+    usable,
+)
 from bench.engine.device import (
     check_fits,
     gpu_peak_gib,
@@ -405,12 +414,22 @@ def prepare(o: RunOptions) -> Prepared:
                               img_size=o.img_size, batch_size=o.batch_size)
     if profile.folds == 1:
         raise BenchError("`folds`=1 is not cross-validation; use 0 (no CV) or >= 2")
+    allcv = check_evaluation(o.evaluation) != "heldout"
+    if allcv and o.external:
+        raise BenchError("`external` with `evaluation`=allcv: an all-image run keeps no final "
+                         "model to score other data sets with; score them with a held-out run")
     ensure_writable(o.out)
-    index, manifest, report, split_source = read_data(o, profile.folds)
+    # an all-image run deals every usable image into its own folds (bench/engine/allimage.py):
+    # the manifest's CV folds play no part, and no validation subset is drawn (every image is
+    # scored once)
+    index, manifest, report, split_source = read_data(o, 0 if allcv else profile.folds)
+    if allcv:  # a K the data cannot fill stops here, before anything is written
+        allcv_folds(usable(manifest), o.allcv_folds)
     extra = model_options(o)
     img_size = input_size(o, cfg, profile)
     model_kwargs, stats, provenance, warning = run_weights(o, cfg, extra, img_size)
-    concurrent = resolve_concurrency(o.concurrent_folds, device, profile.folds + 1)
+    concurrent = resolve_concurrency(o.concurrent_folds, device,
+                                     o.allcv_folds if allcv else profile.folds + 1)
     manifest_csv = manifest.to_csv(index=False, lineterminator="\n")
     used = list(manifest.path[manifest.split != "excluded"])
     annotations, stored = "keep", index
@@ -420,7 +439,8 @@ def prepare(o: RunOptions) -> Prepared:
     spec = RunSpec(
         model=o.model, model_kwargs=model_kwargs, weights=provenance, img_size=img_size,
         batch_size=profile.batch_size, epochs=profile.epochs or cfg.recipe.epochs,
-        folds=profile.folds, train_limit=profile.train_limit, val_limit=profile.val_limit,
+        folds=o.allcv_folds if allcv else profile.folds, train_limit=profile.train_limit,
+        val_limit=None if allcv else profile.val_limit,
         optimizer=o.optimizer or cfg.recipe.optimizer,
         lr=o.lr if o.lr is not None else cfg.recipe.lr, augment=o.augment, channels=o.channels,
         seed=o.seed, data_kind=index.kind,
@@ -428,7 +448,8 @@ def prepare(o: RunOptions) -> Prepared:
         skip_bad_images=o.skip_bad_images, code_version=code_version(),
         bn_recalibration=o.bn_recalibration, data_sha256=content_sha256(index.root, used),
         stacked=concurrent > 1, model_code=origin.sha256[:12] if origin else "",
-        annotations=annotations, augment_policy=policy)
+        annotations=annotations, augment_policy=policy,
+        evaluation=evaluation_key(o.allcv_folds) if allcv else "heldout")
     execution = Execution(device=device, channels_last=cfg.channels_last(device),
                           save_fold_weights=o.save_fold_weights, concurrent=concurrent,
                           progress=o.progress)
@@ -603,6 +624,9 @@ def announce(p: Prepared, threads: dict | None) -> None:
         print(f"note: {older} is a finished run of this configuration made by other training "
               "code (its code_version differs); it is not reused, this run trains anew")
     print(f"profile {p.profile.name}: {p.profile.description}")
+    if is_allcv(p.spec.evaluation):
+        print(f"evaluation: every usable image scored once ({p.spec.folds} folds by whole "
+              "same-lesion groups, test images included; no final model)")
     if o.overrides():
         print(f"overrides: {o.overrides()}")
     if ex.concurrent > 1 and ex.device == "cpu":
@@ -667,6 +691,20 @@ def write_results(folder: RunFolder, results: list[StageResult], by_site: bool) 
     return metrics
 
 
+def write_allcv_results(folder: RunFolder, results: list[StageResult]) -> dict:
+    """An all-image run's predictions (every image once) and metrics from its folds
+    (:func:`bench.engine.allimage.summarize_allcv`); no final model."""
+    preds, metrics = summarize_allcv(results)
+    folder.write_allcv_predictions(preds)
+    folder.write_json("metrics.json", metrics)
+    reused = [r.name for r in results if r.status == StageStatus.REUSED]
+    if reused:
+        trained = [r.name for r in results if r.status != StageStatus.REUSED]
+        print(f"resumed: reused {', '.join(reused)} (checksums verified); trained "
+              f"{', '.join(trained) or 'nothing'}")
+    return metrics
+
+
 def train_run(p: Prepared, t_start: float, threads: dict | None = None) -> RunResult:
     """Write the record, load the images, run the protocol and write the run's outputs."""
     spec, ex, folder = p.spec, p.execution, RunFolder(p.run_dir)
@@ -681,11 +719,18 @@ def train_run(p: Prepared, t_start: float, threads: dict | None = None) -> RunRe
     if p.split_report is not None:
         folder.write_json("split_report.json", p.split_report)
     cache, skipped, load_s = load_images(p, used)
-    results = run_protocol(StageContext(spec, ex, cache, folder))
-    metrics = write_results(folder, results, site_paths(p.options.data) is not None)
+    ctx = StageContext(spec, ex, cache, folder)
+    if is_allcv(spec.evaluation):
+        results = run_allcv(ctx)
+        metrics = write_allcv_results(folder, results)
+        failed = metrics["allcv_status"] == "failed"
+    else:
+        results = run_protocol(ctx)
+        metrics = write_results(folder, results, site_paths(p.options.data) is not None)
+        failed = metrics["test_status"] == "failed"
     total = time.perf_counter() - t_start
     record.update(
-        status=RunStatus.FAILED if metrics["test_status"] == "failed" else RunStatus.COMPLETE,
+        status=RunStatus.FAILED if failed else RunStatus.COMPLETE,
         finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         skipped_bad_images=[{"path": q, "reason": r} for q, r in skipped],
         timings={"total_s": round(total, 2), "image_loading_s": round(load_s, 2),

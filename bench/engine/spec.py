@@ -86,6 +86,10 @@ class RunOptions:
     threads: int | None = None  # CPU threads (None: bench.engine.threads.resolve_threads; not hashed)
     threads_from: str = "--threads"  # where ``threads`` came from (an executor: --cpus-per-job)
     annotations: str = "keep"  # keep | clean: burnt-in annotations inpainted (bench/data/annotations.py)
+    # heldout: CV folds + final fit, scored on the held-out test (the paper's protocol); allcv:
+    # every usable image scored once by grouped K-fold (bench/engine/allimage.py)
+    evaluation: str = "heldout"
+    allcv_folds: int = 5  # K of the all-image evaluation
     command: str = ""  # as typed, for the record (paths made portable)
 
     def overrides(self) -> dict:
@@ -129,6 +133,10 @@ class RunSpec:
     # the augmentation policy (docs/protocol.md, "Ultrasound-aware augmentation"); only runs with
     # another policy than the paper's carry the key, so other runs keep their hashes
     augment_policy: str = "paper"
+    # "heldout" (the paper's protocol), or "allcv:<K>:<fold seed>:<plan version>" for the
+    # all-image evaluation (docs/statistics.md, "Every image scored once"); only all-image runs
+    # carry the key, so held-out runs keep their hashes
+    evaluation: str = "heldout"
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -141,6 +149,8 @@ class RunSpec:
             del out["annotations"]
         if self.augment_policy == "paper":
             del out["augment_policy"]
+        if self.evaluation == "heldout":
+            del out["evaluation"]
         return out
 
     def hash(self) -> str:

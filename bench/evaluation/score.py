@@ -61,6 +61,10 @@ def score_run(run_dir: Path, external: list[str], device: str,
     run = folder.load()
     if run is None or run.config.get("status") != RunStatus.COMPLETE:
         raise BenchError(f"{run_dir}: not a finished run")
+    if run.evaluation == "allcv":
+        raise BenchError(f"{run_dir}: an all-image run (every image scored once by grouped "
+                         "K-fold) keeps no final model to score external sets with; score a "
+                         "held-out run of the model")
     run_model(run.config, run_dir.name)  # a model from a file, module or plugin: its record
     spec = run_spec(run.settings)
     data = run.data_arg

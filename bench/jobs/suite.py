@@ -23,7 +23,7 @@ from bench.evaluation.explain import explain_run
 from bench.evaluation.illustrate import illustrate_run
 from bench.evaluation.reliance import reliance_run
 from bench.jobs.cluster import ClusterConfig, JobOutcome, run_grid
-from bench.jobs.plan import Job, JobStatus, suite_jobs
+from bench.jobs.plan import Job, JobStatus, check_evaluations, suite_jobs
 from bench.reporting.report import ReportOptions, build_report
 from bench.reporting.runs import load_run
 from bench.reporting.sections.sites import write_site_matrix
@@ -47,10 +47,14 @@ class SuiteSettings:
     experiment_folds: int | None = None  # CV folds of the Fus2Net runs (None: the base's)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     log_dir: Path | None = None  # job logs (None: <out>/logs)
+    # heldout (Table 3), and allcv: every image scored once (bench/engine/allimage.py), its own
+    # table beside Table 3
+    evaluations: tuple[str, ...] = ("heldout",)
 
     def jobs(self) -> list[Job]:
         return suite_jobs(self.base, self.models, self.seeds, self.experiment_seeds,
-                          self.variants, self.external, self.experiment_folds)
+                          self.variants, self.external, self.experiment_folds,
+                          check_evaluations(self.evaluations))
 
 
 @dataclass

@@ -47,6 +47,19 @@ def select_group(runs: list[Run], profile: str | None) -> list[Run]:
     return runs
 
 
+def split_evaluations(runs: list[Run], runs_dir: Path) -> tuple[list[Run], list[Run]]:
+    """The held-out runs (every section's) and the all-image runs (their own section,
+    :mod:`bench.reporting.sections.allimage`); the report is built around Table 3, so a folder of
+    all-image runs alone is refused in one line."""
+    heldout = [r for r in runs if r.evaluation == "heldout"]
+    allcv = [r for r in runs if r.evaluation == "allcv"]
+    if not heldout:
+        raise BenchError(f"`runs` {runs_dir}: only all-image runs (--evaluation allcv); the "
+                         "report shows them beside the held-out Table 3 — run the same models "
+                         "with --evaluation heldout too")
+    return heldout, allcv
+
+
 def write_tables(ctx: ReportContext) -> dict[str, pd.DataFrame]:
     """Every section's tables, in order; returns the main ones by name."""
     for section in SECTIONS:
@@ -128,13 +141,15 @@ def build_report(runs_dir: Path, out: Path, options: ReportOptions = ReportOptio
     notes: list[str] = []
     with output_folder(out, overwrite=True, parts=REPORT_PARTS, carry=True,
                        check=refuse_foreign_readme, remedy="give `out` another folder") as build:
-        runs = select_group(load_runs(runs_dir, options.skip_invalid_runs, skipped, notes),
-                            options.profile)
+        loaded = select_group(load_runs(runs_dir, options.skip_invalid_runs, skipped, notes,
+                                        evaluations=("heldout", "allcv")), options.profile)
+        runs, allcv = split_evaluations(loaded, runs_dir)
         warnings = [f"left out: {n}" for n in skipped] + list(notes)
         warnings += [f"{name} is in no table: {why}" for name, why in set_aside(runs)]
-        ctx = ReportContext(runs, out, options.n_boot, options.seed, skipped, notes, build=build)
+        ctx = ReportContext(runs, out, options.n_boot, options.seed, skipped, notes, build=build,
+                            allcv=allcv)
         write_tables(ctx)
-        warnings += provenance_warnings(runs)
+        warnings += provenance_warnings(loaded)
         figures = draw_figures(build)
         readme = write_readme(ctx)
     return ReportResult(out / readme.name, _published(figures, build, out), warnings)

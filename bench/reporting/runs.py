@@ -25,11 +25,14 @@ def unloaded_reason(folder: Path) -> str:
 
 
 def load_runs(runs_dir: Path, skip_invalid: bool = False,
-              skipped: list[str] | None = None, notes: list[str] | None = None) -> list[Run]:
-    """All finished runs under ``runs_dir``, sorted by folder name (deterministic). A run whose
-    outputs fail their checksums stops the report, or with ``skip_invalid`` is left out and its
-    reason appended to ``skipped``. Folders that hold no finished run are appended to ``notes``
-    (hidden folders aside)."""
+              skipped: list[str] | None = None, notes: list[str] | None = None,
+              evaluations: tuple[str, ...] = ("heldout",)) -> list[Run]:
+    """All finished runs under ``runs_dir`` of the given ``evaluations`` (``heldout``: the
+    paper's protocol, what every reader but the report's all-image section uses; ``allcv``: the
+    all-image runs, :mod:`bench.engine.allimage`), sorted by folder name (deterministic). A run
+    whose outputs fail their checksums stops the report, or with ``skip_invalid`` is left out
+    and its reason appended to ``skipped``. Folders that hold no finished run are appended to
+    ``notes`` (hidden folders aside)."""
     if not runs_dir.is_dir():
         raise BenchError(f"`runs` {runs_dir}: not a folder of run results")
     runs = []
@@ -45,7 +48,8 @@ def load_runs(runs_dir: Path, skip_invalid: bool = False,
                 skipped.append(str(exc).split(";")[0])
             continue
         if r is not None:
-            runs.append(r)
+            if r.evaluation in evaluations:
+                runs.append(r)
         elif notes is not None:
             notes.append(unloaded_reason(f))
     if not runs:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from bench.reporting.sections import (
+    allimage,
     calibration,
     cvfolds,
     errors,
@@ -50,6 +51,7 @@ class Section(Protocol):
 SECTIONS: tuple[Section, ...] = (
     provenance,  # header: data, profile, seeds, code versions, warnings, flagged rows
     heldout,  # Table 3, Fig. 2 (ROC), confusion matrices
+    allimage,  # every usable image scored once (grouped K-fold), beside Table 3
     lesion,  # lesion-level metrics beside Table 3's image-level ones
     calibration,  # calibration and prevalence, reliability diagram
     cvfolds,  # every CV fold

@@ -26,6 +26,9 @@ class ReportContext:
     notes: list[str] = field(default_factory=list)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     build: Path | None = None
+    # the all-image runs (every usable image scored once, bench/engine/allimage.py): their own
+    # section only; ``runs`` are the held-out runs every other section reads
+    allcv: list[Run] = field(default_factory=list)
 
     @property
     def dest(self) -> Path:

@@ -289,7 +289,8 @@ def _roc_curves(ax, pts: pd.DataFrame, color, ls: str, lw: float, label: str,
 
 
 def roc_figure(points: pd.DataFrame, table: pd.DataFrame, base: Path,
-               band: pd.DataFrame | None = None) -> list[Path]:
+               band: pd.DataFrame | None = None,
+               where: str = "on the held-out test set") -> list[Path]:
     """Fig. 2 analogue as small multiples: one panel per model, each against Fus2Net (black, first
     panel alone); faint lines are single seeds, bold the mean over seeds, the shaded band its
     pointwise 95% interval over seeds × lesion clusters (``band``, :func:`roc_band_table`; none
@@ -328,7 +329,7 @@ def roc_figure(points: pd.DataFrame, table: pd.DataFrame, base: Path,
         ax.set_ylabel("sensitivity")
     shaded = ("; shaded: pointwise 95% band over seeds × lesion groups (two-level bootstrap)"
               if band is not None and len(band) else "")
-    fig.suptitle("ROC on the held-out test set, each model against Fus2Net (black); faint: "
+    fig.suptitle(f"ROC {where}, each model against Fus2Net (black); faint: "
                  f"single seeds, bold: mean over seeds{shaded}", fontsize=9)
     fig.tight_layout()
     return figures.save(fig, base)
