@@ -51,8 +51,8 @@ class Section(Protocol):
 SECTIONS: tuple[Section, ...] = (
     provenance,  # header: data, profile, seeds, code versions, warnings, flagged rows
     heldout,  # Table 3, Fig. 2 (ROC), confusion matrices
-    allimage,  # every usable image scored once (grouped K-fold), beside Table 3
     lesion,  # lesion-level metrics beside Table 3's image-level ones
+    allimage,  # every usable image scored once (grouped K-fold), beside Table 3
     calibration,  # calibration and prevalence, reliability diagram
     cvfolds,  # every CV fold
     explanations,  # Grad-CAM measures and examples
