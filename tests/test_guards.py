@@ -570,7 +570,7 @@ def test_a_full_disk_mid_run_leaves_it_running_and_says_how_to_resume(tiny_synth
 
     def full(ctx):
         raise OSError(errno.ENOSPC, "No space left on device",
-                      str(ctx.folder / "stages" / "final" / "model.safetensors"))
+                      str(ctx.folder.path / "stages" / "final" / "model.safetensors"))
 
     monkeypatch.setattr(run_mod, "run_protocol", full)
     code, _, err = run_main(capsys, "--data", str(tiny_synthetic), "--out", str(tmp_path), *TINY,

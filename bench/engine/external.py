@@ -41,9 +41,8 @@ from bench.data.index import DataIndex
 from bench.data.review import tile_pairs
 from bench.data.synthetic import SITES, PhantomSpec
 from bench.engine.protocol import load_weights
-from bench.engine.runfolder import WEIGHTS, RunFolder
+from bench.engine.runfolder import PRED_COLUMNS, RunFolder
 from bench.engine.spec import Execution, RunSpec
-from bench.engine.stages import PRED_COLUMNS
 from bench.engine.train import predict
 from bench.stats.metrics import binary_metrics
 from models import create_model, get_model_config
@@ -237,7 +236,7 @@ def scored_predictions(spec: RunSpec, ex: Execution, weights: Path, ext: Externa
 def score_external(folder: RunFolder, spec: RunSpec, ex: Execution, ext: ExternalSet,
                    train_index: DataIndex, manifest: pd.DataFrame) -> dict:
     """Score one external set with the run's final weights; returns its ``metrics.json``."""
-    weights = folder / WEIGHTS
+    weights = folder.weights
     if not weights.is_file():
         raise BenchError(f"{folder.name}: no final weights to score --external {ext.shown} "
                          "with (the final fit failed)")
@@ -270,7 +269,7 @@ def _score(folder: RunFolder, spec: RunSpec, ex: Execution, ext: ExternalSet,
         raise BenchError(f"`external` {ext.source}: after leaving out {len(bad)} unreadable "
                          f"image(s), {'no images are' if not keep else 'only one class is'} left; "
                          "an external set needs benign and malignant images")
-    preds, skipped = scored_predictions(spec, ex, folder / WEIGHTS, ext, keep, copies)
+    preds, skipped = scored_predictions(spec, ex, folder.weights, ext, keep, copies)
     originals = preds[preds.training_copy == ""]
     metrics = {
         "external_set": ext.name, "source": ext.source, "data_kind": ext.index.kind,

@@ -36,7 +36,6 @@ from bench.data.annotations import CLEAN_METHOD, clean, detect, detector_version
 from bench.data.cache import ImageCache
 from bench.data.datasets import load_index
 from bench.engine.external import external_index, final_model
-from bench.engine.runfolder import WEIGHTS, RunFolder
 from bench.engine.runner import run_model
 from bench.engine.spec import RunSpec
 from bench.engine.train import predict
@@ -168,13 +167,13 @@ def _run_index(run, data: Path | None):
     path = data if data is not None else (None if recorded is None else from_portable(recorded))
     if path is not None and not path.exists():
         raise BenchError(f"{run.path.name}: its data {path} do not exist; pass --data")
-    return load_index(path, run.settings["data_kind"])
+    return load_index(path, run.record.settings.data_kind)
 
 
 def reliance_run(run, device: str, data: Path | None = None) -> dict | None:
     """Measure one run (test set and scored external sets); ``None`` when it has no weights."""
-    folder = RunFolder(run.path)
-    weights = folder / WEIGHTS
+    folder = run.folder
+    weights = folder.weights
     if not weights.is_file():
         print(f"note: {run.path.name}: reliance not measured: no model.safetensors in the run folder")
         return None
@@ -183,8 +182,11 @@ def reliance_run(run, device: str, data: Path | None = None) -> dict | None:
     old = folder.reliance_record()
     if old is not None and old.get("info") == info:
         return old
-    run_model(run.config, run.path.name)  # a model from a file, module or plugin: its record
-    spec = RunSpec(**{k: v for k, v in run.settings.items() if k in RunSpec.__dataclass_fields__})
+    run_model(run.record, run.path.name)  # a model from a file, module or plugin: its record
+    try:
+        spec = run.spec
+    except BenchError as exc:
+        raise BenchError(f"{run.path.name}: {exc}") from None
     model = final_model(spec, weights)
     index = _run_index(run, data)
     split = folder.read_split()

@@ -14,7 +14,6 @@ A run whose data or weights are not here is one line and the others go on.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 from bench.core.errors import BenchError
@@ -24,22 +23,8 @@ from bench.data.manifest import read_manifest
 from bench.engine.external import score_external
 from bench.engine.runfolder import RunFolder, RunStatus
 from bench.engine.runner import as_seen, check_not_replaced, external_sets, run_model
-from bench.engine.spec import Execution, RunSpec
+from bench.engine.spec import Execution
 from models import get_model_config
-
-
-def run_spec(settings: dict) -> RunSpec:
-    """A run's :class:`RunSpec` from its recorded ``settings`` (``config.json``)."""
-    fields = dataclasses.fields(RunSpec)
-    names = [f.name for f in fields]
-    # a field with a default is left out of the record while it has its default (RunSpec.to_dict)
-    optional = {f.name for f in fields if f.default is not dataclasses.MISSING}
-    missing = [n for n in names if n not in settings and n not in optional]
-    if missing:
-        raise BenchError(f"settings lack {', '.join(missing)} (a run of an older format)")
-    values = {n: settings[n] for n in names if n in settings}
-    values["stacked"] = settings.get("engine") == "stacked"
-    return RunSpec(**values)
 
 
 def score_run(run_dir: Path, external: list[str], device: str) -> dict[str, dict]:
@@ -49,13 +34,16 @@ def score_run(run_dir: Path, external: list[str], device: str) -> dict[str, dict
     on other images is refused, never replaced (:func:`bench.engine.runner.check_not_replaced`)."""
     folder = RunFolder(run_dir)
     run = folder.load()
-    if run is None or run.config.get("status") != RunStatus.COMPLETE:
+    if run is None or run.record.status != RunStatus.COMPLETE:
         raise BenchError(f"{run_dir}: not a finished run")
-    run_model(run.config, run_dir.name)  # a model from a file, module or plugin: its record
-    spec = run_spec(run.settings)
+    run_model(run.record, run_dir.name)  # a model from a file, module or plugin: its record
+    try:
+        spec = run.spec
+    except BenchError as exc:
+        raise BenchError(f"{run_dir.name}: {exc}") from None
     data = run.data_arg
     index = load_index(None if data is None else from_portable(data))
-    manifest = read_manifest(run_dir / "split.csv")
+    manifest = read_manifest(folder.split_file)
     ex = Execution(device=device, channels_last=get_model_config(spec.model).channels_last(device),
                    progress=False)
     sets = external_sets(external, index, manifest, spec.annotations)
@@ -69,8 +57,8 @@ def run_folders(runs: Path) -> list[Path]:
     """``runs`` itself when it is a run folder, else the run folders in it."""
     if not runs.is_dir():
         raise BenchError(f"`runs`={runs}: not a folder")
-    folders = [runs] if (runs / "config.json").is_file() else sorted(
-        d for d in runs.iterdir() if (d / "config.json").is_file())
+    folders = [runs] if RunFolder(runs).has_config() else sorted(
+        d for d in runs.iterdir() if RunFolder(d).has_config())
     if not folders:
         raise BenchError(f"`runs`={runs}: no run folders (config.json) in it")
     return folders
