@@ -18,6 +18,10 @@ A run folder ``<out>/<model>-<data>-<config hash>/`` holds:
 Every file is written atomically (:mod:`bench.core.atomic`). :meth:`RunFolder.problem` is the one
 rule set for recorded checksums, used before a run is reused and when it is read
 (:meth:`RunFolder.load`, the :class:`Run` the report and the evaluations use).
+
+Readers get the record typed: :attr:`Run.record` (:class:`RunRecord`, ``config.json``'s fields),
+:attr:`Run.spec` (:meth:`bench.engine.spec.RunSpec.from_dict`), and every file through a method
+of :class:`RunFolder` or :class:`Run`; no other module builds a path inside a run folder.
 """
 
 from __future__ import annotations
