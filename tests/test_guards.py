@@ -137,7 +137,8 @@ def test_explain_finds_a_run_s_data_from_any_working_directory(located, run_copy
 @pytest.mark.slow
 def test_older_records_are_read_as_the_shell_would(located):
     def data_arg(command: str) -> str | None:
-        return Run(Path("x"), {"command": command}, {}, pd.DataFrame(), pd.DataFrame()).data_arg
+        config = {"settings": {"model": "fus2net"}, "command": command}  # no data.path: older
+        return Run(Path("x"), config, {}, pd.DataFrame(), pd.DataFrame()).data_arg
 
     assert data_arg("python -m bench.run --data=a/b --model fus2net") == "a/b"
     assert data_arg("python -m bench.run --data 'my data/x' --seed 1") == "my data/x"
