@@ -10,6 +10,7 @@ import pytest
 
 from bench.core.errors import BenchError
 from bench.engine.runfolder import PRED_COLUMNS, InvalidRun, RunFolder, RunStatus
+from bench.engine.spec import RunSpec
 from bench.engine.stages import StageStatus
 from tests.helpers import write_fixture_run
 
@@ -118,3 +119,17 @@ def test_the_add_ons_are_read_through_the_folder_and_absent_ones_are_none(tmp_pa
     names = [n for n, _ in folder.record_files()]
     assert names[:3] == ["config.json", "metrics.json", "predictions.csv"]
     assert "explain/gradcam/cam_metrics.csv" in names and "explain/gradcam/maps.npz" not in names
+
+
+def test_a_stacked_run_s_spec_reads_back_stacked_with_its_hash(tmp_path):
+    # score, explain and reliance rebuild a run from Run.spec: the engine's key is kept
+    spec = RunSpec(model="fus2net", model_kwargs={"in_chans": 3}, weights="random", img_size=96,
+                   batch_size=16, epochs=8, folds=3, train_limit=None, val_limit=None,
+                   optimizer="adam", lr=0.001, augment=True, channels=3, seed=0,
+                   data_kind="synthetic", manifest_sha256="ab" * 32, skip_bad_images=False,
+                   code_version="0123456789ab", data_sha256="cd" * 32, stacked=True)
+    saved = {k: v for k, v in spec.to_dict().items() if k != "model"}
+    run = RunFolder(write_fixture_run(tmp_path, "fus2net", 0.6, 1, **saved, device="cpu",
+                                      concurrent=4)).load()
+    assert run.spec == spec and run.spec.stacked and run.spec.hash() == spec.hash()
+    assert run.record.settings.engine == "stacked" and run.record.settings.concurrent == 4
