@@ -161,12 +161,14 @@ def _predictions_file(predictions: pd.DataFrame | str | Path) -> tuple[Path | No
     if not isinstance(predictions, str | Path):
         raise _error(f"`predictions`: give a DataFrame or a CSV path, not a "
                      f"{type(predictions).__name__}")
+    from bench.engine.runfolder import RunFolder
+
     path = Path(predictions).expanduser()
     if path.is_dir():
-        if not (path / "predictions.csv").is_file():
+        if not RunFolder(path).predictions_file.is_file():
             raise _error(f"`predictions`={path}: a folder without predictions.csv; give a "
                          "predictions CSV or a run folder")
-        return path / "predictions.csv", path
+        return RunFolder(path).predictions_file, path
     return path, None
 
 
@@ -185,6 +187,7 @@ def score_predictions(predictions: pd.DataFrame | str | Path, manifest: str | Pa
     name, else ``predictions``). ``n_boot``/``seed``: the bootstraps' resamples and seed (the
     report's defaults give its numbers exactly)."""
     from bench.core.errors import BenchError
+    from bench.engine.runfolder import RunFolder
     from bench.reporting import evaluate as ev
     from bench.reporting.outside import outside_runs, read_predictions, results_set
     from bench.reporting.report import select_group
@@ -197,8 +200,8 @@ def score_predictions(predictions: pd.DataFrame | str | Path, manifest: str | Pa
     if name is None:
         name = run_folder.name if run_folder is not None else DEFAULT_NAME
     if manifest is None:
-        manifest = run_folder / "split.csv" if run_folder is not None and \
-            (run_folder / "split.csv").is_file() else "busi"
+        manifest = RunFolder(run_folder).split_file if run_folder is not None and \
+            RunFolder(run_folder).split_file.is_file() else "busi"
     if not isinstance(manifest, str | Path):
         raise _error(f"`manifest`: give a data set name, a manifest CSV or a runs folder, not a "
                      f"{type(manifest).__name__}")
@@ -262,11 +265,11 @@ def runs_table(runs: list) -> pd.DataFrame:
         s = r.settings
         label, table = labels.get(r.path.name, (r.model, ""))
         row: dict[str, Any] = {"run": r.path.name, "model": r.model,
-                               "seed": int(s.get("seed", 0)), "configuration": label,
+                               "seed": r.seed, "configuration": label,
                                "table": table, "weights": weights_label(r),
-                               "profile": r.config.get("profile", {}).get("name"),
-                               "status": r.config.get("status"),
-                               "finished": r.config.get("finished")}
+                               "profile": r.record.profile_name,
+                               "status": r.record.status,
+                               "finished": r.record.finished}
         row.update({k: s.get(k) for k in KEY_SETTINGS})
         test = r.metrics.get("test", {})
         row.update({f"test_{k}": test.get(k, math.nan) for k in METRIC_NAMES})

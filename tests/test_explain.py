@@ -43,20 +43,23 @@ def test_explanations_see_images_as_bench_run_did_and_refuse_another_detector_s_
     from types import SimpleNamespace
 
     from bench.data.datasets import load_index
+    from bench.engine.spec import RecordedSettings
     from bench.evaluation import explain
 
     index = load_index(tiny_synthetic)
     rows = pd.DataFrame({"id": [s.id for s in index.samples], "path": [s.path for s in index.samples],
                          "label": [s.label for s in index.samples], "prob_malignant": 0.5})
-    run = SimpleNamespace(path=tiny_synthetic.parent / "run-A", test=rows,
-                          settings={"annotations": "keep"},
+    def record(annotations: str) -> SimpleNamespace:
+        return SimpleNamespace(settings=RecordedSettings("fus2net", annotations=annotations))
+
+    run = SimpleNamespace(path=tiny_synthetic.parent / "run-A", test=rows, record=record("keep"),
                           external={"site_b": (rows, {"source": str(tiny_synthetic)})})
     seen = []
     monkeypatch.setattr(explain, "as_seen", lambda ix, paths, ann: seen.append(ann) or ix)
     parts = explain.image_sets(run, index, index)
     assert [p.name for p in parts] == ["test", "site_b"] and seen == ["keep"]
     monkeypatch.undo()
-    run.settings["annotations"] = "clean:ns:000000000000"
+    run.record = record("clean:ns:000000000000")
     with pytest.raises(explain.NotExplained, match="run-A: the run was trained on images cleaned "
                                                    "by annotation detector 000000000000"):
         explain.image_sets(run, index, index)

@@ -137,7 +137,8 @@ def test_explain_finds_a_run_s_data_from_any_working_directory(located, run_copy
 @pytest.mark.slow
 def test_older_records_are_read_as_the_shell_would(located):
     def data_arg(command: str) -> str | None:
-        return Run(Path("x"), {"command": command}, {}, pd.DataFrame(), pd.DataFrame()).data_arg
+        config = {"settings": {"model": "fus2net"}, "command": command}  # no data.path: older
+        return Run(Path("x"), config, {}, pd.DataFrame(), pd.DataFrame()).data_arg
 
     assert data_arg("python -m bench.run --data=a/b --model fus2net") == "a/b"
     assert data_arg("python -m bench.run --data 'my data/x' --seed 1") == "my data/x"
@@ -570,7 +571,7 @@ def test_a_full_disk_mid_run_leaves_it_running_and_says_how_to_resume(tiny_synth
 
     def full(ctx):
         raise OSError(errno.ENOSPC, "No space left on device",
-                      str(ctx.folder / "stages" / "final" / "model.safetensors"))
+                      str(ctx.folder.path / "stages" / "final" / "model.safetensors"))
 
     monkeypatch.setattr(run_mod, "run_protocol", full)
     code, _, err = run_main(capsys, "--data", str(tiny_synthetic), "--out", str(tmp_path), *TINY,

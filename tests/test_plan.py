@@ -14,7 +14,7 @@ from bench.engine.experiments import (
     experiment_variants,
     fus2net_variant_key,
 )
-from bench.engine.spec import RunOptions
+from bench.engine.spec import RecordedSettings, RunOptions
 from bench.jobs.plan import Job, JobStatus, suite_jobs
 from tests.helpers import TINY, call_main
 
@@ -43,8 +43,9 @@ def test_a_variant_key_is_the_key_its_runs_record():
         for v in exp["variants"]:
             o = v.apply(RunOptions())
             kwargs = {k: getattr(o, k) for k in ("l2", "dropout") if getattr(o, k) is not None}
-            settings = {"channels": o.channels, "optimizer": o.optimizer or "adam",
-                        "augment": o.augment, "model_kwargs": kwargs}
+            settings = RecordedSettings.from_dict({
+                "model": "fus2net", "channels": o.channels, "optimizer": o.optimizer or "adam",
+                "augment": o.augment, "model_kwargs": kwargs})
             assert fus2net_variant_key(settings) == v.key(), v.label
     assert len({v.key() for v in experiment_variants()}) == 8
     assert experiment_variants()[0] is BASE

@@ -7,30 +7,67 @@ from pathlib import Path
 
 import pytest
 
+from bench.core.errors import BenchError
 from bench.core.paths import RESULTS_DIR
-from bench.engine.spec import Execution, RunOptions, RunSpec
+from bench.engine.spec import Execution, RecordedSettings, RunOptions, RunSpec
 
 SPEC = RunSpec(model="fus2net", model_kwargs={"in_chans": 3, "pretrained": "none"},
                weights="random", img_size=64, batch_size=16, epochs=20, folds=0,
                train_limit=520, val_limit=None, optimizer="adam", lr=0.001, augment=True,
                channels=3, seed=0, data_kind="busi", manifest_sha256="ab" * 32,
                skip_bad_images=False, code_version="0123456789ab", data_sha256="cd" * 32)
-COMMITTED = sorted(RESULTS_DIR.glob("**/runs/*/config.json"))
-
-
-def spec_of(settings: dict) -> RunSpec:
-    """The spec a run recorded in ``config.json``'s flat ``settings`` (spec and execution)."""
-    names = {f.name for f in dataclasses.fields(RunSpec)}
-    return RunSpec(**{k: v for k, v in settings.items() if k in names},
-                   stacked=settings.get("engine") == "stacked")
+COMMITTED = sorted(RESULTS_DIR.glob("**/*runs/*/config.json"))  # runs/, breast-runs/
 
 
 @pytest.mark.skipif(not COMMITTED, reason="no committed run folders in results/")
-def test_every_committed_run_folder_is_named_by_the_hash_of_its_recorded_spec():
-    """The hash is stable: a change to what is hashed, or how, would orphan every finished run."""
+def test_every_committed_run_config_reads_back_to_the_spec_its_folder_is_named_by():
+    """The hash is stable and ``from_dict`` reads every committed format: a change to what is
+    hashed, or how, or to the reader would orphan every finished run."""
     for path in COMMITTED:
-        settings = json.loads(path.read_text())["settings"]
-        assert path.parent.name.endswith("-" + spec_of(settings).hash()), path
+        config = json.loads(path.read_text())
+        spec = RunSpec.from_dict(config["settings"])
+        assert path.parent.name.endswith("-" + spec.hash()), path
+        assert spec.hash() == config["config_hash"], path
+
+
+@pytest.mark.parametrize("spec", [
+    SPEC,
+    dataclasses.replace(SPEC, stacked=True, model_code="a1b2c3d4e5f6",
+                        annotations="clean:telea:1", bn_recalibration=False, val_limit=64,
+                        lr=None, model_kwargs={"in_chans": 1, "l2": 0.0}),
+])
+def test_a_spec_saved_as_config_settings_reads_back_equal_in_every_field(spec):
+    # config.json's settings: the spec's dict with the execution's keys beside it (runner.start_record)
+    saved = json.loads(json.dumps({**spec.to_dict(), **Execution(device="cpu").to_dict()}))
+    back = RunSpec.from_dict(saved)
+    for f in dataclasses.fields(RunSpec):
+        assert getattr(back, f.name) == getattr(spec, f.name), f.name
+    assert back == spec and back.hash() == spec.hash()
+
+
+def test_older_records_read_with_the_defaults_of_the_keys_they_lack():
+    saved = SPEC.to_dict()
+    del saved["bn_recalibration"]  # recorded by every run since; earlier ones re-estimated too
+    assert RunSpec.from_dict(saved) == SPEC
+    assert RunSpec.from_dict({**saved, "engine": "stacked"}).stacked  # the engine's key
+    assert not RunSpec.from_dict({**saved, "engine": "reference"}).stacked
+
+
+def test_a_record_without_a_required_field_is_one_line_naming_it():
+    saved = SPEC.to_dict()
+    del saved["data_sha256"], saved["manifest_sha256"]
+    with pytest.raises(BenchError, match="settings lack manifest_sha256, data_sha256"):
+        RunSpec.from_dict(saved)
+
+
+def test_recorded_settings_give_readers_typed_values_and_their_defaults():
+    full = RecordedSettings.from_dict({**SPEC.to_dict(), "engine": "stacked", "device": "cpu",
+                                       "concurrent": 3, "channels_last": True})
+    assert (full.seed, full.img_size, full.engine, full.concurrent) == (0, 64, "stacked", 3)
+    bare = RecordedSettings.from_dict({"model": "x"})  # hand-made and outside records
+    assert (bare.seed, bare.channels, bare.augment, bare.annotations, bare.engine) == \
+        (0, 3, True, "keep", "reference")
+    assert bare.data_kind is None and bare.code_version is None and bare.model_kwargs == {}
 
 
 def test_the_hash_is_ten_hex_digits_and_the_same_for_equal_specs():

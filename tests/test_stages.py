@@ -135,10 +135,10 @@ def test_a_finished_run_s_problem_is_named_file_by_file(tmp_path):
     ctx = context(tmp_path / "run")
     run = ctx.folder
     done_stage(ctx, "fold_0")
-    (run / "metrics.json").write_text("{}")
+    (run.path / "metrics.json").write_text("{}")
     cfg = {"status": "complete", "config_hash": ctx.run_hash,
            "settings": {"model": "fus2net", "seed": 0},  # a run's record (runfolder.config_problem)
-           "outputs": {"metrics.json": file_sha256(run / "metrics.json")},
+           "outputs": {"metrics.json": file_sha256(run.path / "metrics.json")},
            "timings": {"stages": {"fold_0": {"status": "done"}}}}
     run.write_config(cfg)
     assert run.problem(cfg, ctx.run_hash) is None and run.reusable(ctx.run_hash) == (True, None)
@@ -147,10 +147,10 @@ def test_a_finished_run_s_problem_is_named_file_by_file(tmp_path):
     assert run.reusable(OTHER_HASH) == \
         (False, "stage fold_0's files are missing or do not match their checksums")
     run.write_config(cfg)
-    (run / "metrics.json").write_text('{"changed": 1}')
+    (run.path / "metrics.json").write_text('{"changed": 1}')
     assert run.problem(cfg, ctx.run_hash) == ("metrics.json", "does not match its checksum")
     assert run.reusable(ctx.run_hash) == \
         (False, "metrics.json does not match its recorded checksum")
-    (run / "metrics.json").unlink()
+    (run.path / "metrics.json").unlink()
     assert run.problem(cfg, ctx.run_hash) == ("metrics.json", "is missing")
     assert run.reusable(ctx.run_hash) == (False, "metrics.json is missing")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 
-from bench.engine.spec import REFERENCE, RunOptions
+from bench.engine.spec import REFERENCE, RecordedSettings, RunOptions
 from models.fus2net import DROPOUT, FC_L2
 
 # Table 3 / Fig. 2: Fus2Net, the paper's four comparison methods (InceptionV3 transfer learning in
@@ -93,12 +93,11 @@ EXPERIMENTS: dict[str, dict] = {
 }
 
 
-def fus2net_variant_key(settings: dict) -> tuple:
-    """The variant key of a Fus2Net run from its recorded settings."""
-    kw = settings.get("model_kwargs", {})
-    return (settings.get("channels", 3), settings.get("optimizer", "adam"),
-            bool(settings.get("augment", True)), float(kw.get("l2", FC_L2)),
-            float(kw.get("dropout", DROPOUT)))
+def fus2net_variant_key(settings: RecordedSettings) -> tuple:
+    """The variant key of a Fus2Net run from its recorded settings (:attr:`Run.record`'s)."""
+    kw = settings.model_kwargs
+    return (settings.channels, settings.optimizer or "adam", bool(settings.augment),
+            float(kw.get("l2", FC_L2)), float(kw.get("dropout", DROPOUT)))
 
 
 def experiment_variants() -> list[Variant]:

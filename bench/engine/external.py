@@ -54,9 +54,8 @@ from bench.engine.adaptation import (
     check_mode,
 )
 from bench.engine.protocol import load_weights
-from bench.engine.runfolder import WEIGHTS, ExternalFolder, RunFolder
+from bench.engine.runfolder import PRED_COLUMNS, ExternalFolder, RunFolder
 from bench.engine.spec import Execution, RunSpec
-from bench.engine.stages import PRED_COLUMNS
 from bench.engine.train import predict
 from bench.stats.metrics import binary_metrics
 from models import create_model, get_model_config
@@ -280,7 +279,7 @@ def score_external(folder: RunFolder, spec: RunSpec, ex: Execution, ext: Externa
                    ) -> dict:
     """Score one external set with the run's final weights (BatchNorm adapted as ``adapt_bn``
     says: :mod:`bench.engine.adaptation`); returns its ``metrics.json``."""
-    weights = folder / WEIGHTS
+    weights = folder.weights
     if not weights.is_file():
         raise BenchError(f"{folder.name}: no final weights to score --external {ext.shown} "
                          "with (the final fit failed)")
@@ -316,7 +315,7 @@ def _score(folder: RunFolder, spec: RunSpec, ex: Execution, ext: ExternalSet,
         raise BenchError(f"`external` {ext.source}: after leaving out {len(bad)} unreadable "
                          f"image(s), {'no images are' if not keep else 'only one class is'} left; "
                          "an external set needs benign and malignant images")
-    preds, skipped, adapted = scored_predictions(spec, ex, folder / WEIGHTS, ext, keep, copies,
+    preds, skipped, adapted = scored_predictions(spec, ex, folder.weights, ext, keep, copies,
                                                  adapt_bn, train)
     originals = preds[preds.training_copy == ""]
     metrics = {

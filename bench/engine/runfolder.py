@@ -20,6 +20,10 @@ A run folder ``<out>/<model>-<data>-<config hash>/`` holds:
 Every file is written atomically (:mod:`bench.core.atomic`). :meth:`RunFolder.problem` is the one
 rule set for recorded checksums, used before a run is reused and when it is read
 (:meth:`RunFolder.load`, the :class:`Run` the report and the evaluations use).
+
+Readers get the record typed: :attr:`Run.record` (:class:`RunRecord`, ``config.json``'s fields),
+:attr:`Run.spec` (:meth:`bench.engine.spec.RunSpec.from_dict`), and every file through a method
+of :class:`RunFolder` or :class:`Run`; no other module builds a path inside a run folder.
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -41,19 +46,28 @@ from bench.core.atomic import write_atomic, write_csv, write_json, write_npz
 from bench.core.enums import StrEnum
 from bench.core.errors import BenchError, plain
 from bench.core.provenance import file_sha256
+from bench.engine.spec import RecordedSettings, RunSpec
 
 CONFIG = "config.json"
 COMPUTE = "compute.json"
+PREDICTIONS, METRICS, CV_METRICS = "predictions.csv", "metrics.json", "cv_metrics.csv"
+SPLIT, SPLIT_REPORT = "split.csv", "split_report.json"
 RELIANCE, RELIANCE_IMAGES = "reliance.json", "images.csv"  # in reliance/
 INSERTION, INSERTION_IMAGES = "insertion.json", "insertion.csv"  # in reliance/: with controls
 _INSERTION_TEXT = ("direction", "id", "group", "donor", "donor_group", "same_donor", "same_group")
 _INSERTION_NUMBERS = ("prob_cleaned", "shift_cross", "shift_same", "shift_random")
+CAM_METRICS, MAPS = "cam_metrics.csv", "maps.npz"  # in explain/<method>/
+ILLUSTRATIONS = "illustrations"  # .npz (the arrays) and .csv (the views' parameters)
 WEIGHTS = "model.safetensors"
 ALLCV_PREDICTIONS = "allcv_predictions.csv"  # an all-image run's predictions
 # Every file a finished run promises, checksummed in config.json's ``outputs`` (stage files are
 # checksummed in each stage's done.json).
-RUN_OUTPUTS = ("predictions.csv", "metrics.json", "cv_metrics.csv", WEIGHTS, "split.csv",
-               "split_report.json", ALLCV_PREDICTIONS)
+RUN_OUTPUTS = (PREDICTIONS, METRICS, CV_METRICS, WEIGHTS, SPLIT, SPLIT_REPORT, ALLCV_PREDICTIONS)
+# the columns of every predictions.csv (the run's, a stage's; an external set's add ``group`` and
+# ``training_copy``): ``split`` is val (a CV fold's held-out part) or test, ``fold`` the CV fold
+# (-1: the final fit)
+PRED_COLUMNS = ["id", "path", "label", "prob_malignant", "split", "fold"]
+PRED_DTYPES = {"id": str, "path": str}
 SKIP_HINT = "or pass --skip-invalid-runs to leave it out"
 
 
@@ -101,8 +115,12 @@ class StageFolder:
             return False
 
     def read(self) -> tuple[pd.DataFrame, dict]:
-        preds = pd.read_csv(self.path / "predictions.csv", dtype={"id": str, "path": str})
-        return preds, json.loads((self.path / "metrics.json").read_text())
+        preds = pd.read_csv(self.path / PREDICTIONS, dtype=PRED_DTYPES)
+        return preds, json.loads((self.path / METRICS).read_text())
+
+    def record(self) -> dict | None:
+        """``done.json`` (``None`` when the stage is not done)."""
+        return _read_json(self.path / "done.json")
 
     def start(self) -> None:
         """A stage about to train is no longer done."""
@@ -150,6 +168,26 @@ class RecordedFolder:
             writer(self.path / name)
         write_json(self.path / self.record,
                    {**info, "files": {n: file_sha256(self.path / n) for n in checksummed}})
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def read_table(self, name: str = CAM_METRICS) -> pd.DataFrame | None:
+        """A table of the folder (an explanation's ``cam_metrics.csv``: one row per image);
+        ``None`` when it was not written."""
+        path = self.path / name
+        return pd.read_csv(path, dtype={"id": str}) if path.is_file() else None
+
+    def read_arrays(self, *keys: str, name: str = MAPS) -> dict[str, np.ndarray] | None:
+        """The arrays ``keys`` of the folder's ``.npz`` (an explanation's ``maps.npz``: per image
+        set ``<set>/maps``, ``/images``, ``/masks``, ``/ids``; results sets commit none);
+        ``None`` when it is absent."""
+        path = self.path / name
+        if not path.is_file():
+            return None
+        with np.load(path) as npz:
+            return {k: npz[k] for k in keys}
 
     def verify(self, where: str, remedy: str) -> None:
         """The files the record lists must still have their SHA-256 (records without the list,
@@ -222,10 +260,31 @@ class RunFolder:
         self.path = Path(path)
         self.name = self.path.name
 
-    def __truediv__(self, name: str) -> Path:
-        return self.path / name
+    @property
+    def weights(self) -> Path:
+        """``model.safetensors``: the final fit's weights (absent from results sets)."""
+        return self.path / WEIGHTS
+
+    @property
+    def predictions_file(self) -> Path:
+        """``predictions.csv`` (for readers that check it as outside predictions)."""
+        return self.path / PREDICTIONS
+
+    @property
+    def split_file(self) -> Path:
+        """``split.csv``: the manifest the run used (for readers that check it as a manifest)."""
+        return self.path / SPLIT
+
+    @property
+    def lock_file(self) -> Path:
+        """Held while a process trains this run (:func:`bench.core.atomic.exclusive`)."""
+        return self.path / ".lock"
 
     # --- the record and the run's own outputs ---------------------------------------------------
+
+    def has_config(self) -> bool:
+        """A run folder: ``config.json`` is here (a run started in it)."""
+        return (self.path / CONFIG).is_file()
 
     def read_config(self) -> dict | None:
         """``config.json``, or ``None`` when it is absent, not JSON or not an object."""
@@ -235,18 +294,33 @@ class RunFolder:
     def write_config(self, record: dict) -> None:
         write_json(self.path / CONFIG, record)
 
-    def write_table(self, name: str, frame: pd.DataFrame) -> None:
-        write_csv(self.path / name, frame)
+    def write_results(self, preds: pd.DataFrame, cv: pd.DataFrame, metrics: dict) -> None:
+        """The run's ``predictions.csv`` (:data:`PRED_COLUMNS`), ``cv_metrics.csv`` and
+        ``metrics.json``."""
+        write_csv(self.path / PREDICTIONS, preds)
+        write_csv(self.path / CV_METRICS, cv)
+        write_json(self.path / METRICS, metrics)
 
-    def write_json(self, name: str, obj: object) -> None:
-        write_json(self.path / name, obj)
+    def write_split(self, manifest: pd.DataFrame, report: dict | None) -> None:
+        """``split.csv`` and, for a split generated by the run, ``split_report.json``."""
+        write_csv(self.path / SPLIT, manifest)
+        if report is not None:
+            write_json(self.path / SPLIT_REPORT, report)
 
     def write_allcv_predictions(self, preds: pd.DataFrame) -> None:
         """An all-image run's predictions: every usable image once (:mod:`bench.engine.allimage`)."""
         write_csv(self.path / ALLCV_PREDICTIONS, preds)
 
     def read_metrics(self) -> dict:
-        return json.loads((self.path / "metrics.json").read_text())
+        return json.loads((self.path / METRICS).read_text())
+
+    def read_predictions(self) -> pd.DataFrame:
+        """``predictions.csv`` (:data:`PRED_COLUMNS`; ids and paths as text)."""
+        return pd.read_csv(self.path / PREDICTIONS, dtype=PRED_DTYPES)
+
+    def read_split_report(self) -> dict | None:
+        """``split_report.json`` of a run that generated its split (``None``: a given split)."""
+        return _read_json(self.path / SPLIT_REPORT)
 
     def keep_final_weights(self) -> None:
         """The final fit's weights as the run's ``model.safetensors`` (when it has them)."""
@@ -325,6 +399,7 @@ class RunFolder:
                 for p in sorted(self.path.glob("external/*/adapt-bn-*/metrics.json"))]
 
     def explain(self, method: str) -> RecordedFolder:
+        """``explain/<method>/``: ``info.json``, ``cam_metrics.csv`` and ``maps.npz``."""
         return RecordedFolder(self.path / "explain" / method)
 
     def explanations(self) -> list[RecordedFolder]:
@@ -406,16 +481,43 @@ class RunFolder:
 
     @property
     def illustrations(self) -> Path:
-        return self.path / "illustrations.npz"
+        return self.path / f"{ILLUSTRATIONS}.npz"
+
+    def illustration_params(self) -> pd.DataFrame | None:
+        """``illustrations.csv``: the augmentation parameters of each illustrated view (committed
+        with results sets); ``None`` when the run was not illustrated."""
+        path = self.illustrations.with_suffix(".csv")
+        return pd.read_csv(path, dtype={"id": str}) if path.is_file() else None
+
+    def illustration_arrays(self) -> dict[str, np.ndarray]:
+        """``illustrations.npz``'s arrays (empty when absent: results sets commit only the
+        table)."""
+        if not self.illustrations.is_file():
+            return {}
+        with np.load(self.illustrations) as z:
+            return {k: z[k] for k in z.files}
 
     def write_illustrations(self, arrays: dict[str, np.ndarray], params: pd.DataFrame) -> Path:
         write_npz(self.illustrations, arrays)
         write_csv(self.illustrations.with_suffix(".csv"), params)  # committed; the arrays are not
         return self.illustrations
 
+    def record_files(self) -> list[tuple[str, Path]]:
+        """``(name in the folder, file)`` of every file that records the run and its add-ons (the
+        JSON and CSV files: no weights, arrays or stage files), in a fixed order (what an export
+        logs)."""
+        files = [(n, self.path / n) for n in (CONFIG, METRICS, PREDICTIONS, CV_METRICS, COMPUTE,
+                                              f"{ILLUSTRATIONS}.csv") if (self.path / n).is_file()]
+        for folder in ("external", "explain", "reliance"):
+            base = self.path / folder
+            if base.is_dir():
+                files += [(f.relative_to(self.path).as_posix(), f) for f in sorted(base.rglob("*"))
+                          if f.is_file() and f.suffix in (".json", ".csv")]
+        return files
+
     def read_split(self) -> pd.DataFrame:
         """``split.csv`` (empty for runs without one)."""
-        path = self.path / "split.csv"
+        path = self.path / SPLIT
         if not path.is_file():
             return pd.DataFrame()
         try:
@@ -451,14 +553,14 @@ class RunFolder:
                              f"folder, {SKIP_HINT}")
         self.verify(config)
         metrics, preds, cv = self._read_results(
-            ALLCV_PREDICTIONS if _allcv(config) else "predictions.csv")
+            ALLCV_PREDICTIONS if _allcv(config) else PREDICTIONS)
         test = preds[preds.split == "test"]
         if len(test) and test.label.nunique() < 2:
             raise InvalidRun(f"{self.name}: its test set has only "
                              f"{'malignant' if test.label.iloc[0] == 1 else 'benign'} images, so "
                              "AUC, sensitivity and specificity are undefined; rerun it on a split "
                              "with both classes, or pass --skip-invalid-runs to leave it out")
-        check_predictions(preds, f"{self.name}/{ALLCV_PREDICTIONS if _allcv(config) else 'predictions.csv'}")
+        check_predictions(preds, f"{self.name}/{ALLCV_PREDICTIONS if _allcv(config) else PREDICTIONS}")
         split = self.read_split()
         external = {e.name: e.load(f"{self.name}/external/{e.name}") for e in self.external_sets()}
         adapted = {(name, mode): e.load(f"{self.name}/external/{name}/{e.name}")
@@ -473,8 +575,8 @@ class RunFolder:
                       ) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
         try:
             metrics = self.read_metrics()
-            preds = pd.read_csv(self.path / predictions, dtype={"id": str, "path": str})
-            cv_path = self.path / "cv_metrics.csv"
+            preds = pd.read_csv(self.path / predictions, dtype=PRED_DTYPES)
+            cv_path = self.path / CV_METRICS
             cv = pd.read_csv(cv_path) if cv_path.is_file() and cv_path.stat().st_size > 1 \
                 else pd.DataFrame()
         except (OSError, ValueError) as exc:
@@ -494,9 +596,53 @@ class RunFolder:
                 "running); left out — rerun its command to finish it")
 
 
+@dataclass(frozen=True)
+class RunRecord:
+    """``config.json`` as typed fields (what :class:`bench.engine.runner` records): the run's
+    settings (:class:`RecordedSettings`; the full :class:`RunSpec` is :attr:`Run.spec`), its status
+    and times, the command, provenance and the records of its profile, model and device. A key
+    the record lacks (older versions, hand-made records) reads as the field's default."""
+
+    settings: RecordedSettings
+    status: str | None = None
+    config_hash: str = ""
+    started: str | None = None
+    finished: str = ""
+    command: str = ""  # as typed (paths portable)
+    git_revision: str | None = None
+    weights: str = "random"  # the provenance of the initial weights (RunSpec.weights)
+    profile: dict = field(default_factory=dict)  # the profile's settings, with its ``name``
+    overrides: dict | None = None  # the profile and recipe settings the request overrode
+    model_config: dict = field(default_factory=dict)  # models.ModelConfig as recorded
+    model_origin: dict | None = None  # a model from a file, module or plugin: where from
+    model_stats: dict = field(default_factory=dict)  # params, gflops
+    device: dict = field(default_factory=dict)  # device, threads, CPU …
+    versions: dict = field(default_factory=dict)  # python, torch, … (bench.core.provenance)
+    timings: dict = field(default_factory=dict)  # total_s, stages
+    data: dict = field(default_factory=dict)  # name, path, split_source …
+    outputs: dict = field(default_factory=dict)  # file → SHA-256 (RUN_OUTPUTS)
+
+    @classmethod
+    def from_dict(cls, config: dict) -> RunRecord:
+        """A ``config.json`` that passed :func:`config_problem`."""
+        names = {f.name for f in fields(cls)} - {"settings"}
+        return cls(settings=RecordedSettings.from_dict(config["settings"]),
+                   **{k: v for k, v in config.items() if k in names})
+
+    @property
+    def profile_name(self) -> str | None:
+        return self.profile.get("name")
+
+    @property
+    def pretrained(self) -> str | None:
+        """The model's own pretraining (``imagenet`` for transfer models; ``none``)."""
+        return self.model_config.get("pretrained")
+
+
 @dataclass
 class Run:
-    """One finished run folder, as read by :meth:`RunFolder.load`."""
+    """One finished run folder, as read by :meth:`RunFolder.load`: its typed record
+    (:attr:`record`, :attr:`spec`) beside the raw ``config.json`` and its results."""
 
     path: Path
     config: dict
@@ -517,11 +663,41 @@ class Run:
 
     @property
     def model(self) -> str:
-        return self.config["settings"]["model"]
+        return self.record.settings.model
 
     @property
     def settings(self) -> dict:
+        """The recorded ``settings`` as they are (typed: :attr:`record`'s, :attr:`spec`)."""
         return self.config["settings"]
+
+    @cached_property
+    def record(self) -> RunRecord:
+        return RunRecord.from_dict(self.config)
+
+    @cached_property
+    def spec(self) -> RunSpec:
+        """The :class:`RunSpec` the run recorded (:meth:`RunSpec.from_dict`; a record without
+        one, of an older format, raises :class:`BenchError`)."""
+        return RunSpec.from_dict(self.config["settings"])
+
+    @property
+    def seed(self) -> int:
+        return int(self.record.settings.seed)
+
+    @property
+    def weights(self) -> Path:
+        """The final fit's ``model.safetensors`` (absent from results sets)."""
+        return self.folder.weights
+
+    def explanations(self, method: str = "gradcam") -> pd.DataFrame | None:
+        """The run's explanation measures (``explain/<method>/cam_metrics.csv``, one row per
+        image); ``None`` when it was not explained."""
+        return self.folder.explain(method).read_table()
+
+    def explanation_arrays(self, *keys: str, method: str = "gradcam") -> dict[str, np.ndarray] | None:
+        """Arrays of ``explain/<method>/maps.npz`` (``test/ids``, ``test/images``, ``test/maps``,
+        ``test/masks`` …); ``None`` when absent."""
+        return self.folder.explain(method).read_arrays(*keys)
 
     @property
     def evaluation(self) -> str:
@@ -537,13 +713,13 @@ class Run:
         Runs record the resolved location in ``config.json``'s ``data.path``; for older runs it is
         the ``--data`` of the recorded command, read as the shell would (``--data=PATH`` and
         quoted paths included)."""
-        data = self.config.get("data", {})
+        data = self.record.data
         if "path" in data:
             return data["path"]
         try:
-            words = shlex.split(str(self.config.get("command", "")))
+            words = shlex.split(str(self.record.command))
         except ValueError:
-            words = str(self.config.get("command", "")).split()
+            words = str(self.record.command).split()
         for k, word in enumerate(words):
             if word == "--data" and k + 1 < len(words):
                 return words[k + 1]

@@ -69,7 +69,7 @@ from bench.engine.device import (
 from bench.engine.external import ExternalSet, resolve_external, score_external
 from bench.engine.profiles import Profile, resolve_profile
 from bench.engine.protocol import run_protocol, summarize
-from bench.engine.runfolder import RunFolder, RunStatus
+from bench.engine.runfolder import RunFolder, RunRecord, RunStatus
 from bench.engine.sites import per_site_metrics, site_split
 from bench.engine.spec import REFERENCE, Execution, RunOptions, RunSpec, check_seed, cleaned
 from bench.engine.splits import resolve_split
@@ -469,7 +469,7 @@ def outside_model_record(name: str) -> dict:
                              "source": portable(origin.source)}}
 
 
-def run_model(config: dict, run: str) -> str:
+def run_model(config: RunRecord | dict, run: str) -> str:
     """The model of a finished run (its ``config.json`` as ``config``; ``run`` names it in
     errors), registered in this process: the one path of every reader that builds a run's model
     (``bench.explain``, ``bench.reliance``, ``bench.score``, the suite's add-on steps). A model
@@ -478,8 +478,8 @@ def run_model(config: dict, run: str) -> str:
     from its installed package; a source file that is gone or whose SHA-256 differs from the
     recorded one (another model than the run trained) is refused in one line naming the run and
     the file (docs/protocol.md, "Models from other packages")."""
-    name = config["settings"]["model"]
-    record = config.get("model_origin")
+    rec = config if isinstance(config, RunRecord) else RunRecord.from_dict(config)
+    name, record = rec.settings.model, rec.model_origin
     if not record:
         try:  # a built-in model; an unknown name is one line
             get_model_config(name)
@@ -599,7 +599,7 @@ def run(o: RunOptions) -> RunResult:
     for ext in p.external:  # before any training: never replaced silently
         check_not_replaced(folder, ext)
     ensure_writable(folder.path)
-    with exclusive(folder / ".lock", f"waiting: another process is training {folder.name}; "
+    with exclusive(folder.lock_file, f"waiting: another process is training {folder.name}; "
                    "this one goes on when it ends"), write_errors_said(folder.path), \
             memory_errors_said(o):
         if finished_run(folder, p.spec.hash()):
@@ -679,9 +679,7 @@ def write_results(folder: RunFolder, results: list[StageResult], by_site: bool) 
     preds, cv, metrics = summarize(results)
     if by_site and metrics["test_status"] == "ok":
         metrics["test_by_site"] = per_site_metrics(preds)  # "test" is pooled over the sites
-    folder.write_table("predictions.csv", preds)
-    folder.write_table("cv_metrics.csv", cv)
-    folder.write_json("metrics.json", metrics)
+    folder.write_results(preds, cv, metrics)
     folder.keep_final_weights()
     reused = [r.name for r in results if r.status == StageStatus.REUSED]
     if reused:
@@ -715,9 +713,7 @@ def train_run(p: Prepared, t_start: float, threads: dict | None = None) -> RunRe
                f"{spec.img_size} px")
     record = start_record(p, threads)
     folder.write_config(record)
-    folder.write_table("split.csv", p.manifest)
-    if p.split_report is not None:
-        folder.write_json("split_report.json", p.split_report)
+    folder.write_split(p.manifest, p.split_report)
     cache, skipped, load_s = load_images(p, used)
     ctx = StageContext(spec, ex, cache, folder)
     if is_allcv(spec.evaluation):

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -155,6 +156,66 @@ class RunSpec:
 
     def hash(self) -> str:
         return config_hash(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, settings: dict) -> RunSpec:
+        """The spec a run recorded in ``config.json``'s ``settings``: the ONE reader of a saved
+        record back into a :class:`RunSpec` (scoring, explaining, measuring reliance).
+
+        ``settings`` is :meth:`to_dict` with the execution's keys beside it (ignored here). The
+        formats every version wrote are read: ``engine: "stacked"`` for the stacked engine
+        (``stacked``), and the keys a record leaves out while they have their default
+        (``model_code``, ``annotations``; ``bn_recalibration`` before it was recorded). A record
+        without a field that has no default (a run of a format older than these) is one
+        :class:`BenchError` naming the fields."""
+        fields = dataclasses.fields(cls)
+        optional = {f.name for f in fields if f.default is not dataclasses.MISSING}
+        missing = [f.name for f in fields if f.name not in settings and f.name not in optional]
+        if missing:
+            raise BenchError(f"settings lack {', '.join(missing)} (a run of an older format); "
+                             "rerun that run")
+        values = {f.name: settings[f.name] for f in fields
+                  if f.name in settings and f.name != "stacked"}
+        return cls(**values, stacked=settings.get("engine") == "stacked")
+
+
+@dataclass(frozen=True)
+class RecordedSettings:
+    """What readers that do not rebuild the run (the report, the exports) read of a recorded
+    ``settings``, typed, with the value each assumes for a key the record lacks (hand-made and
+    outside records omit most); a run that is rebuilt reads its :class:`RunSpec`
+    (:meth:`RunSpec.from_dict`)."""
+
+    model: str
+    seed: int = 0
+    data_kind: str | None = None
+    img_size: int | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    folds: int | None = None
+    train_limit: int | None = None
+    channels: int = 3
+    augment: bool = True
+    optimizer: str | None = None
+    lr: float | None = None
+    model_kwargs: dict = field(default_factory=dict)
+    annotations: str = "keep"
+    bn_recalibration: bool = True
+    skip_bad_images: bool = False
+    augment_policy: str = "paper"  # RunSpec.augment_policy (recorded only when not the paper's)
+    evaluation: str = "heldout"  # RunSpec.evaluation (recorded only for the all-image runs)
+    engine: str = "reference"  # "stacked": K members at once (RunSpec.stacked)
+    device: str | None = None  # Execution's: cpu | cuda
+    concurrent: int = 1  # Execution's: stages trained at once
+    code_version: str | None = None  # the training-code version (None: not recorded)
+    manifest_sha256: str | None = None
+    data_sha256: str | None = None
+
+    @classmethod
+    def from_dict(cls, settings: dict) -> RecordedSettings:
+        """``settings`` as recorded (the keys other than these are left out)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in settings.items() if k in names})
 
 
 def cleaned(annotations: object) -> bool:

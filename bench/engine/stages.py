@@ -19,11 +19,12 @@ import torch
 
 from bench.core.enums import StrEnum
 from bench.data.cache import ImageCache
-from bench.engine.runfolder import RunFolder, StageFolder
+from bench.engine.runfolder import PRED_COLUMNS, RunFolder, StageFolder
 from bench.engine.spec import Execution, RunSpec
 from bench.stats.metrics import binary_metrics
 
-PRED_COLUMNS = ["id", "path", "label", "prob_malignant", "split", "fold"]
+__all__ = ["PRED_COLUMNS", "StageContext", "StageResult", "StageStatus", "fold_number",
+           "reuse_stage", "write_done", "write_failed"]  # PRED_COLUMNS: runfolder's, for protocol
 
 
 class StageStatus(StrEnum):

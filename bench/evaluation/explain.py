@@ -35,7 +35,7 @@ from bench.data.datasets import load_index
 from bench.data.images import BadImageError, read_image
 from bench.data.index import DataIndex
 from bench.engine.external import RESERVED_NAMES, external_index, final_model
-from bench.engine.runfolder import WEIGHTS, RunFolder
+from bench.engine.runfolder import WEIGHTS
 from bench.engine.runner import as_seen, run_model
 from bench.engine.spec import RunSpec
 from bench.engine.train import normalize
@@ -161,7 +161,7 @@ def run_indexes(run, data: Path | None = None) -> tuple[DataIndex, DataIndex]:
     (:func:`bench.engine.runner.as_seen`): ``data`` when given, else the location the run recorded
     (:attr:`bench.reporting.runs.Run.data_arg`, relative to the project), checked against the run's
     content hash, so another data set under that path is never explained in its place."""
-    settings = run.settings
+    settings = run.record.settings
     given = data is not None
     recorded = run.data_arg
     where = f"--data {data}" if given else (
@@ -171,15 +171,15 @@ def run_indexes(run, data: Path | None = None) -> tuple[DataIndex, DataIndex]:
         raise NotExplained(f"{run.path.name}: {where}: path does not exist; pass --data with the "
                            "data set the run was trained on")
     try:
-        original = index = load_index(path, settings["data_kind"])
+        original = index = load_index(path, settings.data_kind)
     except BenchError as exc:
         raise NotExplained(f"{run.path.name}: {where}: {exc}") from None
-    want = settings.get("data_sha256")
-    manifest = RunFolder(run.path).read_split()
+    want = settings.data_sha256
+    manifest = run.folder.read_split()
     if want and len(manifest):
         paths = list(manifest.path[manifest.split != "excluded"])
         try:
-            index = as_seen(index, paths, settings.get("annotations", "keep"))
+            index = as_seen(index, paths, settings.annotations)
         except BenchError as exc:  # cleaned by another detector version: this run only
             raise NotExplained(f"{run.path.name}: {exc}") from None
         missing = next((p for p in paths if not (index.root / p).is_file()), None)
@@ -193,10 +193,10 @@ def run_indexes(run, data: Path | None = None) -> tuple[DataIndex, DataIndex]:
 
 def explain_info(run, method: str, spec: RunSpec, layer: CamLayer) -> dict:
     """``info.json`` of a run's explanations (its ``files`` aside): what they depend on."""
-    weights = run.path / WEIGHTS
+    weights = run.weights
     return {"method": method,
             "weights_sha256": file_sha256(weights) if weights.is_file()
-            else run.config.get("outputs", {}).get(WEIGHTS),
+            else run.record.outputs.get(WEIGHTS),
             "map_side": MAP_SIDE, "tolerance": TOLERANCE, "band": BAND,
             "library": "captum LayerGradCam", "external_sets": sorted(run.external),
             "cam_layer": layer.name, "configured_layer": get_model_config(spec.model).cam_layer,
@@ -226,8 +226,7 @@ def image_sets(run, original: DataIndex, index: DataIndex) -> list[ImageSet]:
         except BenchError as exc:
             raise NotExplained(f"{run.path.name}: {exc}; score it again with --external") from None
         try:
-            seen = as_seen(ext, [s.path for s in ext.samples],
-                           run.settings.get("annotations", "keep"))
+            seen = as_seen(ext, [s.path for s in ext.samples], run.record.settings.annotations)
         except BenchError as exc:
             raise NotExplained(f"{run.path.name}: {exc}") from None
         got = content_sha256(seen.root, [s.path for s in seen.samples])
@@ -247,21 +246,24 @@ def explain_run(run, method: str = "gradcam", *, device: str, data: Path | None 
     that do not fit) raises :class:`NotExplained`."""
     if method not in METHODS:
         raise BenchError(f"`method`={method!r}: choose from {', '.join(METHODS)}")
-    weights = run.path / WEIGHTS
-    folder = RunFolder(run.path)
+    weights = run.weights
+    folder = run.folder
     out = folder.explain(method)
     try:  # a model from a local file, module or plugin is registered again from its record
-        run_model(run.config, run.path.name)
+        run_model(run.record, run.path.name)
     except BenchError as exc:
         raise NotExplained(str(exc)) from None
-    spec = RunSpec(**{k: v for k, v in run.settings.items() if k in RunSpec.__dataclass_fields__})
+    try:
+        spec = run.spec
+    except BenchError as exc:
+        raise NotExplained(f"{run.path.name}: {exc}") from None
     layer = run_cam_layer(spec)
     info = explain_info(run, method, spec, layer)
     if info["weights_sha256"] is not None and out.matches(info):
         print(f"{run.path.name}: explanations up to date")
         return out.path
     if not weights.is_file():
-        recorded = run.config.get("outputs", {}).get(WEIGHTS)
+        recorded = run.record.outputs.get(WEIGHTS)
         print(f"note: {run.path.name}: not explained: model.safetensors is not in the run folder "
               "(results sets commit no weights; the final fit "
               f"{'did not finish' if recorded is None else 'wrote them'}); rerun the "
@@ -310,7 +312,7 @@ def explain_runs(runs: list, method: str = "gradcam", *, device: str,
     others. Returns one line per run not explained (the caller says them)."""
     problems = []
     for run in runs:
-        if run.config.get("status") != "complete":
+        if run.record.status != "complete":
             continue
         try:
             explain_run(run, method, device=device, data=data)

@@ -39,7 +39,7 @@ from bench.data import augment as us
 from bench.data.augment import AugmentConfig, UltrasoundAugment, augment, sample_params
 from bench.data.cache import build_cache
 from bench.data.images import read_image
-from bench.engine.runfolder import Run, RunFolder
+from bench.engine.runfolder import Run
 from bench.engine.train import normalize
 from models import get_model_config
 
@@ -111,13 +111,12 @@ def illustrate_run(run: Run, data: Path | None = None) -> Path:
     """Write ``<run>/illustrations.npz`` (see the module docstring); returns its path."""
     from bench.evaluation.explain import run_index
 
-    folder = RunFolder(run.path)
-    settings = run.settings
-    split = pd.read_csv(run.path / "split.csv")
+    folder = run.folder
+    split = folder.read_split()
     picks = training_examples(split)
     index = run_index(run, data)
     cfg = get_model_config(run.model)
-    size, channels = int(settings["img_size"]), int(settings.get("channels", 3))
+    size, channels = run.spec.img_size, run.spec.channels
     with folder.timed("illustrations"):
         cache, _ = build_cache(index.root, picks, size, channels)
         aug = AugmentConfig()

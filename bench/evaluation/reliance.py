@@ -36,7 +36,6 @@ from bench.data.annotations import CLEAN_METHOD, clean, detect, detector_version
 from bench.data.cache import ImageCache
 from bench.data.datasets import load_index
 from bench.engine.external import external_index, final_model
-from bench.engine.runfolder import WEIGHTS, RunFolder
 from bench.engine.runner import run_model
 from bench.engine.spec import RunSpec
 from bench.engine.train import predict
@@ -195,7 +194,7 @@ def _run_index(run, data: Path | None):
     path = data if data is not None else (None if recorded is None else from_portable(recorded))
     if path is not None and not path.exists():
         raise BenchError(f"{run.path.name}: its data {path} do not exist; pass --data")
-    return load_index(path, run.settings["data_kind"])
+    return load_index(path, run.record.settings.data_kind)
 
 
 def reliance_run(run, device: str, data: Path | None = None, controls: bool = False,
@@ -204,8 +203,8 @@ def reliance_run(run, device: str, data: Path | None = None, controls: bool = Fa
     With ``controls``, also the insertion test with its same-class and random-shape controls
     (``reliance/insertion.*``, :mod:`bench.evaluation.insertion`). Each is reused while the
     weights, the detector (and ``n_boot``) are unchanged."""
-    folder = RunFolder(run.path)
-    weights = folder / WEIGHTS
+    folder = run.folder
+    weights = folder.weights
     if not weights.is_file():
         print(f"note: {run.path.name}: reliance not measured: no model.safetensors in the run folder")
         return None
@@ -218,8 +217,11 @@ def reliance_run(run, device: str, data: Path | None = None, controls: bool = Fa
     ins_fresh = not controls or (old_ins is not None and old_ins.get("info") == insertion_info)
     if fresh and ins_fresh:
         return old
-    run_model(run.config, run.path.name)  # a model from a file, module or plugin: its record
-    spec = RunSpec(**{k: v for k, v in run.settings.items() if k in RunSpec.__dataclass_fields__})
+    run_model(run.record, run.path.name)  # a model from a file, module or plugin: its record
+    try:
+        spec = run.spec
+    except BenchError as exc:
+        raise BenchError(f"{run.path.name}: {exc}") from None
     model = final_model(spec, weights)
     index = _run_index(run, data)
     split = folder.read_split()

@@ -14,7 +14,6 @@ A run whose data or weights are not here is one line and the others go on.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 from bench.core.errors import BenchError
@@ -30,22 +29,8 @@ from bench.engine.runner import (
     external_sets,
     run_model,
 )
-from bench.engine.spec import Execution, RunSpec
+from bench.engine.spec import Execution
 from models import get_model_config
-
-
-def run_spec(settings: dict) -> RunSpec:
-    """A run's :class:`RunSpec` from its recorded ``settings`` (``config.json``)."""
-    fields = dataclasses.fields(RunSpec)
-    names = [f.name for f in fields]
-    # a field with a default is left out of the record while it has its default (RunSpec.to_dict)
-    optional = {f.name for f in fields if f.default is not dataclasses.MISSING}
-    missing = [n for n in names if n not in settings and n not in optional]
-    if missing:
-        raise BenchError(f"settings lack {', '.join(missing)} (a run of an older format)")
-    values = {n: settings[n] for n in names if n in settings}
-    values["stacked"] = settings.get("engine") == "stacked"
-    return RunSpec(**values)
 
 
 def score_run(run_dir: Path, external: list[str], device: str,
@@ -59,17 +44,20 @@ def score_run(run_dir: Path, external: list[str], device: str,
     check_adapt_bn(adapt_bn, external)
     folder = RunFolder(run_dir)
     run = folder.load()
-    if run is None or run.config.get("status") != RunStatus.COMPLETE:
+    if run is None or run.record.status != RunStatus.COMPLETE:
         raise BenchError(f"{run_dir}: not a finished run")
     if run.evaluation == "allcv":
         raise BenchError(f"{run_dir}: an all-image run (every image scored once by grouped "
                          "K-fold) keeps no final model to score external sets with; score a "
                          "held-out run of the model")
-    run_model(run.config, run_dir.name)  # a model from a file, module or plugin: its record
-    spec = run_spec(run.settings)
+    run_model(run.record, run_dir.name)  # a model from a file, module or plugin: its record
+    try:
+        spec = run.spec
+    except BenchError as exc:
+        raise BenchError(f"{run_dir.name}: {exc}") from None
     data = run.data_arg
     index = load_index(None if data is None else from_portable(data))
-    manifest = read_manifest(run_dir / "split.csv")
+    manifest = read_manifest(folder.split_file)
     ex = Execution(device=device, channels_last=get_model_config(spec.model).channels_last(device),
                    progress=False)
     sets = external_sets(external, index, manifest, spec.annotations)
@@ -85,8 +73,8 @@ def run_folders(runs: Path) -> list[Path]:
     """``runs`` itself when it is a run folder, else the run folders in it."""
     if not runs.is_dir():
         raise BenchError(f"`runs`={runs}: not a folder")
-    folders = [runs] if (runs / "config.json").is_file() else sorted(
-        d for d in runs.iterdir() if (d / "config.json").is_file())
+    folders = [runs] if RunFolder(runs).has_config() else sorted(
+        d for d in runs.iterdir() if RunFolder(d).has_config())
     if not folders:
         raise BenchError(f"`runs`={runs}: no run folders (config.json) in it")
     return folders

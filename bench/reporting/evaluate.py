@@ -112,7 +112,7 @@ def check_name(name: str, rs: ResultsSet) -> str:
 
 def _labels_scores(runs: list[Run]) -> dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Per seed: test ids, labels and P(malignant), sorted by id."""
-    return {int(r.settings.get("seed", 0)): (r.test.id.to_numpy(), r.test.label.to_numpy(),
+    return {r.seed: (r.test.id.to_numpy(), r.test.label.to_numpy(),
                                              r.test.prob_malignant.to_numpy(dtype=float))
             for r in runs if len(r.test)}
 
@@ -353,7 +353,7 @@ def evaluation_record(name: str, command: str, predictions: Path, preds: pd.Data
                         "manifest_file": portable(rs.manifest_file.resolve()),
                         "test_images": len(rs.test_ids),
                         "test_groups": int(sc.groups.reindex(list(rs.test_ids)).nunique()),
-                        "reference_seeds": sorted(int(r.settings.get("seed", 0))
+                        "reference_seeds": sorted(r.seed
                                                   for r in sc.reference)},
         "row": raw, "degenerate": raw.get("flag") or "",
         "intervals": _records(sc.intervals), "calibration": _records(sc.cal),

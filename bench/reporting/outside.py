@@ -47,23 +47,23 @@ class ResultsSet:
 
     @property
     def data_kind(self) -> str:
-        return str(self.runs[0].settings.get("data_kind", ""))
+        return str(self.runs[0].record.settings.data_kind or "")
 
     @property
     def profile(self) -> dict:
-        return self.runs[0].config.get("profile", {})
+        return self.runs[0].record.profile
 
 
 def results_set(runs: list[Run], runs_dir: Path) -> ResultsSet:
     """The manifest of ``runs`` (one data set, split and profile: :func:`bench.reporting.report.select_group`),
     read from a run's ``split.csv`` whose SHA-256 is the one the runs recorded."""
-    shas = {r.settings.get("manifest_sha256") for r in runs}
+    shas = {r.record.settings.manifest_sha256 for r in runs}
     if len(shas) != 1:
         raise BenchError(f"`runs`={runs_dir}: the runs were made on {len(shas)} split manifests; "
                          "give `runs` a folder of one results set")
     sha = shas.pop()
     for r in runs:
-        path = r.path / "split.csv"
+        path = r.folder.split_file
         if path.is_file() and file_sha256(path) == sha:
             manifest = read_manifest(path)
             break

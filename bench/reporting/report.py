@@ -32,8 +32,8 @@ from bench.reporting.tables import set_aside
 def select_group(runs: list[Run], profile: str | None) -> list[Run]:
     """Runs of one data set, split manifest and profile; ask the user when several are present."""
     def key(r: Run) -> tuple:
-        return (r.settings.get("data_kind"), r.settings.get("manifest_sha256", "")[:12],
-                r.config.get("profile", {}).get("name"))
+        return (r.record.settings.data_kind, (r.record.settings.manifest_sha256 or "")[:12],
+                r.record.profile_name)
 
     if profile:
         runs = [r for r in runs if key(r)[2] == profile]

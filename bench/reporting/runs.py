@@ -71,19 +71,19 @@ def config_key(run: Run) -> str:
 def by_configuration(runs: list[Run]) -> dict[str, list[Run]]:
     """Runs grouped by configuration, one run per seed (the latest finished), seeds ascending."""
     groups: dict[str, dict[int, Run]] = {}
-    for r in sorted(runs, key=lambda r: r.config.get("finished", "")):
-        groups.setdefault(config_key(r), {})[int(r.settings.get("seed", 0))] = r
+    for r in sorted(runs, key=lambda r: r.record.finished):
+        groups.setdefault(config_key(r), {})[r.seed] = r
     return {k: [seeds[s] for s in sorted(seeds)] for k, seeds in groups.items()}
 
 
 def provenance_warnings(runs: list[Run]) -> list[str]:
     """Mixed training-code versions or uncommitted code among ``runs`` (said in every report)."""
     notes = []
-    versions = sorted({r.settings.get("code_version", "unrecorded") for r in runs})
+    versions = sorted({r.record.settings.code_version or "unrecorded" for r in runs})
     if len(versions) > 1:
         notes.append(f"runs come from {len(versions)} training-code versions "
                      f"({', '.join(versions)}); rerun the older ones to compare like with like")
-    dirty = sorted(r.path.name for r in runs if str(r.config.get("git_revision", "")).endswith("+dirty"))
+    dirty = sorted(r.path.name for r in runs if str(r.record.git_revision or "").endswith("+dirty"))
     if dirty:
         notes.append(f"{len(dirty)} run(s) were made from a checkout with uncommitted changes "
                      f"(e.g. {dirty[0]})")

@@ -54,7 +54,7 @@ from bench.stats.twolevel import (
 
 
 def seed_of(run: Run) -> int:
-    return int(run.settings.get("seed", 0))
+    return run.seed
 
 
 def test_matrix(rs: list[Run]) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:

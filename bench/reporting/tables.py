@@ -22,29 +22,29 @@ from models.pretrained import RANDOM_FALLBACK
 
 def weights_label(run: Run) -> str:
     """Where the weights came from, saying so when a transfer model fell back to random init."""
-    weights = run.config.get("weights", "random")
+    weights = run.record.weights
     if weights != "random":
         return weights
-    if run.config.get("model_config", {}).get("pretrained") != "imagenet":
+    if run.record.pretrained != "imagenet":
         return "random init"
-    if run.settings.get("model_kwargs", {}).get("pretrained") == "none":
+    if run.record.settings.model_kwargs.get("pretrained") == "none":
         return "random init (--pretrained none; not the published method)"
     return RANDOM_FALLBACK
 
 
 def _paper_recipe(r: Run) -> bool:
     if r.model == REFERENCE:
-        return fus2net_variant_key(r.settings) == BASE.key()
-    return r.settings.get("channels", 3) == 3 and r.settings.get("augment", True)
+        return fus2net_variant_key(r.record.settings) == BASE.key()
+    return r.record.settings.channels == 3 and r.record.settings.augment
 
 
 def _pick(configs: list[list[Run]]) -> list[Run]:
     """The configuration on the images as they are (not cleaned), with the paper's augmentation
     (not a lever against the site gap: docs/protocol.md, "Closing the site gap"), with the most
     seeds, then the latest finished."""
-    return max(configs, key=lambda rs: (not cleaned(rs[0].settings.get("annotations")),
-                                        rs[0].settings.get("augment_policy", "paper") == "paper",
-                                        len(rs), max(r.config.get("finished", "") for r in rs)))
+    return max(configs, key=lambda rs: (not cleaned(rs[0].record.settings.annotations),
+                                        rs[0].record.settings.augment_policy == "paper",
+                                        len(rs), max(r.record.finished for r in rs)))
 
 
 def flat_settings(settings: dict, prefix: str = "") -> dict:
@@ -108,26 +108,25 @@ def _expected(run: Run, ref: Run, key: str) -> object:
     overrides, as recorded): a profile without an image size (paper) gives each model its own,
     and no model goes below its ``min_input_size`` (75 px for InceptionV3); a profile without
     epochs gives each model its recipe's."""
-    profile = ref.config.get("profile", {})
-    mc = run.config.get("model_config", {})
+    profile, mc, recorded = ref.record.profile, run.record.model_config, getattr(ref.record.settings, key)
     if key == "img_size":
         if key in profile and profile[key] is None:
-            return mc.get("input_size", ref.settings.get(key))
-        base = profile.get(key) or ref.settings.get(key)
+            return mc.get("input_size", recorded)
+        base = profile.get(key) or recorded
         return max(base, mc.get("min_input_size", 0)) if base is not None else None
     if key == "epochs" and key in profile and profile[key] is None:
-        return mc.get("recipe", {}).get("epochs", ref.settings.get(key))
-    return ref.settings.get(key)
+        return mc.get("recipe", {}).get("epochs", recorded)
+    return recorded
 
 
 def _folds_by_design(run: Run, ref: Run) -> bool:
     """The reference is Fus2Net with the CV folds the suite gives its experiments (a profile's
     ``experiment_folds``, bench.jobs.plan); another model keeps the profile's own folds."""
-    profile = ref.config.get("profile", {})
+    profile = ref.record.profile
     own = PROFILES.get(str(profile.get("name")))
     return (run.model != REFERENCE and ref.model == REFERENCE and own is not None
-            and ref.settings.get("folds") == profile.get("experiment_folds")
-            and run.settings.get("folds") == own.folds)
+            and ref.record.settings.folds == profile.get("experiment_folds")
+            and run.record.settings.folds == own.folds)
 
 
 def differences_from_reference(rs: list[Run], ref: list[Run] | None) -> str:
@@ -148,15 +147,15 @@ def differences_from_reference(rs: list[Run], ref: list[Run] | None) -> str:
         if mine is not None and mine != theirs:  # a setting the row does not record: unknown
             words.append(f"{name} {str(mine)[:shown]} vs {str(theirs)[:shown]}")
 
-    differ("profile", r.config.get("profile", {}).get("name"), f.config.get("profile", {}).get("name"))
-    differ("data", r.settings.get("data_kind"), f.settings.get("data_kind"))
-    if cleaned(r.settings.get("annotations")) == cleaned(f.settings.get("annotations")):
-        differ("images", r.settings.get("data_sha256"), f.settings.get("data_sha256"), 8)
-    differ("manifest", r.settings.get("manifest_sha256"), f.settings.get("manifest_sha256"), 8)
+    differ("profile", r.record.profile_name, f.record.profile_name)
+    differ("data", r.record.settings.data_kind, f.record.settings.data_kind)
+    if cleaned(r.record.settings.annotations) == cleaned(f.record.settings.annotations):
+        differ("images", r.record.settings.data_sha256, f.record.settings.data_sha256, 8)
+    differ("manifest", r.record.settings.manifest_sha256, f.record.settings.manifest_sha256, 8)
     for key, name in (("epochs", "epochs"), ("img_size", "image size"), ("batch_size", "batch")):
-        differ(name, r.settings.get(key), _expected(r, f, key))
+        differ(name, getattr(r.record.settings, key), _expected(r, f, key))
     if not _folds_by_design(r, f):
-        differ("folds", r.settings.get("folds"), f.settings.get("folds"))
+        differ("folds", r.record.settings.folds, f.record.settings.folds)
     return f"≠ reference: {', '.join(words)}" if words else ""
 
 
@@ -181,8 +180,8 @@ def set_aside(runs: list[Run]) -> list[tuple[str, str]]:
             continue
         if id(r) not in in_groups:
             why = ("a later run of the same configuration and seed "
-                   f"{r.settings.get('seed', 0)} is used instead")
-        elif r.model == REFERENCE and fus2net_variant_key(r.settings) not in variants:
+                   f"{r.seed} is used instead")
+        elif r.model == REFERENCE and fus2net_variant_key(r.record.settings) not in variants:
             why = "a Fus2Net variant that no experiment table lists"
         elif r.model == REFERENCE:
             why = ("the experiment tables use another configuration of the same variant (with "
@@ -236,10 +235,8 @@ def seed_mean(rs: list[Run]) -> tuple[np.ndarray, np.ndarray]:
 def held_out_groups(run: Run) -> np.ndarray | None:
     """The same-lesion (or patient) group of each held-out test image of ``run``, in the order of
     its test predictions, from the run's ``split.csv``; ``None`` when unknown."""
-    try:
-        split = pd.read_csv(run.path / "split.csv", dtype={"id": str, "group": str},
-                            keep_default_na=False)
-    except (OSError, ValueError):
+    split = run.split
+    if not len(split):
         return None
     by_id = dict(zip(split.id, split.group, strict=True)) if {"id", "group"} <= set(split) else {}
     groups = run.test.id.astype(str).map(by_id)
@@ -250,6 +247,6 @@ def variant_configs(runs: list[Run]) -> dict[tuple, list[Run]]:
     """Per Fus2Net variant, its configuration with CV folds and the most seeds."""
     per_variant: dict[tuple, list[list[Run]]] = {}
     for rs in by_configuration([r for r in runs if r.model == REFERENCE]).values():
-        per_variant.setdefault(fus2net_variant_key(rs[0].settings), []).append(rs)
+        per_variant.setdefault(fus2net_variant_key(rs[0].record.settings), []).append(rs)
     return {k: _pick([rs for rs in v if rs[0].metrics.get("cv")] or v)
             for k, v in per_variant.items()}

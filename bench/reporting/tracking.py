@@ -65,11 +65,6 @@ INSTALL_HINT = 'pip install -e ".[mlflow]"'
 RUN_TAG = "fus2bench.run"  # the run folder's name: what makes an export idempotent
 DIGEST_TAG = "fus2bench.digest"  # SHA-256 of everything exported; set last
 FORMAT = "1"  # bump when what is exported changes, so a new export replaces the old runs
-# run files logged as artefacts (where present); stages/ and weights are left out
-RUN_FILES = ("config.json", "metrics.json", "predictions.csv", "cv_metrics.csv", "compute.json",
-             "illustrations.csv")
-ADDON_FOLDERS = ("external", "explain", "reliance")
-ADDON_SUFFIXES = (".json", ".csv")
 # the stores MLflow's client writes to (a folder store only with MLFLOW_ALLOW_FILE_STORE)
 STORE_SCHEMES = ("sqlite", "http", "https", "postgresql", "mysql", "mssql", "databricks", "file",
                  "")
@@ -169,8 +164,8 @@ def _number(value: Any) -> float | None:
 def run_params(run: Run) -> dict[str, str]:
     """The run's recorded settings, flattened, with its profile and weights."""
     params = {k: _text(v) for k, v in flat_settings(run.settings).items()}
-    params["profile"] = _text(run.config.get("profile", {}).get("name"))
-    params["weights_source"] = _text(run.config.get("weights"))
+    params["profile"] = _text(run.record.profile_name)
+    params["weights_source"] = _text(run.record.weights)
     return params
 
 
@@ -223,27 +218,23 @@ def run_metrics(run: Run, report: dict[str, pd.DataFrame]) -> list[tuple[str, fl
 
 
 def run_tags(run: Run, label: str, table: str) -> dict[str, str]:
-    s = run.settings
-    tags = {"model": run.model, "seed": str(s.get("seed", 0)),
-            "code_version": str(s.get("code_version", "unrecorded")),
+    s, rec = run.record.settings, run.record
+    tags = {"model": run.model, "seed": str(s.seed),
+            "code_version": str(s.code_version or "unrecorded"),
             "configuration": label, "table": table,
-            "profile": str(run.config.get("profile", {}).get("name")),
-            "data_kind": str(s.get("data_kind", "")), "status": str(run.config.get("status")),
-            "git_revision": str(run.config.get("git_revision", "")),
-            RUN_TAG: run.path.name, "fus2bench.config_hash": str(run.config.get("config_hash", "")),
+            "profile": str(rec.profile_name),
+            "data_kind": str(s.data_kind or ""), "status": str(rec.status),
+            "git_revision": str(rec.git_revision or ""),
+            RUN_TAG: run.path.name, "fus2bench.config_hash": str(rec.config_hash),
             "mlflow.runName": run.path.name}
     return {k: v[:MAX_PARAM] for k, v in tags.items()}
 
 
 def artefact_files(run: Run) -> list[tuple[str, Path]]:
-    """(path in the MLflow run, file) of the run's files to log, in a fixed order."""
-    files = [(name, run.path / name) for name in RUN_FILES if (run.path / name).is_file()]
-    for folder in ADDON_FOLDERS:
-        base = run.path / folder
-        if base.is_dir():
-            files += [(f.relative_to(run.path).as_posix(), f) for f in sorted(base.rglob("*"))
-                      if f.is_file() and f.suffix in ADDON_SUFFIXES]
-    return files
+    """(path in the MLflow run, file) of the run's files to log, in a fixed order: its record
+    files (:meth:`bench.engine.runfolder.RunFolder.record_files`; stages/ and weights are left
+    out)."""
+    return run.folder.record_files()
 
 
 def digest(files: list[tuple[str, Path]], report: dict[str, pd.DataFrame], label: str,
@@ -310,8 +301,8 @@ class _Store:
     def write(self, run: Run, tags: dict[str, str], params: dict[str, str],
               metrics: list[tuple[str, float, int]], files: list[tuple[str, Path]],
               report: dict[str, pd.DataFrame], sha: str) -> None:
-        start = _millis(run.config.get("started")) or _millis(run.config.get("finished"))
-        end = _millis(run.config.get("finished"))
+        start = _millis(run.record.started) or _millis(run.record.finished)
+        end = _millis(run.record.finished)
         stamp = end or int(time.time() * 1000)
         with self.calling(f"write run {run.path.name}"):
             mr = self.client.create_run(self.experiment_id, start_time=start, tags=tags,
@@ -333,7 +324,7 @@ class _Store:
                     frame.to_csv(stage / "report" / name, index=False)
                 self.client.log_artifacts(rid, str(stage))
             self.client.set_tag(rid, DIGEST_TAG, sha)  # last: a half-written run has none
-            self.client.set_terminated(rid, "FINISHED" if run.config.get("status") == "complete"
+            self.client.set_terminated(rid, "FINISHED" if run.record.status == "complete"
                                        else "FAILED", end_time=end)
 
     def delete(self, runs: list[Any]) -> None:

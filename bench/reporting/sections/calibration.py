@@ -26,7 +26,7 @@ def calibration_bins(runs: list[Run], min_count: int = 20) -> pd.DataFrame:
             t = r.test
             if len(t):
                 b = reliability_bins(t.label.to_numpy(), t.prob_malignant.to_numpy(), min_count)
-                b.insert(0, "seed", int(r.settings.get("seed", 0)))
+                b.insert(0, "seed", r.seed)
                 b.insert(0, "model", model)
                 parts.append(b)
     cols = ["model", "seed", "bin", "p_min", "p_max", "mean_pred", "frac_pos", "frac_lo",

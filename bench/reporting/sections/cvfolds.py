@@ -38,7 +38,7 @@ def cv_folds(runs: list[Run]) -> pd.DataFrame:
         for r in rs:
             if len(r.cv):
                 cv = fold_metrics(r).copy()
-                cv.insert(0, "seed", int(r.settings.get("seed", 0)))
+                cv.insert(0, "seed", r.seed)
                 cv.insert(0, "kind", kind)
                 cv.insert(0, "model", model)
                 parts.append(cv[[c for c in cols if c in cv]])

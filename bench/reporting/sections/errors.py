@@ -39,19 +39,18 @@ def misclassified(runs: list[Run], model: str = REFERENCE) -> tuple[pd.DataFrame
                        "seeds_wrong": ((probs >= THRESHOLD).astype(int) != y).sum(0),
                        "n_seeds": len(rs)})
     for r, p in zip(rs, probs, strict=True):
-        df[f"prob_seed_{int(r.settings.get('seed', 0))}"] = p
+        df[f"prob_seed_{r.seed}"] = p
     wrong = df[df.predicted != df.label].copy()
     wrong["confidence"] = (wrong.prob_malignant - THRESHOLD).abs()
     wrong = wrong.sort_values(["confidence", "id"], ascending=[False, True]).drop(
         columns="confidence").reset_index(drop=True)
     images: dict[str, np.ndarray] = {}
-    npz = rs[0].path / "explain" / "gradcam" / "maps.npz"
-    if npz.is_file():
-        with np.load(npz) as arrays:
-            ids = list(arrays["test/ids"])
-            for i in wrong.id:
-                if i in ids:
-                    images[str(i)] = arrays["test/images"][ids.index(i)]
+    arrays = rs[0].explanation_arrays("test/ids", "test/images")
+    if arrays is not None:
+        ids = list(arrays["test/ids"])
+        for i in wrong.id:
+            if i in ids:
+                images[str(i)] = arrays["test/images"][ids.index(i)]
     return wrong, images
 
 

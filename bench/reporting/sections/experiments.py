@@ -39,7 +39,7 @@ def experiment_table(runs: list[Run], name: str) -> pd.DataFrame:
             row["evaluated_on"] = "not run"
             rows.append(row)
             continue
-        folds = [fold_metrics(r).assign(seed=r.settings.get("seed", 0)) for r in rs if len(r.cv)]
+        folds = [fold_metrics(r).assign(seed=r.seed) for r in rs if len(r.cv)]
         cv = pd.concat(folds, ignore_index=True) if folds else pd.DataFrame()
         ok = cv[cv.status == "ok"] if len(cv) else cv
         row["n_seeds"] = len(rs)
@@ -53,10 +53,10 @@ def experiment_table(runs: list[Run], name: str) -> pd.DataFrame:
             row["failed_folds"] = int(len(cv) - len(ok))
             base = configs.get(BASE.key())
             if base is not None and v.key() != BASE.key():
-                row.update(paired_to_base(cv, [r.cv.assign(seed=r.settings.get("seed", 0))
+                row.update(paired_to_base(cv, [r.cv.assign(seed=r.seed)
                                                for r in base if len(r.cv)]))
             oof = [r.predictions[r.predictions.split == "val"].prob_malignant for r in rs]
-            row["flag"] = "; ".join(f"seed {r.settings.get('seed', 0)} (CV): {f}"
+            row["flag"] = "; ".join(f"seed {r.seed} (CV): {f}"
                                     for r, p in zip(rs, oof, strict=True)
                                     if (f := degenerate_prediction(p)))
         else:

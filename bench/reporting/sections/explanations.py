@@ -23,8 +23,7 @@ EXAMPLES = "explain_examples.npz"
 
 
 def _explained(run: Run, method: str = "gradcam") -> pd.DataFrame | None:
-    path = run.path / "explain" / method / "cam_metrics.csv"
-    return pd.read_csv(path, dtype={"id": str}) if path.is_file() else None
+    return run.explanations(method)
 
 
 def explanation_table(runs: list[Run]) -> pd.DataFrame:
@@ -44,7 +43,7 @@ def left_out(runs: list[Run], method: str = "gradcam") -> list[str]:
             if _explained(r, method) is not None:
                 continue
             why = ("its folder has no model.safetensors (results sets commit no weights), so it "
-                   "has no maps" if not (r.path / "model.safetensors").is_file() else
+                   "has no maps" if not r.weights.is_file() else
                    f"not explained: python -m bench.explain --runs {r.path.parent} explains it "
                    "or says why it cannot")
             lines.append(f"* Left out of this section: {r.path.name} ({model}): {why}.")
@@ -61,10 +60,9 @@ def explanation_examples(runs: list[Run]) -> dict[str, np.ndarray]:
         cam = _explained(run)
         if cam is not None and "status" not in cam:
             continue  # made before maps were checked for resolution: nothing to show
-        npz = run.path / "explain" / "gradcam" / "maps.npz"
-        if cam is None or not npz.is_file():
+        arrays = run.explanation_arrays("test/ids", "test/images", "test/maps", "test/masks")
+        if cam is None or arrays is None:
             continue
-        arrays = np.load(npz)
         ids = list(arrays["test/ids"])
         test = cam[cam.set == "test"]
         picks = {"true positive": test[(test.label == 1) & test.correct].sort_values(
@@ -77,7 +75,7 @@ def explanation_examples(runs: list[Run]) -> dict[str, np.ndarray]:
             if len(chosen):
                 k = ids.index(chosen.id.iloc[0])
                 key = (f"{model}|{kind}|{chosen.id.iloc[0]}|{chosen.prob_malignant.iloc[0]:.2f}|"
-                       f"{int(run.settings.get('seed', 0))}|{chosen.status.iloc[0]}|"
+                       f"{run.seed}|{chosen.status.iloc[0]}|"
                        f"{chosen.map_size.iloc[0]} {chosen.layer.iloc[0]}")
                 out[f"{key}|image"] = arrays["test/images"][k]
                 out[f"{key}|map"] = arrays["test/maps"][k].astype(np.float32)
@@ -160,7 +158,7 @@ def write_tables(ctx: ReportContext) -> None:
     cams = explanation_table(ctx.runs)
     if not len(cams):
         return
-    caption = camtable.caption(ctx.runs[0].settings.get("img_size"))
+    caption = camtable.caption(ctx.runs[0].record.settings.img_size)
     write_table(cams, camtable.display(cams), ctx.tdir / "explanations", caption)
     every = cams[cams.images == "all"].reset_index(drop=True)  # the README's rows
     write_table(every, camtable.display(every), ctx.tdir / "explanations_all",

@@ -86,13 +86,13 @@ def per_seed_table(runs: list[Run], n_boot: int = 2000, seed: int = 0) -> pd.Dat
     the same seed (DeLong Holm-corrected across models within the seed; exact McNemar)."""
     sets = comparison_sets(runs)
     check_same_test_set([r for _, rs in sets for r in rs])
-    ref = {int(r.settings.get("seed", 0)): r for m, rs in sets if m == REFERENCE for r in rs
+    ref = {r.seed: r for m, rs in sets if m == REFERENCE for r in rs
            if len(r.test)}
     rows = []
     for model, rs in sets:
         for r in rs:
-            row: dict = {"model": model, "seed": int(r.settings.get("seed", 0)),
-                         "weights": weights_label(r), "status": r.config.get("status"),
+            row: dict = {"model": model, "seed": r.seed,
+                         "weights": weights_label(r), "status": r.record.status,
                          "run": r.path.name}
             t = r.test
             if len(t):
@@ -134,9 +134,9 @@ def comparison_table(runs: list[Run], n_boot: int = 2000, seed: int = 0,
         seeds = per_seed[per_seed.model == model]
         ok = seeds.dropna(subset=["auc"]) if "auc" in seeds else seeds.iloc[:0]
         row: dict = {"model": model, "weights": weights_label(first),
-                     "params_m": first.config.get("model_stats", {}).get("params", math.nan) / 1e6,
-                     "gflops": first.config.get("model_stats", {}).get("gflops", math.nan),
-                     "img_size": first.settings.get("img_size"), "n_seeds": len(rs),
+                     "params_m": first.record.model_stats.get("params", math.nan) / 1e6,
+                     "gflops": first.record.model_stats.get("gflops", math.nan),
+                     "img_size": first.record.settings.img_size, "n_seeds": len(rs),
                      "seeds": ",".join(str(s) for s in seeds.seed),
                      "failed_seeds": int(len(seeds) - len(ok))}
         flags = [f"seed {s}: {f}" for s, f in zip(seeds.seed, seeds.flag, strict=True) if f]
@@ -182,7 +182,7 @@ def roc_points(runs: list[Run], grid: int = 101) -> pd.DataFrame:
             if len(t) == 0 or t.label.nunique() < 2:
                 continue
             fpr, tpr, _ = roc_curve(t.label, t.prob_malignant, drop_intermediate=False)
-            parts.append(pd.DataFrame({"model": model, "seed": int(r.settings.get("seed", 0)),
+            parts.append(pd.DataFrame({"model": model, "seed": r.seed,
                                        "fpr": fpr, "tpr": tpr}))
             curves.append(np.interp(fpr_grid, fpr, tpr))
         if curves:

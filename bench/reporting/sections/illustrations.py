@@ -29,14 +29,10 @@ def pipeline_examples(runs: list[Run], model: str = REFERENCE
     comparison run (``illustrations.csv``, :mod:`bench.evaluation.illustrate`) and its arrays
     (``illustrations.npz``) when present (results sets commit the table, not the arrays)."""
     for r in dict(comparison_sets(runs)).get(model, []):
-        if (r.path / "illustrations.csv").is_file():
-            params = pd.read_csv(r.path / "illustrations.csv", dtype={"id": str})
+        params = r.folder.illustration_params()
+        if params is not None:
             params["hflip"] = params.hflip.astype(bool)
-            arrays: dict[str, np.ndarray] = {}
-            if (r.path / "illustrations.npz").is_file():
-                with np.load(r.path / "illustrations.npz") as z:
-                    arrays = {k: z[k] for k in z.files}
-            return params.drop(columns="id"), arrays
+            return params.drop(columns="id"), r.folder.illustration_arrays()
     return pd.DataFrame(), {}
 
 

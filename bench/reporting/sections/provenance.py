@@ -3,7 +3,6 @@ warnings, the runs in no table, the flagged rows and the models not trained as p
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -30,7 +29,7 @@ def _revisions(runs: list[Run]) -> str:
     """Each git revision the runs were made from, with its number of runs (most first)."""
     counts: dict[str, int] = {}
     for r in runs:
-        rev = str(r.config.get("git_revision", "unknown"))
+        rev = str(r.record.git_revision or "unknown")
         counts[rev] = counts.get(rev, 0) + 1
     return ", ".join(f"`{rev}` ({n} run{'s' if n > 1 else ''})"
                      for rev, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
@@ -47,9 +46,9 @@ def _hours(seconds: float) -> str:
 def compute_line(runs: list[Run]) -> str:
     """The set's dates and compute: the runs' recorded training times plus every add-on step's
     recorded time (``compute.json``); add-on outputs without a recorded time are counted apart."""
-    training = sum(float(r.config.get("timings", {}).get("total_s") or 0.0) for r in runs)
+    training = sum(float(r.record.timings.get("total_s") or 0.0) for r in runs)
     addons: dict[str, float] = {}
-    finished = [str(r.config.get("finished", "")) for r in runs]
+    finished = [str(r.record.finished) for r in runs]
     untimed = 0
     for r in runs:
         record = r.folder.compute_record()
@@ -60,14 +59,14 @@ def compute_line(runs: list[Run]) -> str:
             kind = ADDONS.get(step.split("/")[0], step)
             addons[kind] = addons.get(kind, 0.0) + float(record[step]["seconds"])
             finished.append(str(record[step].get("finished", "")))
-    started = min((str(r.config["started"]) for r in runs if r.config.get("started")),
+    started = min((str(r.record.started) for r in runs if r.record.started),
                   default="unrecorded")
     total = training + sum(addons.values())
     parts = [f"training {_hours(training)} ({len(runs)} runs)"]
     parts += [f"{kind} {_hours(addons[kind])}" for kind in ADDONS.values() if kind in addons]
-    threads = {r.config["device"].get("threads") for r in runs}
+    threads = {r.record.device.get("threads") for r in runs}
     per = ""
-    if all(r.config["device"].get("device") == "cpu" for r in runs) and len(threads) == 1:
+    if all(r.record.device.get("device") == "cpu" for r in runs) and len(threads) == 1:
         n = next(iter(threads))
         if isinstance(n, int):
             per = f"; every run on {n} CPU threads, so about {total * n / 3600:.1f} thread-hours"
@@ -107,14 +106,14 @@ def split_line(runs: list[Run]) -> str:
     fits = set()
     for r in runs:
         try:
-            done = json.loads((r.path / "stages" / "final" / "done.json").read_text())
+            done = r.folder.stage("final").record()
             fits.add(int(done["train_images"]) - int(done.get("flipped_copies", 0)))
-        except (OSError, ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):  # not done, or no counts
             continue
     used = ""
     if fits:
         span = str(min(fits)) if len(fits) == 1 else f"{min(fits)}–{max(fits)}"
-        limit = {r.settings.get("train_limit") for r in runs} - {None}
+        limit = {r.record.settings.train_limit for r in runs} - {None}
         cap = f" (profile cap: {', '.join(map(str, sorted(limit)))} per fit)" if limit else ""
         used = f"; each final fit trained on {span} distinct training images{cap}"
     return (f"* **Split** (the runs' manifest, `split.csv`): {'; '.join(parts)}{used}")
@@ -124,23 +123,23 @@ def _settings_lines(runs: list[Run]) -> list[str]:
     """The bullet list: data, profile, seeds, devices, runs and their code versions."""
     used = comparison_runs(runs)
     ref = used[0] if used else runs[0]
-    s, cfg = ref.settings, ref.config
-    devices = sorted({_machine(r.config["device"]) for r in runs})
-    engines = sorted({r.settings.get("engine", "reference") for r in runs})
-    seeds = sorted({int(r.settings.get("seed", 0)) for r in runs})
-    data_name = cfg["data"].get("name", s["data_kind"])
-    versions = sorted({r.settings.get("code_version", "unrecorded") for r in runs})
+    s, rec = ref.record.settings, ref.record
+    devices = sorted({_machine(r.record.device) for r in runs})
+    engines = sorted({r.record.settings.engine for r in runs})
+    seeds = sorted({r.seed for r in runs})
+    data_name = rec.data.get("name", s.data_kind)
+    versions = sorted({r.record.settings.code_version or "unrecorded" for r in runs})
     aside = set_aside(runs)
     aside_note = f" ({len(aside)} of them in no table, listed below)" if aside else ""
     return [
-        f"* **Data**: {s['data_kind']} (`{data_name}`), split `{cfg['data']['split_source']}`"
-        f" (manifest SHA-256 `{s['manifest_sha256']}`)",
-        f"* **Profile**: `{cfg['profile']['name']}` — {cfg['profile']['description']}; image size "
-        f"{s['img_size']} px for Fus2Net, {s['epochs']} epochs, batch {s['batch_size']}, "
-        f"{s['folds']} CV folds",
+        f"* **Data**: {s.data_kind} (`{data_name}`), split `{rec.data['split_source']}`"
+        f" (manifest SHA-256 `{s.manifest_sha256}`)",
+        f"* **Profile**: `{rec.profile_name}` — {rec.profile['description']}; image size "
+        f"{s.img_size} px for Fus2Net, {s.epochs} epochs, batch {s.batch_size}, "
+        f"{s.folds} CV folds",
         *([split] if (split := split_line(runs)) else []),
         f"* **Seeds**: {', '.join(map(str, seeds))} (every table aggregates over them)",
-        f"* **Device(s)**: {', '.join(devices)}; torch {cfg['versions'].get('torch')}; training "
+        f"* **Device(s)**: {', '.join(devices)}; torch {rec.versions.get('torch')}; training "
         f"engine(s): {', '.join(engines)}",
         f"* **Runs**: {len(runs)}{aside_note}; training-code version(s) "
         f"{', '.join(f'`{v}`' for v in versions)}; git revision(s) of the checkout that made "
@@ -164,8 +163,8 @@ def _caveats(ctx: ReportContext) -> list[str]:
         lines += ["## Flagged rows (⚠): degenerate predictions", "",
                   "Their metrics are shown but their tests are not evidence:", "", *flags, ""]
     random_init = sorted({r.model for r in comparison_runs(ctx.runs)
-                          if r.config.get("model_config", {}).get("pretrained") == "imagenet"
-                          and r.config.get("weights") == "random"})
+                          if r.record.pretrained == "imagenet"
+                          and r.record.weights == "random"})
     if random_init:
         lines += [f"**Not the published methods:** {', '.join(random_init)} trained from random "
                   "initialisation because ImageNet weights were unavailable; their rows say so.", ""]

@@ -43,7 +43,7 @@ def ensemble_table(runs: list[Run]) -> pd.DataFrame:
         measured = [(r, f) for r in rs if (f := r.folder.reliance_images()) is not None]
         if not measured:
             continue
-        seeds = sorted(int(r.settings.get("seed", 0)) for r, _ in measured)
+        seeds = sorted(r.seed for r, _ in measured)
         names = sorted({n for _, f in measured for n in f.set.unique()}, key=lambda n: (n != "test", n))
         for name in names:
             parts = [f[f.set == name].set_index("id") for _, f in measured]
@@ -59,7 +59,7 @@ def ensemble_table(runs: list[Run]) -> pd.DataFrame:
                                        mean["prob_cleaned"], shift, first.marked.to_numpy(bool),
                                        first.group.to_numpy(str))
             rows.append(_row(summary, label, f"{len(seeds)} ({','.join(map(str, seeds))})",
-                             _trained_on(rs[0].settings.get("annotations")), name))
+                             _trained_on(rs[0].record.settings.annotations), name))
     return pd.DataFrame(rows)
 
 

@@ -9,7 +9,6 @@ never resolved through symbolic links) and models from a file or module by that 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shlex
@@ -29,7 +28,7 @@ OVERRIDES = ("folds", "epochs", "img_size", "batch_size", "optimizer", "lr", "l2
 
 
 def _seeds_of(rs: list[Run]) -> str:
-    return ",".join(map(str, sorted({int(r.settings.get("seed", 0)) for r in rs})))
+    return ",".join(map(str, sorted({r.seed for r in rs})))
 
 
 def shown_path(p: Path) -> str:
@@ -44,9 +43,9 @@ def shown_path(p: Path) -> str:
 def _words(r: Run) -> list[str]:
     """The run's recorded command as the shell would split it."""
     try:
-        return shlex.split(str(r.config.get("command", "")))
+        return shlex.split(str(r.record.command))
     except ValueError:
-        return str(r.config.get("command", "")).split()
+        return str(r.record.command).split()
 
 
 def typed_value(words: list[str], flag: str) -> str | None:
@@ -84,7 +83,7 @@ def model_spec(r: Run) -> str:
     for an installed plugin package's; ``path/to/file.py:NAME`` or ``package.module:NAME`` for a
     model from a file or module (``config.json``'s ``model_origin``, as typed when the recorded
     command gives it)."""
-    origin = r.config.get("model_origin") or {}
+    origin = r.record.model_origin or {}
     if origin.get("kind") not in ("file", "module"):
         return r.model
     typed = typed_value(_words(r), "--model") or typed_value(_words(r), "--models") or ""
@@ -97,8 +96,8 @@ def model_spec(r: Run) -> str:
 
 def _profile_default(r: Run, key: str) -> object:
     """What the run's profile (as defined now) and its model's recipe give ``key`` unasked."""
-    prof = PROFILES.get(str(r.config.get("profile", {}).get("name")))
-    mc = r.config.get("model_config", {})
+    prof = PROFILES.get(str(r.record.profile_name))
+    mc = r.record.model_config
     recipe = mc.get("recipe", {})
     if prof is None:
         return None
@@ -116,11 +115,11 @@ def _profile_default(r: Run, key: str) -> object:
 def _overrides(r: Run) -> dict:
     """The profile and recipe settings the run's request overrode: as recorded, or for a run that
     recorded none, its settings that differ from what the profile and the recipe give."""
-    if "overrides" in r.config:
-        return dict(r.config["overrides"])
-    s, out = r.settings, {}
+    if r.record.overrides is not None:
+        return dict(r.record.overrides)
+    s, out = r.record.settings, {}
     for key in OVERRIDES:
-        value = s.get("model_kwargs", {}).get(key) if key in ("l2", "dropout") else s.get(key)
+        value = s.model_kwargs.get(key) if key in ("l2", "dropout") else getattr(s, key)
         default = _profile_default(r, key)
         if value is not None and default is not None and value != default:
             out[key] = value
@@ -128,16 +127,15 @@ def _overrides(r: Run) -> dict:
 
 
 def _split_flags(r: Run) -> list[str]:
-    data = r.config.get("data", {})
+    data = r.record.data
     source = str(data.get("split_source", "generated"))
     if source == "generated":
-        report = r.path / "split_report.json"
         try:
-            per_class = json.loads(report.read_text())["config"]["test_per_class"]
-        except (OSError, ValueError, KeyError, TypeError):
+            per_class = (r.folder.read_split_report() or {})["config"]["test_per_class"]
+        except (KeyError, TypeError):
             per_class = typed_value(_words(r), "--test-per-class")
         return [] if per_class in (None, 50, "50") else ["--test-per-class", str(per_class)]
-    committed = default_split(str(r.settings.get("data_kind")))
+    committed = default_split(str(r.record.settings.data_kind))
     if committed is not None and source == portable(committed):
         return []  # the data set's committed split, the default
     return ["--split", source]
@@ -149,7 +147,7 @@ def run_flags(r: Run, leave_out: tuple[str, ...] = ()) -> list[str]:
     its default (the profile's value, the model recipe's or ``bench.run``'s), in ``bench.run
     --help``'s order; ``leave_out`` names overrides another flag gives (the suite's experiment
     folds)."""
-    s = r.settings
+    s = r.record.settings
     over = _overrides(r)
     flags = []
     dataset = typed_value(_words(r), "--dataset")
@@ -159,25 +157,25 @@ def run_flags(r: Run, leave_out: tuple[str, ...] = ()) -> list[str]:
     for key in OVERRIDES:
         if key in over and key not in leave_out:
             flags += [f"--{key.replace('_', '-')}", str(over[key])]
-    if int(s.get("channels", 3)) != 3:
-        flags += ["--channels", str(s["channels"])]
-    if s.get("augment") is False:
+    if int(s.channels) != 3:
+        flags += ["--channels", str(s.channels)]
+    if s.augment is False:
         flags.append("--no-augment")
-    if s.get("augment_policy", "paper") != "paper":
-        flags += ["--augment", str(s["augment_policy"])]
-    if s.get("bn_recalibration") is False:
+    if s.augment_policy != "paper":
+        flags += ["--augment", s.augment_policy]
+    if s.bn_recalibration is False:
         flags += ["--bn-stats", "running"]
-    pretrained = str(s.get("model_kwargs", {}).get("pretrained", "auto"))
+    pretrained = str(s.model_kwargs.get("pretrained", "auto"))
     if pretrained != "auto":
         flags += ["--pretrained", pretrained if pretrained in ("hub", "none") else portable(pretrained)]
-    if s.get("skip_bad_images"):
+    if s.skip_bad_images:
         flags.append("--skip-bad-images")
-    stages = int(s.get("folds", 0)) + 1
-    concurrent = int(s.get("concurrent", 1))
-    auto = stages if s.get("device") == "cuda" else 1
+    stages = int(s.folds or 0) + 1
+    concurrent = int(s.concurrent)
+    auto = stages if s.device == "cuda" else 1
     if concurrent != auto:
         flags += ["--concurrent-folds", str(concurrent)]
-    if cleaned(s.get("annotations")):
+    if cleaned(s.annotations):
         flags += ["--annotations", "clean"]
     return flags
 
@@ -194,9 +192,9 @@ def run_command(r: Run, runs_dir: str, seed: str | None = None) -> str:
     words = ["python -m bench.run --model", shlex.quote(model_spec(r))]
     if data is not None:
         words += ["--data", shlex.quote(data)]
-    words += ["--profile", str(r.config.get("profile", {}).get("name", "auto")),
+    words += ["--profile", str(r.record.profile_name or "auto"),
               *map(shlex.quote, run_flags(r)),
-              "--seed", seed if seed is not None else str(int(r.settings.get("seed", 0)))]
+              "--seed", seed if seed is not None else str(r.seed)]
     sources = _external_sources([r])
     if sources:
         words += ["--external", shlex.quote(",".join(sources))]
@@ -239,7 +237,7 @@ def plugin_notes(runs: list[Run]) -> list[str]:
     ``model_origin``): the commands find them only where it is installed."""
     packages: dict[str, set[str]] = {}
     for r in runs:
-        origin = r.config.get("model_origin") or {}
+        origin = r.record.model_origin or {}
         if origin.get("kind") == "plugin":
             package = " ".join(str(origin.get("where", "")).split()[:2])  # "<package> <version>"
             packages.setdefault(package, set()).add(r.model)
@@ -252,12 +250,12 @@ def main_commands(runs: list[Run], used: list[Run], rows: list[tuple[str, list[R
     """The command that made the models' main rows: the suite's as recorded when one made them
     all, else one ``run_all.sh`` per group of models that ran with the same seeds and the same
     settings (:func:`run_flags`; the suite passes them on to every run it makes)."""
-    suite = {str(r.config.get("command", "")) for _, rs in rows for r in rs}
+    suite = {str(r.record.command) for _, rs in rows for r in rs}
     if len(suite) == 1 and next(iter(suite)).startswith("python -m bench.suite"):
         return list(suite)
     data = typed_data(ref)
     data_arg = f" --data {shlex.quote(data)}" if data else ""
-    profile = str(ref.config.get("profile", {}).get("name", "auto"))
+    profile = str(ref.record.profile_name or "auto")
     compared = {id(r) for r in used}
     variants = [r for r in runs if id(r) not in compared]
     exp_arg = ""
@@ -282,9 +280,9 @@ def main_commands(runs: list[Run], used: list[Run], rows: list[tuple[str, list[R
 def _main_flags(r: Run, experiments: bool) -> list[str]:
     """:func:`run_flags` of a main row's run, without the CV folds the suite gives Fus2Net for
     its experiments (``--experiments on`` with a profile of ``experiment_folds``)."""
-    prof = PROFILES.get(str(r.config.get("profile", {}).get("name")))
+    prof = PROFILES.get(str(r.record.profile_name))
     by_suite = (experiments and r.model == REFERENCE and prof is not None and prof.folds == 0
-                and r.settings.get("folds") == prof.experiment_folds)
+                and r.record.settings.folds == prof.experiment_folds)
     return run_flags(r, ("folds",) if by_suite else ())
 
 
@@ -298,7 +296,7 @@ def _remakes(r: Run, command: str) -> bool:
     typed = set(words) | {w.split("=", 1)[0] for w in words}
     if not {f for f in run_flags(r) if f.startswith("--")} <= typed:
         return False
-    if typed_value(words, "--profile") != r.config.get("profile", {}).get("name"):
+    if typed_value(words, "--profile") != r.record.profile_name:
         return False
     data = typed_value(words, "--data")
     if (data is None) != (r.data_arg is None):
@@ -310,11 +308,11 @@ def recorded_commands(rs: list[Run], runs_dir: str = "") -> list[str]:
     """The distinct commands that remake the runs ``rs``, one seed loop where they differ only in
     ``--seed``: each run's recorded command when it remakes the run, else the one
     :func:`run_command` builds from its settings."""
-    seeds = " ".join(str(int(r.settings.get("seed", 0))) for r in
-                     sorted(rs, key=lambda r: int(r.settings.get("seed", 0))))
+    seeds = " ".join(str(r.seed) for r in
+                     sorted(rs, key=lambda r: r.seed))
     lines = set()
     for r in rs:
-        command = str(r.config.get("command", ""))
+        command = str(r.record.command)
         if not _remakes(r, command):
             command = run_command(r, runs_dir or shown_path(r.path.parent))
         lines.add(re.sub(r"--seed \d+", "--seed $seed", command))
