@@ -22,6 +22,7 @@ from bench.data.augment import AUGMENT_POLICIES
 from bench.data.datasets import KINDS
 from bench.engine.allimage import check_evaluation
 from bench.engine.profiles import PROFILES
+from bench.engine.runfolder import RunFolder
 from bench.engine.runner import run
 from bench.engine.spec import REFERENCE, SEED_RULE, RunOptions, check_seed
 from bench.stats.registry import Metric, View, listed
@@ -142,11 +143,9 @@ def summary_values(test: dict, shown: list[Metric], run_dir: Path) -> dict:
     after the run) computed from the run's saved test predictions."""
     values = {m.name: test.get(m.name) for m in shown}
     missing = [m for m in shown if m.name not in test]
-    preds = run_dir / "predictions.csv"
-    if missing and preds.is_file():
-        import pandas as pd
-
-        p = pd.read_csv(preds, dtype={"id": str})
+    folder = RunFolder(run_dir)
+    if missing and folder.predictions_file.is_file():
+        p = folder.read_predictions()
         p = p[p.split == "test"]
         for m in missing:
             values[m.name] = float(m.function(p.label.to_numpy(), p.prob_malignant.to_numpy()))
