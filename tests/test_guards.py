@@ -31,13 +31,13 @@ from bench.engine.external import (
     final_model,
     resolve_external,
 )
-from bench.engine.runfolder import RunFolder
+from bench.engine.runfolder import InvalidRun, Run, RunFolder, load_run
 from bench.engine.runner import check_not_own_images, write_errors_said
 from bench.engine.spec import RunSpec
 from bench.evaluation.explain import NotExplained, explain_run, explain_runs, run_index
 from bench.jobs.cluster import JobOutcome, failed_count
 from bench.jobs.plan import JobStatus
-from bench.reporting.runs import InvalidRun, Run, load_run, load_runs
+from bench.reporting.runs import load_runs
 from bench.reporting.sections.external import external_table
 from bench.reporting.tables import comparison_sets, set_aside
 from tests.helpers import SMOKE, TINY, run_main, write_fixture_run, write_image

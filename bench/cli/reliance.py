@@ -10,7 +10,6 @@ weights and the detector are unchanged), then writes ``reliance.csv``/``.md``/``
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -54,7 +53,3 @@ def main(argv: list[str] | None = None) -> int:
         raise BenchError(f"--runs {a.runs}: not a folder of run folders")
     write_reliance(a.runs, a.out, a.device, a.data)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -17,8 +17,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from bench.cli import number
 from bench.core.atomic import git_tracked
-from bench.core.errors import BenchError, cli_main, number
+from bench.core.errors import BenchError, cli_main
 from bench.core.paths import RESULTS_DIR
 from bench.reporting.report import REPORT_PARTS, ReportOptions, build_report
 
@@ -74,7 +75,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote tables to {args.out / 'tables'}, {len(result.figures)} figure files to "
           f"{args.out / 'figures'} and {args.out / 'README.md'}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

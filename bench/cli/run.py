@@ -15,7 +15,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from bench.core.errors import INTERRUPTED_RUN, cli_main, number
+from bench.cli import number
+from bench.core.errors import INTERRUPTED_RUN, cli_main
 from bench.core.paths import RESULTS_DIR
 from bench.core.provenance import portable
 from bench.data.datasets import KINDS
@@ -168,7 +169,3 @@ def main(argv: list[str] | None = None) -> int:
     print_summary(options.model, result.metrics, result.run_dir, result.seconds, result.note,
                   result.external)
     return 0 if result.ok else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

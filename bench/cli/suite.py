@@ -432,7 +432,3 @@ def main(argv: list[str] | None = None) -> int:
         if result.failures:
             print(f"failed: {', '.join(result.failures)}", file=sys.stderr)
     return 0 if all(r.ok for r in results) else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -70,7 +70,3 @@ def main(argv: list[str] | None = None) -> int:
         raise BenchError(f"{FLAGS.get(exc.setting, exc.setting)}: {exc.problem}") from None
     print(to_markdown(plateau))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

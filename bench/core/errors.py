@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
 import errno
-import math
 import os
 import re
 import sys
@@ -125,25 +123,6 @@ def cli_main(func: F | None = None, *, interrupted: str = INTERRUPTED) -> F:
             raise SystemExit(EXIT_USAGE) from None
 
     return wrapper  # type: ignore[return-value]
-
-
-def number(name: str, kind: type = int, minimum: float = 0, *, above: bool = False,
-           below: float | None = None):
-    """An argparse type for ``name``: a finite ``kind`` >= ``minimum`` (> with ``above``),
-    < ``below`` when given; the error names the option and the rule."""
-    rule = f"{'>' if above else '>='} {minimum:g}" + (f" and < {below:g}" if below else "")
-
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            value = None
-        if value is None or not math.isfinite(value) or value < minimum or \
-                (above and value == minimum) or (below is not None and value >= below):
-            what = "an integer" if kind is int else "a finite number"
-            raise argparse.ArgumentTypeError(f"{name} must be {what} {rule}, not {text!r}")
-        return value
-    return parse
 
 
 def ensure_writable(folder: Path, option: str = "--out") -> None:

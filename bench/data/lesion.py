@@ -180,9 +180,6 @@ class PairEvidence:
     def column(self, name: str) -> np.ndarray:
         return self.features[:, FEATURES.index(name)]
 
-    def lookup(self) -> dict[tuple[int, int], int]:
-        return {(int(i), int(j)): k for k, (i, j) in enumerate(self.pairs)}
-
 
 def candidate_pairs(scores: list[np.ndarray], k: int) -> np.ndarray:
     """Each image's ``k`` highest-scoring partners under any of ``scores`` (n×n, NaN diagonal)."""

@@ -159,7 +159,7 @@ def run_index(run, data: Path | None = None) -> DataIndex:
 def run_indexes(run, data: Path | None = None) -> tuple[DataIndex, DataIndex]:
     """The data set a run was trained on, as stored (where its masks are) and as the run saw it
     (:func:`bench.engine.runner.as_seen`): ``data`` when given, else the location the run recorded
-    (:attr:`bench.reporting.runs.Run.data_arg`, relative to the project), checked against the run's
+    (:attr:`bench.engine.runfolder.Run.data_arg`, relative to the project), checked against the run's
     content hash, so another data set under that path is never explained in its place."""
     settings = run.settings
     given = data is not None
@@ -296,12 +296,6 @@ def explain_run(run, method: str = "gradcam", *, device: str, data: Path | None 
     print(f"{run.path.name}: explained {sum(len(f) for f in frames)} images ({method}, layer "
           f"{layer.name}, map {layer.size}{'' if layer.measurable else ': not measurable'})")
     return out.path
-
-
-def data_of(run) -> Path | None:
-    """The data a run was trained on, as recorded (``None``: the phantom); see :func:`run_index`
-    for the checked version."""
-    return None if run.data_arg is None else from_portable(run.data_arg)
 
 
 def explain_runs(runs: list, method: str = "gradcam", *, device: str,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from bench.data.multisite import site_name
 from bench.engine.experiments import BASE, Variant
+from bench.engine.runfolder import load_run
 from bench.engine.runner import RunResult, build_shared, run
 from bench.engine.spec import RunOptions
 from bench.evaluation.explain import explain_run
@@ -25,7 +26,6 @@ from bench.evaluation.reliance import reliance_run
 from bench.jobs.cluster import ClusterConfig, JobOutcome, run_grid
 from bench.jobs.plan import Job, JobStatus, suite_jobs
 from bench.reporting.report import ReportOptions, build_report
-from bench.reporting.runs import load_run
 from bench.reporting.sections.sites import write_site_matrix
 from models import get_model_config
 from models.errors import UserError

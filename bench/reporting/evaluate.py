@@ -33,6 +33,7 @@ from bench.core.atomic import output_folder, write_csv, write_json, write_text
 from bench.core.errors import BenchError, ensure_writable
 from bench.core.provenance import file_sha256, git_revision, package_versions, portable
 from bench.core.tablefmt import fmt, fmt_p, with_ci, write_table, write_table_csv
+from bench.engine.runfolder import Run
 from bench.reporting import table3
 from bench.reporting.outside import (
     OUTSIDE,
@@ -44,7 +45,7 @@ from bench.reporting.outside import (
     training_ids,
 )
 from bench.reporting.report import select_group
-from bench.reporting.runs import Run, load_runs
+from bench.reporting.runs import load_runs
 from bench.reporting.sections import calibration, heldout
 from bench.reporting.sections.calibration import calibration_bins
 from bench.reporting.sections.heldout import PAPER_ROW, comparison_table, per_seed_table, roc_points

@@ -24,7 +24,8 @@ import pandas as pd
 
 from bench.core.atomic import output_folder, write_text
 from bench.core.errors import BenchError
-from bench.reporting.runs import Run, load_runs, provenance_warnings
+from bench.engine.runfolder import Run
+from bench.reporting.runs import load_runs, provenance_warnings
 from bench.reporting.sections import SECTIONS, ReportContext
 from bench.reporting.tables import set_aside
 
