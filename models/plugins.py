@@ -25,6 +25,7 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import logging
 import re
 import sys
 from dataclasses import asdict, dataclass
@@ -33,6 +34,8 @@ from pathlib import Path
 
 from models.entries import registered_factories, unregister
 from models.errors import UserError
+
+log = logging.getLogger(__name__)
 
 GROUP = "fus2bench.models"
 MODELS_DIR = Path(__file__).resolve().parent
@@ -142,7 +145,7 @@ def load_plugins() -> None:
             _take_back(_registered_since(before))
             broken = BrokenPlugin(package, f"{ep.name} = {ep.value}", import_failure(exc))
             _BROKEN.append(broken)
-            print(f"warning: {broken.message()}", file=sys.stderr)
+            log.warning(f"warning: {broken.message()}")
             continue
         _record(_registered_since(before), "plugin", f"{package} {version} ({ep.name} = {ep.value})")
 
@@ -166,7 +169,7 @@ def _import_file(path: Path, spec_text: str) -> None:
     module_name = f"fus2bench_local_{hashlib.sha256(str(resolved).encode()).hexdigest()[:12]}"
     spec = importlib.util.spec_from_file_location(module_name, resolved)
     if spec is None or spec.loader is None:
-        raise UserError(f"--model {spec_text}: {path} is not a Python file")
+        raise UserError(f"`model` {spec_text}: {path} is not a Python file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     before = set(registered_factories())
@@ -175,7 +178,7 @@ def _import_file(path: Path, spec_text: str) -> None:
     except Exception as exc:  # noqa: BLE001 - the user's file: its failure is one line
         _take_back(_registered_since(before))
         del sys.modules[module_name]
-        raise UserError(f"--model {spec_text}: importing {path} failed ({import_failure(exc)}); "
+        raise UserError(f"`model` {spec_text}: importing {path} failed ({import_failure(exc)}); "
                         "fix the file") from None
     _LOADED_FILES[resolved] = module_name
     _REGISTERED_BY[module_name] = _registered_since(before)
@@ -191,7 +194,7 @@ def _import_module(module: str, spec_text: str) -> None:
         importlib.import_module(module)
     except Exception as exc:  # noqa: BLE001
         _take_back(_registered_since(before))
-        raise UserError(f"--model {spec_text}: importing module {module!r} failed "
+        raise UserError(f"`model` {spec_text}: importing module {module!r} failed "
                         f"({import_failure(exc)}); give an importable module or a file path"
                         ) from None
     _REGISTERED_BY[module] = _registered_since(before)
@@ -215,12 +218,12 @@ def resolve_model(spec: str) -> str:
         return spec
     where, name = spec.rsplit(":", 1)
     if not where or not name:
-        raise UserError(f"--model {spec}: give NAME, path/to/file.py:NAME or package.module:NAME")
+        raise UserError(f"`model` {spec}: give NAME, path/to/file.py:NAME or package.module:NAME")
     load_plugins()
     path = Path(where).expanduser()
     if where.endswith(".py") or "/" in where or "\\" in where:
         if not path.is_file():
-            raise UserError(f"--model {spec}: {where} does not exist (a Python file that "
+            raise UserError(f"`model` {spec}: {where} does not exist (a Python file that "
                             "registers the model with @register_model)")
         _import_file(path, spec)
         module = _LOADED_FILES[path.resolve()]
@@ -233,9 +236,9 @@ def resolve_model(spec: str) -> str:
         hint = (f"decorate its factory with @register_model(ModelConfig(name={name!r}, ...))"
                 if name not in registered_factories() else
                 f"{name} is the model from {origin.describe()}" if origin else
-                f"{name} is a built-in model: --model {name} trains it; a model of yours needs a "
+                f"{name} is a built-in model: `model` {name} trains it; a model of yours needs a "
                 "name of its own")
-        raise UserError(f"--model {spec}: {where} registers {', '.join(made) or 'no model'}; "
+        raise UserError(f"`model` {spec}: {where} registers {', '.join(made) or 'no model'}; "
                         f"not {name} ({hint})")
     return name
 

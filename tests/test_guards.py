@@ -234,10 +234,10 @@ def test_external_sets_with_one_folder_name_or_a_split_name_are_refused(tmp_path
     class_folders(tmp_path / "c" / "test", seed=2)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(BenchError, match=r"two sets are both called 'ext'; name one with "
-                                         r"--external NAME=b/ext"):
+                                         r"`external` NAME=b/ext"):
         resolve_external(["a/ext", "b/ext"])
     with pytest.raises(BenchError, match=r"`external` c/test: the name 'test' is one of the run's "
-                                         r"own splits; name the set with --external NAME=c/test"):
+                                         r"own splits; name the set with `external` NAME=c/test"):
         resolve_external(["c/test"])
     named = resolve_external(["a/ext", "ext-b=b/ext", "busi-test=c/test"])
     assert [s.name for s in named] == ["ext", "ext-b", "busi-test"]
@@ -256,7 +256,7 @@ def test_a_second_set_of_the_same_name_does_not_replace_the_first_one_s_scores(t
     (second,) = resolve_external(["b/ext"])
     with pytest.raises(BenchError, match=r"`external` b/ext: run already has an external set "
                                          r"named 'ext', scored from .*a/ext; name this one with "
-                                         r"--external NAME=b/ext"):
+                                         r"`external` NAME=b/ext"):
         check_same_source(RunFolder(run_dir), second, "d" * 64)
     check_same_source(RunFolder(run_dir), first, "d" * 64)  # the same set again: rescored, fine
     check_same_source(RunFolder(run_dir), ExternalSet("ext", "elsewhere/ext", first.index), "c" * 64)

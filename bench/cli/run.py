@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from bench.cli import number
-from bench.core.errors import INTERRUPTED_RUN, cli_main
+from bench.core.errors import INTERRUPTED_RUN, cli_main, in_flag_words
 from bench.core.paths import RESULTS_DIR
 from bench.core.provenance import portable
 from bench.data.datasets import KINDS
@@ -122,7 +122,7 @@ def print_summary(model: str, metrics: dict, run_dir: Path, seconds: float,
     t = metrics.get("test")
     print(f"\n{model}: held-out test set (n={t['n'] if t else '?'}) — {run_dir}")
     if t is None:
-        print(f"  FAILED: {metrics.get('test_message')}")
+        print(f"  FAILED: {in_flag_words(str(metrics.get('test_message')))}")
     else:
         names = ("accuracy", "sensitivity", "specificity", "ppv", "npv", "f1", "auc")
         print("  " + "  ".join(f"{n:>11}" for n in names))
@@ -141,7 +141,7 @@ def print_summary(model: str, metrics: dict, run_dir: Path, seconds: float,
               f"training images): accuracy {e['accuracy']:.3f}, sensitivity "
               f"{e['sensitivity']:.3f}, specificity {e['specificity']:.3f}, AUC {e['auc']:.3f}")
     if note:
-        print(f"  {note}")
+        print(f"  {in_flag_words(note)}")
     print(f"  wall time {seconds:.1f} s")
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,6 +33,8 @@ from bench.data.index import DataIndex
 from bench.data.manifest import SplitConfig, check_leakage
 from bench.data.multisite import site_name, site_of, union_index, union_manifest
 from bench.stats.metrics import binary_metrics
+
+log = logging.getLogger(__name__)
 
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 REAL_SITES = ("BUSI", "BrEaST")  # folder names under SHARED_DATA
@@ -85,8 +88,8 @@ def site_split(o, parts: list[Path], folds: int, resolve
     the union index, the union manifest, the per-site split reports (and ``cross_site_copies``:
     what was grouped) and the split source."""
     if o.split is not None:
-        raise BenchError(f"`split` {o.split}: with several sites in --data each site uses its own "
-                         "split (committed or built); leave --split out")
+        raise BenchError(f"`split` {o.split}: with several sites in `data` each site uses its own "
+                         "split (committed or built); leave `split` out")
     sites, reports, sources = [], {}, []
     for path in parts:
         name = site_name(path)
@@ -101,11 +104,11 @@ def site_split(o, parts: list[Path], folds: int, resolve
     manifest, copies = group_cross_site(
         joined, cross_site_copies(union, joined, SplitConfig().hash_threshold))
     check_leakage(manifest, "the several-site split")
-    print(f"several sites: {copies['pairs']} cross-site copies (one picture at two sites) "
-          f"grouped with their original in {copies['groups']} group(s); "
-          f"{copies['moved_to_test']} image(s) moved to the held-out test, "
-          f"{copies['moved_fold']} to another CV fold, {copies['excluded']} excluded "
-          "(labels differ)", flush=True)
+    log.info(f"several sites: {copies['pairs']} cross-site copies (one picture at two sites) "
+             f"grouped with their original in {copies['groups']} group(s); "
+             f"{copies['moved_to_test']} image(s) moved to the held-out test, "
+             f"{copies['moved_fold']} to another CV fold, {copies['excluded']} excluded "
+             "(labels differ)")
     return union, manifest, {**reports, "cross_site_copies": copies}, "; ".join(sources)
 
 

@@ -22,6 +22,7 @@ the weights and the detector are unchanged), and ``reliance.csv``/``.md`` and ``
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,6 +44,8 @@ from bench.engine.train import predict
 from bench.stats.clustered import obuchowski_delta
 from bench.stats.metrics import roc_auc
 from models import get_model_config
+
+log = logging.getLogger(__name__)
 
 N_BOOT = 2000
 
@@ -167,7 +170,7 @@ def _run_index(run, data: Path | None):
     recorded = run.data_arg
     path = data if data is not None else (None if recorded is None else from_portable(recorded))
     if path is not None and not path.exists():
-        raise BenchError(f"{run.path.name}: its data {path} do not exist; pass --data")
+        raise BenchError(f"{run.path.name}: its data {path} do not exist; pass `data`")
     return load_index(path, run.settings["data_kind"])
 
 
@@ -176,7 +179,7 @@ def reliance_run(run, device: str, data: Path | None = None) -> dict | None:
     folder = RunFolder(run.path)
     weights = folder / WEIGHTS
     if not weights.is_file():
-        print(f"note: {run.path.name}: reliance not measured: no model.safetensors in the run folder")
+        log.info(f"note: {run.path.name}: reliance not measured: no model.safetensors in the run folder")
         return None
     info = {"weights_sha256": file_sha256(weights), "detector": detector_version(),
             "method": CLEAN_METHOD, "external_sets": sorted(run.external)}
@@ -207,8 +210,8 @@ def reliance_run(run, device: str, data: Path | None = None) -> dict | None:
         folder.write_reliance(result, pd.concat(frames, ignore_index=True))
     t = result["sets"]["test"]
     if "delta_auc" in t:
-        print(f"{run.path.name}: test AUC {t['auc_original']:.3f} as is, {t['auc_cleaned']:.3f} "
-              f"cleaned (ΔAUC {t['delta_auc']:+.3f}, 95% CI {t['delta_lo']:+.3f} to "
-              f"{t['delta_hi']:+.3f}); malignant marks on benign images shift P(malignant) by "
-              f"{t['malignant_marks_on_benign']['mean_shift']:+.3f}")
+        log.info(f"{run.path.name}: test AUC {t['auc_original']:.3f} as is, {t['auc_cleaned']:.3f} "
+                 f"cleaned (ΔAUC {t['delta_auc']:+.3f}, 95% CI {t['delta_lo']:+.3f} to "
+                 f"{t['delta_hi']:+.3f}); malignant marks on benign images shift P(malignant) by "
+                 f"{t['malignant_marks_on_benign']['mean_shift']:+.3f}")
     return result

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from bench.core.enums import StrEnum
-from bench.core.errors import BenchError
 from bench.engine.experiments import BASE, Variant
 from bench.engine.spec import RunOptions
 
@@ -65,13 +64,3 @@ def suite_jobs(base: RunOptions, models: Sequence[str], seeds: Sequence[int],
             o = replace(v.apply(fus2net), seed=seed)
             jobs.append(Job(job_label(o, v), o, compared=False))
     return jobs
-
-
-class SettingError(BenchError):
-    """A setting of a plan or an executor that cannot work, naming the setting by its field name
-    (``gpus_per_job``); the command (``bench.cli.suite``) names its flag instead."""
-
-    def __init__(self, setting: str, problem: str) -> None:
-        super().__init__(f"{setting}: {problem}")
-        self.setting = setting
-        self.problem = problem

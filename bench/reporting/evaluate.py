@@ -20,8 +20,8 @@ and so is a second evaluation into the same folder at the same time once the fir
 from __future__ import annotations
 
 import json
+import logging
 import math
-import sys
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +58,8 @@ from bench.stats.stats import (
     delong_ci,
     delong_test,
 )
+
+log = logging.getLogger(__name__)
 
 SEED_MEAN = "ensemble of the seeds"
 NAME_CHARS = 100  # a name is also a folder name (the default `out`): well under NAME_MAX
@@ -373,7 +375,7 @@ def evaluate(predictions: Path, name: str, runs_dir: Path, out: Path, n_boot: in
     notes: list[str] = []
     rs = results_set(select_group(load_runs(runs_dir, notes=notes), profile), runs_dir)
     for note in notes:
-        print(f"warning: {note}", file=sys.stderr)
+        log.warning(f"warning: {note}")
     name = check_name(name, rs)
     preds = read_predictions(predictions, rs)
     sha = file_sha256(predictions)
