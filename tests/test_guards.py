@@ -19,7 +19,7 @@ from bench.cli.explain import main as explain_main
 from bench.cli.report import main as report_main
 from bench.cli.speed import main as speed_main
 from bench.cli.suite import main as suite_main
-from bench.core.errors import BenchError, plain
+from bench.core.errors import BenchError, console_logging, plain
 from bench.core.provenance import file_sha256
 from bench.data.datasets import load_index
 from bench.data.index import parse_label
@@ -127,7 +127,8 @@ def test_explain_finds_a_run_s_data_from_any_working_directory(located, run_copy
     assert Path(config["data"]["path"]).name == "phantom" and "my data" in config["data"]["path"]
     assert "'--data=../my data/phantom'" in config["command"]  # the command as a shell takes it
     monkeypatch.chdir(tmp_path)  # neither the project nor the folder the run was started from
-    assert explain_run(load_run(run_copy), device="cpu") is not None
+    with console_logging():  # its lines as a command shows them
+        assert explain_run(load_run(run_copy), device="cpu") is not None
     info = json.loads((run_copy / "explain" / "gradcam" / "info.json").read_text())
     assert info["files"]["cam_metrics.csv"] == file_sha256(
         run_copy / "explain" / "gradcam" / "cam_metrics.csv")
@@ -341,7 +342,8 @@ def test_explain_skips_runs_without_weights_with_a_note_and_goes_on(run_copy, tm
     assert f"note: {run_copy.name}: not explained: model.safetensors is not in the run folder" \
         in out and "zz-copy: explained" in out
     (other / "model.safetensors").unlink()  # explained before its weights went: up to date
-    assert explain_run(load_run(other), device="cpu") is not None
+    with console_logging():
+        assert explain_run(load_run(other), device="cpu") is not None
     assert "zz-copy: explanations up to date" in capsys.readouterr().out
 
 
