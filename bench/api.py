@@ -252,7 +252,7 @@ class _ManifestSet:
 
 
 def runs_table(runs: list) -> pd.DataFrame:
-    """One row per :class:`bench.reporting.runs.Run` (see :func:`load_runs`)."""
+    """One row per :class:`bench.engine.runfolder.Run` (see :func:`load_runs`)."""
     import pandas as pd
 
     from bench.reporting.labels import configuration_labels

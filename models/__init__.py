@@ -11,6 +11,7 @@ from models import (  # noqa: F401  (each import registers its models)
     zeimarani_cnn,
 )
 from models.config import ModelConfig, Recipe
-from models.registry import create_model, get_model_config, list_models, register_model
+from models.entries import register_model
+from models.registry import create_model, get_model_config, list_models
 
 __all__ = ["ModelConfig", "Recipe", "create_model", "get_model_config", "list_models", "register_model"]

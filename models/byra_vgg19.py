@@ -18,8 +18,9 @@ import torch
 from torch import nn
 
 from models.config import ModelConfig, Recipe
+from models.entries import register_model
 from models.pretrained import create_pretrained, timm_source
-from models.registry import register_model
+from models.weights import NO_WEIGHTS, Weights
 
 
 class MatchingLayer(nn.Module):
@@ -54,7 +55,7 @@ WEIGHTS = timm_source("vgg19")
     classifier="vgg.head.fc",
     reference="Byra et al., Med Phys 46(2):746-55 (2019), doi:10.1002/mp.13361", pretrained="imagenet"), weights=WEIGHTS)
 def byra_vgg19_ml(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.5,
-                  pretrained: str = "none") -> nn.Module:
+                  pretrained: Weights = NO_WEIGHTS) -> nn.Module:
     backbone = create_pretrained(lambda: timm.create_model("vgg19", num_classes=num_classes,
                                                            drop_rate=dropout),
                                  pretrained, WEIGHTS, "byra_vgg19_ml", classifier="head.fc")

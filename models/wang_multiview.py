@@ -19,9 +19,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from models.config import ModelConfig, Recipe
+from models.entries import register_model
 from models.inception_v3 import INCEPTION_MEAN_STD, WEIGHTS, inception_v3_backbone
 from models.pretrained import create_pretrained
-from models.registry import register_model
+from models.weights import NO_WEIGHTS, Weights
 
 
 def three_views(x: torch.Tensor, zoom: float = 2 / 3) -> list[torch.Tensor]:
@@ -59,7 +60,7 @@ class MultiviewInceptionV3(nn.Module):
     notes="3-D views replaced by whole / central zoom / flipped views of the 2-D image",
     pretrained="imagenet"), weights=WEIGHTS)
 def wang_multiview_inception_v3(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.5,
-                                pretrained: str = "none") -> nn.Module:
+                                pretrained: Weights = NO_WEIGHTS) -> nn.Module:
     backbone = create_pretrained(lambda: inception_v3_backbone(in_chans), pretrained, WEIGHTS,
                                  "wang_multiview_inception_v3", classifier="")  # features only
     model = MultiviewInceptionV3(backbone, num_classes, dropout)

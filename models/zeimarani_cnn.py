@@ -14,8 +14,9 @@ import torch
 from torch import nn
 
 from models.config import ModelConfig, Recipe
+from models.entries import register_model
 from models.pretrained import SCRATCH, create_pretrained
-from models.registry import register_model
+from models.weights import NO_WEIGHTS, Weights
 
 
 class SmallCNN(nn.Module):
@@ -45,6 +46,6 @@ class SmallCNN(nn.Module):
     reference="Zeimarani et al., IEEE Access 8:133349-59 (2020), doi:10.1109/ACCESS.2020.3010863"),
     weights=SCRATCH)
 def zeimarani_cnn(in_chans: int = 3, num_classes: int = 2, dropout: float = 0.5,
-                  pretrained: str = "none") -> nn.Module:
+                  pretrained: Weights = NO_WEIGHTS) -> nn.Module:
     return create_pretrained(lambda: SmallCNN(in_chans, num_classes, dropout), pretrained, SCRATCH,
                              "zeimarani_cnn")

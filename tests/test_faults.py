@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 
 from bench.cli.report import main as report_main
 from bench.core.atomic import UMASK, exclusive, write_json
-from bench.core.errors import BenchError
+from bench.core.errors import BenchError, console_logging
 from bench.data.datasets import load_index
 from bench.data.images import BadImageError, read_image
 from tests.helpers import SMOKE, TINY, run_main, write_fixture_run, write_image
@@ -228,7 +228,7 @@ def test_a_second_process_on_the_same_run_waits_for_the_first(tmp_path, capsys):
         with exclusive(tmp_path / ".lock", "waiting for the first"):
             order.append("second")
 
-    with exclusive(tmp_path / ".lock", "unused"):
+    with console_logging(), exclusive(tmp_path / ".lock", "unused"):
         t = threading.Thread(target=second)
         t.start()
         time.sleep(0.3)

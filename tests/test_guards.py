@@ -19,7 +19,7 @@ from bench.cli.explain import main as explain_main
 from bench.cli.report import main as report_main
 from bench.cli.speed import main as speed_main
 from bench.cli.suite import main as suite_main
-from bench.core.errors import BenchError, plain
+from bench.core.errors import BenchError, console_logging, plain
 from bench.core.provenance import file_sha256
 from bench.data.datasets import load_index
 from bench.data.index import parse_label
@@ -31,13 +31,13 @@ from bench.engine.external import (
     final_model,
     resolve_external,
 )
-from bench.engine.runfolder import RunFolder
+from bench.engine.runfolder import InvalidRun, Run, RunFolder, load_run
 from bench.engine.runner import check_not_own_images, write_errors_said
 from bench.engine.spec import RunSpec
 from bench.evaluation.explain import NotExplained, explain_run, explain_runs, run_index
 from bench.jobs.cluster import JobOutcome, failed_count
 from bench.jobs.plan import JobStatus
-from bench.reporting.runs import InvalidRun, Run, load_run, load_runs
+from bench.reporting.runs import load_runs
 from bench.reporting.sections.external import external_table
 from bench.reporting.tables import comparison_sets, set_aside
 from tests.helpers import SMOKE, TINY, run_main, write_fixture_run, write_image
@@ -127,7 +127,8 @@ def test_explain_finds_a_run_s_data_from_any_working_directory(located, run_copy
     assert Path(config["data"]["path"]).name == "phantom" and "my data" in config["data"]["path"]
     assert "'--data=../my data/phantom'" in config["command"]  # the command as a shell takes it
     monkeypatch.chdir(tmp_path)  # neither the project nor the folder the run was started from
-    assert explain_run(load_run(run_copy), device="cpu") is not None
+    with console_logging():  # its lines as a command shows them
+        assert explain_run(load_run(run_copy), device="cpu") is not None
     info = json.loads((run_copy / "explain" / "gradcam" / "info.json").read_text())
     assert info["files"]["cam_metrics.csv"] == file_sha256(
         run_copy / "explain" / "gradcam" / "cam_metrics.csv")
@@ -235,10 +236,10 @@ def test_external_sets_with_one_folder_name_or_a_split_name_are_refused(tmp_path
     class_folders(tmp_path / "c" / "test", seed=2)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(BenchError, match=r"two sets are both called 'ext'; name one with "
-                                         r"--external NAME=b/ext"):
+                                         r"`external` NAME=b/ext"):
         resolve_external(["a/ext", "b/ext"])
     with pytest.raises(BenchError, match=r"`external` c/test: the name 'test' is one of the run's "
-                                         r"own splits; name the set with --external NAME=c/test"):
+                                         r"own splits; name the set with `external` NAME=c/test"):
         resolve_external(["c/test"])
     named = resolve_external(["a/ext", "ext-b=b/ext", "busi-test=c/test"])
     assert [s.name for s in named] == ["ext", "ext-b", "busi-test"]
@@ -257,7 +258,7 @@ def test_a_second_set_of_the_same_name_does_not_replace_the_first_one_s_scores(t
     (second,) = resolve_external(["b/ext"])
     with pytest.raises(BenchError, match=r"`external` b/ext: run already has an external set "
                                          r"named 'ext', scored from .*a/ext; name this one with "
-                                         r"--external NAME=b/ext"):
+                                         r"`external` NAME=b/ext"):
         check_same_source(RunFolder(run_dir), second, "d" * 64)
     check_same_source(RunFolder(run_dir), first, "d" * 64)  # the same set again: rescored, fine
     check_same_source(RunFolder(run_dir), ExternalSet("ext", "elsewhere/ext", first.index), "c" * 64)
@@ -342,7 +343,8 @@ def test_explain_skips_runs_without_weights_with_a_note_and_goes_on(run_copy, tm
     assert f"note: {run_copy.name}: not explained: model.safetensors is not in the run folder" \
         in out and "zz-copy: explained" in out
     (other / "model.safetensors").unlink()  # explained before its weights went: up to date
-    assert explain_run(load_run(other), device="cpu") is not None
+    with console_logging():
+        assert explain_run(load_run(other), device="cpu") is not None
     assert "zz-copy: explanations up to date" in capsys.readouterr().out
 
 

@@ -72,11 +72,13 @@ def test_a_bad_verdict_or_an_unknown_image_is_one_line(small_synthetic, tmp_path
 def test_random_pairs_take_what_exists_and_say_how_many(capsys):
     import numpy as np
 
+    from bench.core.errors import console_logging
     from bench.data.pairs import random_pairs
 
     rng = np.random.default_rng(0)
     taken = {(0, 1), (0, 2), (1, 2), (0, 3)}  # 6 images: 15 pairs, 11 free
-    pairs = random_pairs(6, taken, 20, rng)
+    with console_logging():
+        pairs = random_pairs(6, taken, 20, rng)
     assert len(pairs) == 11 == len(set(pairs)) and not set(pairs) & taken
     assert all(0 <= i < j < 6 for i, j in pairs)
     assert "only 11 pairs outside the candidate pairs" in capsys.readouterr().out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import logging
 import os
 import shutil
 import site
@@ -286,7 +287,7 @@ def test_two_logits_pass_the_output_check_in_train_mode_too():
 
 
 def test_in_the_suite_a_model_with_three_logits_fails_alone_before_training(tiny_synthetic,
-                                                                            tmp_path, capsys):
+                                                                            tmp_path, caplog):
     """The suite's jobs go through the same check (bench.engine.runner.prepare): the job of the
     bad model fails with its one line, nothing of it is written, and the other jobs go on."""
     from bench.engine.spec import RunOptions
@@ -303,7 +304,7 @@ def test_in_the_suite_a_model_with_three_logits_fails_alone_before_training(tiny
     finally:
         forget_outside_models()
     assert outcome.status != JobStatus.OK and outcome.run_dir is None
-    err = capsys.readouterr().err.strip().splitlines()
+    err = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert err == ["error: `model`=three_logits: its output for 2 images of 64 px has shape (2, 3), "
                    "not a tensor of shape (N, 2): two finite logits per image, benign then "
                    "malignant"]

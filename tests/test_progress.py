@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bench.core.errors import console_logging
 from bench.data import lesion
 
 
@@ -27,11 +28,13 @@ def test_the_same_lesion_evidence_says_what_it_builds_before_building_it(tmp_pat
 
     monkeypatch.setattr(lesion, "compute_evidence", compute)
     cache = tmp_path / "cache"
-    assert lesion.evidence_for(files, decode, lesion.load_rule(), cache_dir=cache) is done
+    with console_logging():  # the lines as a command shows them, in order with the prints
+        assert lesion.evidence_for(files, decode, lesion.load_rule(), cache_dir=cache) is done
     out = capsys.readouterr().out.splitlines()
     assert out == [f"building the same-lesion evidence for 3 images (once; cached in {cache})",
                    "decoding", "computing"]
-    lesion.evidence_for(files, decode, lesion.load_rule(), cache_dir=cache)
+    with console_logging():
+        lesion.evidence_for(files, decode, lesion.load_rule(), cache_dir=cache)
     assert capsys.readouterr().out == ""  # cached: nothing to say, nothing rebuilt
 
 
@@ -50,8 +53,9 @@ def test_looking_for_training_copies_in_an_external_set_is_said_before_it_starts
     monkeypatch.setattr(external, "pictures", pictures)
     monkeypatch.setattr(external, "find_copies", lambda new, ref: [])
     ext = external.ExternalSet("site_b", "synthetic:B", DataIndex("folders", tmp_path, samples(3)))
-    assert external._find_training_copies(ext, DataIndex("folders", tmp_path, samples(5)),
-                                          False) == ({}, [])  # nothing found: none is a copy
+    with console_logging():
+        assert external._find_training_copies(ext, DataIndex("folders", tmp_path, samples(5)),
+                                              False) == ({}, [])  # nothing found: none is a copy
     assert capsys.readouterr().out.splitlines() == [
         "external site_b: looking for copies of the 5 training images among its 3 images (same "
         "picture; once per process)", "decoding 5", "decoding 3"]
@@ -71,7 +75,7 @@ def test_a_split_says_it_builds_the_evidence_before_decoding_the_images(tiny_cop
         raise _Stop
 
     monkeypatch.setattr(manifest, "decode", decode)
-    with pytest.raises(_Stop):
+    with console_logging(), pytest.raises(_Stop):
         manifest.fingerprints(load_index(tiny_copy), False)
     assert capsys.readouterr().out.splitlines() == [
         f"building the same-lesion evidence for 32 images (once; cached in {lesion.CACHE_DIR})",

@@ -14,6 +14,7 @@ from PIL import Image
 
 from bench.cli.report import main
 from bench.core.atomic import git_tracked
+from bench.core.errors import console_logging
 from bench.core.tablefmt import TABLE_DIGITS, write_table
 from bench.reporting import figures
 from bench.reporting.report import ReportOptions, build_report
@@ -546,11 +547,12 @@ def test_two_reports_into_one_folder_run_one_after_the_other(fixture_runs, tmp_p
             errors.append(exc)
 
     threads = [threading.Thread(target=build) for _ in range(2)]
-    for t in threads:
-        t.start()
-        time.sleep(0.1)
-    for t in threads:
-        t.join(120)
+    with console_logging():  # the waiting line as a command shows it
+        for t in threads:
+            t.start()
+            time.sleep(0.1)
+        for t in threads:
+            t.join(120)
     assert not errors and events == ["start", "end", "start", "end"]
     assert f"waiting: another command is writing {out}" in capsys.readouterr().out
     assert (out / "README.md").is_file() and (out / "tables" / "table3_comparison.csv").is_file()

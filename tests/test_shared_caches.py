@@ -16,6 +16,7 @@ import pytest
 
 import bench.data.synthetic as synthetic
 from bench.core.atomic import publish_folder
+from bench.core.errors import console_logging
 from bench.data.synthetic import MARKER, PhantomSpec, ensure_synthetic
 
 SPEC = PhantomSpec(n_benign=3, n_malignant=3, seed=5)
@@ -82,7 +83,8 @@ def test_the_phantom_asked_for_by_two_jobs_at_once_is_generated_once(tmp_path, m
         return real(spec, out, workers=1)
 
     monkeypatch.setattr(synthetic, "generate", slow_generate)
-    roots = _at_once(2, lambda _k: ensure_synthetic(SPEC, cache_root=tmp_path))
+    with console_logging():
+        roots = _at_once(2, lambda _k: ensure_synthetic(SPEC, cache_root=tmp_path))
     assert roots[0] == roots[1] == tmp_path / SPEC.cache_name()
     assert capsys.readouterr().out.count("generating synthetic phantom data") == 1
     assert len(list(roots[0].glob("*/syn_*[0-9].png"))) == 6 and (roots[0] / MARKER).is_file()

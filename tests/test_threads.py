@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from bench.cli.suite import main as suite_main
+from bench.core.errors import console_logging
 from bench.engine.threads import (
     ENV_FROM,
     ENV_THREADS,
@@ -166,8 +167,9 @@ def test_more_threads_than_cpus_are_capped_to_the_cpus_with_a_note(tiny_syntheti
     this process may run on is capped to them, said in a note and recorded as capped."""
     from bench.engine.threads import capped
 
-    assert capped(ThreadCount(100000, "--threads"), cpus=2) == \
-        ThreadCount(2, "--threads, capped to the CPUs")
+    with console_logging():
+        assert capped(ThreadCount(100000, "--threads"), cpus=2) == \
+            ThreadCount(2, "--threads, capped to the CPUs")
     assert "--threads 100000 is more than the 2 CPU(s)" in capsys.readouterr().out
     assert capped(ThreadCount(2, "--threads"), cpus=2) == ThreadCount(2, "--threads")
     used = apply_threads(resolve_threads(100000))  # conftest restores the pools after the test

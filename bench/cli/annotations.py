@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.core.errors import cli_main
+from bench.core.errors import cli_main, in_flag_words
 from bench.data.annotate import annotate_dataset, evaluate_labels, read_labels
 from bench.data.annotations import INPAINT, KINDS
 from bench.data.datasets import KINDS as DATASET_KINDS
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     index = load_index(a.data, a.dataset)
     done = annotate_dataset(index, a.out, a.method, a.sheet_images)
     for line in done.skipped:
-        print(f"skipped: {line}")
+        print(f"skipped: {in_flag_words(line)}")
     table = done.table
     print(f"{len(table)} images: " + ", ".join(f"{k} in {int(table[k].sum())}" for k in KINDS)
           + f"; nothing found in {done.without_marks}")

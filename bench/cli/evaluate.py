@@ -16,7 +16,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from bench.core.errors import BenchError, cli_main, number
+from bench.cli import number
+from bench.core.errors import BenchError, cli_main
 from bench.core.paths import RESULTS_DIR
 from bench.core.provenance import portable
 from bench.reporting.evaluate import evaluate, safe_name, summary, write_template
@@ -71,7 +72,3 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {out}: README.md, row, intervals, leaderboard, calibration (.csv/.md/.tex), "
           "roc.png, calibration.png, evaluation.json")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

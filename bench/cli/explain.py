@@ -57,7 +57,3 @@ def main(argv: list[str] | None = None) -> int:
         raise BenchError(f"{len(problems)} run(s) not explained (said above); the first: "
                          f"{problems[0]}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -52,7 +52,3 @@ def main(argv: list[str] | None = None) -> int:
           f"{r.experiment_id}): {len(r.created)} new, {len(r.updated)} updated, "
           f"{len(r.skipped)} unchanged, in {r.seconds:.0f} s")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

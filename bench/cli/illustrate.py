@@ -5,7 +5,6 @@ analogues (:mod:`bench.evaluation.illustrate`)."""
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from bench.core.errors import BenchError, cli_main
@@ -33,7 +32,3 @@ def main(argv: list[str] | None = None) -> int:
     for run in runs:
         illustrate_run(run, args.data)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -76,7 +76,3 @@ def main(argv: list[str] | None = None) -> int:
         get_model_config(name)  # clear error for an unknown name
     print(to_markdown(model_table(names)), end="")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

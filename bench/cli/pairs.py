@@ -6,7 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.core.errors import cli_main, number
+from bench.cli import number
+from bench.core.errors import cli_main
 from bench.data.datasets import KINDS
 from bench.data.lesion import RULE_FILE
 from bench.data.pairs import FitSettings, fit_reviewed, sample_for_review

@@ -13,7 +13,6 @@ weights and the detector are unchanged), then writes ``reliance.csv``/``.md``/``
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -80,7 +79,3 @@ def main(argv: list[str] | None = None) -> int:
         raise BenchError("--n-boot: sets the insertion controls' bootstrap; add --controls")
     write_reliance(a.runs, a.out, a.device, a.data, a.controls, a.n_boot)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

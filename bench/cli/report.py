@@ -17,8 +17,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from bench.cli import number
 from bench.core.atomic import git_tracked
-from bench.core.errors import BenchError, cli_main, number
+from bench.core.errors import BenchError, cli_main, in_flag_words
 from bench.core.paths import RESULTS_DIR
 from bench.reporting.report import REPORT_PARTS, ReportOptions, build_report
 
@@ -70,11 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         profile=args.profile, n_boot=args.n_boot, seed=args.seed, figures_only=args.figures_only,
         skip_invalid_runs=args.skip_invalid_runs))
     for note in result.warnings:
-        print(f"warning: {note}", file=sys.stderr)
+        print(f"warning: {in_flag_words(note)}", file=sys.stderr)
     print(f"wrote tables to {args.out / 'tables'}, {len(result.figures)} figure files to "
           f"{args.out / 'figures'} and {args.out / 'README.md'}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

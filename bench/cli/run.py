@@ -15,7 +15,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from bench.core.errors import INTERRUPTED_RUN, cli_main, number
+from bench.cli import number
+from bench.core.errors import INTERRUPTED_RUN, cli_main, in_flag_words
 from bench.core.paths import RESULTS_DIR
 from bench.core.provenance import portable
 from bench.data.augment import AUGMENT_POLICIES
@@ -175,7 +176,7 @@ def print_summary(model: str, metrics: dict, run_dir: Path, seconds: float,
     t = metrics.get("test")
     print(f"\n{model}: held-out test set (n={t['n'] if t else '?'}) — {run_dir}")
     if t is None:
-        print(f"  FAILED: {metrics.get('test_message')}")
+        print(f"  FAILED: {in_flag_words(str(metrics.get('test_message')))}")
     else:
         shown = listed(View.SUMMARY)
         values = summary_values(t, shown, run_dir)
@@ -196,7 +197,7 @@ def print_summary(model: str, metrics: dict, run_dir: Path, seconds: float,
               f"training images): accuracy {e['accuracy']:.3f}, sensitivity "
               f"{e['sensitivity']:.3f}, specificity {e['specificity']:.3f}, AUC {e['auc']:.3f}")
     if note:
-        print(f"  {note}")
+        print(f"  {in_flag_words(note)}")
     print(f"  wall time {seconds:.1f} s")
 
 
@@ -226,7 +227,3 @@ def main(argv: list[str] | None = None) -> int:
     print_summary(options.model, result.metrics, result.run_dir, result.seconds, result.note,
                   result.external)
     return 0 if result.ok else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -46,7 +46,3 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {folder.name}: {in_flag_words(str(exc))}", file=sys.stderr)
             failed += 1
     return EXIT_USAGE if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

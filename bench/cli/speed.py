@@ -4,11 +4,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from bench.cli import number
 from bench.core.atomic import write_csv, write_text
-from bench.core.errors import BenchError, cli_main, ensure_writable, number
+from bench.core.errors import BenchError, cli_main, ensure_writable
 from bench.core.paths import RESULTS_DIR
 from bench.core.tablefmt import to_markdown
 from bench.engine.contention import ContentionOptions, contention_header, measure_contention
@@ -87,7 +87,3 @@ def contention(args: argparse.Namespace) -> int:
                f"{header}\n\n{to_markdown(table)}")
     print(header)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

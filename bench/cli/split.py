@@ -11,11 +11,11 @@ never overwritten unless ``--force`` is given.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
+from bench.cli import number
 from bench.core.atomic import write_json
-from bench.core.errors import BenchError, cli_main, ensure_writable, number
+from bench.core.errors import BenchError, cli_main, ensure_writable
 from bench.core.paths import SPLITS_DIR
 from bench.data.datasets import KINDS, load_index
 from bench.data.manifest import (
@@ -134,7 +134,3 @@ def replaced(path: Path, new, index, cfg: SplitConfig) -> dict:
             "groups_split_across_folds": len(leaks) - len(cross),
             "test_images_changed": len(new_test - old_test),
             "test_images_kept": len(new_test & old_test)}
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -38,7 +38,7 @@ from bench.engine.sites import resolve_external_option
 from bench.engine.spec import SEED_RULE, RunOptions, check_seed
 from bench.engine.threads import apply_threads, resolve_threads
 from bench.jobs.cluster import EXECUTORS, ClusterConfig
-from bench.jobs.plan import Job, SettingError, check_evaluations
+from bench.jobs.plan import Job, check_evaluations
 from bench.jobs.suite import (
     SuiteObserver,
     SuiteSettings,
@@ -427,22 +427,15 @@ def main(argv: list[str] | None = None) -> int:
     sites = site_paths(args.data)
     if args.leave_one_site_out and sites is None:
         raise BenchError("--leave-one-site-out needs two or more sites: --data A,B[,C]")
-    try:
-        settings = settings_from_args(args, passthrough, command, args.out or default_out(args),
-                                      cluster)
-        if args.leave_one_site_out:  # one suite per left-out site, then the matrix
-            results = leave_one_site_out(settings, sites, CommandLine())
-        else:
-            results = [run_suite(settings, CommandLine())]
-    except SettingError as exc:
-        raise BenchError(f"{flag(exc.setting)}: {exc.problem}") from None
+    settings = settings_from_args(args, passthrough, command, args.out or default_out(args),
+                                  cluster)
+    if args.leave_one_site_out:  # one suite per left-out site, then the matrix
+        results = leave_one_site_out(settings, sites, CommandLine())
+    else:
+        results = [run_suite(settings, CommandLine())]
     for result in results:
         for note in result.warnings:
-            print(f"warning: {note}", file=sys.stderr)
+            print(f"warning: {in_flag_words(note)}", file=sys.stderr)
         if result.failures:
             print(f"failed: {', '.join(result.failures)}", file=sys.stderr)
     return 0 if all(r.ok for r in results) else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -18,12 +18,12 @@ from bench.core.errors import BenchError, cli_main
 from bench.core.paths import RESULTS_DIR
 from bench.core.provenance import portable
 from bench.core.tablefmt import to_markdown
-from bench.jobs.plan import SettingError
 from bench.jobs.sweep import sweep
 from models.plugins import resolve_model
 
 # the library's settings by the flag that sets them
-FLAGS = {"folds": "--cv-folds", "use_folds": "--use-folds"}
+# the library's `folds` (a run's K-fold CV) is this command's --cv-folds
+FLAGS = {"folds": "--cv-folds"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +53,7 @@ def parse_folds(text: str) -> list[int]:
         raise BenchError(f"--use-folds {text!r}: give fold numbers, e.g. 0,1") from None
 
 
-@cli_main
+@cli_main(flags=FLAGS)
 def main(argv: list[str] | None = None) -> int:
     args, passthrough = build_parser().parse_known_args(argv)
     if args.epochs < 1 or args.window < 1:
@@ -64,13 +64,6 @@ def main(argv: list[str] | None = None) -> int:
     base = replace(options_from_argv(passthrough), folds=args.cv_folds, epochs=args.epochs,
                    out=args.out, command=command)
     runs = [replace(base, model=resolve_model(m)) for m in args.models.split(",") if m]
-    try:
-        plateau = sweep(runs, folds, args.out, args.tolerance, args.window)
-    except SettingError as exc:
-        raise BenchError(f"{FLAGS.get(exc.setting, exc.setting)}: {exc.problem}") from None
+    plateau = sweep(runs, folds, args.out, args.tolerance, args.window)
     print(to_markdown(plateau))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

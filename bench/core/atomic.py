@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import math
 import os
 import shutil
@@ -20,6 +21,8 @@ import numpy as np
 import pandas as pd
 
 from bench.core.errors import BenchError
+
+log = logging.getLogger(__name__)
 
 
 def _umask() -> int:
@@ -114,7 +117,7 @@ def exclusive(lock_path: Path, waiting: str, remove: bool = False) -> Iterator[N
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                print(waiting, flush=True)
+                log.info(waiting)
                 fcntl.flock(handle, fcntl.LOCK_EX)
             try:  # the holder before may have removed the file we waited on: lock the new one
                 same = os.path.samestat(os.fstat(handle.fileno()), os.stat(lock_path))

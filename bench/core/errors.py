@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import errno
-import math
+import logging
 import os
 import re
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from pathlib import Path
 from typing import TypeVar
@@ -37,9 +37,12 @@ class BenchError(UserError):
     """A problem with the user's input or environment, reported as one line without traceback."""
 
 
-# The library names parameters in backticks (`pretrained`=hub, `img_size`); a command says its
-# flags instead: --pretrained hub, --img-size (a parameter whose flag has another name is listed).
-FLAGS = {"in_chans": "--channels", "augment_policy": "--augment"}
+# The one way the library names a parameter in a message (errors and log lines alike): in
+# backticks, as a Python caller passes it (`pretrained`=hub, `img_size` 32, pass `skip_invalid`);
+# a command says its flags instead (--pretrained hub, --img-size 32, pass --skip-invalid-runs):
+# `cli_main` renders every error and log line with :func:`in_flag_words`. A parameter whose flag
+# is not its name with dashes is listed here (a command's own differences: ``cli_main(flags=...)``).
+FLAGS = {"in_chans": "--channels", "skip_invalid": "--skip-invalid-runs", "augment_policy": "--augment"}
 _PARAM = re.compile(r"`(\w+)`(?:=('?)([^'\s;,)]*)\2)?")
 
 
@@ -49,6 +52,57 @@ def in_flag_words(message: str, flags: dict[str, str] = FLAGS) -> str:
         flag = flags.get(m.group(1), "--" + m.group(1).replace("_", "-"))
         return f"{flag} {m.group(3)}" if m.group(3) else flag
     return _PARAM.sub(say, message)
+
+
+class SettingError(BenchError):
+    """A setting that cannot work, named as a Python caller passes it (``gpus_per_job``); the
+    message is "`setting`: problem", which a command says with its flag (--gpus-per-job: ...)."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(f"`{setting}`: {problem}")
+        self.setting = setting
+
+
+class ConsoleHandler(logging.Handler):
+    """The library's log lines as a command shows them: INFO on stdout, WARNING and above on
+    stderr (the streams of the moment, so captured output sees them), each line as it was logged
+    ("%(message)s") with its parameters said as flags."""
+
+    def __init__(self, flags: dict[str, str] = FLAGS) -> None:
+        super().__init__(logging.INFO)
+        self.flags = flags
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            stream = sys.stderr if record.levelno >= logging.WARNING else sys.stdout
+            stream.write(in_flag_words(record.getMessage(), self.flags) + "\n")
+            stream.flush()
+        except Exception:  # noqa: BLE001 - logging never raises into the caller
+            self.handleError(record)
+
+
+# the packages whose module loggers (logging.getLogger(__name__)) a command shows
+LIBRARY_LOGGERS = ("bench", "models")
+
+
+@contextmanager
+def console_logging(flags: dict[str, str] = FLAGS) -> Iterator[None]:
+    """While a command runs, the library's INFO and higher log lines go to its console
+    (:class:`ConsoleHandler`); nested commands share the outer one's."""
+    loggers = [logging.getLogger(name) for name in LIBRARY_LOGGERS]
+    if any(isinstance(h, ConsoleHandler) for lg in loggers for h in lg.handlers):
+        yield
+        return
+    handler, levels = ConsoleHandler(flags), [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.removeHandler(handler)
+            lg.setLevel(level)
 
 
 # what a command that trains says when interrupted (bench.run, bench.suite), and what any other
@@ -93,26 +147,31 @@ def written_path(exc: BaseException) -> Path | None:
 def disk_message(exc: BaseException, code: int) -> str:
     """One line for a failed write: the file, what happened and what to do."""
     where = written_path(exc) or "a file"
-    todo = ("choose a writable folder (--out) or make it writable" if code == errno.EROFS
+    todo = ("choose a writable folder (`out`) or make it writable" if code == errno.EROFS
             else "free some space")
     return (f"{where}: cannot write it, {DISK_ERRORS[code]}; {todo} and rerun the same command "
             "(the work already finished is kept: every file is written whole or not at all)")
 
 
-def cli_main(func: F | None = None, *, interrupted: str = INTERRUPTED) -> F:
+def cli_main(func: F | None = None, *, interrupted: str = INTERRUPTED,
+             flags: dict[str, str] | None = None) -> F:
     """Wrap a CLI ``main``: a :class:`BenchError` prints ``error: ...`` and exits with code 2; so
     does a write that fails on a full disk, a quota or a read-only file system
     (:func:`disk_error`). ``interrupted`` is the line said on Ctrl-C (exit code 130):
-    ``@cli_main(interrupted=INTERRUPTED_RUN)`` for a command that trains and resumes."""
+    ``@cli_main(interrupted=INTERRUPTED_RUN)`` for a command that trains and resumes. The
+    library's log lines are the command's console lines (:func:`console_logging`); errors and log
+    lines say parameters as the command's flags (:data:`FLAGS`, updated by ``flags``)."""
     if func is None:
-        return lambda f: cli_main(f, interrupted=interrupted)  # type: ignore[return-value]
+        return lambda f: cli_main(f, interrupted=interrupted, flags=flags)  # type: ignore[return-value]
+    said = {**FLAGS, **(flags or {})}
 
     @wraps(func)
     def wrapper(*args, **kwargs):
         try:
-            return func(*args, **kwargs)
+            with console_logging(said):
+                return func(*args, **kwargs)
         except UserError as exc:  # BenchError, or the model package's own
-            print(f"error: {in_flag_words(str(exc))}", file=sys.stderr)
+            print(f"error: {in_flag_words(str(exc), said)}", file=sys.stderr)
             raise SystemExit(EXIT_USAGE) from None
         except KeyboardInterrupt:
             print(interrupted, file=sys.stderr)
@@ -121,32 +180,13 @@ def cli_main(func: F | None = None, *, interrupted: str = INTERRUPTED) -> F:
             code = disk_error(exc)
             if code is None:
                 raise
-            print(f"error: {disk_message(exc, code)}", file=sys.stderr)
+            print(f"error: {in_flag_words(disk_message(exc, code), said)}", file=sys.stderr)
             raise SystemExit(EXIT_USAGE) from None
 
     return wrapper  # type: ignore[return-value]
 
 
-def number(name: str, kind: type = int, minimum: float = 0, *, above: bool = False,
-           below: float | None = None):
-    """An argparse type for ``name``: a finite ``kind`` >= ``minimum`` (> with ``above``),
-    < ``below`` when given; the error names the option and the rule."""
-    rule = f"{'>' if above else '>='} {minimum:g}" + (f" and < {below:g}" if below else "")
-
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            value = None
-        if value is None or not math.isfinite(value) or value < minimum or \
-                (above and value == minimum) or (below is not None and value >= below):
-            what = "an integer" if kind is int else "a finite number"
-            raise argparse.ArgumentTypeError(f"{name} must be {what} {rule}, not {text!r}")
-        return value
-    return parse
-
-
-def ensure_writable(folder: Path, option: str = "--out") -> None:
+def ensure_writable(folder: Path, option: str = "`out`") -> None:
     """``folder`` exists (made when missing) and takes a new file; else a one-line error."""
     try:
         if folder.exists() and not folder.is_dir():

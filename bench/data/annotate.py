@@ -19,6 +19,7 @@ marked images judged right).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,8 @@ from bench.core.atomic import write_atomic, write_csv
 from bench.core.errors import BenchError
 from bench.data.annotations import CODE, INPAINT, KINDS, clean, detect, read_array
 from bench.data.images import BadImageError
+
+log = logging.getLogger(__name__)
 
 COLOURS = {"caliper": (255, 40, 40), "line": (255, 200, 0), "text": (40, 160, 255),
            "other": (40, 220, 80)}
@@ -192,7 +195,7 @@ def evaluate_labels(labels: pd.DataFrame, root: Path, out: Path, part: str) -> p
         path = root / str(r.label) / f"{r.id}.png"
         if not path.is_file():
             raise BenchError(f"`labels`: {path} not found; label ids must name <label>/<id>.png "
-                             "under --data")
+                             "under `data`")
         img = read_array(path)
         det = detect(img)
         found[r.id] = {m.kind for m in det.marks}
@@ -213,7 +216,7 @@ def evaluate_labels(labels: pd.DataFrame, root: Path, out: Path, part: str) -> p
     for r in ev[ev.part == part].itertuples():
         p = "n/a" if r.precision is None or pd.isna(r.precision) else f"{r.precision:.2f}"
         q = "n/a" if r.recall is None or pd.isna(r.recall) else f"{r.recall:.2f}"
-        print(f"{part} {r.kind}: precision {p} recall {q} ({r.tp} tp, {r.fp} fp, {r.fn} fn of "
-              f"{r.labelled} labelled in {r.images} images)")
+        log.info(f"{part} {r.kind}: precision {p} recall {q} ({r.tp} tp, {r.fp} fp, {r.fn} fn of "
+                 f"{r.labelled} labelled in {r.images} images)")
     return ev
 

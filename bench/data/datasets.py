@@ -106,7 +106,7 @@ def detect_kind(path: Path) -> str:
     if path.is_file():
         raise BenchError(f"`data` {path}: a file must be a CSV manifest (path,label[,group])")
     raise BenchError(
-        f"--data {path}: unknown layout; expected benign/ and malignant/ folders (BUSI or plain), "
+        f"`data` {path}: unknown layout; expected benign/ and malignant/ folders (BUSI or plain), "
         "bus_data.csv (BUS-BRA), BrEaST-Lesions_USG-images_and_masks/ (BrEaST) or a CSV manifest "
         "(path,label[,group])"
     )
@@ -133,9 +133,9 @@ def load_index(data: Path | None, kind: str = "auto", synthetic: PhantomSpec | N
     if kind == "auto":
         kind = detect_kind(data)
     elif kind != "csv" and not data.is_dir():
-        raise BenchError(f"`data` {data}: not a directory (--dataset {kind} expects a folder)")
+        raise BenchError(f"`data` {data}: not a directory (`dataset` {kind} expects a folder)")
     if kind == "csv" and not data.is_file():
-        raise BenchError(f"`data` {data}: --dataset csv expects a CSV file")
+        raise BenchError(f"`data` {data}: `dataset` csv expects a CSV file")
     resolved = data if kind == "csv" else data.resolve()
     try:
         return INFO[kind].reader(resolved)

@@ -55,7 +55,7 @@ def read_image(path: Path) -> Image.Image:
     """Decode ``path`` fully into an 8-bit 'L' or 'RGB' image or raise :class:`BadImageError`."""
     try:
         if path.stat().st_size == 0:
-            raise BadImageError(f"{path}: empty file (0 bytes); remove it or pass --skip-bad-images")
+            raise BadImageError(f"{path}: empty file (0 bytes); remove it or pass `skip_bad_images`")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -67,16 +67,16 @@ def read_image(path: Path) -> Image.Image:
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
         raise BadImageError(
             f"{path}: image is too large to decode safely ({exc}); shrink or remove it, or pass "
-            "--skip-bad-images") from None
+            "`skip_bad_images`") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise BadImageError(
             f"{path}: cannot decode image ({exc.__class__.__name__}: {exc}); "
-            "replace the file or pass --skip-bad-images"
+            "replace the file or pass `skip_bad_images`"
         ) from None
     if min(img.size) < MIN_SIDE:
         raise BadImageError(
             f"{path}: image is {img.size[0]}×{img.size[1]} px, smaller than {MIN_SIDE} px; "
-            "remove it or pass --skip-bad-images"
+            "remove it or pass `skip_bad_images`"
         )
     return img
 

@@ -47,7 +47,7 @@ class DataIndex:
 def read_table(path: Path, required: tuple[str, ...], needs: str, prefix: str = "",
                **read_kw) -> pd.DataFrame:
     """A CSV that must have ``required`` columns; an unreadable or incomplete file is one clear
-    error (``prefix`` names the option it came from, e.g. ``--split``)."""
+    error (``prefix`` names the option it came from, e.g. `` `split` ``)."""
     where = f"{prefix} {path}" if prefix else str(path)
     try:
         df = pd.read_csv(path, **read_kw)
@@ -106,7 +106,7 @@ def read_class_folders(root: Path, kind: str) -> DataIndex:
             if stem not in images:
                 ignored.extend((r, "mask without image") for r in rels)
         if not images:
-            raise BenchError(f"{folder}: class '{cls}' has no images; add images or check --data")
+            raise BenchError(f"{folder}: class '{cls}' has no images; add images or check `data`")
         for stem, rel in images.items():
             samples.append(Sample(id=f"{cls}/{stem}" if kind == "folder" else stem, path=rel,
                                   label=label, masks=tuple(sorted(masks.get(stem, [])))))

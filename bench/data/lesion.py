@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -60,6 +61,8 @@ from bench.core.errors import BenchError
 from bench.core.paths import CACHE_DIR, SPLITS_DIR
 from bench.data.copies import Picture, geometric_inliers, picture_of
 from bench.data.similarity import SAME_SCENE, contrast_scores, similarity_matrix
+
+log = logging.getLogger(__name__)
 
 FEATURES = ("nccz", "log_inliers", "embz")
 RULE_FILE = SPLITS_DIR / "same_lesion_rule.json"
@@ -180,9 +183,6 @@ class PairEvidence:
     def column(self, name: str) -> np.ndarray:
         return self.features[:, FEATURES.index(name)]
 
-    def lookup(self) -> dict[tuple[int, int], int]:
-        return {(int(i), int(j)): k for k, (i, j) in enumerate(self.pairs)}
-
 
 def candidate_pairs(scores: list[np.ndarray], k: int) -> np.ndarray:
     """Each image's ``k`` highest-scoring partners under any of ``scores`` (n×n, NaN diagonal)."""
@@ -266,8 +266,8 @@ def announce(files: list[Path], rule: LesionRule, cache_dir: Path | None = CACHE
     if _cached(files, key, cache_dir) is not None:
         return
     _ANNOUNCED.add(key)
-    print(f"building the same-lesion evidence for {len(files)} images (once; "
-          f"{f'cached in {cache_dir}' if cache_dir is not None else 'not cached'})", flush=True)
+    log.info(f"building the same-lesion evidence for {len(files)} images (once; "
+             f"{f'cached in {cache_dir}' if cache_dir is not None else 'not cached'})")
 
 
 def evidence_for(files: list[Path], images, rule: LesionRule,

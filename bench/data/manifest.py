@@ -202,13 +202,13 @@ def _pick_test(groups: dict[int, list[int]], labels: np.ndarray, per_class: int,
                 raise BenchError(
                     f"too few usable {name} images for a held-out test of {per_class} per class "
                     f"(only {total} after removing duplicate-label conflicts); add data or lower "
-                    "--test-per-class")
+                    "`test_per_class`")
             sizes = sorted((len(groups[g]) for g in keys), reverse=True)
             raise BenchError(
                 f"cannot hold out exactly {per_class} {name} images as whole groups: the {total} "
                 f"usable {name} images form {len(keys)} groups (same picture, patient or lesion; "
                 f"largest {sizes[0]}), a group is never split, and no set of whole groups adds "
-                f"up to {per_class}; choose another --test-per-class or add data")
+                f"up to {per_class}; choose another `test_per_class` or add data")
     return chosen
 
 
@@ -237,7 +237,7 @@ def make_split(index: DataIndex, cfg: SplitConfig | None = None, skip_bad: bool 
         if min(n_groups) < cfg.folds:
             raise BenchError(f"too few training images for {cfg.folds}-fold CV after the held-out "
                              f"test ({n_groups[0]} benign and {n_groups[1]} malignant groups); "
-                             "add data, lower --test-per-class or --folds")
+                             "add data, lower `test_per_class` or `folds`")
         sgkf = StratifiedGroupKFold(n_splits=cfg.folds, shuffle=True, random_state=cfg.seed)
         for k, (_, val) in enumerate(sgkf.split(train_idx, labels[train_idx], gid[train_idx])):
             fold[np.array(train_idx)[val]] = k
@@ -324,7 +324,7 @@ def read_manifest(path: Path) -> pd.DataFrame:
     """Read and validate a split manifest CSV."""
     if not path.is_file():
         raise BenchError(f"`split` {path}: manifest file does not exist")
-    df = read_table(path, tuple(COLUMNS), f"a manifest has {','.join(COLUMNS)}", "--split",
+    df = read_table(path, tuple(COLUMNS), f"a manifest has {','.join(COLUMNS)}", "`split`",
                     dtype={"id": str, "path": str, "group": str, "split": str},
                     keep_default_na=False)
     bad = set(df.split) - {"train", "test", "excluded"}
@@ -446,9 +446,9 @@ def match_manifest(manifest: pd.DataFrame, index: DataIndex, where: str) -> pd.D
         s = by_path.get(row.path)
         if s is None:
             raise BenchError(f"{where}: image {row.path!r} is not in the data at {index.root}; "
-                             "is --data the data set this manifest was built from? For a subset "
+                             "is `data` the data set this manifest was built from? For a subset "
                              "or another copy of it, build a manifest for it (python -m "
-                             "bench.split --data DIR --out my_split.csv) and pass --split "
+                             "bench.split --data DIR --out my_split.csv) and pass `split` "
                              "my_split.csv")
         if s.label != int(row.label):
             raise BenchError(f"{where}: label of {row.path!r} is {row.label} in the manifest but "

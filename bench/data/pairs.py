@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -41,6 +42,8 @@ from bench.data.lesion import (
 )
 from bench.data.manifest import decode, hard_links
 from bench.data.review import pair_sheets
+
+log = logging.getLogger(__name__)
 
 VERDICTS = ("same", "different", "unsure")
 REPEATS, FOLDS = 5, 5
@@ -71,7 +74,7 @@ class Evidence:
     def indices(self, a: pd.Series, b: pd.Series) -> np.ndarray:
         missing = [x for x in [*a, *b] if x not in self.pos]
         if missing:
-            raise BenchError(f"`reviewed`: image {missing[0]!r} is not a usable image of --data")
+            raise BenchError(f"`reviewed`: image {missing[0]!r} is not a usable image of `data`")
         i, j = a.map(self.pos).to_numpy(), b.map(self.pos).to_numpy()
         return np.column_stack([np.minimum(i, j), np.maximum(i, j)])
 
@@ -126,8 +129,8 @@ def random_pairs(n: int, taken: set[tuple[int, int]], k: int, rng: np.random.Gen
                 picked.append((a, b))
                 seen.add((a, b))
     if len(picked) < k:
-        print(f"note: only {len(picked)} pairs outside the candidate pairs could be drawn among "
-              f"{n} images; {len(picked)} random pairs instead of {k}", flush=True)
+        log.info(f"note: only {len(picked)} pairs outside the candidate pairs could be drawn among "
+                 f"{n} images; {len(picked)} random pairs instead of {k}")
     return picked
 
 

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -52,6 +53,8 @@ from scipy.ndimage import gaussian_filter, gaussian_filter1d
 
 from bench.core.atomic import publish_folder
 from bench.core.paths import CACHE_DIR
+
+log = logging.getLogger(__name__)
 
 GENERATOR_VERSION = 1
 HEIGHT, WIDTH = 240, 320
@@ -248,8 +251,8 @@ def ensure_synthetic(spec: PhantomSpec = PhantomSpec(), cache_root: Path | None 
 
     def build(tmp: Path) -> None:
         if verbose:
-            print(f"generating synthetic phantom data ({spec.n_benign} benign, {spec.n_malignant} "
-                  f"malignant, seed {spec.seed}) into {target} ...", flush=True)
+            log.info(f"generating synthetic phantom data ({spec.n_benign} benign, {spec.n_malignant} "
+                     f"malignant, seed {spec.seed}) into {target} ...")
         generate(spec, tmp)
 
     publish_folder(target, build, lambda p: (p / MARKER).is_file(),

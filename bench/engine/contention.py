@@ -12,6 +12,7 @@ rule alone (what a rule costs on an idle machine).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import statistics
 import subprocess
@@ -36,6 +37,8 @@ from bench.engine.threads import (
     apply_threads,
     resolve_threads,
 )
+
+log = logging.getLogger(__name__)
 
 BUSY = "while True: pass"
 # libgomp's own spin before it sleeps, when a pool has no more threads than CPUs
@@ -150,7 +153,7 @@ def measure_contention(o: ContentionOptions, cpus: int) -> pd.DataFrame:
                             cell.get("threads", rule.threads))
         for (engine, label), values in times.items():
             ms = statistics.median(values)
-            print(f"{engine:>9} | {busy} busy | {label}: {ms:.0f} ms/step", flush=True)
+            log.info(f"{engine:>9} | {busy} busy | {label}: {ms:.0f} ms/step")
             used = ",".join(str(t) for t in sorted(threads[(engine, label)]))
             rows.append({"engine": engine, "rule": label, "busy_processes": busy, "threads": used,
                          "ms_per_step": round(ms, 1), "runs": len(values),

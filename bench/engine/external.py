@@ -28,6 +28,7 @@ as ``synthetic:B``, the phantom's second site (another scanner; :mod:`bench.data
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +60,8 @@ from bench.engine.spec import Execution, RunSpec
 from bench.engine.train import predict
 from bench.stats.metrics import binary_metrics
 from models import create_model, get_model_config
+
+log = logging.getLogger(__name__)
 
 # the phantom's second site as an external set: another scanner and population (not the seed,
 # size or class mix of the training phantom)
@@ -138,10 +141,10 @@ def resolve_external(values: list[str]) -> list[ExternalSet]:
             raise BenchError(f"`external` {given}: the data set has no benign or malignant images")
         if name in RESERVED_NAMES:
             raise BenchError(f"`external` {given}: the name {name!r} is one of the run's own "
-                             f"splits; name the set with --external NAME={value}")
+                             f"splits; name the set with `external` NAME={value}")
         if any(s.name == name for s in sets):
             raise BenchError(f"`external`: two sets are both called {name!r}; name one with "
-                             f"--external NAME={value}")
+                             f"`external` NAME={value}")
         sets.append(ExternalSet(name, source, index, given))
     return sets
 
@@ -157,7 +160,7 @@ def check_same_source(folder: RunFolder, ext: ExternalSet, data_sha: str) -> Non
     if source is not None and source != ext.source and old.get("content_sha256") != data_sha:
         raise BenchError(f"`external` {ext.shown}: {folder.name} already has an external set "
                          f"named {ext.name!r}, scored from {source}; name this one with "
-                         f"--external NAME={ext.shown}")
+                         f"`external` NAME={ext.shown}")
 
 
 Copies = tuple[dict[str, tuple[str, str]], list[tuple[str, str]]]
@@ -195,11 +198,11 @@ def training_copies(ext: ExternalSet, train: DataIndex, skip_bad: bool) -> Copie
 
 
 def _find_training_copies(ext: ExternalSet, train: DataIndex, skip_bad: bool) -> Copies:
-    print(f"external {ext.name}: looking for copies of the {len(train.samples)} training images "
-          f"among its {len(ext.index.samples)} images (same picture; once per process)", flush=True)
+    log.info(f"external {ext.name}: looking for copies of the {len(train.samples)} training images "
+             f"among its {len(ext.index.samples)} images (same picture; once per process)")
     ref = pictures([train.abspath(s) for s in train.samples])
     if any(isinstance(p, BadImageError) for p in ref):
-        raise BenchError("training images could not be decoded while scoring --external")
+        raise BenchError("training images could not be decoded while scoring `external`")
     new = pictures([ext.index.abspath(s) for s in ext.index.samples])
     bad = [(s.path, str(p)) for s, p in zip(ext.index.samples, new, strict=True)
            if isinstance(p, BadImageError)]
@@ -281,7 +284,7 @@ def score_external(folder: RunFolder, spec: RunSpec, ex: Execution, ext: Externa
     says: :mod:`bench.engine.adaptation`); returns its ``metrics.json``."""
     weights = folder.weights
     if not weights.is_file():
-        raise BenchError(f"{folder.name}: no final weights to score --external {ext.shown} "
+        raise BenchError(f"{folder.name}: no final weights to score `external` {ext.shown} "
                          "with (the final fit failed)")
     data_sha = content_sha256(ext.index.root, [s.path for s in ext.index.samples])
     check_same_source(folder, ext, data_sha)
@@ -290,15 +293,15 @@ def score_external(folder: RunFolder, spec: RunSpec, ex: Execution, ext: Externa
     shown = ext.name if adapt_bn == "none" else f"{ext.name} (BatchNorm adapted: {adapt_bn})"
     old = out.reusable(data_sha, weights_sha)
     if old is not None:
-        print(f"external {shown}: reusing its scores (same weights, same images)")
+        log.info(f"external {shown}: reusing its scores (same weights, same images)")
         return old
     step = f"external/{ext.name}" + (f"/{out.path.name}" if adapt_bn != "none" else "")
     with folder.timed(step):
         metrics = _score(folder, spec, ex, ext, train_index, manifest, data_sha, weights_sha,
                          adapt_bn)
-    print(f"external {shown}: scored {metrics['scored']} images ({metrics['training_copies']} "
-          "of them copies of training images, kept in the headline metrics); AUC "
-          f"{metrics['test']['auc']:.3f}, accuracy {metrics['test']['accuracy']:.3f}")
+    log.info(f"external {shown}: scored {metrics['scored']} images ({metrics['training_copies']} "
+              "of them copies of training images, kept in the headline metrics); AUC "
+               f"{metrics['test']['auc']:.3f}, accuracy {metrics['test']['accuracy']:.3f}")
     return metrics
 
 

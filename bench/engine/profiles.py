@@ -1,4 +1,5 @@
-"""Run profiles: the paper's protocol and reduced settings for CPUs and tests (SPEC §1, §3).
+"""Run profiles: the paper's protocol and reduced settings for CPUs and tests (docs/protocol.md,
+"The paper" and "Runs and profiles").
 
 Explicit command-line flags override any profile field; both are recorded in ``config.json``.
 """
@@ -13,7 +14,7 @@ from bench.core.errors import BenchError
 @dataclass(frozen=True)
 class Profile:
     name: str
-    img_size: int | None  # None: the model's own input size (SPEC: 299 for Fus2Net); never below
+    img_size: int | None  # None: the model's own input size (299 for Fus2Net); never below
     # the model's ``min_input_size`` (InceptionV3 needs 75 px)
     batch_size: int
     epochs: int | None  # None: the model recipe's epochs (53 for Fus2Net)
@@ -23,7 +24,7 @@ class Profile:
     description: str = ""
     seeds: tuple[int, ...] = (0, 1, 2)  # what bench.jobs.suite runs unless --seeds says otherwise
     # CV folds for the Fus2Net experiment runs when ``folds`` is 0: settings are compared on CV
-    # folds only (SPEC §3), never on the held-out test set
+    # folds only (docs/protocol.md, Held-out test and cross-validation), never on the test set
     experiment_folds: int | None = None
 
     def to_dict(self) -> dict:
@@ -32,7 +33,7 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     "paper": Profile("paper", None, 16, None, 10,
-                     description="SPEC recipe exactly: model input size, batch 16, 53 epochs, "
+                     description="the paper's recipe exactly: model input size, batch 16, 53 epochs, "
                                  "10-fold CV + final fit"),
     "cpu": Profile("cpu", 64, 16, 20, 0, train_limit=520, seeds=(0,), experiment_folds=2,
                    description="CPU-sized, trained to the plateau measured on CV folds "

@@ -139,7 +139,7 @@ def finish_stage(job: StageJob, outcome: TrainOutcome, ctx: StageContext, train_
             "predictions are not finite numbers"
         return write_failed(job.name, ctx,
                             f"{job.name}: training failed, {what} after the last step; lower "
-                            "--lr or check the data", spec.epochs, 0, job.t0)
+                            "`lr` or check the data", spec.epochs, 0, job.t0)
     info = {"train_images": int(len(job.train_idx)), "flipped_copies": int((job.flips > 0).sum()),
             "eval_images": int(len(job.eval_pos)), "epoch_losses": outcome.history,
             "batchnorm_layers_recalibrated": bn_layers,

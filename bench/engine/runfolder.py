@@ -68,7 +68,7 @@ RUN_OUTPUTS = (PREDICTIONS, METRICS, CV_METRICS, WEIGHTS, SPLIT, SPLIT_REPORT, A
 # (-1: the final fit)
 PRED_COLUMNS = ["id", "path", "label", "prob_malignant", "split", "fold"]
 PRED_DTYPES = {"id": str, "path": str}
-SKIP_HINT = "or pass --skip-invalid-runs to leave it out"
+SKIP_HINT = "or pass `skip_invalid` to leave it out"
 
 
 class RunStatus(StrEnum):
@@ -200,7 +200,7 @@ class RecordedFolder:
             state = _checksum_state(self.path / name, sha)
             if state is not None:
                 raise InvalidRun(f"{where}/{name} {state} in {self.record} (changed after it was "
-                                 f"written); {remedy}, or pass --skip-invalid-runs to leave the "
+                                 f"written); {remedy}, or pass `skip_invalid` to leave the "
                                  "run out")
 
 
@@ -241,14 +241,14 @@ class ExternalFolder:
                 state = "has no recorded checksum (scored by an older version)" \
                     if "predictions_sha256" not in meta else "does not match its checksum"
                 raise InvalidRun(f"{where}/predictions.csv {state} in metrics.json (changed "
-                                 "after it was scored?); score it again with --external, or pass "
-                                 "--skip-invalid-runs to leave the run out")
+                                 "after it was scored?); score it again with `external`, or pass "
+                                 "`skip_invalid` to leave the run out")
             preds = pd.read_csv(self.predictions_path,
                                 dtype={"id": str, "path": str, "group": str},
                                 keep_default_na=False)
         except (OSError, ValueError) as exc:
             raise InvalidRun(f"{where}: cannot read it ({type(exc).__name__}); score it again "
-                             "with --external") from None
+                             "with `external`") from None
         check_predictions(preds, f"{where}/predictions.csv")
         return preds, meta
 
@@ -380,7 +380,7 @@ class RunFolder:
             name, state = problem
             raise InvalidRun(f"{self.name}/{name} {state} in config.json (changed, truncated "
                              "or deleted after the run); rerun that run, or pass "
-                             "--skip-invalid-runs to leave it out of the report")
+                             "`skip_invalid` to leave it out of the report")
 
     # --- add-ons --------------------------------------------------------------------------------
 
@@ -525,7 +525,7 @@ class RunFolder:
                                keep_default_na=False)
         except (OSError, ValueError):
             raise InvalidRun(f"{self.name}: cannot read split.csv; rerun that run, or pass "
-                             "--skip-invalid-runs to leave it out") from None
+                             "`skip_invalid` to leave it out") from None
 
     # --- reading --------------------------------------------------------------------------------
 
@@ -559,7 +559,7 @@ class RunFolder:
             raise InvalidRun(f"{self.name}: its test set has only "
                              f"{'malignant' if test.label.iloc[0] == 1 else 'benign'} images, so "
                              "AUC, sensitivity and specificity are undefined; rerun it on a split "
-                             "with both classes, or pass --skip-invalid-runs to leave it out")
+                             "with both classes, or pass `skip_invalid` to leave it out")
         check_predictions(preds, f"{self.name}/{ALLCV_PREDICTIONS if _allcv(config) else PREDICTIONS}")
         split = self.read_split()
         external = {e.name: e.load(f"{self.name}/external/{e.name}") for e in self.external_sets()}
@@ -583,7 +583,7 @@ class RunFolder:
             name = getattr(exc, "filename", None) or "a result file"
             raise InvalidRun(f"{self.name}: cannot read {Path(name).name} "
                              f"({type(exc).__name__}); rerun that run, or pass "
-                             "--skip-invalid-runs to leave it out of the report") from None
+                             "`skip_invalid` to leave it out of the report") from None
         return metrics, preds, cv
 
     def unloaded_reason(self) -> str:
@@ -803,15 +803,15 @@ def check_predictions(preds: pd.DataFrame, where: str) -> None:
         label = pd.to_numeric(preds["label"], errors="coerce").to_numpy(dtype=float)
     except KeyError as exc:
         raise InvalidRun(f"{where}: no column {exc.args[0]!r}; rerun that run, or pass "
-                         "--skip-invalid-runs to leave it out") from None
+                         "`skip_invalid` to leave it out") from None
     bad = ~np.isfinite(prob) | (prob < 0) | (prob > 1)
     if bad.any():
         k = int(np.flatnonzero(bad)[0])
         raise InvalidRun(f"{where} line {k + 2}: prob_malignant {plain(prob[k])} is not a "
                          f"probability in [0, 1] ({int(bad.sum())} such row(s)); rerun that run, "
-                         "or pass --skip-invalid-runs to leave it out")
+                         "or pass `skip_invalid` to leave it out")
     wrong = ~np.isin(label, (0, 1))
     if wrong.any():
         k = int(np.flatnonzero(wrong)[0])
         raise InvalidRun(f"{where} line {k + 2}: label {plain(label[k])} is not 0 or 1; rerun "
-                         "that run, or pass --skip-invalid-runs to leave it out")
+                         "that run, or pass `skip_invalid` to leave it out")

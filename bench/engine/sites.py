@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import replace
 from pathlib import Path
 
@@ -34,6 +35,8 @@ from bench.data.multisite import site_name, site_of, union_index, union_manifest
 from bench.engine.spec import RunOptions
 from bench.engine.splits import resolve_split
 from bench.stats.metrics import binary_metrics
+
+log = logging.getLogger(__name__)
 
 SHARED_DATA = PROJECT_ROOT.parent / "shared" / "data"
 PHANTOM_KINDS = ("synthetic",)
@@ -92,8 +95,8 @@ def site_split(o: RunOptions, parts: list[Path], folds: int
     the union index, the union manifest, the per-site split reports (and ``cross_site_copies``:
     what was grouped) and the split source."""
     if o.split is not None:
-        raise BenchError(f"`split` {o.split}: with several sites in --data each site uses its own "
-                         "split (committed or built); leave --split out")
+        raise BenchError(f"`split` {o.split}: with several sites in `data` each site uses its own "
+                         "split (committed or built); leave `split` out")
     sites, reports, sources = [], {}, []
     for path in parts:
         name = site_name(path)
@@ -108,11 +111,11 @@ def site_split(o: RunOptions, parts: list[Path], folds: int
     manifest, copies = group_cross_site(
         joined, cross_site_copies(union, joined, SplitConfig().hash_threshold))
     check_leakage(manifest, "the several-site split")
-    print(f"several sites: {copies['pairs']} cross-site copies (one picture at two sites) "
-          f"grouped with their original in {copies['groups']} group(s); "
-          f"{copies['moved_to_test']} image(s) moved to the held-out test, "
-          f"{copies['moved_fold']} to another CV fold, {copies['excluded']} excluded "
-          "(labels differ)", flush=True)
+    log.info(f"several sites: {copies['pairs']} cross-site copies (one picture at two sites) "
+             f"grouped with their original in {copies['groups']} group(s); "
+             f"{copies['moved_to_test']} image(s) moved to the held-out test, "
+             f"{copies['moved_fold']} to another CV fold, {copies['excluded']} excluded "
+             "(labels differ)")
     return union, manifest, {**reports, "cross_site_copies": copies}, "; ".join(sources)
 
 

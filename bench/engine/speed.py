@@ -21,6 +21,7 @@ set) and, on CUDA, the peak GPU memory PyTorch allocated (GiB, image cache inclu
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -53,6 +54,8 @@ from bench.engine.stacked import Member, train_stacked
 from bench.engine.train import TrainSettings, make_optimizer, train_model
 from models import create_model, get_model_config
 from models.complexity import gflops
+
+log = logging.getLogger(__name__)
 
 # Datasheet dense bf16 peaks; the first key found in the device name wins (specific ones first).
 BF16_PEAK_TFLOPS = {"H100 PCIe": 756.0, "H100 NVL": 835.0, "H100": 989.0, "H200": 989.0,
@@ -247,7 +250,7 @@ def time_model(name: str, size: int, images: Images, o: SpeedOptions, workers: i
                      "share_of_peak": round(tflops / peak, 4) if peak == peak else float("nan"),
                      "paper_protocol_s": round(total_steps / ips, 1),
                      "gpu_peak_gib": gpu_peak_gib(device)})
-        print(f"{name:>28} {pipeline:>14}: {ips:8.1f} img/s, {tflops:7.3f} TFLOP/s", flush=True)
+        log.info(f"{name:>28} {pipeline:>14}: {ips:8.1f} img/s, {tflops:7.3f} TFLOP/s")
     return rows
 
 
@@ -264,7 +267,7 @@ def time_one(name: str, images: Images, o: SpeedOptions, workers: int, member_co
     cfg = get_model_config(name)
     size = max(o.img_size, cfg.min_input_size) if o.img_size is not None else cfg.input_size
     if o.img_size is not None and size != o.img_size:
-        print(f"note: {name} needs at least {cfg.min_input_size} px; timed at {size} px")
+        log.info(f"note: {name} needs at least {cfg.min_input_size} px; timed at {size} px")
     try:
         return time_model(name, size, images, o, workers, member_counts, peak, total_steps)
     except (RuntimeError, MemoryError) as exc:

@@ -25,6 +25,7 @@ inter-op size the first one set, and the run records the sizes it actually used.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -33,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.core.openmp import WAIT_VARIABLES, child_environment, load_average, wait_rule
+
+log = logging.getLogger(__name__)
 
 ENV_THREADS = "FUS2BENCH_THREADS"
 ENV_FROM = "FUS2BENCH_THREADS_FROM"
@@ -150,8 +153,8 @@ def capped(count: ThreadCount, cpus: int | None = None) -> ThreadCount:
     cpus = affinity_cpus() if cpus is None else cpus
     if count.threads <= cpus:
         return count
-    print(f"note: {count.source} {count.threads} is more than the {cpus} CPU(s) this process may "
-          f"run on; using {cpus} thread(s)", flush=True)
+    log.info(f"note: {count.source} {count.threads} is more than the {cpus} CPU(s) this process may "
+             f"run on; using {cpus} thread(s)")
     return ThreadCount(cpus, f"{count.source}, capped to the CPUs")
 
 

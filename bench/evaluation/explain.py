@@ -16,6 +16,7 @@ figure), and ``info.json``. A run explained with the same method and weights is 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,8 @@ from bench.evaluation.camlayer import (
 )
 from bench.stats.localization import BAND, TOLERANCE, cam_measures
 from models import create_model, get_model_config
+
+log = logging.getLogger(__name__)
 
 METHODS = ("gradcam",)
 MAP_SIDE = 64
@@ -159,16 +162,16 @@ def run_index(run, data: Path | None = None) -> DataIndex:
 def run_indexes(run, data: Path | None = None) -> tuple[DataIndex, DataIndex]:
     """The data set a run was trained on, as stored (where its masks are) and as the run saw it
     (:func:`bench.engine.runner.as_seen`): ``data`` when given, else the location the run recorded
-    (:attr:`bench.reporting.runs.Run.data_arg`, relative to the project), checked against the run's
+    (:attr:`bench.engine.runfolder.Run.data_arg`, relative to the project), checked against the run's
     content hash, so another data set under that path is never explained in its place."""
     settings = run.record.settings
     given = data is not None
     recorded = run.data_arg
-    where = f"--data {data}" if given else (
+    where = f"`data` {data}" if given else (
         f"its recorded data {recorded}" if recorded is not None else "the built-in phantom")
     path = data if given else (None if recorded is None else from_portable(recorded))
     if path is not None and not path.exists():
-        raise NotExplained(f"{run.path.name}: {where}: path does not exist; pass --data with the "
+        raise NotExplained(f"{run.path.name}: {where}: path does not exist; pass `data` with the "
                            "data set the run was trained on")
     try:
         original = index = load_index(path, settings.data_kind)
@@ -186,7 +189,7 @@ def run_indexes(run, data: Path | None = None) -> tuple[DataIndex, DataIndex]:
         if missing is not None or content_sha256(index.root, paths) != want:
             what = f"{missing} is missing there" if missing is not None else \
                 "its images differ from the ones the run was trained on (content SHA-256)"
-            raise NotExplained(f"{run.path.name}: {where}: {what}; pass --data with the data set "
+            raise NotExplained(f"{run.path.name}: {where}: {what}; pass `data` with the data set "
                                "the run was trained on")
     return original, index
 
@@ -224,7 +227,7 @@ def image_sets(run, original: DataIndex, index: DataIndex) -> list[ImageSet]:
         try:
             ext = external_index(meta["source"])
         except BenchError as exc:
-            raise NotExplained(f"{run.path.name}: {exc}; score it again with --external") from None
+            raise NotExplained(f"{run.path.name}: {exc}; score it again with `external`") from None
         try:
             seen = as_seen(ext, [s.path for s in ext.samples], run.record.settings.annotations)
         except BenchError as exc:
@@ -233,7 +236,7 @@ def image_sets(run, original: DataIndex, index: DataIndex) -> list[ImageSet]:
         if meta.get("content_sha256") not in (None, got):
             raise NotExplained(f"{run.path.name}: external set {name}: the images at "
                                f"{meta['source']} are not the ones it was scored on (content "
-                               "SHA-256); score it again with --external")
+                               "SHA-256); score it again with `external`")
         parts.append(ImageSet(name, seen, preds, ext.root))
     return parts
 
@@ -260,20 +263,20 @@ def explain_run(run, method: str = "gradcam", *, device: str, data: Path | None 
     layer = run_cam_layer(spec)
     info = explain_info(run, method, spec, layer)
     if info["weights_sha256"] is not None and out.matches(info):
-        print(f"{run.path.name}: explanations up to date")
+        log.info(f"{run.path.name}: explanations up to date")
         return out.path
     if not weights.is_file():
         recorded = run.record.outputs.get(WEIGHTS)
-        print(f"note: {run.path.name}: not explained: model.safetensors is not in the run folder "
-              "(results sets commit no weights; the final fit "
-              f"{'did not finish' if recorded is None else 'wrote them'}); rerun the "
-              "run to recreate them")
+        log.info(f"note: {run.path.name}: not explained: model.safetensors is not in the run folder "
+                 "(results sets commit no weights; the final fit "
+                 f"{'did not finish' if recorded is None else 'wrote them'}); rerun the "
+                 "run to recreate them")
         return None
     for name in run.external:
         if name in RESERVED_NAMES:
             raise NotExplained(f"{run.path.name}: its external set is named {name!r}, as one of "
                                "the run's own splits; score it again under another name with "
-                               f"--external NAME=PATH and delete external/{name}")
+                               f"`external` NAME=PATH and delete external/{name}")
     original, index = run_indexes(run, data)
     try:
         model = final_model(spec, weights)
@@ -295,15 +298,9 @@ def explain_run(run, method: str = "gradcam", *, device: str, data: Path | None 
                          "maps.npz": lambda p: write_atomic(
                              p, lambda q: np.savez_compressed(q.open("wb"), **arrays))},
                   checksummed=("cam_metrics.csv",))
-    print(f"{run.path.name}: explained {sum(len(f) for f in frames)} images ({method}, layer "
-          f"{layer.name}, map {layer.size}{'' if layer.measurable else ': not measurable'})")
+    log.info(f"{run.path.name}: explained {sum(len(f) for f in frames)} images ({method}, layer "
+             f"{layer.name}, map {layer.size}{'' if layer.measurable else ': not measurable'})")
     return out.path
-
-
-def data_of(run) -> Path | None:
-    """The data a run was trained on, as recorded (``None``: the phantom); see :func:`run_index`
-    for the checked version."""
-    return None if run.data_arg is None else from_portable(run.data_arg)
 
 
 def explain_runs(runs: list, method: str = "gradcam", *, device: str,

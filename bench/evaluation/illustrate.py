@@ -25,6 +25,7 @@ not the arrays.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import asdict
 from pathlib import Path
@@ -42,6 +43,8 @@ from bench.data.images import read_image
 from bench.engine.runfolder import Run
 from bench.engine.train import normalize
 from models import get_model_config
+
+log = logging.getLogger(__name__)
 
 ORIGINAL_SIDE = 320
 N_VIEWS = 5
@@ -142,5 +145,5 @@ def illustrate_run(run: Run, data: Path | None = None) -> Path:
                  **dict(zip(PARAM_NAMES, map(float, p), strict=True))}
                 for k, cls in enumerate(CLASSES) for v, p in enumerate(arrays[f"{cls}/params"])]
         out = folder.write_illustrations(arrays, pd.DataFrame(rows))  # results sets commit the .csv
-    print(f"{run.path.name}: pipeline illustrations written ({', '.join(picks.id)})")
+    log.info(f"{run.path.name}: pipeline illustrations written ({', '.join(picks.id)})")
     return out

@@ -22,6 +22,7 @@ the weights and the detector are unchanged), and ``reliance.csv``/``.md`` and ``
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -49,6 +50,8 @@ from bench.evaluation.insertion import (
 from bench.stats.clustered import obuchowski_delta
 from bench.stats.metrics import roc_auc
 from models import get_model_config
+
+log = logging.getLogger(__name__)
 
 N_BOOT = 2000
 
@@ -193,7 +196,7 @@ def _run_index(run, data: Path | None):
     recorded = run.data_arg
     path = data if data is not None else (None if recorded is None else from_portable(recorded))
     if path is not None and not path.exists():
-        raise BenchError(f"{run.path.name}: its data {path} do not exist; pass --data")
+        raise BenchError(f"{run.path.name}: its data {path} do not exist; pass `data`")
     return load_index(path, run.record.settings.data_kind)
 
 
@@ -206,7 +209,7 @@ def reliance_run(run, device: str, data: Path | None = None, controls: bool = Fa
     folder = run.folder
     weights = folder.weights
     if not weights.is_file():
-        print(f"note: {run.path.name}: reliance not measured: no model.safetensors in the run folder")
+        log.info(f"note: {run.path.name}: reliance not measured: no model.safetensors in the run folder")
         return None
     info = {"weights_sha256": file_sha256(weights), "detector": detector_version(),
             "method": CLEAN_METHOD, "external_sets": sorted(run.external)}
@@ -250,10 +253,10 @@ def reliance_run(run, device: str, data: Path | None = None, controls: bool = Fa
             folder.write_reliance(result, pd.concat(frames, ignore_index=True))
         t = result["sets"]["test"]
         if "delta_auc" in t:
-            print(f"{run.path.name}: test AUC {t['auc_original']:.3f} as is, {t['auc_cleaned']:.3f} "
-                  f"cleaned (ΔAUC {t['delta_auc']:+.3f}, 95% CI {t['delta_lo']:+.3f} to "
-                  f"{t['delta_hi']:+.3f}); malignant marks on benign images shift P(malignant) by "
-                  f"{t['malignant_marks_on_benign']['mean_shift']:+.3f}")
+            log.info(f"{run.path.name}: test AUC {t['auc_original']:.3f} as is, {t['auc_cleaned']:.3f} "
+                     f"cleaned (ΔAUC {t['delta_auc']:+.3f}, 95% CI {t['delta_lo']:+.3f} to "
+                     f"{t['delta_hi']:+.3f}); malignant marks on benign images shift P(malignant) by "
+                     f"{t['malignant_marks_on_benign']['mean_shift']:+.3f}")
     if not ins_fresh:
         record: dict = {"info": insertion_info, **head, "sets": {}}
         tables = []
@@ -266,6 +269,6 @@ def reliance_run(run, device: str, data: Path | None = None, controls: bool = Fa
         for direction, by_control in record["sets"]["test"].items():
             words = "; ".join(f"{c} {e['effect']:+.3f} [{e['lo']:+.3f}, {e['hi']:+.3f}]"
                               for c, e in by_control.items())
-            print(f"{run.path.name}: test, {direction.replace('_', ' ')} (towards the marks' "
-                  f"class; none = the cross-class shift, else minus the control): {words}")
+            log.info(f"{run.path.name}: test, {direction.replace('_', ' ')} (towards the marks' "
+                     f"class; none = the cross-class shift, else minus the control): {words}")
     return result

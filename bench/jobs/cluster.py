@@ -28,6 +28,7 @@ local executor's job controllers, which are cancelled with SIGINT, must not inhe
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -40,10 +41,13 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from bench.core.errors import SettingError, console_logging
 from bench.engine.spec import RunOptions
 from bench.engine.threads import affinity_cpus, setup_lines, thread_environment
-from bench.jobs.plan import Job, JobStatus, SettingError
+from bench.jobs.plan import Job, JobStatus
 from models.errors import UserError
+
+log = logging.getLogger(__name__)
 
 EXECUTORS = ("inline", "local", "slurm", "debug")
 
@@ -154,7 +158,8 @@ class RunJob:
 
         t0 = time.time()
         try:
-            result = run(options)
+            with console_logging():  # the job's log shows the run's lines, as bench.run does
+                result = run(options)
         except UserError as exc:
             return JobResult(JobStatus.FAILED, t0, time.time(), error=str(exc))
         status = JobStatus.OK if result.ok else JobStatus.FAILED
@@ -163,7 +168,8 @@ class RunJob:
     def checkpoint(self, *args, **kwargs):
         from submitit.helpers import DelayedSubmission
 
-        print("checkpoint: requeued; the run resumes from its finished stages", flush=True)
+        with console_logging():
+            log.info("checkpoint: requeued; the run resumes from its finished stages")
         return DelayedSubmission(self, *args, **kwargs)
 
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from bench.core.enums import StrEnum
-from bench.core.errors import BenchError
+from bench.core.errors import SettingError
 from bench.engine.experiments import BASE, Variant
 from bench.engine.spec import REFERENCE, RunOptions
 
@@ -90,13 +90,3 @@ def suite_jobs(base: RunOptions, models: Sequence[str], seeds: Sequence[int],
                 o = replace(o, seed=seed, external=(), evaluation="allcv")
                 jobs.append(Job(job_label(o), o, compared=False))
     return jobs
-
-
-class SettingError(BenchError):
-    """A setting of a plan or an executor that cannot work, naming the setting by its field name
-    (``gpus_per_job``); the command (``bench.cli.suite``) names its flag instead."""
-
-    def __init__(self, setting: str, problem: str) -> None:
-        super().__init__(f"{setting}: {problem}")
-        self.setting = setting
-        self.problem = problem

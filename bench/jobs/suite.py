@@ -10,13 +10,14 @@ run that fails is reported and the others go on. The library takes a typed
 
 from __future__ import annotations
 
-import sys
+import logging
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bench.data.multisite import site_name
 from bench.engine.experiments import BASE, Variant
+from bench.engine.runfolder import load_run
 from bench.engine.runner import RunResult, build_shared, run
 from bench.engine.spec import REFERENCE, RunOptions
 from bench.evaluation.explain import explain_run
@@ -25,11 +26,12 @@ from bench.evaluation.reliance import reliance_run
 from bench.jobs.cluster import ClusterConfig, JobOutcome, run_grid
 from bench.jobs.plan import Job, JobStatus, check_evaluations, suite_jobs
 from bench.reporting.report import ReportOptions, build_report
-from bench.reporting.runs import load_run
 from bench.reporting.sections.sites import write_site_matrix
 from models import get_model_config
 from models.errors import UserError
 from models.registry import resolve_weights
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -86,10 +88,10 @@ class SuiteObserver:
     def failed(self, outcome: JobOutcome) -> None:
         """A job without a result: bad input, or a job that died on an executor."""
         if outcome.job_id:  # on an executor: where its log is
-            print(f"FAILED {outcome.label}: {self.words(outcome.message) or 'see the log'} "
-                  f"(log: {outcome.log}; {outcome.attempts} attempt(s))", file=sys.stderr)
+            log.warning(f"FAILED {outcome.label}: {self.words(outcome.message) or 'see the log'} "
+                        f"(log: {outcome.log}; {outcome.attempts} attempt(s))")
         else:
-            print(f"error: {self.words(outcome.message)}", file=sys.stderr)
+            log.error(f"error: {self.words(outcome.message)}")
 
 
 def frozen_without_weights(name: str) -> bool:
@@ -106,7 +108,7 @@ def run_inline(jobs: list[Job], observer: SuiteObserver) -> list[JobOutcome]:
     go on."""
     outcomes = []
     for job in jobs:
-        print(f"\n=== {job.label} ({job.options.profile}) ===", flush=True)
+        log.info(f"\n=== {job.label} ({job.options.profile}) ===")
         t0 = time.perf_counter()
         out = JobOutcome(job.label, attempts=1, started=time.time())
         try:
@@ -133,7 +135,7 @@ def build_caches(jobs: list[Job]) -> None:
         keys.setdefault((o.data, o.dataset, o.split, o.test_per_class, o.folds, o.profile,
                          o.skip_bad_images, o.annotations, tuple(o.external)), o)
     if keys:
-        print("building the caches the jobs share (data, split, external sets) ...", flush=True)
+        log.info("building the caches the jobs share (data, split, external sets) ...")
     for o in keys.values():
         try:
             build_shared(o)
@@ -145,7 +147,7 @@ def run_on_executor(jobs: list[Job], cluster: ClusterConfig, log_dir: Path, obse
                     progress: bool = True) -> list[JobOutcome]:
     """The jobs on ``cluster``'s executor (``progress``: the grid's bar; the jobs' own bars are
     off, their output goes to their logs); a job that failed is said with its log."""
-    print(f"{len(jobs)} jobs on the {cluster.executor} executor; logs in {log_dir}")
+    log.info(f"{len(jobs)} jobs on the {cluster.executor} executor; logs in {log_dir}")
     build_caches(jobs)
     jobs = [replace(j, options=replace(j.options, progress=False)) for j in jobs]
     outcomes = run_grid(jobs, cluster, log_dir, progress)
@@ -157,14 +159,14 @@ def run_on_executor(jobs: list[Job], cluster: ClusterConfig, log_dir: Path, obse
 
 def print_timings(outcomes: list[JobOutcome], seconds: float) -> None:
     """The wall time and status of every job, then each job's logs (executors)."""
-    print(f"\n{'run':<48} {'seconds':>9}  status")
+    log.info(f"\n{'run':<48} {'seconds':>9}  status")
     for o in outcomes:
-        print(f"{o.label:<48} {o.seconds:>9.1f}  {o.status}")
-    print(f"{'total':<48} {seconds:>9.1f}")
+        log.info(f"{o.label:<48} {o.seconds:>9.1f}  {o.status}")
+    log.info(f"{'total':<48} {seconds:>9.1f}")
     for o in outcomes:
         if o.job_id:
-            print(f"job {o.job_id} ({o.label}): stdout {o.stdout}" +
-                  (f", stderr {o.log}" if o.log and o.log != o.stdout else ""))
+            log.info(f"job {o.job_id} ({o.label}): stdout {o.stdout}" +
+                     (f", stderr {o.log}" if o.log and o.log != o.stdout else ""))
 
 
 def explain_runs(run_dirs: list[Path], device: str, data: Path | None,
@@ -182,7 +184,7 @@ def explain_runs(run_dirs: list[Path], device: str, data: Path | None,
                 if loaded.model == REFERENCE:  # the report's Fig. 5 and Fig. 6 analogues
                     illustrate_run(loaded, data)
         except UserError as exc:
-            print(f"error: {observer.words(str(exc))}", file=sys.stderr)
+            log.error(f"error: {observer.words(str(exc))}")
             failures.append(f"explain {run_dir.name}")
     return failures
 
@@ -219,12 +221,12 @@ def leave_one_site_out(settings: SuiteSettings, sites: list[Path],
     for left in sites:
         train = [p for p in sites if p != left]
         folder = settings.out / ("trained-on-" + "+".join(site_name(p) for p in train))
-        print(f"\n##### leave one site out: train on {', '.join(map(str, train))}; score "
-              f"{left} whole", flush=True)
+        log.info(f"\n##### leave one site out: train on {', '.join(map(str, train))}; score "
+                 f"{left} whole")
         base = replace(settings.base, data=Path(",".join(map(str, train))), out=folder / "runs")
         results.append(run_suite(replace(settings, base=base, out=folder,
                                          external=(str(left),)), observer))
         folders.append(folder / "runs")
     t = write_site_matrix(folders, settings.out)
-    print(f"\nwrote the leave-one-site-out matrix ({len(t)} cells) to {settings.out / 'tables'}")
+    log.info(f"\nwrote the leave-one-site-out matrix ({len(t)} cells) to {settings.out / 'tables'}")
     return results

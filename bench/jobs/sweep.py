@@ -16,6 +16,7 @@ first epoch whose running mean over ``--window`` epochs (default 5) of the poole
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -24,7 +25,7 @@ import pandas as pd
 import torch
 
 from bench.core.atomic import write_csv, write_json
-from bench.core.errors import BenchError
+from bench.core.errors import BenchError, SettingError
 from bench.core.provenance import portable
 from bench.data.cache import ImageCache, build_cache
 from bench.engine.protocol import prepare_stage, stage_plan, train_settings
@@ -33,9 +34,10 @@ from bench.engine.runner import Prepared, prepare
 from bench.engine.spec import RunOptions
 from bench.engine.stages import StageContext
 from bench.engine.train import predict, recalibrate_batchnorm, train_model
-from bench.jobs.plan import SettingError
 from bench.stats.metrics import roc_auc
 from models import get_model_config
+
+log = logging.getLogger(__name__)
 
 
 def plateau_epoch(auc: pd.Series, tolerance: float, window: int = 5) -> int:
@@ -124,8 +126,7 @@ def fold_curve(p: Prepared, cache: ImageCache, positions: tuple[np.ndarray, np.n
                      "val_accuracy": float(((prob >= 0.5) == y).mean()),
                      "seconds": round(time.perf_counter() - t0, 1)})
         scores.append(pd.DataFrame({"epoch": epoch, "id": ids, "label": y, "prob": prob}))
-        print(f"  {spec.model} {name} epoch {epoch}: val AUC {rows[-1]['val_auc']:.3f}",
-              flush=True)
+        log.info(f"  {spec.model} {name} epoch {epoch}: val AUC {rows[-1]['val_auc']:.3f}")
 
     outcome = train_model(job.model, cfg, cache, job.train_idx, job.flips,
                           train_settings(spec, ex), job.seed, desc=f"{spec.model} {name}",
@@ -157,7 +158,7 @@ def sweep_model(options: RunOptions, folds: list[int], out: Path) -> None:
         meta = {"settings": spec.to_dict(), "fold": k, "command": options.command}
         if meta_path.is_file() and json.loads(meta_path.read_text()).get("settings") == meta[
                 "settings"] and curve_path.is_file() and pred_path.is_file():
-            print(f"{spec.model} {name}: reusing {portable(curve_path)}")
+            log.info(f"{spec.model} {name}: reusing {portable(curve_path)}")
             continue
         if cache is None:
             cache = build_cache(p.index.root, used, spec.img_size, spec.channels)[0]

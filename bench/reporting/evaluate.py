@@ -20,8 +20,8 @@ and so is a second evaluation into the same folder at the same time once the fir
 from __future__ import annotations
 
 import json
+import logging
 import math
-import sys
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +33,7 @@ from bench.core.atomic import output_folder, write_csv, write_json, write_text
 from bench.core.errors import BenchError, ensure_writable
 from bench.core.provenance import file_sha256, git_revision, package_versions, portable
 from bench.core.tablefmt import fmt, fmt_p, with_ci, write_table, write_table_csv
+from bench.engine.runfolder import Run
 from bench.reporting import table3
 from bench.reporting.outside import (
     OUTSIDE,
@@ -44,7 +45,7 @@ from bench.reporting.outside import (
     training_ids,
 )
 from bench.reporting.report import select_group
-from bench.reporting.runs import Run, load_runs
+from bench.reporting.runs import load_runs
 from bench.reporting.sections import calibration, heldout
 from bench.reporting.sections.calibration import calibration_bins
 from bench.reporting.sections.heldout import PAPER_ROW, comparison_table, per_seed_table, roc_points
@@ -57,6 +58,8 @@ from bench.stats.stats import (
     delong_ci,
     delong_test,
 )
+
+log = logging.getLogger(__name__)
 
 SEED_MEAN = "ensemble of the seeds"
 NAME_CHARS = 100  # a name is also a folder name (the default `out`): well under NAME_MAX
@@ -372,7 +375,7 @@ def evaluate(predictions: Path, name: str, runs_dir: Path, out: Path, n_boot: in
     notes: list[str] = []
     rs = results_set(select_group(load_runs(runs_dir, notes=notes), profile), runs_dir)
     for note in notes:
-        print(f"warning: {note}", file=sys.stderr)
+        log.warning(f"warning: {note}")
     name = check_name(name, rs)
     preds = read_predictions(predictions, rs)
     sha = file_sha256(predictions)

@@ -5,7 +5,7 @@ belongs to, or why it is in no table (docs/protocol.md, "Metrics"); :mod:`bench.
 from __future__ import annotations
 
 from bench.engine.experiments import experiment_variants
-from bench.reporting.runs import Run
+from bench.engine.runfolder import Run
 from bench.reporting.tables import comparison_sets, set_aside, variant_configs
 
 

@@ -8,7 +8,7 @@ fold for out-of-fold predictions of training images) and ``path`` (ignored; the 
 A run's own ``predictions.csv`` is such a file. Every check that fails is one line naming the file;
 nothing is scored from a file that fails one.
 
-:func:`outside_runs` turns a checked file into one in-memory :class:`bench.reporting.runs.Run` per seed, so
+:func:`outside_runs` turns a checked file into one in-memory :class:`bench.engine.runfolder.Run` per seed, so
 the report's own table functions compute its row exactly as they do for a trained model.
 """
 
@@ -24,7 +24,7 @@ import pandas as pd
 from bench.core.errors import BenchError, plain
 from bench.core.provenance import file_sha256
 from bench.data.manifest import read_manifest
-from bench.reporting.runs import Run, attach_groups
+from bench.engine.runfolder import Run, attach_groups
 from bench.reporting.tables import comparison_runs
 from bench.stats.metrics import binary_metrics
 

@@ -24,7 +24,8 @@ import pandas as pd
 
 from bench.core.atomic import output_folder, write_text
 from bench.core.errors import BenchError
-from bench.reporting.runs import Run, load_runs, provenance_warnings
+from bench.engine.runfolder import Run
+from bench.reporting.runs import load_runs, provenance_warnings
 from bench.reporting.sections import SECTIONS, ReportContext
 from bench.reporting.tables import set_aside
 
@@ -54,9 +55,9 @@ def split_evaluations(runs: list[Run], runs_dir: Path) -> tuple[list[Run], list[
     heldout = [r for r in runs if r.evaluation == "heldout"]
     allcv = [r for r in runs if r.evaluation == "allcv"]
     if not heldout:
-        raise BenchError(f"`runs` {runs_dir}: only all-image runs (--evaluation allcv); the "
+        raise BenchError(f"`runs` {runs_dir}: only all-image runs (`evaluation` allcv); the "
                          "report shows them beside the held-out Table 3 — run the same models "
-                         "with --evaluation heldout too")
+                         "with `evaluation` heldout too")
     return heldout, allcv
 
 

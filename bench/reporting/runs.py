@@ -6,17 +6,7 @@ import json
 from pathlib import Path
 
 from bench.core.errors import BenchError
-
-# the run folder's format is owned by bench.engine.runfolder; these names are read from here too
-from bench.engine.runfolder import (  # noqa: F401
-    WEIGHTS,
-    InvalidRun,
-    Run,
-    RunFolder,
-    attach_groups,
-    check_predictions,
-    load_run,
-)
+from bench.engine.runfolder import InvalidRun, Run, RunFolder, load_run
 
 
 def unloaded_reason(folder: Path) -> str:

@@ -1,7 +1,7 @@
 """Table 3's contrasts, calibration and prevalence columns (docs/protocol.md, "Metrics").
 
 Per comparison model (a configuration over its seeds), on the held-out test images with their
-clusters (same lesion or patient, :func:`bench.reporting.runs.attach_groups`). Every primary interval
+clusters (same lesion or patient, :func:`bench.engine.runfolder.attach_groups`). Every primary interval
 counts both sources of variance, the test set's lesion clusters AND the training seeds
 (:mod:`bench.stats.twolevel`):
 
@@ -37,8 +37,8 @@ import math
 
 import numpy as np
 
+from bench.engine.runfolder import Run
 from bench.engine.spec import REFERENCE
-from bench.reporting.runs import Run
 from bench.stats.calibration import calibration, predictive_values_at
 from bench.stats.clustered import obuchowski_auc, obuchowski_delta
 from bench.stats.contrasts import groups_of, matched_delta, seed_mean_auc, verdict

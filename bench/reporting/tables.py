@@ -14,8 +14,9 @@ import pandas as pd
 from bench.core.errors import BenchError
 from bench.engine.experiments import BASE, EXPERIMENTS, fus2net_variant_key
 from bench.engine.profiles import PROFILES
+from bench.engine.runfolder import Run
 from bench.engine.spec import REFERENCE, cleaned
-from bench.reporting.runs import NOT_CONFIG, Run, by_configuration
+from bench.reporting.runs import NOT_CONFIG, by_configuration
 from bench.stats.registry import View, listed
 from models.pretrained import RANDOM_FALLBACK
 

@@ -57,8 +57,9 @@ from urllib.parse import unquote, urlparse
 import pandas as pd
 
 from bench.core.errors import BenchError, ensure_writable
+from bench.engine.runfolder import Run
 from bench.reporting.labels import configuration_labels
-from bench.reporting.runs import Run, load_runs
+from bench.reporting.runs import load_runs
 from bench.reporting.tables import flat_settings
 
 INSTALL_HINT = 'pip install -e ".[mlflow]"'

@@ -133,12 +133,6 @@ def holm(pvalues) -> np.ndarray:
     return out
 
 
-def delong_se(y_true, y_score) -> float:
-    """DeLong standard error of one ROC AUC."""
-    _, cov = delong_covariance(y_true, y_score)
-    return math.sqrt(max(float(cov[0, 0]), 0.0))
-
-
 def cluster_bootstrap_auc(y_true, y_score, groups, n_boot: int = 2000, seed: int = 0,
                           level: float = 0.95) -> tuple[float, float, float]:
     """Patient-level bootstrap of the ROC AUC: whole patients (``groups``) are resampled, so the

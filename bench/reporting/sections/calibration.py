@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 
 from bench.core.tablefmt import write_table, write_table_csv
+from bench.engine.runfolder import Run
 from bench.reporting import figures, table3
-from bench.reporting.runs import Run
 from bench.reporting.sections.context import ReportContext, plain_words, read_table
 from bench.reporting.tables import REFERENCE, comparison_sets
 from bench.stats.calibration import reliability_bins

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.reporting.runs import Run
+from bench.engine.runfolder import Run
 
 
 @dataclass

@@ -10,9 +10,9 @@ import pandas as pd
 
 from bench.core.tablefmt import write_table_csv
 from bench.engine.experiments import BASE, EXPERIMENTS
+from bench.engine.runfolder import Run
 from bench.reporting import figures
 from bench.reporting.figures import plt, sns
-from bench.reporting.runs import Run
 from bench.reporting.sections.context import ReportContext, read_table
 from bench.reporting.tables import REFERENCE, comparison_sets, fold_metrics, variant_configs
 from bench.stats.registry import View, names

@@ -10,9 +10,9 @@ import pandas as pd
 
 from bench.core.atomic import write_npz
 from bench.core.tablefmt import fmt, write_table
+from bench.engine.runfolder import Run
 from bench.reporting import figures
 from bench.reporting.figures import plt
-from bench.reporting.runs import Run
 from bench.reporting.sections.context import ReportContext, plain_words, read_table
 from bench.reporting.tables import REFERENCE, comparison_sets
 from bench.stats.metrics import THRESHOLD

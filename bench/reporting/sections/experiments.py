@@ -13,9 +13,9 @@ from scipy import stats
 
 from bench.core.tablefmt import fmt, write_table
 from bench.engine.experiments import BASE, EXPERIMENTS
+from bench.engine.runfolder import Run
 from bench.reporting import figures, table3
 from bench.reporting.figures import plt, sns
-from bench.reporting.runs import Run
 from bench.reporting.sections.context import ReportContext, plain_words
 from bench.reporting.table3 import paired_to_base
 from bench.reporting.tables import fold_metrics, variant_configs

@@ -12,10 +12,10 @@ import pandas as pd
 
 from bench.core.atomic import write_npz
 from bench.core.tablefmt import write_table
+from bench.engine.runfolder import Run
 from bench.reporting import camtable, figures
 from bench.reporting.camtable import explanation_rows
 from bench.reporting.figures import plt
-from bench.reporting.runs import Run
 from bench.reporting.sections.context import ReportContext, plain_words
 from bench.reporting.tables import REFERENCE, comparison_sets
 

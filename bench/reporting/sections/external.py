@@ -13,9 +13,9 @@ import pandas as pd
 from sklearn.metrics import roc_curve
 
 from bench.core.tablefmt import fmt, fmt_p, with_ci, write_table, write_table_csv
+from bench.engine.runfolder import Run
 from bench.reporting import figures
 from bench.reporting.figures import plt, sns
-from bench.reporting.runs import Run
 from bench.reporting.sections.context import ReportContext, plain_words, read_table
 from bench.reporting.tables import (
     REFERENCE,
@@ -149,7 +149,7 @@ def external_row(model: str, name: str, rs: list[Run], got: tuple[pd.DataFrame, 
 
 
 def external_table(runs: list[Run], n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """Internal vs external (docs/protocol.md, Held-out test and cross-validation, §4): per model and external set, the held-out test and the
+    """Internal vs external (docs/protocol.md, Held-out test and cross-validation): per model and external set, the held-out test and the
     external set side by side at the unchanged threshold 0.5, ΔAUC with its CI (independent
     samples: the two variances add), calibration on the external set, and DeLong against Fus2Net
     on the same external images (Holm across models, per set). Seed-averaged probabilities; the

@@ -27,9 +27,9 @@ from sklearn.metrics import roc_curve
 
 from bench.core.atomic import write_text
 from bench.core.tablefmt import to_latex, write_table, write_table_csv
+from bench.engine.runfolder import Run
 from bench.reporting import figures, table3
 from bench.reporting.figures import plt, sns
-from bench.reporting.runs import Run
 from bench.reporting.sections.context import ReportContext, plain_words
 from bench.reporting.table3 import model_columns, per_seed_columns
 from bench.reporting.tables import (

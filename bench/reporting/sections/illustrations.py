@@ -12,9 +12,9 @@ import pandas as pd
 
 from bench.core.atomic import write_npz
 from bench.core.tablefmt import write_table_csv
+from bench.engine.runfolder import Run
 from bench.reporting import figures
 from bench.reporting.figures import plt
-from bench.reporting.runs import Run
 from bench.reporting.sections.context import ReportContext
 from bench.reporting.tables import REFERENCE, comparison_sets
 

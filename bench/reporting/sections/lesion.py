@@ -15,7 +15,7 @@ import pandas as pd
 
 from bench.core.errors import BenchError
 from bench.core.tablefmt import fmt, with_ci, write_table
-from bench.reporting.runs import Run
+from bench.engine.runfolder import Run
 from bench.reporting.sections.context import ReportContext, plain_words
 from bench.reporting.tables import comparison_sets
 from bench.stats.arrays import StatsInputError

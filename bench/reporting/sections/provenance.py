@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.reporting.runs import Run, provenance_warnings
+from bench.engine.runfolder import Run
+from bench.reporting.runs import provenance_warnings
 from bench.reporting.sections.context import ReportContext
 from bench.reporting.tables import comparison_runs, set_aside
 

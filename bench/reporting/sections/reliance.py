@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from bench.core.tablefmt import fmt, fmt_p, with_ci, write_table
+from bench.engine.runfolder import Run
 from bench.engine.spec import cleaned
 from bench.evaluation.insertion import (
     DIRECTIONS,
@@ -22,7 +23,6 @@ from bench.evaluation.insertion import (
 from bench.evaluation.reliance import reliance_summary
 from bench.reporting import figures
 from bench.reporting.figures import plt
-from bench.reporting.runs import Run
 from bench.reporting.sections.context import ReportContext, plain_words
 from bench.reporting.tables import comparison_runs, comparison_sets
 

@@ -18,8 +18,8 @@ from bench.core.paths import PROJECT_ROOT, RESULTS_DIR
 from bench.core.provenance import from_portable, portable
 from bench.data.datasets import default_split
 from bench.engine.profiles import PROFILES
+from bench.engine.runfolder import Run
 from bench.engine.spec import cleaned
-from bench.reporting.runs import Run
 from bench.reporting.sections.context import ReportContext
 from bench.reporting.tables import REFERENCE, comparison_sets
 

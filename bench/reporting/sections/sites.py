@@ -14,7 +14,8 @@ import pandas as pd
 from bench.core.provenance import from_portable
 from bench.core.tablefmt import write_table
 from bench.data.multisite import site_name, site_of
-from bench.reporting.runs import Run, load_runs
+from bench.engine.runfolder import Run
+from bench.reporting.runs import load_runs
 from bench.reporting.sections.context import ReportContext
 from bench.reporting.tables import comparison_sets, held_out_groups
 from bench.stats.clustered import obuchowski_auc
