@@ -13,10 +13,9 @@ import pytest
 
 from bench.cli.report import main as report_main
 from bench.cli.suite import main as suite_main
-from bench.core.errors import BenchError
+from bench.core.errors import BenchError, SettingError
 from bench.engine.allimage import allcv_folds, allcv_plan, evaluation_key, is_allcv, parse_key
 from bench.engine.spec import RunOptions
-from bench.core.errors import SettingError
 from bench.jobs.plan import check_evaluations, suite_jobs
 from bench.reporting.runs import load_runs
 from tests.helpers import SMOKE, call_main, run_main

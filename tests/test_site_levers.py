@@ -199,7 +199,7 @@ def test_bench_run_takes_augment_and_adapt_bn_and_checks_adapt_bn_needs_external
     o = options_from_argv(["--augment", "ultrasound", "--external", "x", "--adapt-bn",
                            "none,target,source"])
     assert o.augment_policy == "ultrasound" and o.adapt_bn == ("none", "target", "source")
-    with pytest.raises(BenchError, match="--external"):
+    with pytest.raises(BenchError, match="`external`"):
         check_adapt_bn(("target",), ())
     with pytest.raises(BenchError, match="choose from none, target, source"):
         check_adapt_bn(("both",), ("x",))

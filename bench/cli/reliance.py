@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.core.errors import BenchError, cli_main, number
+from bench.cli import number
+from bench.core.errors import BenchError, cli_main
 from bench.core.tablefmt import write_table
 from bench.evaluation.reliance import N_BOOT, reliance_run
 from bench.reporting.runs import load_runs
