@@ -105,13 +105,15 @@ def test_two_processes_asking_for_the_phantom_at_once_share_one_build(tmp_path):
     script = textwrap.dedent(f"""
         import sys, time
         from pathlib import Path
+        from bench.core.errors import console_logging
         from bench.data.synthetic import PhantomSpec, ensure_synthetic
         from bench.data.datasets import load_index
         Path(sys.argv[1]).write_text("")
         while not Path({str(go)!r}).exists():
             time.sleep(0.01)
-        root = ensure_synthetic(PhantomSpec(n_benign=12, n_malignant=12, seed=5),
-                                cache_root=Path({str(tmp_path / "cache")!r}))
+        with console_logging():  # the progress lines as a command shows them
+            root = ensure_synthetic(PhantomSpec(n_benign=12, n_malignant=12, seed=5),
+                                    cache_root=Path({str(tmp_path / "cache")!r}))
         print("images", len(load_index(root).samples))
     """)
     procs = [subprocess.Popen([sys.executable, "-c", script, str(tmp_path / f"ready{k}")],

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.core.errors import BenchError
+from bench.core.errors import BenchError, console_logging
 from bench.data.datasets import load_index
 from bench.data.manifest import SplitConfig, make_split
 from bench.data.multisite import site_of
@@ -162,7 +162,8 @@ def test_copies_of_one_sites_pictures_at_another_are_grouped_with_them(tmp_path,
         else:
             shutil.copy(a / src, b / dst)
     capsys.readouterr()
-    _, manifest, report, _ = site_split(o, [a, b], 2)
+    with console_logging():  # the library's lines as a command shows them
+        _, manifest, report, _ = site_split(o, [a, b], 2)
     rows = manifest.set_index("id")
     for src, dst in copied.items():
         x, y = rows.loc[f"sitea/{Path(src).with_suffix('').as_posix()}"], \

@@ -307,9 +307,11 @@ class RunFolder:
         if report is not None:
             write_json(self.path / SPLIT_REPORT, report)
 
-    def write_allcv_predictions(self, preds: pd.DataFrame) -> None:
-        """An all-image run's predictions: every usable image once (:mod:`bench.engine.allimage`)."""
+    def write_allcv_results(self, preds: pd.DataFrame, metrics: dict) -> None:
+        """An all-image run's predictions (every usable image once: :mod:`bench.engine.allimage`)
+        and its ``metrics.json``."""
         write_csv(self.path / ALLCV_PREDICTIONS, preds)
+        write_json(self.path / METRICS, metrics)
 
     def read_metrics(self) -> dict:
         return json.loads((self.path / METRICS).read_text())

@@ -695,8 +695,7 @@ def write_allcv_results(folder: RunFolder, results: list[StageResult]) -> dict:
     """An all-image run's predictions (every image once) and metrics from its folds
     (:func:`bench.engine.allimage.summarize_allcv`); no final model."""
     preds, metrics = summarize_allcv(results)
-    folder.write_allcv_predictions(preds)
-    folder.write_json("metrics.json", metrics)
+    folder.write_allcv_results(preds, metrics)
     reused = [r.name for r in results if r.status == StageStatus.REUSED]
     if reused:
         trained = [r.name for r in results if r.status != StageStatus.REUSED]
