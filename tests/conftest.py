@@ -111,6 +111,7 @@ def pytest_runtest_makereport(item, call):
 SERIAL_GROUPS = {"inline_suite": "executors", "slurm_cluster": "executors"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (its hook names them in the ids)
 def pytest_collection_modifyitems(config, items):
     """``pytest -m "not slow"`` stays fast: a test not marked ``slow`` that uses an expensive
     shared fixture (directly or through another fixture) stops the collection, naming both.

@@ -1,6 +1,7 @@
 """The fast loop stays fast: an unmarked test over its CPU budget fails and says what to do
 (tests/conftest.py, ``_fast_loop_budget``)."""
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,7 @@ def test_each_xdist_worker_gets_an_equal_share_of_the_cpus_and_a_plain_run_all_o
                             "PYTEST_XDIST_WORKER_COUNT": str(cpus)}) == 1
 
 
+@pytest.mark.slow
 def test_tests_sharing_a_module_fixture_or_the_cluster_share_one_xdist_worker(pytester):
     """``--dist loadgroup`` keeps a module's expensive fixture built once: the conftest puts the
     tests that use one (and those marked ``slurm``) in one ``xdist_group``."""
@@ -100,3 +102,8 @@ def test_c(request):
     assert request.node.get_closest_marker("xdist_group").args == ("executors",)
 ''')
     pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=3)
+    if importlib.util.find_spec("xdist") is not None:  # and xdist schedules by them
+        done = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--dist",
+                                             "loadgroup", "-v")
+        done.assert_outcomes(passed=3)
+        assert "test_a@test_groups" in done.stdout.str() and "test_c@executors" in done.stdout.str()
