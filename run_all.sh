@@ -41,12 +41,12 @@ if [ "${1:-}" = "test" ]; then
   "$PY" -m ruff check bench models tests
   # the layers of ARCHITECTURE.md (import-linter has no `python -m`; its console script, run by $PY)
   "$PY" -c 'import sys; from importlinter.cli import lint_imports_command; sys.exit(lint_imports_command())'
-  # the suite on pytest-xdist workers: one per CPU and one more, which keeps the CPUs busy while a
-  # test waits for a process or the SLURM cluster (at most 4). tests/conftest.py gives each worker's
-  # runs an equal share of the CPUs (at least one thread) and keeps tests that share a fixture or a
-  # service on one worker. Options given after "test" come last: "-n 0" runs it in this process.
+  # the suite on pytest-xdist workers, one per CPU (at most 4): tests/conftest.py gives each
+  # worker's runs an equal share of the CPUs (at least one thread) and keeps tests that share a
+  # fixture or a service on one worker. Options given after "test" come last: "-n 0" runs the
+  # suite in this process.
   cpus=$("$PY" -c 'import os; print(len(os.sched_getaffinity(0)))' 2>/dev/null || echo 1)
-  [ "$cpus" -gt 1 ] && set -- -n "$(( cpus + 1 < 4 ? cpus + 1 : 4 ))" --dist loadgroup "$@"
+  [ "$cpus" -gt 1 ] && set -- -n "$(( cpus < 4 ? cpus : 4 ))" --dist loadgroup "$@"
   exec "$PY" -m pytest -q "$@"
 fi
 

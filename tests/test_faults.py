@@ -301,10 +301,11 @@ def test_a_run_whose_config_is_no_record_is_one_line_and_skippable(case, tmp_pat
     assert exc.value.code == 2 and err.count("\n") == 1 and "Traceback" not in err
     assert f"error: {bad.name}/{message}" in err and "--skip-invalid-runs" in err
     assert not (tmp_path / "out").exists()
-    assert report([*args, "--skip-invalid-runs"]) == 0
-    err = capsys.readouterr().err
-    assert f"warning: left out: {bad.name}/{message}" in err
-    assert bad.name in (tmp_path / "out" / "README.md").read_text()
+    if case in ("no settings", "truncated"):  # one report each way a record fails (~1.5 s each)
+        assert report([*args, "--skip-invalid-runs"]) == 0
+        err = capsys.readouterr().err
+        assert f"warning: left out: {bad.name}/{message}" in err
+        assert bad.name in (tmp_path / "out" / "README.md").read_text()
 
 
 # --- a full disk, a quota, a read-only file system; Ctrl-C -------------------------------------
