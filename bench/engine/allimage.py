@@ -22,17 +22,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
-from tqdm.auto import tqdm
 
 from bench.core.errors import BenchError
-from bench.engine.protocol import _run_all_stacked, prepare_stage, train_stage
+from bench.engine.protocol import run_stages
 from bench.engine.stages import (
     PRED_COLUMNS,
     StageContext,
     StageResult,
     StageStatus,
     fold_number,
-    reuse_stage,
 )
 from bench.stats.metrics import METRIC_NAMES, binary_metrics
 
@@ -109,29 +107,8 @@ def run_allcv(ctx: StageContext) -> list[StageResult]:
     one after another with the reference engine, or ``ctx.ex.concurrent`` at once stacked), in
     fold order. The stages are :func:`bench.engine.protocol.prepare_stage`'s, so a fold is seeded,
     subset (``train_limit``) and flip-balanced as every training stage is."""
-    spec, ex = ctx.spec, ctx.ex
-    folds, seed = parse_key(spec.evaluation)
-    plan = allcv_plan(ctx.cache.rows, folds, seed)
-    results: dict[str, StageResult] = {}
-    pending = []
-    for name, train_pos, eval_pos in plan:
-        if ctx.stage(name).valid(ctx.run_hash):
-            results[name] = reuse_stage(name, ctx)
-        else:
-            pending.append((name, train_pos, eval_pos))
-    if ex.concurrent > 1:
-        for res in _run_all_stacked(pending, ex.concurrent, ctx):
-            results[res.name] = res
-    else:
-        bar = tqdm(pending, desc=f"{spec.model} all-image folds", unit="fold",
-                   disable=not ex.progress)
-        for name, train_pos, eval_pos in bar:
-            bar.set_postfix(stage=name)
-            results[name] = train_stage(prepare_stage(name, train_pos, eval_pos, ctx), ctx)
-    for res in results.values():
-        if res.status == StageStatus.FAILED:
-            tqdm.write(f"warning: {res.message}")
-    return [results[name] for name, _, _ in plan]
+    folds, seed = parse_key(ctx.spec.evaluation)
+    return run_stages(ctx, allcv_plan(ctx.cache.rows, folds, seed), "all-image folds", "fold")
 
 
 def summarize_allcv(results: list[StageResult]) -> tuple[pd.DataFrame, dict]:

@@ -227,13 +227,19 @@ def load_weights(model: torch.nn.Module, path: Path) -> torch.nn.Module:
 
 
 def run_protocol(ctx: StageContext) -> list[StageResult]:
-    """All stages of the protocol; returns their results (reused, done or failed) in plan order.
+    """All stages of the protocol; returns their results (reused, done or failed) in plan order."""
+    return run_stages(ctx, stage_plan(ctx.cache.rows, ctx.spec.folds), "stages", "stage")
+
+
+def run_stages(ctx: StageContext, plan: list[tuple[str, np.ndarray, np.ndarray]], what: str,
+               unit: str) -> list[StageResult]:
+    """The stages of ``plan`` (the protocol's, or the all-image evaluation's folds): each reused
+    when its stage files match, else trained; returns their results in plan order.
 
     ``ctx.ex.concurrent`` > 1 trains up to that many unfinished stages at once (stacked engine);
     otherwise stages train one after another with the reference engine.
     """
     spec, ex = ctx.spec, ctx.ex
-    plan = stage_plan(ctx.cache.rows, spec.folds)
     results: dict[str, StageResult] = {}
     pending = []
     for name, train_pos, eval_pos in plan:
@@ -245,7 +251,7 @@ def run_protocol(ctx: StageContext) -> list[StageResult]:
         for res in _run_all_stacked(pending, ex.concurrent, ctx):
             results[res.name] = res
     else:
-        bar = tqdm(pending, desc=f"{spec.model} stages", unit="stage", disable=not ex.progress)
+        bar = tqdm(pending, desc=f"{spec.model} {what}", unit=unit, disable=not ex.progress)
         for name, train_pos, eval_pos in bar:
             bar.set_postfix(stage=name)
             results[name] = train_stage(prepare_stage(name, train_pos, eval_pos, ctx), ctx)
