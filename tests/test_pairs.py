@@ -112,3 +112,89 @@ def test_sample_on_a_set_too_small_for_the_random_pairs_ends(tmp_path):
 def test_a_bad_sample_option_is_exit_2_naming_it(capsys, tmp_path, option, value):
     code, _, err = run_cli(capsys, "sample", "--out", str(tmp_path / "p"), option, value)
     assert code == 2 and f"{option} must be an integer" in err
+
+
+# --- the second look ---------------------------------------------------------------------------
+
+
+def _evidence_stub(ids_labels, candidates, probs):
+    """An :class:`~bench.data.pairs.Evidence` stand-in: images, candidate pairs and a feature per
+    candidate that the stub rule below maps straight to p(same lesion)."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    samples = [SimpleNamespace(id=i, label=lab) for i, lab in ids_labels]
+    cand = np.array(candidates, dtype=int).reshape(-1, 2)
+    p_of = {tuple(c): p for c, p in zip(candidates, probs, strict=True)}
+    return SimpleNamespace(samples=samples, candidates=cand,
+                           features=lambda pairs: np.array([[p_of[tuple(q)]] for q in
+                                                            pairs.tolist()]))
+
+
+class _RuleStub:
+    def probability(self, x):
+        return x[:, 0]
+
+
+def test_near_numbers_pairs_one_class_within_the_gap_only():
+    from bench.data.pairs import near_numbers
+
+    ev = _evidence_stub([("benign (1)", 0), ("benign (2)", 0), ("benign (5)", 0),
+                         ("malignant (3)", 1), ("benign (4)", 0)], [], [])
+    got = {(ev.samples[i].id, ev.samples[j].id) for i, j in near_numbers(ev, 3)}
+    assert got == {("benign (1)", "benign (2)"), ("benign (1)", "benign (4)"),
+                   ("benign (2)", "benign (5)"), ("benign (2)", "benign (4)"),
+                   ("benign (5)", "benign (4)")}  # never across classes, never more than 3 apart
+    assert near_numbers(ev, 0) == []
+
+
+def test_the_second_look_draws_near_numbers_and_the_band_but_nothing_judged_before():
+    from bench.data.pairs import recheck_pairs
+
+    ids = [("benign (1)", 0), ("benign (2)", 0), ("benign (9)", 0), ("benign (30)", 0),
+           ("malignant (2)", 1)]
+    # candidates: (0,2) p 0.2 in the band; (2,3) p 0.05 below it; (0,3) p 0.3 not below 0.3;
+    # (0,1) p 0.15 both near and in the band
+    ev = _evidence_stub(ids, [(0, 2), (2, 3), (0, 3), (0, 1)], [0.2, 0.05, 0.3, 0.15])
+    fresh = recheck_pairs(ev, _RuleStub(), pd.DataFrame({"a": [], "b": [], "verdict": []}), 3,
+                          (0.1, 0.3), seed=0)
+    why = {frozenset((a, b)): w for a, b, w in zip(fresh.a, fresh.b, fresh.drawn_by, strict=True)}
+    assert why == {frozenset({"benign (1)", "benign (9)"}): "rule p in [0.1, 0.3)",
+                   frozenset({"benign (1)", "benign (2)"}):
+                       "file numbers 1 apart; rule p in [0.1, 0.3)"}
+    assert sorted(fresh.pair) == [1, 2] and (fresh.verdict == "").all()
+    judged = pd.DataFrame({"a": ["benign (9)"], "b": ["benign (1)"], "verdict": ["different"],
+                           "pair": [41]})  # judged before, in the other order
+    got = recheck_pairs(ev, _RuleStub(), judged, 3, (0.1, 0.3), seed=0, first=42)
+    assert list(zip(got.pair, got.a, got.b, strict=True)) == [(42, "benign (1)", "benign (2)")]
+
+
+def test_the_second_look_sheets_show_no_file_name(tmp_path):
+    from bench.data.index import DataIndex, Sample
+    from bench.data.pairs import blind_sheets
+    from tests.helpers import write_image
+
+    for name in ("benign (1)", "benign (2)"):
+        write_image(tmp_path / "d" / "benign" / f"{name}.png", seed=1, size=(64, 48))
+    index = DataIndex(root=tmp_path / "d", kind="folder", samples=[
+        Sample(id=n, path=f"benign/{n}.png", label=0) for n in ("benign (1)", "benign (2)")])
+    captions = []
+    import bench.data.pairs as pairs_module
+
+    real = pairs_module.tile_pairs
+    pairs_module.tile_pairs = lambda rows, out, per: captions.extend(
+        c for row in rows for _, _, c in row) or real(rows, out, per)
+    try:
+        sheets = blind_sheets(index, pd.DataFrame({"pair": [7], "a": ["benign (1)"],
+                                                   "b": ["benign (2)"]}), tmp_path / "s")
+    finally:
+        pairs_module.tile_pairs = real
+    assert captions == ["pair 7: A", "pair 7: B"] and len(sheets) == 1 and sheets[0].exists()
+
+
+@pytest.mark.parametrize("band", ["0.3,0.1", "x", "0.1", "-0.1,0.2"])
+def test_a_bad_band_is_exit_2_naming_it(capsys, tmp_path, band):
+    code, _, err = run_cli(capsys, "recheck", "--out", str(tmp_path / "p"), "--reviewed",
+                           str(tmp_path / "r.csv"), "--band", band)
+    assert code == 2 and "--band" in err

@@ -10,18 +10,22 @@ from bench.cli import number
 from bench.core.errors import cli_main
 from bench.data.datasets import KINDS
 from bench.data.lesion import RULE_FILE
-from bench.data.pairs import FitSettings, fit_reviewed, sample_for_review
+from bench.data.pairs import FitSettings, fit_reviewed, sample_for_review, sample_recheck
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m bench.pairs",
                                 description="the reviewed pairs behind the same-lesion rule")
     sub = p.add_subparsers(dest="command", required=True,
-                         help="sample: draw pairs and contact sheets to judge by eye; fit: fit "
-                              "and measure the rule on the judged pairs")
-    for name in ("sample", "fit"):
+                         help="sample: draw pairs and contact sheets to judge by eye; recheck: "
+                              "the second look (near file numbers, pairs just below the rule's "
+                              "threshold); fit: fit and measure the rule on the judged pairs")
+    for name in ("sample", "recheck", "fit"):
         q = sub.add_parser(name, help={"sample": "draw candidate pairs and their contact sheets "
                                              "to judge by eye",
+                                   "recheck": "draw every unjudged pair of one class with file "
+                                              "numbers at most --max-gap apart and every "
+                                              "candidate with rule p in --band, on blind sheets",
                                    "fit": "fit the same-lesion rule on the judged pairs and "
                                           "measure it by cross-validation"}[name])
         q.add_argument("--data", type=Path, default=None, help="data root (default: phantom)")
@@ -31,7 +35,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="candidate pairs: each image's N nearest by either contrast score")
         q.add_argument("--force", action="store_true",
                        help="replace an existing output file")
-    s, f = sub.choices["sample"], sub.choices["fit"]
+    s, f, r = sub.choices["sample"], sub.choices["fit"], sub.choices["recheck"]
+    r.add_argument("--out", type=Path, required=True,
+                   help="folder of blind sheets; the key CSV (why each pair was drawn) beside it")
+    r.add_argument("--reviewed", type=Path, required=True,
+                   help="CSV of the pairs judged so far (left out of the draw)")
+    r.add_argument("--max-gap", type=number("--max-gap"), default=3,
+                   help="pairs of one class whose file numbers are at most this far apart")
+    r.add_argument("--band", type=_band, default=(0.1, 0.3),
+                   help="LO,HI: candidate pairs with the committed rule's p in [LO, HI)")
+    r.add_argument("--seed", type=number("--seed"), default=11, help="seed of the shuffle")
     s.add_argument("--out", type=Path, required=True, help="folder of sheets; CSV beside it")
     s.add_argument("--per-bin", type=number("--per-bin"), default=5,
                    help="pairs drawn from each quantile bin of every measure")
@@ -50,6 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _band(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--band {text!r}: give LO,HI, e.g. 0.1,0.3") from None
+    if not 0 <= lo < hi <= 1:
+        raise argparse.ArgumentTypeError(f"--band {text!r}: give 0 <= LO < HI <= 1")
+    return lo, hi
+
+
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
@@ -61,6 +84,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.out}: pairs precision {p['precision']} recall {p['recall']}; groups "
               f"(average linkage) precision {g['precision']} recall {g['recall']}, largest group "
               f"{g['largest_group_over_folds']}")
+        return 0
+    if args.command == "recheck":
+        csv, n_pairs, n_sheets = sample_recheck(
+            args.out, FitSettings(args.data, args.dataset, args.neighbours), args.reviewed,
+            args.max_gap, args.band, args.seed, force=args.force)
+        print(f"wrote {csv} ({n_pairs} pairs: the key) and {n_sheets} blind contact sheets in "
+              f"{args.out}/; judge the sheets, then add the verdicts to the reviewed CSV")
         return 0
     csv, n_pairs, n_sheets = sample_for_review(
         args.out, FitSettings(args.data, args.dataset, args.neighbours), args.per_bin,

@@ -31,17 +31,19 @@ from bench.core.atomic import write_csv, write_json
 from bench.core.errors import BenchError
 from bench.data.copies import picture_of
 from bench.data.datasets import load_index
+from bench.data.index import DataIndex
 from bench.data.lesion import (
     FEATURES,
     LesionRule,
     PairEvidence,
     candidate_pairs,
     lesion_groups,
+    load_rule,
     matrices,
     pair_features,
 )
 from bench.data.manifest import decode, hard_links
-from bench.data.review import pair_sheets
+from bench.data.review import pair_sheets, tile_pairs
 
 log = logging.getLogger(__name__)
 
@@ -199,20 +201,46 @@ def validate(ev: Evidence, pairs: np.ndarray, x: np.ndarray, y: np.ndarray, base
     return out
 
 
-def consecutive_numbers(ev: Evidence, reviewed: pd.DataFrame) -> dict:
-    """How often two images of one class with file numbers at most 2 apart were judged the same."""
-    def number(i: str) -> int | None:
-        m = re.search(r"(\d+)\D*$", i)
-        return int(m.group(1)) if m else None
+def file_number(sample_id: str) -> int | None:
+    """The last number of an image's ID (``benign (316)`` → 316), or ``None``."""
+    m = re.search(r"(\d+)\D*$", sample_id)
+    return int(m.group(1)) if m else None
 
+
+def near_numbers(ev: Evidence, max_gap: int) -> list[tuple[int, int]]:
+    """Every pair ``(i, j)``, ``i < j``, of images of one class whose file numbers are at most
+    ``max_gap`` apart: consecutive shots are often one lesion, and the rule cannot tell."""
+    by_label: dict[int, dict[int, int]] = {}
+    for k, s in enumerate(ev.samples):
+        n = file_number(s.id)
+        if n is not None:
+            by_label.setdefault(s.label, {})[n] = k
+    out = set()
+    for numbers in by_label.values():
+        for n, k in numbers.items():
+            for gap in range(1, max_gap + 1):
+                if n + gap in numbers:
+                    out.add((min(k, numbers[n + gap]), max(k, numbers[n + gap])))
+    return sorted(out)
+
+
+def consecutive_numbers(ev: Evidence, reviewed: pd.DataFrame, max_gap: int = 3) -> dict:
+    """How often two images of one class with file numbers at most ``max_gap`` apart were judged
+    the same, in all and per gap."""
     labels = {s.id: s.label for s in ev.samples}
-    near = reviewed[[labels[a] == labels[b] and None not in (number(a), number(b))
-                     and abs(number(a) - number(b)) <= 2 for a, b in zip(reviewed.a, reviewed.b,
-                                                                        strict=True)]]
+    gaps = [abs(file_number(a) - file_number(b))
+            if labels[a] == labels[b] and None not in (file_number(a), file_number(b)) else 0
+            for a, b in zip(reviewed.a, reviewed.b, strict=True)]
+    near = reviewed.assign(gap=gaps)
+    near = near[(near.gap >= 1) & (near.gap <= max_gap)]
     judged = near[near.verdict != "unsure"]
-    return {"reviewed_pairs_with_numbers_at_most_2_apart": len(near),
+    return {f"reviewed_pairs_with_numbers_at_most_{max_gap}_apart": len(near),
             "judged_same": int((judged.verdict == "same").sum()),
             "judged_different": int((judged.verdict == "different").sum()),
+            "unsure": int((near.verdict == "unsure").sum()),
+            "judged_same_by_gap": {str(g): f"{int((judged[judged.gap == g].verdict == 'same').sum())}"
+                                   f" of {int((judged.gap == g).sum())}"
+                                   for g in range(1, max_gap + 1)},
             "used_by_the_rule": False}
 
 
@@ -268,4 +296,67 @@ def sample_for_review(out: Path, s: FitSettings, per_bin: int = 5, n_random: int
     write_csv(csv, pairs)
     sheets = pair_sheets(ev.index, list(pairs[["pair", "a", "b"]].itertuples(index=False,
                                                                            name=None)), out)
+    return csv, len(pairs), len(sheets)
+
+
+def recheck_pairs(ev: Evidence, rule: LesionRule, reviewed: pd.DataFrame, max_gap: int,
+                  band: tuple[float, float], seed: int, first: int = 1) -> pd.DataFrame:
+    """The second look (docs/protocol.md, Same lesion): every not-yet-judged pair of one class
+    whose file numbers are at most ``max_gap`` apart, and every not-yet-judged candidate pair
+    whose p(same lesion) under ``rule`` lies in ``[band[0], band[1])``, shuffled together (so the
+    sheets do not reveal why a pair was drawn) and numbered from ``first``."""
+    done = {frozenset(p) for p in zip(reviewed.a, reviewed.b, strict=True)}
+    why: dict[tuple[int, int], list[str]] = {}
+    for i, j in near_numbers(ev, max_gap):
+        gap = abs(file_number(ev.samples[i].id) - file_number(ev.samples[j].id))
+        why.setdefault((i, j), []).append(f"file numbers {gap} apart")
+    p_all = rule.probability(ev.features(ev.candidates)) if len(ev.candidates) else np.zeros(0)
+    p_of = {tuple(c): float(p) for c, p in zip(ev.candidates.tolist(), p_all, strict=True)}
+    for (i, j), p in p_of.items():
+        if band[0] <= p < band[1]:
+            why.setdefault((i, j), []).append(f"rule p in [{band[0]:g}, {band[1]:g})")
+    rows = [(i, j, "; ".join(w)) for (i, j), w in sorted(why.items())
+            if frozenset((ev.samples[i].id, ev.samples[j].id)) not in done]
+    order = np.random.default_rng(seed).permutation(len(rows))
+    return pd.DataFrame({
+        "pair": np.arange(first, first + len(rows)),
+        "a": [ev.samples[rows[k][0]].id for k in order],
+        "b": [ev.samples[rows[k][1]].id for k in order],
+        "drawn_by": [rows[k][2] for k in order],
+        "rule_p": [round(p_of.get((rows[k][0], rows[k][1]), 0.0), 4) for k in order],
+        "verdict": "", "confidence": "", "reason": "",
+    })
+
+
+def blind_sheets(index: DataIndex, pairs: pd.DataFrame, out_dir: Path, per_sheet: int = 6
+                 ) -> list[Path]:
+    """Contact sheets captioned only ``pair N: A`` / ``pair N: B``: the judge sees neither a
+    measure nor the file names (whose numbers would say which pairs are consecutive shots)."""
+    by_id = {s.id: s for s in index.samples}
+    rows = [((index, by_id[a], f"pair {n}: A"), (index, by_id[b], f"pair {n}: B"))
+            for n, a, b in pairs[["pair", "a", "b"]].itertuples(index=False, name=None)]
+    return tile_pairs(rows, out_dir, per_sheet)
+
+
+def sample_recheck(out: Path, s: FitSettings, reviewed_csv: Path, max_gap: int = 3,
+                   band: tuple[float, float] = (0.1, 0.3), seed: int = 11, per_sheet: int = 6,
+                   force: bool = False) -> tuple[Path, int, int]:
+    """Draw the second look's pairs (:func:`recheck_pairs`, scored by the committed rule) and
+    write ``<out>.csv`` (the key: why each pair was drawn and its rule p, for after the judging)
+    and blind numbered sheets in ``out``. Returns the CSV, the number of pairs and of sheets."""
+    if not 0 <= band[0] < band[1] <= 1:
+        raise BenchError(f"`band` {band}: give two probabilities lo < hi in [0, 1]")
+    if max_gap < 0:
+        raise BenchError("`max_gap` must be >= 0")
+    csv = out.with_suffix(".csv")
+    if csv.exists() and not force:
+        raise BenchError(f"`out` {csv}: exists; pass `force` to replace it")
+    reviewed = read_reviewed(reviewed_csv)
+    rule = replace(load_rule(), neighbours=s.neighbours)
+    ev = Evidence(s.data, s.dataset, rule)
+    first = int(pd.to_numeric(reviewed.get("pair"), errors="coerce").max()) + 1 \
+        if "pair" in reviewed and len(reviewed) else 1
+    pairs = recheck_pairs(ev, rule, reviewed, max_gap, band, seed, first)
+    write_csv(csv, pairs)
+    sheets = blind_sheets(ev.index, pairs, out, per_sheet)
     return csv, len(pairs), len(sheets)
