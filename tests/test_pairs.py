@@ -198,3 +198,57 @@ def test_a_bad_band_is_exit_2_naming_it(capsys, tmp_path, band):
     code, _, err = run_cli(capsys, "recheck", "--out", str(tmp_path / "p"), "--reviewed",
                            str(tmp_path / "r.csv"), "--band", band)
     assert code == 2 and "--band" in err
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_adding_verdicts_says_agreement_only_where_two_judges_judged(tmp_path, capsys):
+    reviewed = _write(tmp_path / "reviewed.csv",
+                      "pair,a,b,verdict,judges,judges_agree\n"
+                      "1,x (1),x (9),same,J1,True\n2,x (2),x (8),different,J1+J2,True\n")
+    key = _write(tmp_path / "key.csv", "pair,a,b,drawn_by,rule_p\n"
+                 "3,x (3),x (4),file numbers 1 apart,0\n4,x (5),x (6),file numbers 1 apart,0\n"
+                 "5,x (6),x (7),rule p in [0.1 0.3),0.2\n6,x (7),x (9),file numbers 2 apart,0\n")
+    j1 = _write(tmp_path / "j1.csv", "pair,verdict,confidence,reason\n3,same,high,one mass\n"
+                "4,different,high,other tissue\n5,same,medium,alike\n")
+    j2 = _write(tmp_path / "j2.csv", "pair,verdict,confidence,reason\n4,different,high,no\n"
+                "5,different,low,unlike\n")
+    code, out, err = run_cli(capsys, "add", "--reviewed", str(reviewed), "--key", str(key),
+                             "--verdicts", f"A={j1},B={j2}")
+    assert code == 0, err
+    assert "added 3 judged pairs" in out  # pair 6 was judged by nobody: not added
+    got = pd.read_csv(reviewed, dtype=str, keep_default_na=False).set_index("pair")
+    assert got.loc["1", "judges_agree"] == "" and got.loc["2", "judges_agree"] == "True"
+    assert got.loc["3", ["verdict", "judges", "judges_agree", "round"]].tolist() == \
+        ["same", "A", "", "2"]
+    assert got.loc["4", ["verdict", "judges_agree"]].tolist() == ["different", "True"]
+    assert got.loc["5", ["verdict", "judges_agree", "judge_verdict"]].tolist() == \
+        ["unsure", "False", "A:same; B:different"]  # a disagreement is unsure unless settled
+    assert got.loc["1", "round"] == "1" and "6" not in got.index
+    code, _, err = run_cli(capsys, "add", "--reviewed", str(reviewed), "--key", str(key),
+                           "--verdicts", f"A={j1}")
+    assert code == 2 and "added before" in err  # never added twice
+
+
+def test_an_adjudication_settles_a_disagreement_and_a_foreign_pair_is_refused(tmp_path, capsys):
+    reviewed = _write(tmp_path / "reviewed.csv", "pair,a,b,verdict\n1,x (1),x (9),same\n")
+    key = _write(tmp_path / "key.csv", "pair,a,b,drawn_by,rule_p\n5,x (6),x (7),near,0\n")
+    j1 = _write(tmp_path / "j1.csv", "pair,verdict,confidence,reason\n5,same,high,a\n")
+    j2 = _write(tmp_path / "j2.csv", "pair,verdict,confidence,reason\n5,different,high,b\n")
+    adj = _write(tmp_path / "adj.csv", "pair,verdict,note\n5,same,lead: one cyst in two planes\n")
+    code, _, err = run_cli(capsys, "add", "--reviewed", str(reviewed), "--key", str(key),
+                           "--verdicts", f"A={j1},B={j2}", "--adjudication", str(adj))
+    assert code == 0, err
+    got = pd.read_csv(reviewed, dtype=str, keep_default_na=False).set_index("pair")
+    assert got.loc["5", ["verdict", "adjudication"]].tolist() == \
+        ["same", "lead: one cyst in two planes"]
+    stray = _write(tmp_path / "j3.csv", "pair,verdict,confidence,reason\n99,same,high,c\n")
+    code, _, err = run_cli(capsys, "add", "--reviewed", str(reviewed), "--key", str(key),
+                           "--verdicts", f"C={stray}")
+    assert code == 2 and "pair 99 is not in the key" in err
+    code, _, err = run_cli(capsys, "add", "--reviewed", str(reviewed), "--key", str(key),
+                           "--verdicts", "nojudge")
+    assert code == 2 and "--verdicts" in err

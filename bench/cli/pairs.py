@@ -10,7 +10,13 @@ from bench.cli import number
 from bench.core.errors import cli_main
 from bench.data.datasets import KINDS
 from bench.data.lesion import RULE_FILE
-from bench.data.pairs import FitSettings, fit_reviewed, sample_for_review, sample_recheck
+from bench.data.pairs import (
+    FitSettings,
+    add_verdicts,
+    fit_reviewed,
+    sample_for_review,
+    sample_recheck,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,6 +26,18 @@ def build_parser() -> argparse.ArgumentParser:
                          help="sample: draw pairs and contact sheets to judge by eye; recheck: "
                               "the second look (near file numbers, pairs just below the rule's "
                               "threshold); fit: fit and measure the rule on the judged pairs")
+    add = sub.add_parser("add", help="add judges' verdicts on drawn pairs to the reviewed CSV")
+    add.add_argument("--reviewed", type=Path, required=True,
+                     help="the reviewed CSV to extend (pairs already there are refused)")
+    add.add_argument("--key", type=Path, required=True,
+                     help="the drawn pairs (the CSV bench.pairs sample or recheck wrote)")
+    add.add_argument("--verdicts", type=_judges, required=True,
+                     help="NAME=CSV[,NAME=CSV...]: each judge's verdicts (pair, verdict, "
+                          "confidence, reason)")
+    add.add_argument("--adjudication", type=Path, default=None,
+                     help="CSV (pair, verdict, note) settling pairs the judges disagree on "
+                          "(others: unsure)")
+    add.add_argument("--round", default="2", help="label of this review round")
     for name in ("sample", "recheck", "fit"):
         q = sub.add_parser(name, help={"sample": "draw candidate pairs and their contact sheets "
                                              "to judge by eye",
@@ -63,6 +81,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _judges(text: str) -> dict[str, Path]:
+    out = {}
+    for part in text.split(","):
+        name, sep, path = part.partition("=")
+        if not sep or not name.strip() or not path.strip():
+            raise argparse.ArgumentTypeError(f"--verdicts {part!r}: give NAME=CSV, e.g. J1=j1.csv")
+        out[name.strip()] = Path(path.strip())
+    return out
+
+
 def _band(text: str) -> tuple[float, float]:
     try:
         lo, hi = (float(v) for v in text.split(","))
@@ -84,6 +112,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {args.out}: pairs precision {p['precision']} recall {p['recall']}; groups "
               f"(average linkage) precision {g['precision']} recall {g['recall']}, largest group "
               f"{g['largest_group_over_folds']}")
+        return 0
+    if args.command == "add":
+        n, counts = add_verdicts(args.reviewed, args.key, args.verdicts, args.adjudication,
+                                 args.round)
+        counted = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+        print(f"added {n} judged pairs to {args.reviewed} ({counted}); refit with "
+              "python -m bench.pairs fit")
         return 0
     if args.command == "recheck":
         csv, n_pairs, n_sheets = sample_recheck(

@@ -360,3 +360,88 @@ def sample_recheck(out: Path, s: FitSettings, reviewed_csv: Path, max_gap: int =
     write_csv(csv, pairs)
     sheets = blind_sheets(ev.index, pairs, out, per_sheet)
     return csv, len(pairs), len(sheets)
+
+
+JUDGED_COLUMNS = ("pair", "verdict", "confidence", "reason")
+
+
+def _read_judge(name: str, path: Path) -> pd.DataFrame:
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError) as exc:
+        raise BenchError(f"`verdicts` {path}: cannot read it ({exc})") from None
+    missing = set(JUDGED_COLUMNS) - set(df.columns)
+    if missing:
+        raise BenchError(f"`verdicts` {path}: columns {sorted(missing)} are missing")
+    bad = df[~df.verdict.isin(VERDICTS)]
+    if len(bad):
+        raise BenchError(f"`verdicts` {path} line {int(bad.index[0]) + 2}: verdict "
+                         f"{bad.verdict.iloc[0]!r} is not one of {', '.join(VERDICTS)}")
+    df = df.assign(pair=pd.to_numeric(df.pair, errors="coerce"), judge=name)
+    if df.pair.isna().any():
+        raise BenchError(f"`verdicts` {path}: a pair number is not a number")
+    return df.drop_duplicates("pair", keep="last")
+
+
+def merge_verdicts(key: pd.DataFrame, judges: dict[str, Path], adjudication: pd.DataFrame | None,
+                   round_label: str) -> pd.DataFrame:
+    """The judged pairs of ``key`` (a :func:`sample_recheck` CSV) as rows of the reviewed CSV.
+
+    One judge: their verdict. Two or more: ``judges_agree`` says whether they agree; agreed
+    verdicts stand; a disagreement takes the lead's ``adjudication`` (``pair, verdict, note``)
+    where given, else ``unsure`` (docs/protocol.md, Same lesion). ``judges_agree`` is blank for a
+    pair judged once: agreement is only said where it was measured."""
+    frames = [_read_judge(name, path) for name, path in judges.items()]
+    judged = pd.concat(frames, ignore_index=True)
+    unknown = sorted(set(judged.pair.astype(int)) - set(key.pair.astype(int)))
+    if unknown:
+        raise BenchError(f"`verdicts`: pair {unknown[0]} is not in the key")
+    adj = {} if adjudication is None else {
+        int(p): (v, n) for p, v, n in zip(adjudication.pair, adjudication.verdict,
+                                          adjudication.get("note", ""), strict=True)}
+    by_pair = {int(p): g for p, g in judged.groupby("pair")}
+    rows = []
+    for r in key.itertuples():
+        g = by_pair.get(int(r.pair))
+        if g is None:
+            continue
+        verdicts = list(g.verdict)
+        first = g.iloc[0]
+        agree = "" if len(g) == 1 else str(len(set(verdicts)) == 1)
+        verdict, note = verdicts[0], ""
+        if agree == "False":
+            verdict, note = adj.get(int(r.pair), ("unsure", "judges disagree: unsure"))
+        rows.append({"pair": int(r.pair), "a": r.a, "b": r.b, "verdict": verdict,
+                     "judge_verdict": "; ".join(f"{j}:{v}" for j, v in zip(g.judge, verdicts,
+                                                                          strict=True)),
+                     "confidence": first.confidence, "reason": first.reason,
+                     "judges": "+".join(g.judge), "judges_agree": agree, "adjudication": note,
+                     "drawn_by": r.drawn_by, "round": round_label})
+    return pd.DataFrame(rows)
+
+
+def add_verdicts(reviewed_csv: Path, key_csv: Path, judges: dict[str, Path],
+                 adjudication_csv: Path | None, round_label: str) -> tuple[int, dict]:
+    """Append the judged pairs of ``key_csv`` to ``reviewed_csv`` (atomically); a pair already
+    there is refused, never replaced. Returns the rows added and their verdict counts."""
+    reviewed = read_reviewed(reviewed_csv).astype(str)
+    try:
+        key = pd.read_csv(key_csv, dtype={"a": str, "b": str}, keep_default_na=False)
+        adj = None if adjudication_csv is None else pd.read_csv(adjudication_csv, dtype=str,
+                                                                keep_default_na=False)
+    except (OSError, ValueError) as exc:
+        raise BenchError(f"`key`/`adjudication`: cannot read it ({exc})") from None
+    new = merge_verdicts(key, judges, adj, round_label)
+    before = {frozenset(p) for p in zip(reviewed.a, reviewed.b, strict=True)}
+    again = [f"{a} / {b}" for a, b in zip(new.a, new.b, strict=True) if frozenset((a, b)) in before]
+    if again:
+        raise BenchError(f"`reviewed` {reviewed_csv}: already judges {again[0]}; the verdicts "
+                         "were added before")
+    if "round" not in reviewed:
+        reviewed = reviewed.assign(round="1")
+    if "judges" in reviewed:  # agreement only where two judges judged
+        single = ~reviewed.judges.astype(str).str.contains(r"\+")
+        reviewed.loc[single, "judges_agree"] = ""
+    out = pd.concat([reviewed, new.astype(str)], ignore_index=True).fillna("")
+    write_csv(reviewed_csv, out)
+    return len(new), new.verdict.value_counts().to_dict()
