@@ -4,7 +4,8 @@
 # included), the paper's Fus2Net experiments at seeds 0,1, explanations, annotation reliance and
 # the Fig. 5/6 illustrations, the default CPU models trained on cleaned images too, external
 # scores on BrEaST (found beside DATA; EXTERNAL overrides the sets) and on the phantom's site B,
-# then the report. Every step reuses finished runs, so rerunning the script resumes it.
+# then the report; the all-image evaluation of six models; the site-gap set
+# (tools/site_table_cpu.sh). Every step reuses finished runs, so rerunning the script resumes it.
 #
 #   tools/regenerate_busi_cpu.sh [DATA]      DATA: the BUSI root (default ../shared/data/BUSI)
 #
@@ -51,6 +52,12 @@ if [ -z "${EXTERNAL:-}" ]; then
 fi
 step "$PY" -m bench.suite --data "$DATA" --profile "$PROFILE" --seeds 0,1,2 --experiments on \
   --experiment-seeds 0,1 --models all --external "$EXTERNAL" --out "$OUT"
+# every usable image scored once (grouped 5-fold CV over same-lesion groups, docs/protocol.md,
+# "Every image scored once"): the four CPU-default models, resnet50 and convnext_tiny (their
+# held-out runs above are reused)
+step "$PY" -m bench.suite --data "$DATA" --profile "$PROFILE" --seeds 0,1,2 --experiments off \
+  --models fus2net,zeimarani_cnn,efficientnet_lite0,googlenet_fujioka,resnet50,convnext_tiny \
+  --evaluation heldout,allcv --external "$EXTERNAL" --out "$OUT"
 for model in fus2net zeimarani_cnn efficientnet_lite0 googlenet_fujioka; do
   for seed in 0 1 2; do
     step "$PY" -m bench.run --model "$model" --data "$DATA" --profile "$PROFILE" --seed "$seed" \
@@ -63,6 +70,10 @@ done
 step "$PY" -m bench.explain --runs "$OUT/runs" --data "$DATA"
 step "$PY" -m bench.reliance --runs "$OUT/runs" --controls
 step "$PY" -m bench.report --runs "$OUT/runs" --out "$OUT"
+# the site-gap set on the same code (results/sitegap-cpu: BUSI ↔ BrEaST with and without each
+# lever, the phantom's site A → B), when BrEaST is beside the data
+[ -d "$(dirname "$DATA")/BrEaST" ] && [ "$OUT" = results/busi-cpu ] && \
+  step tools/site_table_cpu.sh "$DATA" "$(dirname "$DATA")/BrEaST"
 if [ ${#failed[@]} -gt 0 ]; then
   printf 'failed step: %s\n' "${failed[@]}" >&2
   exit 1

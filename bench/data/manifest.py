@@ -66,7 +66,7 @@ class Fingerprints:
     digests: list[str]
     evidence: PairEvidence
     bad: list[tuple[str, str]]
-    reviewed: list[tuple[int, int]] = field(default_factory=list)  # judged same (or unsure)
+    reviewed: list[tuple[int, int]] = field(default_factory=list)  # judged the same lesion
     different: list[tuple[int, int]] = field(default_factory=list)  # judged different
 
 
@@ -117,9 +117,11 @@ REVIEWED = SPLITS_DIR
 def reviewed_links(kind: str, samples: list[Sample], folder: Path = REVIEWED
                    ) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     """Pairs judged by eye in ``<folder>/<kind>_pairs_reviewed.csv``, as index pairs of
-    ``samples``: those judged the same lesion or unsure (BUSI has no patient IDs: err towards
-    grouping), which always group, and those judged different, whose own link is dropped. Used
-    only when every image the file names is among ``samples`` (it was judged on this data)."""
+    ``samples``: those judged the same lesion, which always group, and those judged different,
+    whose own link is dropped; a pair judged unsure (or disputed) is left to the rule
+    (docs/protocol.md, Same lesion: forcing every unsure pair to group chained 353 BUSI images
+    into one group). Used only when every image the file names is among ``samples`` (it was
+    judged on this data)."""
     path = folder / f"{kind}_pairs_reviewed.csv"
     if not path.is_file():
         return [], []
@@ -131,7 +133,7 @@ def reviewed_links(kind: str, samples: list[Sample], folder: Path = REVIEWED
     def pairs(rows: pd.DataFrame) -> list[tuple[int, int]]:
         return [(pos[a], pos[b]) for a, b in zip(rows.a, rows.b, strict=True)]
 
-    return pairs(df[df.verdict.isin(["same", "unsure"])]), pairs(df[df.verdict == "different"])
+    return pairs(df[df.verdict == "same"]), pairs(df[df.verdict == "different"])
 
 
 def hard_links(samples: list[Sample], bits: np.ndarray, digests: list[str], threshold: int,

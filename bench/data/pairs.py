@@ -136,19 +136,25 @@ def random_pairs(n: int, taken: set[tuple[int, int]], k: int, rng: np.random.Gen
     return picked
 
 
-def read_reviewed(path: Path) -> pd.DataFrame:
+def _read_verdicts(path: Path, option: str, need: set[str], **read) -> pd.DataFrame:
+    """A CSV of verdicts, its columns and verdicts checked (one line naming the file otherwise)."""
     try:
-        df = pd.read_csv(path, dtype={"a": str, "b": str, "verdict": str}, keep_default_na=False)
+        df = pd.read_csv(path, keep_default_na=False, **read)
     except (OSError, ValueError) as exc:
-        raise BenchError(f"`reviewed` {path}: cannot read it ({exc})") from None
-    need = {"a", "b", "verdict"} - set(df.columns)
-    if need:
-        raise BenchError(f"`reviewed` {path}: columns {sorted(need)} are missing")
+        raise BenchError(f"`{option}` {path}: cannot read it ({exc})") from None
+    missing = need - set(df.columns)
+    if missing:
+        raise BenchError(f"`{option}` {path}: columns {sorted(missing)} are missing")
     bad = df[~df.verdict.isin(VERDICTS)]
     if len(bad):
-        raise BenchError(f"`reviewed` {path} line {int(bad.index[0]) + 2}: verdict "
+        raise BenchError(f"`{option}` {path} line {int(bad.index[0]) + 2}: verdict "
                          f"{bad.verdict.iloc[0]!r} is not one of {', '.join(VERDICTS)}")
     return df
+
+
+def read_reviewed(path: Path) -> pd.DataFrame:
+    return _read_verdicts(path, "reviewed", {"a", "b", "verdict"},
+                          dtype={"a": str, "b": str, "verdict": str})
 
 
 def fit_rule(x: np.ndarray, y: np.ndarray, base: LesionRule) -> LesionRule:
@@ -366,17 +372,7 @@ JUDGED_COLUMNS = ("pair", "verdict", "confidence", "reason")
 
 
 def _read_judge(name: str, path: Path) -> pd.DataFrame:
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except (OSError, ValueError) as exc:
-        raise BenchError(f"`verdicts` {path}: cannot read it ({exc})") from None
-    missing = set(JUDGED_COLUMNS) - set(df.columns)
-    if missing:
-        raise BenchError(f"`verdicts` {path}: columns {sorted(missing)} are missing")
-    bad = df[~df.verdict.isin(VERDICTS)]
-    if len(bad):
-        raise BenchError(f"`verdicts` {path} line {int(bad.index[0]) + 2}: verdict "
-                         f"{bad.verdict.iloc[0]!r} is not one of {', '.join(VERDICTS)}")
+    df = _read_verdicts(path, "verdicts", set(JUDGED_COLUMNS), dtype=str)
     df = df.assign(pair=pd.to_numeric(df.pair, errors="coerce"), judge=name)
     if df.pair.isna().any():
         raise BenchError(f"`verdicts` {path}: a pair number is not a number")
