@@ -119,9 +119,9 @@ def reviewed_links(kind: str, samples: list[Sample], folder: Path = REVIEWED
     """Pairs judged by eye in ``<folder>/<kind>_pairs_reviewed.csv``, as index pairs of
     ``samples``: those judged the same lesion, which always group, and those judged different,
     whose own link is dropped; a pair judged unsure (or disputed) is left to the rule
-    (docs/protocol.md, Same lesion: forcing every unsure pair to group chained 353 BUSI images
-    into one group). Used only when every image the file names is among ``samples`` (it was
-    judged on this data)."""
+    (docs/protocol.md, Same lesion: forcing every unsure pair to group would chain 460 of the 647
+    BUSI images into one group). Used only when every image the file names is among
+    ``samples`` (it was judged on this data)."""
     path = folder / f"{kind}_pairs_reviewed.csv"
     if not path.is_file():
         return [], []
