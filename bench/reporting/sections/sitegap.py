@@ -228,8 +228,8 @@ def paragraph(t: pd.DataFrame) -> str:
                 continue
             sentences.append(f"With {r.lever}, {_delta_words(r.delta_auc, r.delta_lo, r.delta_hi)}.")
         for r in g[g.lever.str.startswith("chosen")].itertuples():
-            sentences.append(f"Chosen without looking at {target}: {r.lever.split(': ', 1)[1]} "
-                             f"({r.chosen_by}).")
+            sentences.append(f"Chosen without looking at {target}: {r.lever.split(': ', 1)[1]}; "
+                             f"{r.chosen_by}.")
     if (t.n_seeds == 1).any():
         sentences.append("Rows from one training seed have intervals that cover the test images "
                          "only, not another training run.")
