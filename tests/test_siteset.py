@@ -95,3 +95,16 @@ def test_a_folder_without_a_lever_or_a_foreign_readme_is_one_line(tmp_path, caps
     code, _, err = call_main(capsys, main, "--runs", str(lever_runs), "--out",
                              str(tmp_path / "none"), "--figures-only")
     assert code == 2 and "--figures-only" in err
+
+
+def test_a_control_is_shown_but_never_chosen():
+    from bench.reporting.sections.sitegap import BASELINE, _chosen_rows
+
+    rows = []
+    for target, source_gain in (("alpha", 0.08), ("beta", 0.06)):
+        for lever, d in ((BASELINE, float("nan")), ("BN adapted on the target (unlabelled)", 0.01),
+                         ("BN re-estimated on the source (control)", source_gain)):
+            rows.append({"model": "m", "lever": lever, "target": target, "delta_auc": d,
+                         "auc": 0.7})
+    chosen = _chosen_rows(pd.DataFrame(rows))
+    assert {r["lever"] for r in chosen} == {"chosen: BN adapted on the target (unlabelled)"}
