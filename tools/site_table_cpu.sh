@@ -14,8 +14,9 @@
 #
 # PHASES=A,B,... runs a subset (A: BUSI paper; B: BrEaST paper; C: Lite0 224 px seed 0 on BUSI
 # and on BrEaST; D: BUSI ultrasound; E: BrEaST ultrasound; G: the other Lite0 224 px seeds;
-# F: phantom A → B (last: the column that matters least); R: the set's tables, figure and README, python -m bench.sitegap). SEEDS overrides
-# 0,1,2. Run it from a clean checkout, one machine at a time.
+# F: phantom A → B, last: the column that matters least; R: the set's tables, figure and README,
+# python -m bench.sitegap). SEEDS overrides 0,1,2. Run it from a clean checkout, one machine at a
+# time.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUSI=${1:-../shared/data/BUSI}
