@@ -12,9 +12,11 @@
 # table needs most, so a stopped script leaves the most useful part; every step reuses finished
 # runs (rerunning resumes). Then the report of the set (its "Closing the site gap" section).
 #
-# PHASES=A,B,... runs a subset (A: BUSI paper; B: BrEaST paper; C: Lite0 224 px seed 0 on BUSI;
-# D: BUSI ultrasound; E: BrEaST ultrasound; F: phantom A → B; G: the other Lite0 224 px runs;
-# R: the report). SEEDS overrides 0,1,2. Run it from a clean checkout, one machine at a time.
+# PHASES=A,B,... runs a subset (A: BUSI paper; B: BrEaST paper; C: Lite0 224 px seed 0 on BUSI
+# and on BrEaST; D: BUSI ultrasound; E: BrEaST ultrasound; G: the other Lite0 224 px seeds;
+# F: phantom A → B, last: the column that matters least; R: the set's tables, figure and README,
+# python -m bench.sitegap). SEEDS overrides 0,1,2. Run it from a clean checkout, one machine at a
+# time.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUSI=${1:-../shared/data/BUSI}
@@ -43,25 +45,27 @@ train() {  # train DATA EXTERNAL MODEL SEED [bench.run options]
 }
 want A && for seed in $SEEDS; do for m in $MODELS; do train "$BUSI" "$BREAST" "$m" "$seed"; done; done
 want B && for seed in $SEEDS; do for m in $MODELS; do train "$BREAST" "$BUSI" "$m" "$seed"; done; done
-want C && train "$BUSI" "$BREAST" efficientnet_lite0 0 --img-size 224
+want C && {
+  train "$BUSI" "$BREAST" efficientnet_lite0 0 --img-size 224
+  train "$BREAST" "$BUSI" efficientnet_lite0 0 --img-size 224
+}
 want D && for seed in $SEEDS; do for m in $MODELS; do
   train "$BUSI" "$BREAST" "$m" "$seed" --augment ultrasound; done; done
 want E && for seed in $SEEDS; do for m in $MODELS; do
   train "$BREAST" "$BUSI" "$m" "$seed" --augment ultrasound; done; done
-want F && for seed in $SEEDS; do for m in $MODELS; do
-  for policy in paper ultrasound; do
-    step "$PY" -m bench.run --model "$m" --profile cpu --seed "$seed" --augment "$policy" \
-      --external synthetic:B --adapt-bn "$ADAPT" --out "$OUT/runs" --no-progress
-  done; done; done
 want G && {
-  train "$BREAST" "$BUSI" efficientnet_lite0 0 --img-size 224
   for seed in $SEEDS; do
     [ "$seed" = 0 ] && continue
     train "$BUSI" "$BREAST" efficientnet_lite0 "$seed" --img-size 224
     train "$BREAST" "$BUSI" efficientnet_lite0 "$seed" --img-size 224
   done
 }
-want R && step "$PY" -m bench.report --runs "$OUT/runs" --out "$OUT"
+want F && for seed in $SEEDS; do for m in $MODELS; do
+  for policy in paper ultrasound; do
+    step "$PY" -m bench.run --model "$m" --profile cpu --seed "$seed" --augment "$policy" \
+      --external synthetic:B --adapt-bn "$ADAPT" --out "$OUT/runs" --no-progress
+  done; done; done
+want R && step "$PY" -m bench.sitegap --runs "$OUT/runs" --out "$OUT"
 if [ ${#failed[@]} -gt 0 ]; then
   printf 'failed step: %s\n' "${failed[@]}" >&2
   exit 1
