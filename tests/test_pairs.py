@@ -252,3 +252,19 @@ def test_an_adjudication_settles_a_disagreement_and_a_foreign_pair_is_refused(tm
     code, _, err = run_cli(capsys, "add", "--reviewed", str(reviewed), "--key", str(key),
                            "--verdicts", "nojudge")
     assert code == 2 and "--verdicts" in err
+
+
+@pytest.mark.slow
+def test_recheck_draws_the_second_look_on_blind_sheets_and_never_overwrites(small_synthetic,
+                                                                          tmp_path, capsys):
+    reviewed = _write(tmp_path / "reviewed.csv", "pair,a,b,verdict\n")
+    code, out, err = run_cli(capsys, "recheck", "--data", str(small_synthetic), "--reviewed",
+                             str(reviewed), "--out", str(tmp_path / "r2"), "--max-gap", "1")
+    assert code == 0, err
+    key = pd.read_csv(tmp_path / "r2.csv", keep_default_na=False)
+    assert len(key) > 0 and (key.verdict == "").all()
+    assert key.drawn_by.str.contains("file numbers 1 apart|rule p in", regex=True).all()
+    assert len(list((tmp_path / "r2").glob("pairs_*.png"))) == -(-len(key) // 6)
+    code, _, err = run_cli(capsys, "recheck", "--data", str(small_synthetic), "--reviewed",
+                           str(reviewed), "--out", str(tmp_path / "r2"))
+    assert code == 2 and "exists" in err
