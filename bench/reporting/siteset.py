@@ -91,6 +91,11 @@ def provenance_lines(runs: list[Run], runs_dir: str) -> list[str]:
         + (f", from {started[0][:16]} to {finished[-1][:16]} UTC." if started and finished
            else "."),
     ]
+    commands = sorted({str(r.config.get("command", "")) for r in runs} - {""}, key=len)
+    if commands:
+        lines.append(f"* **Made by**: {len(commands)} command(s) recorded in the runs' "
+                     f"`config.json`, e.g. `{commands[-1]}`; this README by `python -m "
+                     f"bench.sitegap --runs {runs_dir}`.")
     lines += [f"* **Warning**: {w}." for w in provenance_warnings(runs)]
     return lines
 
@@ -147,7 +152,11 @@ def build_site_gap_set(runs_dir: Path, out: Path, n_boot: int = 2000, seed: int 
     if table.empty:
         raise BenchError(f"`runs` {runs_dir}: no model was scored on a site with both classes")
     write_table(table, sitegap.display(table), tdir / sitegap.TABLE, sitegap.CAPTION)
-    matrix = site_matrix(runs)
+    by_site: dict[str, list[Run]] = {}
+    for r in runs:  # one matrix per training site: its rows are labelled by their own settings
+        by_site.setdefault("+".join(trained_sites(r)), []).append(r)
+    parts = [site_matrix(rs) for _, rs in sorted(by_site.items())]
+    matrix = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
     if len(matrix):
         write_table(matrix, matrix_display(matrix), tdir / "site_matrix", MATRIX_CAPTION)
     figures = draw(tdir, fdir)
