@@ -170,9 +170,9 @@ def test_the_second_look_draws_near_numbers_and_the_band_but_nothing_judged_befo
     assert list(zip(got.pair, got.a, got.b, strict=True)) == [(42, "benign (1)", "benign (2)")]
 
 
-def test_the_second_look_sheets_show_no_file_name(tmp_path):
+def test_the_second_look_sheets_show_no_file_name(tmp_path, monkeypatch):
+    import bench.data.review as review
     from bench.data.index import DataIndex, Sample
-    from bench.data.pairs import blind_sheets
     from tests.helpers import write_image
 
     for name in ("benign (1)", "benign (2)"):
@@ -180,16 +180,11 @@ def test_the_second_look_sheets_show_no_file_name(tmp_path):
     index = DataIndex(root=tmp_path / "d", kind="folder", samples=[
         Sample(id=n, path=f"benign/{n}.png", label=0) for n in ("benign (1)", "benign (2)")])
     captions = []
-    import bench.data.pairs as pairs_module
-
-    real = pairs_module.tile_pairs
-    pairs_module.tile_pairs = lambda rows, out, per: captions.extend(
-        c for row in rows for _, _, c in row) or real(rows, out, per)
-    try:
-        sheets = blind_sheets(index, pd.DataFrame({"pair": [7], "a": ["benign (1)"],
-                                                   "b": ["benign (2)"]}), tmp_path / "s")
-    finally:
-        pairs_module.tile_pairs = real
+    real = review.tile_pairs
+    monkeypatch.setattr(review, "tile_pairs", lambda rows, out, per, stem: captions.extend(
+        c for row in rows for _, _, c in row) or real(rows, out, per, stem))
+    sheets = review.pair_sheets(index, [(7, "benign (1)", "benign (2)")], tmp_path / "s",
+                                hide_names=True)
     assert captions == ["pair 7: A", "pair 7: B"] and len(sheets) == 1 and sheets[0].exists()
 
 

@@ -31,7 +31,6 @@ from bench.core.atomic import write_csv, write_json
 from bench.core.errors import BenchError
 from bench.data.copies import picture_of
 from bench.data.datasets import load_index
-from bench.data.index import DataIndex
 from bench.data.lesion import (
     FEATURES,
     LesionRule,
@@ -43,7 +42,7 @@ from bench.data.lesion import (
     pair_features,
 )
 from bench.data.manifest import decode, hard_links
-from bench.data.review import pair_sheets, tile_pairs
+from bench.data.review import pair_sheets
 
 log = logging.getLogger(__name__)
 
@@ -334,16 +333,6 @@ def recheck_pairs(ev: Evidence, rule: LesionRule, reviewed: pd.DataFrame, max_ga
     })
 
 
-def blind_sheets(index: DataIndex, pairs: pd.DataFrame, out_dir: Path, per_sheet: int = 6
-                 ) -> list[Path]:
-    """Contact sheets captioned only ``pair N: A`` / ``pair N: B``: the judge sees neither a
-    measure nor the file names (whose numbers would say which pairs are consecutive shots)."""
-    by_id = {s.id: s for s in index.samples}
-    rows = [((index, by_id[a], f"pair {n}: A"), (index, by_id[b], f"pair {n}: B"))
-            for n, a, b in pairs[["pair", "a", "b"]].itertuples(index=False, name=None)]
-    return tile_pairs(rows, out_dir, per_sheet)
-
-
 def sample_recheck(out: Path, s: FitSettings, reviewed_csv: Path, max_gap: int = 3,
                    band: tuple[float, float] = (0.1, 0.3), seed: int = 11, per_sheet: int = 6,
                    force: bool = False) -> tuple[Path, int, int]:
@@ -360,11 +349,13 @@ def sample_recheck(out: Path, s: FitSettings, reviewed_csv: Path, max_gap: int =
     reviewed = read_reviewed(reviewed_csv)
     rule = replace(load_rule(), neighbours=s.neighbours)
     ev = Evidence(s.data, s.dataset, rule)
-    first = int(pd.to_numeric(reviewed.get("pair"), errors="coerce").max()) + 1 \
-        if "pair" in reviewed and len(reviewed) else 1
+    numbers = pd.to_numeric(reviewed["pair"], errors="coerce") if "pair" in reviewed else None
+    first = int(numbers.max()) + 1 if numbers is not None and numbers.notna().any() else 1
     pairs = recheck_pairs(ev, rule, reviewed, max_gap, band, seed, first)
     write_csv(csv, pairs)
-    sheets = blind_sheets(ev.index, pairs, out, per_sheet)
+    sheets = pair_sheets(ev.index, list(pairs[["pair", "a", "b"]].itertuples(index=False,
+                                                                           name=None)),
+                         out, per_sheet, hide_names=True)
     return csv, len(pairs), len(sheets)
 
 

@@ -115,11 +115,16 @@ def tile_pairs(rows: list[tuple[Side, Side]], out_dir: Path, per_sheet: int = 6,
 
 
 def pair_sheets(index: DataIndex, pairs: list[tuple[int, str, str]], out_dir: Path,
-                per_sheet: int = 6, stem: str = "pairs") -> list[Path]:
+                per_sheet: int = 6, stem: str = "pairs", hide_names: bool = False) -> list[Path]:
     """Sheets of numbered pairs (``(number, id_a, id_b)``) of one data set for judging by eye
     whether two images show the same lesion; no score is printed, so the judge is blind to the
-    measures."""
+    measures. ``hide_names``: captions ``pair N: A`` / ``pair N: B`` instead of the file names
+    (whose numbers would say which pairs are consecutive shots)."""
     by_id = {s.id: s for s in index.samples}
-    rows = [((index, by_id[a], f"pair {n}: {a}"), (index, by_id[b], f"pair {n}: {b}"))
+
+    def caption(n: int, side: str, sample_id: str) -> str:
+        return f"pair {n}: {side if hide_names else sample_id}"
+
+    rows = [((index, by_id[a], caption(n, "A", a)), (index, by_id[b], caption(n, "B", b)))
             for n, a, b in pairs]
     return tile_pairs(rows, out_dir, per_sheet, stem)

@@ -35,6 +35,7 @@ from bench.core.errors import BenchError  # noqa: E402
 from bench.core.tablefmt import write_table  # noqa: E402
 from bench.engine.runfolder import Run  # noqa: E402
 from bench.reporting.figures import save  # noqa: E402
+from bench.reporting.report import refuse_foreign_readme  # noqa: E402
 from bench.reporting.runs import load_runs, provenance_warnings  # noqa: E402
 from bench.reporting.sections import sitegap  # noqa: E402
 from bench.reporting.sections.sites import (  # noqa: E402
@@ -71,8 +72,9 @@ def _device(r: Run) -> str:
     return str(d)
 
 
-def provenance_lines(runs: list[Run], runs_dir: str) -> list[str]:
-    """Where the numbers come from, from the runs' own records."""
+def provenance_lines(runs: list[Run], runs_dir: str, warnings: list[str]) -> list[str]:
+    """Where the numbers come from, from the runs' own records (``warnings``: theirs,
+    :func:`bench.reporting.runs.provenance_warnings`)."""
     total, per_site = _compute(runs)
     seeds = sorted({r.seed for r in runs})
     versions = sorted({str(r.record.settings.code_version or "unrecorded") for r in runs})
@@ -91,12 +93,13 @@ def provenance_lines(runs: list[Run], runs_dir: str) -> list[str]:
         + (f", from {started[0][:16]} to {finished[-1][:16]} UTC." if started and finished
            else "."),
     ]
-    commands = sorted({str(r.config.get("command", "")) for r in runs} - {""}, key=len)
+    commands = sorted({str(r.config.get("command", "")) for r in runs} - {""},
+                      key=lambda c: (len(c), c))  # the longest, the same on every rebuild
     if commands:
         lines.append(f"* **Made by**: {len(commands)} command(s) recorded in the runs' "
                      f"`config.json`, e.g. `{commands[-1]}`; this README by `python -m "
                      f"bench.sitegap --runs {runs_dir}`.")
-    lines += [f"* **Warning**: {w}." for w in provenance_warnings(runs)]
+    lines += [f"* **Warning**: {w}." for w in warnings]
     return lines
 
 
@@ -143,10 +146,7 @@ def build_site_gap_set(runs_dir: Path, out: Path, n_boot: int = 2000, seed: int 
     if not sitegap.has_levers(runs):
         raise BenchError(f"`runs` {runs_dir}: no run with a lever (`augment` other than paper, "
                          "or an external set scored with `adapt_bn`); nothing to compare")
-    readme = out / "README.md"
-    if readme.is_file() and MARK not in readme.read_text(encoding="utf-8", errors="replace"):
-        raise BenchError(f"`out` {out}: holds a README.md that python -m bench.sitegap did not "
-                         "write; choose another `out`")
+    refuse_foreign_readme(out, MARK, "python -m bench.sitegap")
     tdir, fdir = out / "tables", out / "figures"
     table = sitegap.site_gap_table(runs, n_boot=n_boot, seed=seed)
     if table.empty:
@@ -161,9 +161,10 @@ def build_site_gap_set(runs_dir: Path, out: Path, n_boot: int = 2000, seed: int 
         write_table(matrix, matrix_display(matrix), tdir / "site_matrix", MATRIX_CAPTION)
     figures = draw(tdir, fdir)
     label = runs_label or runs_dir.name
+    warnings = provenance_warnings(runs)
     lines = [f"# Closing the site gap: {label}", "",
              f"{MARK} from the runs in `{label}`; every number below comes from the tables "
-             "next to it.", "", *provenance_lines(runs, label), "",
+             "next to it.", "", *provenance_lines(runs, label, warnings), "",
              "## Levers, scored on sites the runs never trained on", "",
              (tdir / f"{sitegap.TABLE}.md").read_text().rstrip("\n"), "",
              f"*In plain words:* {sitegap.paragraph(table)}", ""]
@@ -172,5 +173,5 @@ def build_site_gap_set(runs_dir: Path, out: Path, n_boot: int = 2000, seed: int 
     if len(matrix):
         lines += ["## Each model on its own test set and on the sites it left out", "",
                   (tdir / "site_matrix.md").read_text().rstrip("\n"), ""]
-    path = write_text(readme, "\n".join(lines))
-    return SiteGapSet(path, table, figures, provenance_warnings(runs))
+    path = write_text(out / "README.md", "\n".join(lines))
+    return SiteGapSet(path, table, figures, warnings)
