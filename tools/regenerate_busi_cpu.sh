@@ -33,16 +33,7 @@ if [ -n "$(git status --porcelain --untracked-files=no -- . ':(exclude)results')
 fi
 # runs of another training-code version (the previously committed set) leave the set: the report
 # must come from one code version; git keeps them
-"$PY" - "$OUT/runs" <<'PYCODE'
-import json, shutil, sys
-from pathlib import Path
-from bench.core.provenance import code_version
-now = code_version()
-for cfg in sorted(Path(sys.argv[1]).glob("*/config.json")):
-    if json.loads(cfg.read_text()).get("settings", {}).get("code_version") != now:
-        shutil.rmtree(cfg.parent)
-        print(f"removed {cfg.parent.name}: another training-code version")
-PYCODE
+PYTHONPATH=. "$PY" tools/drop_other_code_runs.py "$OUT/runs"
 # external sets: BrEaST beside the data (when there) and the phantom's second site, scored by every
 # run before the explanations and the reliance measures, which cover each run's external sets
 if [ -z "${EXTERNAL:-}" ]; then

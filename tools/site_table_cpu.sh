@@ -37,6 +37,8 @@ if [ -n "$(git status --porcelain --untracked-files=no -- . ':(exclude)results')
   echo "site_table_cpu.sh: the checkout has uncommitted changes; commit or stash them first" >&2
   exit 2
 fi
+# runs of another training-code version leave the set: its table comes from one code version
+PYTHONPATH=. "$PY" tools/drop_other_code_runs.py "$OUT/runs"
 train() {  # train DATA EXTERNAL MODEL SEED [bench.run options]
   local data=$1 ext=$2 model=$3 seed=$4
   shift 4
