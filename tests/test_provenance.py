@@ -1,7 +1,10 @@
 """What a run records about the checkout it came from (docs/protocol.md, "Runs and profiles")."""
 from __future__ import annotations
 
+import json
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -40,3 +43,20 @@ def test_rewritten_results_do_not_make_the_revision_dirty(checkout: Path) -> Non
 def test_changed_code_makes_the_revision_dirty(checkout: Path) -> None:
     (checkout / "bench" / "code.py").write_text("x = 2\n")
     assert provenance.git_revision().endswith("+dirty")
+
+
+def test_the_regeneration_scripts_drop_runs_of_another_code_version_and_keep_this_ones(
+        tmp_path: Path) -> None:
+    """tools/drop_other_code_runs.py, which both regeneration scripts call before they train."""
+    root = Path(__file__).resolve().parents[1]
+    for name, version in (("old", "0" * 12), ("now", provenance.code_version())):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.json").write_text(
+            json.dumps({"settings": {"code_version": version}}))
+    done = subprocess.run([sys.executable, str(root / "tools" / "drop_other_code_runs.py"),
+                           str(tmp_path)], cwd=root, env={**os.environ, "PYTHONPATH": str(root)},
+                          capture_output=True, text=True, check=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["now"]
+    assert done.stdout == "removed old: another training-code version\n"
+    for script in ("regenerate_busi_cpu.sh", "site_table_cpu.sh"):
+        assert "tools/drop_other_code_runs.py" in (root / "tools" / script).read_text()
