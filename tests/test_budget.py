@@ -75,9 +75,12 @@ def test_each_xdist_worker_gets_an_equal_share_of_the_cpus_and_a_plain_run_all_o
 def test_tests_sharing_a_module_fixture_or_the_cluster_share_one_xdist_worker(pytester):
     """``--dist loadgroup`` keeps a module's expensive fixture built once: the conftest puts the
     tests that use one (and those marked ``slurm``) in one ``xdist_group``."""
+    # the conftest's grouping without its data imports (they load torch in every xdist worker)
     pytester.makeconftest((Path(__file__).parent / "conftest.py").read_text()
                           .replace("from tests.helpers import EXECUTOR_SUITE, write_image",
-                                   "EXECUTOR_SUITE, write_image = (), None"))
+                                   "EXECUTOR_SUITE, write_image = (), None")
+                          .replace("from bench.data.synthetic import PhantomSpec, generate",
+                                   "PhantomSpec = generate = None"))
     pytester.makeini("[pytest]\nmarkers =\n    slow: s\n    slurm: s\n")
     pytester.makepyfile(test_groups='''
 import pytest

@@ -87,22 +87,18 @@ def test_random_pairs_take_what_exists_and_say_how_many(capsys):
     assert len(random_pairs(50, set(), 20, rng)) == 20  # enough pairs: exactly as many as asked
 
 
-@pytest.mark.slow
-def test_sample_on_a_set_too_small_for_the_random_pairs_ends(tmp_path):
-    import subprocess
-    import sys
-
+@pytest.mark.timeout(120)  # "ends": a loop that never finds its random pairs fails here
+def test_sample_on_a_set_too_small_for_the_random_pairs_ends(tmp_path, capsys):
     from tests.helpers import write_image
 
     for cls in ("benign", "malignant"):  # 6 images: every pair is a candidate, none is free
         for i in range(3):
             write_image(tmp_path / "d" / cls / f"{cls}_{i}.png", seed=i + 10 * len(cls),
                         size=(96, 80))
-    done = subprocess.run([sys.executable, "-m", "bench.pairs", "sample", "--data",
-                           str(tmp_path / "d"), "--out", str(tmp_path / "pairs")],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert "0 random pairs instead of 20" in done.stdout
+    code, out, err = run_cli(capsys, "sample", "--data", str(tmp_path / "d"), "--out",
+                             str(tmp_path / "pairs"))
+    assert code == 0, err
+    assert "0 random pairs instead of 20" in out
     pairs = pd.read_csv(tmp_path / "pairs.csv", keep_default_na=False)
     assert len(pairs) == 15 and not (pairs.drawn_by == "random pair").any()
 

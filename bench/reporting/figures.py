@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import seaborn as sns  # noqa: E402
+from matplotlib.transforms import Bbox  # noqa: E402
 
 from bench.core.atomic import write_atomic  # noqa: E402
 from bench.engine.spec import REFERENCE  # noqa: E402
@@ -24,14 +25,31 @@ PDF_META = {"CreationDate": None, "Producer": None, "Creator": None}
 PNG_META = {"Software": None}
 
 
+DPI = 150
+
+
+def tight_bbox(fig: plt.Figure) -> Bbox:
+    """The figure's tight bounding box (inches, padded as ``savefig`` pads it), measured once at
+    the PNG's resolution: what ``bbox_inches="tight"`` would measure, without measuring it again
+    for every format (that measuring is most of a many-panel figure's saving time); a layout
+    engine's placement is kept from that one measuring."""
+    fig.set_dpi(DPI)
+    fig.draw_without_rendering()
+    # the layout is placed now, once: saving each format would otherwise place it again
+    fig.set_layout_engine("none")
+    return fig.get_tightbbox().padded(plt.rcParams["savefig.pad_inches"])
+
+
 def save(fig: plt.Figure, base: Path) -> list[Path]:
-    """Write ``base.png`` and ``base.pdf`` atomically with fixed metadata (byte-identical reruns)."""
+    """Write ``base.png`` and ``base.pdf`` atomically with fixed metadata (byte-identical reruns),
+    both cut to one tight bounding box."""
     out = []
+    bbox = tight_bbox(fig)
     for ext, meta in ((".png", PNG_META), (".pdf", PDF_META)):
         path = base.with_suffix(ext)
-        write_atomic(path, lambda p, ext=ext, meta=meta: fig.savefig(p, format=ext[1:], dpi=150,
+        write_atomic(path, lambda p, ext=ext, meta=meta: fig.savefig(p, format=ext[1:], dpi=DPI,
                                                                      metadata=meta,
-                                                                     bbox_inches="tight"))
+                                                                     bbox_inches=bbox))
         out.append(path)
     plt.close(fig)
     return out
