@@ -1,0 +1,105 @@
+"""External validation at a glance (docs/protocol.md "External validation"): one row per
+configuration with the held-out test and each external set side by side, and the sentences that
+count what the intervals of the full external table say. Pure functions of that table
+(:func:`bench.reporting.sections.external.external_table`), so the words are computed from the
+numbers they sit beside, never written by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from bench.core.tablefmt import fmt, with_ci
+
+CAPTION = ("External validation at a glance: AUC [95% CI] of the seed-averaged probabilities "
+           "(the ensemble of each configuration's seeds), intervals clustered over the held-out "
+           "test's same-lesion groups and the external set's patients (one image each where it "
+           "has no patient IDs); ΔAUC = external − held-out test with its CI; sensitivity / "
+           "specificity on the external set at the unchanged threshold 0.5. ⚠: degenerate "
+           "predictions on that set (one class for nearly every image). Every other column is in "
+           "external_comparison.csv.")
+
+
+def _flagged(value) -> bool:
+    return isinstance(value, str) and bool(value)
+
+
+def external_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """The display frame: one row per configuration (the full table's order), the held-out
+    test's AUC once, then per external set its AUC, ΔAUC and sensitivity / specificity."""
+    sets = list(dict.fromkeys(table.external_set))
+    rows: dict[str, dict] = {}
+    for r in table.to_dict("records"):
+        row = rows.setdefault(r["model"], {
+            "Model": r["model"], "Weights": r["weights"],
+            "Held-out test AUC": with_ci(r["internal_auc"], r["internal_auc_lo"],
+                                         r["internal_auc_hi"])})
+        name, mark = r["external_set"], " ⚠" if _flagged(r.get("flag")) else ""
+        row[f"{name} (n = {int(r['n_external'])}): AUC"] = with_ci(
+            r["external_auc"], r["external_auc_lo"], r["external_auc_hi"]) + mark
+        row[f"{name}: ΔAUC"] = with_ci(r["delta_auc"], r["delta_auc_lo"], r["delta_auc_hi"])
+        row[f"{name}: sensitivity / specificity"] = (
+            f"{fmt(r['external_sensitivity'], 2)} / {fmt(r['external_specificity'], 2)}")
+    frame = pd.DataFrame(list(rows.values()))
+    ordered = ["Model", "Weights", "Held-out test AUC"] + [
+        c for name in sets for c in frame.columns if c.startswith(f"{name} (") or
+        c.startswith(f"{name}:")]
+    return frame[ordered].fillna("—")
+
+
+def _signed(x: float) -> str:
+    return f"{x:+.3f}"
+
+
+def _extremes(part: pd.DataFrame, column: str) -> str:
+    """``low (models) to high (models)`` of one column, at the two digits shown: every
+    configuration that ties at an end is named."""
+    shown = part[column].astype(float).round(2)
+
+    def end(value: float) -> str:
+        names = ", ".join(f"`{m}`" for m in part.model[shown == value])
+        return f"{value:.2f} ({names})"
+
+    return f"{end(shown.min())} to {end(shown.max())}"
+
+
+def external_findings(table: pd.DataFrame) -> list[str]:
+    """One bullet per external set, counted from the table: its images and how many copy a
+    training image (the copy test), how many configurations lose AUC against their held-out
+    test, the median and range of ΔAUC, in how many ΔAUC's interval excludes 0 (each way), and
+    the range of sensitivity and specificity at the carried-over threshold. Rows with
+    degenerate predictions are counted apart, never in the ranges."""
+    out = []
+    for name, part in table.groupby("external_set", sort=False):
+        flagged = part[[_flagged(f) for f in part.flag]]
+        part = part[[not _flagged(f) for f in part.flag]]
+        every = pd.concat([part, flagged])
+        low, high = int(every.training_copies.min()), int(every.training_copies.max())
+        copies = f"{low}" if low == high else f"{low} to {high} (by configuration)"
+        head = (f"* **{name}** ({int(every.n_external.iloc[0])} images, {copies} of them "
+                f"{'a copy' if high == 1 else 'copies'} of a training image's picture")
+        apart = (f"; {len(flagged)} configuration{'s' if len(flagged) != 1 else ''} with "
+                 f"degenerate predictions left out of the counts" if len(flagged) else "")
+        if part.empty:
+            out.append(f"{head}{apart}): no configuration to count.")
+            continue
+        undefined = int(part.delta_auc.isna().sum())
+        part = part[part.delta_auc.notna()]
+        if undefined:
+            apart += f"; {undefined} with an undefined ΔAUC (one class only)"
+        if part.empty:
+            out.append(f"{head}{apart}): no configuration to count.")
+            continue
+        n = len(part)
+        delta = part.delta_auc.to_numpy(dtype=float)
+        lo, hi = part.delta_auc_lo.to_numpy(dtype=float), part.delta_auc_hi.to_numpy(dtype=float)
+        below, above = int(np.sum(hi < 0)), int(np.sum(lo > 0))
+        words = (f"{head}{apart}): {int(np.sum(delta < 0))} of {n} configurations score a lower "
+                 f"AUC than on the held-out test (median ΔAUC {_signed(float(np.median(delta)))}, "
+                 f"from {_signed(float(delta.min()))} to {_signed(float(delta.max()))}); "
+                 f"ΔAUC's interval excludes 0 in {below + above} of {n} ({below} lower, "
+                 f"{above} higher). At the threshold carried over from training, sensitivity "
+                 f"runs from {_extremes(part, 'external_sensitivity')} and specificity from "
+                 f"{_extremes(part, 'external_specificity')}.")
+        out.append(words)
+    return out

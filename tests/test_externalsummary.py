@@ -1,0 +1,50 @@
+"""External validation at a glance (docs/protocol.md "External validation"): the summary table and
+the sentences under it are computed from the full external table's numbers."""
+
+import math
+
+import pandas as pd
+
+from bench.reporting.externalsummary import external_findings, external_summary
+
+
+def row(model: str, name: str, delta: float, lo: float, hi: float, sens: float = 0.5,
+        spec: float = 0.5, flag: str | float = math.nan) -> dict:
+    return {"model": model, "weights": "random init", "external_set": name, "n_external": 40,
+            "flag": flag, "internal_auc": 0.8, "internal_auc_lo": 0.7, "internal_auc_hi": 0.9,
+            "external_auc": 0.8 + delta, "external_auc_lo": 0.7 + delta,
+            "external_auc_hi": 0.9 + delta, "training_copies": 0, "delta_auc": delta, "delta_auc_lo": lo,
+            "delta_auc_hi": hi, "external_sensitivity": sens, "external_specificity": spec}
+
+
+TABLE = pd.DataFrame([
+    row("fus2net", "siteX", -0.20, -0.30, -0.10, sens=0.231, spec=0.90),
+    row("a", "siteX", -0.05, -0.15, 0.05, sens=0.764, spec=0.47),
+    row("b", "siteX", 0.02, -0.08, 0.12, sens=0.756, spec=0.60),
+    row("c", "siteX", 0.0, 0.0, 0.0, sens=0.0, spec=1.0, flag="predicts benign for 100% of images"),
+    row("fus2net", "siteY", -0.10, -0.12, -0.08),
+    row("a", "siteY", math.nan, math.nan, math.nan),
+])
+
+
+def test_the_findings_count_the_intervals_and_leave_degenerate_rows_out():
+    x, y = external_findings(TABLE)
+    assert x.startswith("* **siteX** (40 images, 0 of them copies of a training image's picture; "
+                        "1 configuration with degenerate predictions left out of the counts): "
+                        "2 of 3 configurations score a lower AUC")
+    assert "median ΔAUC -0.050, from -0.200 to +0.020" in x
+    assert "excludes 0 in 1 of 3 (1 lower, 0 higher)" in x
+    # every configuration that ties at an end, at the two digits shown, is named
+    assert "sensitivity runs from 0.23 (`fus2net`) to 0.76 (`a`, `b`)" in x
+    assert "`c`" not in x
+    assert "1 with an undefined ΔAUC" in y and "1 of 1 configurations" in y
+
+
+def test_the_summary_has_a_row_per_configuration_and_the_sets_side_by_side():
+    shown = external_summary(TABLE)
+    assert shown.Model.tolist() == ["fus2net", "a", "b", "c"]
+    assert shown.columns[:3].tolist() == ["Model", "Weights", "Held-out test AUC"]
+    assert shown.columns[3] == "siteX (n = 40): AUC" and shown.columns[6] == "siteY (n = 40): AUC"
+    assert shown.loc[3, "siteX (n = 40): AUC"].endswith("⚠")
+    assert shown.loc[2, "siteY (n = 40): AUC"] == "—"  # not scored there
+    assert shown.loc[0, "siteX: sensitivity / specificity"] == "0.23 / 0.90"
