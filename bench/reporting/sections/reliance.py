@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.core.atomic import write_text
 from bench.core.tablefmt import fmt, fmt_p, with_ci, write_table
 from bench.engine.runfolder import Run
 from bench.engine.spec import cleaned
@@ -23,6 +24,7 @@ from bench.evaluation.insertion import (
 from bench.evaluation.reliance import reliance_summary
 from bench.reporting import figures
 from bench.reporting.figures import plt
+from bench.reporting.reliancefindings import reliance_findings
 from bench.reporting.sections.context import ReportContext, plain_words
 from bench.reporting.tables import comparison_runs, comparison_sets
 
@@ -225,6 +227,7 @@ def drop_saved(tdir: Path) -> None:
     for name in ("reliance", "reliance_per_seed", "insertion", "insertion_per_seed"):
         for ext in (".csv", ".md", ".tex"):
             (tdir / f"{name}{ext}").unlink(missing_ok=True)
+    (tdir / "reliance_findings.md").unlink(missing_ok=True)
 
 
 def effect_columns(effects: list[InsertionEffect] | dict) -> dict[str, dict]:
@@ -402,6 +405,8 @@ def write_tables(ctx: ReportContext) -> None:
             rel = per_seed
             write_saved(rel, ctx.tdir)
         ctx.tables["reliance"] = rel
+        findings = reliance_findings(rel, "configuration" if rel is not per_seed else "run")
+        write_text(ctx.tdir / "reliance_findings.md", "\n".join(findings) + "\n")
         write_insertion_tables(ctx)
     else:
         drop_saved(ctx.tdir)
@@ -439,6 +444,8 @@ def readme(ctx: ReportContext) -> list[str]:
     if "reliance" not in ctx.tables:
         return []
     return ["## Do the models read the annotations?", "", ctx.table_md("reliance"), "",
+            "What the table's intervals say, counted from it:", "",
+            ctx.table_md("reliance_findings"),
             *plain_words(
                 "Many breast ultrasound images carry marks burnt in by the sonographer (calipers, "
                 "arrows, text), which can be more common on suspicious lesions, so a model may "

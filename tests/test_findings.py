@@ -1,5 +1,6 @@
-"""External validation at a glance (docs/protocol.md "External validation"): the summary table and
-the sentences under it are computed from the full external table's numbers."""
+"""The sentences under the report's tables are counted from the tables' numbers: external
+validation at a glance (docs/protocol.md "External validation") and the reliance on annotations
+(docs/protocol.md "Burnt-in annotations")."""
 
 import math
 
@@ -48,3 +49,36 @@ def test_the_summary_has_a_row_per_configuration_and_the_sets_side_by_side():
     assert shown.loc[3, "siteX (n = 40): AUC"].endswith("⚠")
     assert shown.loc[2, "siteY (n = 40): AUC"] == "—"  # not scored there
     assert shown.loc[0, "siteX: sensitivity / specificity"] == "0.23 / 0.90"
+
+
+def reliance_row(model: str, name: str, marked: tuple[str, str], delta: tuple, benign: tuple,
+                 malignant: tuple) -> dict:
+    return {"model": model, "set": name, "images": 20, "marked_benign": marked[0],
+            "marked_malignant": marked[1], "delta_auc": delta[0], "delta_lo": delta[1],
+            "delta_hi": delta[2], "shift_benign_targets": benign[0], "shift_benign_lo": benign[1],
+            "shift_benign_hi": benign[2], "shift_malignant_targets": malignant[0],
+            "shift_malignant_lo": malignant[1], "shift_malignant_hi": malignant[2]}
+
+
+def test_the_reliance_findings_count_each_interval_and_say_when_a_set_has_no_marks():
+    from bench.reporting.reliancefindings import reliance_findings
+
+    nan3 = (math.nan,) * 3
+    table = pd.DataFrame([
+        reliance_row("fus2net", "test", ("6/10", "4/10"), (0.02, -0.01, 0.05),
+                     (0.01, 0.002, 0.02), (-0.08, -0.12, -0.03)),
+        reliance_row("a", "test", ("6/10", "4/10"), (0.05, 0.01, 0.09),
+                     (-0.03, -0.07, 0.01), (-0.01, -0.02, 0.004)),
+        reliance_row("fus2net", "siteB", ("0/10", "0/10"), (0.0, 0.0, 0.0), nan3, nan3),
+    ])
+    test, site_b = reliance_findings(table)
+    assert test.startswith("* **test** (20 images; the detector finds marks on 6 of 10 benign "
+                           "and 4 of 10 malignant; 2 configurations): ")
+    assert "changes AUC (as is − cleaned) by +0.020 to +0.050, the interval excluding 0 in 1 of 2 " \
+           "(1 higher as is, 0 lower as is)" in test
+    assert "benign images move P(malignant) by -0.030 to +0.010, the interval excluding 0 in 1 " \
+           "of 2 (1 up, 0 down)" in test
+    assert "malignant images move P(malignant) by -0.080 to -0.010, the interval excluding 0 in " \
+           "1 of 2 (0 up, 1 down)" in test
+    assert site_b.endswith("no marks to paint out or paste, so nothing is measured here.")
+    assert "1 run)" in reliance_findings(table.iloc[:1], "run")[0]
