@@ -82,3 +82,28 @@ def test_the_reliance_findings_count_each_interval_and_say_when_a_set_has_no_mar
            "1 of 2 (0 up, 1 down)" in test
     assert site_b.endswith("no marks to paint out or paste, so nothing is measured here.")
     assert "1 run)" in reliance_findings(table.iloc[:1], "run")[0]
+
+
+def test_the_site_gap_findings_count_each_lever_and_name_the_cells_that_exclude_0():
+    from bench.reporting.sitegapfindings import sitegap_findings
+
+    def lever(model, target, name, delta, lo, hi, slope=0.3, auc=0.7):
+        return {"model": model, "target": target, "lever": name, "delta_auc": delta,
+                "delta_lo": lo, "delta_hi": hi, "slope": slope, "auc": auc}
+
+    nan = math.nan
+    table = pd.DataFrame([
+        lever("a", "busi", "baseline", nan, nan, nan, slope=0.2, auc=0.61),
+        lever("b", "busi", "baseline", nan, nan, nan, slope=0.9, auc=0.70),
+        lever("a", "busi", "BN adapted", 0.10, 0.05, 0.15, slope=0.5),
+        lever("b", "busi", "BN adapted", -0.02, -0.05, 0.01, slope=0.7),
+        lever("a", "busi", "chosen: BN adapted", 0.10, 0.05, 0.15, slope=0.5),
+    ])
+    base, adapted, chosen, slopes = sitegap_findings(table)
+    assert base == ("* **without a lever** (2 cells): AUC on the site never trained on 0.610 to "
+                    "0.700; calibration slope 0.20 to 0.90 (1 = calibrated).")
+    assert adapted == ("* **BN adapted** (2 cells: 2 models × 1 scored site): ΔAUC -0.020 to "
+                       "+0.100; the interval excludes 0 in 1 of 2; higher: `a` on busi +0.100 "
+                       "[+0.050, +0.150].")
+    assert chosen.endswith("`a` on busi: BN adapted.")
+    assert "below 0.6 in 2 of 4 rows" in slopes  # the chosen row is not counted twice
