@@ -107,3 +107,26 @@ def test_the_site_gap_findings_count_each_lever_and_name_the_cells_that_exclude_
                        "[+0.050, +0.150].")
     assert chosen.endswith("`a` on busi: BN adapted.")
     assert "below 0.6 in 2 of 4 rows" in slopes  # the chosen row is not counted twice
+
+
+def test_the_heldout_findings_count_the_verdicts_and_give_the_detectable_differences():
+    from bench.reporting.heldoutfindings import heldout_findings
+
+    t3 = pd.DataFrame({
+        "model": ["fus2net", "a", "b", "c", "d"],
+        "auc": [0.80, 0.70, 0.90, 0.75, 0.5],
+        "flag": [math.nan, math.nan, math.nan, math.nan, "predicts benign for 100% of images"],
+        "verdict": [math.nan, "ΔAUC −0.100 [−0.180, −0.020]; Holm-adjusted p = 0.01: differs (lower)",
+                    "ΔAUC +0.100 [−0.020, +0.220]; Holm-adjusted p = 0.30: no difference shown; "
+                    "differences up to 0.220 cannot be excluded, and this test set detects only "
+                    "|ΔAUC| ≥ 0.150 (80 % power)",
+                    "ΔAUC −0.050 [−0.100, +0.000]; Holm-adjusted p = 0.40: no difference shown",
+                    math.nan],
+        "delta_auc_mdd": [math.nan, 0.09, 0.15, 0.12, math.nan]})
+    aucs, contrasts = heldout_findings(t3)
+    assert aucs == ("* **AUC, seed mean** over 4 configurations: from 0.700 (`a`) to 0.900 (`b`); "
+                    "Fus2Net 0.800; 1 with degenerate predictions left out.")
+    assert contrasts.startswith("* **Against Fus2Net** (4 contrasts, ΔAUC over matched seeds with "
+                                "Holm's correction): 1 differ (0 higher, 1 lower), 2 show no "
+                                "difference, 1 not tested")
+    assert "detects with 80 % power is 0.090 to 0.150" in contrasts

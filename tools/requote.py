@@ -1,4 +1,4 @@
-"""Refresh every quoted block of the README and docs/ from the generated file it quotes.
+"""Refresh every quoted block of the README, docs/ and results/README.md from the file it quotes.
 
 A page quotes a generated file (a report table, the sentences counted from one) verbatim between
 
@@ -9,7 +9,7 @@ A page quotes a generated file (a report table, the sentences counted from one) 
 so its numbers are the results set's, never copied by hand; tests/test_docs.py fails when a
 block differs from its file. After a results set is regenerated, this rewrites the blocks:
 
-    python tools/requote.py            # the README and every page of docs/
+    python tools/requote.py            # the README, every page of docs/, results/README.md
     python tools/requote.py --check    # exit 1 and name the stale blocks, writing nothing
 """
 
@@ -26,7 +26,7 @@ QUOTE = re.compile(r"(<!-- quoted from (?P<path>\S+) -->\n)(?P<body>.*?)(\n<!-- 
 
 
 def pages(root: Path = ROOT) -> list[Path]:
-    return [root / "README.md", *sorted((root / "docs").glob("*.md"))]
+    return [root / "README.md", *sorted((root / "docs").glob("*.md")), root / "results" / "README.md"]
 
 
 def quotes(text: str) -> list[tuple[str, str]]:

@@ -30,6 +30,7 @@ from bench.core.tablefmt import to_latex, write_table, write_table_csv
 from bench.engine.runfolder import Run
 from bench.reporting import figures, table3
 from bench.reporting.figures import plt, sns
+from bench.reporting.heldoutfindings import heldout_findings
 from bench.reporting.sections.context import ReportContext, plain_words
 from bench.reporting.table3 import model_columns, per_seed_columns
 from bench.reporting.tables import (
@@ -380,6 +381,7 @@ def write_tables(ctx: ReportContext) -> None:
     write_table_csv(ctx.tdir / "roc_points.csv", roc_points(ctx.runs))
     write_table_csv(ctx.tdir / "roc_band.csv", roc_band_table(
         ctx.runs, n_boot=max(2, min(ctx.n_boot, ROC_BAND_BOOT)), seed=ctx.seed))
+    write_text(ctx.tdir / "table3_findings.md", "\n".join(heldout_findings(t3)) + "\n")
     ctx.tables["table3_comparison"] = t3
 
 
@@ -431,6 +433,8 @@ def readme(ctx: ReportContext) -> list[str]:
     verdicts = verdict_lines(t3) if t3 is not None else []
     return ["## Held-out comparison (Table 3 analogue)", "",
             ctx.table_md("table3_comparison"), "",
+            "What the table can tell, counted from it:", "",
+            ctx.table_md("table3_findings"),
             *([VERDICTS_INTRO, "", *verdicts, ""] if verdicts else []),
             *plain_words(
                 f"Every model is scored on the same {n} held-out images ({n_mal} malignant) that "
