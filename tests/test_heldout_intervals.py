@@ -159,10 +159,12 @@ def test_the_held_out_section_says_differ_or_no_difference_only_in_verdict_sente
     t = pd.read_csv(report / "tables" / "table3_comparison.csv")
     verdicts = [v for v in t.verdict.dropna() if v]
     assert verdicts
+    # the findings count those verdicts (bench.reporting.heldoutfindings), nothing else
+    counted = set((report / "tables" / "table3_findings.md").read_text().splitlines())
     for line in _section((report / "README.md").read_text()):
         for v in verdicts:
             line = line.replace(v, "")
-        assert not VERDICT_WORDS.search(line), line
+        assert line in counted or not VERDICT_WORDS.search(line), line
 
 
 def test_the_roc_band_contains_the_mean_curve_and_the_mean_is_the_plain_roc():
