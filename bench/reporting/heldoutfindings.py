@@ -33,7 +33,8 @@ def heldout_findings(t3: pd.DataFrame) -> list[str]:
            + ("" if len(t3) == len(rows) else
               f"; {len(t3) - len(rows)} with degenerate predictions left out") + "."]
     contrasts = t3[t3.model != REFERENCE]
-    said = contrasts.verdict.where(contrasts.verdict.map(lambda v: isinstance(v, str)), "")
+    said = pd.Series([v if isinstance(v, str) else "" for v in contrasts.get(
+        "verdict", pd.Series([""] * len(contrasts)))], dtype=str)
     higher = int(said.str.contains(": differs (higher)", regex=False).sum())
     lower = int(said.str.contains(": differs (lower)", regex=False).sum())
     none = int(said.str.contains(": no difference shown", regex=False).sum())
