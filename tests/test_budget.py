@@ -76,7 +76,11 @@ def test_tests_sharing_a_module_fixture_or_the_cluster_share_one_xdist_worker(py
     """``--dist loadgroup`` keeps a module's expensive fixture built once: the conftest puts the
     tests that use one (and those marked ``slurm``) in one ``xdist_group``."""
     # the conftest's grouping without its data imports (they load torch in every xdist worker)
-    pytester.makeconftest((Path(__file__).parent / "conftest.py").read_text()
+    source = (Path(__file__).parent / "conftest.py").read_text()
+    for line in ("from tests.helpers import EXECUTOR_SUITE, write_image",
+                 "from bench.data.synthetic import PhantomSpec, generate"):
+        assert line in source, f"tests/conftest.py no longer has {line!r}: update this test"
+    pytester.makeconftest(source
                           .replace("from tests.helpers import EXECUTOR_SUITE, write_image",
                                    "EXECUTOR_SUITE, write_image = (), None")
                           .replace("from bench.data.synthetic import PhantomSpec, generate",

@@ -267,7 +267,7 @@ def test_every_quoted_block_is_its_generated_file_verbatim():
             if body != requote.source_text(ROOT, path):
                 stale.append(f"{page.relative_to(ROOT)}: {path}")
     assert not stale, f"quotes that differ from their files (run python tools/requote.py): {stale}"
-    assert sum(len(requote.quotes(p.read_text())) for p in requote.pages(ROOT)) >= 6
+    assert sum(len(requote.quotes(p.read_text())) for p in requote.pages(ROOT)) >= 9
 
 
 def test_requote_rewrites_a_stale_block_and_leaves_the_rest_of_the_page(tmp_path):
@@ -275,6 +275,8 @@ def test_requote_rewrites_a_stale_block_and_leaves_the_rest_of_the_page(tmp_path
     page = ("intro\n<!-- quoted from t.md -->\n| a |\n|---|\n| 1 |\n<!-- end of quote -->\n"
             "after 1\n")
     assert requote.requote(page, tmp_path) == page.replace("| 1 |", "| 2 |")
+    with pytest.raises(ValueError, match="1 opening and 0 closing"):  # never swallowed
+        requote.quotes("<!-- quoted from t.md -->\n| a |\n")
 
 
 def test_the_readme_stays_short_and_starts_with_the_two_commands():

@@ -28,17 +28,19 @@ TABLE = pd.DataFrame([
 ])
 
 
-def test_the_findings_count_the_intervals_and_leave_degenerate_rows_out():
+def test_the_external_findings_count_every_auc_and_leave_degenerate_rows_out_of_the_rates():
     x, y = external_findings(TABLE)
-    assert x.startswith("* **siteX** (40 images, 0 of them copies of a training image's picture; "
-                        "1 configuration with degenerate predictions left out of the counts): "
-                        "2 of 3 configurations score a lower AUC")
-    assert "median ΔAUC -0.050, from -0.200 to +0.020" in x
-    assert "excludes 0 in 1 of 3 (1 lower, 0 higher)" in x
+    # AUC ranks the scores: a degenerate row (c) counts in ΔAUC, not in sensitivity/specificity
+    assert x.startswith("* **siteX** (40 images, 0 of them copies of a training image's picture):"
+                        " 2 of 4 configurations have a lower AUC point estimate")
+    assert "median ΔAUC -0.025, from -0.200 to +0.020" in x
+    assert "excludes 0 in 1 of 4 (1 lower, 0 higher)" in x
     # every configuration that ties at an end, at the two digits shown, is named
     assert "sensitivity runs from 0.23 (`fus2net`) to 0.76 (`a`, `b`)" in x
-    assert "`c`" not in x
-    assert "1 with an undefined ΔAUC" in y and "1 of 1 configurations" in y
+    assert "`c`" not in x and "(1 configuration with degenerate predictions (⚠) left out" in x
+    assert "1 configuration with an undefined ΔAUC (one class only) left out" in y
+    assert "1 of 1 configurations" in y
+    assert external_findings(TABLE.drop(columns="flag"))  # a table without flags
 
 
 def test_the_summary_has_a_row_per_configuration_and_the_sets_side_by_side():
@@ -71,7 +73,9 @@ def test_the_reliance_findings_count_each_interval_and_say_when_a_set_has_no_mar
                      (-0.03, -0.07, 0.01), (-0.01, -0.02, 0.004)),
         reliance_row("fus2net", "siteB", ("0/10", "0/10"), (0.0, 0.0, 0.0), nan3, nan3),
     ])
-    test, site_b = reliance_findings(table)
+    test, site_b, chance = reliance_findings(table)
+    assert chance.startswith("* Each interval is a 95 % interval on its own, not corrected for "
+                             "the 6 intervals above")
     assert test.startswith("* **test** (20 images; the detector finds marks on 6 of 10 benign "
                            "and 4 of 10 malignant; 2 configurations): ")
     assert "changes AUC (as is − cleaned) by +0.020 to +0.050, the interval excluding 0 in 1 of 2 " \
@@ -82,6 +86,8 @@ def test_the_reliance_findings_count_each_interval_and_say_when_a_set_has_no_mar
            "1 of 2 (0 up, 1 down)" in test
     assert site_b.endswith("no marks to paint out or paste, so nothing is measured here.")
     assert "1 run)" in reliance_findings(table.iloc[:1], "run")[0]
+    assert "marks on 0 of 0 benign" in reliance_findings(table.assign(marked_benign="—",
+                                                                      marked_malignant="—"))[0]
 
 
 def test_the_site_gap_findings_count_each_lever_and_name_the_cells_that_exclude_0():
@@ -99,7 +105,9 @@ def test_the_site_gap_findings_count_each_lever_and_name_the_cells_that_exclude_
         lever("b", "busi", "BN adapted", -0.02, -0.05, 0.01, slope=0.7),
         lever("a", "busi", "chosen: BN adapted", 0.10, 0.05, 0.15, slope=0.5),
     ])
-    base, adapted, chosen, slopes = sitegap_findings(table)
+    base, adapted, chance, chosen, slopes = sitegap_findings(table)
+    assert chance.startswith("* Each interval is a 95 % interval on its own, not corrected for "
+                             "the 2 cells above")
     assert base == ("* **without a lever** (2 cells): AUC on the site never trained on 0.610 to "
                     "0.700; calibration slope 0.20 to 0.90 (1 = calibrated).")
     assert adapted == ("* **BN adapted** (2 cells: 2 models × 1 scored site): ΔAUC -0.020 to "
@@ -122,11 +130,21 @@ def test_the_heldout_findings_count_the_verdicts_and_give_the_detectable_differe
                     "|ΔAUC| ≥ 0.150 (80 % power)",
                     "ΔAUC −0.050 [−0.100, +0.000]; Holm-adjusted p = 0.40: no difference shown",
                     math.nan],
-        "delta_auc_mdd": [math.nan, 0.09, 0.15, 0.12, math.nan]})
+        "delta_auc_vc_lo": [math.nan, -0.18, -0.02, -0.10, math.nan],
+        "delta_auc_vc_hi": [math.nan, -0.02, 0.22, 0.0, math.nan],
+        "delta_auc_mdd": [math.nan, 0.09, 0.15, 0.12, math.nan],
+        "not_comparable": [math.nan, math.nan, "≠ reference: folds 0 vs 2", math.nan, math.nan]})
     aucs, contrasts = heldout_findings(t3)
     assert aucs == ("* **AUC, seed mean** over 4 configurations: from 0.700 (`a`) to 0.900 (`b`); "
                     "Fus2Net 0.800; 1 with degenerate predictions left out.")
-    assert contrasts.startswith("* **Against Fus2Net** (4 contrasts, ΔAUC over matched seeds with "
-                                "Holm's correction): 1 differ (0 higher, 1 lower), 2 show no "
-                                "difference, 1 not tested")
-    assert "detects with 80 % power is 0.090 to 0.150" in contrasts
+    assert contrasts.startswith("* **Against Fus2Net** (4 contrasts, ΔAUC over matched seeds, "
+                                "Holm-adjusted; each worded under the table): \"differs\" 1 (0 "
+                                "higher, 1 lower), \"no difference shown\" 2, not tested 1")
+    # as the verdicts say it: the farther end of each interval, the MDD of those contrasts only
+    assert "differences up to 0.100 to 0.220 (by model) cannot be excluded" in contrasts
+    assert "detects only |ΔAUC| ≥ 0.120 to 0.150 (80 % power)" in contrasts
+    assert "1 of the contrasts compares a configuration that differs from the reference (`b`" \
+        in contrasts
+    # without Fus2Net there is nothing to contrast, and no verdict column means not tested
+    assert len(heldout_findings(t3[t3.model != "fus2net"])) == 1
+    assert "not tested 4" in heldout_findings(t3.drop(columns="verdict"))[1]

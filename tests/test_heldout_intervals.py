@@ -14,6 +14,7 @@ from sklearn.metrics import roc_curve
 
 from bench.cli.report import main
 from bench.reporting import table3
+from bench.reporting.heldoutfindings import heldout_findings
 from bench.reporting.runs import load_runs
 from bench.reporting.sections import heldout
 from bench.reporting.sections.heldout import comparison_table, roc_band, weighted_tpr_at
@@ -160,7 +161,11 @@ def test_the_held_out_section_says_differ_or_no_difference_only_in_verdict_sente
     verdicts = [v for v in t.verdict.dropna() if v]
     assert verdicts
     # the findings count those verdicts (bench.reporting.heldoutfindings), nothing else
-    counted = set((report / "tables" / "table3_findings.md").read_text().splitlines())
+    findings = (report / "tables" / "table3_findings.md").read_text()
+    assert findings == "\n".join(heldout_findings(t[~t.model.str.startswith("Fus2Net —")])) + "\n"
+    differ = sum(": differs (" in v for v in verdicts)
+    assert f'"differs" {differ} (' in findings
+    counted = set(findings.splitlines())
     for line in _section((report / "README.md").read_text()):
         for v in verdicts:
             line = line.replace(v, "")

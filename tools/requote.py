@@ -21,17 +21,29 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-QUOTE = re.compile(r"(<!-- quoted from (?P<path>\S+) -->\n)(?P<body>.*?)(\n<!-- end of quote -->)",
-                   re.S)
+# markers are whole lines (a page may name them in prose, as docs/development.md does)
+QUOTE = re.compile(r"^(<!-- quoted from (?P<path>\S+) -->\n)(?P<body>.*?)(\n<!-- end of quote -->)$",
+                   re.S | re.M)
 
 
 def pages(root: Path = ROOT) -> list[Path]:
     return [root / "README.md", *sorted((root / "docs").glob("*.md")), root / "results" / "README.md"]
 
 
+OPEN = re.compile(r"^<!-- quoted from \S+ -->$", re.M)
+CLOSE = re.compile(r"^<!-- end of quote -->$", re.M)
+
+
 def quotes(text: str) -> list[tuple[str, str]]:
-    """``(quoted path, quoted text)`` of every block in a page."""
-    return [(m["path"], m["body"]) for m in QUOTE.finditer(text)]
+    """``(quoted path, quoted text)`` of every block in a page; a marker without its partner
+    (or a block inside a block) is an error, never a silently skipped or swallowed block."""
+    found = [(m["path"], m["body"]) for m in QUOTE.finditer(text)]
+    opened, closed = len(OPEN.findall(text)), len(CLOSE.findall(text))
+    if not opened == closed == len(found) or any(OPEN.search(body) for _, body in found):
+        raise ValueError(f"{opened} opening and {closed} closing quote markers make "
+                         f"{len(found)} blocks: every '<!-- quoted from PATH -->' line needs its "
+                         "own '<!-- end of quote -->' line after the quoted text")
+    return found
 
 
 def source_text(root: Path, path: str) -> str:
@@ -51,7 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     stale = []
     for page in pages():
         text = page.read_text()
-        for path, _ in quotes(text):
+        try:
+            blocks = quotes(text)
+        except ValueError as exc:
+            print(f"error: {page.relative_to(ROOT)}: {exc}", file=sys.stderr)
+            return 2
+        for path, _ in blocks:
             if not (ROOT / path).is_file():
                 print(f"error: {page.relative_to(ROOT)} quotes {path}, which does not exist",
                       file=sys.stderr)

@@ -27,7 +27,10 @@ def _flagged(value) -> bool:
 def external_summary(table: pd.DataFrame) -> pd.DataFrame:
     """The display frame: one row per configuration (the full table's order), the held-out
     test's AUC once, then per external set its AUC, ΔAUC and sensitivity / specificity."""
+    if table.empty:
+        return pd.DataFrame(columns=["Model", "Weights", "Held-out test AUC"])
     sets = list(dict.fromkeys(table.external_set))
+    sizes = table.groupby("external_set").n_external.max().astype(int).to_dict()
     rows: dict[str, dict] = {}
     for r in table.to_dict("records"):
         row = rows.setdefault(r["model"], {
@@ -35,7 +38,7 @@ def external_summary(table: pd.DataFrame) -> pd.DataFrame:
             "Held-out test AUC": with_ci(r["internal_auc"], r["internal_auc_lo"],
                                          r["internal_auc_hi"])})
         name, mark = r["external_set"], " ⚠" if _flagged(r.get("flag")) else ""
-        row[f"{name} (n = {int(r['n_external'])}): AUC"] = with_ci(
+        row[f"{name} (n = {sizes[name]}): AUC"] = with_ci(
             r["external_auc"], r["external_auc_lo"], r["external_auc_hi"]) + mark
         row[f"{name}: ΔAUC"] = with_ci(r["delta_auc"], r["delta_auc_lo"], r["delta_auc_hi"])
         row[f"{name}: sensitivity / specificity"] = (
@@ -65,41 +68,44 @@ def _extremes(part: pd.DataFrame, column: str) -> str:
 
 def external_findings(table: pd.DataFrame) -> list[str]:
     """One bullet per external set, counted from the table: its images and how many copy a
-    training image (the copy test), how many configurations lose AUC against their held-out
-    test, the median and range of ΔAUC, in how many ΔAUC's interval excludes 0 (each way), and
-    the range of sensitivity and specificity at the carried-over threshold. Rows with
-    degenerate predictions are counted apart, never in the ranges."""
+    training image (the copy test); over every configuration with a defined ΔAUC (AUC ranks the
+    scores, so degenerate rows count here too), how many have a lower AUC point estimate than on
+    their held-out test, the median and range of ΔAUC and in how many ΔAUC's interval excludes
+    0 (each way); then the range of sensitivity and specificity at the carried-over threshold,
+    over the rows whose predictions are not degenerate (at that threshold they say nothing)."""
     out = []
-    for name, part in table.groupby("external_set", sort=False):
-        flagged = part[[_flagged(f) for f in part.flag]]
-        part = part[[not _flagged(f) for f in part.flag]]
-        every = pd.concat([part, flagged])
-        low, high = int(every.training_copies.min()), int(every.training_copies.max())
+    flags = table.get("flag", pd.Series([""] * len(table), index=table.index))
+    for name, part in table.assign(flag=flags).groupby("external_set", sort=False):
+        low, high = int(part.training_copies.min()), int(part.training_copies.max())
         copies = f"{low}" if low == high else f"{low} to {high} (by configuration)"
-        head = (f"* **{name}** ({int(every.n_external.iloc[0])} images, {copies} of them "
+        head = (f"* **{name}** ({int(part.n_external.max())} images, {copies} of them "
                 f"{'a copy' if high == 1 else 'copies'} of a training image's picture")
-        apart = (f"; {len(flagged)} configuration{'s' if len(flagged) != 1 else ''} with "
-                 f"degenerate predictions left out of the counts" if len(flagged) else "")
-        if part.empty:
-            out.append(f"{head}{apart}): no configuration to count.")
-            continue
         undefined = int(part.delta_auc.isna().sum())
-        part = part[part.delta_auc.notna()]
         if undefined:
-            apart += f"; {undefined} with an undefined ΔAUC (one class only)"
-        if part.empty:
-            out.append(f"{head}{apart}): no configuration to count.")
+            head += f"; {undefined} configuration{'s' if undefined != 1 else ''} with an " \
+                    "undefined ΔAUC (one class only) left out"
+        rated = part[part.delta_auc.notna()]
+        if rated.empty:
+            out.append(f"{head}): no configuration to count.")
             continue
-        n = len(part)
-        delta = part.delta_auc.to_numpy(dtype=float)
-        lo, hi = part.delta_auc_lo.to_numpy(dtype=float), part.delta_auc_hi.to_numpy(dtype=float)
+        n = len(rated)
+        delta = rated.delta_auc.to_numpy(dtype=float)
+        lo, hi = rated.delta_auc_lo.to_numpy(dtype=float), rated.delta_auc_hi.to_numpy(dtype=float)
         below, above = int(np.sum(hi < 0)), int(np.sum(lo > 0))
-        words = (f"{head}{apart}): {int(np.sum(delta < 0))} of {n} configurations score a lower "
-                 f"AUC than on the held-out test (median ΔAUC {_signed(float(np.median(delta)))}, "
-                 f"from {_signed(float(delta.min()))} to {_signed(float(delta.max()))}); "
-                 f"ΔAUC's interval excludes 0 in {below + above} of {n} ({below} lower, "
-                 f"{above} higher). At the threshold carried over from training, sensitivity "
-                 f"runs from {_extremes(part, 'external_sensitivity')} and specificity from "
-                 f"{_extremes(part, 'external_specificity')}.")
+        words = (f"{head}): {int(np.sum(delta < 0))} of {n} configurations have a lower AUC point "
+                 f"estimate than on the held-out test (both from seed-averaged probabilities; "
+                 f"median ΔAUC {_signed(float(np.median(delta)))}, from "
+                 f"{_signed(float(delta.min()))} to {_signed(float(delta.max()))}); ΔAUC's "
+                 f"interval excludes 0 in {below + above} of {n} ({below} lower, {above} higher).")
+        clear = rated[[not _flagged(f) for f in rated.flag]]
+        flagged = n - len(clear)
+        if len(clear):
+            words += (" At the threshold carried over from training, sensitivity runs from "
+                      f"{_extremes(clear, 'external_sensitivity')} and specificity from "
+                      f"{_extremes(clear, 'external_specificity')}")
+            words += (f" ({flagged} configuration{'s' if flagged != 1 else ''} with degenerate "
+                      "predictions (⚠) left out of these two ranges)." if flagged else ".")
+        else:
+            words += " Every configuration's predictions are degenerate at the threshold (⚠)."
         out.append(words)
     return out

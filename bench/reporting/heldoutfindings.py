@@ -22,8 +22,9 @@ def _named(part: pd.DataFrame, value: float, column: str = "auc") -> str:
 
 def heldout_findings(t3: pd.DataFrame) -> list[str]:
     """Two bullets: the AUC range over the configurations without degenerate predictions, then
-    the contrasts against Fus2Net counted by their verdicts, with the range of the minimum
-    detectable ΔAUC (80 % power)."""
+    the contrasts against Fus2Net counted by their verdicts (quoting the verdicts' own words),
+    with what the contrasts that show no difference cannot exclude and the minimum detectable
+    ΔAUC (80 % power), as each verdict says it. No contrast bullet without a Fus2Net row."""
     rows = t3[[not _flagged(f) for f in t3.flag]] if "flag" in t3 else t3
     if rows.empty:
         return []
@@ -32,21 +33,35 @@ def heldout_findings(t3: pd.DataFrame) -> list[str]:
            + "".join(f"; Fus2Net {r.auc:.3f}" for r in rows[rows.model == REFERENCE].itertuples())
            + ("" if len(t3) == len(rows) else
               f"; {len(t3) - len(rows)} with degenerate predictions left out") + "."]
+    if REFERENCE not in set(t3.model):
+        return out
     contrasts = t3[t3.model != REFERENCE]
     said = pd.Series([v if isinstance(v, str) else "" for v in contrasts.get(
-        "verdict", pd.Series([""] * len(contrasts)))], dtype=str)
+        "verdict", pd.Series([""] * len(contrasts)))], dtype=str, index=contrasts.index)
     higher = int(said.str.contains(": differs (higher)", regex=False).sum())
     lower = int(said.str.contains(": differs (lower)", regex=False).sum())
-    none = int(said.str.contains(": no difference shown", regex=False).sum())
-    untested = len(contrasts) - higher - lower - none
+    shown_none = said.str.contains(": no difference shown", regex=False)
+    untested = len(contrasts) - higher - lower - int(shown_none.sum())
     words = (f"* **Against Fus2Net** ({len(contrasts)} contrast{'s' if len(contrasts) != 1 else ''}"
-             f", ΔAUC over matched seeds with Holm's correction): {higher + lower} differ "
-             f"({higher} higher, {lower} lower), {none} show no difference")
+             f", ΔAUC over matched seeds, Holm-adjusted; each worded under the table): "
+             f"\"differs\" {higher + lower} ({higher} higher, {lower} lower), "
+             f"\"no difference shown\" {int(shown_none.sum())}")
     if untested:
-        words += f", {untested} not tested (degenerate predictions or no common seed)"
-    mdd = contrasts.delta_auc_mdd.dropna() if "delta_auc_mdd" in contrasts else pd.Series([])
-    if len(mdd):
-        words += (f"; the smallest |ΔAUC| this test set detects with 80 % power is "
-                  f"{mdd.min():.3f} to {mdd.max():.3f}, depending on the model, so a smaller "
-                  "true difference would likely go unseen")
+        words += f", not tested {untested} (degenerate predictions or no common seed)"
+    quiet = contrasts[shown_none]
+    if len(quiet) and {"delta_auc_vc_lo", "delta_auc_vc_hi"} <= set(quiet.columns):
+        reach = quiet[["delta_auc_vc_lo", "delta_auc_vc_hi"]].abs().max(axis=1)
+        words += (f"; where no difference is shown, differences up to {reach.min():.3f} to "
+                  f"{reach.max():.3f} (by model) cannot be excluded")
+        mdd = quiet.get("delta_auc_mdd", pd.Series(dtype=float)).dropna()
+        if len(mdd):
+            words += (f", and this test set detects only |ΔAUC| ≥ {mdd.min():.3f} to "
+                      f"{mdd.max():.3f} (80 % power)")
+    differ = contrasts.get("not_comparable", pd.Series(dtype=object))
+    odd = [f"`{m}`" for m, d in zip(contrasts.model, differ, strict=False)
+           if isinstance(d, str) and d]
+    if odd:
+        verb = "compares" if len(odd) == 1 else "compare"
+        words += (f"; {len(odd)} of the contrasts {verb} a configuration that differs from the "
+                  f"reference ({', '.join(odd)}; the table's Flag column says how)")
     return out + [words + "."]

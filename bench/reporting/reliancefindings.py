@@ -20,9 +20,12 @@ MEASURES = (
 
 
 def _marked(value: str) -> tuple[int, int]:
-    """``"32/50"`` → (32, 50)."""
+    """``"32/50"`` → (32, 50); anything else (an older record without counts) → (0, 0)."""
     marked, _, total = str(value).partition("/")
-    return int(marked), int(total)
+    try:
+        return int(marked), int(total)
+    except ValueError:
+        return 0, 0
 
 
 def _measure(part: pd.DataFrame, columns: tuple[str, str, str], what: str,
@@ -43,7 +46,7 @@ def reliance_findings(table: pd.DataFrame, unit: str = "configuration") -> list[
     marks the detector finds, then each measure's range over the table's rows (``unit``: a
     configuration of seed-averaged runs, or a run where the table holds the runs one by one) and
     how many of their intervals exclude 0. A set without marks says so instead."""
-    out = []
+    out, intervals = [], 0
     for name, part in table.groupby("set", sort=False):
         first = part.iloc[0]
         (mb, nb), (mm, nm) = _marked(first.marked_benign), _marked(first.marked_malignant)
@@ -55,5 +58,10 @@ def reliance_findings(table: pd.DataFrame, unit: str = "configuration") -> list[
             continue
         said = [s for cols, what, signs in MEASURES
                 if (s := _measure(part, cols, what, signs)) is not None]
-        out.append(f"{head}: " + "; ".join(said) + ".")
+        out.append(f"{head}: " + ("; ".join(said) if said else "nothing measurable") + ".")
+        intervals += sum(int(part[cols[0]].notna().sum()) for cols, _, _ in MEASURES)
+    if out and intervals:
+        out.append(f"* Each interval is a 95 % interval on its own, not corrected for the "
+                   f"{intervals} intervals above: with no effect anywhere, about one in 20 would "
+                   "exclude 0 by chance.")
     return out

@@ -36,6 +36,7 @@ def _lever(lever: str, part: pd.DataFrame) -> str:
 def sitegap_findings(table: pd.DataFrame) -> list[str]:
     """One bullet for the models without a lever (their AUC range and calibration slope), one
     per lever (the table's order), and one for the rows chosen by leave-one-site-out."""
+    table = table.assign(lever=table.lever.fillna("").astype(str))
     base = table[table.lever == BASELINE]
     out = []
     if len(base):
@@ -46,6 +47,10 @@ def sitegap_findings(table: pd.DataFrame) -> list[str]:
                    & table.delta_auc.notna()]
     for lever in dict.fromkeys(levers.lever):
         out.append(_lever(lever, levers[levers.lever == lever]))
+    if len(levers):
+        out.append(f"* Each interval is a 95 % interval on its own, not corrected for the "
+                   f"{len(levers)} cells above: with no lever doing anything, about one in 20 "
+                   "would exclude 0 by chance.")
     chosen = table[table.lever.str.startswith(CHOSEN)]
     if len(chosen):
         picks = sorted({f"`{r.model}` on {r.target}: {r.lever[len(CHOSEN):]}"

@@ -48,6 +48,8 @@ SUMMARY_COLUMNS = ["model", "weights", "external_set", "n_external", "flag", "in
                    "internal_auc_lo", "internal_auc_hi", "external_auc", "external_auc_lo",
                    "external_auc_hi", "delta_auc", "delta_auc_lo", "delta_auc_hi",
                    "external_sensitivity", "external_specificity"]
+
+
 def external_sets(runs: list[Run]) -> list[str]:
     """Names of the external sets scored by any comparison run, sorted."""
     return sorted({name for r in comparison_runs(runs) for name in r.external})
