@@ -10,7 +10,13 @@ import numpy as np
 import pandas as pd
 
 from bench.core.tablefmt import fmt, with_ci
+from bench.reporting.findings import excluding_zero, flagged
 
+# the summary's numbers, from the full table (its CSV; the display is external_summary's)
+COLUMNS = ["model", "weights", "external_set", "n_external", "flag", "internal_auc",
+           "internal_auc_lo", "internal_auc_hi", "external_auc", "external_auc_lo",
+           "external_auc_hi", "delta_auc", "delta_auc_lo", "delta_auc_hi",
+           "external_sensitivity", "external_specificity"]
 CAPTION = ("External validation at a glance: AUC [95% CI] of the seed-averaged probabilities "
            "(the ensemble of each configuration's seeds), intervals clustered over the held-out "
            "test's same-lesion groups and the external set's patients (one image each where it "
@@ -18,10 +24,6 @@ CAPTION = ("External validation at a glance: AUC [95% CI] of the seed-averaged p
            "specificity on the external set at the unchanged threshold 0.5. ⚠: degenerate "
            "predictions on that set (one class for nearly every image). Every other column is in "
            "external_comparison.csv.")
-
-
-def _flagged(value) -> bool:
-    return isinstance(value, str) and bool(value)
 
 
 def external_summary(table: pd.DataFrame) -> pd.DataFrame:
@@ -37,7 +39,7 @@ def external_summary(table: pd.DataFrame) -> pd.DataFrame:
             "Model": r["model"], "Weights": r["weights"],
             "Held-out test AUC": with_ci(r["internal_auc"], r["internal_auc_lo"],
                                          r["internal_auc_hi"])})
-        name, mark = r["external_set"], " ⚠" if _flagged(r.get("flag")) else ""
+        name, mark = r["external_set"], " ⚠" if flagged(r.get("flag")) else ""
         row[f"{name} (n = {sizes[name]}): AUC"] = with_ci(
             r["external_auc"], r["external_auc_lo"], r["external_auc_hi"]) + mark
         row[f"{name}: ΔAUC"] = with_ci(r["delta_auc"], r["delta_auc_lo"], r["delta_auc_hi"])
@@ -90,21 +92,21 @@ def external_findings(table: pd.DataFrame) -> list[str]:
             continue
         n = len(rated)
         delta = rated.delta_auc.to_numpy(dtype=float)
-        lo, hi = rated.delta_auc_lo.to_numpy(dtype=float), rated.delta_auc_hi.to_numpy(dtype=float)
-        below, above = int(np.sum(hi < 0)), int(np.sum(lo > 0))
+        above, below = excluding_zero(rated.delta_auc_lo, rated.delta_auc_hi)
         words = (f"{head}): {int(np.sum(delta < 0))} of {n} configurations have a lower AUC point "
                  f"estimate than on the held-out test (both from seed-averaged probabilities; "
                  f"median ΔAUC {_signed(float(np.median(delta)))}, from "
                  f"{_signed(float(delta.min()))} to {_signed(float(delta.max()))}); ΔAUC's "
                  f"interval excludes 0 in {below + above} of {n} ({below} lower, {above} higher).")
-        clear = rated[[not _flagged(f) for f in rated.flag]]
-        flagged = n - len(clear)
+        clear = rated[[not flagged(f) for f in rated.flag]]
+        degenerate = n - len(clear)
         if len(clear):
             words += (" At the threshold carried over from training, sensitivity runs from "
                       f"{_extremes(clear, 'external_sensitivity')} and specificity from "
                       f"{_extremes(clear, 'external_specificity')}")
-            words += (f" ({flagged} configuration{'s' if flagged != 1 else ''} with degenerate "
-                      "predictions (⚠) left out of these two ranges)." if flagged else ".")
+            plural = "s" if degenerate != 1 else ""
+            words += (f" ({degenerate} configuration{plural} with degenerate predictions (⚠) left "
+                      "out of these two ranges)." if degenerate else ".")
         else:
             words += " Every configuration's predictions are degenerate at the threshold (⚠)."
         out.append(words)

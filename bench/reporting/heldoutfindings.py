@@ -9,10 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from bench.engine.spec import REFERENCE
-
-
-def _flagged(value) -> bool:
-    return isinstance(value, str) and bool(value)
+from bench.reporting.findings import flagged
 
 
 def _named(part: pd.DataFrame, value: float, column: str = "auc") -> str:
@@ -25,7 +22,7 @@ def heldout_findings(t3: pd.DataFrame) -> list[str]:
     the contrasts against Fus2Net counted by their verdicts (quoting the verdicts' own words),
     with what the contrasts that show no difference cannot exclude and the minimum detectable
     ΔAUC (80 % power), as each verdict says it. No contrast bullet without a Fus2Net row."""
-    rows = t3[[not _flagged(f) for f in t3.flag]] if "flag" in t3 else t3
+    rows = t3[[not flagged(f) for f in t3.flag]] if "flag" in t3 else t3
     if rows.empty:
         return []
     out = [f"* **AUC, seed mean** over {len(rows)} configuration{'s' if len(rows) != 1 else ''}: "

@@ -8,6 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from bench.reporting.findings import excluding_zero, uncorrected
+
 # (table columns: value, low, high; what it is; the word for each sign)
 MEASURES = (
     (("delta_auc", "delta_lo", "delta_hi"), "painting the marks out changes AUC (as is − cleaned)",
@@ -34,8 +36,8 @@ def _measure(part: pd.DataFrame, columns: tuple[str, str, str], what: str,
     have = ~np.isnan(value)
     if not have.any():
         return None
-    value, lo, hi = value[have], lo[have], hi[have]
-    up, down = int(np.sum(lo > 0)), int(np.sum(hi < 0))
+    value = value[have]
+    up, down = excluding_zero(lo[have], hi[have])
     n = len(value)
     return (f"{what} by {value.min():+.3f} to {value.max():+.3f}, the interval excluding 0 in "
             f"{up + down} of {n} ({up} {signs[0]}, {down} {signs[1]})")
@@ -61,7 +63,5 @@ def reliance_findings(table: pd.DataFrame, unit: str = "configuration") -> list[
         out.append(f"{head}: " + ("; ".join(said) if said else "nothing measurable") + ".")
         intervals += sum(int(part[cols[0]].notna().sum()) for cols, _, _ in MEASURES)
     if out and intervals:
-        out.append(f"* Each interval is a 95 % interval on its own, not corrected for the "
-                   f"{intervals} intervals above: with no effect anywhere, about one in 20 would "
-                   "exclude 0 by chance.")
+        out.append(uncorrected(intervals, "intervals", "no effect anywhere"))
     return out

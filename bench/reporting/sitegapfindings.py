@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from bench.reporting.findings import uncorrected
+
 BASELINE = "baseline"
 CHOSEN = "chosen: "
 
@@ -48,9 +50,7 @@ def sitegap_findings(table: pd.DataFrame) -> list[str]:
     for lever in dict.fromkeys(levers.lever):
         out.append(_lever(lever, levers[levers.lever == lever]))
     if len(levers):
-        out.append(f"* Each interval is a 95 % interval on its own, not corrected for the "
-                   f"{len(levers)} cells above: with no lever doing anything, about one in 20 "
-                   "would exclude 0 by chance.")
+        out.append(uncorrected(len(levers), "cells", "no lever doing anything"))
     chosen = table[table.lever.str.startswith(CHOSEN)]
     if len(chosen):
         picks = sorted({f"`{r.model}` on {r.target}: {r.lever[len(CHOSEN):]}"

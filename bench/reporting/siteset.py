@@ -37,6 +37,8 @@ from bench.core.errors import BenchError  # noqa: E402
 from bench.core.tablefmt import write_table  # noqa: E402
 from bench.engine.runfolder import Run  # noqa: E402
 from bench.reporting.figures import save  # noqa: E402
+from bench.reporting.findings import INTRO as FINDINGS_INTRO  # noqa: E402
+from bench.reporting.findings import write_findings  # noqa: E402
 from bench.reporting.report import refuse_foreign_readme  # noqa: E402
 from bench.reporting.runs import load_runs, provenance_warnings  # noqa: E402
 from bench.reporting.sections import sitegap  # noqa: E402
@@ -156,7 +158,7 @@ def build_site_gap_set(runs_dir: Path, out: Path, n_boot: int = 2000, seed: int 
     if table.empty:
         raise BenchError(f"`runs` {runs_dir}: no model was scored on a site with both classes")
     write_table(table, sitegap.display(table), tdir / sitegap.TABLE, sitegap.CAPTION)
-    write_text(tdir / FINDINGS, "\n".join(sitegap_findings(table)) + "\n")
+    write_findings(tdir / FINDINGS, sitegap_findings(table))
     by_site: dict[str, list[Run]] = {}
     for r in runs:  # one matrix per training site: its rows are labelled by their own settings
         by_site.setdefault("+".join(trained_sites(r)), []).append(r)
@@ -172,7 +174,7 @@ def build_site_gap_set(runs_dir: Path, out: Path, n_boot: int = 2000, seed: int 
              "next to it.", "", *provenance_lines(runs, label, warnings), "",
              "## Levers, scored on sites the runs never trained on", "",
              (tdir / f"{sitegap.TABLE}.md").read_text().rstrip("\n"), "",
-             "What the table's intervals say, counted from it:", "",
+             FINDINGS_INTRO, "",
              (tdir / FINDINGS).read_text().rstrip("\n"), "",
              f"*In plain words:* {sitegap.paragraph(table)}", ""]
     if figures:

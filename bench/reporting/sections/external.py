@@ -12,13 +12,15 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_curve
 
-from bench.core.atomic import write_text
 from bench.core.tablefmt import fmt, fmt_p, with_ci, write_table, write_table_csv
 from bench.engine.runfolder import Run
 from bench.reporting import figures
 from bench.reporting.externalsummary import CAPTION as SUMMARY_CAPTION
+from bench.reporting.externalsummary import COLUMNS as SUMMARY_COLUMNS
 from bench.reporting.externalsummary import external_findings, external_summary
 from bench.reporting.figures import plt, sns
+from bench.reporting.findings import INTRO as FINDINGS_INTRO
+from bench.reporting.findings import flagged, write_findings
 from bench.reporting.sections.context import ReportContext, plain_words, read_table
 from bench.reporting.tables import (
     REFERENCE,
@@ -43,11 +45,6 @@ from bench.stats.stats import (
 TABLES = ("external_comparison.csv", "external_comparison.md", "external_comparison.tex",
           "external_summary.csv", "external_summary.md", "external_summary.tex",
           "external_findings.md", "external_roc_points.csv", "external_calibration_bins.csv")
-# the summary's numbers, from the full table (its display is bench.reporting.externalsummary's)
-SUMMARY_COLUMNS = ["model", "weights", "external_set", "n_external", "flag", "internal_auc",
-                   "internal_auc_lo", "internal_auc_hi", "external_auc", "external_auc_lo",
-                   "external_auc_hi", "delta_auc", "delta_auc_lo", "delta_auc_hi",
-                   "external_sensitivity", "external_specificity"]
 
 
 def external_sets(runs: list[Run]) -> list[str]:
@@ -277,8 +274,8 @@ def degenerate_pairs(table: pd.DataFrame) -> set[tuple[str, str]]:
     (near-constant or one-class predictions)."""
     if not len(table) or "flag" not in table:
         return set()
-    flagged = table[[isinstance(f, str) and bool(f) for f in table.flag]]
-    return set(zip(flagged.model.astype(str), flagged.external_set.astype(str), strict=True))
+    marked = table[[flagged(f) for f in table.flag]]
+    return set(zip(marked.model.astype(str), marked.external_set.astype(str), strict=True))
 
 
 def external_calibration(bins: pd.DataFrame, base: Path,
@@ -345,7 +342,7 @@ def write_tables(ctx: ReportContext) -> None:
     write_table(ext, external_display(ext), ctx.tdir / "external_comparison", CAPTION)
     write_table(ext[SUMMARY_COLUMNS], external_summary(ext), ctx.tdir / "external_summary",
                 SUMMARY_CAPTION)
-    write_text(ctx.tdir / "external_findings.md", "\n".join(external_findings(ext)) + "\n")
+    write_findings(ctx.tdir / "external_findings.md", external_findings(ext))
     roc, cal = external_curves(ctx.runs)
     write_table_csv(ctx.tdir / "external_roc_points.csv", roc)
     write_table_csv(ctx.tdir / "external_calibration_bins.csv", cal)
@@ -366,8 +363,7 @@ def readme(ctx: ReportContext) -> list[str]:
         return []
     return ["## External validation: internal vs external", "",
             ctx.table_md("external_summary"), "",
-            "What the table's intervals say, counted from it:", "",
-            ctx.table_md("external_findings"),
+            FINDINGS_INTRO, "", ctx.table_md("external_findings"),
             "Every measure, with the cluster-bootstrap and image-level intervals, calibration "
             "and the test against Fus2Net on the same external images:", "",
             ctx.table_md("external_comparison"), "",

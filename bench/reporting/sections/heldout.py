@@ -30,6 +30,7 @@ from bench.core.tablefmt import to_latex, write_table, write_table_csv
 from bench.engine.runfolder import Run
 from bench.reporting import figures, table3
 from bench.reporting.figures import plt, sns
+from bench.reporting.findings import write_findings
 from bench.reporting.heldoutfindings import heldout_findings
 from bench.reporting.sections.context import ReportContext, plain_words
 from bench.reporting.table3 import model_columns, per_seed_columns
@@ -381,7 +382,7 @@ def write_tables(ctx: ReportContext) -> None:
     write_table_csv(ctx.tdir / "roc_points.csv", roc_points(ctx.runs))
     write_table_csv(ctx.tdir / "roc_band.csv", roc_band_table(
         ctx.runs, n_boot=max(2, min(ctx.n_boot, ROC_BAND_BOOT)), seed=ctx.seed))
-    write_text(ctx.tdir / "table3_findings.md", "\n".join(heldout_findings(t3)) + "\n")
+    write_findings(ctx.tdir / "table3_findings.md", heldout_findings(t3))
     ctx.tables["table3_comparison"] = t3
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.core.atomic import write_text
 from bench.core.tablefmt import fmt, fmt_p, with_ci, write_table
 from bench.engine.runfolder import Run
 from bench.engine.spec import cleaned
@@ -24,6 +23,8 @@ from bench.evaluation.insertion import (
 from bench.evaluation.reliance import reliance_summary
 from bench.reporting import figures
 from bench.reporting.figures import plt
+from bench.reporting.findings import INTRO as FINDINGS_INTRO
+from bench.reporting.findings import write_findings
 from bench.reporting.reliancefindings import reliance_findings
 from bench.reporting.sections.context import ReportContext, plain_words
 from bench.reporting.tables import comparison_runs, comparison_sets
@@ -405,8 +406,8 @@ def write_tables(ctx: ReportContext) -> None:
             rel = per_seed
             write_saved(rel, ctx.tdir)
         ctx.tables["reliance"] = rel
-        findings = reliance_findings(rel, "configuration" if rel is not per_seed else "run")
-        write_text(ctx.tdir / "reliance_findings.md", "\n".join(findings) + "\n")
+        write_findings(ctx.tdir / "reliance_findings.md",
+                       reliance_findings(rel, "configuration" if rel is not per_seed else "run"))
         write_insertion_tables(ctx)
     else:
         drop_saved(ctx.tdir)
@@ -444,8 +445,7 @@ def readme(ctx: ReportContext) -> list[str]:
     if "reliance" not in ctx.tables:
         return []
     return ["## Do the models read the annotations?", "", ctx.table_md("reliance"), "",
-            "What the table's intervals say, counted from it:", "",
-            ctx.table_md("reliance_findings"),
+            FINDINGS_INTRO, "", ctx.table_md("reliance_findings"),
             *plain_words(
                 "Many breast ultrasound images carry marks burnt in by the sonographer (calipers, "
                 "arrows, text), which can be more common on suspicious lesions, so a model may "
