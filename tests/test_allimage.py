@@ -171,6 +171,10 @@ def test_all_image_runs_resume_per_fold_and_make_their_own_table(small_synthetic
     readme = (report / "README.md").read_text()
     assert "## Every image scored once (all-image evaluation)" in readme
     assert f"({len(usable)} images in" in readme
+    findings = (report / "tables" / "allimage_findings.md").read_text()
+    assert "* **Against Fus2Net** (1 contrast, ΔAUC over matched seeds" in findings
+    assert "**Every image against the held-out test** (1 contrast in both tables)" in findings
+    assert findings in readme  # the README quotes the file whole
     for name in ("allimage_roc.png", "allimage_delta_auc.png"):
         assert (report / "figures" / name).is_file()
     t3 = pd.read_csv(report / "tables" / "table3_comparison.csv")

@@ -148,3 +148,28 @@ def test_the_heldout_findings_count_the_verdicts_and_give_the_detectable_differe
     # without Fus2Net there is nothing to contrast, and no verdict column means not tested
     assert len(heldout_findings(t3[t3.model != "fus2net"])) == 1
     assert "not tested 4" in heldout_findings(t3.drop(columns="verdict"))[1]
+
+
+def test_the_all_image_findings_set_every_image_beside_the_held_out_test():
+    from bench.reporting.heldoutfindings import allimage_findings
+
+    def table(lo: float, hi: float, mdd: float) -> pd.DataFrame:
+        return pd.DataFrame({
+            "model": ["fus2net", "a", "b"], "auc": [0.80, 0.75, 0.82],
+            "verdict": [math.nan, f"ΔAUC −0.050 [{lo}, {hi}]; Holm-adjusted p = 0.3: no "
+                        "difference shown", "ΔAUC +0.020; p = 0.5: no difference shown"],
+            "delta_auc_vc_lo": [math.nan, lo, lo + 0.1], "delta_auc_vc_hi": [math.nan, hi, hi + 0.1],
+            "delta_auc_mdd": [math.nan, mdd, mdd + 0.01]})
+
+    every, held = table(-0.10, 0.00, 0.06), table(-0.20, 0.10, 0.15)
+    aucs, contrasts, gain = allimage_findings(every, held)
+    assert aucs.startswith("* **AUC, seed mean** over 3 configurations: from 0.750 (`a`)")
+    assert "these images detect only |ΔAUC| ≥ 0.060 to 0.070 (80 % power)" in contrasts
+    assert gain == ("* **Every image against the held-out test** (2 contrasts in both tables): "
+                    "the ΔAUC interval is 0.100 to 0.100 wide on every image and 0.300 to 0.300 "
+                    "on the held-out test (median ratio 0.33); the minimum detectable ΔAUC "
+                    "(80 % power) is 0.060 to 0.070 on every image and 0.150 to 0.160 on the "
+                    "held-out test.")
+    # without a held-out table (or a model in it) the comparison bullet is left out
+    assert len(allimage_findings(every, held.iloc[:0])) == 2
+    assert len(allimage_findings(every, held[held.model == "fus2net"])) == 2

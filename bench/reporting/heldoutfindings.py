@@ -17,11 +17,12 @@ def _named(part: pd.DataFrame, value: float, column: str = "auc") -> str:
     return f"{value:.3f} ({names})"
 
 
-def heldout_findings(t3: pd.DataFrame) -> list[str]:
+def heldout_findings(t3: pd.DataFrame, detects: str = "this test set detects") -> list[str]:
     """Two bullets: the AUC range over the configurations without degenerate predictions, then
     the contrasts against Fus2Net counted by their verdicts (quoting the verdicts' own words),
     with what the contrasts that show no difference cannot exclude and the minimum detectable
-    ΔAUC (80 % power), as each verdict says it. No contrast bullet without a Fus2Net row."""
+    ΔAUC (80 % power), as each verdict says it (``detects`` names what was scored). No contrast
+    bullet without a Fus2Net row."""
     rows = t3[[not flagged(f) for f in t3.flag]] if "flag" in t3 else t3
     if rows.empty:
         return []
@@ -52,7 +53,7 @@ def heldout_findings(t3: pd.DataFrame) -> list[str]:
                   f"{reach.max():.3f} (by model) cannot be excluded")
         mdd = quiet.get("delta_auc_mdd", pd.Series(dtype=float)).dropna()
         if len(mdd):
-            words += (f", and this test set detects only |ΔAUC| ≥ {mdd.min():.3f} to "
+            words += (f", and {detects} only |ΔAUC| ≥ {mdd.min():.3f} to "
                       f"{mdd.max():.3f} (80 % power)")
     differ = contrasts.get("not_comparable", pd.Series(dtype=object))
     odd = [f"`{m}`" for m, d in zip(contrasts.model, differ, strict=False)
@@ -62,3 +63,32 @@ def heldout_findings(t3: pd.DataFrame) -> list[str]:
         words += (f"; {len(odd)} of the contrasts {verb} a configuration that differs from the "
                   f"reference ({', '.join(odd)}; the table's Flag column says how)")
     return out + [words + "."]
+
+
+def _span(values: pd.Series) -> str:
+    return f"{values.min():.3f} to {values.max():.3f}"
+
+
+def allimage_findings(every: pd.DataFrame, held: pd.DataFrame) -> list[str]:
+    """The all-image table's bullets (docs/statistics.md, "Every image scored once"): those of
+    :func:`heldout_findings` for every image, then, for the models contrasted with Fus2Net in
+    both tables, what scoring every image bought: the width of the ΔAUC interval and the
+    minimum detectable ΔAUC on every image beside the held-out test's, model by model."""
+    out = heldout_findings(every, detects="these images detect")
+    cols = ["model", "delta_auc_vc_lo", "delta_auc_vc_hi", "delta_auc_mdd"]
+    if len(out) < 2 or not set(cols) <= set(every.columns) & set(held.columns):
+        return out
+    both = every[cols].merge(held[cols], on="model", suffixes=("", "_held")).dropna()
+    both = both[both.model != REFERENCE]
+    if both.empty:
+        return out
+    width = both.delta_auc_vc_hi - both.delta_auc_vc_lo
+    held_width = both.delta_auc_vc_hi_held - both.delta_auc_vc_lo_held
+    ratio = (width / held_width).median()
+    n = len(both)
+    return out + [
+        f"* **Every image against the held-out test** ({n} contrast{'s' if n != 1 else ''} in "
+        f"both tables): the ΔAUC interval is {_span(width)} wide on every image and "
+        f"{_span(held_width)} on the held-out test (median ratio {ratio:.2f}); the minimum "
+        f"detectable ΔAUC (80 % power) is {_span(both.delta_auc_mdd)} on every image and "
+        f"{_span(both.delta_auc_mdd_held)} on the held-out test."]

@@ -28,6 +28,8 @@ from bench.core.tablefmt import to_latex, write_table, write_table_csv
 from bench.engine.allimage import parse_key
 from bench.reporting import figures, table3
 from bench.reporting.figures import plt
+from bench.reporting.findings import write_findings
+from bench.reporting.heldoutfindings import allimage_findings
 from bench.reporting.runs import Run
 from bench.reporting.sections import heldout
 from bench.reporting.sections.context import ReportContext, plain_words, read_table
@@ -67,8 +69,9 @@ def _folds(runs: list[Run]) -> str:
 
 
 def write_tables(ctx: ReportContext) -> None:
-    """``allimage_per_seed.csv``, ``allimage_comparison.{csv,md,tex}``, ``allimage_roc_points.csv``
-    and ``allimage_roc_band.csv``; nothing without all-image runs."""
+    """``allimage_per_seed.csv``, ``allimage_comparison.{csv,md,tex}``, ``allimage_roc_points.csv``,
+    ``allimage_roc_band.csv`` and ``allimage_findings.md`` (beside the held-out table's, which
+    this section follows); nothing without all-image runs."""
     if not ctx.allcv:
         return
     runs = [as_scored(r) for r in ctx.allcv]
@@ -84,6 +87,9 @@ def write_tables(ctx: ReportContext) -> None:
     write_table_csv(ctx.tdir / "allimage_roc_points.csv", heldout.roc_points(runs))
     write_table_csv(ctx.tdir / "allimage_roc_band.csv", heldout.roc_band_table(
         runs, n_boot=max(2, min(ctx.n_boot, heldout.ROC_BAND_BOOT)), seed=ctx.seed))
+    held = ctx.tables.get("table3_comparison")
+    write_findings(ctx.tdir / "allimage_findings.md",
+                   allimage_findings(t, held if held is not None else t.iloc[:0]))
     ctx.tables[NAME] = t
 
 
@@ -155,6 +161,8 @@ def readme(ctx: ReportContext) -> list[str]:
     verdicts = heldout.verdict_lines(t)
     return ["## Every image scored once (all-image evaluation)", "",
             ctx.table_md(NAME), "",
+            "What the table can tell, counted from it:", "",
+            ctx.table_md("allimage_findings"),
             *([heldout.VERDICTS_INTRO, "", *verdicts, ""] if verdicts else []),
             *plain_words(
                 f"Here every usable image counts ({every}{against}): the data set is cut into "
