@@ -44,15 +44,21 @@ fi
 step "$PY" -m bench.suite --data "$DATA" --profile "$PROFILE" --seeds 0,1,2 --experiments on \
   --experiment-seeds 0,1 --models all --external "$EXTERNAL" --out "$OUT"
 # every usable image scored once (grouped 5-fold CV over same-lesion groups, docs/protocol.md,
-# "Every image scored once"): the four CPU-default models, resnet50 and convnext_tiny (their
-# held-out runs above are reused)
-step "$PY" -m bench.suite --data "$DATA" --profile "$PROFILE" --seeds 0,1,2 --experiments off \
+# "Every image scored once"): the four CPU-default models, resnet50 and convnext_tiny. The
+# experiments stay on so that Fus2Net keeps their CV folds: the held-out runs above (and the
+# experiments) are reused, none is trained again under other folds
+step "$PY" -m bench.suite --data "$DATA" --profile "$PROFILE" --seeds 0,1,2 --experiments on \
+  --experiment-seeds 0,1 \
   --models fus2net,zeimarani_cnn,efficientnet_lite0,googlenet_fujioka,resnet50,convnext_tiny \
   --evaluation heldout,allcv --external "$EXTERNAL" --out "$OUT"
+# cleaned images; Fus2Net with the CV folds its reference run has (the experiments' 2), so that
+# its cleaned row differs from the reference in the images only
 for model in fus2net zeimarani_cnn efficientnet_lite0 googlenet_fujioka; do
+  folds=()
+  [ "$model" = fus2net ] && folds=(--folds 2)
   for seed in 0 1 2; do
     step "$PY" -m bench.run --model "$model" --data "$DATA" --profile "$PROFILE" --seed "$seed" \
-      --annotations clean --external "$EXTERNAL" --out "$OUT/runs" --no-progress
+      --annotations clean "${folds[@]}" --external "$EXTERNAL" --out "$OUT/runs" --no-progress
   done
 done
 # the suite explained and measured its comparison runs; these add the cleaned-image runs (finished
