@@ -166,10 +166,28 @@ def test_the_all_image_findings_set_every_image_beside_the_held_out_test():
     assert aucs.startswith("* **AUC, seed mean** over 3 configurations: from 0.750 (`a`)")
     assert "these images detect only |ΔAUC| ≥ 0.060 to 0.070 (80 % power)" in contrasts
     assert gain == ("* **Every image against the held-out test** (2 contrasts in both tables): "
-                    "the ΔAUC interval is 0.100 to 0.100 wide on every image and 0.300 to 0.300 "
+                    "the ΔAUC interval is 0.100 wide on every image and 0.300 "
                     "on the held-out test (median ratio 0.33); the minimum detectable ΔAUC "
                     "(80 % power) is 0.060 to 0.070 on every image and 0.150 to 0.160 on the "
                     "held-out test.")
     # without a held-out table (or a model in it) the comparison bullet is left out
     assert len(allimage_findings(every, held.iloc[:0])) == 2
     assert len(allimage_findings(every, held[held.model == "fus2net"])) == 2
+
+
+def test_a_range_whose_ends_show_alike_is_said_as_one_value():
+    from bench.reporting.findings import span
+
+    assert span([0.1, 0.22]) == "0.100 to 0.220"
+    assert span([0.05]) == "0.050" and span([0.0501, 0.0499]) == "0.050"  # one row; ties as shown
+    assert span([-0.02, math.nan, 0.03], "+.3f") == "-0.020 to +0.030"  # NaN left out
+    assert span([math.nan]) == "nan"
+
+
+def test_external_extremes_that_tie_are_said_once():
+    from bench.reporting.externalsummary import _extremes
+
+    part = pd.DataFrame({"model": ["a", "b"], "sensitivity": [0.761, 0.758]})
+    assert _extremes(part, "sensitivity") == "0.76 (`a`, `b`)"
+    part = pd.DataFrame({"model": ["a", "b"], "sensitivity": [0.5, 0.76]})
+    assert _extremes(part, "sensitivity") == "0.50 (`a`) to 0.76 (`b`)"

@@ -58,13 +58,15 @@ def _signed(x: float) -> str:
 
 def _extremes(part: pd.DataFrame, column: str) -> str:
     """``low (models) to high (models)`` of one column, at the two digits shown: every
-    configuration that ties at an end is named."""
+    configuration that ties at an end is named; one value when both ends show alike."""
     shown = part[column].astype(float).round(2)
 
     def end(value: float) -> str:
         names = ", ".join(f"`{m}`" for m in part.model[shown == value])
         return f"{value:.2f} ({names})"
 
+    if shown.min() == shown.max():
+        return end(shown.min())
     return f"{end(shown.min())} to {end(shown.max())}"
 
 

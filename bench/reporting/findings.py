@@ -31,6 +31,17 @@ def uncorrected(n: int, unit: str, null: str) -> str:
             f"above: with {null}, about one in 20 would exclude 0 by chance.")
 
 
+def span(values, fmt: str = ".3f") -> str:
+    """``low to high`` of ``values`` as shown (``fmt``), or the one value when both ends show
+    alike (one row, or ties); NaN is left out."""
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]  # as pandas' min and max: NaN left out
+    if not len(values):
+        return format(np.nan, fmt)
+    low, high = format(values.min(), fmt), format(values.max(), fmt)
+    return low if low == high else f"{low} to {high}"
+
+
 def write_findings(path: Path, lines: list[str]) -> Path:
     """The findings file: one bullet per line (atomic, as every report file)."""
     return write_text(path, "\n".join(lines) + "\n")

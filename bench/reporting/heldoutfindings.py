@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from bench.engine.spec import REFERENCE
-from bench.reporting.findings import flagged
+from bench.reporting.findings import flagged, span
 
 
 def _named(part: pd.DataFrame, value: float, column: str = "auc") -> str:
@@ -49,8 +49,8 @@ def heldout_findings(t3: pd.DataFrame, detects: str = "this test set detects") -
     quiet = contrasts[shown_none]
     if len(quiet) and {"delta_auc_vc_lo", "delta_auc_vc_hi"} <= set(quiet.columns):
         reach = quiet[["delta_auc_vc_lo", "delta_auc_vc_hi"]].abs().max(axis=1)
-        words += (f"; where no difference is shown, differences up to {reach.min():.3f} to "
-                  f"{reach.max():.3f} (by model) cannot be excluded")
+        words += (f"; where no difference is shown, differences up to {span(reach)} (by model) "
+                  "cannot be excluded")
         mdd = quiet.get("delta_auc_mdd", pd.Series(dtype=float)).dropna()
         if len(mdd):
             words += (f", and {detects} only |ΔAUC| ≥ {mdd.min():.3f} to "
@@ -63,10 +63,6 @@ def heldout_findings(t3: pd.DataFrame, detects: str = "this test set detects") -
         words += (f"; {len(odd)} of the contrasts {verb} a configuration that differs from the "
                   f"reference ({', '.join(odd)}; the table's Flag column says how)")
     return out + [words + "."]
-
-
-def _span(values: pd.Series) -> str:
-    return f"{values.min():.3f} to {values.max():.3f}"
 
 
 def allimage_findings(every: pd.DataFrame, held: pd.DataFrame) -> list[str]:
@@ -88,7 +84,7 @@ def allimage_findings(every: pd.DataFrame, held: pd.DataFrame) -> list[str]:
     n = len(both)
     return out + [
         f"* **Every image against the held-out test** ({n} contrast{'s' if n != 1 else ''} in "
-        f"both tables): the ΔAUC interval is {_span(width)} wide on every image and "
-        f"{_span(held_width)} on the held-out test (median ratio {ratio:.2f}); the minimum "
-        f"detectable ΔAUC (80 % power) is {_span(both.delta_auc_mdd)} on every image and "
-        f"{_span(both.delta_auc_mdd_held)} on the held-out test."]
+        f"both tables): the ΔAUC interval is {span(width)} wide on every image and "
+        f"{span(held_width)} on the held-out test (median ratio {ratio:.2f}); the minimum "
+        f"detectable ΔAUC (80 % power) is {span(both.delta_auc_mdd)} on every image and "
+        f"{span(both.delta_auc_mdd_held)} on the held-out test."]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.reporting.findings import excluding_zero, uncorrected
+from bench.reporting.findings import excluding_zero, span, uncorrected
 
 # (table columns: value, low, high; what it is; the word for each sign)
 MEASURES = (
@@ -39,7 +39,7 @@ def _measure(part: pd.DataFrame, columns: tuple[str, str, str], what: str,
     value = value[have]
     up, down = excluding_zero(lo[have], hi[have])
     n = len(value)
-    return (f"{what} by {value.min():+.3f} to {value.max():+.3f}, the interval excluding 0 in "
+    return (f"{what} by {span(value, '+.3f')}, the interval excluding 0 in "
             f"{up + down} of {n} ({up} {signs[0]}, {down} {signs[1]})")
 
 

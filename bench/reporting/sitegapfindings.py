@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.reporting.findings import uncorrected
+from bench.reporting.findings import span, uncorrected
 
 BASELINE = "baseline"
 CHOSEN = "chosen: "
@@ -27,7 +27,7 @@ def _lever(lever: str, part: pd.DataFrame) -> str:
     models, sites = part.model.nunique(), part.target.nunique()
     words = (f"* **{lever}** ({n} cell{'s' if n != 1 else ''}: {models} model"
              f"{'s' if models != 1 else ''} × {sites} scored site{'s' if sites != 1 else ''}): "
-             f"ΔAUC {part.delta_auc.min():+.3f} to {part.delta_auc.max():+.3f}; the interval "
+             f"ΔAUC {span(part.delta_auc, '+.3f')}; the interval "
              f"excludes 0 in {len(up) + len(down)} of {n}")
     for label, cells in (("higher", up), ("lower", down)):
         if len(cells):
@@ -43,8 +43,8 @@ def sitegap_findings(table: pd.DataFrame) -> list[str]:
     out = []
     if len(base):
         out.append(f"* **without a lever** ({len(base)} cells): AUC on the site never trained on "
-                   f"{base.auc.min():.3f} to {base.auc.max():.3f}; calibration slope "
-                   f"{base.slope.min():.2f} to {base.slope.max():.2f} (1 = calibrated).")
+                   f"{span(base.auc)}; calibration slope {span(base.slope, '.2f')} "
+                   "(1 = calibrated).")
     levers = table[(table.lever != BASELINE) & ~table.lever.str.startswith(CHOSEN)
                    & table.delta_auc.notna()]
     for lever in dict.fromkeys(levers.lever):
