@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from bench.core.tablefmt import fmt, with_ci
-from bench.reporting.findings import excluding_zero, flagged
+from bench.reporting.findings import excluding_zero, flagged, span
 
 # the summary's numbers, from the full table (its CSV; the display is external_summary's)
 COLUMNS = ["model", "weights", "external_set", "n_external", "flag", "internal_auc",
@@ -98,7 +98,7 @@ def external_findings(table: pd.DataFrame) -> list[str]:
         words = (f"{head}): {int(np.sum(delta < 0))} of {n} configurations have a lower AUC point "
                  f"estimate than on the held-out test (both from seed-averaged probabilities; "
                  f"median ΔAUC {_signed(float(np.median(delta)))}, from "
-                 f"{_signed(float(delta.min()))} to {_signed(float(delta.max()))}); ΔAUC's "
+                 f"{span(delta, '+.3f')}); ΔAUC's "
                  f"interval excludes 0 in {below + above} of {n} ({below} lower, {above} higher).")
         clear = rated[[not flagged(f) for f in rated.flag]]
         degenerate = n - len(clear)

@@ -53,8 +53,7 @@ def heldout_findings(t3: pd.DataFrame, detects: str = "this test set detects") -
                   "cannot be excluded")
         mdd = quiet.get("delta_auc_mdd", pd.Series(dtype=float)).dropna()
         if len(mdd):
-            words += (f", and {detects} only |ΔAUC| ≥ {mdd.min():.3f} to "
-                      f"{mdd.max():.3f} (80 % power)")
+            words += f", and {detects} only |ΔAUC| ≥ {span(mdd)} (80 % power)"
     differ = contrasts.get("not_comparable", pd.Series(dtype=object))
     odd = [f"`{m}`" for m, d in zip(contrasts.model, differ, strict=False)
            if isinstance(d, str) and d]

@@ -161,8 +161,7 @@ def readme(ctx: ReportContext) -> list[str]:
     verdicts = heldout.verdict_lines(t)
     return ["## Every image scored once (all-image evaluation)", "",
             ctx.table_md(NAME), "",
-            "What the table can tell, counted from it:", "",
-            ctx.table_md("allimage_findings"),
+            heldout.FINDINGS_LEAD, "", ctx.table_md("allimage_findings"),
             *([heldout.VERDICTS_INTRO, "", *verdicts, ""] if verdicts else []),
             *plain_words(
                 f"Here every usable image counts ({every}{against}): the data set is cut into "

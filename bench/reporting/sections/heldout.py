@@ -400,6 +400,8 @@ def draw_figures(tdir: Path, fdir: Path) -> list[Path]:
             + confusion_grid(t3, fdir / "confusion_matrices"))
 
 
+# the line before a comparison table's findings (this section's and the all-image one's)
+FINDINGS_LEAD = "What the table can tell, counted from it:"
 VERDICTS_INTRO = (
     "**Each model against Fus2Net**, one sentence per contrast, worded by "
     "`bench.stats.contrasts.verdict` from the table's numbers (ΔAUC on matched seeds, its 95% "
@@ -434,8 +436,7 @@ def readme(ctx: ReportContext) -> list[str]:
     verdicts = verdict_lines(t3) if t3 is not None else []
     return ["## Held-out comparison (Table 3 analogue)", "",
             ctx.table_md("table3_comparison"), "",
-            "What the table can tell, counted from it:", "",
-            ctx.table_md("table3_findings"),
+            FINDINGS_LEAD, "", ctx.table_md("table3_findings"),
             *([VERDICTS_INTRO, "", *verdicts, ""] if verdicts else []),
             *plain_words(
                 f"Every model is scored on the same {n} held-out images ({n_mal} malignant) that "
