@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from bench.core.atomic import write_text
 
@@ -31,7 +32,7 @@ def uncorrected(n: int, unit: str, null: str) -> str:
             f"above: with {null}, about one in 20 would exclude 0 by chance.")
 
 
-def span(values, fmt: str = ".3f") -> str:
+def span(values: ArrayLike, fmt: str = ".3f") -> str:
     """``low to high`` of ``values`` as shown (``fmt``), or the one value when both ends show
     alike (one row, or ties); NaN is left out."""
     values = np.asarray(values, dtype=float)
