@@ -17,7 +17,7 @@ Usage, e.g. in a notebook::
     s.intervals                 # DeLong, bootstrap, Obuchowski and cluster-bootstrap intervals
 
     api.score_predictions(df)   # a DataFrame with the same columns works too
-    api.score_predictions("results/busi-cpu/runs/fus2net-busi-ffae58b35b")  # a run's own
+    api.score_predictions("results/busi-cpu/runs/fus2net-busi-3519a726ce")  # a run's own
     api.score_predictions(df, "results/busi-cpu/runs")  # beside the set's models: ΔAUC vs Fus2Net
 
     runs = api.load_runs("results/busi-cpu/runs")   # one row per run: settings, test/CV metrics

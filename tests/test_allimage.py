@@ -121,8 +121,8 @@ def test_an_all_image_run_refuses_external_sets_before_anything_is_read(capsys, 
 
 
 @pytest.mark.slow
-def test_all_image_runs_resume_per_fold_and_make_their_own_table(small_synthetic, tmp_path,
-                                                                 capsys):
+def test_all_image_runs_resume_per_fold_make_their_own_table_and_count_in_the_header(
+        small_synthetic, tmp_path, capsys):
     runs = tmp_path / "runs"
     common = ["--data", str(small_synthetic), *SMOKE, "--out", str(runs), "--allcv-folds", "3"]
     for model in ("fus2net", "zeimarani_cnn"):
@@ -170,6 +170,9 @@ def test_all_image_runs_resume_per_fold_and_make_their_own_table(small_synthetic
     assert isinstance(row.verdict, str) and row.verdict
     readme = (report / "README.md").read_text()
     assert "## Every image scored once (all-image evaluation)" in readme
+    # the header counts the all-image runs and their training time beside the held-out ones
+    assert "* **Runs**: 2, and 2 all-image runs (every image scored once);" in readme
+    assert " (4 runs: 2 held-out, 2 all-image)" in readme
     assert f"({len(usable)} images in" in readme
     findings = (report / "tables" / "allimage_findings.md").read_text()
     assert "* **Against Fus2Net** (1 contrast, ΔAUC over matched seeds" in findings

@@ -100,12 +100,18 @@ def _no_job_left(slurm_cluster, tmp_path):
 
 class ReleaseRequeued(threading.Thread):
     """SLURM holds a requeued job until two minutes later (its begin time); an administrator's
-    ``scontrol update StartTime=now`` releases it at once, which keeps these tests short."""
+    ``scontrol update StartTime=now`` releases it sooner, which keeps these tests short. Each hold
+    is released after SETTLE_S: slurmd revokes the requeued run's credential with a time stamp in
+    whole seconds, and a restart whose new credential falls in that same second is killed as
+    "Job credential revoked" (the job then ends FAILED)."""
+
+    SETTLE_S = 3.0
 
     def __init__(self):
         super().__init__(daemon=True)
         self.stop = threading.Event()
         self.released: list[str] = []
+        self.held_since: dict[str, float] = {}
 
     def run(self):
         while not self.stop.is_set():
@@ -118,12 +124,17 @@ class ReleaseRequeued(threading.Thread):
     def release_once(self):
         out = subprocess.run(["squeue", "-h", "-r", "-o", "%i %T %r"], capture_output=True,
                              text=True, timeout=30).stdout
-        for job_id, state, reason in (line.split()[:3] for line in out.splitlines()
-                                      if len(line.split()) >= 3):
-            if state == "PENDING" and reason == "BeginTime":
+        held = {job_id for job_id, state, reason in (line.split()[:3] for line in out.splitlines()
+                                                     if len(line.split()) >= 3)
+                if state == "PENDING" and reason == "BeginTime"}
+        now = time.monotonic()
+        self.held_since = {j: self.held_since.get(j, now) for j in held}
+        for job_id, since in list(self.held_since.items()):
+            if now - since >= self.SETTLE_S:
                 subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"],
                                capture_output=True, timeout=30)
                 self.released.append(job_id)
+                del self.held_since[job_id]
 
 
 @pytest.fixture(scope="module")

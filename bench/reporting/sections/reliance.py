@@ -150,7 +150,7 @@ def reliance_figure(table: pd.DataFrame, base: Path, insertion: pd.DataFrame | N
     ax.set_yticks(ypos, labels)
     ax.set_xlabel("ΔAUC = AUC as is − AUC cleaned\n(95% CI)")
     ax.xaxis.set_major_locator(plt.MaxNLocator(5))
-    ax.set_title("Removing the annotations")
+    ax.set_title("Removing the\nannotations")  # two lines: the panels narrow beside long labels
     ax = axes[1]
     for col, colour, name, dy in (("shift_benign_targets", "tab:red", "malignant marks → benign", 0.12),
                                   ("shift_malignant_targets", "tab:blue", "benign marks → malignant", -0.12)):
@@ -159,7 +159,7 @@ def reliance_figure(table: pd.DataFrame, base: Path, insertion: pd.DataFrame | N
                     capsize=3, label=name)
     ax.axvline(0, color="grey", lw=0.8)
     ax.set_xlabel("mean change of P(malignant)\n(95% CI)")
-    ax.set_title("Pasting another class's annotations")
+    ax.set_title("Pasting another\nclass's annotations")
     ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
     if dropped:
         fig.text(0.01, 0.005, "Not shown (no marked image: nothing to remove or paste): "
