@@ -139,9 +139,8 @@ def _settings_lines(runs: list[Run], every_image: list[Run]) -> list[str]:
     versions = sorted({r.record.settings.code_version or "unrecorded" for r in made})
     aside = set_aside(runs)
     aside_note = f" ({len(aside)} of them in no table, listed below)" if aside else ""
-    if every_image:
-        aside_note += (f", and {len(every_image)} all-image run{'s' if len(every_image) > 1 else ''}"
-                       " (every image scored once)")
+    every_image_note = (f", and {len(every_image)} all-image run{'s' if len(every_image) > 1 else ''}"
+                        " (every image scored once)" if every_image else "")
     return [
         f"* **Data**: {s.data_kind} (`{data_name}`), split `{rec.data['split_source']}`"
         f" (manifest SHA-256 `{s.manifest_sha256}`)",
@@ -152,7 +151,7 @@ def _settings_lines(runs: list[Run], every_image: list[Run]) -> list[str]:
         f"* **Seeds**: {', '.join(map(str, seeds))} (every table aggregates over them)",
         f"* **Device(s)**: {', '.join(devices)}; torch {rec.versions.get('torch')}; training "
         f"engine(s): {', '.join(engines)}",
-        f"* **Runs**: {len(runs)}{aside_note}; training-code version(s) "
+        f"* **Runs**: {len(runs)}{aside_note}{every_image_note}; training-code version(s) "
         f"{', '.join(f'`{v}`' for v in versions)}; git revision(s) of the checkout that made "
         f"them: {_revisions(made)}", compute_line(made), ""]
 
