@@ -143,8 +143,10 @@ def _grid_page(examples: dict[str, np.ndarray], models: list[str], base: Path,
             if examples[f"{key}|mask"].any():
                 ax.contour(examples[f"{key}|mask"].astype(float), levels=[0.5], colors="white",
                            linewidths=0.8)
-            ax.set_title(f"{figures.wrapped(model)}\nseed {seed}: {kind}, {image_id}\nP(malignant) {prob}, "
-                         f"map {where}", fontsize=6.5)
+            # the map's size and layer on a line of their own: a long layer name
+            # (backbone.Mixed_5d, vgg.features.25) beside the probability ran into the next panel
+            ax.set_title(f"{figures.wrapped(model)}\nseed {seed}: {kind}, {image_id}\nP(malignant) {prob}"
+                         f"\nmap {where}", fontsize=6.5)
     if shown is not None:
         bar = fig.colorbar(shown, ax=axes.ravel().tolist(), fraction=0.03, shrink=0.6)
         bar.set_label("Grad-CAM (share of the map's peak)", fontsize=7)
