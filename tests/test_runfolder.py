@@ -133,3 +133,18 @@ def test_a_stacked_run_s_spec_reads_back_stacked_with_its_hash(tmp_path):
                                       concurrent=4)).load()
     assert run.spec == spec and run.spec.stacked and run.spec.hash() == spec.hash()
     assert run.record.settings.engine == "stacked" and run.record.settings.concurrent == 4
+
+
+def test_the_illustrated_transforms_are_read_without_the_arrays_a_clean_clone_lacks(tmp_path):
+    # results sets commit illustrations.csv and illustrations_ultrasound.csv, never the .npz
+    folder = recorded(tmp_path)
+    params = pd.DataFrame({"image": ["benign"], "id": ["007"], "view": [1]})
+    names = ["gain +3 dB", "border 8%"]
+    folder.write_illustrations({"ultrasound_names": np.array(names)}, params)
+    assert folder.illustration_transforms() == names
+    folder.illustrations.unlink()  # what a clone of the committed set has
+    assert folder.illustration_arrays() == {} and folder.illustration_transforms() == names
+    assert "illustrations_ultrasound.csv" in [n for n, _ in folder.record_files()]
+    folder.write_illustrations({}, params)  # illustrated again without ultrasound views
+    assert folder.illustration_transforms() == []
+    assert not (folder.path / "illustrations_ultrasound.csv").exists()

@@ -58,6 +58,7 @@ _INSERTION_TEXT = ("direction", "id", "group", "donor", "donor_group", "same_don
 _INSERTION_NUMBERS = ("prob_cleaned", "shift_cross", "shift_same", "shift_random")
 CAM_METRICS, MAPS = "cam_metrics.csv", "maps.npz"  # in explain/<method>/
 ILLUSTRATIONS = "illustrations"  # .npz (the arrays) and .csv (the views' parameters)
+ILLUSTRATED_TRANSFORMS = "illustrations_ultrasound.csv"  # the ultrasound views' names
 WEIGHTS = "model.safetensors"
 ALLCV_PREDICTIONS = "allcv_predictions.csv"  # an all-image run's predictions
 # Every file a finished run promises, checksummed in config.json's ``outputs`` (stage files are
@@ -499,9 +500,24 @@ class RunFolder:
         with np.load(self.illustrations) as z:
             return {k: z[k] for k in z.files}
 
+    def illustration_transforms(self) -> list[str]:
+        """What each ``--augment ultrasound`` view of the illustrations shows
+        (``illustrations_ultrasound.csv``, committed with results sets like the parameters; the
+        arrays' ``ultrasound_names`` for a run illustrated before it was written); empty when the
+        run's illustrations have no ultrasound views."""
+        path = self.path / ILLUSTRATED_TRANSFORMS
+        if path.is_file():
+            return pd.read_csv(path, dtype=str, keep_default_na=False)["transform"].tolist()
+        return [str(n) for n in self.illustration_arrays().get("ultrasound_names", [])]
+
     def write_illustrations(self, arrays: dict[str, np.ndarray], params: pd.DataFrame) -> Path:
         write_npz(self.illustrations, arrays)
         write_csv(self.illustrations.with_suffix(".csv"), params)  # committed; the arrays are not
+        names = [str(n) for n in arrays.get("ultrasound_names", [])]
+        if names:  # committed too: the report says which transforms its figure shows without them
+            write_csv(self.path / ILLUSTRATED_TRANSFORMS, pd.DataFrame({"transform": names}))
+        else:
+            (self.path / ILLUSTRATED_TRANSFORMS).unlink(missing_ok=True)
         return self.illustrations
 
     def record_files(self) -> list[tuple[str, Path]]:
@@ -509,7 +525,8 @@ class RunFolder:
         JSON and CSV files: no weights, arrays or stage files), in a fixed order (what an export
         logs)."""
         files = [(n, self.path / n) for n in (CONFIG, METRICS, PREDICTIONS, CV_METRICS, COMPUTE,
-                                              f"{ILLUSTRATIONS}.csv") if (self.path / n).is_file()]
+                                              f"{ILLUSTRATIONS}.csv", ILLUSTRATED_TRANSFORMS)
+                 if (self.path / n).is_file()]
         for folder in ("external", "explain", "reliance"):
             base = self.path / folder
             if base.is_dir():

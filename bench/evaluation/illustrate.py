@@ -18,8 +18,8 @@ id, so the choice is reproducible and never a test image), it stores in ``<run>/
   "Ultrasound-aware augmentation");
 * ``ranges``: the augmentation ranges as JSON; ``ids``: the two image ids.
 
-The views' parameters are also written to ``<run>/illustrations.csv``: results sets commit it, but
-not the arrays.
+The views' parameters are also written to ``<run>/illustrations.csv`` and the ultrasound views'
+names to ``<run>/illustrations_ultrasound.csv``: results sets commit both, but not the arrays.
 """
 
 from __future__ import annotations

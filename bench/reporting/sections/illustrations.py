@@ -19,21 +19,24 @@ from bench.reporting.sections.context import ReportContext
 from bench.reporting.tables import REFERENCE, comparison_sets
 
 # the ultrasound transforms shown (bench.evaluation.illustrate.ultrasound_views); written only when
-# the illustrated run's arrays hold them, so older results sets keep their README
+# the illustrated run records them (its committed illustrations_ultrasound.csv, or its arrays), so
+# older results sets keep their README and a clean clone rebuilds the committed one
 ULTRASOUND_TABLE = "fig5_ultrasound.csv"
 
 
 def pipeline_examples(runs: list[Run], model: str = REFERENCE
-                      ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+                      ) -> tuple[pd.DataFrame, list[str], dict[str, np.ndarray]]:
     """Fig. 5/6 analogues: the augmentation parameters of the first illustrated ``model``
-    comparison run (``illustrations.csv``, :mod:`bench.evaluation.illustrate`) and its arrays
-    (``illustrations.npz``) when present (results sets commit the table, not the arrays)."""
+    comparison run (``illustrations.csv``, :mod:`bench.evaluation.illustrate`), the ultrasound
+    transforms it shows (``illustrations_ultrasound.csv``) and its arrays (``illustrations.npz``)
+    when present (results sets commit the two tables, not the arrays)."""
     for r in dict(comparison_sets(runs)).get(model, []):
         params = r.folder.illustration_params()
         if params is not None:
             params["hflip"] = params.hflip.astype(bool)
-            return params.drop(columns="id"), r.folder.illustration_arrays()
-    return pd.DataFrame(), {}
+            return (params.drop(columns="id"), r.folder.illustration_transforms(),
+                    r.folder.illustration_arrays())
+    return pd.DataFrame(), [], {}
 
 
 def augmentation_figure(arrays: dict[str, np.ndarray], params: pd.DataFrame,
@@ -115,8 +118,8 @@ def preprocessing_figure(arrays: dict[str, np.ndarray], base: Path) -> list[Path
 def write_tables(ctx: ReportContext) -> None:
     """``fig5_augmentation.csv`` (committed) and ``pipeline_examples.npz`` (the arrays, not
     committed); either is dropped when there is nothing to write, so no earlier report's stays."""
-    params, arrays = pipeline_examples(ctx.runs)
-    transforms = pd.DataFrame({"transform": [str(n) for n in arrays.get("ultrasound_names", [])]})
+    params, names, arrays = pipeline_examples(ctx.runs)
+    transforms = pd.DataFrame({"transform": names})
     for name, present in (("fig5_augmentation.csv", len(params)), ("pipeline_examples.npz", arrays),
                           (ULTRASOUND_TABLE, len(transforms))):
         if not present:
