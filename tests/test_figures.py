@@ -205,6 +205,25 @@ def test_a_redrawn_report_leaves_no_stale_explanation_page(tmp_path):
     assert sorted(p.name for p in fdir.iterdir()) == ["explanations_all.png", "other.png"]
 
 
+def test_a_report_without_the_git_ignored_arrays_keeps_the_figures_drawn_from_them(tmp_path):
+    # a clone of a results set has the tables but not the maps and thumbnails (.npz are ignored)
+    tdir, fdir = tmp_path / "tables", tmp_path / "figures"
+    tdir.mkdir()
+    fdir.mkdir()
+    committed = {name: f"drawn from the arrays: {name}" for name in (
+        "explanations_1.png", "explanations_2.png", "fig3_misclassified.png")}
+    for name, text in committed.items():
+        (fdir / name).write_text(text)
+    np.savez(tdir / explanations.EXAMPLES, **{})
+    pd.DataFrame({"id": ["a"], "label": [0], "prob_malignant": [0.9], "seeds_wrong": [3],
+                  "n_seeds": [3]}).to_csv(tdir / "fig3_misclassified.csv", index=False)
+    np.savez(tdir / "fig3_misclassified.npz", **{})
+    assert explanations.draw_figures(tdir, fdir) == [] and errors.draw_figures(tdir, fdir) == []
+    assert {p.name: p.read_text() for p in fdir.iterdir()} == committed
+    (fdir / "fig3_misclassified.png").unlink()  # nothing to keep: drawn, with empty frames
+    assert any(p.suffix == ".png" for p in errors.draw_figures(tdir, fdir))
+
+
 def test_misclassified_grid_labels_every_image(drawn, tmp_path):
     t = pd.DataFrame({"id": ["a", "b"], "label": [0, 1], "prob_malignant": [0.9, 0.1],
                       "seeds_wrong": [3, 2], "n_seeds": [3, 3]})

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from bench.cli.sitegap import main
 from tests.helpers import call_main, write_fixture_run
@@ -109,3 +110,19 @@ def test_a_control_is_shown_but_never_chosen():
                          "auc": 0.7})
     chosen = _chosen_rows(pd.DataFrame(rows))
     assert {r["lever"] for r in chosen} == {"chosen: BN adapted on the target (unlabelled)"}
+
+
+COMMITTED = Path(__file__).resolve().parents[1] / "results" / "sitegap-cpu"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (COMMITTED / "runs").is_dir(), reason="no committed site-gap set")
+def test_the_committed_site_gap_runs_rebuild_its_tables_and_readme_byte_for_byte(tmp_path):
+    # what a clean clone has: the runs' committed files only (no weights, no arrays)
+    assert main(["--runs", str(COMMITTED / "runs"), "--out", str(tmp_path)]) == 0
+    committed = sorted((COMMITTED / "tables").iterdir())
+    assert committed
+    for path in committed:
+        assert (tmp_path / "tables" / path.name).read_bytes() == path.read_bytes(), path.name
+    # the README names the runs folder it read, never --out
+    assert (tmp_path / "README.md").read_text() == (COMMITTED / "README.md").read_text()

@@ -102,9 +102,15 @@ def write_tables(ctx: ReportContext) -> None:
 def draw_figures(tdir: Path, fdir: Path) -> list[Path]:
     if not (tdir / "fig3_misclassified.csv").is_file():
         return []
+    wrong = pd.read_csv(tdir / "fig3_misclassified.csv", dtype={"id": str})
     with np.load(tdir / "fig3_misclassified.npz") as npz:
-        return misclassified_grid(pd.read_csv(tdir / "fig3_misclassified.csv", dtype={"id": str}),
-                                  {k: npz[k] for k in npz.files}, fdir / "fig3_misclassified")
+        thumbs = {k: npz[k] for k in npz.files}
+    base = fdir / "fig3_misclassified"
+    if len(wrong) and not thumbs and base.with_suffix(".png").is_file():
+        # the thumbnails come from the explanation arrays, which git does not keep: a clone of a
+        # results set keeps its committed figure rather than one of empty frames
+        return []
+    return misclassified_grid(wrong, thumbs, base)
 
 
 def readme(ctx: ReportContext) -> list[str]:
