@@ -115,6 +115,13 @@ def test_the_site_gap_findings_count_each_lever_and_name_the_cells_that_exclude_
                        "[+0.050, +0.150].")
     assert chosen.endswith("`a` on busi: BN adapted.")
     assert "below 0.6 in 2 of 4 rows" in slopes  # the chosen row is not counted twice
+    # a cell from one training seed says so: its interval resamples patients only
+    seeds = table.assign(n_seeds=[3, 3, 1, 3, 1])
+    adapted = sitegap_findings(seeds)[1]
+    assert adapted.endswith("; 1 of the 2 cells from one training seed (ΔAUC against the same "
+                            "seed without a lever), whose interval leaves out how much another "
+                            "seed would move it.")
+    assert "one training seed" not in sitegap_findings(seeds.assign(n_seeds=3))[1]
 
 
 def test_the_heldout_findings_count_the_verdicts_and_give_the_detectable_differences():

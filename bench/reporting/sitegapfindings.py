@@ -1,6 +1,7 @@
 """What the site-gap table's intervals say (docs/protocol.md "Closing the site gap"), counted
 from it: per lever, over every model and scored site, the range of ΔAUC against the same model
-without a lever, how many intervals exclude 0 (each way, naming those cells), the rows chosen
+without a lever, how many intervals exclude 0 (each way, naming those cells; saying which come
+from one training seed), the rows chosen
 without looking at the scored site, and the calibration slope. A pure function of the saved
 table (:func:`bench.reporting.sections.sitegap.site_gap_table`), so the words are the numbers'."""
 
@@ -32,6 +33,11 @@ def _lever(lever: str, part: pd.DataFrame) -> str:
     for label, cells in (("higher", up), ("lower", down)):
         if len(cells):
             words += f"; {label}: " + ", ".join(_cell(r) for r in cells.itertuples())
+    one = int((part.n_seeds == 1).sum()) if "n_seeds" in part else 0
+    if one:  # a one-seed interval resamples patients only, so it is narrower than it should be
+        which = "every cell" if one == n else f"{one} of the {n} cells"
+        words += (f"; {which} from one training seed (ΔAUC against the same seed without a "
+                  "lever), whose interval leaves out how much another seed would move it")
     return words + "."
 
 

@@ -137,9 +137,14 @@ def draw(tdir: Path, fdir: Path) -> list[Path]:
         ax.set_xlabel("ΔAUC vs no lever [95% CI]", fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0][0].set_yticks(range(len(rows)))
-    axes[0][0].set_yticklabels([f"{m}: {lever}" for m, lever in rows], fontsize=7)
+    seeds = t.groupby(["model", "lever"]).n_seeds.agg(lambda s: "/".join(
+        str(n) for n in sorted(set(s.astype(int)))))
+    axes[0][0].set_yticklabels([f"{m}: {lever} ({seeds[m, lever]} seed"
+                                f"{'' if seeds[m, lever] == '1' else 's'})" for m, lever in rows],
+                               fontsize=7)
     axes[0][0].invert_yaxis()
-    fig.suptitle("Levers against the site gap (seeds × patient clusters)", fontsize=10)
+    fig.suptitle("Levers against the site gap (95% CI over training seeds × patient clusters; "
+                 "patient clusters only for one seed)", fontsize=10)
     fig.tight_layout()
     return save(fig, fdir / FIGURE)
 
