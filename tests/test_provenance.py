@@ -45,6 +45,7 @@ def test_changed_code_makes_the_revision_dirty(checkout: Path) -> None:
     assert provenance.git_revision().endswith("+dirty")
 
 
+@pytest.mark.slow  # 4 to 8 s of CPU (a report twice; the script on a folder)
 def test_the_regeneration_scripts_drop_runs_of_another_code_version_and_keep_this_ones(
         tmp_path: Path) -> None:
     """tools/drop_other_code_runs.py, which both regeneration scripts call before they train."""

@@ -430,6 +430,7 @@ def _files(folder: Path) -> dict[str, bytes]:
             if p.is_file()}
 
 
+@pytest.mark.slow  # 4 to 8 s of CPU (a report twice; the script on a folder)
 def test_without_out_the_report_goes_beside_its_runs(tmp_path):
     write_fixture_run(tmp_path / "set" / "runs", "fus2net", 0.6, 1)
     assert main(["--runs", str(tmp_path / "set" / "runs"), "--n-boot", "20"]) == 0
