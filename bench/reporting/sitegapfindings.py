@@ -1,9 +1,9 @@
 """What the site-gap table's intervals say (docs/protocol.md "Closing the site gap"), counted
 from it: per lever, over every model and scored site, the range of ΔAUC against the same model
 without a lever, how many intervals exclude 0 (each way, naming those cells; saying which come
-from one training seed), the rows chosen
-without looking at the scored site, and the calibration slope. A pure function of the saved
-table (:func:`bench.reporting.sections.sitegap.site_gap_table`), so the words are the numbers'."""
+from one training seed), the rows chosen without looking at the scored site, and the
+calibration slope. A pure function of the saved table
+(:func:`bench.reporting.sections.sitegap.site_gap_table`), so the words are the numbers'."""
 
 from __future__ import annotations
 
